@@ -1,0 +1,100 @@
+"""
+The root of appnet's exception hierarchy.
+
+Every exception appnet raises on purpose derives from L{AppnetError}, so a
+caller can catch appnet's failures without catching programming errors.
+Protocol packages add their own subclasses next to their code; the ones
+shared across packages live here.
+"""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+
+class AppnetError(Exception):
+    """
+    Base class of every error appnet raises deliberately.
+    """
+
+
+@frozen(eq=False)
+class ConfigError(AppnetError):
+    """
+    A configuration setting or command-line option is wrong.
+
+    @ivar key: the dotted config key or the command-line option at fault
+        (C{"smtp.listen[0]"}, C{"--http"}).
+    @ivar problem: what is wrong with it, one short sentence.
+    @ivar source: where the setting came from (a file name, or C{None} for
+        the command line or the built-in defaults).
+    """
+
+    key: str
+    problem: str
+    source: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        return f"{where}{self.key}: {self.problem}"
+
+
+@frozen(eq=False)
+class ListenError(AppnetError):
+    """
+    A service could not start listening on one of its endpoints.
+
+    @ivar service: the service name (C{"smtp"}).
+    @ivar endpoint: the endpoint description that failed.
+    @ivar reason: why, as reported by the operating system.
+    """
+
+    service: str
+    endpoint: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.service}: cannot listen on {self.endpoint}: {self.reason}"
+
+
+class StoreError(AppnetError):
+    """
+    Base class for errors raised by the durable store.
+    """
+
+
+@frozen(eq=False)
+class UserExists(StoreError):
+    """
+    An account with this address already exists.
+    """
+
+    address: str
+
+    def __str__(self) -> str:
+        return f"user {self.address} already exists"
+
+
+@frozen(eq=False)
+class NoSuchUser(StoreError):
+    """
+    No account has this address.
+    """
+
+    address: str
+
+    def __str__(self) -> str:
+        return f"no such user: {self.address}"
+
+
+@frozen(eq=False)
+class BadAddress(AppnetError):
+    """
+    A string is not a usable account or mail address.
+    """
+
+    address: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"bad address {self.address!r}: {self.problem}"
