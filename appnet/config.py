@@ -1,0 +1,649 @@
+"""
+Configuration: built-in defaults, then a TOML file, then command-line options.
+
+The result is one immutable L{Config}. Every setting is declared once, as a
+field of a frozen attrs class with the parser that validates it; the loader
+walks those declarations, so an unknown key, a wrong type or a bad value is
+reported as a L{ConfigError} naming the key (C{smtp.listen[1]}) and where it
+came from (the file, or the command-line option). Nothing here listens,
+binds or starts anything; the only I/O is reading the TOML file and, for
+C{ssl:} endpoints, the certificate files they name (so an unreadable
+certificate is a configuration error, found before anything starts).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import attrs
+from attrs import field, frozen
+from twisted.internet.endpoints import serverFromString
+
+from appnet.datadir import findDataDir
+from appnet.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "DNSConfig",
+    "FTPConfig",
+    "HTTPConfig",
+    "IMAPConfig",
+    "ListenerConfig",
+    "POP3Config",
+    "SMTPConfig",
+    "SubmissionConfig",
+    "MailConfig",
+    "AuthConfig",
+    "TLSConfig",
+    "SERVICES",
+    "TRACEABLE",
+    "loadConfig",
+    "parseHostPort",
+    "parseSize",
+]
+
+#: Every service of the stack, in start order.
+SERVICES = ("dns", "smtp", "submission", "pop3", "imap", "ftp", "http")
+
+#: Protocols whose dialogue C{--trace} can log.
+TRACEABLE = ("smtp", "pop3", "imap", "ftp", "http", "dns")
+
+T = TypeVar("T")
+Parser = Callable[[Any], Any]
+
+
+class _Invalid(Exception):
+    """
+    Raised by a value parser; the loader adds the key and the source.
+    """
+
+
+def _setting(default: Any, parse: Parser, doc: str) -> Any:
+    """
+    Declare one setting: its default, the parser that validates a raw TOML
+    (or command-line) value, and a one-line description for C{--help}.
+    """
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for defaults")
+    return field(default=default, metadata={"parse": parse, "doc": doc})
+
+
+# Value parsers. Each takes a raw value and returns the typed value or raises
+# _Invalid with a short description of the problem.
+
+
+def _typeName(value: object) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"expected true or false, got {_typeName(value)}")
+    return value
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a string, got {_typeName(value)}")
+    return value
+
+
+def _optStr(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return _str(value)
+
+
+def _int(lo: int, hi: int) -> Parser:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(f"expected an integer, got {_typeName(value)}")
+        if not lo <= value <= hi:
+            raise _Invalid(f"must be between {lo} and {hi}, got {value}")
+        return value
+
+    return parse
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgKMG]?)i?[bB]?\s*$")
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _size(value: Any) -> int:
+    """
+    A byte count: an integer, or a string like C{"25M"}, C{"512KiB"}.
+    """
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if m is None:
+            raise _Invalid(f"expected a size like 10M, got {value!r}")
+        return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _Invalid(f"expected a size like 10M, got {value!r}")
+    return value
+
+
+def parseSize(text: str | int) -> int:
+    """
+    A byte count from C{"25M"}, C{"512K"}, C{"1G"} or an integer.
+
+    @raise ValueError: if it is not one.
+    """
+    try:
+        return _size(text)
+    except _Invalid as e:
+        raise ValueError(str(e)) from None
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: Any) -> float:
+    """
+    Seconds: a number, or a string like C{"30s"}, C{"5m"}, C{"4h"}, C{"5d"}.
+    """
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m is None:
+            raise _Invalid(f"expected a duration like 30s or 5m, got {value!r}")
+        return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise _Invalid(f"expected a duration like 30s or 5m, got {value!r}")
+    return float(value)
+
+
+def _listOf(item: Parser) -> Parser:
+    def parse(value: Any) -> tuple[Any, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise _Invalid(f"expected a list, got {_typeName(value)}")
+        result = []
+        for i, each in enumerate(value):
+            try:
+                result.append(item(each))
+            except _Invalid as e:
+                raise _Invalid(f"[{i}]: {e}") from None
+        return tuple(result)
+
+    return parse
+
+
+class _ParseOnlyReactor:
+    """
+    Stands in for the reactor while endpoint descriptions are parsed:
+    parsing builds endpoint objects but never calls the reactor.
+    """
+
+
+def parseEndpoint(value: Any) -> str:
+    """
+    Check a Twisted server endpoint description (C{tcp:2525},
+    C{ssl:8443:privateKey=key.pem}) by parsing it, without listening.
+    """
+    desc = _str(value)
+    try:
+        serverFromString(_ParseOnlyReactor(), desc)
+    except Exception as e:
+        detail = str(e) or type(e).__name__
+        raise _Invalid(f"bad endpoint {desc!r}: {detail}") from None
+    return desc
+
+
+def parseHostPort(value: str, defaultPort: int | None = None) -> tuple[str, int]:
+    """
+    Parse C{HOST:PORT} (C{[v6addr]:PORT} for IPv6) into a host and a port.
+
+    @raise ValueError: if it is malformed.
+    """
+    m = re.match(r"^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$", value) or re.match(
+        r"^([^:\[\]]+)(?::(\d+))?$", value
+    )
+    if m is None:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    host, port = m.group(1), m.group(2)
+    if port is None:
+        if defaultPort is None:
+            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        return host, defaultPort
+    number = int(port)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port out of range in {value!r}")
+    return host, number
+
+
+def _hostPort(defaultPort: int | None) -> Parser:
+    def parse(value: Any) -> tuple[str, int]:
+        try:
+            return parseHostPort(_str(value), defaultPort)
+        except ValueError as e:
+            raise _Invalid(str(e)) from None
+
+    return parse
+
+
+def _network(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_network(_str(value), strict=False))
+    except ValueError:
+        raise _Invalid(f"expected a network like 127.0.0.0/8, got {value!r}") from None
+
+
+def _ipAddress(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_address(_str(value)))
+    except ValueError:
+        raise _Invalid(f"expected an IP address, got {value!r}") from None
+
+
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def _domain(value: Any) -> str:
+    name = _str(value).strip().rstrip(".").lower()
+    if (
+        not name
+        or len(name) > 253
+        or not all(_LABEL.match(label) for label in name.split("."))
+    ):
+        raise _Invalid(f"not a domain name: {value!r}")
+    return name
+
+
+def _choice(choices: Sequence[str]) -> Parser:
+    def parse(value: Any) -> str:
+        text = _str(value)
+        if text not in choices:
+            raise _Invalid(f"expected one of {', '.join(choices)}, got {text!r}")
+        return text
+
+    return parse
+
+
+def _portRange(value: Any) -> tuple[int, int]:
+    text = _str(value)
+    m = re.match(r"^(\d+)\s*-\s*(\d+)$", text)
+    if m is None:
+        raise _Invalid(f"expected a port range like 30000-30099, got {text!r}")
+    lo, hi = int(m.group(1)), int(m.group(2))
+    if not (1 <= lo <= hi <= 65535):
+        raise _Invalid(f"bad port range {text!r}")
+    return lo, hi
+
+
+# The settings. A table's class lists its keys; the defaults are the
+# zero-config defaults of shared/DESIGN.md.
+
+
+def _listen(endpoint: str) -> Any:
+    return _setting(
+        (endpoint,), _listOf(parseEndpoint), "Twisted endpoint strings to listen on"
+    )
+
+
+def _idle(seconds: float) -> Any:
+    return _setting(seconds, _duration, "close a connection idle this long")
+
+
+@frozen
+class ListenerConfig:
+    """
+    The settings every endpoint-based service has; each service's table
+    below sets its own defaults and adds its own keys.
+    """
+
+    enabled: bool = _setting(True, _bool, "run this service")
+    listen: tuple[str, ...] = _listen("tcp:0:interface=127.0.0.1")
+    idle_timeout: float = _idle(300)
+
+
+@frozen
+class HTTPConfig(ListenerConfig):
+    """The web server."""
+
+    listen: tuple[str, ...] = _listen("tcp:8080:interface=127.0.0.1")
+    idle_timeout: float = _idle(60)
+
+
+@frozen
+class FTPConfig(ListenerConfig):
+    """The FTP server."""
+
+    listen: tuple[str, ...] = _listen("tcp:2121:interface=127.0.0.1")
+    idle_timeout: float = _idle(900)
+    passive_ports: tuple[int, int] = _setting(
+        (30000, 30099), _portRange, "port range for passive data connections"
+    )
+    public_address: str | None = _setting(
+        None, _optStr, "address announced in PASV replies (behind NAT)"
+    )
+
+
+@frozen
+class SMTPConfig(ListenerConfig):
+    """The MX role: mail for local domains, no AUTH."""
+
+    listen: tuple[str, ...] = _listen("tcp:2525:interface=127.0.0.1")
+
+
+@frozen
+class SubmissionConfig(ListenerConfig):
+    """The submission role: AUTH required, relays anywhere."""
+
+    listen: tuple[str, ...] = _listen("tcp:2587:interface=127.0.0.1")
+
+
+@frozen
+class POP3Config(ListenerConfig):
+    """The POP3 server."""
+
+    listen: tuple[str, ...] = _listen("tcp:1110:interface=127.0.0.1")
+    idle_timeout: float = _idle(600)
+
+
+@frozen
+class IMAPConfig(ListenerConfig):
+    """The IMAP server."""
+
+    listen: tuple[str, ...] = _listen("tcp:1143:interface=127.0.0.1")
+    idle_timeout: float = _idle(1800)
+
+
+@frozen
+class DNSConfig:
+    """
+    The DNS service: one address for UDP and TCP, and how it recurses.
+    """
+
+    enabled: bool = _setting(True, _bool, "run this service")
+    listen: tuple[str, int] = _setting(
+        ("127.0.0.1", 1053), _hostPort(53), "HOST:PORT for UDP and TCP"
+    )
+    forward: tuple[tuple[str, int], ...] = _setting(
+        (), _listOf(_hostPort(53)), "forward recursion to these upstreams"
+    )
+    root_hints: str | None = _setting(
+        None, _optStr, "iterate from the root servers named in this file"
+    )
+    upstream_port: int = _setting(53, _int(1, 65535), "port for iterative queries")
+    resolver: tuple[str, int] | None = _setting(
+        None,
+        _hostPort(53),
+        "DNS server appnet's own lookups use (default: its own DNS service)",
+    )
+    zones: tuple[str, ...] = _setting(
+        (), _listOf(_str), "zone files served besides DATA/zones/*.zone"
+    )
+    allow_recursion: tuple[str, ...] = _setting(
+        ("127.0.0.0/8", "::1/128"),
+        _listOf(_network),
+        "client networks allowed to recurse",
+    )
+    allow_transfer: tuple[str, ...] = _setting(
+        (), _listOf(_ipAddress), "addresses allowed to AXFR our zones"
+    )
+
+
+@frozen
+class MailConfig:
+    """
+    Mail identity and relay settings shared by SMTP, delivery and the queue.
+    """
+
+    domains: tuple[str, ...] = _setting(
+        (), _listOf(_domain), "local mail domains besides the users' domains"
+    )
+    relay_port: int = _setting(25, _int(1, 65535), "port for outbound SMTP")
+
+
+@frozen
+class TLSConfig:
+    """
+    The certificate and key for STARTTLS, STLS and AUTH TLS. When neither is
+    set, DATA/tls/cert.pem and key.pem are used if present.
+    """
+
+    cert: str | None = _setting(None, _optStr, "certificate chain (PEM)")
+    key: str | None = _setting(None, _optStr, "private key (PEM)")
+
+
+@frozen
+class AuthConfig:
+    """
+    Login throttling, shared by every protocol.
+    """
+
+    max_failures: int = _setting(
+        5, _int(1, 10000), "failed logins from one address before it is throttled"
+    )
+    max_account_failures: int = _setting(
+        20, _int(1, 100000), "failed logins for one account before it is throttled"
+    )
+    window: float = _setting(
+        900.0, _duration, "how long a failed login counts against its address"
+    )
+    failure_delay: float = _setting(
+        2.0, _duration, "delay before a failed login is answered"
+    )
+
+
+@frozen
+class LimitsConfig:
+    """
+    Limits every listener applies.
+    """
+
+    connections_per_ip: int = _setting(
+        32, _int(1, 100000), "simultaneous connections per client address"
+    )
+
+
+def _trace(value: Any) -> frozenset[str]:
+    names = _listOf(_choice(TRACEABLE))(
+        value.split(",") if isinstance(value, str) else value
+    )
+    return frozenset(names)
+
+
+@frozen
+class Config:
+    """
+    The whole configuration of one appnet stack.
+    """
+
+    data: str = _setting(
+        "", _str, "data directory (default $APPNET_DATA or ./appnet-data)"
+    )
+    hostname: str = _setting(
+        "", _domain, "this host's name in greetings and Received headers"
+    )
+    trace: frozenset[str] = _setting(
+        frozenset(), _trace, "protocols whose dialogue is logged"
+    )
+    tls: TLSConfig = field(factory=TLSConfig)
+    auth: AuthConfig = field(factory=AuthConfig)
+    limits: LimitsConfig = field(factory=LimitsConfig)
+    mail: MailConfig = field(factory=MailConfig)
+    dns: DNSConfig = field(factory=DNSConfig)
+    smtp: SMTPConfig = field(factory=SMTPConfig)
+    submission: SubmissionConfig = field(factory=SubmissionConfig)
+    pop3: POP3Config = field(factory=POP3Config)
+    imap: IMAPConfig = field(factory=IMAPConfig)
+    ftp: FTPConfig = field(factory=FTPConfig)
+    http: HTTPConfig = field(factory=HTTPConfig)
+
+    def service(self, name: str) -> Any:
+        """
+        The settings table of service C{name} (one of L{SERVICES}).
+        """
+        return getattr(self, name)
+
+    def enabled(self) -> list[str]:
+        """
+        The names of the services that will run, in start order.
+        """
+        return [name for name in SERVICES if self.service(name).enabled]
+
+
+def _fields(cls: type) -> tuple[attrs.Attribute[Any], ...]:
+    return attrs.fields(cls)
+
+
+def _isTable(a: attrs.Attribute[Any]) -> bool:
+    return "parse" not in a.metadata
+
+
+def _tableClass(cls: type, a: attrs.Attribute[Any]) -> type:
+    factory = a.default.factory  # type: ignore[union-attr]
+    assert isinstance(factory, type)
+    return factory
+
+
+def _build(
+    cls: type[T],
+    raw: Mapping[str, Any],
+    prefix: str,
+    sourceOf: Callable[[str], str | None],
+) -> T:
+    """
+    Build an instance of the settings class C{cls} from a raw mapping,
+    naming every problem by its dotted key.
+    """
+    names = {a.name for a in _fields(cls)}
+    for key in raw:
+        if key not in names:
+            path = prefix + key
+            raise ConfigError(path, "unknown setting", sourceOf(path))
+    values: dict[str, Any] = {}
+    for a in _fields(cls):
+        path = prefix + a.name
+        if a.name not in raw:
+            continue
+        value = raw[a.name]
+        if _isTable(a):
+            if not isinstance(value, Mapping):
+                raise ConfigError(
+                    path, f"expected a table, got {_typeName(value)}", sourceOf(path)
+                )
+            values[a.name] = _build(_tableClass(cls, a), value, path + ".", sourceOf)
+            continue
+        try:
+            values[a.name] = a.metadata["parse"](value)
+        except _Invalid as e:
+            text = str(e)
+            if text.startswith("["):
+                index, _, text = text.partition(": ")
+                path += index
+            raise ConfigError(path, text, sourceOf(path)) from None
+    return cls(**values)
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def readTOML(path: str) -> dict[str, Any]:
+    """
+    Read a TOML file.
+
+    @raise ConfigError: if it cannot be read or parsed.
+    """
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ConfigError("--config", f"cannot read {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("--config", f"{path} is not valid TOML: {e}") from None
+
+
+def loadConfig(
+    path: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    optionNames: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """
+    Build the configuration: defaults, then the TOML file at C{path}, then
+    C{overrides} (the command-line options, in the TOML's shape).
+
+    @param optionNames: maps a dotted key set by C{overrides} to the
+        command-line option that set it, so errors name the option.
+    @param env: environment for the data directory fallback.
+    @raise ConfigError: naming the first bad key.
+    """
+    fromFile = readTOML(path) if path else {}
+    raw = _merge(fromFile, overrides or {})
+    options = dict(optionNames or {})
+
+    def sourceOf(key: str) -> str | None:
+        for dotted, option in options.items():
+            if (
+                key == dotted
+                or key.startswith(dotted + "[")
+                or key.startswith(dotted + ".")
+            ):
+                return option
+        return path
+
+    config = _build(Config, raw, "", sourceOf)
+    if (config.tls.cert is None) != (config.tls.key is None):
+        missing = "tls.key" if config.tls.key is None else "tls.cert"
+        raise ConfigError(
+            missing, "tls.cert and tls.key must be set together", sourceOf(missing)
+        )
+    if config.dns.forward and config.dns.root_hints:
+        raise ConfigError(
+            "dns.forward",
+            "set either dns.forward or dns.root_hints, not both",
+            sourceOf("dns.forward"),
+        )
+    return attrs.evolve(
+        config,
+        data=findDataDir(config.data or None, env),
+        hostname=config.hostname or _defaultHostname(),
+    )
+
+
+def _defaultHostname() -> str:
+    """
+    The machine's own name, without a DNS lookup (which could block).
+    """
+    name = socket.gethostname().rstrip(".").lower()
+    try:
+        return _domain(name)
+    except _Invalid:
+        return "localhost"
+
+
+def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """
+    Every setting as C{(dotted key, default, description)}, for help texts
+    and the example config.
+    """
+    rows: list[tuple[str, Any, str]] = []
+    for a in _fields(cls):
+        if _isTable(a):
+            rows.extend(describe(_tableClass(cls, a), prefix + a.name + "."))
+        else:
+            rows.append((prefix + a.name, a.default, a.metadata["doc"]))
+    return rows

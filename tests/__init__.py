@@ -1,0 +1,1 @@
+"""appnet's tests, mirroring the appnet package."""
