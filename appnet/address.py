@@ -1,0 +1,56 @@
+"""
+Account addresses: the one spelling of C{alice@example.org} everything uses.
+
+An account is named by its mail address. Addresses are compared in lower
+case (RFC 5321 leaves local-part case to the receiving host; every common
+server folds it). C{+} is reserved for plus-addressing (C{alice+tag@} is
+delivered to C{alice@}), so it cannot appear in an account's name.
+"""
+
+from __future__ import annotations
+
+import re
+
+from appnet.errors import BadAddress
+
+__all__ = ["normalizeAccount", "splitAddress"]
+
+_LOCAL = re.compile(r"^[a-z0-9!#$%&'*/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*/=?^_`{|}~-]+)*$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def splitAddress(address: str) -> tuple[str, str]:
+    """
+    Split C{local@domain} at the last C{@}.
+
+    @raise BadAddress: if there is no C{@} or either side is empty.
+    """
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise BadAddress(address, "expected local@domain")
+    return local, domain
+
+
+def normalizeAccount(address: str | bytes) -> str:
+    """
+    The canonical form of an account address: stripped, lower case, with a
+    valid local part (no C{+}) and a valid domain name.
+
+    @raise BadAddress: naming the problem.
+    """
+    if isinstance(address, bytes):
+        try:
+            address = address.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadAddress(repr(address), "not UTF-8") from None
+    text = address.strip().lower()
+    local, domain = splitAddress(text)
+    domain = domain.rstrip(".")
+    if len(local) > 64 or not _LOCAL.match(local):
+        raise BadAddress(
+            address, "bad local part (letters, digits, . _ - allowed; no +)"
+        )
+    labels = domain.split(".")
+    if len(domain) > 253 or len(labels) < 2 or not all(_LABEL.match(x) for x in labels):
+        raise BadAddress(address, "bad domain")
+    return f"{local}@{domain}"

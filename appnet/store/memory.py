@@ -1,0 +1,85 @@
+"""
+In-memory implementations of the store interfaces, for tests.
+
+They keep the same contracts as the SQLite store (errors included) and
+answer synchronously through already-fired Deferreds, so tests built on them
+need no threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from attrs import define, field
+from twisted.internet.defer import Deferred, fail, succeed
+from zope.interface import implementer
+
+from appnet.errors import NoSuchUser, UserExists
+from appnet.store.interfaces import IStore, IUserStore, User
+
+__all__ = ["MemoryStore", "MemoryUserStore"]
+
+
+@implementer(IUserStore)
+@define
+class MemoryUserStore:
+    """
+    Accounts in a dict.
+    """
+
+    _users: dict[str, User] = field(factory=dict)
+    _now: Callable[[], float] = lambda: 0.0
+
+    def addUser(
+        self,
+        address: str,
+        passwordHash: str,
+        admin: bool = False,
+        quota: int | None = None,
+    ) -> Deferred[User]:
+        if address in self._users:
+            return fail(UserExists(address))
+        user = User(address, passwordHash, admin, quota, self._now())
+        self._users[address] = user
+        return succeed(user)
+
+    def getUser(self, address: str) -> Deferred[User | None]:
+        return succeed(self._users.get(address))
+
+    def setPasswordHash(self, address: str, passwordHash: str) -> Deferred[None]:
+        user = self._users.get(address)
+        if user is None:
+            return fail(NoSuchUser(address))
+        self._users[address] = User(
+            address, passwordHash, user.admin, user.quota, user.created
+        )
+        return succeed(None)
+
+    def deleteUser(self, address: str) -> Deferred[None]:
+        if self._users.pop(address, None) is None:
+            return fail(NoSuchUser(address))
+        return succeed(None)
+
+    def listUsers(self) -> Deferred[Sequence[User]]:
+        return succeed(
+            sorted(self._users.values(), key=lambda u: (u.domain, u.address))
+        )
+
+    def domains(self) -> Deferred[frozenset[str]]:
+        return succeed(frozenset(u.domain for u in self._users.values()))
+
+
+@implementer(IStore)
+@define
+class MemoryStore:
+    """
+    Every seam of the store, in memory.
+    """
+
+    users: MemoryUserStore = field(factory=MemoryUserStore)
+
+    def start(self) -> Deferred[None]:
+        return succeed(None)
+
+    def stop(self) -> Deferred[None]:
+        return succeed(None)

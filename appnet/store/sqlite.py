@@ -1,0 +1,169 @@
+"""
+The SQLite implementation of the store interfaces.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from attrs import define, field
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads
+from zope.interface import implementer
+
+from appnet.errors import NoSuchUser, UserExists
+from appnet.store._db import Database, Migration, connect, migrate
+from appnet.store.interfaces import IStore, IUserStore, User
+from appnet.store.schema import SCHEMAS
+
+__all__ = ["SQLiteStore", "SQLiteUserStore", "migrateFile"]
+
+
+def _user(row: tuple[str, str, int, int | None, float]) -> User:
+    return User(
+        address=row[0],
+        passwordHash=row[1],
+        admin=bool(row[2]),
+        quota=row[3],
+        created=row[4],
+    )
+
+
+_COLUMNS = "address, password, admin, quota, created"
+
+
+@implementer(IUserStore)
+@define
+class SQLiteUserStore:
+    """
+    Accounts in the C{users} table.
+    """
+
+    _db: Database
+    _now: Callable[[], float] = time.time
+
+    def addUser(
+        self,
+        address: str,
+        passwordHash: str,
+        admin: bool = False,
+        quota: int | None = None,
+    ) -> Deferred[User]:
+        user = User(address, passwordHash, admin, quota, self._now())
+
+        def insert(conn: sqlite3.Connection) -> User:
+            try:
+                conn.execute(
+                    f"INSERT INTO users (domain, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        user.domain,
+                        address,
+                        passwordHash,
+                        int(admin),
+                        quota,
+                        user.created,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise UserExists(address) from None
+            return user
+
+        return self._db.write(insert)
+
+    def getUser(self, address: str) -> Deferred[User | None]:
+        def select(conn: sqlite3.Connection) -> User | None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM users WHERE address = ?", (address,)
+            ).fetchone()
+            return None if row is None else _user(row)
+
+        return self._db.read(select)
+
+    def setPasswordHash(self, address: str, passwordHash: str) -> Deferred[None]:
+        def update(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "UPDATE users SET password = ? WHERE address = ?",
+                (passwordHash, address),
+            )
+            if cursor.rowcount == 0:
+                raise NoSuchUser(address)
+
+        return self._db.write(update)
+
+    def deleteUser(self, address: str) -> Deferred[None]:
+        def delete(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute("DELETE FROM users WHERE address = ?", (address,))
+            if cursor.rowcount == 0:
+                raise NoSuchUser(address)
+
+        return self._db.write(delete)
+
+    def listUsers(self) -> Deferred[Sequence[User]]:
+        def select(conn: sqlite3.Connection) -> Sequence[User]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM users ORDER BY domain, address"
+            ).fetchall()
+            return [_user(row) for row in rows]
+
+        return self._db.read(select)
+
+    def domains(self) -> Deferred[frozenset[str]]:
+        def select(conn: sqlite3.Connection) -> frozenset[str]:
+            return frozenset(
+                row[0] for row in conn.execute("SELECT DISTINCT domain FROM users")
+            )
+
+        return self._db.read(select)
+
+
+@implementer(IStore)
+@define
+class SQLiteStore:
+    """
+    Every seam of the store over one SQLite file.
+    """
+
+    _db: Database
+    users: SQLiteUserStore = field()
+
+    @classmethod
+    def open(
+        cls,
+        path: str,
+        reactor: IReactorFromThreads,
+        schemas: Mapping[str, Sequence[Migration]] = SCHEMAS,
+    ) -> SQLiteStore:
+        """
+        A store over the database file at C{path}. Nothing is opened until
+        L{start}.
+        """
+        db = Database(path, reactor, schemas)
+        return cls(db, SQLiteUserStore(db))
+
+    @property
+    def database(self) -> Database:
+        """The underlying L{Database}, for components adding their seams."""
+        return self._db
+
+    def start(self) -> Deferred[None]:
+        return self._db.start()
+
+    def stop(self) -> Deferred[None]:
+        return self._db.stop()
+
+
+def migrateFile(
+    path: str, schemas: Mapping[str, Sequence[Migration]] = SCHEMAS
+) -> None:
+    """
+    Open the database at C{path}, apply pending migrations and close it,
+    synchronously. Only for start-up before the reactor runs (twistd's
+    preflight), where a broken store must stop the daemon with one line.
+    """
+    conn = connect(path)
+    try:
+        migrate(conn, schemas)
+    finally:
+        conn.close()
