@@ -1,0 +1,248 @@
+"""
+Tests for L{appnet.auth}: password hashing, the checker, throttling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import IRealm
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import Interface, implementer
+from zope.interface.verify import verifyObject
+
+from appnet.auth import (
+    Authenticator,
+    LoginThrottle,
+    LoginThrottled,
+    UserChecker,
+    hashPassword,
+    verifyPassword,
+)
+from appnet.store.memory import MemoryUserStore
+
+COST = 4
+
+
+def inline(f: Any, *args: Any) -> Deferred[Any]:
+    """Run 'in a thread' synchronously, for deterministic tests."""
+    return succeed(f(*args))
+
+
+class PasswordTests(SynchronousTestCase):
+    """
+    scrypt hashing with a per-user salt.
+    """
+
+    def test_roundTrip(self) -> None:
+        """A hash verifies its own password and no other."""
+        encoded = hashPassword("correct horse", log2n=COST)
+        self.assertTrue(verifyPassword("correct horse", encoded))
+        self.assertFalse(verifyPassword("correct horse!", encoded))
+
+    def test_format(self) -> None:
+        """The encoding names the scheme and its parameters."""
+        encoded = hashPassword("pw", log2n=COST)
+        self.assertTrue(encoded.startswith("$scrypt$ln=4,r=8,p=1$"))
+
+    def test_defaultCost(self) -> None:
+        """Production hashes use N = 2**15."""
+        self.assertTrue(hashPassword("pw").startswith("$scrypt$ln=15,"))
+
+    def test_saltPerHash(self) -> None:
+        """Two hashes of one password differ (random salt)."""
+        self.assertNotEqual(
+            hashPassword("pw", log2n=COST), hashPassword("pw", log2n=COST)
+        )
+
+    def test_malformed(self) -> None:
+        """Malformed or foreign hashes never verify."""
+        for bad in (
+            "",
+            "plain",
+            "$scrypt$",
+            "$bcrypt$ln=4,r=8,p=1$AAAA$AAAA",
+            "$scrypt$ln=99,r=8,p=1$AAAA$AAAA",
+            "$scrypt$ln=x,r=8,p=1$AAAA$AAAA",
+            "$scrypt$ln=4$AAAA$AAAA",
+        ):
+            self.assertFalse(verifyPassword("pw", bad), bad)
+
+    def test_unicode(self) -> None:
+        """Non-ASCII passwords work."""
+        encoded = hashPassword("pässwörd-ü", log2n=COST)
+        self.assertTrue(verifyPassword("pässwörd-ü", encoded))
+
+
+class CheckerTests(SynchronousTestCase):
+    """
+    L{UserChecker} over a user store.
+    """
+
+    def setUp(self) -> None:
+        self.users = MemoryUserStore()
+        self.users.addUser("alice@example.org", hashPassword("secret-1", log2n=COST))
+        self.checker = UserChecker(self.users, "example.org", inline)
+
+    def check(self, user: str | bytes, password: str | bytes) -> Deferred[str]:
+        return self.checker.requestAvatarId(UsernamePassword(user, password))
+
+    def test_interface(self) -> None:
+        self.assertTrue(verifyObject(ICredentialsChecker, self.checker))
+
+    def test_right(self) -> None:
+        """The right password gives the canonical address."""
+        self.assertEqual(
+            self.successResultOf(self.check(b"Alice@Example.ORG", b"secret-1")),
+            "alice@example.org",
+        )
+
+    def test_bareLocalPart(self) -> None:
+        """A bare local part logs in to the default domain."""
+        self.assertEqual(
+            self.successResultOf(self.check("alice", "secret-1")), "alice@example.org"
+        )
+
+    def test_wrong(self) -> None:
+        self.failureResultOf(self.check("alice@example.org", "nope"), UnauthorizedLogin)
+
+    def test_unknownUser(self) -> None:
+        self.failureResultOf(
+            self.check("bob@example.org", "secret-1"), UnauthorizedLogin
+        )
+
+    def test_garbageName(self) -> None:
+        """A name that cannot be an address fails like a wrong password."""
+        self.failureResultOf(self.check(b"\xff\xfe", "x"), UnauthorizedLogin)
+        self.failureResultOf(self.check("a b@c", "x"), UnauthorizedLogin)
+
+
+class ThrottleTests(SynchronousTestCase):
+    """
+    L{LoginThrottle} counts failures per address and per account.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.throttle = LoginThrottle(
+            self.clock, maxFailures=3, maxAccountFailures=5, window=60
+        )
+
+    def test_addressThrottled(self) -> None:
+        """After maxFailures from one address it is refused, others are not."""
+        for _ in range(3):
+            self.assertTrue(self.throttle.allowed("a@x.org", "10.0.0.1"))
+            self.throttle.failed("a@x.org", "10.0.0.1")
+        self.assertFalse(self.throttle.allowed("b@x.org", "10.0.0.1"))
+        self.assertTrue(self.throttle.allowed("a@x.org", "10.0.0.2"))
+
+    def test_accountThrottled(self) -> None:
+        """Failures for one account from many addresses throttle the account."""
+        for i in range(5):
+            self.throttle.failed("a@x.org", f"10.0.0.{i}")
+        self.assertFalse(self.throttle.allowed("a@x.org", "10.0.0.99"))
+        self.assertTrue(self.throttle.allowed("b@x.org", "10.0.0.99"))
+
+    def test_windowSlides(self) -> None:
+        """Failures older than the window no longer count."""
+        for _ in range(3):
+            self.throttle.failed("a@x.org", "10.0.0.1")
+        self.clock.advance(59)
+        self.assertFalse(self.throttle.allowed("a@x.org", "10.0.0.1"))
+        self.clock.advance(2)
+        self.assertTrue(self.throttle.allowed("a@x.org", "10.0.0.1"))
+
+    def test_successClears(self) -> None:
+        for _ in range(2):
+            self.throttle.failed("a@x.org", "10.0.0.1")
+        self.throttle.succeeded("a@x.org", "10.0.0.1")
+        self.throttle.failed("a@x.org", "10.0.0.1")
+        self.assertTrue(self.throttle.allowed("a@x.org", "10.0.0.1"))
+
+    def test_boundedMemory(self) -> None:
+        """Stale entries are swept once the table passes its bound."""
+        throttle = LoginThrottle(self.clock, maxFailures=3, window=10, maxEntries=100)
+        for i in range(100):
+            throttle.failed(None, f"10.0.{i // 250}.{i % 250}")
+        self.clock.advance(11)
+        throttle.failed(None, "192.0.2.1")
+        self.assertLessEqual(len(throttle._failures), 1)
+
+
+class Avatar(Interface):
+    """What the test realm hands out."""
+
+
+@implementer(IRealm)
+class Realm:
+    def requestAvatar(self, avatarId: str, mind: object, *interfaces: Any) -> Any:
+        return (Avatar, avatarId, lambda: None)
+
+
+class GuardedPortalTests(SynchronousTestCase):
+    """
+    The per-connection portal throttles and delays failures on the clock.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        users = MemoryUserStore()
+        users.addUser("alice@example.org", hashPassword("secret-1", log2n=COST))
+        self.auth = Authenticator(
+            UserChecker(users, None, inline),
+            LoginThrottle(self.clock, maxFailures=2, maxAccountFailures=10, window=300),
+            self.clock,
+            failureDelay=2.0,
+        )
+
+    def login(self, password: str, client: str = "192.0.2.1") -> Deferred[Any]:
+        portal = self.auth.portalFor(Realm(), client)
+        return portal.login(
+            UsernamePassword(b"alice@example.org", password.encode()), None, Avatar
+        )
+
+    def loginAndWait(self, password: str) -> Deferred[Any]:
+        d = self.login(password)
+        self.clock.advance(2)
+        return d
+
+    def test_success(self) -> None:
+        """A right password logs in at once with the canonical avatar."""
+        iface, avatar, logout = self.successResultOf(self.login("secret-1"))
+        self.assertEqual(avatar, "alice@example.org")
+
+    def test_failureDelayed(self) -> None:
+        """A failure is answered only after the failure delay."""
+        d = self.login("wrong")
+        self.assertNoResult(d)
+        self.clock.advance(2)
+        self.failureResultOf(d, UnauthorizedLogin)
+
+    def test_throttledEvenWithRightPassword(self) -> None:
+        """Once throttled, the right password is refused too, as throttled."""
+        for _ in range(2):
+            d = self.login("wrong")
+            self.clock.advance(2)
+            self.failureResultOf(d, UnauthorizedLogin)
+        d = self.login("secret-1")
+        self.clock.advance(2)
+        self.failureResultOf(d, LoginThrottled)
+        # Another address is unaffected.
+        self.successResultOf(self.login("secret-1", client="192.0.2.2"))
+
+    def test_throttleExpires(self) -> None:
+        """After the window, the address may log in again."""
+        for _ in range(2):
+            self.failureResultOf(self.loginAndWait("wrong"), UnauthorizedLogin)
+        self.clock.advance(300)
+        self.successResultOf(self.login("secret-1"))
+
+    def test_listCredentialsInterfaces(self) -> None:
+        """The guarded portal reports the checker's credential interfaces."""
+        portal = self.auth.portalFor(Realm(), "192.0.2.1")
+        self.assertEqual(len(portal.listCredentialsInterfaces()), 1)
