@@ -1,0 +1,211 @@
+"""
+TLS material: making a self-signed certificate for development and loading
+a certificate chain and key for the servers.
+
+Every protocol offers TLS with the same L{TLSMaterial}: STARTTLS, STLS and
+AUTH TLS use L{TLSMaterial.serverOptions} as their context factory, and
+C{ssl:} endpoints can name the same files. Certificates are built and
+parsed with C{cryptography}; Twisted's L{CertificateOptions} serves them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+
+from attrs import frozen
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from OpenSSL import crypto
+from twisted.internet.ssl import CertificateOptions, TLSVersion
+
+from appnet.errors import ConfigError
+
+__all__ = ["TLSMaterial", "loadTLS", "makeSelfSigned", "writeSelfSigned"]
+
+
+def makeSelfSigned(
+    hostname: str,
+    *,
+    days: int = 825,
+    now: datetime.datetime | None = None,
+) -> tuple[bytes, bytes]:
+    """
+    Make a private key and a self-signed certificate for C{hostname}.
+
+    The certificate names C{hostname}, C{localhost}, 127.0.0.1 and ::1 as
+    subject alternative names, so the development stack can be reached by
+    name or by loopback address with verification on (trusting this
+    certificate).
+
+    @return: C{(keyPEM, certPEM)}.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = (now or datetime.datetime.now(datetime.UTC)) - datetime.timedelta(minutes=5)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, hostname),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "appnet self-signed"),
+        ]
+    )
+    names: list[x509.GeneralName] = [x509.DNSName(hostname)]
+    if hostname != "localhost":
+        names.append(x509.DNSName("localhost"))
+    names += [
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
+    ]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    keyPEM = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return keyPEM, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def writeSelfSigned(
+    certPath: str, keyPath: str, hostname: str, *, force: bool = False
+) -> None:
+    """
+    Write a new self-signed certificate and its key (mode 0600).
+
+    @raise FileExistsError: if either file exists and C{force} is false.
+    """
+    if not force:
+        for path in (certPath, keyPath):
+            if os.path.exists(path):
+                raise FileExistsError(path)
+    keyPEM, certPEM = makeSelfSigned(hostname)
+    for path in (certPath, keyPath):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    _writePrivate(keyPath, keyPEM)
+    _writePrivate(certPath, certPEM, mode=0o644)
+
+
+def _writePrivate(path: str, data: bytes, mode: int = 0o600) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+@frozen
+class TLSMaterial:
+    """
+    A loaded certificate chain and private key.
+
+    @ivar chain: the leaf certificate first, then intermediates.
+    @ivar certPath: where the chain was read from (for log lines).
+    """
+
+    chain: tuple[x509.Certificate, ...]
+    key: object
+    certPath: str
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        """The server's own certificate."""
+        return self.chain[0]
+
+    def serverOptions(self) -> CertificateOptions:
+        """
+        A server context factory: TLS 1.2 and newer, Twisted's default
+        ciphers, for STARTTLS and friends.
+        """
+        return CertificateOptions(
+            privateKey=crypto.PKey.from_cryptography_key(self.key),  # type: ignore[arg-type]
+            certificate=crypto.X509.from_cryptography(self.leaf),
+            extraCertChain=[crypto.X509.from_cryptography(c) for c in self.chain[1:]],
+            raiseMinimumTo=TLSVersion.TLSv1_2,
+        )
+
+    def certificatePEM(self) -> bytes:
+        """The leaf certificate as PEM, for clients to trust in tests."""
+        return self.leaf.public_bytes(serialization.Encoding.PEM)
+
+
+def loadTLS(certPath: str, keyPath: str, source: str | None = None) -> TLSMaterial:
+    """
+    Load a PEM certificate chain and its private key.
+
+    @param source: where the paths came from, for error messages.
+    @raise ConfigError: naming C{tls.cert} or C{tls.key} and the problem:
+        unreadable, not PEM, or a key that does not match the certificate.
+    """
+    try:
+        with open(certPath, "rb") as f:
+            certData = f.read()
+    except OSError as e:
+        problem = f"cannot read {certPath}: {e.strerror}"
+        raise ConfigError("tls.cert", problem, source) from None
+    try:
+        with open(keyPath, "rb") as f:
+            keyData = f.read()
+    except OSError as e:
+        problem = f"cannot read {keyPath}: {e.strerror}"
+        raise ConfigError("tls.key", problem, source) from None
+    try:
+        chain = tuple(x509.load_pem_x509_certificates(certData))
+    except ValueError:
+        raise ConfigError(
+            "tls.cert", f"{certPath} holds no PEM certificate", source
+        ) from None
+    try:
+        key = serialization.load_pem_private_key(keyData, password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            "tls.key", f"{keyPath} holds no unencrypted PEM private key", source
+        ) from None
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise ConfigError("tls.key", f"{keyPath}: only RSA and EC keys are supported")
+    leafKey = (
+        chain[0]
+        .public_key()
+        .public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    ownKey = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if leafKey != ownKey:
+        raise ConfigError(
+            "tls.key", f"{keyPath} does not match the certificate in {certPath}", source
+        )
+    return TLSMaterial(chain, key, certPath)
