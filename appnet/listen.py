@@ -1,0 +1,349 @@
+"""
+Listeners: every endpoint-based service accepts connections through here.
+
+L{GuardedFactory} wraps a service's protocol factory and applies what every
+service needs and none should write again: a per-address connection limit
+(Twisted's C{LimitConnectionsByPeer} indexes addresses as tuples and fails
+on Python 3's address objects, so it is not reused), connection and byte
+counters, the protocol transcript of C{--trace}, and closing every open
+connection when the service stops, so a stopped stack leaks nothing.
+
+L{ListenerService} binds one endpoint in C{privilegedStartService}, like
+Twisted's L{StreamServerEndpointService} (so privileged ports work under
+C{twistd --uid}), but reports failure as a L{ListenError} naming the service
+and endpoint, and records the bound address in an L{AddressBook}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from attrs import define, field, frozen
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+)
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
+
+from appnet.errors import ListenError
+from appnet.status import Status
+from appnet.trace import MaskRule, Transcript
+
+__all__ = [
+    "AddressBook",
+    "Bound",
+    "GuardedFactory",
+    "ListenerService",
+    "formatAddress",
+    "hostOf",
+]
+
+
+def hostOf(address: IAddress) -> str:
+    """
+    The host part of a connection's address (C{"unix"} for UNIX sockets).
+    """
+    return str(getattr(address, "host", None) or "unix")
+
+
+def formatAddress(address: IAddress) -> str:
+    """
+    C{127.0.0.1:2525}, C{[::1]:2525}, or a UNIX socket path.
+    """
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is None:
+        return str(getattr(address, "name", address))
+    if ":" in host:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+@frozen
+class Bound:
+    """
+    One address a service is listening on.
+    """
+
+    service: str
+    address: IAddress
+    transport: str
+    tls: bool
+
+    def __str__(self) -> str:
+        security = "TLS" if self.tls else "plain"
+        where = formatAddress(self.address)
+        return f"{self.service} {self.transport} {where} ({security})"
+
+
+@define
+class AddressBook:
+    """
+    Where each service of a stack is listening. Services report here when
+    they bind; start-up prints one line per listener from it.
+    """
+
+    _bound: list[Bound] = field(factory=list)
+    _log = Logger()
+
+    def record(
+        self, service: str, address: IAddress, tls: bool, transport: str = "tcp"
+    ) -> None:
+        """
+        Note that C{service} listens on C{address} and log the fact.
+        """
+        bound = Bound(service, address, transport, tls)
+        self._bound.append(bound)
+        self._log.info(
+            "{service} listening on {address} ({security})",
+            service=service,
+            address=f"{transport} {formatAddress(address)}",
+            security="TLS" if tls else "plain",
+        )
+
+    def forget(self, service: str, address: IAddress) -> None:
+        """
+        Note that C{service} stopped listening on C{address}.
+        """
+        self._bound = [
+            b
+            for b in self._bound
+            if not (b.service == service and b.address == address)
+        ]
+
+    def all(self) -> list[Bound]:
+        """Every current listener, in binding order."""
+        return list(self._bound)
+
+    def of(self, service: str) -> list[Bound]:
+        """The listeners of one service."""
+        return [b for b in self._bound if b.service == service]
+
+
+class GuardedProtocol(ProtocolWrapper):
+    """
+    The per-connection side of L{GuardedFactory}.
+    """
+
+    factory: GuardedFactory
+    transcript: Transcript | None = None
+
+    def connectionMade(self) -> None:
+        self.factory.opened(self)
+        super().connectionMade()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.factory.status.increment(self.factory.service, "bytes_in", len(data))
+        if self.transcript is not None:
+            self.transcript.fromClient(data)
+        super().dataReceived(data)
+
+    def write(self, data: bytes) -> None:
+        self.factory.status.increment(self.factory.service, "bytes_out", len(data))
+        if self.transcript is not None:
+            self.transcript.fromServer(data)
+        super().write(data)
+
+    def writeSequence(self, data: Sequence[bytes]) -> None:
+        self.write(b"".join(data))
+
+
+class _Refusal(Protocol):
+    """
+    Says why a connection is refused, then closes it.
+    """
+
+    def __init__(self, message: bytes) -> None:
+        self.message = message
+
+    def connectionMade(self) -> None:
+        if self.message:
+            self.transport.write(self.message)  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class GuardedFactory(WrappingFactory):
+    """
+    Wraps a service's factory with connection limits, accounting, tracing
+    and shutdown of open connections.
+
+    @ivar refusal: what to say to a client over its address's connection
+        limit before closing (a protocol-appropriate temporary error such as
+        SMTP's C{421}); empty to just close.
+    """
+
+    protocol = GuardedProtocol
+    _log = Logger()
+
+    def __init__(
+        self,
+        wrappedFactory: IProtocolFactory,
+        service: str,
+        status: Status,
+        maxPerAddress: int,
+        refusal: bytes = b"",
+        mask: MaskRule | None = None,
+    ) -> None:
+        super().__init__(wrappedFactory)
+        self.service = service
+        self.status = status
+        self.maxPerAddress = maxPerAddress
+        self.refusal = refusal
+        self.mask = mask
+        self.perAddress: dict[str, int] = {}
+        self._closing: list[Deferred[None]] = []
+        self._closers: dict[GuardedProtocol, Deferred[None]] = {}
+
+    def buildProtocol(  # type: ignore[override]
+        self, addr: IAddress
+    ) -> IProtocol | None:
+        host = hostOf(addr)
+        if self.perAddress.get(host, 0) >= self.maxPerAddress:
+            self.status.increment(self.service, "refused")
+            self._log.warn(
+                "{service}: refused {client}: {limit} connections already open",
+                service=self.service,
+                client=host,
+                limit=self.maxPerAddress,
+            )
+            refusal = _Refusal(self.refusal)
+            refusal.factory = self
+            return refusal
+        protocol = super().buildProtocol(addr)
+        if protocol is None:
+            return None
+        assert isinstance(protocol, GuardedProtocol)
+        self.perAddress[host] = self.perAddress.get(host, 0) + 1
+        if self.mask is not None:
+            protocol.transcript = Transcript(
+                self.service, formatAddress(addr), self.mask
+            )
+        return protocol
+
+    def opened(self, protocol: GuardedProtocol) -> None:
+        """
+        Count a connection that is now open.
+        """
+        self.status.increment(self.service, "connections")
+
+    def unregisterProtocol(self, p: ProtocolWrapper) -> None:
+        super().unregisterProtocol(p)
+        host = hostOf(p.getPeer())
+        remaining = self.perAddress.get(host, 1) - 1
+        if remaining > 0:
+            self.perAddress[host] = remaining
+        else:
+            self.perAddress.pop(host, None)
+        closer = self._closers.pop(p, None)  # type: ignore[call-overload]
+        if closer is not None:
+            closer.callback(None)
+
+    def openConnections(self) -> int:
+        """How many connections are open now."""
+        return len(self.protocols)
+
+    def closeAll(self, clock: IReactorTime, grace: float = 5.0) -> Deferred[Any]:
+        """
+        Close every open connection: politely first, then, after C{grace}
+        seconds, by aborting.
+
+        @return: fires when all are closed.
+        """
+        waits: list[Deferred[None]] = []
+        for protocol in list(self.protocols):
+            assert isinstance(protocol, GuardedProtocol)
+            d: Deferred[None] = Deferred()
+            self._closers[protocol] = d
+            transport = protocol.transport
+            if transport is None:
+                continue
+            transport.loseConnection()
+            abort = getattr(transport, "abortConnection", None)
+            if abort is not None:
+                call = clock.callLater(grace, abort)
+                d.addBoth(_cancelCall, call)
+            waits.append(d)
+        if not waits:
+            return succeed(None)
+        return DeferredList(waits)
+
+
+def _cancelCall(result: object, call: Any) -> object:
+    if call.active():
+        call.cancel()
+    return result
+
+
+class ListenerService(Service):
+    """
+    Listens on one endpoint description for one service.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        serviceName: str,
+        description: str,
+        factory: GuardedFactory,
+        book: AddressBook,
+    ) -> None:
+        self.reactor = reactor
+        self.serviceName = serviceName
+        self.description = description
+        self.factory = factory
+        self.book = book
+        self.port: IListeningPort | None = None
+
+    @property
+    def tls(self) -> bool:
+        """Does this endpoint speak TLS from the first byte?"""
+        return self.description.split(":", 1)[0].lower() in ("ssl", "tls")
+
+    def privilegedStartService(self) -> None:
+        """
+        Bind now, before privileges are dropped.
+
+        @raise ListenError: naming the service and endpoint.
+        """
+        super().privilegedStartService()
+        self._listen()
+
+    def startService(self) -> None:
+        super().startService()
+        if self.port is None:
+            self._listen()
+
+    def _listen(self) -> None:
+        endpoint = serverFromString(self.reactor, self.description)
+        result: list[Any] = []
+        endpoint.listen(self.factory).addBoth(result.append)
+        if not result:  # pragma: no cover - stream endpoints bind synchronously
+            raise ListenError(self.serviceName, self.description, "did not bind")
+        outcome = result[0]
+        if isinstance(outcome, Failure):
+            reason = outcome.value
+            text = getattr(reason, "socketError", None) or reason
+            strerror = getattr(text, "strerror", None)
+            raise ListenError(self.serviceName, self.description, str(strerror or text))
+        self.port = outcome
+        self.book.record(self.serviceName, outcome.getHost(), self.tls)
+
+    def stopService(self) -> Deferred[Any]:
+        super().stopService()
+        port, self.port = self.port, None
+        if port is None:
+            return succeed(None)
+        self.book.forget(self.serviceName, port.getHost())
+        return port.stopListening() or succeed(None)

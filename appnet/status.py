@@ -1,0 +1,65 @@
+"""
+Counters every service reports, for C{/status} and C{/metrics}.
+
+A L{Status} holds monotonically increasing counters and point-in-time
+gauges, keyed by service and name (C{("smtp", "connections")}). Services
+increment counters as things happen and register gauges as callables read
+at snapshot time, so nothing is computed unless someone asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from attrs import define, field
+from twisted.internet.interfaces import IReactorTime
+
+__all__ = ["Status"]
+
+
+@define
+class Status:
+    """
+    The stack's counters and gauges.
+    """
+
+    _clock: IReactorTime
+    _started: float | None = field(default=None, init=False)
+    _counters: dict[tuple[str, str], int] = field(factory=dict, init=False)
+    _gauges: dict[tuple[str, str], Callable[[], float]] = field(
+        factory=dict, init=False
+    )
+
+    def started(self) -> None:
+        """Note the start time, for uptime."""
+        self._started = self._clock.seconds()
+
+    def increment(self, service: str, name: str, amount: int = 1) -> None:
+        """Add C{amount} to counter C{name} of C{service}."""
+        key = (service, name)
+        self._counters[key] = self._counters.get(key, 0) + amount
+
+    def counter(self, service: str, name: str) -> int:
+        """The current value of a counter (0 if never incremented)."""
+        return self._counters.get((service, name), 0)
+
+    def gauge(self, service: str, name: str, read: Callable[[], float]) -> None:
+        """Register a gauge, read at snapshot time."""
+        self._gauges[(service, name)] = read
+
+    def uptime(self) -> float:
+        """Seconds since L{started}, or 0 before it."""
+        if self._started is None:
+            return 0.0
+        return self._clock.seconds() - self._started
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        """
+        Every counter and gauge as C{{service: {name: value}}}.
+        """
+        result: dict[str, dict[str, float]] = {}
+        for (service, name), value in self._counters.items():
+            result.setdefault(service, {})[name] = value
+        for (service, name), read in self._gauges.items():
+            result.setdefault(service, {})[name] = read()
+        return result

@@ -1,0 +1,131 @@
+"""
+Tests for L{appnet.listen}: the guard every listener puts in front of its
+protocol.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from appnet.listen import AddressBook, GuardedFactory, formatAddress
+from appnet.status import Status
+from appnet.trace import MaskRule
+
+
+class Echo(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+
+def peer(host: str, port: int = 40000) -> IPv4Address:
+    return IPv4Address("TCP", host, port)
+
+
+class GuardedFactoryTests(SynchronousTestCase):
+    """
+    Per-address limits, counters, transcripts and closing.
+    """
+
+    def setUp(self) -> None:
+        self.status = Status(Clock())
+        self.factory = GuardedFactory(
+            Factory.forProtocol(Echo),
+            "echo",
+            self.status,
+            maxPerAddress=2,
+            refusal=b"421 too many connections\r\n",
+        )
+
+    def connect(self, host: str) -> tuple[Protocol, StringTransport]:
+        protocol = self.factory.buildProtocol(peer(host))
+        assert protocol is not None
+        transport = StringTransport(peerAddress=peer(host))
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_wrapsProtocol(self) -> None:
+        """Data passes through to the wrapped protocol and back."""
+        protocol, transport = self.connect("192.0.2.1")
+        protocol.dataReceived(b"hello")
+        self.assertEqual(transport.value(), b"hello")
+
+    def test_limitPerAddress(self) -> None:
+        """
+        A third connection from one address is refused with the service's
+        refusal line and closed; another address still connects.
+        """
+        self.connect("192.0.2.1")
+        self.connect("192.0.2.1")
+        protocol, transport = self.connect("192.0.2.1")
+        self.assertEqual(transport.value(), b"421 too many connections\r\n")
+        self.assertTrue(transport.disconnecting)
+        _, other = self.connect("192.0.2.2")
+        self.assertFalse(other.disconnecting)
+        self.assertEqual(self.status.counter("echo", "refused"), 1)
+
+    def test_limitReleasedOnClose(self) -> None:
+        """A closed connection frees its slot."""
+        first, _ = self.connect("192.0.2.1")
+        self.connect("192.0.2.1")
+        first.connectionLost(None)  # type: ignore[arg-type]
+        _, transport = self.connect("192.0.2.1")
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(self.factory.perAddress, {"192.0.2.1": 2})
+
+    def test_counters(self) -> None:
+        """Connections and bytes each way are counted."""
+        protocol, _ = self.connect("192.0.2.1")
+        protocol.dataReceived(b"12345")
+        self.assertEqual(self.status.counter("echo", "connections"), 1)
+        self.assertEqual(self.status.counter("echo", "bytes_in"), 5)
+        self.assertEqual(self.status.counter("echo", "bytes_out"), 5)
+
+    def test_transcript(self) -> None:
+        """With a mask rule, the dialogue is logged with secrets masked."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.factory.mask = MaskRule(secretCommands={b"PASS": 0})
+        protocol, _ = self.connect("192.0.2.1")
+        protocol.dataReceived(b"PASS hunter2\r\n")
+        lines = [
+            (e["direction"], e["line"])
+            for e in events
+            if e.get("log_namespace") == "appnet.trace.Transcript"
+        ]
+        self.assertEqual(lines[0], ("C", "PASS ********"))
+
+    def test_closeAll(self) -> None:
+        """closeAll asks every connection to close, then aborts stragglers."""
+        clock = Clock()
+        _, t1 = self.connect("192.0.2.1")
+        protocol2, t2 = self.connect("192.0.2.2")
+        d = self.factory.closeAll(clock, grace=5)
+        self.assertTrue(t1.disconnecting and t2.disconnecting)
+        self.assertNoResult(d)
+        for protocol in list(self.factory.protocols):
+            protocol.connectionLost(None)  # type: ignore[arg-type]
+        self.successResultOf(d)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class AddressTests(SynchronousTestCase):
+    def test_format(self) -> None:
+        self.assertEqual(formatAddress(peer("127.0.0.1", 25)), "127.0.0.1:25")
+        from twisted.internet.address import IPv6Address
+
+        self.assertEqual(formatAddress(IPv6Address("TCP", "::1", 25)), "[::1]:25")
+
+    def test_book(self) -> None:
+        book = AddressBook()
+        book.record("smtp", peer("127.0.0.1", 25), tls=False)
+        book.record("smtp", peer("127.0.0.1", 465), tls=True)
+        self.assertEqual(
+            [str(b) for b in book.of("smtp")],
+            ["smtp tcp 127.0.0.1:25 (plain)", "smtp tcp 127.0.0.1:465 (TLS)"],
+        )
+        book.forget("smtp", peer("127.0.0.1", 25))
+        self.assertEqual(len(book.all()), 1)
