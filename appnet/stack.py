@@ -1,0 +1,334 @@
+"""
+The stack: one L{MultiService} holding the store, every protocol service
+and their listeners, built from a L{Config}.
+
+Protocol packages join the stack through L{BUILDERS}: each names a
+function that takes the shared L{StackContext} (config, reactor, store,
+authentication, TLS, counters) and returns a L{Component}: the protocol
+factories to put behind the configured endpoints, and any background
+services (a queue runner, the DNS server with its UDP port).
+
+Start-up order: L{Stack.privilegedStartService} prepares the data
+directory, loads TLS and binds every listener (so privileged ports bind
+before twistd drops privileges); L{Stack.startService} opens the store in
+its threads and, once it is ready, starts the background services.
+Connections that arrive while the store opens simply wait for it, because
+store calls queue behind the opening. Stopping reverses the order and closes
+every open connection, so a stopped stack leaks no port, connection,
+thread or timer.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from attrs import define, field, frozen
+from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IProtocolFactory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from appnet import __version__
+from appnet.auth import Authenticator, LoginThrottle, UserChecker
+from appnet.config import Config
+from appnet.datadir import DataDir
+from appnet.errors import ListenError
+from appnet.listen import AddressBook, GuardedFactory, ListenerService
+from appnet.status import Status
+from appnet.store.interfaces import IStore
+from appnet.store.sqlite import SQLiteStore
+from appnet.tls import TLSMaterial, loadTLS
+from appnet.trace import MaskRule
+
+__all__ = ["BUILDERS", "Component", "Listening", "Stack", "StackContext"]
+
+
+@frozen
+class Listening:
+    """
+    A protocol factory to put behind the endpoints of one service.
+
+    @ivar service: the service name (C{"smtp"}); its endpoints come from
+        the config table of that name.
+    @ivar refusal: sent to a client over the per-address connection limit
+        before the connection closes (SMTP's C{421 ...\\r\\n}).
+    @ivar mask: what is secret in this protocol's transcript.
+    """
+
+    service: str
+    factory: IProtocolFactory
+    refusal: bytes = b""
+    mask: MaskRule = field(factory=MaskRule)
+
+
+@frozen
+class Component:
+    """
+    What a protocol package adds to the stack.
+    """
+
+    listening: Sequence[Listening] = ()
+    services: Sequence[IService] = ()
+
+
+@define
+class StackContext:
+    """
+    What every component builder receives: the shared pieces of one stack.
+    """
+
+    config: Config
+    dataDir: DataDir
+    reactor: Any
+    store: IStore
+    auth: Authenticator
+    tls: TLSMaterial | None
+    status: Status
+    addresses: AddressBook
+
+    def traced(self, service: str) -> bool:
+        """
+        Is C{--trace} on for this service? (C{smtp} covers submission.)
+        """
+        key = "smtp" if service == "submission" else service
+        return key in self.config.trace
+
+    async def localDomains(self) -> frozenset[str]:
+        """
+        The mail domains this node is final destination for: the configured
+        ones and every domain that has a user.
+        """
+        fromUsers = await self.store.users.domains()
+        return frozenset(self.config.mail.domains) | fromUsers
+
+
+Builder = Callable[[StackContext], Component]
+
+#: Component builders, C{"module:function"}, in start order. Each protocol
+#: package adds its line as it lands; a builder may serve several services
+#: (mail serves smtp, submission, pop3 and imap).
+BUILDERS: tuple[str, ...] = ()
+
+
+def _load(path: str) -> Builder:
+    module, _, name = path.partition(":")
+    builder: Builder = getattr(importlib.import_module(module), name)
+    return builder
+
+
+class Stack(MultiService):
+    """
+    Every service of one appnet node.
+
+    @ivar addresses: where each service listens, once bound.
+    @ivar status: the stack's counters.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        config: Config,
+        reactor: Any,
+        store: IStore | None = None,
+        builders: Sequence[str | Builder] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.dataDir = DataDir.at(config.data)
+        self.addresses = AddressBook()
+        self.status = Status(reactor)
+        self._store = store
+        self._builders = BUILDERS if builders is None else builders
+        self._context: StackContext | None = None
+        self._factories: list[GuardedFactory] = []
+        self._background = MultiService()
+        self._ready: Deferred[None] | None = None
+        self._waiters: list[Deferred[None]] = []
+        self._readyResult: object = None
+        self._bound = False
+        self._released: Deferred[Any] | None = None
+
+    @property
+    def context(self) -> StackContext:
+        """The shared context, once the stack is prepared."""
+        assert self._context is not None, "the stack has not started"
+        return self._context
+
+    @property
+    def store(self) -> IStore:
+        """The store, once the stack is prepared."""
+        return self.context.store
+
+    def _prepare(self) -> None:
+        """
+        Create the data directory, load TLS, build every component and the
+        listener services. Start-up I/O only: a few directories and two
+        small PEM files.
+        """
+        if self._context is not None:
+            return
+        config = self.config
+        self.dataDir.create()
+        store = self._store or SQLiteStore.open(self.dataDir.store.path, self.reactor)
+        checker = UserChecker(
+            store.users, config.mail.domains[0] if config.mail.domains else None
+        )
+        throttle = LoginThrottle(
+            self.reactor,
+            maxFailures=config.auth.max_failures,
+            maxAccountFailures=config.auth.max_account_failures,
+            window=config.auth.window,
+        )
+        auth = Authenticator(checker, throttle, self.reactor, config.auth.failure_delay)
+        self._context = ctx = StackContext(
+            config=config,
+            dataDir=self.dataDir,
+            reactor=self.reactor,
+            store=store,
+            auth=auth,
+            tls=self._loadTLS(),
+            status=self.status,
+            addresses=self.addresses,
+        )
+        served: set[str] = set()
+        for builder in self._builders:
+            build = _load(builder) if isinstance(builder, str) else builder
+            component = build(ctx)
+            for service in component.services:
+                service.setServiceParent(self._background)
+            for listening in component.listening:
+                served.add(listening.service)
+                self._addListeners(listening)
+        for name in config.enabled():
+            if name not in served and name != "dns":
+                self._log.warn(
+                    "{service} is enabled but not part of appnet {version} yet",
+                    service=name,
+                    version=__version__,
+                )
+
+    def _loadTLS(self) -> TLSMaterial | None:
+        tls = self.config.tls
+        if tls.cert and tls.key:
+            return loadTLS(tls.cert, tls.key)
+        cert, key = self.dataDir.tlsCert, self.dataDir.tlsKey
+        if cert.exists() and key.exists():
+            return loadTLS(cert.path, key.path, "data directory")
+        return None
+
+    def _addListeners(self, listening: Listening) -> None:
+        table = self.config.service(listening.service)
+        if not table.enabled:
+            return
+        guarded = GuardedFactory(
+            listening.factory,
+            listening.service,
+            self.status,
+            self.config.limits.connections_per_ip,
+            refusal=listening.refusal,
+            mask=listening.mask if self.context.traced(listening.service) else None,
+        )
+        self._factories.append(guarded)
+        for description in table.listen:
+            ListenerService(
+                self.reactor, listening.service, description, guarded, self.addresses
+            ).setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        """
+        Prepare and bind every listener.
+
+        @raise ListenError: if an endpoint cannot be bound; listeners bound
+            before it are closed again.
+        """
+        self._prepare()
+        try:
+            super().privilegedStartService()
+        except ListenError:
+            closing = []
+            for service in self:
+                if isinstance(service, ListenerService) and service.port is not None:
+                    closing.append(service.port.stopListening())
+                    service.port = None
+            self._released = DeferredList([d for d in closing if d is not None])
+            raise
+        self._bound = True
+
+    def released(self) -> Deferred[Any]:
+        """
+        After a failed start, fires once the ports bound before the failure
+        are closed again.
+        """
+        if self._released is None:
+            return DeferredList([])
+        return self._released
+
+    def startService(self) -> None:
+        """
+        Bind (if not done yet), open the store, then start the background
+        services.
+        """
+        if not self._bound:
+            self.privilegedStartService()
+        self._log.info(
+            "appnet {version} starting; data directory {data}",
+            version=__version__,
+            data=self.dataDir.root.path,
+        )
+        super().startService()
+        self.status.started()
+        ready = self.context.store.start()
+
+        def started(_: None) -> None:
+            self._background.startService()
+            self._log.info(
+                "appnet ready: {count} listeners", count=len(self.addresses.all())
+            )
+
+        self._ready = ready.addCallback(started)
+        self._ready.addBoth(self._fireWaiters)
+
+    def _fireWaiters(self, result: object) -> None:
+        self._readyResult = result
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            self._fire(waiter)
+
+    def _fire(self, waiter: Deferred[None]) -> None:
+        if isinstance(self._readyResult, Failure):
+            waiter.errback(self._readyResult)
+        else:
+            waiter.callback(None)
+
+    def whenReady(self) -> Deferred[None]:
+        """
+        Fires when the store is open and every service has started; fails
+        if the store could not be opened.
+        """
+        waiter: Deferred[None] = Deferred()
+        if self._ready is None or not self._ready.called:
+            self._waiters.append(waiter)
+        else:
+            self._fire(waiter)
+        return waiter
+
+    def stopService(self) -> Deferred[Any]:
+        """
+        Stop listening, close open connections, stop background services,
+        then close the store.
+        """
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        await super().stopService()
+        await DeferredList([f.closeAll(self.reactor) for f in self._factories])
+        if self._background.running:
+            await self._background.stopService()
+        if self._context is not None and self._ready is not None:
+            await self._context.store.stop()
+        self._log.info("appnet stopped")

@@ -1,0 +1,185 @@
+"""
+In-process fixtures for test suites (appnet's own and its users').
+
+L{startStack} runs a whole appnet stack inside the test's reactor: every
+service on an ephemeral loopback port, a temporary data directory, the
+users you name. It returns a L{RunningStack} telling where each service
+listens and giving access to its store; stopping it closes every port,
+connection and thread and removes the data directory::
+
+    from twisted.trial.unittest import TestCase
+    from appnet.testing import startStack
+
+    class MyTest(TestCase):
+        async def test_something(self) -> None:
+            stack = await startStack(self, users={"alice@example.org": "pw-alice-1"})
+            host, port = stack.address("smtp")
+            ...
+
+Protocol packages add their own fixtures on top of this one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from attrs import define, field
+from twisted.internet.defer import Deferred
+
+from appnet.auth import hashPassword
+from appnet.config import SERVICES, Config, loadConfig
+from appnet.datadir import DataDir
+from appnet.listen import Bound
+from appnet.stack import Builder, Stack
+from appnet.store.interfaces import IStore
+
+__all__ = ["RunningStack", "ephemeralConfig", "startStack", "TEST_HASH_COST"]
+
+#: scrypt cost for fixture users: cheap, since tests log in often. Never
+#: use it for real accounts.
+TEST_HASH_COST = 4
+
+_EPHEMERAL = "tcp:0:interface=127.0.0.1"
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def ephemeralConfig(dataDir: str, overrides: Mapping[str, Any] = {}) -> Config:
+    """
+    A config with every service on an ephemeral loopback port, data in
+    C{dataDir}, host name C{appnet.test}, then C{overrides} (TOML-shaped)
+    on top.
+    """
+    raw: dict[str, Any] = {"data": dataDir, "hostname": "appnet.test"}
+    for name in SERVICES:
+        raw[name] = (
+            {"listen": "127.0.0.1:0"} if name == "dns" else {"listen": [_EPHEMERAL]}
+        )
+    return loadConfig(None, _merge(raw, overrides))
+
+
+@define
+class RunningStack:
+    """
+    A started stack and what a test needs to reach it.
+    """
+
+    stack: Stack
+    dataDir: DataDir
+    _removeData: bool = True
+    _stopped: bool = field(default=False, init=False)
+
+    @property
+    def config(self) -> Config:
+        """The stack's config."""
+        return self.stack.config
+
+    @property
+    def store(self) -> IStore:
+        """The stack's store."""
+        return self.stack.store
+
+    def listeners(self, service: str) -> list[Bound]:
+        """Every address C{service} listens on."""
+        return self.stack.addresses.of(service)
+
+    def address(self, service: str, transport: str = "tcp") -> tuple[str, int]:
+        """
+        C{(host, port)} of the first listener of C{service}.
+
+        @raise KeyError: if it is not listening.
+        """
+        for bound in self.listeners(service):
+            if bound.transport == transport:
+                return bound.address.host, bound.address.port  # type: ignore[attr-defined]
+        raise KeyError(f"{service} is not listening on {transport}")
+
+    async def addUser(
+        self, address: str, password: str, admin: bool = False, quota: int | None = None
+    ) -> None:
+        """
+        Create an account (cheaply hashed; see L{TEST_HASH_COST}).
+        """
+        await self.store.users.addUser(
+            address, hashPassword(password, log2n=TEST_HASH_COST), admin, quota
+        )
+
+    def stop(self) -> Deferred[None]:
+        """
+        Stop everything and remove the temporary data directory.
+        """
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.stack.running:
+            await self.stack.stopService()
+        if self._removeData:
+            shutil.rmtree(self.dataDir.root.path, ignore_errors=True)
+
+
+async def startStack(
+    testCase: Any = None,
+    *,
+    config: Mapping[str, Any] = {},
+    users: Mapping[str, str] = {},
+    builders: Sequence[str | Builder] | None = None,
+    reactor: Any = None,
+    store: IStore | None = None,
+    dataDir: str | None = None,
+) -> RunningStack:
+    """
+    Start a stack on ephemeral loopback ports.
+
+    @param testCase: a trial C{TestCase}; if given, the stack is stopped by
+        its cleanup.
+    @param config: TOML-shaped overrides of L{ephemeralConfig}.
+    @param users: accounts to create, address to password.
+    @param builders: component builders (default: every one appnet has).
+    @param reactor: default: the global reactor.
+    @param store: an L{IStore} instead of SQLite in the data directory.
+    @param dataDir: use (and keep) this directory instead of a temporary one.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as globalReactor
+
+        reactor = globalReactor
+    removeData = dataDir is None
+    path = tempfile.mkdtemp(prefix="appnet-test-") if dataDir is None else dataDir
+    try:
+        stack = Stack(ephemeralConfig(path, config), reactor, store, builders)
+        running = RunningStack(stack, stack.dataDir, removeData)
+    except BaseException:
+        if removeData:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    try:
+        stack.startService()
+    except BaseException:
+        await stack.released()
+        if removeData:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    if testCase is not None:
+        testCase.addCleanup(running.stop)
+    try:
+        await stack.whenReady()
+        for address, password in users.items():
+            await running.addUser(address, password)
+    except BaseException:
+        await running.stop()
+        raise
+    return running
