@@ -1,0 +1,355 @@
+"""
+The C{appnet} command: administration and clients.
+
+Every subcommand is an L{Command}: L{usage.Options} for its arguments plus
+an C{async run(context)} doing the work on the reactor (the store through
+its threads, network clients through Deferreds). Failures the user can fix
+are printed as one line, C{appnet: ...}, with exit status 1; usage errors
+with status 2. Protocol packages add their subcommands to L{COMMANDS}.
+"""
+
+from __future__ import annotations
+
+import getopt
+import getpass
+import importlib
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from attrs import define, field
+from twisted.internet.defer import Deferred
+from twisted.internet.task import react
+from twisted.internet.threads import deferToThread
+from twisted.python import usage
+
+from appnet import __version__
+from appnet.address import normalizeAccount
+from appnet.auth import hashPassword
+from appnet.config import Config, loadConfig, parseSize
+from appnet.datadir import DataDir
+from appnet.errors import AppnetError, ConfigError
+from appnet.store.sqlite import SQLiteStore
+from appnet.tls import writeSelfSigned
+
+__all__ = ["COMMANDS", "Command", "main"]
+
+MIN_PASSWORD = 8
+
+
+class CommandError(AppnetError):
+    """
+    A failure to report as one line (exit status 1).
+    """
+
+
+@define
+class Context:
+    """
+    What a subcommand runs with: the reactor, the config (for the data
+    directory and defaults) and the terminal.
+    """
+
+    reactor: Any
+    config: Config
+    out: TextIO = sys.stdout
+    err: TextIO = sys.stderr
+    stdin: TextIO = sys.stdin
+    _store: SQLiteStore | None = field(default=None, init=False)
+
+    @property
+    def dataDir(self) -> DataDir:
+        return DataDir.at(self.config.data)
+
+    async def store(self) -> SQLiteStore:
+        """
+        The data directory's store, opened (and created) on first use.
+        """
+        if self._store is None:
+            self.dataDir.create()
+            store = SQLiteStore.open(self.dataDir.store.path, self.reactor)
+            await store.start()
+            self._store = store
+        return self._store
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.stop()
+            self._store = None
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+class Command(usage.Options):
+    """
+    A subcommand. Subclasses implement L{run}.
+
+    Options may follow the positional arguments (C{appnet user add ADDRESS
+    --admin}), as with GNU tools; L{usage.Options} alone stops at the first
+    argument.
+    """
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        args = list(sys.argv[1:] if options is None else options)
+        try:
+            opts, rest = getopt.gnu_getopt(args, self.shortOpt, self.longOpt)
+        except getopt.error as e:
+            raise usage.UsageError(str(e)) from None
+        flat = [part for pair in opts for part in pair if part]
+        super().parseOptions(flat + ["--"] + rest)
+
+    def prepare(self, stdin: TextIO) -> None:
+        """
+        Gather terminal input before the reactor starts (password prompts).
+        """
+
+    async def run(self, context: Context) -> None:
+        raise NotImplementedError(type(self).__name__)
+
+
+def _readPassword(stdin: TextIO, fromStdin: bool, confirm: bool = True) -> str:
+    if fromStdin:
+        password = stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if confirm and getpass.getpass("Again: ") != password:
+            raise CommandError("passwords do not match")
+    if len(password) < MIN_PASSWORD:
+        raise CommandError(
+            f"password too short: use at least {MIN_PASSWORD} characters"
+        )
+    return password
+
+
+class _PasswordCommand(Command):
+    optFlags = [["password-stdin", None, "Read the password from standard input."]]
+    password: str = ""
+
+    def parseArgs(self, address: str) -> None:  # type: ignore[override]
+        self["address"] = address
+
+    def prepare(self, stdin: TextIO) -> None:
+        self.address()
+        try:
+            self.password = _readPassword(stdin, self["password-stdin"])
+        except EOFError:
+            raise CommandError("no password given") from None
+
+    def address(self) -> str:
+        try:
+            return normalizeAccount(self["address"])
+        except AppnetError as e:
+            raise CommandError(str(e)) from None
+
+
+class UserAdd(_PasswordCommand):
+    """Create an account; its domain becomes a local mail domain."""
+
+    synopsis = "ADDRESS [--admin] [--quota SIZE] [--password-stdin]"
+    optFlags = _PasswordCommand.optFlags + [
+        ["admin", None, "May use the admin parts of the web API."]
+    ]
+    optParameters = [["quota", None, None, "Quota, e.g. 500M (default: none)."]]
+
+    async def run(self, context: Context) -> None:
+        address = self.address()
+        quota = None
+        if self["quota"] is not None:
+            try:
+                quota = parseSize(self["quota"])
+            except ValueError:
+                raise CommandError(
+                    f"bad quota {self['quota']!r}; use e.g. 500M"
+                ) from None
+        encoded = await deferToThread(hashPassword, self.password)
+        store = await context.store()
+        domains = await store.users.domains()
+        await store.users.addUser(address, encoded, self["admin"], quota)
+        context.say(f"added {address}")
+        domain = address.rpartition("@")[2]
+        if domain not in domains and domain not in context.config.mail.domains:
+            context.say(f"mail for {domain} is now delivered locally")
+
+
+class UserPasswd(_PasswordCommand):
+    """Set an account's password."""
+
+    synopsis = "ADDRESS [--password-stdin]"
+
+    async def run(self, context: Context) -> None:
+        address = self.address()
+        encoded = await deferToThread(hashPassword, self.password)
+        store = await context.store()
+        await store.users.setPasswordHash(address, encoded)
+        context.say(f"password changed for {address}")
+
+
+class UserDel(Command):
+    """Delete an account."""
+
+    synopsis = "ADDRESS"
+
+    def parseArgs(self, address: str) -> None:  # type: ignore[override]
+        self["address"] = address
+
+    async def run(self, context: Context) -> None:
+        try:
+            address = normalizeAccount(self["address"])
+        except AppnetError as e:
+            raise CommandError(str(e)) from None
+        store = await context.store()
+        await store.users.deleteUser(address)
+        context.say(f"deleted {address}")
+
+
+class UserList(Command):
+    """List accounts."""
+
+    synopsis = ""
+
+    async def run(self, context: Context) -> None:
+        store = await context.store()
+        users = await store.users.listUsers()
+        if not users:
+            context.say("no users; add one with: appnet user add ADDRESS")
+        for user in users:
+            flags = []
+            if user.admin:
+                flags.append("admin")
+            if user.quota is not None:
+                flags.append(f"quota={user.quota}")
+            created = time.strftime("%Y-%m-%d", time.gmtime(user.created))
+            context.say(f"{user.address}\t{created}\t{' '.join(flags)}".rstrip())
+
+
+class UserOptions(usage.Options):
+    """Manage accounts (shared by SMTP AUTH, POP3, IMAP, FTP and webmail)."""
+
+    synopsis = "add|passwd|del|list ..."
+    subCommands = [
+        ["add", None, UserAdd, "Create an account."],
+        ["passwd", None, UserPasswd, "Set an account's password."],
+        ["del", None, UserDel, "Delete an account."],
+        ["list", None, UserList, "List accounts."],
+    ]
+
+    def postOptions(self) -> None:
+        if self.subCommand is None:
+            raise usage.UsageError("say add, passwd, del or list")
+
+
+class CertOptions(Command):
+    """Write a self-signed certificate and key into DATA/tls/."""
+
+    synopsis = "[--hostname NAME] [--force]"
+    optParameters = [
+        ["hostname", None, None, "Name in the certificate (default: the config's)."],
+    ]
+    optFlags = [["force", None, "Replace an existing certificate and key."]]
+
+    async def run(self, context: Context) -> None:
+        data = context.dataDir
+        data.create()
+        hostname = self["hostname"] or context.config.hostname
+        try:
+            await deferToThread(
+                writeSelfSigned,
+                data.tlsCert.path,
+                data.tlsKey.path,
+                hostname,
+                force=self["force"],
+            )
+        except FileExistsError as e:
+            raise CommandError(
+                f"{e.args[0]} exists; use --force to replace it"
+            ) from None
+        context.say(f"wrote {data.tlsCert.path} and {data.tlsKey.path} for {hostname}")
+
+
+#: The subcommands: name, Options class path, description.
+COMMANDS: list[tuple[str, str, str]] = [
+    ("user", "appnet.cli:UserOptions", "Manage accounts."),
+    ("cert", "appnet.cli:CertOptions", "Make a self-signed TLS certificate."),
+]
+
+
+def _load(path: str) -> type[usage.Options]:
+    module, _, name = path.partition(":")
+    cls: type[usage.Options] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+class AppnetOptions(usage.Options):
+    synopsis = "appnet [--data DIR] [--config FILE] COMMAND ..."
+    longdesc = "Administer an appnet node and talk to servers as a client."
+    optParameters = [
+        ["data", "d", None, "Data directory (default $APPNET_DATA or ./appnet-data)."],
+        ["config", "c", None, "TOML config file, for the data directory and defaults."],
+    ]
+
+    @property
+    def subCommands(self) -> list[tuple[str, None, Any, str]]:
+        return [(name, None, _load(path), doc) for name, path, doc in COMMANDS]
+
+    def opt_version(self) -> None:
+        """Print the version and exit."""
+        print(f"appnet {__version__}")
+        raise SystemExit(0)
+
+    def postOptions(self) -> None:
+        if self.subCommand is None:
+            raise usage.UsageError("no command given")
+
+
+def _leaf(options: usage.Options) -> usage.Options:
+    while getattr(options, "subOptions", None) is not None:
+        options = options.subOptions
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """
+    The C{appnet} console script.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    options = AppnetOptions()
+    try:
+        options.parseOptions(args)
+    except usage.UsageError as e:
+        sys.stderr.write(f"appnet: {e}\n(see appnet --help)\n")
+        raise SystemExit(2) from None
+    command = _leaf(options)
+    if not isinstance(command, Command):
+        sys.stderr.write(f"{command}\n")
+        raise SystemExit(2)
+    try:
+        config = loadConfig(
+            options["config"], {"data": options["data"]} if options["data"] else {}
+        )
+        command.prepare(sys.stdin)
+    except (AppnetError, KeyboardInterrupt, EOFError) as e:
+        sys.stderr.write(f"appnet: {e or 'interrupted'}\n")
+        raise SystemExit(1) from None
+
+    async def run(reactor: Any) -> None:
+        context = Context(reactor, config)
+        try:
+            await command.run(context)
+        finally:
+            await context.close()
+
+    def start(reactor: Any) -> Deferred[None]:
+        d = Deferred.fromCoroutine(run(reactor))
+
+        def report(failure: Any) -> None:
+            if failure.check(AppnetError, ConfigError):
+                sys.stderr.write(f"appnet: {failure.value}\n")
+                raise SystemExit(1)
+            return failure
+
+        return d.addErrback(report)
+
+    react(start)

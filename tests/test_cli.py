@@ -1,0 +1,148 @@
+"""
+Tests for the C{appnet} command, run as a real process.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from appnet.auth import verifyPassword
+from appnet.store.sqlite import SQLiteStore
+from tests.process import Outcome, run
+
+
+class CLITests(TestCase):
+    """
+    C{appnet user ...} and C{appnet cert}.
+    """
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.cwd = os.path.abspath(self.mktemp())
+        self.data = os.path.join(self.cwd, "data")
+        os.makedirs(self.cwd)
+
+    def appnet(self, *args: str, stdin: bytes | None = None) -> Outcome:
+        return run(
+            ["-m", "appnet", *args],
+            self.cwd,
+            env={"APPNET_DATA": self.data},
+            stdin=stdin,
+        )  # type: ignore[return-value]
+
+    async def users(self) -> dict[str, str]:
+        store = SQLiteStore.open(os.path.join(self.data, "store.sqlite"), reactor)
+        await store.start()
+        try:
+            return {u.address: u.passwordHash for u in await store.users.listUsers()}
+        finally:
+            await store.stop()
+
+    async def test_userLifecycle(self) -> None:
+        """add, list, passwd, del: each changes the store as it says."""
+        added = await self.appnet(
+            "user",
+            "add",
+            "Alice@Example.ORG",
+            "--password-stdin",
+            stdin=b"first-password\n",
+        )
+        self.assertEqual(added.code, 0, added.err)
+        self.assertIn("added alice@example.org", added.out)
+        self.assertIn("mail for example.org is now delivered locally", added.out)
+        stored = await self.users()
+        self.assertTrue(verifyPassword("first-password", stored["alice@example.org"]))
+        self.assertTrue(stored["alice@example.org"].startswith("$scrypt$ln=15,"))
+
+        listed = await self.appnet("user", "list")
+        self.assertTrue(listed.out.startswith("alice@example.org\t"))
+
+        changed = await self.appnet(
+            "user",
+            "passwd",
+            "alice@example.org",
+            "--password-stdin",
+            stdin=b"second-password\n",
+        )
+        self.assertEqual(changed.code, 0, changed.err)
+        stored = await self.users()
+        self.assertTrue(verifyPassword("second-password", stored["alice@example.org"]))
+
+        deleted = await self.appnet("user", "del", "alice@example.org")
+        self.assertEqual(deleted.code, 0, deleted.err)
+        self.assertEqual(await self.users(), {})
+
+    async def test_adminAndQuota(self) -> None:
+        added = await self.appnet(
+            "user",
+            "add",
+            "bob@hamburger.edu",
+            "--admin",
+            "--quota",
+            "10M",
+            "--password-stdin",
+            stdin=b"bob-password\n",
+        )
+        self.assertEqual(added.code, 0, added.err)
+        listed = await self.appnet("user", "list")
+        self.assertIn("admin quota=10485760", listed.out)
+
+    async def test_errorsAreOneLine(self) -> None:
+        """User mistakes give one line and status 1; usage errors status 2."""
+        await self.appnet(
+            "user", "add", "a@x.org", "--password-stdin", stdin=b"password-1\n"
+        )
+        for args, stdin, code, message in [
+            (
+                ("user", "add", "a@x.org", "--password-stdin"),
+                b"password-2\n",
+                1,
+                "appnet: user a@x.org already exists\n",
+            ),
+            (
+                ("user", "add", "b@x.org", "--password-stdin"),
+                b"short\n",
+                1,
+                "appnet: password too short: use at least 8 characters\n",
+            ),
+            (
+                ("user", "add", "not-an-address", "--password-stdin"),
+                b"password-3\n",
+                1,
+                "appnet: bad address 'not-an-address': expected local@domain\n",
+            ),
+            (("user", "del", "c@x.org"), None, 1, "appnet: no such user: c@x.org\n"),
+            (
+                ("user", "passwd", "c@x.org", "--password-stdin"),
+                b"password-4\n",
+                1,
+                "appnet: no such user: c@x.org\n",
+            ),
+            (
+                ("user", "add", "b@x.org", "--password-stdin"),
+                b"",
+                1,
+                "appnet: password too short: use at least 8 characters\n",
+            ),
+        ]:
+            outcome = await self.appnet(*args, stdin=stdin)
+            self.assertEqual((outcome.code, outcome.err), (code, message), args)
+        usage = await self.appnet("user", "frobnicate")
+        self.assertEqual(usage.code, 2)
+        self.assertNotIn("Traceback", usage.err)
+
+    async def test_cert(self) -> None:
+        """cert writes a certificate and key, and will not overwrite them."""
+        made = await self.appnet("cert", "--hostname", "mail.example.org")
+        self.assertEqual(made.code, 0, made.err)
+        tls = os.path.join(self.data, "tls")
+        self.assertEqual(sorted(os.listdir(tls)), ["cert.pem", "key.pem"])
+        again = await self.appnet("cert")
+        self.assertEqual(again.code, 1)
+        self.assertIn("use --force", again.err)
+        forced = await self.appnet("cert", "--force")
+        self.assertEqual(forced.code, 0, forced.err)
