@@ -68,10 +68,17 @@ class Listening:
 class Component:
     """
     What a protocol package adds to the stack.
+
+    @ivar listening: factories for the endpoint-based services.
+    @ivar services: background services, started once the store is open
+        (a queue runner, the DNS server binding its own UDP and TCP ports).
+    @ivar serves: services this component runs without an endpoint list
+        (C{"dns"}), so the stack does not report them as missing.
     """
 
     listening: Sequence[Listening] = ()
     services: Sequence[IService] = ()
+    serves: Sequence[str] = ()
 
 
 @define
@@ -201,11 +208,12 @@ class Stack(MultiService):
             component = build(ctx)
             for service in component.services:
                 service.setServiceParent(self._background)
+            served.update(component.serves)
             for listening in component.listening:
                 served.add(listening.service)
                 self._addListeners(listening)
         for name in config.enabled():
-            if name not in served and name != "dns":
+            if name not in served:
                 self._log.warn(
                     "{service} is enabled but not part of appnet {version} yet",
                     service=name,
