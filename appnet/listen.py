@@ -219,10 +219,11 @@ class GuardedFactory(WrappingFactory):
             refusal = _Refusal(self.refusal)
             refusal.factory = self
             return refusal
-        protocol = super().buildProtocol(addr)
-        if protocol is None:
+        inner = self.wrappedFactory.buildProtocol(addr)
+        if inner is None:
+            # The service itself declined the connection.
             return None
-        assert isinstance(protocol, GuardedProtocol)
+        protocol = self.protocol(self, inner)
         self.perAddress[host] = self.perAddress.get(host, 0) + 1
         if self.mask is not None:
             protocol.transcript = Transcript(

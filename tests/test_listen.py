@@ -112,6 +112,16 @@ class GuardedFactoryTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
 
+class DecliningTests(SynchronousTestCase):
+    def test_wrappedDeclines(self) -> None:
+        """If the service's factory declines a connection, so does the guard."""
+        declining = Factory()
+        declining.buildProtocol = lambda addr: None  # type: ignore[method-assign]
+        guard = GuardedFactory(declining, "x", Status(Clock()), maxPerAddress=1)
+        self.assertIsNone(guard.buildProtocol(peer("192.0.2.1")))
+        self.assertEqual(guard.perAddress, {})
+
+
 class AddressTests(SynchronousTestCase):
     def test_format(self) -> None:
         self.assertEqual(formatAddress(peer("127.0.0.1", 25)), "127.0.0.1:25")
