@@ -172,7 +172,7 @@ class _Refusal(Protocol):
         self.transport.loseConnection()  # type: ignore[union-attr]
 
 
-class GuardedFactory(WrappingFactory):
+class GuardedFactory(WrappingFactory[GuardedProtocol]):
     """
     Wraps a service's factory with connection limits, accounting, tracing
     and shutdown of open connections.
