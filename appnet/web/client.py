@@ -203,7 +203,7 @@ def _sslText(error: SSL.Error) -> str:
 
 async def _get(client: HTTPClient, url: str, headers: Mapping[str, str]) -> IResponse:
     try:
-        sent: dict[bytes | str, bytes | str] = dict(headers)
+        sent: dict[bytes | str, bytes | str] = {k: v for k, v in headers.items()}
         response: IResponse = await client.get(
             url, headers=sent, unbuffered=True, allow_redirects=True
         )

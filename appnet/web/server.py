@@ -424,6 +424,8 @@ class WebSite(Site):
     protocol = WebChannel  # type: ignore[assignment]
     requestFactory = WebRequest
     displayTracebacks = False
+    #: The context of the component this site serves.
+    web: WebContext | None = None
 
     def __init__(
         self,
@@ -665,7 +667,7 @@ def buildWeb(
         for name, resource in function(web).items():
             root.putChild(name, resource)
     site = WebSite(root, config=config, status=ctx.status, reactor=ctx.reactor)
-    site.web = web  # type: ignore[attr-defined]
+    site.web = web
     return Component(
         listening=[
             Listening(
