@@ -95,6 +95,7 @@ class Harness:
         )
         if secure:
             directlyProvides(transport, ISSLTransport)
+            transport.setTcpNoDelay = lambda enabled: None  # type: ignore[attr-defined]
         protocol = self.site.buildProtocol(addr)
         protocol.makeConnection(transport)
         connection = Connection(protocol, transport)
