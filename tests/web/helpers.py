@@ -204,3 +204,28 @@ def harness(testCase: Any, http: Mapping[str, Any] = {}, **overrides: Any) -> Ha
     testCase.addCleanup(site.stopFactory)
     root = config.http.root or os.path.join(data, "www")
     return Harness(site, site.web, clock, store, status, root)
+
+
+async def runCommand(argv: list[str], cwd: str = ".", env: dict[str, str] | None = None) -> Any:
+    """
+    Run an external program (curl) without blocking the reactor; return
+    its L{tests.process.Outcome}.
+    """
+    import shutil
+
+    from twisted.internet import reactor
+
+    from tests.process import Collector
+
+    program = shutil.which(argv[0])
+    if program is None:
+        from twisted.trial.unittest import SkipTest
+
+        raise SkipTest(f"{argv[0]} is not installed")
+    collector = Collector()
+    environ = dict(os.environ)
+    environ.update(env or {})
+    reactor.spawnProcess(  # type: ignore[attr-defined]
+        collector, program, [program, *argv[1:]], env=environ, path=cwd
+    )
+    return await collector.ended

@@ -316,3 +316,19 @@ class TranscriptTests(SynchronousTestCase):
         self.assertIn(f"<body, {len(body)} bytes>", lines)
         self.assertIn("GET / HTTP/1.1", lines)
         self.assertTrue(re.search("Content-Length: \\d+", text))
+
+
+class ALPNTests(SynchronousTestCase):
+    def test_guardedFactoryOffersHTTP11(self) -> None:
+        """
+        Behind the listener wrapper the site still offers http/1.1 over
+        ALPN (else TLS clients offering ALPN get a fatal alert).
+        """
+        from twisted.internet.interfaces import IProtocolNegotiationFactory
+
+        from appnet.listen import GuardedFactory
+
+        web = harness(self)
+        guarded = GuardedFactory(web.site, "http", web.status, 10)
+        self.assertTrue(IProtocolNegotiationFactory.providedBy(guarded))
+        self.assertEqual(guarded.acceptableProtocols(), [b"http/1.1"])
