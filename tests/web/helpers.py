@@ -206,7 +206,9 @@ def harness(testCase: Any, http: Mapping[str, Any] = {}, **overrides: Any) -> Ha
     return Harness(site, site.web, clock, store, status, root)
 
 
-async def runCommand(argv: list[str], cwd: str = ".", env: dict[str, str] | None = None) -> Any:
+async def runCommand(
+    argv: list[str], cwd: str = ".", env: dict[str, str] | None = None
+) -> Any:
     """
     Run an external program (curl) without blocking the reactor; return
     its L{tests.process.Outcome}.

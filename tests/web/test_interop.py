@@ -43,7 +43,9 @@ class CurlTests(TestCase):
 
     async def test_ranges(self) -> None:
         """curl -r fetches one range, or several as multipart."""
-        self.assertEqual(await self.curl("-r", "0-9", self.web.url("/a.txt")), TEXT[:10].decode())
+        self.assertEqual(
+            await self.curl("-r", "0-9", self.web.url("/a.txt")), TEXT[:10].decode()
+        )
         out = await self.curl("-r", "0-4,20-24", "-D", "-", self.web.url("/a.txt"))
         self.assertIn("206 Partial Content", out)
         self.assertIn("multipart/byteranges", out)
@@ -76,7 +78,12 @@ class CurlTests(TestCase):
         m = re.search(r'ETag: ("[^"]+")', head)
         assert m is not None
         code = await self.curl(
-            "-H", f"If-None-Match: {m.group(1)}", "-o", "/dev/null", "-w", "%{http_code}",
+            "-H",
+            f"If-None-Match: {m.group(1)}",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
             self.web.url("/a.txt"),
         )
         self.assertEqual(code, "304")
@@ -86,13 +93,31 @@ class CurlTests(TestCase):
         url = self.web.url("/a.txt")
         before = self.web.status.counter("http", "connections")
         out = await self.curl(
-            "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
-            "-w", "%{num_connects} ", url, url, url,
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{num_connects} ",
+            url,
+            url,
+            url,
         )
         self.assertEqual(out.split(), ["1", "0", "0"])
         out = await self.curl(
-            "-0", "-H", "Connection: keep-alive", "-o", "/dev/null", "-o", "/dev/null",
-            "-w", "%{num_connects} ", url, url,
+            "-0",
+            "-H",
+            "Connection: keep-alive",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{num_connects} ",
+            url,
+            url,
         )
         self.assertEqual(out.split(), ["1", "0"])
         self.assertEqual(self.web.status.counter("http", "connections") - before, 2)
@@ -143,7 +168,8 @@ class TLSTests(TestCase):
         response = await web.client().get(web.url("/a.txt"))
         self.assertEqual(await response.content(), b"secret")
         self.assertEqual(
-            response.headers.getRawHeaders("strict-transport-security"), ["max-age=86400"]
+            response.headers.getRawHeaders("strict-transport-security"),
+            ["max-age=86400"],
         )
         assert web.certificatePEM is not None
         cafile = os.path.abspath(self.mktemp())
@@ -204,7 +230,9 @@ class RestartTests(TestCase):
 
     async def whoami(self, base: str, cookie: str) -> bytes:
         response = await treq.get(
-            base + "/logout", headers={"Cookie": cookie}, persistent=False,
+            base + "/logout",
+            headers={"Cookie": cookie},
+            persistent=False,
             allow_redirects=False,
         )
         body: bytes = await response.content()
@@ -214,7 +242,9 @@ class RestartTests(TestCase):
         """A session made before a restart is still logged in after it."""
         data = os.path.abspath(self.mktemp())
         first = await startStack(
-            self, builders=[webBuilder()], dataDir=data,
+            self,
+            builders=[webBuilder()],
+            dataDir=data,
             users={"alice@example.org": "pw-alice-12"},
         )
         host, port = first.address("http")

@@ -48,7 +48,9 @@ class PersistenceTests(SynchronousTestCase):
         """HTTP/1.0 with keep-alive stays open when the response has a length."""
         c = self.web.connect()
         for _ in range(2):
-            c.send(raw("GET", "/a.txt", {"Connection": "keep-alive"}, version="HTTP/1.0"))
+            c.send(
+                raw("GET", "/a.txt", {"Connection": "keep-alive"}, version="HTTP/1.0")
+            )
         responses = c.responses()
         self.assertEqual([r.body for r in responses], [b"hello", b"hello"])
         self.assertEqual(responses[0].header("connection"), "keep-alive")
@@ -159,9 +161,7 @@ class LimitTests(SynchronousTestCase):
 
 class TimeoutTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.web: Harness = harness(
-            self, {"request_timeout": 10, "idle_timeout": 100}
-        )
+        self.web: Harness = harness(self, {"request_timeout": 10, "idle_timeout": 100})
         self.web.write("a.txt", b"hello")
 
     def test_slowHeaders(self) -> None:
@@ -209,7 +209,9 @@ class HeaderTests(SynchronousTestCase):
         web.write("a.txt", b"x")
         secure = web.request("GET", "/a.txt", secure=True)
         self.assertEqual(secure.header("strict-transport-security"), "max-age=31536000")
-        self.assertIsNone(web.request("GET", "/a.txt").header("strict-transport-security"))
+        self.assertIsNone(
+            web.request("GET", "/a.txt").header("strict-transport-security")
+        )
         off = harness(self)
         off.write("a.txt", b"x")
         r = off.request("GET", "/a.txt", secure=True)
@@ -229,7 +231,7 @@ class AccessLogTests(SynchronousTestCase):
             lines = f.read().splitlines()
         self.assertEqual(len(lines), 2)
         pattern = (
-            r'^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] '
+            r"^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] "
             r'"GET /a\.txt\?q=1 HTTP/1\.1" 200 5 "http://r/" "x\\x22y"$'
         )
         self.assertRegex(lines[0], pattern)
@@ -303,7 +305,9 @@ class TranscriptTests(SynchronousTestCase):
             b"Cookie: appnet_session=tok-secret\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body) + body
         )
-        t.fromServer(b"HTTP/1.1 303 See Other\r\nSet-Cookie: appnet_session=new-secret\r\n\r\n")
+        t.fromServer(
+            b"HTTP/1.1 303 See Other\r\nSet-Cookie: appnet_session=new-secret\r\n\r\n"
+        )
         t.fromClient(b"GET / HTTP/1.1\r\n\r\n")
         lines = [str(e.get("line")) for e in events if e.get("service") == "http"]
         text = "\n".join(lines)

@@ -201,7 +201,9 @@ class GateTests(SessionTestCase):
         wrong = self.web.request(
             "POST", "/api/x", {"Cookie": cookie, "X-CSRF-Token": "nope"}, b"{}"
         )
-        self.assertEqual((wrong.status, json.loads(wrong.body)["error"]), (403, "CSRF token wrong"))
+        self.assertEqual(
+            (wrong.status, json.loads(wrong.body)["error"]), (403, "CSRF token wrong")
+        )
         header = self.web.request(
             "DELETE", "/api/x", {"Cookie": cookie, "X-CSRF-Token": token}
         )
@@ -303,7 +305,9 @@ class LifecycleTests(SessionTestCase):
         self.assertEqual(r.status, 303)
         self.assertEqual(r.header("location"), "/login")
         self.assertIn("Max-Age=0", cookies(r)["appnet_session"])
-        self.assertEqual(self.web.request("GET", "/app/", {"Cookie": cookie}).status, 303)
+        self.assertEqual(
+            self.web.request("GET", "/app/", {"Cookie": cookie}).status, 303
+        )
         self.assertEqual(self.web.store.sessions._sessions, {})
 
     def test_logoutNeedsToken(self) -> None:
@@ -311,7 +315,9 @@ class LifecycleTests(SessionTestCase):
         cookie = self.login()
         r = self.web.request("POST", "/logout", {"Cookie": cookie})
         self.assertEqual(r.status, 403)
-        self.assertEqual(self.web.request("GET", "/app/", {"Cookie": cookie}).status, 200)
+        self.assertEqual(
+            self.web.request("GET", "/app/", {"Cookie": cookie}).status, 200
+        )
 
     def test_newLoginReplacesOld(self) -> None:
         """Logging in again ends the browser's previous session (no fixation)."""
@@ -337,7 +343,9 @@ class LifecycleTests(SessionTestCase):
         """A session of a deleted account is refused."""
         cookie = self.login()
         await self.web.store.users.deleteUser(ALICE)
-        self.assertEqual(self.web.request("GET", "/app/", {"Cookie": cookie}).status, 303)
+        self.assertEqual(
+            self.web.request("GET", "/app/", {"Cookie": cookie}).status, 303
+        )
 
     async def test_endAllAndPurge(self) -> None:
         """Every session of an account can be ended; expired ones purged."""
@@ -377,13 +385,17 @@ class CSRFUnitTests(TestCase):
 
     def test_ownOriginDefaultPorts(self) -> None:
         """Default ports are dropped when comparing origins."""
-        r = self.request({b"host": b"Example.org:443", b"origin": b"https://example.org"}, True)
+        r = self.request(
+            {b"host": b"Example.org:443", b"origin": b"https://example.org"}, True
+        )
         self.assertEqual(csrf.ownOrigin(r), "https://example.org")
         csrf.verifyOrigin(r)
 
     def test_schemeMatters(self) -> None:
         """An http origin does not match an https server."""
-        r = self.request({b"host": b"example.org", b"origin": b"http://example.org"}, True)
+        r = self.request(
+            {b"host": b"example.org", b"origin": b"http://example.org"}, True
+        )
         self.assertRaises(csrf.CSRFError, csrf.verifyOrigin, r)
 
     def test_noOriginHeaders(self) -> None:

@@ -222,7 +222,12 @@ class RangeTests(StaticTestCase):
         first = self.web.request("GET", "/a.txt")
         etag, date = first.header("etag"), first.header("last-modified")
         assert etag is not None and date is not None
-        for value, status in ((etag, 206), (date, 206), ('"old"', 200), ("W/" + etag, 200)):
+        for value, status in (
+            (etag, 206),
+            (date, 206),
+            ('"old"', 200),
+            ("W/" + etag, 200),
+        ):
             r = self.web.request(
                 "GET", "/a.txt", {"Range": "bytes=0-1", "If-Range": value}
             )
@@ -264,7 +269,11 @@ class GzipTests(StaticTestCase):
 
     def test_refused(self) -> None:
         """gzip;q=0, no header, or identity only: no compression."""
-        for headers in ({"Accept-Encoding": "gzip;q=0"}, {}, {"Accept-Encoding": "identity"}):
+        for headers in (
+            {"Accept-Encoding": "gzip;q=0"},
+            {},
+            {"Accept-Encoding": "identity"},
+        ):
             r = self.web.request("GET", "/a.txt", headers)
             self.assertIsNone(r.header("content-encoding"), headers)
             self.assertEqual(r.body, TEXT)

@@ -42,7 +42,9 @@ class StatusPageTests(SynchronousTestCase):
         self.web.request("GET", "/nope")
         r = self.web.request("GET", "/metrics")
         self.assertEqual(r.status, 200)
-        self.assertTrue((r.header("content-type") or "").startswith("text/plain; version=0.0.4"))
+        self.assertTrue(
+            (r.header("content-type") or "").startswith("text/plain; version=0.0.4")
+        )
         text = r.body.decode()
         self.assertIn("appnet_uptime_seconds 42\n", text)
         self.assertIn("# TYPE appnet_messages_queued_total counter\n", text)

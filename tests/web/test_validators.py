@@ -68,12 +68,16 @@ class EvaluateTests(SynchronousTestCase):
     def test_ifMatchStar(self) -> None:
         """If-Match: * needs a current representation."""
         self.assertIs(self.check(if_match="*"), Condition.PROCEED)
-        self.assertIs(self.check(exists=False, if_match="*"), Condition.PRECONDITION_FAILED)
+        self.assertIs(
+            self.check(exists=False, if_match="*"), Condition.PRECONDITION_FAILED
+        )
 
     def test_ifUnmodifiedSinceIgnoredWithIfMatch(self) -> None:
         """If-Unmodified-Since only counts when If-Match is absent."""
         old = httpDate(MTIME - 10).decode()
-        self.assertIs(self.check(if_unmodified_since=old), Condition.PRECONDITION_FAILED)
+        self.assertIs(
+            self.check(if_unmodified_since=old), Condition.PRECONDITION_FAILED
+        )
         self.assertIs(
             self.check(if_match='"abc"', if_unmodified_since=old), Condition.PROCEED
         )
@@ -89,8 +93,12 @@ class EvaluateTests(SynchronousTestCase):
         """Only GET and HEAD are ever 304 by date."""
         same = httpDate(MTIME).decode()
         self.assertIs(self.check(if_modified_since=same), Condition.NOT_MODIFIED)
-        self.assertIs(self.check(method=b"HEAD", if_modified_since=same), Condition.NOT_MODIFIED)
-        self.assertIs(self.check(method=b"POST", if_modified_since=same), Condition.PROCEED)
+        self.assertIs(
+            self.check(method=b"HEAD", if_modified_since=same), Condition.NOT_MODIFIED
+        )
+        self.assertIs(
+            self.check(method=b"POST", if_modified_since=same), Condition.PROCEED
+        )
 
     def test_dates(self) -> None:
         """The three HTTP date formats are read; others are not."""
@@ -133,13 +141,22 @@ class RangeTests(SynchronousTestCase):
 
     def test_ignored(self) -> None:
         """Bad syntax, other units and too many ranges: ignore the header."""
-        for value in (b"bytes=5-1", b"bytes=a-", b"items=0-1", b"bytes=-", b"bytes", b"bytes=,"):
+        for value in (
+            b"bytes=5-1",
+            b"bytes=a-",
+            b"items=0-1",
+            b"bytes=-",
+            b"bytes",
+            b"bytes=,",
+        ):
             self.assertIsNone(parseRanges(value, 100), value)
         self.assertIsNone(parseRanges(b"bytes=" + b",".join([b"0-0"] * 5), 100, 4))
 
     def test_coalesce(self) -> None:
         """Overlapping or touching ranges are sorted and merged."""
-        self.assertEqual(parseRanges(b"bytes=50-59,0-9,10-19", 100), [(0, 20), (50, 10)])
+        self.assertEqual(
+            parseRanges(b"bytes=50-59,0-9,10-19", 100), [(0, 20), (50, 10)]
+        )
         self.assertEqual(parseRanges(b"bytes=0-0,0-0,0-0", 100), [(0, 1)])
         self.assertEqual(parseRanges(b"bytes=50-59,0-9", 100), [(50, 10), (0, 10)])
 
