@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import os
 
-
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
