@@ -46,6 +46,7 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -99,12 +100,17 @@ SERVER = b"appnet"
 LINGER = 2.0
 
 
+_PLAIN = re.compile(rb"[\x20-\x21\x23-\x5b\x5d-\x7e]*")
+
+
 def _escape(value: bytes | str) -> str:
     """
     Escape a field for the access log as nginx does: quotes, backslashes,
     control and non-ASCII bytes as C{\\xHH}.
     """
     data = value.encode("utf-8", "replace") if isinstance(value, str) else value
+    if _PLAIN.fullmatch(data):
+        return data.decode("ascii")
     out = []
     for byte in data:
         if byte in (0x22, 0x5C) or byte < 0x20 or byte >= 0x7F:

@@ -140,6 +140,33 @@ def entityTag(st: os.stat_result) -> ETag:
     return ETag(f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}".encode("ascii"))
 
 
+#: The root directories' real paths, resolved once.
+_REAL_ROOTS: dict[str, str] = {}
+
+
+def _inside(realRoot: str, path: str) -> bool:
+    return path == realRoot or path.startswith(realRoot + os.sep)
+
+
+def _confined(realRoot: str, names: Sequence[str]) -> str | None:
+    """
+    The real path of C{names} under C{realRoot}, following symbolic links
+    met on the way, or C{None} if one leads out of the root. Only the
+    components below the root are examined (one C{lstat} each), not the
+    whole path as C{os.path.realpath} would.
+
+    @raise OSError: if a component does not exist.
+    """
+    path = realRoot
+    for name in names:
+        path = os.path.join(path, name)
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            path = os.path.realpath(path)
+            if not _inside(realRoot, path):
+                return None
+    return path
+
+
 @frozen
 class StaticFiles:
     """
@@ -179,19 +206,16 @@ class StaticFiles:
             except UnicodeDecodeError:
                 return ErrorResource(404, "No such file.")
         slashed = not segments or segments[-1] == b""
-        realRoot = os.path.realpath(self.root)
-        target = os.path.join(realRoot, *names)
-        real = os.path.realpath(target)
-        if real != realRoot and not real.startswith(realRoot + os.sep):
-            return ErrorResource(404, "No such file.")
+        realRoot = self._realRoot()
         try:
-            st = os.stat(real)
-        except FileNotFoundError:
-            return ErrorResource(404, "No such file.")
-        except NotADirectoryError:
+            real = _confined(realRoot, names)
+            st = os.stat(real) if real is not None else None
+        except (FileNotFoundError, NotADirectoryError):
             return ErrorResource(404, "No such file.")
         except PermissionError:
             return ErrorResource(403, "Not readable.")
+        if real is None or st is None:
+            return ErrorResource(404, "No such file.")
         if stat.S_ISDIR(st.st_mode):
             if not slashed:
                 where = "/" + "/".join(quote(n) for n in names) + "/"
@@ -203,6 +227,12 @@ class StaticFiles:
             return ErrorResource(404, "No such file.")
         return self._file(real)
 
+    def _realRoot(self) -> str:
+        cached = _REAL_ROOTS.get(self.root)
+        if cached is None:
+            cached = _REAL_ROOTS[self.root] = os.path.realpath(self.root)
+        return cached
+
     def _file(self, path: str) -> FileResource:
         mediaType = contentType(os.path.basename(path))
         return FileResource(path, mediaType, _matchesType(mediaType, self.gzipTypes))
@@ -210,7 +240,7 @@ class StaticFiles:
     def _directory(self, path: str, names: list[str]) -> IResource:
         index = os.path.join(path, "index.html")
         real = os.path.realpath(index)
-        realRoot = os.path.realpath(self.root)
+        realRoot = self._realRoot()
         if real.startswith(realRoot + os.sep) and os.path.isfile(real):
             return self._file(real)
         if not self.listing:

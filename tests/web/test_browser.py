@@ -18,7 +18,9 @@ class BrowserSmokeTests(TestCase):
 
     async def test_indexPage(self) -> None:
         """Chromium loads the directory index page and follows a link from it."""
-        web = await startWeb(self, files={"hello.txt": b"hello, browser", "docs/a.txt": b"a"})
+        web = await startWeb(
+            self, files={"hello.txt": b"hello, browser", "docs/a.txt": b"a"}
+        )
         browser = await Browser.start(self)
         await browser.do(lambda d: d.get(web.url("/")))
         self.assertEqual(await browser.do(lambda d: d.title), "Index of /")
