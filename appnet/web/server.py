@@ -72,7 +72,7 @@ from appnet.stack import Component, Listening, StackContext
 from appnet.status import Status
 from appnet.trace import MaskRule
 from appnet.web.login import LoginResource, LoginService, LogoutResource
-from appnet.web.pages import errorBody, reason
+from appnet.web.pages import ErrorResource, errorBody, reason
 from appnet.web.sessions import SessionGate, SessionManager
 from appnet.web.static import StaticFiles
 from appnet.web.status import MetricsResource, StatusResource
@@ -470,6 +470,15 @@ class WebSite(Site):
     def stopFactory(self) -> None:
         super().stopFactory()
         self.accessLog.close()
+
+    def getResourceFor(self, request: Any) -> IResource:
+        if request.clientproto == b"HTTP/1.1" and not request.requestHeaders.hasHeader(
+            b"host"
+        ):
+            # RFC 9112 3.2: a 1.1 request without Host is answered with 400.
+            return ErrorResource(400, "The Host header is missing.")
+        resource: IResource = super().getResourceFor(request)
+        return resource
 
     def requestStarted(self, request: WebRequest) -> None:
         """Count a request whose head has arrived."""

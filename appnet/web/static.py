@@ -73,8 +73,9 @@ from appnet.web.validators import (
 
 __all__ = ["FileResource", "StaticFiles", "contentType"]
 
-#: Bytes read from a file per step.
-CHUNK = 64 * 1024
+#: Bytes read from a file per step (the connection pauses the producer
+#: whenever its send buffer is full, so this bounds memory per response).
+CHUNK = 256 * 1024
 
 #: More ranges than this in one request and the Range header is ignored.
 MAX_RANGES = 64

@@ -10,6 +10,9 @@ returns a Deferred of its result::
     await browser.do(lambda d: d.get(web.url("/login")))
     title = await browser.do(lambda d: d.title)
 
+Clicks start navigations the driver does not wait for: wait for the next
+page with L{waitForTitle} (inside the thread) before reading it.
+
 A test using it is skipped, naming what is missing, where Chromium,
 chromedriver or Selenium is not installed (C{.ci/run} installs them).
 """
@@ -108,3 +111,19 @@ class Browser:
             await deferToThread(driver.quit)
         if os.path.isdir(self.profile):
             shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def waitForTitle(driver: Any, title: str) -> str:
+    """
+    Wait (in the browser thread) for the navigation a click started to
+    reach a page titled C{title}; return the title found.
+    """
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        WebDriverWait(driver, 20).until(lambda d: d.title == title)
+    except TimeoutException:
+        pass
+    found: str = driver.title
+    return found

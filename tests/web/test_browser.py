@@ -10,7 +10,7 @@ from typing import Any
 from twisted.trial.unittest import TestCase
 
 from appnet.web.testing import startWeb
-from tests.web.browser import Browser
+from tests.web.browser import Browser, waitForTitle
 
 
 class BrowserSmokeTests(TestCase):
@@ -51,8 +51,7 @@ class BrowserSmokeTests(TestCase):
             driver.find_element("id", "username").send_keys("alice@example.org")
             driver.find_element("id", "password").send_keys("pw-alice-12")
             driver.find_element("css selector", "button[type=submit]").click()
-            title: str = driver.title
-            return title
+            return waitForTitle(driver, "home")
 
         self.assertEqual(await browser.do(login), "home")
 
@@ -60,7 +59,7 @@ class BrowserSmokeTests(TestCase):
             driver.get(web.url("/logout"))
             shown: str = driver.find_element("tag name", "p").text
             driver.find_element("css selector", "button[type=submit]").click()
-            return shown + " | " + driver.title
+            return shown + " | " + waitForTitle(driver, "Log in")
 
         self.assertEqual(
             await browser.do(logout), "Logged in as alice@example.org. | Log in"

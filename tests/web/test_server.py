@@ -152,6 +152,15 @@ class LimitTests(SynchronousTestCase):
         self.assertEqual(r.status, 400)
         self.assertIn(b"400", r.body)
 
+    def test_hostRequired(self) -> None:
+        """An HTTP/1.1 request without Host gets 400; HTTP/1.0 need not send it."""
+        c = self.web.connect()
+        c.send(b"GET / HTTP/1.1\r\n\r\n")
+        self.assertEqual(c.responses()[0].status, 400)
+        c = self.web.connect()
+        c.send(b"GET / HTTP/1.0\r\n\r\n")
+        self.assertEqual(c.responses()[0].status, 200)
+
     def test_rejectionsCounted(self) -> None:
         """Refused requests count as 4xx responses and are logged."""
         c = self.web.connect()
