@@ -278,9 +278,17 @@ class WebChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self.rejected:
             return
-        if self._awaitingHead and self._headTimer is None and self.requestTimeout:
-            self._headTimer = self.callLater(self.requestTimeout, self._headTimedOut)
         super().dataReceived(data)
+        # Most requests arrive whole in one read; only a header section
+        # still incomplete afterwards needs the clock.
+        if (
+            self._awaitingHead
+            and self._headTimer is None
+            and self.requestTimeout
+            and not self.rejected
+            and (self._inHead or self._buffer)
+        ):
+            self._headTimer = self.callLater(self.requestTimeout, self._headTimedOut)
 
     def _headTimedOut(self) -> None:
         self._headTimer = None
@@ -495,7 +503,7 @@ class WebSite(Site):
         line = combinedLine(
             client=hostOf(request.getClientAddress()),
             user=request.logUser,
-            when=datetimeToLogString(self.reactor.seconds()),
+            when=self._logDateTime or datetimeToLogString(self.reactor.seconds()),
             requestLine=b"%s %s %s"
             % (request.method, request.uri, request.clientproto),
             code=request.code,
@@ -516,7 +524,7 @@ class WebSite(Site):
         line = combinedLine(
             client=hostOf(channel.transport.getPeer()),  # type: ignore[union-attr]
             user="",
-            when=datetimeToLogString(self.reactor.seconds()),
+            when=self._logDateTime or datetimeToLogString(self.reactor.seconds()),
             requestLine=requestLine[:512],
             code=code,
             length=length,
