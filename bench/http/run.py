@@ -3,16 +3,18 @@ HTTP benchmark: appnet's web server beside stock ``twistd web`` and nginx,
 serving the same files from the same directory, in one run.
 
 - requests/s for a 1 KiB file: ``wrk`` (keep-alive, one thread, 32
-  connections, 10 s per server by default);
-- MB/s for a 100 MiB file: ``curl`` downloading it to /dev/null, the
-  median of three runs.
+  connections, 10 s per server and round by default);
+- MB/s for a 100 MiB file: ``curl`` downloading it to /dev/null.
+
+All three run at once; the measurements alternate between them for
+several rounds (3 by default) and the medians are printed.
 
 Every server writes a combined-format access log to a file (the same work
 for all three), listens on loopback only, and is started and stopped by
 its PID. nginx runs one worker process, like the single-reactor Python
 servers. Run from the repository root::
 
-    .venv/bin/python bench/http/run.py [--duration 10] [--connections 32]
+    .venv/bin/python bench/http/run.py [--duration 10] [--connections 32] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -215,6 +217,7 @@ def main() -> None:
         "--duration", type=int, default=10, help="wrk seconds per server"
     )
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     for tool in ("wrk", "curl"):
         if shutil.which(tool) is None:
@@ -235,30 +238,42 @@ def main() -> None:
     ]
     if shutil.which("nginx") or os.path.exists("/usr/sbin/nginx"):
         servers.append(("nginx (1 worker)", startNginx))
-    rows = []
+    running: list[tuple[str, int, subprocess.Popen[bytes]]] = []
+    rps: dict[str, list[float]] = {}
+    mbps: dict[str, list[float]] = {}
     try:
         for name, start in servers:
             port = freePort()
             process = start(work, www, port)
-            try:
-                waitForPort(port, process)
-                wrk(port, 1, args.connections)  # warm up
-                rps = wrk(port, args.duration, args.connections)
-                mbps = download(port)
-            finally:
-                stop(process)
-            rows.append((name, rps, mbps))
-            print(f"  {name}: done", file=sys.stderr)
+            running.append((name, port, process))
+            waitForPort(port, process)
+            wrk(port, 1, args.connections)  # warm up
+        # Rounds alternate between the servers, so a colleague's load on
+        # the shared machine falls on all of them alike; medians are shown.
+        for round in range(args.rounds):
+            for name, port, _ in running:
+                rps.setdefault(name, []).append(
+                    wrk(port, args.duration, args.connections)
+                )
+                mbps.setdefault(name, []).append(download(port, 1))
+            print(f"  round {round + 1} of {args.rounds} done", file=sys.stderr)
     finally:
+        for _, _, process in running:
+            stop(process)
         shutil.rmtree(work, ignore_errors=True)
+    rows = [
+        (name, statistics.median(rps[name]), statistics.median(mbps[name]))
+        for name, _, _ in running
+    ]
     print()
     print(f"{'server':<18} {'1 KiB req/s':>12} {'100 MiB MB/s':>13}")
     print(f"{'-' * 18} {'-' * 12} {'-' * 13}")
     for name, rps, mbps in rows:
         print(f"{name:<18} {rps:>12.0f} {mbps:>13.0f}")
     print(
-        f"\nwrk -t1 -c{args.connections} -d{args.duration}s (keep-alive); "
-        "curl to /dev/null, median of 3; loopback; access logs to files."
+        f"\nmedians of {args.rounds} alternating rounds: wrk -t1 "
+        f"-c{args.connections} -d{args.duration}s (keep-alive); one curl "
+        "download to /dev/null; loopback; access logs to files."
     )
 
 
