@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 from typing import Any
-from urllib.parse import quote
 
 from attrs import frozen
 from twisted.cred.credentials import UsernamePassword
@@ -262,8 +261,3 @@ class LogoutResource(Resource):
         )
         request.setHeader(b"location", target)
         return b""
-
-
-def loginURL(nextPath: bytes) -> bytes:
-    """The login page that leads back to C{nextPath}."""
-    return b"/login?next=" + quote(nextPath, safe="/").encode("ascii")

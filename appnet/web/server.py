@@ -52,6 +52,7 @@ from typing import Any
 
 from attrs import define, field, frozen
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.internet.task import LoopingCall
@@ -618,8 +619,6 @@ class SessionPurger(Service):
             self._log.info("Purged {count} expired web sessions", count=count)
 
     def _purge(self) -> Any:
-        from twisted.internet.defer import Deferred
-
         return Deferred.fromCoroutine(self._purgeAsync()).addErrback(
             lambda f: self._log.failure("purging sessions", f)
         )

@@ -10,7 +10,9 @@ plain-HTTP page or sibling domain can set or read it), and stores only the
 token's SHA-256 in an L{ISessionStore} row with the account, a CSRF token
 and an expiry. Each use within the lifetime slides the expiry forward (the
 row is rewritten at most once every few minutes, not on every request).
-Logging out deletes the row and clears the cookie; logging in again
+The cookie itself has no expiry (it lasts until the browser closes); the
+row's expiry decides. Logging out deletes the row and clears the cookie;
+logging in again
 replaces any session the browser had (no session fixation). Sessions of
 an account that no longer exists are refused.
 
