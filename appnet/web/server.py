@@ -451,7 +451,9 @@ class WebSite(Site):
         reactor: IReactorTime,
         accessLog: AccessLog | None = None,
     ) -> None:
-        super().__init__(resource, timeout=config.idle_timeout, reactor=reactor)
+        super().__init__(
+            resource, timeout=config.idle_timeout or None, reactor=reactor
+        )
         self.config = config
         self.status = status
         self.hsts = int(config.hsts)

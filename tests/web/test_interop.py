@@ -254,3 +254,31 @@ class RestartTests(TestCase):
         host, port = second.address("http")
         page = await self.whoami(f"http://{host}:{port}", cookie)
         self.assertIn(b"Logged in as alice@example.org", page)
+
+
+class TraceTests(TestCase):
+    async def test_traceMasksCookies(self) -> None:
+        """--trace http logs the dialogue of a real connection, cookies masked."""
+        from twisted.logger import globalLogPublisher
+
+        events: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        web = await startWeb(self, files={"a.txt": b"hi"}, config={"trace": ["http"]})
+        out = await runCommand(
+            [
+                "curl",
+                "-sS",
+                "-H",
+                "Cookie: appnet_session=tok-secret",
+                web.url("/a.txt"),
+            ]
+        )
+        self.assertEqual(out.out, "hi")
+        lines = [
+            str(e["line"]) for e in events if e.get("service") == "http" and "line" in e
+        ]
+        self.assertIn("GET /a.txt HTTP/1.1", lines)
+        self.assertIn("Cookie: ********", lines)
+        self.assertIn("HTTP/1.1 200 OK", lines)
+        self.assertFalse([line for line in lines if "tok-secret" in line])
