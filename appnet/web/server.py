@@ -451,9 +451,7 @@ class WebSite(Site):
         reactor: IReactorTime,
         accessLog: AccessLog | None = None,
     ) -> None:
-        super().__init__(
-            resource, timeout=config.idle_timeout or None, reactor=reactor
-        )
+        super().__init__(resource, timeout=config.idle_timeout or None, reactor=reactor)
         self.config = config
         self.status = status
         self.hsts = int(config.hsts)
