@@ -316,6 +316,46 @@ class HTTPConfig(ListenerConfig):
 
     listen: tuple[str, ...] = _listen("tcp:8080:interface=127.0.0.1")
     idle_timeout: float = _idle(60)
+    root: str | None = _setting(None, _optStr, "web root (default DATA/www)")
+    listing: bool = _setting(
+        True, _bool, "show an index page for directories without index.html"
+    )
+    max_body_size: int = _setting(
+        25 * 1024**2, _size, "largest request body (else 413)"
+    )
+    max_header_size: int = _setting(
+        16 * 1024, _size, "largest request line plus headers (else 414 or 431)"
+    )
+    request_timeout: float = _setting(
+        30.0, _duration, "time allowed to send a request's headers (else 408)"
+    )
+    hsts: float = _setting(
+        0.0, _duration, "Strict-Transport-Security max-age on TLS (0: off)"
+    )
+    session_lifetime: float = _setting(
+        12 * 3600.0, _duration, "a web login expires after this long unused"
+    )
+    access_log: str = _setting(
+        "", _str, "combined-format access log file ('': the daemon log, 'off')"
+    )
+    gzip: bool = _setting(True, _bool, "compress responses when clients accept it")
+    gzip_types: tuple[str, ...] = _setting(
+        (
+            "text/*",
+            "application/javascript",
+            "application/json",
+            "application/xml",
+            "application/wasm",
+            "image/svg+xml",
+        ),
+        _listOf(_str),
+        "media types worth compressing (type/* allowed)",
+    )
+    status_allow: tuple[str, ...] = _setting(
+        ("127.0.0.0/8", "::1/128"),
+        _listOf(_network),
+        "client networks allowed to read /status and /metrics",
+    )
 
 
 @frozen

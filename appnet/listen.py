@@ -28,12 +28,14 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IProtocol,
     IProtocolFactory,
+    IProtocolNegotiationFactory,
     IReactorTime,
 )
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
+from zope.interface import directlyProvides
 
 from appnet.errors import ListenError
 from appnet.status import Status
@@ -203,6 +205,16 @@ class GuardedFactory(WrappingFactory[GuardedProtocol]):
         self.perAddress: dict[str, int] = {}
         self._closing: list[Deferred[None]] = []
         self._closers: dict[GuardedProtocol, Deferred[None]] = {}
+        if IProtocolNegotiationFactory.providedBy(wrappedFactory):
+            # TLS endpoints look for ALPN protocols on the factory they
+            # wrap, which is this one; without them Twisted answers any
+            # client offering ALPN (curl, browsers) with a fatal alert.
+            directlyProvides(self, IProtocolNegotiationFactory)
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """The wrapped factory's ALPN protocols (see C{__init__})."""
+        wrapped = IProtocolNegotiationFactory(self.wrappedFactory)
+        return list(wrapped.acceptableProtocols())
 
     def buildProtocol(  # type: ignore[override]
         self, addr: IAddress

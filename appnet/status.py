@@ -63,3 +63,19 @@ class Status:
         for (service, name), read in self._gauges.items():
             result.setdefault(service, {})[name] = read()
         return result
+
+    def metrics(self) -> list[tuple[str, str, str, float]]:
+        """
+        Every counter and gauge as C{(service, name, kind, value)}, kind
+        C{"counter"} or C{"gauge"}, sorted by service and name (for
+        C{/metrics}, which must tell the two apart).
+        """
+        rows: list[tuple[str, str, str, float]] = [
+            (service, name, "counter", value)
+            for (service, name), value in self._counters.items()
+        ]
+        rows += [
+            (service, name, "gauge", read())
+            for (service, name), read in self._gauges.items()
+        ]
+        return sorted(rows)

@@ -21,10 +21,11 @@ Protocol packages add their own fixtures on top of this one.
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attrs import define, field
 from twisted.internet.defer import Deferred
@@ -36,7 +37,25 @@ from appnet.listen import Bound
 from appnet.stack import Builder, Stack
 from appnet.store.interfaces import IStore
 
-__all__ = ["RunningStack", "ephemeralConfig", "startStack", "TEST_HASH_COST"]
+if TYPE_CHECKING:
+    from appnet.web.testing import BrowserSession, RunningWeb, startWeb
+
+__all__ = [
+    "RunningStack",
+    "ephemeralConfig",
+    "startStack",
+    "TEST_HASH_COST",
+    "BrowserSession",
+    "RunningWeb",
+    "startWeb",
+]
+
+#: Fixtures of protocol packages, re-exported here: name to module.
+_FIXTURES = {
+    "BrowserSession": "appnet.web.testing",
+    "RunningWeb": "appnet.web.testing",
+    "startWeb": "appnet.web.testing",
+}
 
 #: scrypt cost for fixture users: cheap, since tests log in often. Never
 #: use it for real accounts.
@@ -183,3 +202,12 @@ async def startStack(
         await running.stop()
         raise
     return running
+
+
+def __getattr__(name: str) -> Any:
+    # The protocol packages' fixtures, imported on first use so that
+    # importing this module stays cheap (and free of import cycles).
+    if name in _FIXTURES:
+        module = importlib.import_module(_FIXTURES[name])
+        return getattr(module, name)
+    raise AttributeError(name)

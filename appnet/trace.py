@@ -46,6 +46,12 @@ class MaskRule:
         message body ending with a line holding only C{.} (SMTP C{354}).
     @ivar literals: client lines ending in C{{N}} or C{{N+}} are followed by
         N bytes of literal data (IMAP).
+    @ivar serverSecrets: like C{secretCommands}, for the server's lines
+        (HTTP's C{Set-Cookie:}).
+    @ivar httpBodies: the client speaks HTTP: a C{Content-Length: N} header
+        announces N bytes of body after the blank line ending the header
+        section, which are summarised (a login form's password never
+        reaches the log).
     """
 
     secretCommands: Mapping[bytes, int] = field(factory=dict)
@@ -53,6 +59,8 @@ class MaskRule:
     challenges: tuple[bytes, ...] = ()
     bodyStart: tuple[bytes, ...] = ()
     literals: bool = False
+    serverSecrets: Mapping[bytes, int] = field(factory=dict)
+    httpBodies: bool = False
 
 
 def _show(line: bytes) -> str:
@@ -79,6 +87,8 @@ class Transcript:
     _bodyBytes: int = field(default=0, init=False)
     _literalLeft: int = field(default=0, init=False)
     _literalSize: int = field(default=0, init=False)
+    _literalName: str = field(default="literal", init=False)
+    _httpLength: int = field(default=0, init=False)
     _log = Logger()
 
     def _emit(self, direction: str, text: str) -> None:
@@ -100,7 +110,7 @@ class Transcript:
                 self._literalLeft -= len(taken)
                 data = data[len(taken) :]
                 if not self._literalLeft:
-                    self._emit("C", f"<literal, {self._literalSize} bytes>")
+                    self._emit("C", f"<{self._literalName}, {self._literalSize} bytes>")
                 continue
             line, newline, rest = data.partition(b"\n")
             if not newline:
@@ -131,6 +141,9 @@ class Transcript:
             self._secretNext = False
             self._emit("C", MASKED if line and line != b"*" else _show(line))
             return
+        if self._rule.httpBodies:
+            self._httpLine(line)
+            return
         self._emit("C", self._mask(line))
         if self._rule.literals and line.endswith(b"}"):
             head, brace, size = line[:-1].rpartition(b"{")
@@ -138,13 +151,27 @@ class Transcript:
             if brace and size.isdigit():
                 self._literalLeft = self._literalSize = int(size)
 
-    def _mask(self, line: bytes) -> str:
+    def _httpLine(self, line: bytes) -> None:
+        self._emit("C", self._mask(line))
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() == b"content-length":
+            try:
+                self._httpLength = int(value.strip())
+            except ValueError:
+                self._httpLength = 0
+        elif not line and self._httpLength > 0:
+            self._literalLeft = self._literalSize = self._httpLength
+            self._literalName = "body"
+            self._httpLength = 0
+
+    def _mask(self, line: bytes, secrets: Mapping[bytes, int] | None = None) -> str:
         words = line.split(b" ")
         prefix: list[bytes] = []
         if self._rule.tagged and len(words) > 1:
             prefix, words = words[:1], words[1:]
         verb = words[0].upper()
-        keep = self._rule.secretCommands.get(verb)
+        table = self._rule.secretCommands if secrets is None else secrets
+        keep = table.get(verb)
         if keep is None or len(words) <= 1 + keep:
             return _show(line)
         shown = prefix + words[: 1 + keep]
@@ -172,7 +199,10 @@ class Transcript:
 
     def _serverLine(self, line: bytes, log: bool) -> None:
         if log:
-            self._emit("S", _show(line))
+            if self._rule.serverSecrets:
+                self._emit("S", self._mask(line, self._rule.serverSecrets))
+            else:
+                self._emit("S", _show(line))
         if self._literalLeft:
             # A continuation inviting literal data, not a SASL challenge.
             return

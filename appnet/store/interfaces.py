@@ -15,7 +15,7 @@ from attrs import frozen
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
-__all__ = ["IUserStore", "IStore", "User"]
+__all__ = ["ISessionStore", "IUserStore", "IStore", "SessionRecord", "User"]
 
 
 @frozen
@@ -90,6 +90,76 @@ class IUserStore(Interface):
         """
 
 
+@frozen
+class SessionRecord:
+    """
+    One web session, as stored.
+
+    @ivar key: the session's lookup key: the SHA-256 (hex) of the secret
+        cookie value. The store never sees the cookie value itself, so a
+        copy of the database does not hand out live sessions.
+    @ivar account: the canonical address of the logged-in account.
+    @ivar csrfToken: the session's anti-CSRF token (L{appnet.web.csrf}).
+    @ivar created: when the session was created, seconds since the epoch.
+    @ivar expires: when it stops being valid unless extended.
+    """
+
+    key: str
+    account: str
+    csrfToken: str
+    created: float
+    expires: float
+
+    def __repr__(self) -> str:
+        # Keys and tokens stay out of logs.
+        return f"SessionRecord({self.account!r}, expires={self.expires})"
+
+
+class ISessionStore(Interface):
+    """
+    Web sessions (L{appnet.web.sessions}), so that a login survives a
+    restart and is seen by every node sharing the store.
+    """
+
+    def addSession(record: SessionRecord) -> Deferred[None]:
+        """
+        Store a new session. Its key is random and new.
+        """
+
+    def getSession(key: str) -> Deferred[SessionRecord | None]:
+        """
+        The session with this key, expired or not, or C{None}.
+        """
+
+    def touchSession(key: str, expires: float) -> Deferred[bool]:
+        """
+        Move a session's expiry to C{expires}.
+
+        @return: whether the session existed.
+        """
+
+    def deleteSession(key: str) -> Deferred[bool]:
+        """
+        Delete one session (logout).
+
+        @return: whether it existed.
+        """
+
+    def deleteAccountSessions(account: str) -> Deferred[int]:
+        """
+        Delete every session of one account.
+
+        @return: how many were deleted.
+        """
+
+    def purgeExpired(now: float) -> Deferred[int]:
+        """
+        Delete every session whose expiry is at or before C{now}.
+
+        @return: how many were deleted.
+        """
+
+
 class IStore(Interface):
     """
     All durable state of one appnet node, one attribute per seam. Protocol
@@ -97,6 +167,7 @@ class IStore(Interface):
     """
 
     users = Attribute("The L{IUserStore}.")
+    sessions = Attribute("The L{ISessionStore}.")
 
     def start() -> Deferred[None]:
         """

@@ -15,9 +15,15 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from appnet.errors import NoSuchUser, UserExists
-from appnet.store.interfaces import IStore, IUserStore, User
+from appnet.store.interfaces import (
+    ISessionStore,
+    IStore,
+    IUserStore,
+    SessionRecord,
+    User,
+)
 
-__all__ = ["MemoryStore", "MemoryUserStore"]
+__all__ = ["MemorySessionStore", "MemoryStore", "MemoryUserStore"]
 
 
 @implementer(IUserStore)
@@ -69,6 +75,47 @@ class MemoryUserStore:
         return succeed(frozenset(u.domain for u in self._users.values()))
 
 
+@implementer(ISessionStore)
+@define
+class MemorySessionStore:
+    """
+    Web sessions in a dict.
+    """
+
+    _sessions: dict[str, SessionRecord] = field(factory=dict)
+
+    def addSession(self, record: SessionRecord) -> Deferred[None]:
+        self._sessions[record.key] = record
+        return succeed(None)
+
+    def getSession(self, key: str) -> Deferred[SessionRecord | None]:
+        return succeed(self._sessions.get(key))
+
+    def touchSession(self, key: str, expires: float) -> Deferred[bool]:
+        record = self._sessions.get(key)
+        if record is None:
+            return succeed(False)
+        self._sessions[key] = SessionRecord(
+            record.key, record.account, record.csrfToken, record.created, expires
+        )
+        return succeed(True)
+
+    def deleteSession(self, key: str) -> Deferred[bool]:
+        return succeed(self._sessions.pop(key, None) is not None)
+
+    def deleteAccountSessions(self, account: str) -> Deferred[int]:
+        keys = [k for k, r in self._sessions.items() if r.account == account]
+        for key in keys:
+            del self._sessions[key]
+        return succeed(len(keys))
+
+    def purgeExpired(self, now: float) -> Deferred[int]:
+        keys = [k for k, r in self._sessions.items() if r.expires <= now]
+        for key in keys:
+            del self._sessions[key]
+        return succeed(len(keys))
+
+
 @implementer(IStore)
 @define
 class MemoryStore:
@@ -77,6 +124,7 @@ class MemoryStore:
     """
 
     users: MemoryUserStore = field(factory=MemoryUserStore)
+    sessions: MemorySessionStore = field(factory=MemorySessionStore)
 
     def start(self) -> Deferred[None]:
         return succeed(None)

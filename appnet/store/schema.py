@@ -28,7 +28,25 @@ USERS = [
     ),
 ]
 
+SESSIONS = [
+    Migration(
+        1,
+        """
+        CREATE TABLE web_sessions (
+            key TEXT PRIMARY KEY,
+            account TEXT NOT NULL,
+            csrf TEXT NOT NULL,
+            created REAL NOT NULL,
+            expires REAL NOT NULL
+        );
+        CREATE INDEX web_sessions_account ON web_sessions (account);
+        CREATE INDEX web_sessions_expires ON web_sessions (expires)
+        """,
+    ),
+]
+
 #: Every component's migrations, applied in this order at start.
 SCHEMAS: Mapping[str, Sequence[Migration]] = {
     "users": USERS,
+    "sessions": SESSIONS,
 }

@@ -15,10 +15,16 @@ from zope.interface import implementer
 
 from appnet.errors import NoSuchUser, UserExists
 from appnet.store._db import Database, Migration, connect, migrate
-from appnet.store.interfaces import IStore, IUserStore, User
+from appnet.store.interfaces import (
+    ISessionStore,
+    IStore,
+    IUserStore,
+    SessionRecord,
+    User,
+)
 from appnet.store.schema import SCHEMAS
 
-__all__ = ["SQLiteStore", "SQLiteUserStore", "migrateFile"]
+__all__ = ["SQLiteSessionStore", "SQLiteStore", "SQLiteUserStore", "migrateFile"]
 
 
 def _user(row: tuple[str, str, int, int | None, float]) -> User:
@@ -118,6 +124,75 @@ class SQLiteUserStore:
         return self._db.read(select)
 
 
+_SESSION_COLUMNS = "key, account, csrf, created, expires"
+
+
+@implementer(ISessionStore)
+@define
+class SQLiteSessionStore:
+    """
+    Web sessions in the C{web_sessions} table.
+    """
+
+    _db: Database
+
+    def addSession(self, record: SessionRecord) -> Deferred[None]:
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT INTO web_sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                (
+                    record.key,
+                    record.account,
+                    record.csrfToken,
+                    record.created,
+                    record.expires,
+                ),
+            )
+
+        return self._db.write(insert)
+
+    def getSession(self, key: str) -> Deferred[SessionRecord | None]:
+        def select(conn: sqlite3.Connection) -> SessionRecord | None:
+            row = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM web_sessions WHERE key = ?", (key,)
+            ).fetchone()
+            return None if row is None else SessionRecord(*row)
+
+        return self._db.read(select)
+
+    def touchSession(self, key: str, expires: float) -> Deferred[bool]:
+        def update(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE web_sessions SET expires = ? WHERE key = ?", (expires, key)
+            )
+            return cursor.rowcount > 0
+
+        return self._db.write(update)
+
+    def deleteSession(self, key: str) -> Deferred[bool]:
+        def delete(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute("DELETE FROM web_sessions WHERE key = ?", (key,))
+            return cursor.rowcount > 0
+
+        return self._db.write(delete)
+
+    def deleteAccountSessions(self, account: str) -> Deferred[int]:
+        def delete(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "DELETE FROM web_sessions WHERE account = ?", (account,)
+            )
+            return cursor.rowcount
+
+        return self._db.write(delete)
+
+    def purgeExpired(self, now: float) -> Deferred[int]:
+        def delete(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute("DELETE FROM web_sessions WHERE expires <= ?", (now,))
+            return cursor.rowcount
+
+        return self._db.write(delete)
+
+
 @implementer(IStore)
 @define
 class SQLiteStore:
@@ -127,6 +202,7 @@ class SQLiteStore:
 
     _db: Database
     users: SQLiteUserStore = field()
+    sessions: SQLiteSessionStore = field()
 
     @classmethod
     def open(
@@ -140,7 +216,7 @@ class SQLiteStore:
         L{start}.
         """
         db = Database(path, reactor, schemas)
-        return cls(db, SQLiteUserStore(db))
+        return cls(db, SQLiteUserStore(db), SQLiteSessionStore(db))
 
     @property
     def database(self) -> Database:

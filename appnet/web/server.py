@@ -1,0 +1,720 @@
+"""
+The web server: the site, its resource tree, and the builder that puts it
+in the stack.
+
+Twisted gives the HTTP/1.1 engine (L{HTTPChannel}: parsing, keep-alive,
+pipelining in order, chunked bodies, back-pressure) and the resource model;
+this module adds what it lacks, in subclasses:
+
+- L{WebChannel}: limits with the right status codes: a request line longer
+  than C{http.max_header_size} gets 414 and a header section longer than
+  it 431 (Twisted answers 400, or silently closes when one line is too
+  long); a declared or chunked body over C{http.max_body_size} gets 413
+  before it is read (Twisted has no limit); a header section not complete
+  within C{http.request_timeout} gets 408 (Twisted's idle timeout is reset
+  by every byte, so a slow sender holds a connection forever). Each such
+  response closes the connection after a short lingering read, so the
+  client sees the status rather than a reset. C{Connection} is parsed as
+  the comma-separated list it is (Twisted splits on spaces, missing
+  C{close,}), and HTTP/1.0 clients asking for C{keep-alive} get it
+  whenever the response has a length (Twisted always closes).
+- L{WebRequest}: the server's response headers (C{Server},
+  C{X-Content-Type-Options}, HSTS over TLS), per-status counters, and the
+  access log line in combined format (Twisted's quotes the client
+  address).
+- L{WebSite}: the factory tying them to the config and the counters.
+
+The resource tree, from L{WebRoot}::
+
+    /status /metrics         counters (JSON, Prometheus text), loopback only
+    /login /logout           form login against the shared accounts
+    /<anything else>         static files from http.root (default DATA/www)
+
+Attaching applications (webmail at C{/mail}, its API at C{/api/v1}): add a
+C{"module:function"} string to L{MOUNTS}. The function receives the
+L{WebContext} and returns C{{b"mail": resource, ...}}: each key becomes a
+child of the root, shadowing any file of that name. Wrap what needs a
+login in C{web.gate(resource)} (HTML: redirect to the login page; CSRF
+checked on every unsafe method) or C{web.gate(resource, json=True)} (401 /
+403 as JSON); inside, L{appnet.web.sessions.sessionOf} gives the request's
+L{WebSession}. For C{/api/v1} return C{{b"api": apiRoot}} with C{v1} as
+C{apiRoot}'s child.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from attrs import define, field, frozen
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import connectionDone
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http import (
+    NO_BODY_CODES,
+    HTTPChannel,
+    datetimeToLogString,
+    datetimeToString,
+)
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request, Site
+
+from appnet.config import HTTPConfig
+from appnet.listen import hostOf
+from appnet.stack import Component, Listening, StackContext
+from appnet.status import Status
+from appnet.trace import MaskRule
+from appnet.web.login import LoginResource, LoginService, LogoutResource
+from appnet.web.pages import ErrorResource, errorBody, reason
+from appnet.web.sessions import SessionGate, SessionManager
+from appnet.web.static import StaticFiles
+from appnet.web.status import MetricsResource, StatusResource
+
+__all__ = [
+    "MOUNTS",
+    "AccessLog",
+    "WebChannel",
+    "WebContext",
+    "WebRequest",
+    "WebRoot",
+    "WebSite",
+    "buildWeb",
+    "webBuilder",
+]
+
+#: Applications attached to the root: C{"module:function"} strings, each
+#: function taking the L{WebContext} and returning C{{name: resource}}.
+MOUNTS: tuple[str, ...] = ()
+
+SERVER = b"appnet"
+
+#: How long a rejected connection keeps reading (and discarding) the
+#: client's data before closing, so the client reads our status first.
+LINGER = 2.0
+
+
+_PLAIN = re.compile(rb"[\x20-\x21\x23-\x5b\x5d-\x7e]*")
+
+
+def _escape(value: bytes | str) -> str:
+    """
+    Escape a field for the access log as nginx does: quotes, backslashes,
+    control and non-ASCII bytes as C{\\xHH}.
+    """
+    data = value.encode("utf-8", "replace") if isinstance(value, str) else value
+    if _PLAIN.fullmatch(data):
+        return data.decode("ascii")
+    out = []
+    for byte in data:
+        if byte in (0x22, 0x5C) or byte < 0x20 or byte >= 0x7F:
+            out.append(f"\\x{byte:02X}")
+        else:
+            out.append(chr(byte))
+    return "".join(out)
+
+
+def combinedLine(
+    *,
+    client: str,
+    user: str,
+    when: str,
+    requestLine: bytes,
+    code: int,
+    length: int,
+    referer: bytes | None,
+    agent: bytes | None,
+) -> str:
+    """
+    One access log line in the combined format::
+
+        127.0.0.1 - alice@example.org [10/Oct/2026:13:55:36 +0000]
+            "GET /a.txt HTTP/1.1" 200 2326 "-" "curl/8.5.0"
+    """
+    return (
+        f'{client} - {_escape(user) or "-"} {when} "{_escape(requestLine)}" '
+        f'{code} {length or "-"} "{_escape(referer or b"-")}" '
+        f'"{_escape(agent or b"-")}"'
+    )
+
+
+@define
+class AccessLog:
+    """
+    Where access log lines go: a file (appended, one write per request, as
+    nginx does), the daemon's log (C{""}), or nowhere (C{"off"}).
+    """
+
+    target: str
+    _fd: int | None = field(default=None, init=False)
+    _log = Logger()
+
+    def open(self) -> None:
+        """Open the file, if the target is one."""
+        if self.target not in ("", "off") and self._fd is None:
+            self._fd = os.open(
+                self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640
+            )
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def write(self, line: str) -> None:
+        """Record one request."""
+        if self._fd is not None:
+            os.write(self._fd, (line + "\n").encode("utf-8"))
+        elif self.target == "":
+            self._log.info("{line}", line=line)
+
+
+class WebRequest(Request):
+    """
+    A request of L{WebSite}: server headers, counters, access log.
+
+    @ivar logUser: what the access log shows as the user (an application
+        sets it to the logged-in account).
+    """
+
+    site: WebSite
+    channel: WebChannel
+    logUser: str = ""
+    _bodyReceived = 0
+    _counted = False
+
+    def handleContentChunk(self, data: bytes) -> None:
+        channel = self.channel
+        if getattr(channel, "rejected", False):
+            return
+        self._bodyReceived += len(data)
+        if self._bodyReceived > channel.maxBodySize:
+            channel.reject(413, "The request body is too large.")
+            return
+        super().handleContentChunk(data)
+
+    def process(self) -> None:
+        site = self.channel.site
+        site.requestStarted(self)
+        super().process()
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting:
+            self._finalHeaders()
+        super().write(data)
+
+    def _finalHeaders(self) -> None:
+        headers = self.responseHeaders
+        headers.setRawHeaders(b"server", [SERVER])
+        if not headers.hasHeader(b"x-content-type-options"):
+            headers.setRawHeaders(b"x-content-type-options", [b"nosniff"])
+        site = self.channel.site if self.channel is not None else None
+        if site is not None and site.hsts and self.isSecure():
+            headers.setRawHeaders(
+                b"strict-transport-security", [b"max-age=%d" % (site.hsts,)]
+            )
+        channel = self.channel
+        if self.clientproto == b"HTTP/1.0" and getattr(channel, "keepAlive10", False):
+            lengthKnown = (
+                headers.hasHeader(b"content-length")
+                or self.method == b"HEAD"
+                or self.code in NO_BODY_CODES
+            )
+            if lengthKnown:
+                headers.setRawHeaders(b"connection", [b"keep-alive"])
+            else:
+                # The body ends when the connection does.
+                channel.persistent = False
+
+    def finish(self) -> None:
+        super().finish()
+        self._done()
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        self._done()
+
+    def _done(self) -> None:
+        if not self._counted:
+            self._counted = True
+            site = getattr(self, "site", None)
+            if site is not None:
+                site.requestEnded(self)
+
+
+class WebChannel(HTTPChannel):
+    """
+    An HTTP connection with limits that answer with the right status.
+
+    @ivar maxBodySize: largest request body in bytes (413 above).
+    @ivar requestTimeout: seconds allowed for a request's header section
+        (408 after), counted from its first byte.
+    @ivar rejected: set once the connection is being closed with an error
+        status; everything the client sends after is discarded.
+    @ivar keepAlive10: the current request is HTTP/1.0 with
+        C{Connection: keep-alive}.
+    """
+
+    site: WebSite
+    maxBodySize = 25 * 1024 * 1024
+    requestTimeout: float | None = 30.0
+    rejected = False
+    keepAlive10 = False
+    _inHead = False
+    _awaitingHead = True
+    _headSize = 0
+    _headLines = 0
+    _headTimer: Any = None
+    _lingerTimer: Any = None
+    _log = Logger()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.rejected:
+            return
+        super().dataReceived(data)
+        # Most requests arrive whole in one read; only a header section
+        # still incomplete afterwards needs the clock.
+        if (
+            self._awaitingHead
+            and self._headTimer is None
+            and self.requestTimeout
+            and not self.rejected
+            and (self._inHead or self._buffer)
+        ):
+            self._headTimer = self.callLater(self.requestTimeout, self._headTimedOut)
+
+    def _headTimedOut(self) -> None:
+        self._headTimer = None
+        self.reject(408, "The request took too long to arrive.")
+
+    def _cancelHeadTimer(self) -> None:
+        if self._headTimer is not None:
+            if self._headTimer.active():
+                self._headTimer.cancel()
+            self._headTimer = None
+
+    def lineReceived(self, line: bytes) -> None:
+        if self.rejected:
+            return
+        if not self._inHead:
+            if not line:
+                # A stray CRLF between requests (RFC 9112 2.2 allows one).
+                super().lineReceived(line)
+                return
+            self._inHead = True
+            self._headSize = 0
+            self._headLines = 0
+            if len(line) > self.totalHeadersSize:
+                self.reject(414, "The request line is too long.")
+                return
+        elif not line:
+            self._inHead = False
+            self._awaitingHead = False
+            self._cancelHeadTimer()
+        else:
+            self._headLines += 1
+            if self._headLines > self.maxHeaders:
+                self.reject(431, "Too many header fields.")
+                return
+        self._headSize += len(line) + 2
+        if self._headSize > self.totalHeadersSize:
+            self.reject(431, "The request header fields are too large.")
+            return
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        if self._inHead:
+            self.reject(431, "The request header fields are too large.")
+        else:
+            self.reject(414, "The request line is too long.")
+
+    def allHeadersReceived(self) -> None:
+        if self.rejected:
+            return
+        if self.length is not None and self.length > self.maxBodySize:
+            self.reject(413, "The request body is too large.")
+            return
+        super().allHeadersReceived()
+
+    def allContentReceived(self) -> None:
+        if self.rejected:
+            return
+        super().allContentReceived()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self.rejected:
+            return
+        super().rawDataReceived(data)
+
+    def checkPersistence(self, request: Any, version: bytes) -> bool:
+        tokens: set[bytes] = set()
+        for value in request.requestHeaders.getRawHeaders(b"connection", []):
+            tokens.update(t.strip().lower() for t in value.split(b","))
+        self.keepAlive10 = False
+        if version == b"HTTP/1.1":
+            if b"close" in tokens:
+                request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+                return False
+            return True
+        if version == b"HTTP/1.0" and b"keep-alive" in tokens:
+            self.keepAlive10 = True
+            return True
+        return False
+
+    def requestDone(self, request: Any) -> None:
+        self._awaitingHead = True
+        super().requestDone(request)
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        self.reject(400, "The request is malformed.")
+
+    def reject(self, code: int, detail: str) -> None:
+        """
+        Answer the request being received with an error status and close
+        the connection, after a short lingering read.
+        """
+        if self.rejected or self.transport is None:
+            return
+        self.rejected = True
+        self._cancelHeadTimer()
+        self.setTimeout(None)
+        body = errorBody(code, detail)
+        head = (
+            b"HTTP/1.1 %d %s\r\nDate: %s\r\nServer: %s\r\n"
+            b"Content-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n"
+            b"X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n"
+        ) % (
+            code,
+            reason(code).encode("ascii"),
+            datetimeToString(),
+            SERVER,
+            len(body),
+        )
+        self.transport.write(head + body)
+        site = getattr(self, "site", None)
+        if site is not None:
+            site.rejected(self, code, len(body))
+        halfClose = getattr(self.transport, "loseWriteConnection", None)
+        if halfClose is not None:
+            try:
+                halfClose()
+            except Exception:
+                halfClose = None
+        if halfClose is None:
+            self.transport.loseConnection()
+            return
+        self._lingerTimer = self.callLater(LINGER, self._endLinger)
+
+    def _endLinger(self) -> None:
+        self._lingerTimer = None
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def readConnectionLost(self) -> None:
+        """The client closed its side: nothing more to linger for."""
+        if self.rejected and self.transport is not None:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._cancelHeadTimer()
+        if self._lingerTimer is not None and self._lingerTimer.active():
+            self._lingerTimer.cancel()
+        self._lingerTimer = None
+        super().connectionLost(reason)
+
+
+class WebSite(Site):
+    """
+    The site: L{WebChannel}s and L{WebRequest}s under one config.
+    """
+
+    protocol = WebChannel  # type: ignore[assignment]
+    requestFactory = WebRequest
+    displayTracebacks = False
+    #: The context of the component this site serves.
+    web: WebContext | None = None
+
+    def __init__(
+        self,
+        resource: IResource,
+        *,
+        config: HTTPConfig,
+        status: Status,
+        reactor: IReactorTime,
+        accessLog: AccessLog | None = None,
+    ) -> None:
+        super().__init__(resource, timeout=config.idle_timeout or None, reactor=reactor)
+        self.config = config
+        self.status = status
+        self.hsts = int(config.hsts)
+        self.gzipEnabled = config.gzip
+        self.accessLog = accessLog or AccessLog(config.access_log)
+        self.active = 0
+        status.gauge("http", "requests_active", lambda: float(self.active))
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """HTTP/1.1 only: ALPN must not offer h2 to this channel."""
+        return [b"http/1.1"]
+
+    def buildProtocol(self, addr: Any) -> Any:
+        channel = super().buildProtocol(addr)
+        channel.maxBodySize = self.config.max_body_size
+        channel.totalHeadersSize = self.config.max_header_size
+        channel.MAX_LENGTH = self.config.max_header_size
+        channel.requestTimeout = self.config.request_timeout or None
+        return channel
+
+    def startFactory(self) -> None:
+        super().startFactory()
+        self.accessLog.open()
+
+    def stopFactory(self) -> None:
+        super().stopFactory()
+        self.accessLog.close()
+
+    def getResourceFor(self, request: Any) -> IResource:
+        if request.clientproto == b"HTTP/1.1" and not request.requestHeaders.hasHeader(
+            b"host"
+        ):
+            # RFC 9112 3.2: a 1.1 request without Host is answered with 400.
+            return ErrorResource(400, "The Host header is missing.")
+        resource: IResource = super().getResourceFor(request)
+        return resource
+
+    def requestStarted(self, request: WebRequest) -> None:
+        """Count a request whose head has arrived."""
+        self.status.increment("http", "requests")
+        self.active += 1
+
+    def requestEnded(self, request: WebRequest) -> None:
+        """A request finished or its connection was lost."""
+        self.active -= 1
+
+    def log(self, request: Any) -> None:
+        """Count the response by status class and write the access log."""
+        self._count(request.code)
+        line = combinedLine(
+            client=hostOf(request.getClientAddress()),
+            user=request.logUser,
+            when=self._logDateTime or datetimeToLogString(self.reactor.seconds()),
+            requestLine=b"%s %s %s"
+            % (request.method, request.uri, request.clientproto),
+            code=request.code,
+            length=request.sentLength,
+            referer=request.getHeader(b"referer"),
+            agent=request.getHeader(b"user-agent"),
+        )
+        self.accessLog.write(line)
+
+    def rejected(self, channel: WebChannel, code: int, length: int) -> None:
+        """Count and log a request the channel refused before processing."""
+        self._count(code)
+        command = getattr(channel, "_command", b"-")
+        path = getattr(channel, "_path", b"")
+        version = getattr(channel, "_version", b"")
+        requestLine = b" ".join(p for p in (command, path, version) if p)
+        headers = channel.requests[-1].requestHeaders if channel.requests else None
+        line = combinedLine(
+            client=hostOf(channel.transport.getPeer()),  # type: ignore[union-attr]
+            user="",
+            when=self._logDateTime or datetimeToLogString(self.reactor.seconds()),
+            requestLine=requestLine[:512],
+            code=code,
+            length=length,
+            referer=headers.getRawHeaders(b"referer", [None])[0] if headers else None,
+            agent=headers.getRawHeaders(b"user-agent", [None])[0] if headers else None,
+        )
+        self.accessLog.write(line)
+
+    def _count(self, code: int) -> None:
+        self.status.increment("http", f"responses_{code // 100}xx")
+
+
+class WebRoot(Resource):
+    """
+    The root of the tree: named children (applications, status, login)
+    first, everything else from the static files.
+    """
+
+    def __init__(self, static: StaticFiles) -> None:
+        super().__init__()
+        self.static = static
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        segments = [path] + list(request.postpath or [])
+        query = b""
+        if b"?" in request.uri:
+            query = b"?" + request.uri.split(b"?", 1)[1]
+        return self.static.resolve(segments, query)
+
+    def render(self, request: Request) -> bytes | int:
+        # Only reached for an empty path (a proxy's "GET  HTTP/1.1").
+        resource = self.static.resolve([b""])
+        result: bytes | int = resource.render(request)
+        return result
+
+
+@frozen
+class WebContext:
+    """
+    What applications mounted on the web server receive.
+
+    @ivar stack: the shared L{StackContext} (store, auth, config, reactor).
+    @ivar config: the C{[http]} settings.
+    @ivar sessions: cookie sessions (L{SessionManager}).
+    @ivar login: checks passwords and starts sessions (L{LoginService}).
+    @ivar root: the root resource, to attach children to.
+    """
+
+    stack: StackContext
+    config: HTTPConfig
+    sessions: SessionManager
+    login: LoginService
+    root: WebRoot
+
+    def gate(self, resource: IResource, json: bool = False) -> SessionGate:
+        """
+        Put C{resource} behind a login: requests without a valid session
+        are redirected to C{/login} (or get a JSON 401), unsafe methods
+        without the session's CSRF token get 403.
+        """
+        return SessionGate(resource, self.sessions, json=json)
+
+
+class SessionPurger(Service):
+    """
+    Deletes expired sessions now and then.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self, sessions: SessionManager, clock: IReactorTime, interval: float = 600.0
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._interval = interval
+        self._loop: LoopingCall | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        loop = LoopingCall(self._purge)
+        loop.clock = self._clock
+        self._loop = loop
+        loop.start(self._interval, now=True).addErrback(
+            lambda f: self._log.failure("purging sessions", f)
+        )
+
+    async def _purgeAsync(self) -> None:
+        count = await self._sessions.purge()
+        if count:
+            self._log.info("Purged {count} expired web sessions", count=count)
+
+    def _purge(self) -> Any:
+        return Deferred.fromCoroutine(self._purgeAsync()).addErrback(
+            lambda f: self._log.failure("purging sessions", f)
+        )
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+
+def _load(path: str) -> Callable[[WebContext], Mapping[bytes, IResource]]:
+    module, _, name = path.partition(":")
+    mount: Callable[[WebContext], Mapping[bytes, IResource]] = getattr(
+        importlib.import_module(module), name
+    )
+    return mount
+
+
+def _allowed(networks: Sequence[str]) -> list[Any]:
+    return [ipaddress.ip_network(n) for n in networks]
+
+
+Mount = Callable[[WebContext], Mapping[bytes, IResource]]
+
+
+def webBuilder(
+    mounts: Sequence[str | Mount] | None = None,
+) -> Callable[[StackContext], Component]:
+    """
+    A builder for the web component with these applications mounted
+    (default: L{MOUNTS}).
+    """
+
+    def build(ctx: StackContext) -> Component:
+        return buildWeb(ctx, MOUNTS if mounts is None else mounts)
+
+    return build
+
+
+def buildWeb(
+    ctx: StackContext, mounts: Sequence[str | Mount] | None = None
+) -> Component:
+    """
+    The web component: the site behind C{http.listen}, and the purger of
+    expired sessions.
+    """
+    config = ctx.config.http
+    rootDir = config.root or ctx.dataDir.www.path
+    static = StaticFiles(
+        rootDir,
+        listing=config.listing,
+        gzipTypes=tuple(config.gzip_types) if config.gzip else (),
+    )
+    root = WebRoot(static)
+    sessions = SessionManager(
+        ctx.store.sessions, ctx.store.users, ctx.reactor, config.session_lifetime
+    )
+    login = LoginService(ctx.auth, sessions)
+    web = WebContext(ctx, config, sessions, login, root)
+    allow = _allowed(config.status_allow)
+    root.putChild(b"status", StatusResource(ctx.status, ctx.addresses, allow))
+    root.putChild(b"metrics", MetricsResource(ctx.status, allow))
+    root.putChild(b"login", LoginResource(login))
+    root.putChild(b"logout", LogoutResource(sessions))
+    for mount in MOUNTS if mounts is None else mounts:
+        function = _load(mount) if isinstance(mount, str) else mount
+        for name, resource in function(web).items():
+            root.putChild(name, resource)
+    site = WebSite(root, config=config, status=ctx.status, reactor=ctx.reactor)
+    site.web = web
+    return Component(
+        listening=[
+            Listening(
+                "http",
+                site,
+                refusal=(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                    b"Connection: close\r\n\r\n"
+                ),
+                mask=HTTP_MASK,
+            )
+        ],
+        services=[SessionPurger(sessions, ctx.reactor)],
+    )
+
+
+#: What is secret in an HTTP transcript: credentials and cookies in
+#: headers, and request bodies (a login form's password).
+HTTP_MASK = MaskRule(
+    secretCommands={
+        b"AUTHORIZATION:": 1,
+        b"PROXY-AUTHORIZATION:": 1,
+        b"COOKIE:": 0,
+        b"X-CSRF-TOKEN:": 0,
+    },
+    serverSecrets={b"SET-COOKIE:": 0},
+    httpBodies=True,
+)

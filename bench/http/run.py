@@ -1,0 +1,281 @@
+"""
+HTTP benchmark: appnet's web server beside stock ``twistd web`` and nginx,
+serving the same files from the same directory, in one run.
+
+- requests/s for a 1 KiB file: ``wrk`` (keep-alive, one thread, 32
+  connections, 10 s per server and round by default);
+- MB/s for a 100 MiB file: ``curl`` downloading it to /dev/null.
+
+All three run at once; the measurements alternate between them for
+several rounds (3 by default) and the medians are printed.
+
+Every server writes a combined-format access log to a file (the same work
+for all three), listens on loopback only, and is started and stopped by
+its PID. nginx runs one worker process, like the single-reactor Python
+servers. Run from the repository root::
+
+    .venv/bin/python bench/http/run.py [--duration 10] [--connections 32] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+SMALL = "1k.bin"
+LARGE = "100m.bin"
+TWISTD = "from twisted.scripts.twistd import run; run()"
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def waitForPort(
+    port: int, process: subprocess.Popen[bytes], seconds: float = 20
+) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def startAppnet(work: str, www: str, port: int) -> subprocess.Popen[bytes]:
+    config = os.path.join(work, "appnet.toml")
+    with open(config, "w") as f:
+        f.write(
+            f"""
+[http]
+listen = ["tcp:{port}:interface=127.0.0.1"]
+root = "{www}"
+access_log = "{work}/appnet-access.log"
+[smtp]
+enabled = false
+[submission]
+enabled = false
+[pop3]
+enabled = false
+[imap]
+enabled = false
+[ftp]
+enabled = false
+[dns]
+enabled = false
+"""
+        )
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            TWISTD,
+            "-n",
+            "--pidfile=",
+            "--logfile",
+            os.path.join(work, "appnet.log"),
+            "appnet",
+            "--config",
+            config,
+            "--data",
+            os.path.join(work, "appnet-data"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def startTwistdWeb(work: str, www: str, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            TWISTD,
+            "-n",
+            "--pidfile=",
+            "--logfile",
+            os.path.join(work, "twistd.log"),
+            "web",
+            "--path",
+            www,
+            "--listen",
+            f"tcp:{port}:interface=127.0.0.1",
+            "--logfile",
+            os.path.join(work, "twistd-access.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def startNginx(work: str, www: str, port: int) -> subprocess.Popen[bytes]:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    prefix = os.path.join(work, "nginx")
+    os.makedirs(prefix, exist_ok=True)
+    config = os.path.join(prefix, "nginx.conf")
+    with open(config, "w") as f:
+        f.write(
+            f"""
+daemon off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {prefix}/access.log combined;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    sendfile on;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        root {www};
+    }}
+}}
+"""
+        )
+    return subprocess.Popen(
+        [nginx, "-c", config, "-p", prefix],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wrk(port: int, duration: int, connections: int) -> float:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration}s",
+            f"http://127.0.0.1:{port}/{SMALL}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    for line in out.splitlines():
+        if line.startswith("Requests/sec:"):
+            return float(line.split()[1])
+    raise RuntimeError(f"no Requests/sec in wrk output:\n{out}")
+
+
+def download(port: int, runs: int = 3) -> float:
+    speeds = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{speed_download} %{size_download}",
+                f"http://127.0.0.1:{port}/{LARGE}",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        if int(float(out[1])) != 100 * 1024 * 1024:
+            raise RuntimeError(f"short download: {out[1]} bytes")
+        speeds.append(float(out[0]) / 1e6)
+    return statistics.median(speeds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--duration", type=int, default=10, help="wrk seconds per server"
+    )
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    for tool in ("wrk", "curl"):
+        if shutil.which(tool) is None:
+            sys.exit(f"bench/http: {tool} is not installed")
+    work = tempfile.mkdtemp(prefix="appnet-bench-http-")
+    # nginx's worker may run as another user (nobody, when started as root).
+    os.chmod(work, 0o755)
+    www = os.path.join(work, "www")
+    os.makedirs(www)
+    with open(os.path.join(www, SMALL), "wb") as f:
+        f.write(os.urandom(1024))
+    with open(os.path.join(www, LARGE), "wb") as f:
+        for _ in range(100):
+            f.write(os.urandom(1024 * 1024))
+    servers: list[tuple[str, Callable[[str, str, int], subprocess.Popen[bytes]]]] = [
+        ("appnet", startAppnet),
+        ("twistd web", startTwistdWeb),
+    ]
+    if shutil.which("nginx") or os.path.exists("/usr/sbin/nginx"):
+        servers.append(("nginx (1 worker)", startNginx))
+    running: list[tuple[str, int, subprocess.Popen[bytes]]] = []
+    rps: dict[str, list[float]] = {}
+    mbps: dict[str, list[float]] = {}
+    try:
+        for name, start in servers:
+            port = freePort()
+            process = start(work, www, port)
+            running.append((name, port, process))
+            waitForPort(port, process)
+            wrk(port, 1, args.connections)  # warm up
+        # Rounds alternate between the servers, so a colleague's load on
+        # the shared machine falls on all of them alike; medians are shown.
+        for round in range(args.rounds):
+            for name, port, _ in running:
+                rps.setdefault(name, []).append(
+                    wrk(port, args.duration, args.connections)
+                )
+                mbps.setdefault(name, []).append(download(port, 1))
+            print(f"  round {round + 1} of {args.rounds} done", file=sys.stderr)
+    finally:
+        for _, _, process in running:
+            stop(process)
+        shutil.rmtree(work, ignore_errors=True)
+    rows = [
+        (name, statistics.median(rps[name]), statistics.median(mbps[name]))
+        for name, _, _ in running
+    ]
+    print()
+    print(f"{'server':<18} {'1 KiB req/s':>12} {'100 MiB MB/s':>13}")
+    print(f"{'-' * 18} {'-' * 12} {'-' * 13}")
+    for name, rps, mbps in rows:
+        print(f"{name:<18} {rps:>12.0f} {mbps:>13.0f}")
+    print(
+        f"\nmedians of {args.rounds} alternating rounds: wrk -t1 "
+        f"-c{args.connections} -d{args.duration}s (keep-alive); one curl "
+        "download to /dev/null; loopback; access logs to files."
+    )
+
+
+if __name__ == "__main__":
+    main()

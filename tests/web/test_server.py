@@ -1,0 +1,347 @@
+"""
+Tests for the HTTP server's connection handling: persistence, limits and
+their status codes, the request timeout, HSTS, the access log, counters
+and the masked transcript.
+"""
+
+from __future__ import annotations
+
+import re
+
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from appnet.trace import Transcript
+from appnet.web.server import HTTP_MASK, combinedLine
+from tests.web.helpers import Harness, harness, raw
+
+
+class PersistenceTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.web: Harness = harness(self)
+        self.web.write("a.txt", b"hello")
+
+    def test_http11KeepAlive(self) -> None:
+        """HTTP/1.1 connections stay open across requests."""
+        c = self.web.connect()
+        c.send(raw("GET", "/a.txt"))
+        c.send(raw("GET", "/a.txt"))
+        self.assertEqual([r.body for r in c.responses()], [b"hello", b"hello"])
+        self.assertFalse(c.closed)
+
+    def test_pipelined(self) -> None:
+        """Pipelined requests are answered in order."""
+        c = self.web.connect()
+        c.send(raw("GET", "/a.txt") + raw("GET", "/nope") + raw("HEAD", "/a.txt"))
+        self.assertEqual(
+            [r.status for r in c.responses(["GET", "GET", "HEAD"])], [200, 404, 200]
+        )
+
+    def test_connectionCloseList(self) -> None:
+        """'Connection: keep-alive, close' closes (a list, not one token)."""
+        c = self.web.connect()
+        c.send(raw("GET", "/a.txt", {"Connection": "keep-alive,close"}))
+        self.assertEqual(c.responses()[0].status, 200)
+        self.assertTrue(c.closed)
+
+    def test_http10KeepAlive(self) -> None:
+        """HTTP/1.0 with keep-alive stays open when the response has a length."""
+        c = self.web.connect()
+        for _ in range(2):
+            c.send(
+                raw("GET", "/a.txt", {"Connection": "keep-alive"}, version="HTTP/1.0")
+            )
+        responses = c.responses()
+        self.assertEqual([r.body for r in responses], [b"hello", b"hello"])
+        self.assertEqual(responses[0].header("connection"), "keep-alive")
+        self.assertFalse(c.closed)
+
+    def test_http10Close(self) -> None:
+        """HTTP/1.0 without keep-alive closes after the response."""
+        c = self.web.connect()
+        c.send(raw("GET", "/a.txt", version="HTTP/1.0"))
+        self.assertEqual(c.responses()[0].body, b"hello")
+        self.assertTrue(c.closed)
+
+    def test_http10KeepAliveUnknownLength(self) -> None:
+        """
+        An HTTP/1.0 keep-alive response without a length (gzip on the fly)
+        is ended by closing the connection.
+        """
+        self.web.write("t.txt", b"text " * 200)
+        c = self.web.connect()
+        c.send(
+            raw(
+                "GET",
+                "/t.txt",
+                {"Connection": "keep-alive", "Accept-Encoding": "gzip"},
+                version="HTTP/1.0",
+            )
+        )
+        self.assertTrue(c.closed)
+        self.assertIsNone(c.responses()[0].header("connection"))
+
+
+class LimitTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.web: Harness = harness(
+            self, {"max_header_size": 2048, "max_body_size": 1000}
+        )
+
+    def test_headerTooLarge(self) -> None:
+        """Header fields over the limit get 431 and the connection closes."""
+        c = self.web.connect()
+        c.send(raw("GET", "/", {f"X-{i}": "v" * 100 for i in range(30)}))
+        r = c.responses()[0]
+        self.assertEqual(r.status, 431)
+        self.assertEqual(r.header("connection"), "close")
+        self.assertTrue(c.closed)
+
+    def test_oneHugeHeaderLine(self) -> None:
+        """One header line longer than the limit also gets 431."""
+        c = self.web.connect()
+        c.send(b"GET / HTTP/1.1\r\nX: " + b"v" * 5000)
+        self.assertEqual(c.responses()[0].status, 431)
+
+    def test_requestLineTooLong(self) -> None:
+        """A request line over the limit gets 414."""
+        c = self.web.connect()
+        c.send(raw("GET", "/" + "a" * 3000))
+        self.assertEqual(c.responses()[0].status, 414)
+        c = self.web.connect()
+        c.send(b"GET /" + b"a" * 5000)
+        self.assertEqual(c.responses()[0].status, 414)
+
+    def test_bodyTooLarge(self) -> None:
+        """A declared body over the limit gets 413 before it is sent."""
+        c = self.web.connect()
+        c.send(
+            b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        value = c.transport.value()
+        self.assertNotIn(b"100 Continue", value)
+        self.assertEqual(c.responses()[0].status, 413)
+        c.send(b"x" * 5000)
+        self.assertEqual(c.transport.value(), value)
+
+    def test_chunkedBodyTooLarge(self) -> None:
+        """A chunked body growing over the limit gets 413."""
+        c = self.web.connect()
+        c.send(b"POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(3):
+            c.send(b"190\r\n" + b"x" * 400 + b"\r\n")
+        self.assertEqual(c.responses()[0].status, 413)
+        self.assertTrue(c.closed)
+
+    def test_bodyWithinLimit(self) -> None:
+        """A body within the limit is processed."""
+        r = self.web.request(
+            "POST",
+            "/login",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            b"username=a&password=b",
+        )
+        self.assertEqual(r.status, 403)  # no CSRF token, but it was read
+
+    def test_malformed(self) -> None:
+        """A malformed header gets a 400 page."""
+        c = self.web.connect()
+        c.send(b"GET / HTTP/1.1\r\nno colon here\r\n\r\n")
+        r = c.responses()[0]
+        self.assertEqual(r.status, 400)
+        self.assertIn(b"400", r.body)
+
+    def test_hostRequired(self) -> None:
+        """An HTTP/1.1 request without Host gets 400; HTTP/1.0 need not send it."""
+        c = self.web.connect()
+        c.send(b"GET / HTTP/1.1\r\n\r\n")
+        self.assertEqual(c.responses()[0].status, 400)
+        c = self.web.connect()
+        c.send(b"GET / HTTP/1.0\r\n\r\n")
+        self.assertEqual(c.responses()[0].status, 200)
+
+    def test_rejectionsCounted(self) -> None:
+        """Refused requests count as 4xx responses and are logged."""
+        c = self.web.connect()
+        c.send(raw("GET", "/" + "a" * 3000))
+        self.assertEqual(self.web.status.counter("http", "responses_4xx"), 1)
+
+
+class TimeoutTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.web: Harness = harness(self, {"request_timeout": 10, "idle_timeout": 100})
+        self.web.write("a.txt", b"hello")
+
+    def test_slowHeaders(self) -> None:
+        """Headers still incomplete after request_timeout get 408."""
+        c = self.web.connect()
+        c.send(b"GET /a.txt HTTP/1.1\r\n")
+        for _ in range(9):
+            self.web.clock.advance(1)
+            c.send(b"X: y\r\n")
+        self.assertEqual(c.transport.value(), b"")
+        self.web.clock.advance(1.5)
+        self.assertEqual(c.responses()[0].status, 408)
+        self.assertTrue(c.closed)
+
+    def test_idleNotTimedOut(self) -> None:
+        """An idle kept-alive connection is not a slow request."""
+        c = self.web.connect()
+        c.send(raw("GET", "/a.txt"))
+        self.web.clock.advance(50)
+        c.send(raw("GET", "/a.txt"))
+        self.assertEqual([r.status for r in c.responses()], [200, 200])
+
+    def test_timerPerRequest(self) -> None:
+        """Each request gets the whole allowance from its first byte."""
+        c = self.web.connect()
+        c.send(raw("GET", "/a.txt"))
+        self.web.clock.advance(8)
+        c.send(b"GET /a.txt HTTP/1.1\r\n")
+        self.web.clock.advance(8)
+        c.send(b"Host: x\r\n\r\n")
+        self.assertEqual([r.status for r in c.responses()], [200, 200])
+
+    def test_idleTimeout(self) -> None:
+        """A connection idle longer than idle_timeout is closed."""
+        c = self.web.connect()
+        c.send(raw("GET", "/a.txt"))
+        self.web.clock.advance(101)
+        self.assertTrue(c.closed)
+
+
+class HeaderTests(SynchronousTestCase):
+    def test_hsts(self) -> None:
+        """HSTS is sent over TLS only, when configured."""
+        web = harness(self, {"hsts": "365d"})
+        web.write("a.txt", b"x")
+        secure = web.request("GET", "/a.txt", secure=True)
+        self.assertEqual(secure.header("strict-transport-security"), "max-age=31536000")
+        self.assertIsNone(
+            web.request("GET", "/a.txt").header("strict-transport-security")
+        )
+        off = harness(self)
+        off.write("a.txt", b"x")
+        r = off.request("GET", "/a.txt", secure=True)
+        self.assertIsNone(r.header("strict-transport-security"))
+
+
+class AccessLogTests(SynchronousTestCase):
+    def test_file(self) -> None:
+        """Each request is one combined-format line in the access log file."""
+        path = self.mktemp()
+        web = harness(self, {"access_log": path})
+        web.write("a.txt", b"hello")
+        web.request("GET", "/a.txt?q=1", {"Referer": "http://r/", "User-Agent": 'x"y'})
+        web.request("GET", "/missing")
+        web.site.stopFactory()
+        with open(path) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 2)
+        pattern = (
+            r"^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] "
+            r'"GET /a\.txt\?q=1 HTTP/1\.1" 200 5 "http://r/" "x\\x22y"$'
+        )
+        self.assertRegex(lines[0], pattern)
+        self.assertIn('"GET /missing HTTP/1.1" 404 ', lines[1])
+
+    def test_daemonLog(self) -> None:
+        """By default the lines go to the daemon's log."""
+        events: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        web = harness(self)
+        web.request("GET", "/nope")
+        lines = [e["line"] for e in events if "line" in e]
+        self.assertTrue(any('"GET /nope HTTP/1.1" 404' in str(x) for x in lines))
+
+    def test_off(self) -> None:
+        """'off' logs nothing."""
+        events: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        web = harness(self, {"access_log": "off"})
+        web.request("GET", "/nope")
+        self.assertFalse([e for e in events if "line" in e])
+
+    def test_escaping(self) -> None:
+        """Control bytes and non-ASCII in the request line are escaped."""
+        line = combinedLine(
+            client="::1",
+            user="alice@example.org",
+            when="[x]",
+            requestLine=b"GET /\xc3\xa9\x1b HTTP/1.1",
+            code=200,
+            length=0,
+            referer=None,
+            agent=None,
+        )
+        self.assertEqual(
+            line,
+            '::1 - alice@example.org [x] "GET /\\xC3\\xA9\\x1B HTTP/1.1" 200 - "-" "-"',
+        )
+
+
+class CounterTests(SynchronousTestCase):
+    def test_counters(self) -> None:
+        """Requests and responses by status class are counted."""
+        web = harness(self)
+        web.write("a.txt", b"x")
+        web.request("GET", "/a.txt")
+        web.request("GET", "/a.txt")
+        web.request("GET", "/nope")
+        status = web.status
+        self.assertEqual(status.counter("http", "requests"), 3)
+        self.assertEqual(status.counter("http", "responses_2xx"), 2)
+        self.assertEqual(status.counter("http", "responses_4xx"), 1)
+        self.assertEqual(status.snapshot()["http"]["requests_active"], 0)
+
+
+class TranscriptTests(SynchronousTestCase):
+    def test_masked(self) -> None:
+        """
+        The HTTP transcript masks credentials, cookies and request bodies
+        (a login form's password) but shows the rest.
+        """
+        events: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        t = Transcript("http", "127.0.0.1:5", HTTP_MASK)
+        body = b"username=alice&password=hunter2-secret"
+        t.fromClient(
+            b"POST /login HTTP/1.1\r\nAuthorization: Basic c2VjcmV0\r\n"
+            b"Cookie: appnet_session=tok-secret\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body
+        )
+        t.fromServer(
+            b"HTTP/1.1 303 See Other\r\nSet-Cookie: appnet_session=new-secret\r\n\r\n"
+        )
+        t.fromClient(b"GET / HTTP/1.1\r\n\r\n")
+        lines = [str(e.get("line")) for e in events if e.get("service") == "http"]
+        text = "\n".join(lines)
+        self.assertNotIn("secret", text)
+        self.assertNotIn("hunter2", text)
+        self.assertIn("POST /login HTTP/1.1", lines)
+        self.assertIn("Authorization: Basic ********", lines)
+        self.assertIn("Cookie: ********", lines)
+        self.assertIn("Set-Cookie: ********", lines)
+        self.assertIn(f"<body, {len(body)} bytes>", lines)
+        self.assertIn("GET / HTTP/1.1", lines)
+        self.assertTrue(re.search("Content-Length: \\d+", text))
+
+
+class ALPNTests(SynchronousTestCase):
+    def test_guardedFactoryOffersHTTP11(self) -> None:
+        """
+        Behind the listener wrapper the site still offers http/1.1 over
+        ALPN (else TLS clients offering ALPN get a fatal alert).
+        """
+        from twisted.internet.interfaces import IProtocolNegotiationFactory
+
+        from appnet.listen import GuardedFactory
+
+        web = harness(self)
+        guarded = GuardedFactory(web.site, "http", web.status, 10)
+        self.assertTrue(IProtocolNegotiationFactory.providedBy(guarded))
+        self.assertEqual(guarded.acceptableProtocols(), [b"http/1.1"])
