@@ -39,6 +39,7 @@ from zope.interface import directlyProvides
 
 from appnet.errors import ListenError
 from appnet.status import Status
+from appnet.tls import tolerateALPN
 from appnet.trace import MaskRule, Transcript
 
 __all__ = [
@@ -340,6 +341,11 @@ class ListenerService(Service):
 
     def _listen(self) -> None:
         endpoint = serverFromString(self.reactor, self.description)
+        # ssl: endpoints build their own context factory; give it the ALPN
+        # fix of appnet.tls (Twisted keeps it in a private attribute).
+        contextFactory = getattr(endpoint, "_sslContextFactory", None)
+        if contextFactory is not None:
+            tolerateALPN(contextFactory)
         result: list[Any] = []
         endpoint.listen(self.factory).addBoth(result.append)
         if not result:  # pragma: no cover - stream endpoints bind synchronously

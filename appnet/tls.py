@@ -6,6 +6,13 @@ Every protocol offers TLS with the same L{TLSMaterial}: STARTTLS, STLS and
 AUTH TLS use L{TLSMaterial.serverOptions} as their context factory, and
 C{ssl:} endpoints can name the same files. Certificates are built and
 parsed with C{cryptography}; Twisted's L{CertificateOptions} serves them.
+
+L{tolerateALPN} works around a Twisted 26.10 defect: every server context
+gets an ALPN callback that, when none of the client's protocols is
+acceptable (always, for a service that names none), returns C{b""}, which
+OpenSSL turns into a fatal "internal error" alert. Any client offering ALPN
+(curl, browsers, many mail clients) then fails the handshake. Our callback
+declines ALPN instead and the handshake goes on, as nginx and Postfix do.
 """
 
 from __future__ import annotations
@@ -19,12 +26,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from OpenSSL import crypto
+from OpenSSL import SSL
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 
 from appnet.errors import ConfigError
 
-__all__ = ["TLSMaterial", "loadTLS", "makeSelfSigned", "writeSelfSigned"]
+__all__ = [
+    "TLSMaterial",
+    "loadTLS",
+    "makeSelfSigned",
+    "tolerateALPN",
+    "writeSelfSigned",
+]
 
 
 def makeSelfSigned(
@@ -148,12 +162,14 @@ class TLSMaterial:
         A server context factory: TLS 1.2 and newer, Twisted's default
         ciphers, for STARTTLS and friends.
         """
-        return CertificateOptions(
-            privateKey=crypto.PKey.from_cryptography_key(self.key),  # type: ignore[arg-type]
-            certificate=crypto.X509.from_cryptography(self.leaf),
-            extraCertChain=[crypto.X509.from_cryptography(c) for c in self.chain[1:]],
+        options = CertificateOptions(
+            privateKey=self.key,  # type: ignore[arg-type]
+            certificate=self.leaf,  # type: ignore[arg-type]
+            extraCertChain=list(self.chain[1:]),  # type: ignore[arg-type]
             raiseMinimumTo=TLSVersion.TLSv1_2,
         )
+        tolerateALPN(options)
+        return options
 
     def certificatePEM(self) -> bytes:
         """The leaf certificate as PEM, for clients to trust in tests."""
@@ -209,3 +225,33 @@ def loadTLS(certPath: str, keyPath: str, source: str | None = None) -> TLSMateri
             "tls.key", f"{keyPath} does not match the certificate in {certPath}", source
         )
     return TLSMaterial(chain, key, certPath)
+
+
+def _selectALPN(connection: SSL.Connection, offered: list[bytes]) -> object:
+    """
+    Pick the first protocol the wrapped factory accepts that the client
+    offered; with none, decline ALPN and let the handshake continue.
+    """
+    acceptable: list[bytes] = []
+    tlsProtocol = connection.get_app_data()
+    factory = getattr(getattr(tlsProtocol, "factory", None), "wrappedFactory", None)
+    negotiation = IProtocolNegotiationFactory(factory, None)
+    if negotiation is not None:
+        acceptable = list(negotiation.acceptableProtocols())
+    for protocol in acceptable:
+        if protocol in offered:
+            return protocol
+    return SSL.NO_OVERLAPPING_PROTOCOLS
+
+
+def tolerateALPN(contextFactory: object) -> None:
+    """
+    Replace the ALPN callback of a server context factory's (cached) context
+    with one that declines instead of failing the handshake (see the
+    module docstring).
+
+    @param contextFactory: a L{CertificateOptions}, or anything with a
+        C{getContext()} returning the context its connections use.
+    """
+    context = contextFactory.getContext()  # type: ignore[attr-defined]
+    context.set_alpn_select_callback(_selectALPN)

@@ -153,3 +153,67 @@ class EndpointTests(TestCase):
         protocol.transport.loseConnection()  # type: ignore[union-attr]
         await protocol.lost
         await served[0].lost
+
+
+class ALPNTests(TestCase):
+    """
+    Clients offering ALPN complete the handshake with services that name no
+    ALPN protocol (Twisted alone answers them with a fatal alert).
+    """
+
+    def setUp(self) -> None:
+        d = FilePath(self.mktemp())
+        d.makedirs()
+        self.cert, self.key = d.child("cert.pem"), d.child("key.pem")
+        writeSelfSigned(self.cert.path, self.key.path, "localhost")
+
+    async def roundTrip(self, port: int) -> None:
+        trust = Certificate.loadPEM(self.cert.getContent())
+        client = wrapClientTLS(
+            optionsForClientTLS(
+                "localhost", trust, acceptableProtocols=[b"h2", b"imap"]
+            ),
+            TCP4ClientEndpoint(reactor, "127.0.0.1", port),
+        )
+        protocol = await connectProtocol(client, Collect())
+        self.assertEqual(await protocol.got, b"over tls")
+        self.assertIsNone(protocol.transport.negotiatedProtocol)  # type: ignore[union-attr]
+        protocol.transport.loseConnection()  # type: ignore[union-attr]
+        await protocol.lost
+
+    async def test_sslListener(self) -> None:
+        """An appnet ssl: listener accepts a client offering ALPN."""
+        from appnet.testing import startStack
+        from tests.helpers import echoBuilder
+
+        endpoint = (
+            f"ssl:0:interface=127.0.0.1:privateKey={self.key.path}"
+            f":certKey={self.cert.path}"
+        )
+        stack = await startStack(
+            self,
+            builders=[echoBuilder("imap")],
+            config={"imap": {"listen": [endpoint]}},
+        )
+        await self.roundTrip(stack.address("imap")[1])
+
+    async def test_serverOptions(self) -> None:
+        """The STARTTLS context factory accepts a client offering ALPN."""
+        from twisted.internet.endpoints import SSL4ServerEndpoint
+
+        options = loadTLS(self.cert.path, self.key.path).serverOptions()
+        endpoint = SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1")
+        lost: list[Deferred[None]] = []
+
+        class Closing(Echo):
+            def connectionMade(self) -> None:
+                self.done: Deferred[None] = Deferred()
+                lost.append(self.done)
+
+            def connectionLost(self, reason: object) -> None:
+                self.done.callback(None)
+
+        port = await endpoint.listen(Factory.forProtocol(Closing))
+        self.addCleanup(port.stopListening)
+        await self.roundTrip(port.getHost().port)
+        await lost[0]
