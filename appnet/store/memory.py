@@ -16,6 +16,7 @@ from zope.interface import implementer
 
 from appnet.errors import NoSuchUser, UserExists
 from appnet.store.interfaces import IStore, IUserStore, User
+from appnet.store.mailmemory import MemoryMailStore, MemoryQueueStore
 
 __all__ = ["MemoryStore", "MemoryUserStore"]
 
@@ -77,6 +78,8 @@ class MemoryStore:
     """
 
     users: MemoryUserStore = field(factory=MemoryUserStore)
+    mail: MemoryMailStore = field(factory=MemoryMailStore)
+    queue: MemoryQueueStore = field(factory=MemoryQueueStore)
 
     def start(self) -> Deferred[None]:
         return succeed(None)
