@@ -12,13 +12,16 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import ITLSTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.mail.interfaces import IMailboxPOP3
 from zope.interface import implementer
 
 from appnet.auth import Authenticator, LoginThrottle, UserChecker, hashPassword
+from appnet.mail.pop3 import POP3ServerFactory, maildropFactory
 from appnet.mail.realm import MailRealm
 from appnet.mail.routing import Router
 from appnet.mail.smtpserver import SMTPRole, SMTPServer, SMTPServerFactory
 from appnet.status import Status
+from appnet.store.interfaces import DeliveryTarget
 from appnet.store.memory import MemoryStore
 
 ALICE = "alice@example.org"
@@ -65,6 +68,9 @@ class MailWorld:
         )
         self.status = Status(self.clock)
         self.realm = MailRealm()
+        self.realm.register(
+            IMailboxPOP3, maildropFactory(self.store.mail, self.clock, 1200)
+        )
         self.domains = domains
 
         async def localDomains() -> frozenset[str]:
@@ -100,6 +106,26 @@ class MailWorld:
             hopLimit=hopLimit,
         )
 
+    def pop3Factory(self, tls: bool = False) -> POP3ServerFactory:
+        return POP3ServerFactory(
+            hostname="pop.example.org",
+            store=self.store.mail,
+            auth=self.auth,
+            realm=self.realm,
+            status=self.status,
+            clock=self.clock,
+            tlsOptions=object() if tls else None,
+            idleTimeout=600,
+        )
+
+    def deliver(self, owner: str, data: bytes) -> int:
+        staged = self.store.mail.stage()
+        staged.write(data)
+        d = self.store.mail.deliver(staged, [DeliveryTarget(owner)])
+        result: list[Any] = []
+        d.addCallback(result.append)
+        return int(result[0][0])
+
     def connect(
         self, factory: Any, peer: str = "192.0.2.7", tlsCapable: bool = True
     ) -> Session:
@@ -131,7 +157,13 @@ class Session:
         if isinstance(data, str):
             data = data.encode()
         self.protocol.dataReceived(data)
+        self.pump()
         return self.lines()
+
+    def pump(self) -> None:
+        """Run a registered pull producer (a file being sent) to its end."""
+        while self.transport.producer is not None:
+            self.transport.producer.resumeProducing()
 
     def command(self, line: str) -> list[str]:
         return self.send(line + "\r\n")
@@ -140,3 +172,23 @@ class Session:
     def smtp(self) -> SMTPServer:
         assert isinstance(self.protocol, SMTPServer)
         return self.protocol
+
+
+class SlowUsers:
+    """A user store whose lookups wait until the test says so."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.pending: list[Deferred[Any]] = []
+
+    def getUser(self, address: str) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.pending.append(d)
+        return d.addCallback(lambda _: self.real.getUser(address))
+
+    def release(self) -> None:
+        while self.pending:
+            self.pending.pop(0).callback(None)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)

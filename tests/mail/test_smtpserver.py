@@ -8,12 +8,11 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from appnet.auth import hashPassword
 from appnet.store.interfaces import INBOX, DeliveryTarget
-from tests.mail.helpers import ALICE, BOB, PASSWORD, MailWorld, Session
+from tests.mail.helpers import ALICE, BOB, PASSWORD, MailWorld, Session, SlowUsers
 
 
 def plain(user: str, password: str, authzid: str = "") -> str:
@@ -604,26 +603,6 @@ class LimitTests(SMTPTestCase):
             session.command("RCPT TO:<tiny@example.org>")[0][:10], "552 5.2.2 "
         )
         self.assertEqual(session.command(f"RCPT TO:<{BOB}>"), ["250 2.1.5 Ok"])
-
-
-class SlowUsers:
-    """A user store whose lookups wait until the test says so."""
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-        self.pending: list[Deferred[Any]] = []
-
-    def getUser(self, address: str) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred()
-        self.pending.append(d)
-        return d.addCallback(lambda _: self.real.getUser(address))
-
-    def release(self) -> None:
-        while self.pending:
-            self.pending.pop(0).callback(None)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
 
 
 class PipeliningTests(SMTPTestCase):
