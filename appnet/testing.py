@@ -183,3 +183,10 @@ async def startStack(
         await running.stop()
         raise
     return running
+
+
+# Protocol fixtures, re-exported here (imported last: they build on the
+# definitions above).
+from appnet.mail.testing import MailStack, StoredMessage, startMail  # noqa: E402
+
+__all__ += ["MailStack", "StoredMessage", "startMail"]
