@@ -45,7 +45,7 @@ from typing import Any, BinaryIO
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import ISSLTransport, ITLSTransport
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
@@ -91,6 +91,8 @@ POP3_MASK = MaskRule(
 
 #: The store lock every POP3 session takes on its maildrop.
 LOCK_NAME = "pop3"
+
+_log = Logger()
 
 
 class MaildropInUse(AppnetError):
@@ -204,7 +206,11 @@ def maildropFactory(store: IMailStore, clock: Any, ttl: float) -> AvatarFactory:
         timer: list[Any] = []
 
         def refresh() -> None:
-            store.refreshLock(owner, LOCK_NAME, holder, ttl)
+            maybeDeferred(store.refreshLock, owner, LOCK_NAME, holder, ttl).addErrback(
+                lambda f: _log.failure(
+                    "Refreshing the POP3 lock of {owner}", f, owner=owner
+                )
+            )
             timer[:] = [clock.callLater(ttl / 3, refresh)]
 
         def logout() -> None:
@@ -212,7 +218,12 @@ def maildropFactory(store: IMailStore, clock: Any, ttl: float) -> AvatarFactory:
                 if call.active():
                     call.cancel()
             timer.clear()
-            store.unlock(owner, LOCK_NAME, holder)
+            # If this fails (the store is closing), the lock expires.
+            maybeDeferred(store.unlock, owner, LOCK_NAME, holder).addErrback(
+                lambda f: _log.failure(
+                    "Releasing the POP3 lock of {owner}", f, owner=owner
+                )
+            )
 
         try:
             folder = await store.folder(owner, INBOX)

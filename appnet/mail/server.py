@@ -68,8 +68,9 @@ def buildMail(ctx: StackContext) -> Component:
     config = ctx.config
     router = makeRouter(ctx)
     realm = MailRealm()
-    # A POP3 lock outlives a crashed holder by at most this long.
-    lockTTL = max(60.0, 2 * config.pop3.idle_timeout)
+    # A POP3 lock outlives a crashed holder by at most this long (a live
+    # session refreshes it every third of that).
+    lockTTL = 180.0
     realm.register(IMailboxPOP3, maildropFactory(ctx.store.mail, ctx.reactor, lockTTL))
     tlsOptions = ctx.tls.serverOptions() if ctx.tls is not None else None
     delivery = Delivery(ctx.store, ctx.reactor.seconds)
