@@ -185,8 +185,20 @@ async def startStack(
     return running
 
 
-# Protocol fixtures, re-exported here (imported last: they build on the
-# definitions above).
-from appnet.mail.testing import MailStack, StoredMessage, startMail  # noqa: E402
+# Protocol fixtures, re-exported here. They build on this module, so they
+# are imported on first use (PEP 562), not at import time.
+_FIXTURES = {
+    "MailStack": "appnet.mail.testing",
+    "StoredMessage": "appnet.mail.testing",
+    "startMail": "appnet.mail.testing",
+}
+__all__ += list(_FIXTURES)
 
-__all__ += ["MailStack", "StoredMessage", "startMail"]
+
+def __getattr__(name: str) -> Any:
+    module = _FIXTURES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
