@@ -21,6 +21,7 @@ from email.utils import format_datetime
 
 from attrs import define, frozen
 
+from appnet.errors import QuotaExceeded
 from appnet.mail.envelope import Mailbox
 from appnet.store.interfaces import DeliveryTarget, IStagedMessage, IStore
 
@@ -125,14 +126,17 @@ class Delivery:
             line) at the start of the staged message, left out of the
             queued copy.
         @raise appnet.errors.QuotaExceeded: if a local mailbox has no room;
-            then no local recipient got it, and nothing was queued.
+            then no local recipient got it, and (unless a concurrent
+            delivery filled the mailbox meanwhile) nothing was queued.
         """
         uids: Sequence[int] = ()
-        if envelope.local:
-            targets = [
-                DeliveryTarget(owner, quota=quota) for owner, quota in envelope.local
-            ]
-            uids = await self._store.mail.deliver(staged, targets, self._now())
+        local = [DeliveryTarget(owner, quota=quota) for owner, quota in envelope.local]
+        if local and envelope.remote:
+            # Check quota before queueing, so a refusal leaves no trace.
+            for target in local:
+                used = (await self._store.mail.usage(target.owner)).bytes
+                if target.quota is not None and used + staged.size > target.quota:
+                    raise QuotaExceeded(target.owner, target.quota, used, staged.size)
         queued = None
         if envelope.remote:
             sender = "" if envelope.sender is None else str(envelope.sender)
@@ -143,4 +147,7 @@ class Delivery:
                 skip=prefix,
                 submitter=envelope.submitter,
             )
+        if local:
+            # Last: delivery may move the staged file into the mailbox.
+            uids = await self._store.mail.deliver(staged, local, self._now())
         return Delivered(tuple(uids), queued)

@@ -58,7 +58,7 @@ from zope.interface import implementer
 from appnet.auth import Authenticator, LoginThrottled
 from appnet.errors import AppnetError
 from appnet.listen import hostOf
-from appnet.mail.lines import LineQueue
+from appnet.mail.lines import LineQueue, noDelay
 from appnet.mail.realm import AvatarFactory, MailRealm
 from appnet.mail.sasl import (
     LOGIN_PASSWORD,
@@ -331,6 +331,7 @@ class POP3Server(LineQueue, POP3):
 
     def connectionMade(self) -> None:
         self._client = hostOf(self.transport.getPeer())
+        noDelay(self.transport)
         self._tls = ISSLTransport.providedBy(self.transport)
         self.state = "COMMAND"
         self.successResponse(f"{self.factory.hostname} POP3 server ready")

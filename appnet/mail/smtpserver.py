@@ -65,7 +65,7 @@ from appnet.mail.envelope import (
     parseParameters,
     parsePath,
 )
-from appnet.mail.lines import LineQueue
+from appnet.mail.lines import LineQueue, noDelay
 from appnet.mail.realm import IMailAccount, MailRealm
 from appnet.mail.routing import Rejected, Route, Router
 from appnet.mail.sasl import (
@@ -164,6 +164,7 @@ class SMTPServer(LineQueue, ESMTP):
 
     def connectionMade(self) -> None:
         self._client = hostOf(self.transport.getPeer())
+        noDelay(self.transport)
         self._tls = ISSLTransport.providedBy(self.transport)
         self.mode = "COMMAND"
         self.sendCode(220, self.host + b" ESMTP appnet")

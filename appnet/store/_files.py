@@ -58,42 +58,60 @@ def _newName() -> str:
 @implementer(IStagedMessage)
 class StagedFile:
     """
-    A message being received, in a private file under C{tmp/}.
+    A message being received, to become a file under C{tmp/}.
 
-    Writes go to a buffered file on the reactor thread (page cache, no
-    fsync); L{seal} (in a thread) flushes and fsyncs it before anything
-    links or copies it.
+    Small messages stay in memory until L{seal} (in a thread) writes,
+    flushes and fsyncs the file, so the reactor never waits for the file
+    system on their account; a message growing past L{MEMORY} spills to
+    its file on the reactor thread (page cache, no fsync) and streams on.
+    A delivery may move the file into place (L{consumed}): then there is
+    nothing left to discard.
     """
+
+    #: Bytes kept in memory before spilling to the file.
+    MEMORY = 1 << 18
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.size = 0
+        self.consumed = False
+        self._memory: list[bytes] = []
         self._file: BinaryIO | None = None
         self._lock = threading.Lock()
         self._sealed = False
         self._discarded = False
 
+    def _open(self) -> BinaryIO:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        file = os.fdopen(fd, "wb", buffering=_CHUNK)
+        for piece in self._memory:
+            file.write(piece)
+        self._memory = []
+        return file
+
     def write(self, data: bytes) -> None:
         if self._sealed or self._discarded:
             raise ValueError("staged message is closed")
-        if self._file is None:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            self._file = os.fdopen(fd, "wb", buffering=_CHUNK)
-        self._file.write(data)
         self.size += len(data)
+        if self._file is not None:
+            self._file.write(data)
+            return
+        self._memory.append(data)
+        if self.size > self.MEMORY:
+            self._file = self._open()
 
     def seal(self) -> None:
         """
-        Flush and fsync; no more writes. Idempotent and thread-safe.
+        Write out, flush and fsync; no more writes. Idempotent and
+        thread-safe. Blocking.
         """
         with self._lock:
             if self._sealed:
                 return
             if self._file is None:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                self._file = os.fdopen(fd, "wb")
+                self._file = self._open()
             self._file.flush()
-            os.fsync(self._file.fileno())
+            os.fdatasync(self._file.fileno())
             self._file.close()
             self._sealed = True
 
@@ -102,8 +120,13 @@ class StagedFile:
             if self._discarded:
                 return
             self._discarded = True
-            if self._file is not None and not self._file.closed:
+            self._memory = []
+            if self._file is None:
+                return
+            if not self._file.closed:
                 self._file.close()
+            if self.consumed:
+                return
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
@@ -164,7 +187,8 @@ class MessageFiles:
     def place(self, staged: StagedFile, owners: Sequence[str]) -> list[str]:
         """
         Make the staged message durable under a new name in each owner's
-        directory (hard links: one copy of the bytes on disk). Blocking.
+        directory (hard links: one copy of the bytes on disk; the last name
+        is the staged file moved into place, which consumes it). Blocking.
 
         @return: the relative file names, one per owner in order.
         """
@@ -172,11 +196,16 @@ class MessageFiles:
         names: list[str] = []
         directories: set[str] = set()
         try:
-            for owner in owners:
+            for i, owner in enumerate(owners):
                 relative = self.ownerDirectory(owner)
                 directory = self._ensureDirectory(relative)
                 name = f"{relative}/{_newName()}"
-                os.link(staged.path, self.absolute(name))
+                if i == len(owners) - 1:
+                    # The last copy takes the staged file itself.
+                    os.rename(staged.path, self.absolute(name))
+                    staged.consumed = True
+                else:
+                    os.link(staged.path, self.absolute(name))
                 names.append(name)
                 directories.add(directory)
             for directory in directories:

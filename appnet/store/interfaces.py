@@ -246,9 +246,9 @@ class IStagedMessage(Interface):
     A message being received, before it is filed anywhere.
 
     Whoever receives a message (SMTP's DATA, IMAP's APPEND) writes it here
-    as it arrives, then hands it to L{IMailStore.deliver} and/or
-    L{IQueueStore.enqueue}, and finally calls L{discard} (delivery links or
-    copies the bytes, it never consumes the staged message).
+    as it arrives, then hands it to L{IQueueStore.enqueue} and/or (last)
+    L{IMailStore.deliver}, and finally calls L{discard}. Enqueueing copies
+    the bytes; delivering may move them, so nothing can follow it.
     """
 
     size = Attribute("Bytes written so far.")
@@ -290,6 +290,7 @@ class IMailStore(Interface):
         File a staged message into every target folder, atomically and
         durably: when the Deferred fires, the bytes are fsynced and every
         index row is committed; if it fails, no target got the message.
+        The staged message is used up either way (only L{discard} it).
 
         @param internalDate: default: now.
         @return: the new UIDs, one per target in order.

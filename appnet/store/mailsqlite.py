@@ -24,6 +24,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from appnet.errors import FolderExists, NoSuchFolder, NoSuchMessage, QuotaExceeded
@@ -214,6 +215,65 @@ def _selectRows(
 _INFO = "uid, size, flags, internaldate, modseq"
 
 
+@define
+class GroupCommit:
+    """
+    Commits many small writes in few transactions: writes submitted while
+    a commit is in flight wait and then share the next transaction, each
+    in its own savepoint (one failing rolls back only itself). Every
+    commit costs an fsync, so ten connections delivering at once pay for
+    a couple of fsyncs instead of ten. Each write's Deferred fires only
+    after the commit that holds it.
+    """
+
+    _db: Database
+    _pending: list[tuple[Callable[[sqlite3.Connection], Any], Deferred[Any]]] = field(
+        factory=list, init=False
+    )
+    _busy: bool = field(default=False, init=False)
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+        """Like L{Database.write}, sharing a transaction with others."""
+        d: Deferred[T] = Deferred()
+        self._pending.append((fn, d))
+        if not self._busy:
+            self._flush()
+        return d
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        self._busy = True
+
+        def run(conn: sqlite3.Connection) -> list[tuple[bool, Any]]:
+            outcomes: list[tuple[bool, Any]] = []
+            for fn, _ in batch:
+                conn.execute("SAVEPOINT item")
+                try:
+                    result = fn(conn)
+                except Exception as e:
+                    conn.execute("ROLLBACK TO item")
+                    conn.execute("RELEASE item")
+                    outcomes.append((False, e))
+                else:
+                    conn.execute("RELEASE item")
+                    outcomes.append((True, result))
+            return outcomes
+
+        def done(outcomes: list[tuple[bool, Any]] | Failure) -> None:
+            self._busy = False
+            if self._pending:
+                self._flush()
+            for i, (_, d) in enumerate(batch):
+                if isinstance(outcomes, Failure):
+                    d.errback(outcomes)
+                elif outcomes[i][0]:
+                    d.callback(outcomes[i][1])
+                else:
+                    d.errback(outcomes[i][1])
+
+        self._db.write(run).addBoth(done)
+
+
 @implementer(IMailStore)
 @define
 class SQLiteMailStore:
@@ -229,10 +289,14 @@ class SQLiteMailStore:
     _reactor: Any
     _now: Callable[[], float] = time.time
     pollInterval: float = 2.0
+    _group: GroupCommit = field(init=False)
     _watchers: dict[Key, list[Watcher]] = field(factory=dict, init=False)
     _seen: dict[Key, int] = field(factory=dict, init=False)
     _poller: LoopingCall | None = field(default=None, init=False)
     _log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        self._group = GroupCommit(self._db)
 
     def _inThread(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         return deferToThreadPool(
@@ -297,7 +361,7 @@ class SQLiteMailStore:
             return uids
 
         try:
-            uids = await self._db.write(insert)
+            uids = await self._group.write(insert)
         except BaseException:
             await self._inThread(self._files.remove, names)
             raise
