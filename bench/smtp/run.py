@@ -160,8 +160,6 @@ async def pop3Retrieve(port: int, user: str, password: str) -> tuple[float, int]
 
 
 def startAppnet(data: str) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
-    from appnet.auth import hashPassword
-
     subprocess.run(
         [sys.executable, "-m", "appnet", "--data", data, "user", "add", RECIPIENT,
          "--password-stdin"],
@@ -170,7 +168,6 @@ def startAppnet(data: str) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
         capture_output=True,
         cwd=ROOT,
     )  # fmt: skip
-    del hashPassword
     args = ["--data", data, "--dns", "127.0.0.1:0"]
     for name in ("http", "ftp", "smtp", "submission", "pop3", "imap"):
         args += [f"--{name}", "tcp:0:interface=127.0.0.1"]
@@ -223,9 +220,13 @@ def stopProcess(process: subprocess.Popen[bytes]) -> None:
 def table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     rule = "  ".join("=" * w for w in widths)
-    lines = [rule, "  ".join(c.ljust(w) for c, w in zip(rows[0], widths)), rule]
+    lines = [
+        rule,
+        "  ".join(c.ljust(w) for c, w in zip(rows[0], widths, strict=True)),
+        rule,
+    ]
     for row in rows[1:]:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
     lines.append(rule)
     return "\n".join(lines)
 
