@@ -404,3 +404,64 @@ class LoadTests(TestCase):
         self.assertEqual(subjects, {f"{n}-{i}" for n in range(10) for i in range(100)})
         usage = await mail.store.mail.usage("bob@example.org")
         self.assertEqual(usage.messages, 1000)
+
+
+class TraceTests(TestCase):
+    """--trace smtp,pop3 logs dialogues with secrets masked."""
+
+    async def test_masked(self) -> None:
+        """
+        The transcript shows commands but not AUTH responses, PASS
+        arguments or message bodies.
+        """
+        from twisted.logger import globalLogPublisher
+
+        lines: list[str] = []
+
+        def observe(event: dict[str, object]) -> None:
+            if "direction" in event:
+                lines.append(f"{event['direction']}: {event['line']}")
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        mail = await startMail(
+            self,
+            users={"alice@example.org": "pw-alice-1"},
+            config={"trace": ["smtp", "pop3"]},
+        )
+        host, port = mail.address("submission")
+
+        def submit() -> None:
+            import smtplib
+
+            with smtplib.SMTP(host, port, timeout=10) as s:
+                s.login("alice@example.org", "pw-alice-1")
+                s.sendmail(
+                    "alice@example.org",
+                    ["alice@example.org"],
+                    "Subject: traced\r\n\r\nsecret body text\r\n",
+                )
+
+        await inThread(submit)
+        host, port = mail.address("pop3")
+
+        def read() -> None:
+            import poplib
+
+            p = poplib.POP3(host, port, timeout=10)
+            p.user("alice@example.org")
+            p.pass_("pw-alice-1")
+            p.quit()
+
+        await inThread(read)
+        transcript = "\n".join(lines)
+        self.assertIn("C: AUTH PLAIN ********", transcript)
+        self.assertIn("C: PASS ********", transcript)
+        self.assertIn("C: <message, 3 lines", transcript)
+        self.assertNotIn("pw-alice-1", transcript)
+        self.assertNotIn("secret body text", transcript)
+        import base64
+
+        self.assertNotIn(
+            base64.b64encode(b"\0alice@example.org\0pw-alice-1").decode(), transcript
+        )
