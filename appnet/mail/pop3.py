@@ -56,7 +56,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from appnet.auth import Authenticator, LoginThrottled
-from appnet.errors import AppnetError
+from appnet.errors import AppnetError, NoSuchMessage
 from appnet.listen import hostOf
 from appnet.mail.lines import LineQueue, noDelay
 from appnet.mail.realm import AvatarFactory, MailRealm
@@ -611,7 +611,11 @@ class POP3Server(LineQueue, POP3):
     async def _send(self, index: int, lines: int | None) -> None:
         drop = self.maildrop
         assert drop is not None
-        file = await drop.getMessage(index)
+        try:
+            file = await drop.getMessage(index)
+        except NoSuchMessage:
+            self.failResponse(f"Message {index + 1} was removed by another session")
+            return
         source: Any = file if lines is None else _Top(file, lines)
         try:
             if lines is None:

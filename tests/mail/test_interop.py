@@ -78,6 +78,7 @@ class SMTPLibTests(InteropTestCase):
         [stored] = await mail.deliveredTo("bob@example.org")
         self.assertEqual(stored.message["Subject"], "smtplib")
         self.assertIn(b"with ESMTPS id", stored.data)
+        self.assertRegex(stored.data, rb"\(using TLSv1\.[23] with cipher \S+\)")
 
     async def test_submission(self) -> None:
         """

@@ -316,6 +316,19 @@ class TransactionTests(POP3TestCase):
         raw = session.read()
         self.assertIn(b"\r\n..hidden\r\n.\r\n", raw)
 
+    def test_retrExpungedElsewhere(self) -> None:
+        """
+        A message removed by another session (IMAP) after login is
+        answered with -ERR, and the session goes on.
+        """
+        session = self.login()
+        self.world.store.mail.expunge(ALICE, "INBOX", [self.uids[0]])
+        self.assertEqual(
+            session.command("RETR 1"),
+            ["-ERR Message 1 was removed by another session"],
+        )
+        self.assertEqual(session.command("NOOP"), ["+OK "])
+
     def test_top(self) -> None:
         """TOP sends the header section and the first N body lines."""
         session = self.login()
