@@ -263,6 +263,41 @@ def _domain(value: Any) -> str:
     return name
 
 
+_MAILBOX = re.compile(r"^[^@\s]+@[^@\s]+$")
+_ALIAS_NAME = re.compile(r"^[^@\s]+(@[^@\s]+)?$")
+
+
+def _address(value: Any) -> str:
+    text = _str(value).strip()
+    if not _MAILBOX.match(text):
+        raise _Invalid(f"expected an address like alice@example.org, got {text!r}")
+    local, _, domain = text.rpartition("@")
+    return f"{local.lower()}@{_domain(domain)}"
+
+
+def _optAddress(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return _address(value)
+
+
+def _aliases(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if not isinstance(value, Mapping):
+        raise _Invalid(f"expected a table of alias = [targets], got {_typeName(value)}")
+    result = []
+    for name, targets in value.items():
+        if not _ALIAS_NAME.match(name):
+            raise _Invalid(f"bad alias name {name!r}")
+        try:
+            parsed = _listOf(_address)(targets)
+        except _Invalid as e:
+            raise _Invalid(f"alias {name!r}: {e}") from None
+        if not parsed:
+            raise _Invalid(f"alias {name!r} has no targets")
+        result.append((name.lower(), parsed))
+    return tuple(result)
+
+
 def _choice(choices: Sequence[str]) -> Parser:
     def parse(value: Any) -> str:
         text = _str(value)
@@ -372,11 +407,16 @@ class FTPConfig(ListenerConfig):
     )
 
 
+def _maxRecipients() -> Any:
+    return _setting(100, _int(1, 100000), "recipients accepted per message (then 452)")
+
+
 @frozen
 class SMTPConfig(ListenerConfig):
     """The MX role: mail for local domains, no AUTH."""
 
     listen: tuple[str, ...] = _listen("tcp:2525:interface=127.0.0.1")
+    max_recipients: int = _maxRecipients()
 
 
 @frozen
@@ -384,6 +424,12 @@ class SubmissionConfig(ListenerConfig):
     """The submission role: AUTH required, relays anywhere."""
 
     listen: tuple[str, ...] = _listen("tcp:2587:interface=127.0.0.1")
+    max_recipients: int = _maxRecipients()
+    sender_must_match: bool = _setting(
+        True,
+        _bool,
+        "the envelope sender must be the logged-in account (or its alias)",
+    )
 
 
 @frozen
@@ -447,6 +493,32 @@ class MailConfig:
         (), _listOf(_domain), "local mail domains besides the users' domains"
     )
     relay_port: int = _setting(25, _int(1, 65535), "port for outbound SMTP")
+    max_message_size: int = _setting(
+        25 * 1024**2, _size, "largest message accepted (SIZE), in bytes"
+    )
+    hop_limit: int = _setting(
+        50, _int(1, 1000), "Received headers after which a message is a loop"
+    )
+    quota: int = _setting(
+        1024**3, _size, "mailbox quota for users without their own (0: none)"
+    )
+    aliases: tuple[tuple[str, tuple[str, ...]], ...] = _setting(
+        (),
+        _aliases,
+        "alias = [targets]; an alias without @domain applies to every local domain",
+    )
+    aliases_file: str | None = _setting(
+        None, _optStr, "more aliases, one 'alias: target, target' per line"
+    )
+    catch_all: str | None = _setting(
+        None, _optAddress, "receives mail for unknown local users"
+    )
+    postmaster: str | None = _setting(
+        None,
+        _optAddress,
+        "receives postmaster@ mail of every local domain"
+        " (default: each domain's postmaster mailbox)",
+    )
 
 
 @frozen

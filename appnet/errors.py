@@ -98,3 +98,65 @@ class BadAddress(AppnetError):
 
     def __str__(self) -> str:
         return f"bad address {self.address!r}: {self.problem}"
+
+
+@frozen(eq=False)
+class NoSuchFolder(StoreError):
+    """
+    An account has no folder of this name.
+    """
+
+    owner: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"no folder {self.name!r} for {self.owner}"
+
+
+@frozen(eq=False)
+class FolderExists(StoreError):
+    """
+    An account already has a folder of this name.
+    """
+
+    owner: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"folder {self.name!r} of {self.owner} already exists"
+
+
+@frozen(eq=False)
+class NoSuchMessage(StoreError):
+    """
+    No stored message has this UID (or queue id).
+    """
+
+    where: str
+    uid: int
+
+    def __str__(self) -> str:
+        return f"no message {self.uid} in {self.where}"
+
+
+@frozen(eq=False)
+class QuotaExceeded(StoreError):
+    """
+    Storing a message would take an account past its quota.
+
+    @ivar owner: the account.
+    @ivar quota: its quota in bytes.
+    @ivar used: what it holds now.
+    @ivar size: what the refused message(s) would add.
+    """
+
+    owner: str
+    quota: int
+    used: int
+    size: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.owner} is over quota: {self.used} + {self.size} bytes"
+            f" > {self.quota}"
+        )

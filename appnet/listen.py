@@ -160,6 +160,13 @@ class GuardedProtocol(ProtocolWrapper):
     def writeSequence(self, data: Sequence[bytes]) -> None:
         self.write(b"".join(data))
 
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        super().connectionLost(reason)
+        # Only now has the protocol itself cleaned up (a POP3 session
+        # releasing its lock in the store): a stack waiting for its
+        # connections to close may go on to close the store.
+        self.factory.closed(self)
+
 
 class _Refusal(Protocol):
     """
@@ -258,7 +265,12 @@ class GuardedFactory(WrappingFactory[GuardedProtocol]):
             self.perAddress[host] = remaining
         else:
             self.perAddress.pop(host, None)
-        closer = self._closers.pop(p, None)  # type: ignore[call-overload]
+
+    def closed(self, p: GuardedProtocol) -> None:
+        """
+        A connection has closed and its protocol has finished cleaning up.
+        """
+        closer = self._closers.pop(p, None)
         if closer is not None:
             closer.callback(None)
 

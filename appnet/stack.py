@@ -117,7 +117,10 @@ Builder = Callable[[StackContext], Component]
 #: Component builders, C{"module:function"}, in start order. Each protocol
 #: package adds its line as it lands; a builder may serve several services
 #: (mail serves smtp, submission, pop3 and imap).
-BUILDERS: tuple[str, ...] = ("appnet.web.server:buildWeb",)
+BUILDERS: tuple[str, ...] = (
+    "appnet.mail.server:buildMail",
+    "appnet.web.server:buildWeb",
+)
 
 
 def _load(path: str) -> Builder:

@@ -38,24 +38,25 @@ from appnet.stack import Builder, Stack
 from appnet.store.interfaces import IStore
 
 if TYPE_CHECKING:
-    from appnet.web.testing import BrowserSession, RunningWeb, startWeb
+    pass
+
+#: Fixtures of protocol packages, re-exported here: name to module.
+_FIXTURES = {
+    "MailStack": "appnet.mail.testing",
+    "StoredMessage": "appnet.mail.testing",
+    "startMail": "appnet.mail.testing",
+    "BrowserSession": "appnet.web.testing",
+    "RunningWeb": "appnet.web.testing",
+    "startWeb": "appnet.web.testing",
+}
 
 __all__ = [
     "RunningStack",
     "ephemeralConfig",
     "startStack",
     "TEST_HASH_COST",
-    "BrowserSession",
-    "RunningWeb",
-    "startWeb",
+    *_FIXTURES,
 ]
-
-#: Fixtures of protocol packages, re-exported here: name to module.
-_FIXTURES = {
-    "BrowserSession": "appnet.web.testing",
-    "RunningWeb": "appnet.web.testing",
-    "startWeb": "appnet.web.testing",
-}
 
 #: scrypt cost for fixture users: cheap, since tests log in often. Never
 #: use it for real accounts.

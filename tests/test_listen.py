@@ -111,6 +111,26 @@ class GuardedFactoryTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_closeAllAfterCleanup(self) -> None:
+        """
+        closeAll fires only after the wrapped protocol's connectionLost has
+        run, so a stack stops its store after sessions cleaned up in it.
+        """
+        order: list[str] = []
+
+        class Cleanup(Protocol):
+            def connectionLost(self, reason: object = None) -> None:
+                order.append("protocol cleaned up")
+
+        self.factory = GuardedFactory(
+            Factory.forProtocol(Cleanup), "echo", self.status, maxPerAddress=2
+        )
+        protocol, _ = self.connect("192.0.2.1")
+        d = self.factory.closeAll(Clock())
+        d.addCallback(lambda _: order.append("closeAll fired"))
+        protocol.connectionLost(None)  # type: ignore[arg-type]
+        self.assertEqual(order, ["protocol cleaned up", "closeAll fired"])
+
 
 class DecliningTests(SynchronousTestCase):
     def test_wrappedDeclines(self) -> None:

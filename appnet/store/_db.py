@@ -284,8 +284,16 @@ class Database:
             else:
                 self._reactor.callFromThread(d.callback, None)
 
-        threading.Thread(target=run, name="appnet-store-stop", daemon=True).start()
-        return d
+        thread = threading.Thread(target=run, name="appnet-store-stop", daemon=True)
+        thread.start()
+
+        def joined(result: object) -> object:
+            # The thread fired us as its last act; wait the instant it takes
+            # to end, so "stopped" means no store thread is left.
+            thread.join()
+            return result
+
+        return d.addBoth(joined)
 
 
 async def _nothing() -> None:

@@ -9,13 +9,33 @@ block the reactor.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import BinaryIO
 
-from attrs import frozen
+from attrs import field, frozen
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
-__all__ = ["ISessionStore", "IUserStore", "IStore", "SessionRecord", "User"]
+__all__ = [
+    "IUserStore",
+    "IStore",
+    "User",
+    "ISessionStore",
+    "SessionRecord",
+    "IMailStore",
+    "IQueueStore",
+    "IStagedMessage",
+    "INBOX",
+    "Changes",
+    "DeliveryTarget",
+    "FolderInfo",
+    "MessageBody",
+    "MessageInfo",
+    "QueuedMessage",
+    "QueuedRecipient",
+    "RecipientState",
+    "Usage",
+]
 
 
 @frozen
@@ -168,6 +188,8 @@ class IStore(Interface):
 
     users = Attribute("The L{IUserStore}.")
     sessions = Attribute("The L{ISessionStore}.")
+    mail = Attribute("The L{IMailStore}: every user's folders and messages.")
+    queue = Attribute("The L{IQueueStore}: mail waiting to be relayed.")
 
     def start() -> Deferred[None]:
         """
@@ -177,4 +199,410 @@ class IStore(Interface):
     def stop() -> Deferred[None]:
         """
         Close the store after finishing queued work.
+        """
+
+
+# The mail store: folders and messages (SMTP delivers, POP3/IMAP/webmail
+# read), and the outgoing queue (submission fills, the relay drains).
+
+#: The folder every account has; created on first use.
+INBOX = "INBOX"
+
+
+@frozen
+class FolderInfo:
+    """
+    The state of one folder, as IMAP's SELECT and STATUS report it.
+
+    @ivar owner: the account address.
+    @ivar name: the folder name (C{"INBOX"}, C{"Sent"}, C{"Archive/2024"}).
+    @ivar uidValidity: changes only if UIDs of this name can no longer be
+        trusted (the folder was deleted and made again).
+    @ivar uidNext: the UID the next message will get.
+    @ivar modseq: the folder's change counter: every delivery, flag change
+        and expunge raises it, so a poller (in this or another process)
+        learns of a change by comparing it.
+    @ivar messages: how many messages it holds.
+    @ivar unseen: how many of them lack C{\\Seen}.
+    @ivar size: their total size in bytes.
+    """
+
+    owner: str
+    name: str
+    uidValidity: int
+    uidNext: int
+    modseq: int
+    messages: int = 0
+    unseen: int = 0
+    size: int = 0
+
+
+@frozen
+class MessageInfo:
+    """
+    One message's index row, without its body.
+
+    @ivar flags: system flags (C{\\Seen}, C{\\Deleted}, ...) and keywords.
+    @ivar internalDate: when it arrived, seconds since the epoch.
+    @ivar modseq: the folder modseq of its last change.
+    """
+
+    uid: int
+    size: int
+    flags: frozenset[str] = frozenset()
+    internalDate: float = 0.0
+    modseq: int = 0
+
+
+@frozen
+class Changes:
+    """
+    What changed in a folder after a given modseq.
+
+    @ivar modseq: the folder's modseq now.
+    @ivar changed: messages added or whose flags changed, by UID.
+    @ivar expunged: UIDs removed.
+    """
+
+    modseq: int
+    changed: tuple[MessageInfo, ...] = ()
+    expunged: tuple[int, ...] = ()
+
+
+@frozen
+class Usage:
+    """
+    What one account's messages take, for quota.
+    """
+
+    bytes: int = 0
+    messages: int = 0
+
+
+@frozen
+class DeliveryTarget:
+    """
+    One folder a staged message is filed into.
+
+    @ivar quota: the owner's quota in bytes, or C{None} for no limit; the
+        store refuses a delivery that would take the owner past it.
+    """
+
+    owner: str
+    folder: str = INBOX
+    flags: frozenset[str] = frozenset()
+    quota: int | None = None
+
+
+@frozen
+class MessageBody:
+    """
+    A stored message's bytes, opened on demand.
+
+    Message files are immutable, and an opened file stays readable even if
+    the message is expunged meanwhile.
+    """
+
+    size: int
+    _opener: Callable[[], BinaryIO] = field(alias="opener")
+
+    def open(self) -> BinaryIO:
+        """
+        Open the message for reading, from its first byte. Local file
+        opens are cheap; read in chunks (a producer), not all at once.
+        """
+        return self._opener()
+
+
+class IStagedMessage(Interface):
+    """
+    A message being received, before it is filed anywhere.
+
+    Whoever receives a message (SMTP's DATA, IMAP's APPEND) writes it here
+    as it arrives, then hands it to L{IQueueStore.enqueue} and/or (last)
+    L{IMailStore.deliver}, and finally calls L{discard}. Enqueueing copies
+    the bytes; delivering may move them, so nothing can follow it.
+    """
+
+    size = Attribute("Bytes written so far.")
+
+    def write(data: bytes) -> None:
+        """
+        Append bytes (written through to a temporary file, not fsynced).
+        """
+
+    def discard() -> None:
+        """
+        Throw away the staged copy. Idempotent.
+        """
+
+
+class IMailStore(Interface):
+    """
+    Every account's mail: folders holding immutable messages with UIDs and
+    flags, quota accounting, change notification and session locks.
+
+    A message's bytes are fixed once stored; its flags change. Every method
+    is safe while other sessions (SMTP delivering, POP3 and IMAP reading)
+    use the same folder, in this process or another sharing the store.
+    INBOX exists for every account from its first use; other folders must
+    be created.
+    """
+
+    def stage() -> IStagedMessage:
+        """
+        Start receiving a message.
+        """
+
+    def deliver(
+        staged: IStagedMessage,
+        targets: Sequence[DeliveryTarget],
+        internalDate: float | None = None,
+    ) -> Deferred[Sequence[int]]:
+        """
+        File a staged message into every target folder, atomically and
+        durably: when the Deferred fires, the bytes are fsynced and every
+        index row is committed; if it fails, no target got the message.
+        The staged message is used up either way (only L{discard} it).
+
+        @param internalDate: default: now.
+        @return: the new UIDs, one per target in order.
+        @raise appnet.errors.QuotaExceeded: (as a failure) naming the first
+            owner the message would take past its quota.
+        @raise appnet.errors.NoSuchFolder: for a missing folder other than
+            INBOX.
+        """
+
+    def folder(owner: str, name: str = INBOX) -> Deferred[FolderInfo]:
+        """
+        One folder's state.
+
+        @raise appnet.errors.NoSuchFolder: (as a failure).
+        """
+
+    def listFolders(owner: str) -> Deferred[Sequence[FolderInfo]]:
+        """
+        Every folder of an account, INBOX first, then by name.
+        """
+
+    def createFolder(owner: str, name: str) -> Deferred[FolderInfo]:
+        """
+        Make an empty folder with a fresh UIDVALIDITY.
+
+        @raise appnet.errors.FolderExists: (as a failure).
+        """
+
+    def renameFolder(owner: str, old: str, new: str) -> Deferred[None]:
+        """
+        Rename a folder (keeping its UIDVALIDITY). Renaming INBOX moves its
+        messages into a new folder and leaves INBOX empty (RFC 3501 6.3.5).
+
+        @raise appnet.errors.NoSuchFolder: if C{old} does not exist.
+        @raise appnet.errors.FolderExists: if C{new} does.
+        """
+
+    def deleteFolder(owner: str, name: str) -> Deferred[None]:
+        """
+        Delete a folder and its messages (not INBOX).
+
+        @raise appnet.errors.NoSuchFolder: (as a failure).
+        """
+
+    def listMessages(
+        owner: str, name: str = INBOX, uids: Sequence[int] | None = None
+    ) -> Deferred[Sequence[MessageInfo]]:
+        """
+        Index rows in UID order, without bodies: cheap for large folders.
+
+        @param uids: only these UIDs (missing ones are skipped); default all.
+        @raise appnet.errors.NoSuchFolder: (as a failure).
+        """
+
+    def openMessage(owner: str, name: str, uid: int) -> Deferred[MessageBody]:
+        """
+        A message's bytes.
+
+        @raise appnet.errors.NoSuchMessage: (as a failure).
+        """
+
+    def setFlags(
+        owner: str, name: str, uids: Sequence[int], flags: frozenset[str], mode: str
+    ) -> Deferred[Sequence[MessageInfo]]:
+        """
+        Change flags: C{mode} is C{"add"}, C{"remove"} or C{"replace"}.
+
+        @return: the rows whose flags changed, as they are now.
+        """
+
+    def expunge(
+        owner: str, name: str, uids: Sequence[int] | None = None
+    ) -> Deferred[Sequence[int]]:
+        """
+        Remove messages for good: the given UIDs, or (C{None}) every message
+        flagged C{\\Deleted}. Missing UIDs are ignored.
+
+        @return: the UIDs removed.
+        """
+
+    def copy(
+        owner: str,
+        name: str,
+        uids: Sequence[int],
+        dest: str,
+        quota: int | None = None,
+    ) -> Deferred[Mapping[int, int]]:
+        """
+        Copy messages (with their flags and internal dates) to another folder
+        of the same account.
+
+        @return: source UID to new UID.
+        @raise appnet.errors.QuotaExceeded: if the copies would not fit.
+        """
+
+    def move(
+        owner: str, name: str, uids: Sequence[int], dest: str
+    ) -> Deferred[Mapping[int, int]]:
+        """
+        Move messages to another folder of the same account (RFC 6851): new
+        UIDs there, expunged here, usage unchanged.
+
+        @return: source UID to new UID.
+        """
+
+    def changesSince(owner: str, name: str, modseq: int) -> Deferred[Changes]:
+        """
+        What changed in a folder after C{modseq}: how a session (or another
+        process) catches up after a notification or a poll.
+        """
+
+    def watch(
+        owner: str, name: str, callback: Callable[[FolderInfo], None]
+    ) -> Callable[[], None]:
+        """
+        Call C{callback(folderInfo)} whenever the folder changes (delivery,
+        flags, expunge), from this process or, by polling the folder's
+        modseq, from another one sharing the store.
+
+        @return: a function that stops watching.
+        """
+
+    def usage(owner: str) -> Deferred[Usage]:
+        """
+        The bytes and messages an account's folders hold.
+        """
+
+    def lock(owner: str, name: str, holder: str, ttl: float) -> Deferred[bool]:
+        """
+        Take an exclusive named lock on an account (POP3's maildrop lock),
+        held by C{holder} for C{ttl} seconds unless refreshed. A lock whose
+        holder died expires instead of blocking the account forever.
+
+        @return: C{True} if taken (or already held by C{holder}), C{False}
+            if someone else holds it.
+        """
+
+    def refreshLock(owner: str, name: str, holder: str, ttl: float) -> Deferred[bool]:
+        """
+        Extend a held lock.
+
+        @return: C{False} if C{holder} no longer holds it.
+        """
+
+    def unlock(owner: str, name: str, holder: str) -> Deferred[None]:
+        """
+        Release a lock if C{holder} holds it.
+        """
+
+
+class RecipientState:
+    """
+    What has become of one recipient of a queued message.
+    """
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+    ALL = (PENDING, DELIVERED, DEFERRED, BOUNCED)
+
+
+@frozen
+class QueuedRecipient:
+    """
+    One envelope recipient of a queued message.
+
+    @ivar state: one of L{RecipientState}.
+    @ivar response: the last SMTP reply or error for it.
+    @ivar updated: when its state last changed.
+    """
+
+    address: str
+    state: str = RecipientState.PENDING
+    response: str | None = None
+    updated: float = 0.0
+
+
+@frozen
+class QueuedMessage:
+    """
+    A message in the outgoing queue.
+
+    @ivar sender: the envelope sender (C{""} for the null sender).
+    @ivar submitter: the account that submitted it, if authenticated.
+    @ivar nextAttempt: when the relay should next try it.
+    @ivar held: the relay must leave it alone until released.
+    @ivar lastError: the last failure affecting the whole message.
+    """
+
+    id: int
+    sender: str
+    recipients: tuple[QueuedRecipient, ...]
+    size: int
+    created: float
+    nextAttempt: float
+    attempts: int = 0
+    held: bool = False
+    lastError: str | None = None
+    submitter: str | None = None
+
+
+class IQueueStore(Interface):
+    """
+    Mail waiting to leave this node. Submission enqueues remote recipients
+    durably before it answers 250; the relay claims, retries, defers and
+    bounces (its operations join this interface with the relay).
+    """
+
+    def enqueue(
+        staged: IStagedMessage,
+        sender: str,
+        recipients: Sequence[str],
+        skip: int = 0,
+        submitter: str | None = None,
+    ) -> Deferred[int]:
+        """
+        Queue a staged message for C{recipients}, durably (fsynced file,
+        committed rows) before the Deferred fires. Every recipient starts
+        C{pending}, due now.
+
+        @param skip: leading bytes of the staged message not to queue (the
+            C{Return-Path} line a local delivery of the same message adds).
+        @return: the queue id.
+        """
+
+    def get(id: int) -> Deferred[QueuedMessage | None]:
+        """
+        One queued message, or C{None}.
+        """
+
+    def list() -> Deferred[Sequence[QueuedMessage]]:
+        """
+        Every queued message, oldest first.
+        """
+
+    def openMessage(id: int) -> Deferred[MessageBody]:
+        """
+        A queued message's bytes.
+
+        @raise appnet.errors.NoSuchMessage: (as a failure).
         """

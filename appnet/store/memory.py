@@ -22,6 +22,7 @@ from appnet.store.interfaces import (
     SessionRecord,
     User,
 )
+from appnet.store.mailmemory import MemoryMailStore, MemoryQueueStore
 
 __all__ = ["MemorySessionStore", "MemoryStore", "MemoryUserStore"]
 
@@ -125,6 +126,8 @@ class MemoryStore:
 
     users: MemoryUserStore = field(factory=MemoryUserStore)
     sessions: MemorySessionStore = field(factory=MemorySessionStore)
+    mail: MemoryMailStore = field(factory=MemoryMailStore)
+    queue: MemoryQueueStore = field(factory=MemoryQueueStore)
 
     def start(self) -> Deferred[None]:
         return succeed(None)

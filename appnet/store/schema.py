@@ -45,8 +45,93 @@ SESSIONS = [
     ),
 ]
 
+#: Mailboxes: folders per account, one index row per message (its bytes are
+#: an immutable file under DATA/mail/store/), usage for quota, tombstones of
+#: expunged UIDs (for "changes since modseq"), and named locks with expiry.
+MAIL = [
+    Migration(
+        1,
+        """
+        CREATE TABLE mail_accounts (
+            owner TEXT PRIMARY KEY,
+            bytes INTEGER NOT NULL DEFAULT 0,
+            messages INTEGER NOT NULL DEFAULT 0,
+            last_uidvalidity INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE mail_folders (
+            id INTEGER PRIMARY KEY,
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            uidvalidity INTEGER NOT NULL,
+            uidnext INTEGER NOT NULL DEFAULT 1,
+            modseq INTEGER NOT NULL DEFAULT 1,
+            subscribed INTEGER NOT NULL DEFAULT 1,
+            UNIQUE (owner, name)
+        );
+        CREATE TABLE mail_messages (
+            folder INTEGER NOT NULL REFERENCES mail_folders (id) ON DELETE CASCADE,
+            uid INTEGER NOT NULL,
+            file TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            flags TEXT NOT NULL DEFAULT '',
+            internaldate REAL NOT NULL,
+            modseq INTEGER NOT NULL,
+            PRIMARY KEY (folder, uid)
+        ) WITHOUT ROWID;
+        CREATE INDEX mail_messages_modseq ON mail_messages (folder, modseq);
+        CREATE TABLE mail_expunged (
+            folder INTEGER NOT NULL REFERENCES mail_folders (id) ON DELETE CASCADE,
+            uid INTEGER NOT NULL,
+            modseq INTEGER NOT NULL,
+            PRIMARY KEY (folder, uid)
+        ) WITHOUT ROWID;
+        CREATE TABLE mail_locks (
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            holder TEXT NOT NULL,
+            expires REAL NOT NULL,
+            PRIMARY KEY (owner, name)
+        )
+        """,
+    ),
+]
+
+#: The outgoing queue: one row per message (its bytes are a file under
+#: DATA/mail/queue/), one per envelope recipient with its own state.
+QUEUE = [
+    Migration(
+        1,
+        """
+        CREATE TABLE queue_messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            sender TEXT NOT NULL,
+            submitter TEXT,
+            file TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            created REAL NOT NULL,
+            next_attempt REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            held INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT
+        );
+        CREATE INDEX queue_messages_due ON queue_messages (held, next_attempt);
+        CREATE TABLE queue_recipients (
+            message INTEGER NOT NULL REFERENCES queue_messages (id) ON DELETE CASCADE,
+            address TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'delivered', 'deferred', 'bounced')),
+            response TEXT,
+            updated REAL NOT NULL,
+            PRIMARY KEY (message, address)
+        )
+        """,
+    ),
+]
+
 #: Every component's migrations, applied in this order at start.
 SCHEMAS: Mapping[str, Sequence[Migration]] = {
     "users": USERS,
     "sessions": SESSIONS,
+    "mail": MAIL,
+    "queue": QUEUE,
 }

@@ -4,6 +4,7 @@ The SQLite implementation of the store interfaces.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,6 +16,7 @@ from zope.interface import implementer
 
 from appnet.errors import NoSuchUser, UserExists
 from appnet.store._db import Database, Migration, connect, migrate
+from appnet.store._files import MessageFiles
 from appnet.store.interfaces import (
     ISessionStore,
     IStore,
@@ -22,6 +24,7 @@ from appnet.store.interfaces import (
     SessionRecord,
     User,
 )
+from appnet.store.mailsqlite import SQLiteMailStore, SQLiteQueueStore
 from appnet.store.schema import SCHEMAS
 
 __all__ = ["SQLiteSessionStore", "SQLiteStore", "SQLiteUserStore", "migrateFile"]
@@ -203,6 +206,8 @@ class SQLiteStore:
     _db: Database
     users: SQLiteUserStore = field()
     sessions: SQLiteSessionStore = field()
+    mail: SQLiteMailStore = field()
+    queue: SQLiteQueueStore = field()
 
     @classmethod
     def open(
@@ -210,13 +215,26 @@ class SQLiteStore:
         path: str,
         reactor: IReactorFromThreads,
         schemas: Mapping[str, Sequence[Migration]] = SCHEMAS,
+        mailDir: str | None = None,
     ) -> SQLiteStore:
         """
         A store over the database file at C{path}. Nothing is opened until
         L{start}.
+
+        @param mailDir: where message files live; default: C{mail/} beside
+            the database file (the data directory's layout).
         """
         db = Database(path, reactor, schemas)
-        return cls(db, SQLiteUserStore(db), SQLiteSessionStore(db))
+        if mailDir is None:
+            mailDir = os.path.join(os.path.dirname(os.path.abspath(path)), "mail")
+        files = MessageFiles(mailDir)
+        return cls(
+            db,
+            SQLiteUserStore(db),
+            SQLiteSessionStore(db),
+            SQLiteMailStore(db, files, reactor),
+            SQLiteQueueStore(db, files, reactor),
+        )
 
     @property
     def database(self) -> Database:
@@ -224,9 +242,14 @@ class SQLiteStore:
         return self._db
 
     def start(self) -> Deferred[None]:
-        return self._db.start()
+        async def run() -> None:
+            await self._db.start()
+            await self.mail.start()
+
+        return Deferred.fromCoroutine(run())
 
     def stop(self) -> Deferred[None]:
+        self.mail.stop()
         return self._db.stop()
 
 

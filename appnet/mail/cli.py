@@ -1,0 +1,256 @@
+"""
+C{appnet mail send} and C{appnet mail fetch}: a small mail user agent.
+
+C{send} composes a MIME message (text, attachments) and submits it with
+STARTTLS and AUTH; C{fetch} downloads a POP3 maildrop into C{.eml} files
+named by UIDL, keeping mail on the server (C{--keep}, the default: only
+messages not already in the directory are downloaded) or deleting it
+(C{--delete}). Servers are verified against the platform's certificates
+and, when present, the data directory's own (C{appnet cert}); C{--cafile}
+names another, C{--insecure} turns verification off.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from typing import Any, TextIO
+
+from twisted.internet.threads import deferToThread
+from twisted.python import usage
+
+from appnet.cli import Command, CommandError, Context
+from appnet.config import parseHostPort
+from appnet.mail.client import FetchedMessage, MailClientError, fetch, send
+from appnet.mail.compose import attachmentFromFile, compose
+
+__all__ = ["MailOptions", "MailSend", "MailFetch"]
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class _ClientCommand(Command):
+    optFlags = [
+        ["password-stdin", None, "Read the password from standard input."],
+        ["insecure", None, "Do not verify the server's certificate."],
+        ["no-tls", None, "Never use TLS (loopback testing only)."],
+    ]
+    password: str | None = None
+
+    def prepare(self, stdin: TextIO) -> None:
+        if not self["user"]:
+            return
+        if self["password-stdin"]:
+            self.password = stdin.readline().rstrip("\r\n")
+        else:
+            self.password = getpass.getpass(f"Password for {self['user']}: ")
+        if not self.password:
+            raise CommandError("no password given")
+
+    def address(self, option: str, defaultPort: int) -> tuple[str, int]:
+        try:
+            return parseHostPort(self[option], defaultPort)
+        except ValueError as e:
+            raise CommandError(f"--{option}: {e}") from None
+
+    async def trustRoot(self, context: Context) -> bytes | None:
+        path = self["cafile"]
+        if path is None:
+            own = context.dataDir.tlsCert
+            if not own.exists():
+                return None
+            path = own.path
+        try:
+            data: bytes = await deferToThread(_read, path)
+        except OSError as e:
+            raise CommandError(f"cannot read {path}: {e.strerror}") from None
+        return data
+
+    def tlsMode(self) -> str:
+        return "none" if self["no-tls"] else "auto"
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class MailSend(_ClientCommand):
+    """Compose a message and submit it (STARTTLS, AUTH)."""
+
+    synopsis = (
+        "--from ADDR --to ADDR [--to ADDR]... --subject TEXT"
+        " (--body TEXT | --body-file FILE) [--attach FILE]..."
+        " [--server HOST:PORT] [--user NAME]"
+    )
+    optParameters = [
+        ["from", None, None, "Sender address (envelope and From)."],
+        ["subject", None, "", "Subject."],
+        ["body", None, None, "Message text."],
+        ["body-file", None, None, "Read the message text from FILE ('-': stdin)."],
+        ["html-file", None, None, "An HTML alternative from FILE."],
+        ["server", None, "localhost:2587", "Submission server HOST:PORT."],
+        ["user", None, None, "Log in as NAME (default: no AUTH)."],
+        ["cafile", None, None, "Trust the certificates in this PEM file."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.to: list[str] = []
+        self.attach: list[str] = []
+
+    def opt_to(self, address: str) -> None:
+        """Recipient (repeatable)."""
+        self.to.append(address)
+
+    def opt_attach(self, path: str) -> None:
+        """Attach FILE (repeatable)."""
+        self.attach.append(path)
+
+    def postOptions(self) -> None:
+        if not self["from"]:
+            raise usage.UsageError("--from is required")
+        if not self.to:
+            raise usage.UsageError("at least one --to is required")
+        if (self["body"] is None) == (self["body-file"] is None):
+            raise usage.UsageError("give one of --body and --body-file")
+
+    def prepare(self, stdin: TextIO) -> None:
+        if self["body-file"] == "-":
+            if self["password-stdin"]:
+                raise CommandError("--body-file - and --password-stdin both need stdin")
+            self["body"] = stdin.read()
+            self["body-file"] = None
+        super().prepare(stdin)
+
+    async def run(self, context: Context) -> None:
+        host, port = self.address("server", 587)
+        try:
+            text = self["body"]
+            if text is None:
+                text = (await deferToThread(_read, self["body-file"])).decode("utf-8")
+            html = None
+            if self["html-file"]:
+                html = (await deferToThread(_read, self["html-file"])).decode("utf-8")
+            attachments = [
+                await deferToThread(attachmentFromFile, p) for p in self.attach
+            ]
+        except (OSError, UnicodeDecodeError) as e:
+            raise CommandError(f"cannot read input: {e}") from None
+        message = compose(
+            sender=self["from"],
+            to=self.to,
+            subject=self["subject"],
+            text=text,
+            html=html,
+            attachments=attachments,
+        )
+        envelope = self["from"].rpartition("<")[2].rstrip(">").strip()
+        try:
+            result = await send(
+                context.reactor,
+                host,
+                port,
+                sender=envelope,
+                recipients=self.to,
+                message=message,
+                username=self["user"],
+                password=self.password,
+                tls=self.tlsMode(),
+                trustRoot=await self.trustRoot(context),
+                verify=not self["insecure"],
+            )
+        except MailClientError as e:
+            for r in e.results:
+                context.say(f"{r.address}: {r.code} {r.response}")
+            raise CommandError(f"not sent: {e}") from None
+        for r in result.results:
+            context.say(
+                f"{r.address}: {'accepted' if r.accepted else 'refused'}"
+                f" ({r.code} {r.response})"
+            )
+
+
+class MailFetch(_ClientCommand):
+    """Download a POP3 maildrop into .eml files."""
+
+    synopsis = "--user NAME --out DIR [--pop3 HOST:PORT] [--keep | --delete]"
+    optParameters = [
+        ["pop3", None, "localhost:1110", "POP3 server HOST:PORT."],
+        ["user", None, None, "Account to log in as."],
+        ["out", None, None, "Directory for the .eml files."],
+        ["cafile", None, None, "Trust the certificates in this PEM file."],
+    ]
+    optFlags = _ClientCommand.optFlags + [
+        ["keep", None, "Leave mail on the server (default)."],
+        ["delete", None, "Delete mail from the server once downloaded."],
+    ]
+
+    def postOptions(self) -> None:
+        if not self["user"]:
+            raise usage.UsageError("--user is required")
+        if not self["out"]:
+            raise usage.UsageError("--out is required")
+        if self["keep"] and self["delete"]:
+            raise usage.UsageError("give --keep or --delete, not both")
+
+    async def run(self, context: Context) -> None:
+        host, port = self.address("pop3", 110)
+        out = self["out"]
+        try:
+            await deferToThread(os.makedirs, out, exist_ok=True)
+        except OSError as e:
+            raise CommandError(f"cannot create {out}: {e.strerror}") from None
+
+        def path(uidl: str) -> str:
+            return os.path.join(out, _SAFE.sub("_", uidl) + ".eml")
+
+        def have(uidl: str) -> bool:
+            return os.path.exists(path(uidl))
+
+        written: list[str] = []
+
+        def sink(message: FetchedMessage) -> None:
+            target = path(message.uidl)
+            temporary = target + ".part"
+            with open(temporary, "wb") as f:
+                f.write(message.data)
+            os.replace(temporary, target)
+            written.append(target)
+
+        assert self.password is not None
+        try:
+            await fetch(
+                context.reactor,
+                host,
+                port,
+                username=self["user"],
+                password=self.password,
+                delete=self["delete"],
+                skip=have,
+                sink=sink,
+                tls=self.tlsMode(),
+                trustRoot=await self.trustRoot(context),
+                verify=not self["insecure"],
+            )
+        except MailClientError as e:
+            raise CommandError(str(e)) from None
+        for target in written:
+            context.say(target)
+        action = "deleted from server" if self["delete"] else "kept on server"
+        context.say(f"{len(written)} new messages in {out} ({action})")
+
+
+class MailOptions(usage.Options):
+    """Send and fetch mail."""
+
+    synopsis = "send|fetch ..."
+    subCommands: Any = [
+        ["send", None, MailSend, "Compose and submit a message."],
+        ["fetch", None, MailFetch, "Download a POP3 maildrop into .eml files."],
+    ]
+
+    def postOptions(self) -> None:
+        if self.subCommand is None:
+            raise usage.UsageError("say send or fetch")

@@ -1,0 +1,393 @@
+"""
+Mail clients: submitting a message over SMTP and fetching a maildrop over
+POP3, as Deferred APIs.
+
+L{send} uses Twisted's L{ESMTPSenderFactory} (EHLO, STARTTLS with
+service-identity verification, AUTH), with two repairs in L{_Sender}:
+message bodies may use CRLF or LF (Twisted's sender expects LF only and
+turns CRLF into CR CR LF), and dot-stuffing survives chunk boundaries and
+covers the first line (Twisted's misses a C{.} at the start of a 16 KiB
+chunk, and of the message). PLAIN is preferred to LOGIN (one round trip).
+One message per connection, as Twisted's C{SenderMixin} sends.
+
+L{fetch} uses Twisted's L{POP3Client}, starting TLS itself with a
+verifying context (Twisted's own C{login} would start it unverified).
+
+TLS modes: C{"require"} (STARTTLS/STLS must succeed, the server's
+certificate is verified for its host name), C{"auto"} (the same, except
+that a loopback server offering no TLS is talked to in plain text),
+C{"none"} (never TLS; loopback use and tests only).
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+from collections.abc import Callable, Sequence
+from email.message import EmailMessage
+from typing import Any
+
+from attrs import frozen
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.ssl import (
+    Certificate,
+    CertificateOptions,
+    optionsForClientTLS,
+    trustRootFromCertificates,
+)
+from twisted.mail.pop3client import POP3Client
+from twisted.mail.smtp import (
+    ESMTPSender,
+    ESMTPSenderFactory,
+    LOGINAuthenticator,
+    PLAINAuthenticator,
+    SMTPClientError,
+)
+from twisted.python.failure import Failure
+
+from appnet.errors import AppnetError
+
+__all__ = [
+    "FetchedMessage",
+    "MailClientError",
+    "RecipientResult",
+    "SendResult",
+    "fetch",
+    "send",
+    "tlsOptions",
+]
+
+TLS_MODES = ("require", "auto", "none")
+
+
+class MailClientError(AppnetError):
+    """
+    Sending or fetching failed.
+
+    @ivar code: the server's reply code, if it gave one.
+    @ivar results: per-recipient results, when the server answered some.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        code: int | None = None,
+        results: tuple[RecipientResult, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.results = results
+
+
+@frozen
+class RecipientResult:
+    """What the server said to one RCPT."""
+
+    address: str
+    code: int
+    response: str
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.code < 300
+
+
+@frozen
+class SendResult:
+    """
+    A submitted message: every recipient's reply.
+    """
+
+    results: tuple[RecipientResult, ...]
+
+    @property
+    def accepted(self) -> list[str]:
+        return [r.address for r in self.results if r.accepted]
+
+    @property
+    def refused(self) -> list[RecipientResult]:
+        return [r for r in self.results if not r.accepted]
+
+
+def _isLoopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def tlsOptions(host: str, trustRoot: bytes | None = None, verify: bool = True) -> Any:
+    """
+    A client TLS context for C{host}: verified with service-identity against
+    the platform's trust store, or only against C{trustRoot} (PEM
+    certificates) if given; C{verify=False} turns verification off.
+    """
+    if not verify:
+        return CertificateOptions(verify=False)
+    if trustRoot is None:
+        return optionsForClientTLS(host)
+    certificates = [
+        Certificate.loadPEM(b"-----BEGIN CERTIFICATE-----" + part)
+        for part in trustRoot.split(b"-----BEGIN CERTIFICATE-----")[1:]
+    ]
+    return optionsForClientTLS(host, trustRoot=trustRootFromCertificates(certificates))
+
+
+class _Stuffer:
+    """
+    CRLF line ends and dot-stuffing for a message body, across chunks.
+    """
+
+    def __init__(self) -> None:
+        self.atLineStart = True
+        self.heldCR = False
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if self.heldCR:
+            chunk = b"\r" + chunk
+            self.heldCR = False
+        if chunk.endswith(b"\r"):
+            chunk, self.heldCR = chunk[:-1], True
+        if not chunk:
+            return chunk
+        chunk = chunk.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if self.atLineStart and chunk.startswith(b"."):
+            chunk = b"." + chunk
+        chunk = chunk.replace(b"\n.", b"\n..")
+        self.atLineStart = chunk.endswith(b"\n")
+        return chunk
+
+    def flush(self) -> bytes:
+        held, self.heldCR = self.heldCR, False
+        return b"\r" if held else b""
+
+
+class _Sender(ESMTPSender):
+    """
+    Twisted's ESMTP sender with a correct body transform.
+    """
+
+    def _registerAuthenticators(self) -> None:
+        self.registerAuthenticator(PLAINAuthenticator(self.username))
+        self.registerAuthenticator(LOGINAuthenticator(self.username))
+
+    def smtpState_data(self, code: int, resp: bytes) -> None:
+        self._stuffer = _Stuffer()
+        super().smtpState_data(code, resp)
+
+    def transformChunk(self, chunk: bytes) -> bytes:
+        self.resetTimeout()
+        return self._stuffer(chunk)
+
+    def finishedFileTransfer(self, lastsent: bytes) -> None:
+        rest = self._stuffer.flush()
+        if rest:
+            assert self.transport is not None
+            self.transport.write(rest)
+            lastsent = rest[-1:]
+        super().finishedFileTransfer(lastsent)
+
+
+class _SenderFactory(ESMTPSenderFactory):
+    protocol = _Sender
+
+
+def _results(
+    addresses: Sequence[tuple[Any, int, Any]] | None,
+) -> tuple[RecipientResult, ...]:
+    def text(value: Any) -> str:
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        return str(value)
+
+    return tuple(
+        RecipientResult(text(address), int(code), text(response))
+        for address, code, response in addresses or ()
+    )
+
+
+def send(
+    reactor: Any,
+    host: str,
+    port: int,
+    *,
+    sender: str,
+    recipients: Sequence[str],
+    message: bytes | EmailMessage,
+    username: str | None = None,
+    password: str | None = None,
+    tls: str = "require",
+    trustRoot: bytes | None = None,
+    verify: bool = True,
+    helo: str = "localhost",
+    timeout: float = 60.0,
+) -> Deferred[SendResult]:
+    """
+    Submit one message.
+
+    @param sender: the envelope sender (C{""} for the null sender).
+    @param message: the message, CRLF or LF line ends.
+    @param username: log in with AUTH (PLAIN, else LOGIN) if given.
+    @param tls: C{"require"}, C{"auto"} or C{"none"} (see the module).
+    @param trustRoot: PEM certificates to trust instead of the platform's
+        (a development server's self-signed certificate).
+    @return: fires with every recipient's reply if at least one was
+        accepted and the message was stored; fails with
+        L{MailClientError} (carrying the per-recipient replies) otherwise.
+    """
+    if tls not in TLS_MODES:
+        raise ValueError(f"tls must be one of {TLS_MODES}")
+    data = bytes(message) if isinstance(message, EmailMessage) else message
+    result: Deferred[tuple[int, list[Any]]] = Deferred()
+    useTLS = tls != "none"
+    context = tlsOptions(host, trustRoot, verify) if useTLS else None
+    factory = _SenderFactory(
+        username.encode() if username else None,
+        password.encode() if password else None,
+        sender,
+        list(recipients),
+        io.BytesIO(data),
+        result,
+        retries=0,
+        contextFactory=context,
+        heloFallback=False,
+        requireAuthentication=bool(username),
+        requireTransportSecurity=tls == "require"
+        or (tls == "auto" and not _isLoopback(host)),
+    )
+    factory.domain = helo.encode()
+    connector = reactor.connectTCP(host, port, factory, timeout=timeout)
+    timedOut: list[bool] = []
+
+    def expire() -> None:
+        timedOut.append(True)
+        connector.disconnect()
+
+    call = reactor.callLater(timeout, expire)
+
+    def done(outcome: Any) -> SendResult:
+        if call.active():
+            call.cancel()
+        if isinstance(outcome, Failure):
+            if timedOut:
+                raise MailClientError(f"timed out after {timeout:g}s")
+            error = outcome.value
+            if isinstance(error, SMTPClientError):
+                raise MailClientError(
+                    _describe(error),
+                    error.code if error.code and error.code > 0 else None,
+                    _results(getattr(error, "addresses", None)),
+                )
+            raise MailClientError(str(error) or type(error).__name__)
+        _, addresses = outcome
+        return SendResult(_results(addresses))
+
+    return result.addBoth(done)
+
+
+def _describe(error: SMTPClientError) -> str:
+    raw: Any = error.resp
+    response = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    if error.code and error.code > 0:
+        return f"{error.code} {response}"
+    return response
+
+
+@frozen
+class FetchedMessage:
+    """
+    One message fetched over POP3.
+
+    @ivar uidl: its unique id on the server (stable across sessions).
+    """
+
+    uidl: str
+    data: bytes
+
+
+class _Fetcher(POP3Client):
+    """Twisted's POP3 client, telling when the greeting has arrived."""
+
+    def __init__(self) -> None:
+        self.greeted: Deferred[bytes] = Deferred()
+
+    def serverGreeting(self, greeting: bytes) -> None:
+        super().serverGreeting(greeting)
+        self.greeted.callback(greeting)
+
+
+def fetch(
+    reactor: Any,
+    host: str,
+    port: int,
+    *,
+    username: str,
+    password: str,
+    delete: bool = False,
+    skip: Callable[[str], bool] = lambda uidl: False,
+    sink: Callable[[FetchedMessage], None] | None = None,
+    tls: str = "require",
+    trustRoot: bytes | None = None,
+    verify: bool = True,
+    timeout: float = 60.0,
+) -> Deferred[list[FetchedMessage]]:
+    """
+    Fetch a maildrop: download-and-keep (default) or download-and-delete.
+
+    @param skip: messages whose UIDL it accepts are not downloaded (the
+        ones already kept from an earlier fetch); with C{delete} they are
+        still deleted.
+    @param sink: receives each message as it arrives; the result list is
+        then empty, so memory does not grow with the maildrop.
+    @return: the messages (if no C{sink}), in maildrop order.
+    """
+    if tls not in TLS_MODES:
+        raise ValueError(f"tls must be one of {TLS_MODES}")
+
+    async def run() -> list[FetchedMessage]:
+        client = _Fetcher()
+        client.timeout = int(timeout)
+        endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
+        await connectProtocol(endpoint, client)
+        try:
+            await client.greeted.addTimeout(timeout, reactor)
+            capabilities = await client.capabilities(useCache=False)
+            if tls != "none" and b"STLS" in capabilities:
+                await client.startTLS(tlsOptions(host, trustRoot, verify))
+            elif tls == "require" or (tls == "auto" and not _isLoopback(host)):
+                raise MailClientError(f"{host} does not offer STLS")
+            else:
+                client.allowInsecureLogin = True
+            await client.login(username.encode(), password.encode())
+            uids = [u.decode() for u in await client.listUID()]
+            fetched: list[FetchedMessage] = []
+            for index, uidl in enumerate(uids):
+                if not skip(uidl):
+                    lines = await client.retrieve(index)
+                    message = FetchedMessage(uidl, b"".join(x + b"\r\n" for x in lines))
+                    if sink is None:
+                        fetched.append(message)
+                    else:
+                        sink(message)
+                if delete:
+                    await client.delete(index)
+            await client.quit()
+            return fetched
+        except BaseException:
+            if client.transport is not None:
+                client.transport.loseConnection()
+            raise
+
+    def translate(failure: Failure) -> Failure:
+        if failure.check(MailClientError):
+            return failure
+        error = failure.value
+        text = error.args[0] if getattr(error, "args", None) else str(error)
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        return Failure(MailClientError(f"POP3: {text or type(error).__name__}"))
+
+    return Deferred.fromCoroutine(run()).addErrback(translate)

@@ -1,0 +1,153 @@
+"""
+Delivery: what happens to a received message once its envelope and body
+are complete.
+
+Local recipients get it at once in their mailboxes (one atomic, durable
+store operation for all of them); remote recipients, which only an
+authenticated submission can have, go into the durable outgoing queue for
+the relay. The SMTP server answers 250 only after both are done. The
+stored form starts with C{Return-Path} (RFC 5321 4.4, added at final
+delivery) and this node's C{Received} field; the queued copy leaves the
+C{Return-Path} out.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+from attrs import define, frozen
+
+from appnet.errors import QuotaExceeded
+from appnet.mail.envelope import Mailbox
+from appnet.store.interfaces import DeliveryTarget, IStagedMessage, IStore
+
+__all__ = ["Delivered", "Delivery", "Envelope", "receivedHeader", "returnPath"]
+
+
+def rfc5322Date(when: float) -> str:
+    """A date for a header field: C{Mon, 01 Jan 2024 00:00:00 +0000}."""
+    return format_datetime(datetime.fromtimestamp(when, UTC))
+
+
+def returnPath(sender: Mailbox | None) -> bytes:
+    """The C{Return-Path} line for an envelope sender."""
+    path = "" if sender is None else str(sender)
+    return f"Return-Path: <{path}>\r\n".encode()
+
+
+def receivedHeader(
+    *,
+    helo: str,
+    peer: str,
+    hostname: str,
+    protocol: str,
+    id: str,
+    when: float,
+    recipient: str | None = None,
+    tls: str | None = None,
+) -> bytes:
+    """
+    This node's trace field (RFC 5321 4.4), folded.
+
+    @param protocol: C{SMTP}, C{ESMTP}, or with C{S} (TLS) and C{A}
+        (authenticated) per RFC 3848: C{ESMTPSA}.
+    @param tls: a description of the TLS session, if any.
+    """
+    helo = "".join(c for c in helo if 32 < ord(c) < 127)[:255] or "unknown"
+    lines = [f"Received: from {helo} ([{peer}])"]
+    if tls:
+        lines.append(f"\t({tls})")
+    lines.append(f"\tby {hostname} (appnet) with {protocol} id {id}")
+    tail = f"; {rfc5322Date(when)}"
+    if recipient:
+        lines.append(f"\tfor <{recipient}>{tail}")
+    else:
+        lines[-1] += tail
+    return ("\r\n".join(lines) + "\r\n").encode("ascii", "replace")
+
+
+def newId() -> str:
+    """A short message id for logs, Received and the 250 reply."""
+    return secrets.token_hex(6).upper()
+
+
+@frozen
+class Envelope:
+    """
+    A complete SMTP transaction's envelope.
+
+    @ivar local: owners and their quotas (deduplicated).
+    @ivar remote: addresses to queue.
+    @ivar submitter: the authenticated account, if any.
+    """
+
+    id: str
+    sender: Mailbox | None
+    local: tuple[tuple[str, int | None], ...]
+    remote: tuple[str, ...]
+    submitter: str | None = None
+
+
+@frozen
+class Delivered:
+    """
+    What became of a message: UIDs in local INBOXes, and the queue id.
+    """
+
+    uids: tuple[int, ...]
+    queued: int | None
+
+
+@define
+class Delivery:
+    """
+    Files complete messages into the store.
+    """
+
+    _store: IStore
+    _now: Callable[[], float] = time.time
+
+    def stage(self) -> IStagedMessage:
+        """A staged message to receive a body into."""
+        staged: IStagedMessage = self._store.mail.stage()
+        return staged
+
+    async def deliver(
+        self, envelope: Envelope, staged: IStagedMessage, prefix: int
+    ) -> Delivered:
+        """
+        Store the staged message for every recipient of the envelope.
+
+        @param prefix: bytes of delivery-only trace (the C{Return-Path}
+            line) at the start of the staged message, left out of the
+            queued copy.
+        @raise appnet.errors.QuotaExceeded: if a local mailbox has no room;
+            then no local recipient got it, and (unless a concurrent
+            delivery filled the mailbox meanwhile) nothing was queued.
+        """
+        uids: Sequence[int] = ()
+        local = [DeliveryTarget(owner, quota=quota) for owner, quota in envelope.local]
+        if local and envelope.remote:
+            # Check quota before queueing, so a refusal leaves no trace.
+            for target in local:
+                used = (await self._store.mail.usage(target.owner)).bytes
+                if target.quota is not None and used + staged.size > target.quota:
+                    raise QuotaExceeded(target.owner, target.quota, used, staged.size)
+        queued = None
+        if envelope.remote:
+            sender = "" if envelope.sender is None else str(envelope.sender)
+            queued = await self._store.queue.enqueue(
+                staged,
+                sender,
+                list(envelope.remote),
+                skip=prefix,
+                submitter=envelope.submitter,
+            )
+        if local:
+            # Last: delivery may move the staged file into the mailbox.
+            uids = await self._store.mail.deliver(staged, local, self._now())
+        return Delivered(tuple(uids), queued)

@@ -1,0 +1,228 @@
+"""
+Where a recipient's mail goes: into local mailboxes, into the outgoing
+queue, or nowhere (a rejection with its SMTP reply).
+
+The rules, in order, for C{local@domain}:
+
+1. A domain that is not local is remote. The MX role refuses it (no open
+   relay); submission queues it.
+2. A local part holding C{%}, C{!} or C{@} (source routing by the back
+   door: C{user%remote@local}, C{remote!user@local}, C{"user@remote"@local})
+   is a relay attempt and refused in both roles.
+3. Aliases (C{[mail] aliases}, the aliases file): the full local part
+   first, then without its C{+tag}; targets expand recursively (local
+   ones again through these rules, remote ones into the queue: an alias
+   may forward off the node), with loops cut.
+4. An account: C{alice+tag@} is C{alice@} (plus-addressing).
+5. C{postmaster@} any local domain is always accepted (RFC 5321 4.5.1):
+   to C{[mail] postmaster} if set, else to that domain's postmaster
+   mailbox, whether or not it has an account yet.
+6. The catch-all address, if configured.
+7. Otherwise unknown: C{550 5.1.1}.
+
+Local results carry the owner's quota (the account's own, else C{[mail]
+quota}), so the caller can check it at RCPT time and the store enforces it
+at delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from attrs import define, field, frozen
+
+from appnet.errors import AppnetError
+from appnet.mail.envelope import Mailbox
+from appnet.store.interfaces import IUserStore
+
+__all__ = ["Rejected", "Route", "Router", "parseAliasesFile"]
+
+#: How deep alias expansion may go before it is taken for a loop.
+MAX_ALIAS_DEPTH = 10
+
+
+@frozen(eq=False)
+class Rejected(AppnetError):
+    """
+    A recipient is refused.
+
+    @ivar code: the SMTP reply code.
+    @ivar enhanced: the enhanced status code.
+    @ivar text: the reply text.
+    """
+
+    code: int
+    enhanced: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.enhanced} {self.text}"
+
+
+@frozen
+class Route:
+    """
+    Where one accepted recipient's copy goes.
+
+    @ivar local: mailbox owners and their quotas (C{None}: no limit).
+    @ivar remote: addresses to queue for the relay.
+    """
+
+    local: tuple[tuple[str, int | None], ...] = ()
+    remote: tuple[str, ...] = ()
+
+
+def parseAliasesFile(text: str) -> dict[str, tuple[str, ...]]:
+    """
+    Parse an aliases file: C{alias: target, target} per line, C{#}
+    comments, continuation lines starting with white space (the
+    C{/etc/aliases} layout).
+
+    @raise ValueError: naming the line of a malformed entry.
+    """
+    entries: dict[str, tuple[str, ...]] = {}
+    logical: list[tuple[int, str]] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        if line[0] in " \t" and logical:
+            start, previous = logical[-1]
+            logical[-1] = (start, previous + " " + line.strip())
+        else:
+            logical.append((number, line))
+    for number, line in logical:
+        name, colon, rest = line.partition(":")
+        targets = tuple(t.strip().lower() for t in rest.split(",") if t.strip())
+        if not colon or not name.strip() or " " in name.strip() or not targets:
+            raise ValueError(f"line {number}: expected 'alias: target, target'")
+        for target in targets:
+            local, at, domain = target.rpartition("@")
+            if not at or not local or not domain:
+                raise ValueError(f"line {number}: target {target!r} needs @domain")
+        entries[name.strip().lower()] = targets
+    return entries
+
+
+@define
+class Router:
+    """
+    Resolves recipients against the local domains, aliases and accounts.
+
+    @ivar localDomains: returns the current local domains (config plus
+        every user's domain; it changes as users are added).
+    """
+
+    _users: IUserStore
+    _localDomains: Callable[[], Awaitable[frozenset[str]]]
+    _defaultQuota: int | None
+    _aliases: Mapping[str, Sequence[str]] = field(factory=dict)
+    _catchAll: str | None = None
+    _postmaster: str | None = None
+
+    async def isLocal(self, domain: str) -> bool:
+        """Is this node the final destination for C{domain}?"""
+        return domain in await self._localDomains()
+
+    async def route(self, mailbox: Mailbox, *, relay: bool) -> Route:
+        """
+        Resolve one RCPT.
+
+        @param relay: may remote recipients be queued (submission, after
+            AUTH)? If not, a remote recipient is a relay attempt.
+        @raise Rejected: with the reply to send.
+        """
+        domains = await self._localDomains()
+        if mailbox.domain == "":
+            # RCPT TO:<postmaster> with no domain.
+            first = min(domains) if domains else None
+            if first is None:
+                raise Rejected(550, "5.1.1", "no local domain for postmaster")
+            mailbox = Mailbox("postmaster", first)
+        if mailbox.domain not in domains:
+            if not relay:
+                raise Rejected(554, "5.7.1", f"<{mailbox}>: Relay access denied")
+            if mailbox.isLiteral:
+                raise Rejected(550, "5.1.2", f"<{mailbox}>: literals not relayed")
+            return Route(remote=(str(mailbox),))
+        if any(c in mailbox.local for c in "%!@"):
+            raise Rejected(554, "5.7.1", f"<{mailbox}>: Relay access denied")
+        local, remote = await self._expand(
+            mailbox.local.lower(), mailbox.domain, domains, depth=0, seen=set()
+        )
+        return Route(tuple(local.items()), tuple(dict.fromkeys(remote)))
+
+    async def _expand(
+        self,
+        localPart: str,
+        domain: str,
+        domains: frozenset[str],
+        depth: int,
+        seen: set[str],
+    ) -> tuple[dict[str, int | None], list[str]]:
+        address = f"{localPart}@{domain}"
+        if address in seen or depth > MAX_ALIAS_DEPTH:
+            raise Rejected(550, "5.4.6", f"<{address}>: alias loop")
+        seen = seen | {address}
+        base = localPart.split("+", 1)[0]
+        for name in dict.fromkeys((address, localPart, f"{base}@{domain}", base)):
+            targets = self._aliases.get(name)
+            if targets is not None:
+                return await self._targets(targets, domains, depth, seen)
+        if base:
+            account = f"{base}@{domain}"
+            user = await self._users.getUser(account)
+            if user is not None:
+                quota = user.quota if user.quota is not None else self._defaultQuota
+                return {account: quota or None}, []
+        if base == "postmaster":
+            if self._postmaster is not None:
+                return await self._targets([self._postmaster], domains, depth, seen)
+            return {f"postmaster@{domain}": self._defaultQuota or None}, []
+        if self._catchAll is not None and depth == 0:
+            return await self._targets([self._catchAll], domains, depth, seen)
+        raise Rejected(
+            550, "5.1.1", f"<{address}>: Recipient address rejected: User unknown"
+        )
+
+    async def _targets(
+        self,
+        targets: Sequence[str],
+        domains: frozenset[str],
+        depth: int,
+        seen: set[str],
+    ) -> tuple[dict[str, int | None], list[str]]:
+        local: dict[str, int | None] = {}
+        remote: list[str] = []
+        for target in targets:
+            targetLocal, _, targetDomain = target.rpartition("@")
+            if targetDomain not in domains:
+                remote.append(target)
+                continue
+            more, further = await self._expand(
+                targetLocal, targetDomain, domains, depth + 1, seen
+            )
+            local.update(more)
+            remote.extend(further)
+        return local, remote
+
+    async def owns(self, account: str, sender: Mailbox) -> bool:
+        """
+        May the logged-in C{account} use C{sender} as its envelope sender?
+        Its own address, a C{+tag} of it, or an alias that delivers to it.
+        """
+        if sender.domain == "" or any(c in sender.local for c in "%!@"):
+            return False
+        localPart = sender.local.lower()
+        if f"{localPart.split('+', 1)[0]}@{sender.domain}" == account:
+            return True
+        domains = await self._localDomains()
+        if sender.domain not in domains:
+            return False
+        try:
+            local, _ = await self._expand(
+                localPart, sender.domain, domains, depth=1, seen=set()
+            )
+        except Rejected:
+            return False
+        return account in local

@@ -1,0 +1,125 @@
+"""
+The mail family's part of the stack: one builder serving C{smtp} (the MX
+role), C{submission} and C{pop3} over the shared store, authenticator and
+TLS material. IMAP joins the same family later: it registers its account
+type on the L{MailRealm} this builder makes (see L{buildMail}).
+"""
+
+from __future__ import annotations
+
+from twisted.mail.interfaces import IMailboxPOP3
+
+from appnet.errors import ConfigError
+from appnet.mail.delivery import Delivery
+from appnet.mail.pop3 import POP3_MASK, POP3ServerFactory, maildropFactory
+from appnet.mail.pop3 import refusal as pop3Refusal
+from appnet.mail.realm import MailRealm
+from appnet.mail.routing import Router, parseAliasesFile
+from appnet.mail.smtpserver import SMTP_MASK, SMTPRole, SMTPServerFactory
+from appnet.mail.smtpserver import refusal as smtpRefusal
+from appnet.stack import Component, Listening, StackContext
+
+__all__ = ["buildMail", "makeRouter"]
+
+
+def _aliases(ctx: StackContext) -> dict[str, tuple[str, ...]]:
+    """
+    The configured aliases: the aliases file first, the config table over
+    it. Read once at start.
+
+    @raise ConfigError: naming C{mail.aliases_file} if it cannot be read
+        or parsed.
+    """
+    aliases: dict[str, tuple[str, ...]] = {}
+    path = ctx.config.mail.aliases_file
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                aliases.update(parseAliasesFile(f.read()))
+        except OSError as e:
+            problem = f"cannot read {path}: {e.strerror}"
+            raise ConfigError("mail.aliases_file", problem) from None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ConfigError("mail.aliases_file", f"{path}: {e}") from None
+    aliases.update(dict(ctx.config.mail.aliases))
+    return aliases
+
+
+def makeRouter(ctx: StackContext) -> Router:
+    """
+    The recipient router of a stack (IMAP and webmail reuse it to decide
+    where their own submissions go).
+    """
+    mail = ctx.config.mail
+    return Router(
+        ctx.store.users,
+        ctx.localDomains,
+        mail.quota or None,
+        _aliases(ctx),
+        mail.catch_all,
+        mail.postmaster,
+    )
+
+
+def buildMail(ctx: StackContext) -> Component:
+    """
+    SMTP (MX and submission) and POP3 for the stack.
+    """
+    config = ctx.config
+    router = makeRouter(ctx)
+    realm = MailRealm()
+    # A POP3 lock outlives a crashed holder by at most this long (a live
+    # session refreshes it every third of that).
+    lockTTL = 180.0
+    realm.register(IMailboxPOP3, maildropFactory(ctx.store.mail, ctx.reactor, lockTTL))
+    tlsOptions = ctx.tls.serverOptions() if ctx.tls is not None else None
+    delivery = Delivery(ctx.store, ctx.reactor.seconds)
+    hostname = config.hostname
+
+    def smtpFactory(role: SMTPRole, idleTimeout: float) -> SMTPServerFactory:
+        return SMTPServerFactory(
+            role=role,
+            hostname=hostname,
+            store=ctx.store,
+            router=router,
+            auth=ctx.auth,
+            realm=realm,
+            status=ctx.status,
+            clock=ctx.reactor,
+            tlsOptions=tlsOptions,
+            idleTimeout=idleTimeout,
+            maxMessageSize=config.mail.max_message_size,
+            hopLimit=config.mail.hop_limit,
+            delivery=delivery,
+        )
+
+    mx = smtpFactory(
+        SMTPRole("smtp", submission=False, maxRecipients=config.smtp.max_recipients),
+        config.smtp.idle_timeout,
+    )
+    submission = smtpFactory(
+        SMTPRole(
+            "submission",
+            submission=True,
+            maxRecipients=config.submission.max_recipients,
+            senderMustMatch=config.submission.sender_must_match,
+        ),
+        config.submission.idle_timeout,
+    )
+    pop3 = POP3ServerFactory(
+        hostname=hostname,
+        store=ctx.store.mail,
+        auth=ctx.auth,
+        realm=realm,
+        status=ctx.status,
+        clock=ctx.reactor,
+        tlsOptions=tlsOptions,
+        idleTimeout=config.pop3.idle_timeout,
+    )
+    return Component(
+        listening=[
+            Listening("smtp", mx, smtpRefusal(hostname), SMTP_MASK),
+            Listening("submission", submission, smtpRefusal(hostname), SMTP_MASK),
+            Listening("pop3", pop3, pop3Refusal(hostname), POP3_MASK),
+        ]
+    )

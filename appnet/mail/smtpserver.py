@@ -1,0 +1,741 @@
+"""
+The SMTP server: the MX role (mail for local domains, no AUTH) and the
+submission role (RFC 6409: AUTH required, any destination).
+
+L{SMTPServer} extends Twisted's L{twisted.mail.smtp.ESMTP}, keeping its
+reply formatting (C{sendCode}), its per-state dispatch (C{state_COMMAND},
+C{state_AUTH} via C{lineReceived}) and its idle timeout, and replacing
+what TWISTED_GAPS lists as missing or wrong there:
+
+- Framing (L{appnet.mail.lines.LineQueue}): commands answered
+  asynchronously (recipient lookups, quota, AUTH, delivery) hold the
+  input, so pipelined commands (RFC 2920) are answered in order.
+- STARTTLS (RFC 3207): everything pipelined after the command is thrown
+  away before the handshake, and the session forgets HELO, the
+  transaction and any authentication (Twisted executes the injected
+  plaintext inside the TLS session and keeps the state).
+- EHLO advertises PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES,
+  STARTTLS (with a certificate) and, on submission, AUTH PLAIN LOGIN, the
+  latter only over TLS or from loopback (Twisted offers AUTH in the clear).
+  Every reply carries an enhanced status code (RFC 2034, 3463).
+- MAIL and RCPT parse their paths and parameters (SIZE, BODY) strictly
+  (L{appnet.mail.envelope}); recipients are resolved by
+  L{appnet.mail.routing.Router}: no relay without AUTH (554 5.7.1),
+  unknown users 550 5.1.1, quota 452 4.2.2 / 552 5.2.2, too many
+  recipients 452 4.5.3.
+- DATA streams into a staged file through L{appnet.mail.data.DataDecoder}
+  (dot-stuffing, bare LF, size limit 552, hop limit 554 5.4.6) instead
+  of Twisted's per-recipient line callbacks, and answers 250 only once
+  L{appnet.mail.delivery.Delivery} has stored the message durably.
+- Every error leaves the session usable; after too many errors the
+  server says 421 and closes (as Postfix's hard error limit does).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Coroutine
+from typing import Any
+
+from attrs import frozen
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import ISSLTransport, ITLSTransport
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+from twisted.mail.smtp import ESMTP
+from twisted.python.failure import Failure
+
+from appnet.auth import Authenticator, LoginThrottled
+from appnet.errors import QuotaExceeded
+from appnet.listen import hostOf
+from appnet.mail.data import DataDecoder
+from appnet.mail.delivery import (
+    Delivery,
+    Envelope,
+    newId,
+    receivedHeader,
+    returnPath,
+    rfc5322Date,
+)
+from appnet.mail.envelope import (
+    EnvelopeSyntaxError,
+    Mailbox,
+    parseParameters,
+    parsePath,
+)
+from appnet.mail.lines import LineQueue, noDelay
+from appnet.mail.realm import IMailAccount, MailRealm
+from appnet.mail.routing import Rejected, Route, Router
+from appnet.mail.sasl import (
+    LOGIN_PASSWORD,
+    LOGIN_USERNAME,
+    MECHANISMS,
+    SASLError,
+    decodeBase64,
+    decodePlain,
+)
+from appnet.status import Status
+from appnet.store.interfaces import IStagedMessage, IStore
+from appnet.trace import MaskRule
+
+__all__ = ["SMTPRole", "SMTPServer", "SMTPServerFactory", "SMTP_MASK"]
+
+#: What C{--trace smtp} must not log: AUTH's initial response, the
+#: responses after C{334}, and message bodies after C{354}.
+SMTP_MASK = MaskRule(
+    secretCommands={b"AUTH": 1},
+    challenges=(b"334",),
+    bodyStart=(b"354",),
+)
+
+#: Errors after which a client is disconnected.
+MAX_ERRORS = 20
+
+
+@frozen
+class SMTPRole:
+    """
+    What distinguishes the MX role from submission.
+
+    @ivar service: the service name (C{"smtp"} or C{"submission"}).
+    @ivar submission: AUTH is offered and required; remote recipients are
+        queued; missing Date and Message-ID are added (RFC 6409 8.2, 8.3).
+    @ivar senderMustMatch: an authenticated sender may only use its own
+        addresses in MAIL FROM.
+    """
+
+    service: str
+    submission: bool
+    maxRecipients: int = 100
+    senderMustMatch: bool = True
+
+
+class _Transaction:
+    """One mail transaction: MAIL, RCPTs, DATA."""
+
+    def __init__(self, sender: Mailbox | None, size: int | None) -> None:
+        self.sender = sender
+        self.declaredSize = size
+        self.local: dict[str, int | None] = {}
+        self.remote: dict[str, None] = {}
+        self.recipients: list[str] = []
+        self.attempts = 0
+
+
+def _isLoopback(host: str) -> bool:
+    if host == "unix":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class SMTPServer(LineQueue, ESMTP):
+    """
+    One SMTP session, in either role.
+    """
+
+    factory: SMTPServerFactory
+    maxLineLength = 12288  # RFC 4954 4: AUTH lines up to 12288 octets.
+    _log = Logger()
+
+    def __init__(self, factory: SMTPServerFactory) -> None:
+        ESMTP.__init__(self, chal={}, contextFactory=None)
+        self.factory = factory
+        self.host = factory.hostname.encode("ascii")
+        self.timeout = factory.idleTimeout  # type: ignore[assignment]
+        self.callLater = factory.clock.callLater  # type: ignore[method-assign]
+        self._heloName: str | None = None
+        self._esmtp = False
+        self._tls = False
+        self._account: str | None = None
+        self._transaction: _Transaction | None = None
+        self._errors = 0
+        self._authMechanism: bytes | None = None
+        self._authUser: bytes | None = None
+        self._staged: IStagedMessage | None = None
+        self._client = "unknown"
+        self._closed = False
+
+    # Connection.
+
+    def connectionMade(self) -> None:
+        self._client = hostOf(self.transport.getPeer())
+        noDelay(self.transport)
+        self._tls = ISSLTransport.providedBy(self.transport)
+        self.mode = "COMMAND"
+        self.sendCode(220, self.host + b" ESMTP appnet")
+        self.setTimeout(self.timeout)
+        self._log.info(
+            "{service} connection from {client}",
+            service=self.factory.role.service,
+            client=self._client,
+        )
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self._closed = True
+        self.setTimeout(None)
+        self._dropStaged()
+
+    def timeoutConnection(self) -> None:
+        self.sendCode(421, b"4.4.2 " + self.host + b" Error: timeout exceeded")
+        self.transport.loseConnection()
+
+    # Replies.
+
+    def reply(self, code: int, enhanced: str, text: str) -> None:
+        """
+        Send a reply with its enhanced status code on every line.
+        """
+        lines = text.split("\n")
+        encoded = "\n".join(f"{enhanced} {line}" for line in lines)
+        self.sendCode(code, encoded.encode("utf-8", "replace"))
+
+    def error(self, code: int, enhanced: str, text: str) -> None:
+        """
+        Send an error reply; disconnect after too many.
+        """
+        self.reply(code, enhanced, text)
+        self._errors += 1
+        if self._errors >= MAX_ERRORS:
+            self.reply(421, "4.7.0", f"{self.factory.hostname} Error: too many errors")
+            self.transport.loseConnection()
+
+    def lineTooLong(self) -> None:
+        if self.mode == "AUTH":
+            self._endAuth()
+        self.error(500, "5.5.6", "Error: line too long")
+
+    # Dispatch.
+
+    def state_COMMAND(self, line: bytes) -> None:
+        try:
+            text = line.decode("ascii").strip()
+        except UnicodeDecodeError:
+            self.error(500, "5.5.2", "Error: command contains non-ASCII bytes")
+            return
+        if not text:
+            self.error(500, "5.5.2", "Error: bad syntax")
+            return
+        verb, _, rest = text.partition(" ")
+        handler = getattr(self, "smtp_" + verb.upper(), None)
+        if handler is None:
+            self.error(500, "5.5.2", "Error: command not recognized")
+            return
+        handler(rest.strip())
+
+    def _async(self, work: Coroutine[Any, Any, None], what: str) -> Deferred[None]:
+        """
+        Run a command's asynchronous part with input held, so pipelined
+        commands wait their turn; an unexpected failure is logged and
+        answered 451 (nothing acknowledged, nothing lost).
+        """
+        self.hold()
+        d = Deferred.fromCoroutine(work)
+
+        def failed(failure: Failure) -> None:
+            self._log.failure("{what} failed", failure, what=what)
+            if not self._closed:
+                self.reply(451, "4.3.0", "Error: local error in processing")
+
+        d.addErrback(failed)
+        d.addBoth(lambda _: self.release())
+        return d
+
+    @property
+    def _authOffered(self) -> bool:
+        return self.factory.role.submission and (self._tls or _isLoopback(self._client))
+
+    @property
+    def _canStartTLS(self) -> bool:
+        return (
+            self.factory.tlsOptions is not None
+            and not self._tls
+            and ITLSTransport.providedBy(self.transport)
+        )
+
+    def _reset(self) -> None:
+        self._transaction = None
+        self._dropStaged()
+
+    def _dropStaged(self) -> None:
+        if self._staged is not None:
+            self._staged.discard()
+            self._staged = None
+
+    # Session commands.
+
+    def smtp_HELO(self, rest: str) -> None:
+        if not rest or " " in rest:
+            self.error(501, "5.5.4", "Syntax: HELO hostname")
+            return
+        self._heloName, self._esmtp = rest, False
+        self._reset()
+        self.reply(250, "2.0.0", f"{self.factory.hostname}")
+
+    def smtp_EHLO(self, rest: str) -> None:
+        if not rest or " " in rest:
+            self.error(501, "5.5.4", "Syntax: EHLO hostname")
+            return
+        self._heloName, self._esmtp = rest, True
+        self._reset()
+        lines = [
+            f"{self.factory.hostname} Hello {rest} [{self._client}]",
+            "PIPELINING",
+            f"SIZE {self.factory.maxMessageSize}",
+            "8BITMIME",
+            "ENHANCEDSTATUSCODES",
+        ]
+        if self._canStartTLS:
+            lines.append("STARTTLS")
+        if self._authOffered and self._account is None:
+            lines.append("AUTH " + b" ".join(MECHANISMS).decode())
+        self.sendCode(250, "\n".join(lines).encode())
+
+    def smtp_RSET(self, rest: str) -> None:
+        if rest:
+            self.error(501, "5.5.4", "Syntax: RSET")
+            return
+        self._reset()
+        self.reply(250, "2.0.0", "Ok")
+
+    def smtp_NOOP(self, rest: str) -> None:
+        self.reply(250, "2.0.0", "Ok")
+
+    def smtp_VRFY(self, rest: str) -> None:
+        if not rest:
+            self.error(501, "5.5.4", "Syntax: VRFY address")
+            return
+        # No address harvesting (RFC 5321 3.5.3 allows 252).
+        self.reply(252, "2.5.0", "Cannot VRFY user, but will accept message")
+
+    def smtp_EXPN(self, rest: str) -> None:
+        self.error(502, "5.5.1", "Error: EXPN not available")
+
+    def smtp_HELP(self, rest: str) -> None:
+        self.reply(
+            214,
+            "2.0.0",
+            "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY QUIT"
+            + (" STARTTLS" if self._canStartTLS else "")
+            + (" AUTH" if self.factory.role.submission else ""),
+        )
+
+    def smtp_QUIT(self, rest: str) -> None:
+        self.reply(221, "2.0.0", f"{self.factory.hostname} Bye")
+        self.transport.loseConnection()
+
+    def smtp_BDAT(self, rest: str) -> None:
+        self.error(502, "5.5.1", "Error: CHUNKING not offered; use DATA")
+
+    # STARTTLS.
+
+    def smtp_STARTTLS(self, rest: str) -> None:
+        if self.factory.tlsOptions is None or not ITLSTransport.providedBy(
+            self.transport
+        ):
+            self.error(502, "5.5.1", "Error: STARTTLS not available")
+            return
+        if self._tls:
+            self.error(503, "5.5.1", "Error: TLS already active")
+            return
+        if rest:
+            self.error(501, "5.5.4", "Syntax: STARTTLS")
+            return
+        self.reply(220, "2.0.0", "Ready to start TLS")
+        # RFC 3207 4.2: forget what was pipelined after STARTTLS (it would
+        # otherwise run inside the TLS session) and everything learned from
+        # the client so far.
+        self.discardInput()
+        self._heloName, self._esmtp = None, False
+        self._account = None
+        self._reset()
+        self._tls = True
+        self.transport.startTLS(self.factory.tlsOptions)
+
+    # AUTH (RFC 4954).
+
+    def smtp_AUTH(self, rest: str) -> None:
+        if not self.factory.role.submission:
+            self.error(503, "5.5.1", "Error: authentication not enabled")
+            return
+        if not self._esmtp:
+            self.error(503, "5.5.1", "Error: send EHLO first")
+            return
+        if self._account is not None:
+            self.error(503, "5.5.1", "Error: already authenticated")
+            return
+        if self._transaction is not None:
+            self.error(503, "5.5.1", "Error: MAIL transaction in progress")
+            return
+        if not self._authOffered:
+            self.error(
+                538,
+                "5.7.11",
+                "Encryption required for requested authentication mechanism",
+            )
+            return
+        mechanism, _, initial = rest.partition(" ")
+        mechanism = mechanism.upper()
+        if mechanism.encode() not in MECHANISMS:
+            self.error(504, "5.5.4", "Unrecognized authentication type")
+            return
+        self._authMechanism = mechanism.encode()
+        self._authUser = None
+        self.mode = "AUTH"
+        initial = initial.strip()
+        if initial:
+            self.state_AUTH(initial.encode())
+        elif mechanism == "PLAIN":
+            self.sendCode(334, b"")
+        else:
+            self.sendCode(334, LOGIN_USERNAME)
+
+    def _endAuth(self) -> None:
+        self.mode = "COMMAND"
+        self._authMechanism = self._authUser = None
+
+    def state_AUTH(self, line: bytes) -> None:
+        if line.strip() == b"*":
+            self._endAuth()
+            self.error(501, "5.7.0", "Authentication cancelled")
+            return
+        try:
+            decoded = decodeBase64(line)
+            if self._authMechanism == b"PLAIN":
+                username, password = decodePlain(decoded)
+            elif self._authUser is None:
+                if not decoded:
+                    raise SASLError("empty user name")
+                self._authUser = decoded
+                self.sendCode(334, LOGIN_PASSWORD)
+                return
+            else:
+                username, password = self._authUser, decoded
+        except SASLError as e:
+            self._endAuth()
+            self.error(501, "5.5.2", f"Cannot decode response: {e}")
+            return
+        self._endAuth()
+        self._async(self._login(username, password), "SMTP AUTH")
+
+    async def _login(self, username: bytes, password: bytes) -> None:
+        portal = self.factory.auth.portalFor(self.factory.realm, self._client)
+        try:
+            _, avatar, _ = await portal.login(
+                UsernamePassword(username, password), None, IMailAccount
+            )
+        except LoginThrottled:
+            self.error(454, "4.7.0", "Too many failed logins; try again later")
+            return
+        except UnauthorizedLogin:
+            self.error(535, "5.7.8", "Authentication credentials invalid")
+            return
+        assert IMailAccount.providedBy(avatar)
+        self._account = avatar.address
+        self._log.info(
+            "{service}: {client} authenticated as {account}",
+            service=self.factory.role.service,
+            client=self._client,
+            account=self._account,
+        )
+        self.reply(235, "2.7.0", "Authentication successful")
+
+    # The mail transaction.
+
+    def smtp_MAIL(self, rest: str) -> None:
+        if self._heloName is None:
+            self.error(503, "5.5.1", "Error: send HELO/EHLO first")
+            return
+        if self._transaction is not None:
+            self.error(503, "5.5.1", "Error: nested MAIL command")
+            return
+        if self.factory.role.submission and self._account is None:
+            self.error(530, "5.7.0", "Authentication required")
+            return
+        if rest[:5].upper() != "FROM:":
+            self.error(501, "5.5.4", "Syntax: MAIL FROM:<address>")
+            return
+        try:
+            sender, params = parsePath(rest[5:].lstrip(), allowNull=True)
+            parameters = parseParameters(params)
+        except EnvelopeSyntaxError as e:
+            self.error(501, e.enhanced, f"Bad sender address syntax: {e}")
+            return
+        if parameters and not self._esmtp:
+            self.error(555, "5.5.4", "Error: parameters need EHLO")
+            return
+        size: int | None = None
+        for key, value in parameters.items():
+            if key == "SIZE":
+                if value is None or not value.isdigit():
+                    self.error(501, "5.5.4", "Bad SIZE parameter")
+                    return
+                size = int(value)
+                if size > self.factory.maxMessageSize:
+                    self.error(552, "5.3.4", "Message size exceeds fixed limit")
+                    return
+            elif key == "BODY":
+                if (value or "").upper() not in ("7BIT", "8BITMIME"):
+                    self.error(501, "5.5.4", "Bad BODY parameter")
+                    return
+            elif key == "AUTH":
+                pass  # RFC 4954 5: accepted; the identity is not trusted.
+            else:
+                self.error(555, "5.5.4", f"Unsupported option: {key}")
+                return
+        if (
+            self.factory.role.submission
+            and self.factory.role.senderMustMatch
+            and sender is not None
+        ):
+            self._async(self._checkSender(sender, size), "MAIL FROM")
+            return
+        self._transaction = _Transaction(sender, size)
+        self.reply(250, "2.1.0", "Ok")
+
+    async def _checkSender(self, sender: Mailbox, size: int | None) -> None:
+        assert self._account is not None
+        if not await self.factory.router.owns(self._account, sender):
+            self.error(
+                553,
+                "5.7.1",
+                f"<{sender}>: Sender address rejected: not owned by user"
+                f" {self._account}",
+            )
+            return
+        self._transaction = _Transaction(sender, size)
+        self.reply(250, "2.1.0", "Ok")
+
+    def smtp_RCPT(self, rest: str) -> None:
+        transaction = self._transaction
+        if transaction is None:
+            self.error(503, "5.5.1", "Error: need MAIL command")
+            return
+        transaction.attempts += 1
+        if rest[:3].upper() != "TO:":
+            self.error(501, "5.5.4", "Syntax: RCPT TO:<address>")
+            return
+        try:
+            mailbox, params = parsePath(
+                rest[3:].lstrip(), allowNull=False, allowPostmaster=True
+            )
+            parameters = parseParameters(params)
+        except EnvelopeSyntaxError as e:
+            self.error(501, e.enhanced, f"Bad recipient address syntax: {e}")
+            return
+        if parameters:
+            key = next(iter(parameters))
+            self.error(555, "5.5.4", f"Unsupported option: {key}")
+            return
+        assert mailbox is not None
+        if len(transaction.recipients) >= self.factory.role.maxRecipients:
+            self.error(452, "4.5.3", "Error: too many recipients")
+            return
+        self._async(self._addRecipient(transaction, mailbox), "RCPT TO")
+
+    async def _addRecipient(self, transaction: _Transaction, mailbox: Mailbox) -> None:
+        relay = self.factory.role.submission and self._account is not None
+        try:
+            route = await self.factory.router.route(mailbox, relay=relay)
+            await self._checkQuota(route, transaction.declaredSize)
+        except Rejected as e:
+            self.error(e.code, e.enhanced, e.text)
+            return
+        if self._transaction is not transaction:
+            return  # The session moved on (it closed, or STARTTLS).
+        transaction.local.update(route.local)
+        transaction.remote.update(dict.fromkeys(route.remote))
+        transaction.recipients.append(str(mailbox))
+        self.reply(250, "2.1.5", "Ok")
+
+    async def _checkQuota(self, route: Route, size: int | None) -> None:
+        for owner, quota in route.local:
+            if quota is None:
+                continue
+            used = (await self.factory.store.mail.usage(owner)).bytes
+            if used >= quota:
+                raise Rejected(452, "4.2.2", f"<{owner}>: Mailbox full")
+            if size is not None and used + size > quota:
+                raise Rejected(
+                    552, "5.2.2", f"<{owner}>: Mailbox full: message too large"
+                )
+
+    def smtp_DATA(self, rest: str) -> None:
+        transaction = self._transaction
+        if transaction is None:
+            self.error(503, "5.5.1", "Error: need MAIL command")
+            return
+        if not transaction.recipients:
+            if transaction.attempts:
+                self.error(554, "5.5.1", "Error: no valid recipients")
+            else:
+                self.error(503, "5.5.1", "Error: need RCPT command")
+            return
+        if rest:
+            self.error(501, "5.5.4", "Syntax: DATA")
+            return
+        factory = self.factory
+        id = newId()
+        staged = self._staged = factory.delivery.stage()
+        prefix = returnPath(transaction.sender)
+        staged.write(prefix)
+        staged.write(
+            receivedHeader(
+                helo=self._heloName or "unknown",
+                peer=self._client,
+                hostname=factory.hostname,
+                protocol=self._protocolName(),
+                id=id,
+                when=factory.clock.seconds(),
+                recipient=(
+                    transaction.recipients[0]
+                    if len(transaction.recipients) == 1
+                    else None
+                ),
+                tls=self._tlsDescription(),
+            )
+        )
+        addHeaders = self._missingHeaders if factory.role.submission else None
+        decoder = DataDecoder(staged.write, factory.maxMessageSize, addHeaders)
+
+        def feed(data: bytes) -> bytes | None:
+            rest = decoder.feed(data)
+            if rest is not None:
+                self._endOfData(transaction, decoder, id, len(prefix))
+            return rest
+
+        self.readRaw(feed)
+        self.reply(354, "2.0.0", "End data with <CR><LF>.<CR><LF>")
+
+    def _missingHeaders(self, decoder: DataDecoder) -> bytes:
+        """
+        A submission server completes messages (RFC 6409 8.2, 8.3).
+        """
+        added = b""
+        if "date" not in decoder.headers:
+            added += f"Date: {rfc5322Date(self.factory.clock.seconds())}\r\n".encode()
+        if "message-id" not in decoder.headers:
+            added += f"Message-ID: <{newId()}@{self.factory.hostname}>\r\n".encode()
+        return added
+
+    def _protocolName(self) -> str:
+        name = "ESMTP" if self._esmtp else "SMTP"
+        if self._tls:
+            name += "S"
+        if self._account is not None:
+            name += "A"
+        return name
+
+    def _tlsDescription(self) -> str | None:
+        if not self._tls:
+            return None
+        try:
+            handle = self.transport.getHandle()
+            version = handle.get_protocol_version_name()
+            cipher = handle.get_cipher_name()
+        except Exception:
+            return "using TLS"
+        return f"using {version} with cipher {cipher}"
+
+    def _endOfData(
+        self, transaction: _Transaction, decoder: DataDecoder, id: str, prefix: int
+    ) -> None:
+        self._transaction = None
+        staged, self._staged = self._staged, None
+        assert staged is not None
+        if decoder.tooBig:
+            staged.discard()
+            self.error(552, "5.3.4", "Error: message size exceeds fixed limit")
+            return
+        if decoder.hops > self.factory.hopLimit:
+            staged.discard()
+            self.error(554, "5.4.6", "Error: too many hops (mail loop?)")
+            return
+        envelope = Envelope(
+            id=id,
+            sender=transaction.sender,
+            local=tuple(transaction.local.items()),
+            remote=tuple(transaction.remote),
+            submitter=self._account,
+        )
+        self._async(self._deliver(envelope, staged, prefix), "delivery")
+
+    async def _deliver(
+        self, envelope: Envelope, staged: IStagedMessage, prefix: int
+    ) -> None:
+        factory = self.factory
+        try:
+            delivered = await factory.delivery.deliver(envelope, staged, prefix)
+        except QuotaExceeded as e:
+            self.error(552, "5.2.2", f"<{e.owner}>: Mailbox full")
+            return
+        finally:
+            staged.discard()
+        service = factory.role.service
+        factory.status.increment(service, "messages")
+        factory.status.increment(service, "delivered", len(delivered.uids))
+        if delivered.queued is not None:
+            factory.status.increment(service, "queued")
+        self._log.info(
+            "{service} {id}: from=<{sender}> local={local} remote={remote}"
+            " size={size} client={client}",
+            service=service,
+            id=envelope.id,
+            sender="" if envelope.sender is None else str(envelope.sender),
+            local=[owner for owner, _ in envelope.local],
+            remote=list(envelope.remote),
+            size=staged.size,
+            client=self._client,
+        )
+        self.reply(250, "2.0.0", f"Ok: queued as {envelope.id}")
+
+
+class SMTPServerFactory(ServerFactory):
+    """
+    Makes SMTP sessions of one role; holds what they share.
+    """
+
+    protocol = SMTPServer  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        *,
+        role: SMTPRole,
+        hostname: str,
+        store: IStore,
+        router: Router,
+        auth: Authenticator,
+        realm: MailRealm,
+        status: Status,
+        clock: Any,
+        tlsOptions: Any = None,
+        idleTimeout: float = 300,
+        maxMessageSize: int = 25 * 1024**2,
+        hopLimit: int = 50,
+        delivery: Delivery | None = None,
+    ) -> None:
+        self.role = role
+        self.hostname = hostname
+        self.store = store
+        self.router = router
+        self.auth = auth
+        self.realm = realm
+        self.status = status
+        self.clock = clock
+        self.tlsOptions = tlsOptions
+        self.idleTimeout = idleTimeout
+        self.maxMessageSize = maxMessageSize
+        self.hopLimit = hopLimit
+        self.delivery = delivery or Delivery(store, clock.seconds)
+
+    def buildProtocol(self, addr: Any) -> SMTPServer:  # type: ignore[override]
+        return SMTPServer(self)
+
+
+def refusal(hostname: str) -> bytes:
+    """What a client over the per-address connection limit is told."""
+    return f"421 4.7.0 {hostname} Error: too many connections from you\r\n".encode()

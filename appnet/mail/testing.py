@@ -1,0 +1,140 @@
+"""
+A mail fixture for test suites: a whole appnet stack with accounts, and a
+way to see what was delivered.
+
+::
+
+    from appnet.testing import startMail
+
+    class SignupTests(TestCase):
+        async def test_welcomeMail(self) -> None:
+            mail = await startMail(self, users=["alice@example.org"])
+            host, port = mail.address("smtp")
+            await myApp.signUp(smtpHost=host, smtpPort=port, ...)
+            [message] = await mail.deliveredTo("alice@example.org")
+            self.assertEqual(message.message["Subject"], "Welcome")
+"""
+
+from __future__ import annotations
+
+import email
+from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
+from email.policy import default
+from typing import Any
+
+from attrs import define, frozen
+
+from appnet.mail.envelope import Mailbox
+from appnet.mail.server import makeRouter
+from appnet.store.interfaces import INBOX
+from appnet.testing import RunningStack, startStack
+
+__all__ = ["MailStack", "StoredMessage", "startMail", "passwordFor"]
+
+
+def passwordFor(address: str) -> str:
+    """The password L{startMail} gives an account listed without one."""
+    return f"pw-{address}"
+
+
+@frozen
+class StoredMessage:
+    """
+    A message in a mailbox: its UID, flags, and bytes as stored (starting
+    with the Return-Path and Received fields delivery added).
+    """
+
+    uid: int
+    flags: frozenset[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        """The message parsed (C{email.policy.default})."""
+        parsed = email.message_from_bytes(self.data, policy=default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+@define
+class MailStack:
+    """
+    A running stack with mail services, for a test.
+
+    @ivar running: the underlying L{RunningStack}.
+    @ivar passwords: each account's password.
+    """
+
+    running: RunningStack
+    passwords: dict[str, str]
+
+    def address(self, service: str) -> tuple[str, int]:
+        """Where C{smtp}, C{submission} or C{pop3} listens."""
+        return self.running.address(service)
+
+    @property
+    def store(self) -> Any:
+        """The stack's store."""
+        return self.running.store
+
+    async def addUser(self, address: str, password: str | None = None) -> str:
+        """Create another account; returns its password."""
+        password = password or passwordFor(address)
+        await self.running.addUser(address, password)
+        self.passwords[address] = password
+        return password
+
+    async def deliveredTo(self, address: str) -> list[StoredMessage]:
+        """
+        The messages in the INBOX that mail for C{address} reaches (an
+        account, an alias resolving to one account, a plus-address),
+        oldest first.
+        """
+        local, _, domain = address.rpartition("@")
+        route = await makeRouter(self.running.stack.context).route(
+            Mailbox(local, domain.lower()), relay=True
+        )
+        if len(route.local) != 1:
+            raise ValueError(f"{address} does not lead to exactly one mailbox")
+        owner = route.local[0][0]
+        mail = self.store.mail
+        result = []
+        for info in await mail.listMessages(owner, INBOX):
+            body = await mail.openMessage(owner, INBOX, info.uid)
+            with body.open() as f:
+                result.append(StoredMessage(info.uid, info.flags, f.read()))
+        return result
+
+    async def queued(self) -> list[Any]:
+        """Messages waiting in the outgoing queue."""
+        return list(await self.store.queue.list())
+
+    def stop(self) -> Any:
+        """Stop the stack (the test's cleanup does it too)."""
+        return self.running.stop()
+
+
+async def startMail(
+    testCase: Any = None,
+    *,
+    users: Sequence[str] | Mapping[str, str] = (),
+    config: Mapping[str, Any] = {},
+    **kw: Any,
+) -> MailStack:
+    """
+    Start a stack (every service on an ephemeral loopback port) with these
+    accounts.
+
+    @param users: addresses (each gets L{passwordFor} its address) or a
+        mapping of address to password.
+    @param config: TOML-shaped overrides (C{{"mail": {"aliases": ...}}}).
+    @param kw: passed to L{appnet.testing.startStack}.
+    """
+    passwords = (
+        dict(users)
+        if isinstance(users, Mapping)
+        else {address: passwordFor(address) for address in users}
+    )
+    running = await startStack(testCase, config=config, users=passwords, **kw)
+    return MailStack(running, dict(passwords))

@@ -1,0 +1,274 @@
+"""
+Message files: the bytes behind the mail store's and the queue's index rows.
+
+Layout under the mail directory (C{DATA/mail/})::
+
+    tmp/<id>                 messages being received (staged), not durable
+    store/<owner>/<id>       one immutable file per stored message
+    queue/<id>               one file per queued message
+
+A message becomes durable in the order a crash cannot break: the staged
+file is fsynced, hard-linked (or copied) under its final name, the
+directory is fsynced, and only then does the caller commit the index row.
+A crash before the commit leaves at worst an unreferenced file; a crash
+after it leaves a complete message. Files are never rewritten, so readers
+need no locks, and a file opened before an expunge stays readable.
+
+Everything here blocks (fsync), so it runs in threads, never on the reactor;
+only L{StagedFile.write} runs on the reactor, appending to the page cache.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from typing import BinaryIO
+from urllib.parse import quote
+
+from zope.interface import implementer
+
+from appnet.store.interfaces import IStagedMessage
+
+__all__ = ["MessageFiles", "StagedFile", "fsyncDirectory"]
+
+_CHUNK = 1 << 16
+
+
+def fsyncDirectory(path: str) -> None:
+    """
+    Make a directory's entries (new names, renames) durable.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _newName() -> str:
+    """
+    A unique file name that sorts by arrival time.
+    """
+    return f"{time.time_ns() // 1_000_000}.{uuid.uuid4().hex[:16]}"
+
+
+@implementer(IStagedMessage)
+class StagedFile:
+    """
+    A message being received, to become a file under C{tmp/}.
+
+    Small messages stay in memory until L{seal} (in a thread) writes,
+    flushes and fsyncs the file, so the reactor never waits for the file
+    system on their account; a message growing past L{MEMORY} spills to
+    its file on the reactor thread (page cache, no fsync) and streams on.
+    A delivery may move the file into place (L{consumed}): then there is
+    nothing left to discard.
+    """
+
+    #: Bytes kept in memory before spilling to the file.
+    MEMORY = 1 << 18
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.size = 0
+        self.consumed = False
+        self._memory: list[bytes] = []
+        self._file: BinaryIO | None = None
+        self._lock = threading.Lock()
+        self._sealed = False
+        self._discarded = False
+
+    def _open(self) -> BinaryIO:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        file = os.fdopen(fd, "wb", buffering=_CHUNK)
+        for piece in self._memory:
+            file.write(piece)
+        self._memory = []
+        return file
+
+    def write(self, data: bytes) -> None:
+        if self._sealed or self._discarded:
+            raise ValueError("staged message is closed")
+        self.size += len(data)
+        if self._file is not None:
+            self._file.write(data)
+            return
+        self._memory.append(data)
+        if self.size > self.MEMORY:
+            self._file = self._open()
+
+    def seal(self) -> None:
+        """
+        Write out, flush and fsync; no more writes. Idempotent and
+        thread-safe. Blocking.
+        """
+        with self._lock:
+            if self._sealed:
+                return
+            if self._file is None:
+                self._file = self._open()
+            self._file.flush()
+            os.fdatasync(self._file.fileno())
+            self._file.close()
+            self._sealed = True
+
+    def discard(self) -> None:
+        with self._lock:
+            if self._discarded:
+                return
+            self._discarded = True
+            self._memory = []
+            if self._file is None:
+                return
+            if not self._file.closed:
+                self._file.close()
+            if self.consumed:
+                return
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+class MessageFiles:
+    """
+    The message files under one mail directory.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.tmp = os.path.join(root, "tmp")
+        self.store = os.path.join(root, "store")
+        self.queue = os.path.join(root, "queue")
+
+    def prepare(self, staleAfter: float = 86400.0) -> None:
+        """
+        Make the directories (private to the daemon's user) and remove
+        staged files a crash left behind. Blocking: call in a thread.
+        """
+        for path in (self.root, self.tmp, self.store, self.queue):
+            if not os.path.isdir(path):
+                os.makedirs(path, mode=0o700, exist_ok=True)
+        horizon = time.time() - staleAfter
+        for entry in os.scandir(self.tmp):
+            try:
+                if entry.stat().st_mtime < horizon:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
+
+    def stage(self) -> StagedFile:
+        """
+        A new staged message (its file is created on first write).
+        """
+        return StagedFile(os.path.join(self.tmp, _newName()))
+
+    def absolute(self, relative: str) -> str:
+        """The path of a file named by its index row."""
+        return os.path.join(self.root, relative)
+
+    def ownerDirectory(self, owner: str) -> str:
+        """
+        The relative directory of one account's message files: the address,
+        quoted so that it is one safe path component.
+        """
+        return "store/" + quote(owner, safe="@.-_+=")
+
+    def _ensureDirectory(self, relative: str) -> str:
+        path = self.absolute(relative)
+        if not os.path.isdir(path):
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            fsyncDirectory(os.path.dirname(path))
+        return path
+
+    def place(self, staged: StagedFile, owners: Sequence[str]) -> list[str]:
+        """
+        Make the staged message durable under a new name in each owner's
+        directory (hard links: one copy of the bytes on disk; the last name
+        is the staged file moved into place, which consumes it). Blocking.
+
+        @return: the relative file names, one per owner in order.
+        """
+        staged.seal()
+        names: list[str] = []
+        directories: set[str] = set()
+        try:
+            for i, owner in enumerate(owners):
+                relative = self.ownerDirectory(owner)
+                directory = self._ensureDirectory(relative)
+                name = f"{relative}/{_newName()}"
+                if i == len(owners) - 1:
+                    # The last copy takes the staged file itself.
+                    os.rename(staged.path, self.absolute(name))
+                    staged.consumed = True
+                else:
+                    os.link(staged.path, self.absolute(name))
+                names.append(name)
+                directories.add(directory)
+            for directory in directories:
+                fsyncDirectory(directory)
+        except BaseException:
+            self.remove(names)
+            raise
+        return names
+
+    def link(self, sources: Sequence[str], owner: str) -> list[str]:
+        """
+        Durable new names in C{owner}'s directory for existing message
+        files (an IMAP COPY). Blocking.
+        """
+        relative = self.ownerDirectory(owner)
+        directory = self._ensureDirectory(relative)
+        names: list[str] = []
+        try:
+            for source in sources:
+                name = f"{relative}/{_newName()}"
+                os.link(self.absolute(source), self.absolute(name))
+                names.append(name)
+            fsyncDirectory(directory)
+        except BaseException:
+            self.remove(names)
+            raise
+        return names
+
+    def placeQueued(self, staged: StagedFile, skip: int) -> str:
+        """
+        Make a durable queue file from the staged message, without its
+        first C{skip} bytes. Blocking.
+
+        @return: its relative name.
+        """
+        staged.seal()
+        name = f"queue/{_newName()}"
+        path = self.absolute(name)
+        if skip == 0:
+            os.link(staged.path, path)
+        else:
+            with open(staged.path, "rb") as source:
+                source.seek(skip)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as target:
+                    while chunk := source.read(_CHUNK):
+                        target.write(chunk)
+                    target.flush()
+                    os.fsync(target.fileno())
+        fsyncDirectory(self.queue)
+        return name
+
+    def remove(self, names: Sequence[str]) -> None:
+        """
+        Remove message files whose index rows are gone (or never were).
+        Blocking; a missing file is not an error.
+        """
+        for name in names:
+            try:
+                os.unlink(self.absolute(name))
+            except FileNotFoundError:
+                pass
+
+    def opener(self, relative: str) -> BinaryIO:
+        """Open a message file for reading."""
+        return open(self.absolute(relative), "rb")

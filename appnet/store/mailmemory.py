@@ -1,0 +1,512 @@
+"""
+In-memory mail store and queue, for tests.
+
+Same contracts as the SQLite ones (errors, UIDs, modseqs, quota, locks),
+answered through already-fired Deferreds; watchers are called at once.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from attrs import define, field
+from twisted.internet.defer import Deferred, fail, succeed
+from zope.interface import implementer
+
+from appnet.errors import FolderExists, NoSuchFolder, NoSuchMessage, QuotaExceeded
+from appnet.store.interfaces import (
+    INBOX,
+    Changes,
+    DeliveryTarget,
+    FolderInfo,
+    IMailStore,
+    IQueueStore,
+    IStagedMessage,
+    MessageBody,
+    MessageInfo,
+    QueuedMessage,
+    QueuedRecipient,
+    RecipientState,
+    Usage,
+)
+from appnet.store.mailcommon import (
+    canonicalFolder,
+    changeFlags,
+    formatFlags,
+    uidValidityFor,
+)
+
+__all__ = ["MemoryMailStore", "MemoryQueueStore", "MemoryStaged"]
+
+T = TypeVar("T")
+
+
+@implementer(IStagedMessage)
+class MemoryStaged:
+    """
+    A staged message in memory.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = io.BytesIO()
+        self.size = 0
+        self.discarded = False
+
+    def write(self, data: bytes) -> None:
+        if self.discarded:
+            raise ValueError("staged message is closed")
+        self._buffer.write(data)
+        self.size += len(data)
+
+    def getvalue(self) -> bytes:
+        return self._buffer.getvalue()
+
+    def discard(self) -> None:
+        self.discarded = True
+
+
+@define
+class _Message:
+    uid: int
+    data: bytes
+    flags: frozenset[str]
+    internalDate: float
+    modseq: int
+
+    def info(self) -> MessageInfo:
+        return MessageInfo(
+            self.uid, len(self.data), self.flags, self.internalDate, self.modseq
+        )
+
+
+@define
+class _Folder:
+    uidValidity: int
+    uidNext: int = 1
+    modseq: int = 1
+    messages: dict[int, _Message] = field(factory=dict)
+    expunged: dict[int, int] = field(factory=dict)
+
+    def add(self, data: bytes, flags: frozenset[str], date: float) -> int:
+        uid = self.uidNext
+        self.uidNext += 1
+        self.modseq += 1
+        self.messages[uid] = _Message(uid, data, flags, date, self.modseq)
+        return uid
+
+
+def _run(fn: Callable[[], T]) -> Deferred[T]:
+    try:
+        return succeed(fn())
+    except Exception as e:
+        return fail(e)
+
+
+@implementer(IMailStore)
+@define
+class MemoryMailStore:
+    """
+    Folders in dicts.
+    """
+
+    _now: Callable[[], float] = lambda: 0.0
+    _folders: dict[tuple[str, str], _Folder] = field(factory=dict)
+    _lastValidity: dict[str, int] = field(factory=dict)
+    _locks: dict[tuple[str, str], tuple[str, float]] = field(factory=dict)
+    _watchers: dict[tuple[str, str], list[Callable[[FolderInfo], None]]] = field(
+        factory=dict
+    )
+
+    def stage(self) -> IStagedMessage:
+        return MemoryStaged()
+
+    def _new(self, owner: str, name: str) -> _Folder:
+        validity = uidValidityFor(self._now(), self._lastValidity.get(owner, 0))
+        self._lastValidity[owner] = validity
+        folder = self._folders[(owner, name)] = _Folder(validity)
+        return folder
+
+    def _get(self, owner: str, name: str, create: bool = True) -> _Folder:
+        name = canonicalFolder(name)
+        folder = self._folders.get((owner, name))
+        if folder is None:
+            if name == INBOX and create:
+                return self._new(owner, name)
+            raise NoSuchFolder(owner, name)
+        return folder
+
+    def _used(self, owner: str) -> int:
+        return sum(
+            len(m.data)
+            for (o, _), f in self._folders.items()
+            if o == owner
+            for m in f.messages.values()
+        )
+
+    def _info(self, owner: str, name: str, folder: _Folder) -> FolderInfo:
+        messages = folder.messages.values()
+        return FolderInfo(
+            owner,
+            name,
+            folder.uidValidity,
+            folder.uidNext,
+            folder.modseq,
+            len(messages),
+            sum(1 for m in messages if "\\Seen" not in m.flags),
+            sum(len(m.data) for m in messages),
+        )
+
+    def _changed(self, owner: str, name: str) -> None:
+        folder = self._folders.get((owner, name))
+        if folder is None:
+            return
+        for callback in list(self._watchers.get((owner, name), [])):
+            callback(self._info(owner, name, folder))
+
+    def deliver(
+        self,
+        staged: IStagedMessage,
+        targets: Sequence[DeliveryTarget],
+        internalDate: float | None = None,
+    ) -> Deferred[Sequence[int]]:
+        def run() -> Sequence[int]:
+            if not isinstance(staged, MemoryStaged):
+                raise TypeError("staged message is not from this store")
+            data = staged.getvalue()
+            adding: dict[str, tuple[int | None, int]] = {}
+            for t in targets:
+                quota, total = adding.get(t.owner, (t.quota, 0))
+                adding[t.owner] = (
+                    t.quota if quota is None else quota,
+                    total + len(data),
+                )
+            for t in targets:
+                if t.folder != INBOX:
+                    self._get(t.owner, t.folder, create=False)
+            for owner, (quota, size) in adding.items():
+                used = self._used(owner)
+                if quota is not None and used + size > quota:
+                    raise QuotaExceeded(owner, quota, used, size)
+            date = self._now() if internalDate is None else internalDate
+            uids = [
+                self._get(t.owner, t.folder).add(data, t.flags, date) for t in targets
+            ]
+            for t in targets:
+                self._changed(t.owner, canonicalFolder(t.folder))
+            return uids
+
+        return _run(run)
+
+    def folder(self, owner: str, name: str = INBOX) -> Deferred[FolderInfo]:
+        name = canonicalFolder(name)
+        return _run(lambda: self._info(owner, name, self._get(owner, name)))
+
+    def listFolders(self, owner: str) -> Deferred[Sequence[FolderInfo]]:
+        def run() -> Sequence[FolderInfo]:
+            self._get(owner, INBOX)
+            names = sorted(n for (o, n) in self._folders if o == owner and n != INBOX)
+            return [
+                self._info(owner, n, self._folders[(owner, n)]) for n in [INBOX, *names]
+            ]
+
+        return _run(run)
+
+    def createFolder(self, owner: str, name: str) -> Deferred[FolderInfo]:
+        def run() -> FolderInfo:
+            canonical = canonicalFolder(name)
+            if (owner, canonical) in self._folders:
+                raise FolderExists(owner, canonical)
+            return self._info(owner, canonical, self._new(owner, canonical))
+
+        return _run(run)
+
+    def renameFolder(self, owner: str, old: str, new: str) -> Deferred[None]:
+        def run() -> None:
+            source, target = canonicalFolder(old), canonicalFolder(new)
+            folder = self._get(owner, source)
+            if (owner, target) in self._folders:
+                raise FolderExists(owner, target)
+            if source != INBOX:
+                self._folders[(owner, target)] = self._folders.pop((owner, source))
+                return
+            moved = self._new(owner, target)
+            moved.uidNext = folder.uidNext
+            moved.modseq = 2
+            folder.modseq += 1
+            for uid, message in folder.messages.items():
+                message.modseq = 2
+                moved.messages[uid] = message
+                folder.expunged[uid] = folder.modseq
+            folder.messages = {}
+            self._changed(owner, source)
+
+        return _run(run)
+
+    def deleteFolder(self, owner: str, name: str) -> Deferred[None]:
+        def run() -> None:
+            canonical = canonicalFolder(name)
+            if canonical == INBOX:
+                raise ValueError("INBOX cannot be deleted")
+            self._get(owner, canonical, create=False)
+            del self._folders[(owner, canonical)]
+
+        return _run(run)
+
+    def listMessages(
+        self, owner: str, name: str = INBOX, uids: Sequence[int] | None = None
+    ) -> Deferred[Sequence[MessageInfo]]:
+        def run() -> Sequence[MessageInfo]:
+            folder = self._get(owner, name)
+            wanted = sorted(folder.messages) if uids is None else sorted(set(uids))
+            return [folder.messages[u].info() for u in wanted if u in folder.messages]
+
+        return _run(run)
+
+    def openMessage(self, owner: str, name: str, uid: int) -> Deferred[MessageBody]:
+        def run() -> MessageBody:
+            message = self._get(owner, name).messages.get(uid)
+            if message is None:
+                raise NoSuchMessage(f"{owner}/{canonicalFolder(name)}", uid)
+            data = message.data
+            return MessageBody(len(data), lambda: io.BytesIO(data))
+
+        return _run(run)
+
+    def setFlags(
+        self,
+        owner: str,
+        name: str,
+        uids: Sequence[int],
+        flags: frozenset[str],
+        mode: str,
+    ) -> Deferred[Sequence[MessageInfo]]:
+        def run() -> Sequence[MessageInfo]:
+            formatFlags(flags)
+            folder = self._get(owner, name)
+            changes = []
+            for uid in sorted(set(uids)):
+                message = folder.messages.get(uid)
+                if message is None:
+                    continue
+                new = changeFlags(message.flags, flags, mode)
+                if new != message.flags:
+                    changes.append((message, new))
+            if not changes:
+                return []
+            folder.modseq += 1
+            for message, new in changes:
+                message.flags = new
+                message.modseq = folder.modseq
+            self._changed(owner, canonicalFolder(name))
+            return [message.info() for message, _ in changes]
+
+        return _run(run)
+
+    def expunge(
+        self, owner: str, name: str, uids: Sequence[int] | None = None
+    ) -> Deferred[Sequence[int]]:
+        def run() -> Sequence[int]:
+            folder = self._get(owner, name)
+            if uids is None:
+                gone = [u for u, m in folder.messages.items() if "\\Deleted" in m.flags]
+            else:
+                gone = [u for u in set(uids) if u in folder.messages]
+            gone.sort()
+            if not gone:
+                return []
+            folder.modseq += 1
+            for uid in gone:
+                del folder.messages[uid]
+                folder.expunged[uid] = folder.modseq
+            self._changed(owner, canonicalFolder(name))
+            return gone
+
+        return _run(run)
+
+    def copy(
+        self,
+        owner: str,
+        name: str,
+        uids: Sequence[int],
+        dest: str,
+        quota: int | None = None,
+    ) -> Deferred[Mapping[int, int]]:
+        def run() -> Mapping[int, int]:
+            source = self._get(owner, name, create=False)
+            messages = [
+                source.messages[u] for u in sorted(set(uids)) if u in source.messages
+            ]
+            if not messages:
+                return {}
+            target = self._get(owner, dest)
+            total = sum(len(m.data) for m in messages)
+            used = self._used(owner)
+            if quota is not None and used + total > quota:
+                raise QuotaExceeded(owner, quota, used, total)
+            mapping = {
+                m.uid: target.add(m.data, m.flags, m.internalDate) for m in messages
+            }
+            self._changed(owner, canonicalFolder(dest))
+            return mapping
+
+        return _run(run)
+
+    def move(
+        self, owner: str, name: str, uids: Sequence[int], dest: str
+    ) -> Deferred[Mapping[int, int]]:
+        def run() -> Mapping[int, int]:
+            source = self._get(owner, name)
+            target = self._get(owner, dest)
+            messages = [
+                source.messages[u] for u in sorted(set(uids)) if u in source.messages
+            ]
+            if not messages:
+                return {}
+            mapping = {
+                m.uid: target.add(m.data, m.flags, m.internalDate) for m in messages
+            }
+            source.modseq += 1
+            for m in messages:
+                del source.messages[m.uid]
+                source.expunged[m.uid] = source.modseq
+            self._changed(owner, canonicalFolder(name))
+            self._changed(owner, canonicalFolder(dest))
+            return mapping
+
+        return _run(run)
+
+    def changesSince(self, owner: str, name: str, modseq: int) -> Deferred[Changes]:
+        def run() -> Changes:
+            canonical = canonicalFolder(name)
+            folder = self._folders.get((owner, canonical))
+            if folder is None:
+                if canonical == INBOX:
+                    return Changes(0)
+                raise NoSuchFolder(owner, canonical)
+            changed = tuple(
+                m.info()
+                for _, m in sorted(folder.messages.items())
+                if m.modseq > modseq
+            )
+            gone = tuple(sorted(u for u, s in folder.expunged.items() if s > modseq))
+            return Changes(folder.modseq, changed, gone)
+
+        return _run(run)
+
+    def watch(
+        self, owner: str, name: str, callback: Callable[[FolderInfo], None]
+    ) -> Callable[[], None]:
+        key = (owner, canonicalFolder(name))
+        self._watchers.setdefault(key, []).append(callback)
+
+        def cancel() -> None:
+            callbacks = self._watchers.get(key, [])
+            if callback in callbacks:
+                callbacks.remove(callback)
+
+        return cancel
+
+    def usage(self, owner: str) -> Deferred[Usage]:
+        count = sum(
+            len(f.messages) for (o, _), f in self._folders.items() if o == owner
+        )
+        return succeed(Usage(self._used(owner), count))
+
+    def lock(self, owner: str, name: str, holder: str, ttl: float) -> Deferred[bool]:
+        now = self._now()
+        current = self._locks.get((owner, name))
+        if current is not None and current[0] != holder and current[1] > now:
+            return succeed(False)
+        self._locks[(owner, name)] = (holder, now + ttl)
+        return succeed(True)
+
+    def refreshLock(
+        self, owner: str, name: str, holder: str, ttl: float
+    ) -> Deferred[bool]:
+        current = self._locks.get((owner, name))
+        if current is None or current[0] != holder:
+            return succeed(False)
+        self._locks[(owner, name)] = (holder, self._now() + ttl)
+        return succeed(True)
+
+    def unlock(self, owner: str, name: str, holder: str) -> Deferred[None]:
+        current = self._locks.get((owner, name))
+        if current is not None and current[0] == holder:
+            del self._locks[(owner, name)]
+        return succeed(None)
+
+
+@define
+class _Queued:
+    message: QueuedMessage
+    data: bytes
+
+
+@implementer(IQueueStore)
+@define
+class MemoryQueueStore:
+    """
+    The outgoing queue in a dict.
+    """
+
+    _now: Callable[[], float] = lambda: 0.0
+    _messages: dict[int, _Queued] = field(factory=dict)
+    _next: int = 1
+
+    def enqueue(
+        self,
+        staged: IStagedMessage,
+        sender: str,
+        recipients: Sequence[str],
+        skip: int = 0,
+        submitter: str | None = None,
+    ) -> Deferred[int]:
+        def run() -> int:
+            if not isinstance(staged, MemoryStaged):
+                raise TypeError("staged message is not from this store")
+            if not recipients:
+                raise ValueError("no recipients to queue")
+            data = staged.getvalue()[skip:]
+            now = self._now()
+            id = self._next
+            self._next += 1
+            self._messages[id] = _Queued(
+                QueuedMessage(
+                    id=id,
+                    sender=sender,
+                    recipients=tuple(
+                        QueuedRecipient(a, RecipientState.PENDING, None, now)
+                        for a in dict.fromkeys(recipients)
+                    ),
+                    size=len(data),
+                    created=now,
+                    nextAttempt=now,
+                    submitter=submitter,
+                ),
+                data,
+            )
+            return id
+
+        return _run(run)
+
+    def get(self, id: int) -> Deferred[QueuedMessage | None]:
+        entry = self._messages.get(id)
+        return succeed(None if entry is None else entry.message)
+
+    def list(self) -> Deferred[Sequence[QueuedMessage]]:
+        return succeed(
+            [e.message for _, e in sorted(self._messages.items(), key=_byAge)]
+        )
+
+    def openMessage(self, id: int) -> Deferred[MessageBody]:
+        entry = self._messages.get(id)
+        if entry is None:
+            return fail(NoSuchMessage("queue", id))
+        data = entry.data
+        return succeed(MessageBody(len(data), lambda: io.BytesIO(data)))
+
+
+def _byAge(item: tuple[int, Any]) -> tuple[float, int]:
+    return (item[1].message.created, item[0])

@@ -1,0 +1,996 @@
+"""
+The SQLite mail store and outgoing queue.
+
+Index rows live in the store's database (tables in L{appnet.store.schema}
+C{MAIL} and C{QUEUE}); message bytes live in immutable files
+(L{appnet.store._files}). A delivery first makes its files durable (in a
+thread from the reactor's pool, so several connections fsync in parallel),
+then commits every index row in one write transaction; only then does its
+Deferred fire. Nothing here assumes it is the only process using the
+database: UIDs, modseqs, quota and locks are decided inside write
+transactions, and L{SQLiteMailStore.watch} polls each watched folder's
+modseq so a change committed by another process is noticed too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from attrs import define, field
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from appnet.errors import FolderExists, NoSuchFolder, NoSuchMessage, QuotaExceeded
+from appnet.store._db import Database
+from appnet.store._files import MessageFiles, StagedFile
+from appnet.store.interfaces import (
+    INBOX,
+    Changes,
+    DeliveryTarget,
+    FolderInfo,
+    IMailStore,
+    IQueueStore,
+    IStagedMessage,
+    MessageBody,
+    MessageInfo,
+    QueuedMessage,
+    QueuedRecipient,
+    RecipientState,
+    Usage,
+)
+from appnet.store.mailcommon import (
+    canonicalFolder,
+    changeFlags,
+    formatFlags,
+    parseFlags,
+    uidValidityFor,
+)
+
+__all__ = ["SQLiteMailStore", "SQLiteQueueStore"]
+
+T = TypeVar("T")
+Key = tuple[str, str]
+Watcher = Callable[[FolderInfo], None]
+
+#: Query at most this many UIDs per IN (...) list.
+_BATCH = 500
+
+
+def _batches(items: Sequence[int]) -> list[Sequence[int]]:
+    return [items[i : i + _BATCH] for i in range(0, len(items), _BATCH)]
+
+
+def _account(conn: sqlite3.Connection, owner: str) -> tuple[int, int, int]:
+    conn.execute("INSERT OR IGNORE INTO mail_accounts (owner) VALUES (?)", (owner,))
+    row = conn.execute(
+        "SELECT bytes, messages, last_uidvalidity FROM mail_accounts WHERE owner = ?",
+        (owner,),
+    ).fetchone()
+    return row[0], row[1], row[2]
+
+
+def _newFolder(conn: sqlite3.Connection, owner: str, name: str, now: float) -> int:
+    _, _, last = _account(conn, owner)
+    validity = uidValidityFor(now, last)
+    conn.execute(
+        "UPDATE mail_accounts SET last_uidvalidity = ? WHERE owner = ?",
+        (validity, owner),
+    )
+    cursor = conn.execute(
+        "INSERT INTO mail_folders (owner, name, uidvalidity) VALUES (?, ?, ?)",
+        (owner, name, validity),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def _folderId(
+    conn: sqlite3.Connection, owner: str, name: str, now: float, create: bool
+) -> int:
+    """
+    The id of a folder; INBOX is made on first use (only by writers:
+    C{create}), other folders must exist.
+    """
+    row = conn.execute(
+        "SELECT id FROM mail_folders WHERE owner = ? AND name = ?", (owner, name)
+    ).fetchone()
+    if row is not None:
+        return int(row[0])
+    if name == INBOX and create:
+        return _newFolder(conn, owner, name, now)
+    raise NoSuchFolder(owner, name)
+
+
+def _folderInfo(conn: sqlite3.Connection, owner: str, name: str) -> FolderInfo | None:
+    row = conn.execute(
+        "SELECT id, uidvalidity, uidnext, modseq FROM mail_folders"
+        " WHERE owner = ? AND name = ?",
+        (owner, name),
+    ).fetchone()
+    if row is None:
+        return None
+    fid, validity, uidnext, modseq = row
+    count, size, unseen = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0),"
+        " COALESCE(SUM(CASE WHEN instr(' ' || flags || ' ', ' \\Seen ') = 0"
+        " THEN 1 ELSE 0 END), 0)"
+        " FROM mail_messages WHERE folder = ?",
+        (fid,),
+    ).fetchone()
+    return FolderInfo(owner, name, validity, uidnext, modseq, count, unseen, size)
+
+
+def _bump(conn: sqlite3.Connection, fid: int) -> int:
+    """Raise a folder's modseq; return the new value."""
+    conn.execute("UPDATE mail_folders SET modseq = modseq + 1 WHERE id = ?", (fid,))
+    return int(
+        conn.execute("SELECT modseq FROM mail_folders WHERE id = ?", (fid,)).fetchone()[
+            0
+        ]
+    )
+
+
+def _info(row: tuple[int, int, str, float, int]) -> MessageInfo:
+    return MessageInfo(row[0], row[1], parseFlags(row[2]), row[3], row[4])
+
+
+def _checkQuota(
+    conn: sqlite3.Connection, adding: Mapping[str, tuple[int | None, int]]
+) -> None:
+    """
+    @param adding: owner to (quota, bytes to add).
+    @raise QuotaExceeded: for the first owner that would go over.
+    """
+    for owner, (quota, size) in adding.items():
+        used, _, _ = _account(conn, owner)
+        if quota is not None and used + size > quota:
+            raise QuotaExceeded(owner, quota, used, size)
+
+
+def _insertMessage(
+    conn: sqlite3.Connection,
+    fid: int,
+    file: str,
+    size: int,
+    flags: frozenset[str],
+    internalDate: float,
+) -> int:
+    uid = int(
+        conn.execute(
+            "SELECT uidnext FROM mail_folders WHERE id = ?", (fid,)
+        ).fetchone()[0]
+    )
+    conn.execute(
+        "UPDATE mail_folders SET uidnext = uidnext + 1, modseq = modseq + 1"
+        " WHERE id = ?",
+        (fid,),
+    )
+    modseq = conn.execute(
+        "SELECT modseq FROM mail_folders WHERE id = ?", (fid,)
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO mail_messages"
+        " (folder, uid, file, size, flags, internaldate, modseq)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (fid, uid, file, size, formatFlags(flags), internalDate, modseq),
+    )
+    return uid
+
+
+def _addUsage(conn: sqlite3.Connection, owner: str, size: int, count: int) -> None:
+    _account(conn, owner)
+    conn.execute(
+        "UPDATE mail_accounts SET bytes = MAX(0, bytes + ?),"
+        " messages = MAX(0, messages + ?) WHERE owner = ?",
+        (size, count, owner),
+    )
+
+
+def _selectRows(
+    conn: sqlite3.Connection, fid: int, uids: Sequence[int] | None, columns: str
+) -> list[Any]:
+    if uids is None:
+        return conn.execute(
+            f"SELECT {columns} FROM mail_messages WHERE folder = ? ORDER BY uid",
+            (fid,),
+        ).fetchall()
+    rows: list[Any] = []
+    for batch in _batches(sorted(set(uids))):
+        marks = ",".join("?" * len(batch))
+        rows += conn.execute(
+            f"SELECT {columns} FROM mail_messages"
+            f" WHERE folder = ? AND uid IN ({marks}) ORDER BY uid",
+            (fid, *batch),
+        ).fetchall()
+    return rows
+
+
+_INFO = "uid, size, flags, internaldate, modseq"
+
+
+@define
+class GroupCommit:
+    """
+    Commits many small writes in few transactions: writes submitted while
+    a commit is in flight wait and then share the next transaction, each
+    in its own savepoint (one failing rolls back only itself). Every
+    commit costs an fsync, so ten connections delivering at once pay for
+    a couple of fsyncs instead of ten. Each write's Deferred fires only
+    after the commit that holds it.
+    """
+
+    _db: Database
+    _pending: list[tuple[Callable[[sqlite3.Connection], Any], Deferred[Any]]] = field(
+        factory=list, init=False
+    )
+    _busy: bool = field(default=False, init=False)
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+        """Like L{Database.write}, sharing a transaction with others."""
+        d: Deferred[T] = Deferred()
+        self._pending.append((fn, d))
+        if not self._busy:
+            self._flush()
+        return d
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        self._busy = True
+
+        def run(conn: sqlite3.Connection) -> list[tuple[bool, Any]]:
+            outcomes: list[tuple[bool, Any]] = []
+            for fn, _ in batch:
+                conn.execute("SAVEPOINT item")
+                try:
+                    result = fn(conn)
+                except Exception as e:
+                    conn.execute("ROLLBACK TO item")
+                    conn.execute("RELEASE item")
+                    outcomes.append((False, e))
+                else:
+                    conn.execute("RELEASE item")
+                    outcomes.append((True, result))
+            return outcomes
+
+        def done(outcomes: list[tuple[bool, Any]] | Failure) -> None:
+            self._busy = False
+            if self._pending:
+                self._flush()
+            for i, (_, d) in enumerate(batch):
+                if isinstance(outcomes, Failure):
+                    d.errback(outcomes)
+                elif outcomes[i][0]:
+                    d.callback(outcomes[i][1])
+                else:
+                    d.errback(outcomes[i][1])
+
+        self._db.write(run).addBoth(done)
+
+
+@implementer(IMailStore)
+@define
+class SQLiteMailStore:
+    """
+    Folders and messages in the store's database and message files.
+
+    @ivar pollInterval: how often (seconds) watched folders are checked for
+        changes made by other processes.
+    """
+
+    _db: Database
+    _files: MessageFiles
+    _reactor: Any
+    _now: Callable[[], float] = time.time
+    pollInterval: float = 2.0
+    _group: GroupCommit = field(init=False)
+    _watchers: dict[Key, list[Watcher]] = field(factory=dict, init=False)
+    _seen: dict[Key, int] = field(factory=dict, init=False)
+    _poller: LoopingCall | None = field(default=None, init=False)
+    _log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        self._group = GroupCommit(self._db)
+
+    def _inThread(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
+        return deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), fn, *args
+        )
+
+    def start(self) -> Deferred[None]:
+        """
+        Make the message directories and clear stale staged files.
+        """
+        return self._inThread(self._files.prepare)
+
+    def stop(self) -> None:
+        """
+        Stop polling for changes.
+        """
+        self._watchers.clear()
+        self._stopPolling()
+
+    def stage(self) -> IStagedMessage:
+        return self._files.stage()
+
+    def deliver(
+        self,
+        staged: IStagedMessage,
+        targets: Sequence[DeliveryTarget],
+        internalDate: float | None = None,
+    ) -> Deferred[Sequence[int]]:
+        return Deferred.fromCoroutine(self._deliver(staged, targets, internalDate))
+
+    async def _deliver(
+        self,
+        staged: IStagedMessage,
+        targets: Sequence[DeliveryTarget],
+        internalDate: float | None,
+    ) -> Sequence[int]:
+        if not isinstance(staged, StagedFile):
+            raise TypeError("staged message is not from this store")
+        if not targets:
+            return []
+        targets = [
+            DeliveryTarget(t.owner, canonicalFolder(t.folder), t.flags, t.quota)
+            for t in targets
+        ]
+        names = await self._inThread(
+            self._files.place, staged, [t.owner for t in targets]
+        )
+        size = staged.size
+        date = self._now() if internalDate is None else internalDate
+
+        def insert(conn: sqlite3.Connection) -> list[int]:
+            adding: dict[str, tuple[int | None, int]] = {}
+            for t in targets:
+                quota, total = adding.get(t.owner, (t.quota, 0))
+                adding[t.owner] = (t.quota if quota is None else quota, total + size)
+            _checkQuota(conn, adding)
+            uids = []
+            for target, name in zip(targets, names, strict=True):
+                fid = _folderId(conn, target.owner, target.folder, date, create=True)
+                uids.append(_insertMessage(conn, fid, name, size, target.flags, date))
+                _addUsage(conn, target.owner, size, 1)
+            return uids
+
+        try:
+            uids = await self._group.write(insert)
+        except BaseException:
+            await self._inThread(self._files.remove, names)
+            raise
+        self._changed({(t.owner, t.folder) for t in targets})
+        return uids
+
+    def folder(self, owner: str, name: str = INBOX) -> Deferred[FolderInfo]:
+        name = canonicalFolder(name)
+        if name == INBOX:
+
+            def ensure(conn: sqlite3.Connection) -> FolderInfo:
+                _folderId(conn, owner, name, self._now(), create=True)
+                info = _folderInfo(conn, owner, name)
+                assert info is not None
+                return info
+
+            # Read first: INBOX usually exists, and reads run in parallel.
+            async def inbox() -> FolderInfo:
+                info = await self._db.read(lambda conn: _folderInfo(conn, owner, name))
+                if info is None:
+                    info = await self._db.write(ensure)
+                return info
+
+            return Deferred.fromCoroutine(inbox())
+
+        def select(conn: sqlite3.Connection) -> FolderInfo:
+            info = _folderInfo(conn, owner, name)
+            if info is None:
+                raise NoSuchFolder(owner, name)
+            return info
+
+        return self._db.read(select)
+
+    def listFolders(self, owner: str) -> Deferred[Sequence[FolderInfo]]:
+        async def run() -> Sequence[FolderInfo]:
+            inbox = await self.folder(owner, INBOX)
+
+            def select(conn: sqlite3.Connection) -> list[FolderInfo]:
+                names = [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT name FROM mail_folders WHERE owner = ? AND name != ?"
+                        " ORDER BY name",
+                        (owner, INBOX),
+                    )
+                ]
+                infos = [_folderInfo(conn, owner, n) for n in names]
+                return [i for i in infos if i is not None]
+
+            return [inbox, *await self._db.read(select)]
+
+        return Deferred.fromCoroutine(run())
+
+    def createFolder(self, owner: str, name: str) -> Deferred[FolderInfo]:
+        name = canonicalFolder(name)
+
+        def create(conn: sqlite3.Connection) -> FolderInfo:
+            try:
+                _newFolder(conn, owner, name, self._now())
+            except sqlite3.IntegrityError:
+                raise FolderExists(owner, name) from None
+            info = _folderInfo(conn, owner, name)
+            assert info is not None
+            return info
+
+        return self._db.write(create)
+
+    def renameFolder(self, owner: str, old: str, new: str) -> Deferred[None]:
+        old, new = canonicalFolder(old), canonicalFolder(new)
+
+        def rename(conn: sqlite3.Connection) -> None:
+            now = self._now()
+            fid = _folderId(conn, owner, old, now, create=True)
+            if conn.execute(
+                "SELECT 1 FROM mail_folders WHERE owner = ? AND name = ?", (owner, new)
+            ).fetchone():
+                raise FolderExists(owner, new)
+            if old != INBOX:
+                conn.execute(
+                    "UPDATE mail_folders SET name = ? WHERE id = ?", (new, fid)
+                )
+                return
+            # RFC 3501 6.3.5: INBOX's messages move to the new folder and
+            # INBOX stays, empty, keeping its UIDVALIDITY and UIDNEXT.
+            target = _newFolder(conn, owner, new, now)
+            uidnext = conn.execute(
+                "SELECT uidnext FROM mail_folders WHERE id = ?", (fid,)
+            ).fetchone()[0]
+            conn.execute(
+                "UPDATE mail_folders SET uidnext = ?, modseq = 2 WHERE id = ?",
+                (uidnext, target),
+            )
+            modseq = _bump(conn, fid)
+            conn.execute(
+                "INSERT OR REPLACE INTO mail_expunged (folder, uid, modseq)"
+                " SELECT ?, uid, ? FROM mail_messages WHERE folder = ?",
+                (fid, modseq, fid),
+            )
+            conn.execute(
+                "UPDATE mail_messages SET folder = ?, modseq = 2 WHERE folder = ?",
+                (target, fid),
+            )
+
+        async def run() -> None:
+            await self._db.write(rename)
+            self._changed({(owner, old), (owner, new)})
+
+        return Deferred.fromCoroutine(run())
+
+    def deleteFolder(self, owner: str, name: str) -> Deferred[None]:
+        name = canonicalFolder(name)
+
+        def delete(conn: sqlite3.Connection) -> list[str]:
+            if name == INBOX:
+                raise ValueError("INBOX cannot be deleted")
+            fid = _folderId(conn, owner, name, self._now(), create=False)
+            rows = conn.execute(
+                "SELECT file, size FROM mail_messages WHERE folder = ?", (fid,)
+            ).fetchall()
+            _addUsage(conn, owner, -sum(r[1] for r in rows), -len(rows))
+            conn.execute("DELETE FROM mail_folders WHERE id = ?", (fid,))
+            return [r[0] for r in rows]
+
+        async def run() -> None:
+            files = await self._db.write(delete)
+            await self._inThread(self._files.remove, files)
+            self._changed({(owner, name)})
+
+        return Deferred.fromCoroutine(run())
+
+    def listMessages(
+        self, owner: str, name: str = INBOX, uids: Sequence[int] | None = None
+    ) -> Deferred[Sequence[MessageInfo]]:
+        name = canonicalFolder(name)
+
+        def select(conn: sqlite3.Connection) -> list[MessageInfo]:
+            row = conn.execute(
+                "SELECT id FROM mail_folders WHERE owner = ? AND name = ?",
+                (owner, name),
+            ).fetchone()
+            if row is None:
+                if name == INBOX:
+                    return []
+                raise NoSuchFolder(owner, name)
+            return [_info(r) for r in _selectRows(conn, row[0], uids, _INFO)]
+
+        return self._db.read(select)
+
+    def openMessage(self, owner: str, name: str, uid: int) -> Deferred[MessageBody]:
+        name = canonicalFolder(name)
+
+        def select(conn: sqlite3.Connection) -> tuple[str, int]:
+            row = conn.execute(
+                "SELECT m.file, m.size FROM mail_messages m"
+                " JOIN mail_folders f ON f.id = m.folder"
+                " WHERE f.owner = ? AND f.name = ? AND m.uid = ?",
+                (owner, name, uid),
+            ).fetchone()
+            if row is None:
+                raise NoSuchMessage(f"{owner}/{name}", uid)
+            return row[0], row[1]
+
+        async def run() -> MessageBody:
+            file, size = await self._db.read(select)
+            files = self._files
+            return MessageBody(size, lambda: files.opener(file))
+
+        return Deferred.fromCoroutine(run())
+
+    def setFlags(
+        self,
+        owner: str,
+        name: str,
+        uids: Sequence[int],
+        flags: frozenset[str],
+        mode: str,
+    ) -> Deferred[Sequence[MessageInfo]]:
+        name = canonicalFolder(name)
+
+        def update(conn: sqlite3.Connection) -> list[MessageInfo]:
+            fid = _folderId(conn, owner, name, self._now(), create=True)
+            rows = _selectRows(conn, fid, uids, _INFO)
+            changes = []
+            for row in rows:
+                old = parseFlags(row[2])
+                new = changeFlags(old, flags, mode)
+                if new != old:
+                    changes.append((row, new))
+            if not changes:
+                return []
+            modseq = _bump(conn, fid)
+            result = []
+            for row, new in changes:
+                conn.execute(
+                    "UPDATE mail_messages SET flags = ?, modseq = ?"
+                    " WHERE folder = ? AND uid = ?",
+                    (formatFlags(new), modseq, fid, row[0]),
+                )
+                result.append(MessageInfo(row[0], row[1], new, row[3], modseq))
+            return result
+
+        async def run() -> Sequence[MessageInfo]:
+            changed = await self._db.write(update)
+            if changed:
+                self._changed({(owner, name)})
+            return changed
+
+        return Deferred.fromCoroutine(run())
+
+    def expunge(
+        self, owner: str, name: str, uids: Sequence[int] | None = None
+    ) -> Deferred[Sequence[int]]:
+        name = canonicalFolder(name)
+
+        def delete(conn: sqlite3.Connection) -> tuple[list[int], list[str]]:
+            fid = _folderId(conn, owner, name, self._now(), create=True)
+            rows = _selectRows(conn, fid, uids, "uid, file, size, flags")
+            if uids is None:
+                rows = [r for r in rows if "\\Deleted" in parseFlags(r[3])]
+            if not rows:
+                return [], []
+            modseq = _bump(conn, fid)
+            for batch in _batches([r[0] for r in rows]):
+                marks = ",".join("?" * len(batch))
+                conn.execute(
+                    f"DELETE FROM mail_messages WHERE folder = ? AND uid IN ({marks})",
+                    (fid, *batch),
+                )
+            conn.executemany(
+                "INSERT OR REPLACE INTO mail_expunged (folder, uid, modseq)"
+                " VALUES (?, ?, ?)",
+                [(fid, r[0], modseq) for r in rows],
+            )
+            _addUsage(conn, owner, -sum(r[2] for r in rows), -len(rows))
+            return [r[0] for r in rows], [r[1] for r in rows]
+
+        async def run() -> Sequence[int]:
+            removed, files = await self._db.write(delete)
+            if removed:
+                await self._inThread(self._files.remove, files)
+                self._changed({(owner, name)})
+            return removed
+
+        return Deferred.fromCoroutine(run())
+
+    def copy(
+        self,
+        owner: str,
+        name: str,
+        uids: Sequence[int],
+        dest: str,
+        quota: int | None = None,
+    ) -> Deferred[Mapping[int, int]]:
+        name, dest = canonicalFolder(name), canonicalFolder(dest)
+
+        def select(conn: sqlite3.Connection) -> list[Any]:
+            row = conn.execute(
+                "SELECT id FROM mail_folders WHERE owner = ? AND name = ?",
+                (owner, name),
+            ).fetchone()
+            if row is None:
+                raise NoSuchFolder(owner, name)
+            return _selectRows(
+                conn, row[0], uids, "uid, file, size, flags, internaldate"
+            )
+
+        async def run() -> Mapping[int, int]:
+            rows = await self._db.read(select)
+            if not rows:
+                return {}
+            names = await self._inThread(self._files.link, [r[1] for r in rows], owner)
+
+            def insert(conn: sqlite3.Connection) -> dict[int, int]:
+                total = sum(r[2] for r in rows)
+                _checkQuota(conn, {owner: (quota, total)})
+                fid = _folderId(conn, owner, dest, self._now(), create=True)
+                mapping = {}
+                for row, file in zip(rows, names, strict=True):
+                    flags = parseFlags(row[3])
+                    mapping[row[0]] = _insertMessage(
+                        conn, fid, file, row[2], flags, row[4]
+                    )
+                _addUsage(conn, owner, total, len(rows))
+                return mapping
+
+            try:
+                mapping = await self._db.write(insert)
+            except BaseException:
+                await self._inThread(self._files.remove, names)
+                raise
+            self._changed({(owner, dest)})
+            return mapping
+
+        return Deferred.fromCoroutine(run())
+
+    def move(
+        self, owner: str, name: str, uids: Sequence[int], dest: str
+    ) -> Deferred[Mapping[int, int]]:
+        name, dest = canonicalFolder(name), canonicalFolder(dest)
+
+        def move(conn: sqlite3.Connection) -> dict[int, int]:
+            now = self._now()
+            source = _folderId(conn, owner, name, now, create=True)
+            target = _folderId(conn, owner, dest, now, create=True)
+            rows = _selectRows(
+                conn, source, uids, "uid, file, size, flags, internaldate"
+            )
+            if not rows:
+                return {}
+            mapping = {}
+            for row in rows:
+                mapping[row[0]] = _insertMessage(
+                    conn, target, row[1], row[2], parseFlags(row[3]), row[4]
+                )
+            modseq = _bump(conn, source)
+            for batch in _batches([r[0] for r in rows]):
+                marks = ",".join("?" * len(batch))
+                conn.execute(
+                    f"DELETE FROM mail_messages WHERE folder = ? AND uid IN ({marks})",
+                    (source, *batch),
+                )
+            conn.executemany(
+                "INSERT OR REPLACE INTO mail_expunged (folder, uid, modseq)"
+                " VALUES (?, ?, ?)",
+                [(source, r[0], modseq) for r in rows],
+            )
+            return mapping
+
+        async def run() -> Mapping[int, int]:
+            mapping = await self._db.write(move)
+            if mapping:
+                self._changed({(owner, name), (owner, dest)})
+            return mapping
+
+        return Deferred.fromCoroutine(run())
+
+    def changesSince(self, owner: str, name: str, modseq: int) -> Deferred[Changes]:
+        name = canonicalFolder(name)
+
+        def select(conn: sqlite3.Connection) -> Changes:
+            row = conn.execute(
+                "SELECT id, modseq FROM mail_folders WHERE owner = ? AND name = ?",
+                (owner, name),
+            ).fetchone()
+            if row is None:
+                if name == INBOX:
+                    return Changes(0)
+                raise NoSuchFolder(owner, name)
+            fid, current = row
+            changed = conn.execute(
+                f"SELECT {_INFO} FROM mail_messages"
+                " WHERE folder = ? AND modseq > ? ORDER BY uid",
+                (fid, modseq),
+            ).fetchall()
+            gone = conn.execute(
+                "SELECT uid FROM mail_expunged WHERE folder = ? AND modseq > ?"
+                " ORDER BY uid",
+                (fid, modseq),
+            ).fetchall()
+            return Changes(
+                current, tuple(_info(r) for r in changed), tuple(r[0] for r in gone)
+            )
+
+        return self._db.read(select)
+
+    def usage(self, owner: str) -> Deferred[Usage]:
+        def select(conn: sqlite3.Connection) -> Usage:
+            row = conn.execute(
+                "SELECT bytes, messages FROM mail_accounts WHERE owner = ?", (owner,)
+            ).fetchone()
+            return Usage() if row is None else Usage(row[0], row[1])
+
+        return self._db.read(select)
+
+    def lock(self, owner: str, name: str, holder: str, ttl: float) -> Deferred[bool]:
+        def take(conn: sqlite3.Connection) -> bool:
+            now = self._now()
+            row = conn.execute(
+                "SELECT holder, expires FROM mail_locks WHERE owner = ? AND name = ?",
+                (owner, name),
+            ).fetchone()
+            if row is not None and row[0] != holder and row[1] > now:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO mail_locks (owner, name, holder, expires)"
+                " VALUES (?, ?, ?, ?)",
+                (owner, name, holder, now + ttl),
+            )
+            return True
+
+        return self._db.write(take)
+
+    def refreshLock(
+        self, owner: str, name: str, holder: str, ttl: float
+    ) -> Deferred[bool]:
+        def refresh(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE mail_locks SET expires = ?"
+                " WHERE owner = ? AND name = ? AND holder = ?",
+                (self._now() + ttl, owner, name, holder),
+            )
+            return cursor.rowcount == 1
+
+        return self._db.write(refresh)
+
+    def unlock(self, owner: str, name: str, holder: str) -> Deferred[None]:
+        def release(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM mail_locks WHERE owner = ? AND name = ? AND holder = ?",
+                (owner, name, holder),
+            )
+
+        return self._db.write(release)
+
+    # Change notification.
+
+    def watch(
+        self, owner: str, name: str, callback: Callable[[FolderInfo], None]
+    ) -> Callable[[], None]:
+        key = (owner, canonicalFolder(name))
+        self._watchers.setdefault(key, []).append(callback)
+        if self._poller is None:
+            self._poller = LoopingCall(self._poll)
+            self._poller.clock = self._reactor
+            self._poller.start(self.pollInterval, now=False).addErrback(
+                lambda f: self._log.failure("Polling mail folders failed", f)
+            )
+        if key not in self._seen:
+            # Learn the current modseq so the first poll does not report
+            # a change that happened before the watch began.
+            self._readInfo(key).addCallback(self._remember, key)
+
+        def cancel() -> None:
+            callbacks = self._watchers.get(key, [])
+            if callback in callbacks:
+                callbacks.remove(callback)
+            if not callbacks:
+                self._watchers.pop(key, None)
+                self._seen.pop(key, None)
+            if not self._watchers:
+                self._stopPolling()
+
+        return cancel
+
+    def _remember(self, info: FolderInfo | None, key: Key) -> None:
+        if info is not None and key in self._watchers:
+            self._seen.setdefault(key, info.modseq)
+
+    def _stopPolling(self) -> None:
+        if self._poller is not None and self._poller.running:
+            self._poller.stop()
+        self._poller = None
+
+    def _changed(self, keys: set[Key]) -> None:
+        """
+        Tell watchers of these folders, after a change made here.
+        """
+        for key in keys:
+            if key in self._watchers:
+                self._readInfo(key).addCallback(self._notify, key).addErrback(
+                    lambda f: self._log.failure("Notifying watchers", f)
+                )
+
+    def _readInfo(self, key: Key) -> Deferred[FolderInfo | None]:
+        owner, name = key
+        return self._db.read(lambda conn: _folderInfo(conn, owner, name))
+
+    def _notify(self, info: FolderInfo | None, key: Key) -> None:
+        if info is None:
+            return
+        seen = self._seen.get(key)
+        if seen is not None and info.modseq <= seen:
+            return
+        self._seen[key] = info.modseq
+        for callback in list(self._watchers.get(key, [])):
+            try:
+                callback(info)
+            except Exception:
+                self._log.failure("Mail folder watcher failed")
+
+    async def _pollOnce(self) -> None:
+        keys = list(self._watchers)
+
+        def select(conn: sqlite3.Connection) -> list[FolderInfo | None]:
+            return [_folderInfo(conn, *key) for key in keys]
+
+        for key, info in zip(keys, await self._db.read(select), strict=True):
+            self._notify(info, key)
+
+    def _poll(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._pollOnce())
+
+
+def _queued(row: tuple[Any, ...], recipients: list[Any]) -> QueuedMessage:
+    return QueuedMessage(
+        id=row[0],
+        sender=row[1],
+        submitter=row[2],
+        size=row[3],
+        created=row[4],
+        nextAttempt=row[5],
+        attempts=row[6],
+        held=bool(row[7]),
+        lastError=row[8],
+        recipients=tuple(QueuedRecipient(r[0], r[1], r[2], r[3]) for r in recipients),
+    )
+
+
+_QUEUE_COLUMNS = (
+    "id, sender, submitter, size, created, next_attempt, attempts, held, last_error"
+)
+
+
+@implementer(IQueueStore)
+@define
+class SQLiteQueueStore:
+    """
+    The outgoing queue in the store's database and C{DATA/mail/queue/}.
+    """
+
+    _db: Database
+    _files: MessageFiles
+    _reactor: Any
+    _now: Callable[[], float] = time.time
+
+    def enqueue(
+        self,
+        staged: IStagedMessage,
+        sender: str,
+        recipients: Sequence[str],
+        skip: int = 0,
+        submitter: str | None = None,
+    ) -> Deferred[int]:
+        return Deferred.fromCoroutine(
+            self._enqueue(staged, sender, recipients, skip, submitter)
+        )
+
+    async def _enqueue(
+        self,
+        staged: IStagedMessage,
+        sender: str,
+        recipients: Sequence[str],
+        skip: int,
+        submitter: str | None,
+    ) -> int:
+        if not isinstance(staged, StagedFile):
+            raise TypeError("staged message is not from this store")
+        if not recipients:
+            raise ValueError("no recipients to queue")
+        name = await deferToThreadPool(
+            self._reactor,
+            self._reactor.getThreadPool(),
+            self._files.placeQueued,
+            staged,
+            skip,
+        )
+        size = staged.size - skip
+        now = self._now()
+        unique = list(dict.fromkeys(recipients))
+
+        def insert(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "INSERT INTO queue_messages"
+                " (sender, submitter, file, size, created, next_attempt)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (sender, submitter, name, size, now, now),
+            )
+            assert cursor.lastrowid is not None
+            conn.executemany(
+                "INSERT INTO queue_recipients (message, address, state, updated)"
+                " VALUES (?, ?, ?, ?)",
+                [
+                    (cursor.lastrowid, address, RecipientState.PENDING, now)
+                    for address in unique
+                ],
+            )
+            return cursor.lastrowid
+
+        try:
+            return await self._db.write(insert)
+        except BaseException:
+            await deferToThreadPool(
+                self._reactor,
+                self._reactor.getThreadPool(),
+                self._files.remove,
+                [name],
+            )
+            raise
+
+    @staticmethod
+    def _select(
+        conn: sqlite3.Connection, where: str, args: tuple[Any, ...]
+    ) -> list[QueuedMessage]:
+        rows = conn.execute(
+            f"SELECT {_QUEUE_COLUMNS} FROM queue_messages {where} ORDER BY created, id",
+            args,
+        ).fetchall()
+        result = []
+        for row in rows:
+            recipients = conn.execute(
+                "SELECT address, state, response, updated FROM queue_recipients"
+                " WHERE message = ? ORDER BY rowid",
+                (row[0],),
+            ).fetchall()
+            result.append(_queued(row, recipients))
+        return result
+
+    def get(self, id: int) -> Deferred[QueuedMessage | None]:
+        def select(conn: sqlite3.Connection) -> QueuedMessage | None:
+            found = self._select(conn, "WHERE id = ?", (id,))
+            return found[0] if found else None
+
+        return self._db.read(select)
+
+    def list(self) -> Deferred[Sequence[QueuedMessage]]:
+        return self._db.read(lambda conn: self._select(conn, "", ()))
+
+    def openMessage(self, id: int) -> Deferred[MessageBody]:
+        def select(conn: sqlite3.Connection) -> tuple[str, int]:
+            row = conn.execute(
+                "SELECT file, size FROM queue_messages WHERE id = ?", (id,)
+            ).fetchone()
+            if row is None:
+                raise NoSuchMessage("queue", id)
+            return row[0], row[1]
+
+        async def run() -> MessageBody:
+            file, size = await self._db.read(select)
+            files = self._files
+            return MessageBody(size, lambda: files.opener(file))
+
+        return Deferred.fromCoroutine(run())

@@ -1,0 +1,430 @@
+"""
+Tests for L{appnet.mail.pop3}: every command and error path, on a string
+transport over the in-memory store.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from twisted.mail.interfaces import IMailboxPOP3
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from appnet.mail.pop3 import POP3_MASK, Maildrop
+from appnet.trace import Transcript
+from tests.mail.helpers import ALICE, PASSWORD, MailWorld, Session, SlowUsers
+
+M1 = b"Subject: one\r\n\r\nfirst message\r\n"
+M2 = b"Subject: two\r\nX-Long: yes\r\n\r\nline 1\r\n.starts with dot\r\nline 3\r\n"
+
+
+class POP3TestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.world = MailWorld()
+        self.uids = [self.world.deliver(ALICE, m) for m in (M1, M2)]
+
+    def connect(self, peer: str = "127.0.0.1", tls: bool = False) -> Session:
+        session = self.world.connect(self.world.pop3Factory(tls=tls), peer=peer)
+        session.read()
+        return session
+
+    def login(self, session: Session | None = None) -> Session:
+        session = session or self.connect()
+        session.command(f"USER {ALICE}")
+        self.assertEqual(session.command(f"PASS {PASSWORD}")[0][:3], "+OK")
+        return session
+
+    def inbox(self) -> list[int]:
+        messages = self.successResultOf(self.world.store.mail.listMessages(ALICE))
+        return [m.uid for m in messages]
+
+
+class AuthorizationTests(POP3TestCase):
+    def test_greeting(self) -> None:
+        """The greeting is +OK with no APOP timestamp."""
+        session = self.world.connect(self.world.pop3Factory(), peer="127.0.0.1")
+        self.assertEqual(session.lines(), ["+OK pop.example.org POP3 server ready"])
+
+    def test_capa(self) -> None:
+        """CAPA lists what this server does, before and after login."""
+        session = self.connect(tls=True)
+        self.assertEqual(
+            session.command("CAPA"),
+            [
+                "+OK Capability list follows",
+                "TOP",
+                "UIDL",
+                "PIPELINING",
+                "RESP-CODES",
+                "AUTH-RESP-CODE",
+                "USER",
+                "SASL PLAIN LOGIN",
+                "STLS",
+                "EXPIRE NEVER",
+                "IMPLEMENTATION appnet",
+                ".",
+            ],
+        )
+        self.login(session)
+        capa = session.command("CAPA")
+        self.assertNotIn("USER", capa)
+        self.assertNotIn("STLS", capa)
+
+    def test_userPass(self) -> None:
+        """USER then PASS logs in and reports the maildrop."""
+        session = self.connect()
+        self.assertEqual(session.command("USER alice"), ["+OK Send PASS"])
+        self.assertEqual(
+            session.command(f"PASS {PASSWORD}"),
+            [f"+OK Logged in, 2 messages ({len(M1) + len(M2)} octets)"],
+        )
+
+    def test_badPassword(self) -> None:
+        """A wrong password is -ERR [AUTH]; the session can try again."""
+        session = self.connect()
+        session.command("USER alice")
+        self.assertEqual(
+            session.command("PASS nope"), ["-ERR [AUTH] Authentication failed"]
+        )
+        self.login(session)
+
+    def test_passWithoutUser(self) -> None:
+        """PASS needs USER first; USER needs a name."""
+        session = self.connect()
+        self.assertEqual(session.command("PASS x"), ["-ERR USER first"])
+        self.assertEqual(session.command("USER"), ["-ERR Syntax: USER name"])
+
+    def test_throttled(self) -> None:
+        """Too many failures: -ERR [SYS/TEMP]."""
+        session = self.connect()
+        for _ in range(3):
+            session.command("USER alice")
+            session.command("PASS nope")
+        session.command("USER alice")
+        self.assertEqual(
+            session.command(f"PASS {PASSWORD}")[0][:16], "-ERR [SYS/TEMP] "
+        )
+
+    def test_plainNeedsTLS(self) -> None:
+        """
+        From a non-loopback client, USER and AUTH need STLS first; CAPA
+        does not offer them.
+        """
+        session = self.connect(peer="192.0.2.7", tls=True)
+        self.assertNotIn("USER", session.command("CAPA"))
+        self.assertEqual(session.command("USER alice")[0][:11], "-ERR [AUTH]")
+        self.assertEqual(session.command("AUTH PLAIN")[0][:11], "-ERR [AUTH]")
+        self.assertEqual(session.command("STLS"), ["+OK Begin TLS negotiation"])
+        self.login(session)
+
+    def test_authPlain(self) -> None:
+        """AUTH PLAIN, with or without an initial response, logs in."""
+        token = base64.b64encode(f"\0{ALICE}\0{PASSWORD}".encode()).decode()
+        session = self.connect()
+        self.assertEqual(
+            session.command(f"AUTH PLAIN {token}")[0][:13], "+OK Logged in"
+        )
+        session.command("QUIT")
+        session.protocol.connectionLost(None)
+        session = self.connect()
+        self.assertEqual(session.command("AUTH PLAIN"), ["+ "])
+        self.assertEqual(session.command(token)[0][:3], "+OK")
+
+    def test_authLogin(self) -> None:
+        """AUTH LOGIN prompts for the user name and password."""
+        session = self.connect()
+        self.assertEqual(session.command("AUTH LOGIN"), ["+ VXNlcm5hbWU6"])
+        self.assertEqual(
+            session.command(base64.b64encode(ALICE.encode()).decode()),
+            ["+ UGFzc3dvcmQ6"],
+        )
+        self.assertEqual(
+            session.command(base64.b64encode(PASSWORD.encode()).decode())[0][:3], "+OK"
+        )
+
+    def test_authErrors(self) -> None:
+        """AUTH lists mechanisms; bad ones, garbage and '*' get -ERR."""
+        session = self.connect()
+        self.assertEqual(
+            session.command("AUTH"), ["+OK Mechanisms follow", "PLAIN", "LOGIN", "."]
+        )
+        self.assertEqual(
+            session.command("AUTH CRAM-MD5"), ["-ERR Unsupported SASL mechanism"]
+        )
+        session.command("AUTH PLAIN")
+        self.assertEqual(session.command("*"), ["-ERR Authentication cancelled"])
+        self.assertEqual(session.command("AUTH PLAIN !!!")[0][:11], "-ERR [AUTH]")
+        self.assertEqual(session.command("CAPA")[0], "+OK Capability list follows")
+
+    def test_apop(self) -> None:
+        """APOP is refused, naming the alternatives."""
+        session = self.connect()
+        self.assertEqual(
+            session.command("APOP alice 0123456789abcdef")[0][:30],
+            "-ERR [AUTH] APOP is not availa",
+        )
+
+    def test_stateRules(self) -> None:
+        """
+        Transaction commands before login, and login commands after, are
+        refused; unknown commands too.
+        """
+        session = self.connect()
+        self.assertEqual(
+            session.command("STAT"), ["-ERR STAT not allowed before login"]
+        )
+        self.assertEqual(session.command("XYZZY"), ["-ERR Unknown command"])
+        self.login(session)
+        self.assertEqual(
+            session.command("USER bob"), ["-ERR USER not allowed after login"]
+        )
+
+    def test_inUse(self) -> None:
+        """A second session on the same maildrop gets -ERR [IN-USE]."""
+        first = self.login()
+        second = self.connect()
+        second.command("USER alice")
+        self.assertEqual(
+            second.command(f"PASS {PASSWORD}"),
+            ["-ERR [IN-USE] Mailbox is in use by another session"],
+        )
+        first.command("QUIT")
+        first.protocol.connectionLost(None)
+        self.login(second)
+
+    def test_lockReleasedOnDrop(self) -> None:
+        """A dropped session releases its lock."""
+        first = self.login()
+        first.protocol.connectionLost(None)
+        self.login()
+
+    def test_lockRefreshed(self) -> None:
+        """
+        A long session keeps its lock: the store lock is refreshed before
+        it would expire.
+        """
+        self.login()
+        self.world.clock.advance(1000)
+        self.world.clock.advance(1000)
+        other = self.connect()
+        other.command("USER alice")
+        self.assertEqual(other.command(f"PASS {PASSWORD}")[0][:14], "-ERR [IN-USE] ")
+
+    def test_pipelinedLogin(self) -> None:
+        """
+        Commands pipelined after PASS wait for the login (the password
+        check is asynchronous) and are answered in order.
+        """
+        slow = SlowUsers(self.world.store.users)
+        self.world.auth.checker._users = slow  # type: ignore[misc]
+        session = self.connect()
+        replies = session.send(f"USER alice\r\nPASS {PASSWORD}\r\nSTAT\r\nQUIT\r\n")
+        self.assertEqual(replies, ["+OK Send PASS"])
+        slow.release()
+        session.pump()
+        replies = session.lines()
+        self.assertEqual(replies[0][:13], "+OK Logged in")
+        self.assertEqual(replies[1], f"+OK 2 {len(M1) + len(M2)}")
+        self.assertEqual(replies[2][:7], "+OK Bye")
+
+    def test_stlsInjection(self) -> None:
+        """
+        Commands pipelined after STLS are discarded; the USER given before
+        is forgotten.
+        """
+        session = self.connect(tls=True)
+        session.command("USER alice")
+        replies = session.send(f"STLS\r\nPASS {PASSWORD}\r\n")
+        self.assertEqual(replies, ["+OK Begin TLS negotiation"])
+        self.assertIsNotNone(session.transport.tlsStarted)  # type: ignore[attr-defined]
+        self.assertEqual(session.command(f"PASS {PASSWORD}"), ["-ERR USER first"])
+        self.assertEqual(session.command("STLS"), ["-ERR Already using TLS"])
+
+    def test_stlsUnavailable(self) -> None:
+        """Without a certificate STLS is refused."""
+        self.assertEqual(self.connect().command("STLS"), ["-ERR STLS not available"])
+
+    def test_passwordMasked(self) -> None:
+        """The transcript rule masks PASS and AUTH's initial response."""
+        transcript = Transcript("pop3", "peer", POP3_MASK)
+        self.assertEqual(transcript._mask(b"PASS secret words"), "PASS ********")
+        self.assertEqual(
+            transcript._mask(b"AUTH PLAIN AGEAYg=="), "AUTH PLAIN ********"
+        )
+        self.assertEqual(transcript._mask(b"APOP alice d1g3st"), "APOP alice ********")
+
+
+class TransactionTests(POP3TestCase):
+    def test_maildropInterface(self) -> None:
+        """The maildrop is a Twisted IMailboxPOP3."""
+        session = self.login()
+        self.assertTrue(verifyObject(IMailboxPOP3, session.protocol.mbox))
+        self.assertIsInstance(session.protocol.mbox, Maildrop)
+
+    def test_statListUidl(self) -> None:
+        """STAT, LIST and UIDL describe the maildrop; UIDs are stable."""
+        session = self.login()
+        self.assertEqual(session.command("STAT"), [f"+OK 2 {len(M1) + len(M2)}"])
+        self.assertEqual(
+            session.command("LIST"),
+            [
+                f"+OK 2 messages ({len(M1) + len(M2)} octets)",
+                f"1 {len(M1)}",
+                f"2 {len(M2)}",
+                ".",
+            ],
+        )
+        self.assertEqual(session.command("LIST 2"), [f"+OK 2 {len(M2)}"])
+        uidl = session.command("UIDL")
+        validity = self.successResultOf(self.world.store.mail.folder(ALICE)).uidValidity
+        self.assertEqual(uidl, ["+OK", f"1 {validity}.1", f"2 {validity}.2", "."])
+        self.assertEqual(session.command("UIDL 1"), [f"+OK 1 {validity}.1"])
+
+    def test_badNumbers(self) -> None:
+        """Missing, malformed or out-of-range message numbers get -ERR."""
+        session = self.login()
+        self.assertEqual(session.command("LIST 3"), ["-ERR No such message 3"])
+        self.assertEqual(session.command("LIST 0"), ["-ERR No such message 0"])
+        self.assertEqual(session.command("RETR x")[0][:10], "-ERR Synta")
+        self.assertEqual(session.command("RETR")[0][:10], "-ERR Synta")
+        self.assertEqual(session.command("TOP 1")[0], "-ERR Syntax: TOP message lines")
+        self.assertEqual(session.command("DELE 9"), ["-ERR No such message 9"])
+        self.assertEqual(session.command("NOOP"), ["+OK "])
+
+    def test_retr(self) -> None:
+        """RETR sends the message, byte-stuffed, ending with '.'."""
+        session = self.login()
+        data = session.send("RETR 2\r\n")
+        self.assertEqual(
+            data,
+            [f"+OK {len(M2)} octets"]
+            + M2.decode().replace("\r\n.", "\r\n..").splitlines()
+            + ["."],
+        )
+
+    def test_retrStuffingAcrossChunks(self) -> None:
+        """
+        A line starting with '.' exactly at a read-chunk boundary is still
+        stuffed (Twisted's transform misses it).
+        """
+        body = b"x" * (2**14 - 2) + b"\r\n.hidden\r\n"
+        self.world.deliver(ALICE, body)
+        session = self.login()
+        session.protocol.dataReceived(b"RETR 3\r\n")
+        session.pump()
+        raw = session.read()
+        self.assertIn(b"\r\n..hidden\r\n.\r\n", raw)
+
+    def test_retrExpungedElsewhere(self) -> None:
+        """
+        A message removed by another session (IMAP) after login is
+        answered with -ERR, and the session goes on.
+        """
+        session = self.login()
+        self.world.store.mail.expunge(ALICE, "INBOX", [self.uids[0]])
+        self.assertEqual(
+            session.command("RETR 1"),
+            ["-ERR Message 1 was removed by another session"],
+        )
+        self.assertEqual(session.command("NOOP"), ["+OK "])
+
+    def test_top(self) -> None:
+        """TOP sends the header section and the first N body lines."""
+        session = self.login()
+        self.assertEqual(
+            session.command("TOP 2 1"),
+            [
+                "+OK Top of message follows",
+                "Subject: two",
+                "X-Long: yes",
+                "",
+                "line 1",
+                ".",
+            ],
+        )
+        self.assertEqual(
+            session.command("TOP 2 0"),
+            ["+OK Top of message follows", "Subject: two", "X-Long: yes", "", "."],
+        )
+        self.assertEqual(session.command("TOP 2 2")[-2], "..starts with dot")
+
+    def test_deleAtQuit(self) -> None:
+        """
+        DELE hides a message in the session; it is removed only at QUIT,
+        which reports how many.
+        """
+        session = self.login()
+        self.assertEqual(session.command("DELE 1"), ["+OK Message 1 deleted"])
+        self.assertEqual(session.command("DELE 1"), ["-ERR Message 1 is deleted"])
+        self.assertEqual(session.command("RETR 1"), ["-ERR Message 1 is deleted"])
+        self.assertEqual(session.command("STAT"), [f"+OK 1 {len(M2)}"])
+        self.assertEqual(
+            session.command("LIST"),
+            [f"+OK 1 messages ({len(M2)} octets)", f"2 {len(M2)}", "."],
+        )
+        self.assertEqual(self.inbox(), self.uids)
+        self.assertEqual(session.command("QUIT"), ["+OK Bye, 1 messages deleted"])
+        self.assertTrue(session.transport.disconnecting)
+        self.assertEqual(self.inbox(), self.uids[1:])
+
+    def test_dropDeletesNothing(self) -> None:
+        """A connection dropped after DELE deletes nothing."""
+        session = self.login()
+        session.command("DELE 1")
+        session.command("DELE 2")
+        session.protocol.connectionLost(None)
+        self.assertEqual(self.inbox(), self.uids)
+
+    def test_rset(self) -> None:
+        """RSET unmarks deleted messages."""
+        session = self.login()
+        session.command("DELE 1")
+        self.assertEqual(
+            session.command("RSET"),
+            [f"+OK Maildrop has 2 messages ({len(M1) + len(M2)} octets)"],
+        )
+        session.command("QUIT")
+        self.assertEqual(self.inbox(), self.uids)
+
+    def test_retrievedSeen(self) -> None:
+        """Messages retrieved (and kept) are flagged \\Seen at QUIT."""
+        session = self.login()
+        session.send("RETR 1\r\n")
+        session.command("QUIT")
+        messages = self.successResultOf(self.world.store.mail.listMessages(ALICE))
+        self.assertEqual(
+            [m.flags for m in messages], [frozenset({"\\Seen"}), frozenset()]
+        )
+
+    def test_snapshot(self) -> None:
+        """Mail arriving during a session appears in the next one."""
+        session = self.login()
+        self.world.deliver(ALICE, b"late\r\n")
+        self.assertEqual(session.command("STAT")[0][:6], "+OK 2 ")
+        session.command("QUIT")
+        session.protocol.connectionLost(None)
+        self.assertEqual(self.login().command("STAT")[0][:6], "+OK 3 ")
+
+    def test_quitBeforeLogin(self) -> None:
+        """QUIT before login says goodbye and closes."""
+        session = self.connect()
+        self.assertEqual(session.command("QUIT"), ["+OK Bye"])
+        self.assertTrue(session.transport.disconnecting)
+
+    def test_idleTimeout(self) -> None:
+        """An idle session is closed, deleting nothing."""
+        session = self.login()
+        session.command("DELE 1")
+        self.world.clock.advance(601)
+        self.assertTrue(session.transport.disconnecting)
+        session.protocol.connectionLost(None)
+        self.assertEqual(self.inbox(), self.uids)
+
+    def test_lineTooLong(self) -> None:
+        """An over-long line is refused; the session goes on."""
+        session = self.login()
+        self.assertEqual(
+            session.send(b"NOOP" + b" " * 5000 + b"\r\nNOOP\r\n"),
+            ["-ERR Line too long", "+OK "],
+        )

@@ -1,0 +1,514 @@
+"""
+Tests for the mail stores and the outgoing queue: one contract, run against
+the in-memory fake and against SQLite, plus SQLite's own duties (files on
+disk, durability, watching across store instances).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyObject
+
+from appnet.errors import FolderExists, NoSuchFolder, NoSuchMessage, QuotaExceeded
+from appnet.store.interfaces import (
+    INBOX,
+    DeliveryTarget,
+    FolderInfo,
+    IMailStore,
+    IQueueStore,
+    IStagedMessage,
+    RecipientState,
+)
+from appnet.store.memory import MemoryStore
+from appnet.store.sqlite import SQLiteStore
+
+ALICE = "alice@example.org"
+BOB = "bob@example.org"
+
+
+class Contract:
+    """
+    Shared by the mail and queue contracts: a C{makeStore} giving an
+    L{IStore}, and a helper that stages bytes.
+    """
+
+    async def makeStore(self) -> Any:
+        raise NotImplementedError
+
+    def staged(self, store: Any, data: bytes) -> IStagedMessage:
+        staged: IStagedMessage = store.mail.stage()
+        staged.write(data)
+        self.addCleanup(staged.discard)
+        return staged
+
+    async def deliver(
+        self, store: Any, data: bytes, *targets: DeliveryTarget, date: float = 0
+    ) -> list[int]:
+        staged = self.staged(store, data)
+        return list(await store.mail.deliver(staged, list(targets), date or None))
+
+    async def body(self, store: Any, owner: str, folder: str, uid: int) -> bytes:
+        message = await store.mail.openMessage(owner, folder, uid)
+        with message.open() as f:
+            data: bytes = f.read()
+        return data
+
+
+class MailStoreContract(Contract):
+    """
+    What every L{IMailStore} does.
+    """
+
+    async def test_interface(self) -> None:
+        """The mail store and its staged messages provide their interfaces."""
+        store = await self.makeStore()
+        self.assertTrue(verifyObject(IMailStore, store.mail))
+        self.assertTrue(verifyObject(IStagedMessage, store.mail.stage()))
+
+    async def test_inboxOnFirstUse(self) -> None:
+        """Every account has an empty INBOX from its first use."""
+        store = await self.makeStore()
+        info = await store.mail.folder(ALICE)
+        self.assertEqual(
+            (info.name, info.uidNext, info.messages, info.size), (INBOX, 1, 0, 0)
+        )
+        self.assertGreater(info.uidValidity, 0)
+        again = await store.mail.folder(ALICE, "inbox")
+        self.assertEqual(again.uidValidity, info.uidValidity)
+
+    async def test_deliverAndRead(self) -> None:
+        """
+        A delivered message gets the next UID in each target folder; its
+        bytes, size, flags and internal date read back.
+        """
+        store = await self.makeStore()
+        data = b"Subject: hi\r\n\r\nhello\r\n"
+        uids = await self.deliver(
+            store,
+            data,
+            DeliveryTarget(ALICE),
+            DeliveryTarget(BOB, flags=frozenset({"\\Seen"})),
+            date=1000.0,
+        )
+        self.assertEqual(uids, [1, 1])
+        uids = await self.deliver(store, b"second\r\n", DeliveryTarget(ALICE))
+        self.assertEqual(uids, [2])
+        self.assertEqual(await self.body(store, ALICE, INBOX, 1), data)
+        self.assertEqual(await self.body(store, BOB, INBOX, 1), data)
+        listed = await store.mail.listMessages(ALICE)
+        self.assertEqual([(m.uid, m.size) for m in listed], [(1, len(data)), (2, 8)])
+        self.assertEqual(listed[0].internalDate, 1000.0)
+        bob = await store.mail.listMessages(BOB)
+        self.assertEqual(bob[0].flags, frozenset({"\\Seen"}))
+        info = await store.mail.folder(ALICE)
+        self.assertEqual(
+            (info.messages, info.unseen, info.size, info.uidNext),
+            (2, 2, len(data) + 8, 3),
+        )
+        self.assertEqual((await store.mail.folder(BOB)).unseen, 0)
+
+    async def test_listSome(self) -> None:
+        """Listing by UID returns the existing ones in order."""
+        store = await self.makeStore()
+        for _ in range(5):
+            await self.deliver(store, b"x\r\n", DeliveryTarget(ALICE))
+        listed = await store.mail.listMessages(ALICE, INBOX, [4, 2, 99, 2])
+        self.assertEqual([m.uid for m in listed], [2, 4])
+
+    async def test_missingMessage(self) -> None:
+        """Opening an unknown UID fails with NoSuchMessage."""
+        store = await self.makeStore()
+        with self.assertRaises(NoSuchMessage):
+            await store.mail.openMessage(ALICE, INBOX, 7)
+
+    async def test_quota(self) -> None:
+        """
+        A delivery that would take an owner past its quota fails whole:
+        no target gets the message.
+        """
+        store = await self.makeStore()
+        await self.deliver(store, b"a" * 60, DeliveryTarget(ALICE, quota=100))
+        with self.assertRaises(QuotaExceeded) as caught:
+            await self.deliver(
+                store,
+                b"b" * 60,
+                DeliveryTarget(BOB, quota=100),
+                DeliveryTarget(ALICE, quota=100),
+            )
+        self.assertEqual(caught.exception.owner, ALICE)
+        self.assertEqual(await store.mail.listMessages(BOB), [])
+        usage = await store.mail.usage(ALICE)
+        self.assertEqual((usage.bytes, usage.messages), (60, 1))
+        await self.deliver(store, b"c" * 40, DeliveryTarget(ALICE, quota=100))
+        self.assertEqual((await store.mail.usage(ALICE)).bytes, 100)
+
+    async def test_folders(self) -> None:
+        """
+        Folders are made, listed INBOX first, renamed and deleted; names
+        other than INBOX must exist to be used.
+        """
+        store = await self.makeStore()
+        sent = await store.mail.createFolder(ALICE, "Sent")
+        self.assertEqual(sent.uidNext, 1)
+        await store.mail.createFolder(ALICE, "Archive")
+        with self.assertRaises(FolderExists):
+            await store.mail.createFolder(ALICE, "Sent")
+        names = [f.name for f in await store.mail.listFolders(ALICE)]
+        self.assertEqual(names, [INBOX, "Archive", "Sent"])
+        with self.assertRaises(NoSuchFolder):
+            await store.mail.folder(ALICE, "Drafts")
+        with self.assertRaises(NoSuchFolder):
+            await self.deliver(store, b"x", DeliveryTarget(ALICE, "Drafts"))
+        await self.deliver(store, b"x\r\n", DeliveryTarget(ALICE, "Sent"))
+        await store.mail.renameFolder(ALICE, "Sent", "Sent Items")
+        renamed = await store.mail.folder(ALICE, "Sent Items")
+        self.assertEqual((renamed.uidValidity, renamed.messages), (sent.uidValidity, 1))
+        await store.mail.deleteFolder(ALICE, "Sent Items")
+        self.assertEqual((await store.mail.usage(ALICE)).messages, 0)
+        await store.mail.createFolder(ALICE, "Sent Items")
+        recreated = await store.mail.folder(ALICE, "Sent Items")
+        self.assertGreater(recreated.uidValidity, sent.uidValidity)
+
+    async def test_renameInbox(self) -> None:
+        """Renaming INBOX moves its messages and leaves it empty."""
+        store = await self.makeStore()
+        await self.deliver(store, b"x\r\n", DeliveryTarget(ALICE))
+        await store.mail.renameFolder(ALICE, INBOX, "Old")
+        self.assertEqual((await store.mail.folder(ALICE)).messages, 0)
+        self.assertEqual(await self.body(store, ALICE, "Old", 1), b"x\r\n")
+        uids = await self.deliver(store, b"y\r\n", DeliveryTarget(ALICE))
+        self.assertEqual(uids, [2])
+
+    async def test_flags(self) -> None:
+        """Flags are added, removed and replaced; only changes are returned."""
+        store = await self.makeStore()
+        for _ in range(3):
+            await self.deliver(store, b"x\r\n", DeliveryTarget(ALICE))
+        changed = await store.mail.setFlags(
+            ALICE, INBOX, [1, 2], frozenset({"\\Seen", "$Work"}), "add"
+        )
+        self.assertEqual([m.uid for m in changed], [1, 2])
+        again = await store.mail.setFlags(
+            ALICE, INBOX, [1], frozenset({"\\Seen"}), "add"
+        )
+        self.assertEqual(again, [])
+        await store.mail.setFlags(ALICE, INBOX, [2], frozenset({"$Work"}), "remove")
+        await store.mail.setFlags(
+            ALICE, INBOX, [3], frozenset({"\\Flagged"}), "replace"
+        )
+        flags = {m.uid: m.flags for m in await store.mail.listMessages(ALICE)}
+        self.assertEqual(
+            flags,
+            {
+                1: frozenset({"\\Seen", "$Work"}),
+                2: frozenset({"\\Seen"}),
+                3: frozenset({"\\Flagged"}),
+            },
+        )
+
+    async def test_expunge(self) -> None:
+        """
+        Expunge removes the given UIDs, or those flagged \\Deleted; UIDs are
+        never reused and usage falls.
+        """
+        store = await self.makeStore()
+        for _ in range(4):
+            await self.deliver(store, b"xx\r\n", DeliveryTarget(ALICE))
+        self.assertEqual(await store.mail.expunge(ALICE, INBOX, [1, 9]), [1])
+        await store.mail.setFlags(ALICE, INBOX, [3], frozenset({"\\Deleted"}), "add")
+        self.assertEqual(await store.mail.expunge(ALICE, INBOX), [3])
+        self.assertEqual([m.uid for m in await store.mail.listMessages(ALICE)], [2, 4])
+        self.assertEqual(await self.deliver(store, b"n", DeliveryTarget(ALICE)), [5])
+        usage = await store.mail.usage(ALICE)
+        self.assertEqual((usage.bytes, usage.messages), (9, 3))
+
+    async def test_copyAndMove(self) -> None:
+        """
+        Copy keeps the source and adds new UIDs with the same flags and
+        bytes; move takes them out of the source.
+        """
+        store = await self.makeStore()
+        await store.mail.createFolder(ALICE, "Archive")
+        for body in (b"one\r\n", b"two\r\n"):
+            await self.deliver(store, body, DeliveryTarget(ALICE))
+        await store.mail.setFlags(ALICE, INBOX, [2], frozenset({"\\Seen"}), "add")
+        mapping = await store.mail.copy(ALICE, INBOX, [1, 2], "Archive")
+        self.assertEqual(dict(mapping), {1: 1, 2: 2})
+        self.assertEqual(await self.body(store, ALICE, "Archive", 2), b"two\r\n")
+        archived = await store.mail.listMessages(ALICE, "Archive")
+        self.assertEqual(archived[1].flags, frozenset({"\\Seen"}))
+        self.assertEqual((await store.mail.usage(ALICE)).messages, 4)
+        with self.assertRaises(QuotaExceeded):
+            await store.mail.copy(ALICE, INBOX, [1], "Archive", quota=20)
+        moved = await store.mail.move(ALICE, INBOX, [1], "Archive")
+        self.assertEqual(dict(moved), {1: 3})
+        self.assertEqual([m.uid for m in await store.mail.listMessages(ALICE)], [2])
+        self.assertEqual(await self.body(store, ALICE, "Archive", 3), b"one\r\n")
+        self.assertEqual((await store.mail.usage(ALICE)).messages, 4)
+
+    async def test_changesSince(self) -> None:
+        """
+        Changes since a modseq list new and re-flagged messages and
+        expunged UIDs, and the folder's modseq rises with each change.
+        """
+        store = await self.makeStore()
+        for _ in range(3):
+            await self.deliver(store, b"x\r\n", DeliveryTarget(ALICE))
+        start = (await store.mail.folder(ALICE)).modseq
+        await store.mail.setFlags(ALICE, INBOX, [2], frozenset({"\\Seen"}), "add")
+        await self.deliver(store, b"x\r\n", DeliveryTarget(ALICE))
+        await store.mail.expunge(ALICE, INBOX, [1])
+        changes = await store.mail.changesSince(ALICE, INBOX, start)
+        self.assertGreater(changes.modseq, start)
+        self.assertEqual([m.uid for m in changes.changed], [2, 4])
+        self.assertEqual(changes.expunged, (1,))
+        none = await store.mail.changesSince(ALICE, INBOX, changes.modseq)
+        self.assertEqual((none.changed, none.expunged), ((), ()))
+
+    async def test_watch(self) -> None:
+        """
+        A watcher hears of deliveries, flag changes and expunges in its
+        folder, and nothing after it stops watching.
+        """
+        store = await self.makeStore()
+        await store.mail.folder(ALICE)
+        heard: list[FolderInfo] = []
+        got: list[Deferred[None]] = [Deferred() for _ in range(3)]
+
+        def callback(info: FolderInfo) -> None:
+            heard.append(info)
+            got[len(heard) - 1].callback(None)
+
+        cancel = store.mail.watch(ALICE, INBOX, callback)
+        await self.deliver(store, b"x\r\n", DeliveryTarget(ALICE))
+        await self.deliver(store, b"y\r\n", DeliveryTarget(BOB))
+        await got[0]
+        self.assertEqual(heard[0].messages, 1)
+        await store.mail.setFlags(ALICE, INBOX, [1], frozenset({"\\Seen"}), "add")
+        await got[1]
+        self.assertEqual(heard[1].unseen, 0)
+        await store.mail.expunge(ALICE, INBOX, [1])
+        await got[2]
+        self.assertEqual(heard[2].messages, 0)
+        cancel()
+        await self.deliver(store, b"z\r\n", DeliveryTarget(ALICE))
+        await store.mail.folder(ALICE)
+        self.assertEqual(len(heard), 3)
+
+    async def test_locks(self) -> None:
+        """
+        A named lock has one holder; others are refused until it is
+        released; refresh works only for the holder.
+        """
+        store = await self.makeStore()
+        self.assertTrue(await store.mail.lock(ALICE, "pop3", "s1", 60))
+        self.assertTrue(await store.mail.lock(ALICE, "pop3", "s1", 60))
+        self.assertFalse(await store.mail.lock(ALICE, "pop3", "s2", 60))
+        self.assertTrue(await store.mail.lock(BOB, "pop3", "s2", 60))
+        self.assertTrue(await store.mail.refreshLock(ALICE, "pop3", "s1", 60))
+        self.assertFalse(await store.mail.refreshLock(ALICE, "pop3", "s2", 60))
+        await store.mail.unlock(ALICE, "pop3", "s2")
+        self.assertFalse(await store.mail.lock(ALICE, "pop3", "s2", 60))
+        await store.mail.unlock(ALICE, "pop3", "s1")
+        self.assertTrue(await store.mail.lock(ALICE, "pop3", "s2", 60))
+
+    async def test_expiredLock(self) -> None:
+        """A lock whose holder did not refresh it expires."""
+        store = await self.makeStore()
+        self.assertTrue(await store.mail.lock(ALICE, "pop3", "s1", -1))
+        self.assertTrue(await store.mail.lock(ALICE, "pop3", "s2", 60))
+
+
+class QueueStoreContract(Contract):
+    """
+    What every L{IQueueStore} does.
+    """
+
+    async def test_interface(self) -> None:
+        """The queue store provides IQueueStore."""
+        store = await self.makeStore()
+        self.assertTrue(verifyObject(IQueueStore, store.queue))
+
+    async def test_enqueue(self) -> None:
+        """
+        A queued message keeps its envelope (recipients deduplicated, each
+        pending, due now) and its bytes minus the skipped prefix.
+        """
+        store = await self.makeStore()
+        staged = self.staged(store, b"Return-Path: <a@b.org>\r\nbody\r\n")
+        id = await store.queue.enqueue(
+            staged,
+            "a@b.org",
+            ["x@remote.example", "y@remote.example", "x@remote.example"],
+            skip=len(b"Return-Path: <a@b.org>\r\n"),
+            submitter=ALICE,
+        )
+        queued = await store.queue.get(id)
+        assert queued is not None
+        self.assertEqual(
+            [(r.address, r.state) for r in queued.recipients],
+            [
+                ("x@remote.example", RecipientState.PENDING),
+                ("y@remote.example", RecipientState.PENDING),
+            ],
+        )
+        self.assertEqual(
+            (queued.sender, queued.size, queued.submitter, queued.attempts),
+            ("a@b.org", 6, ALICE, 0),
+        )
+        self.assertEqual(queued.nextAttempt, queued.created)
+        body = await store.queue.openMessage(id)
+        with body.open() as f:
+            self.assertEqual(f.read(), b"body\r\n")
+        self.assertEqual([m.id for m in await store.queue.list()], [id])
+        self.assertIsNone(await store.queue.get(id + 1))
+        with self.assertRaises(NoSuchMessage):
+            await store.queue.openMessage(id + 1)
+
+
+class MemoryMailTests(MailStoreContract, TestCase):
+    """The in-memory mail store keeps the contract."""
+
+    async def makeStore(self) -> Any:
+        return MemoryStore()
+
+
+class MemoryQueueTests(QueueStoreContract, TestCase):
+    """The in-memory queue keeps the contract."""
+
+    async def makeStore(self) -> Any:
+        return MemoryStore()
+
+
+class SQLiteContract:
+    async def makeStore(self) -> Any:
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(self.root)
+        store = SQLiteStore.open(os.path.join(self.root, "store.sqlite"), reactor)
+        await store.start()
+        self.addCleanup(store.stop)
+        return store
+
+
+class SQLiteMailTests(SQLiteContract, MailStoreContract, TestCase):
+    """The SQLite mail store keeps the contract, and its own promises."""
+
+    async def test_files(self) -> None:
+        """
+        Message files are private, under mail/store/<owner>/, shared by
+        hard links between recipients of one delivery, and gone after
+        expunge; the staged file is gone after discard.
+        """
+        store = await self.makeStore()
+        staged = store.mail.stage()
+        staged.write(b"data\r\n")
+        await store.mail.deliver(staged, [DeliveryTarget(ALICE), DeliveryTarget(BOB)])
+        staged.discard()
+        self.assertEqual(os.listdir(os.path.join(self.root, "mail", "tmp")), [])
+        directory = os.path.join(self.root, "mail", "store", ALICE)
+        [name] = os.listdir(directory)
+        info = os.stat(os.path.join(directory, name))
+        self.assertEqual(stat.S_IMODE(info.st_mode), 0o600)
+        self.assertEqual(info.st_nlink, 2)
+        await store.mail.expunge(ALICE, INBOX, [1])
+        self.assertEqual(os.listdir(directory), [])
+        self.assertEqual(await self.body(store, BOB, INBOX, 1), b"data\r\n")
+
+    async def test_failedDeliveryLeavesNoFile(self) -> None:
+        """A delivery refused for quota leaves no message file behind."""
+        store = await self.makeStore()
+        with self.assertRaises(QuotaExceeded):
+            await self.deliver(store, b"x" * 10, DeliveryTarget(ALICE, quota=5))
+        directory = os.path.join(self.root, "mail", "store", ALICE)
+        self.assertEqual(os.listdir(directory), [])
+
+    async def test_openSurvivesExpunge(self) -> None:
+        """A message opened before an expunge can still be read whole."""
+        store = await self.makeStore()
+        await self.deliver(store, b"still here\r\n", DeliveryTarget(ALICE))
+        body = await store.mail.openMessage(ALICE, INBOX, 1)
+        with body.open() as f:
+            await store.mail.expunge(ALICE, INBOX, [1])
+            self.assertEqual(f.read(), b"still here\r\n")
+
+    async def test_survivesReopen(self) -> None:
+        """Messages and flags are there after the store is reopened."""
+        store = await self.makeStore()
+        await self.deliver(store, b"kept\r\n", DeliveryTarget(ALICE))
+        await store.stop()
+        again = SQLiteStore.open(os.path.join(self.root, "store.sqlite"), reactor)
+        await again.start()
+        self.addCleanup(again.stop)
+        self.assertEqual(await self.body(again, ALICE, INBOX, 1), b"kept\r\n")
+
+    async def test_watchOtherProcess(self) -> None:
+        """
+        A change committed through another store instance on the same
+        files (as another process would) reaches a watcher by polling.
+        """
+        store = await self.makeStore()
+        store.mail.pollInterval = 0.05
+        other = SQLiteStore.open(os.path.join(self.root, "store.sqlite"), reactor)
+        await other.start()
+        self.addCleanup(other.stop)
+        await store.mail.folder(ALICE)
+        heard: Deferred[FolderInfo] = Deferred()
+        cancel = store.mail.watch(ALICE, INBOX, heard.callback)
+        self.addCleanup(cancel)
+        # Let the watch learn the current modseq first.
+        await store.mail.usage(ALICE)
+        await self.deliver(other, b"from afar\r\n", DeliveryTarget(ALICE))
+        info = await heard
+        self.assertEqual(info.messages, 1)
+
+    async def test_concurrentDeliveries(self) -> None:
+        """
+        Deliveries started together to one folder get distinct UIDs and
+        all their rows.
+        """
+        store = await self.makeStore()
+        staged = [self.staged(store, b"m%d\r\n" % i) for i in range(20)]
+        from twisted.internet.defer import gatherResults
+
+        results = await gatherResults(
+            [store.mail.deliver(s, [DeliveryTarget(ALICE)]) for s in staged]
+        )
+        self.assertEqual(sorted(r[0] for r in results), list(range(1, 21)))
+        conn = sqlite3.connect(os.path.join(self.root, "store.sqlite"))
+        self.addCleanup(conn.close)
+        self.assertEqual(
+            conn.execute("SELECT COUNT(*) FROM mail_messages").fetchone()[0], 20
+        )
+
+    async def test_staleStagedFilesRemoved(self) -> None:
+        """Staged files a crash left behind are removed at start."""
+        store = await self.makeStore()
+        await store.stop()
+        stale = os.path.join(self.root, "mail", "tmp", "left-behind")
+        with open(stale, "wb") as f:
+            f.write(b"partial")
+        os.utime(stale, (0, 0))
+        again = SQLiteStore.open(os.path.join(self.root, "store.sqlite"), reactor)
+        await again.start()
+        self.addCleanup(again.stop)
+        self.assertFalse(os.path.exists(stale))
+
+
+class SQLiteQueueTests(SQLiteContract, QueueStoreContract, TestCase):
+    """The SQLite queue keeps the contract."""
+
+    async def test_queueFile(self) -> None:
+        """A queued message is a private file under mail/queue/."""
+        store = await self.makeStore()
+        staged = self.staged(store, b"body\r\n")
+        await store.queue.enqueue(staged, "", ["x@remote.example"])
+        [name] = os.listdir(os.path.join(self.root, "mail", "queue"))
+        path = os.path.join(self.root, "mail", "queue", name)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
