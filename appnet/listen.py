@@ -193,6 +193,7 @@ class GuardedFactory(WrappingFactory[GuardedProtocol]):
     """
 
     protocol = GuardedProtocol
+    noisy = False
     _log = Logger()
 
     def __init__(
@@ -205,6 +206,10 @@ class GuardedFactory(WrappingFactory[GuardedProtocol]):
         mask: MaskRule | None = None,
     ) -> None:
         super().__init__(wrappedFactory)
+        # One "listening on" line per listener replaces Twisted's "Starting
+        # factory" and "Stopping factory" lines for both factories.
+        if hasattr(wrappedFactory, "noisy"):
+            wrappedFactory.noisy = False
         self.service = service
         self.status = status
         self.maxPerAddress = maxPerAddress
