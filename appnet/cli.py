@@ -273,6 +273,7 @@ class CertOptions(Command):
 COMMANDS: list[tuple[str, str, str]] = [
     ("user", "appnet.cli:UserOptions", "Manage accounts."),
     ("cert", "appnet.cli:CertOptions", "Make a self-signed TLS certificate."),
+    ("dig", "appnet.dns.cli:DigOptions", "Ask a DNS server, print it like dig."),
 ]
 
 

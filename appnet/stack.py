@@ -117,7 +117,7 @@ Builder = Callable[[StackContext], Component]
 #: Component builders, C{"module:function"}, in start order. Each protocol
 #: package adds its line as it lands; a builder may serve several services
 #: (mail serves smtp, submission, pop3 and imap).
-BUILDERS: tuple[str, ...] = ()
+BUILDERS: tuple[str, ...] = ("appnet.dns.server:buildDNS",)
 
 
 def _load(path: str) -> Builder:
@@ -257,6 +257,9 @@ class Stack(MultiService):
         self._prepare()
         try:
             super().privilegedStartService()
+            # Background services that bind their own ports (DNS) bind now,
+            # too; they are started (startService) once the store is open.
+            self._background.privilegedStartService()
         except ListenError:
             closing = []
             for service in self:
@@ -335,7 +338,7 @@ class Stack(MultiService):
     async def _stop(self) -> None:
         await super().stopService()
         await DeferredList([f.closeAll(self.reactor) for f in self._factories])
-        if self._background.running:
+        if self._background.running or self._bound:
             await self._background.stopService()
         if self._context is not None and self._ready is not None:
             await self._context.store.stop()
