@@ -6,14 +6,18 @@ and whether the data is authoritative.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from attrs import frozen
+from attrs import field, frozen
 from twisted.names import dns
 
 from appnet.dns.names import normalize
 
 __all__ = ["Answer", "followChain"]
+
+
+def _records(records: Iterable[dns.RRHeader]) -> tuple[dns.RRHeader, ...]:
+    return tuple(records)
 
 
 @frozen
@@ -33,9 +37,9 @@ class Answer:
     """
 
     rcode: int = dns.OK
-    answers: Sequence[dns.RRHeader] = ()
-    authority: Sequence[dns.RRHeader] = ()
-    additional: Sequence[dns.RRHeader] = ()
+    answers: tuple[dns.RRHeader, ...] = field(default=(), converter=_records)
+    authority: tuple[dns.RRHeader, ...] = field(default=(), converter=_records)
+    additional: tuple[dns.RRHeader, ...] = field(default=(), converter=_records)
     authoritative: bool = False
     pending: bytes | None = None
 
