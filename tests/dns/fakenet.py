@@ -7,7 +7,7 @@ servers and upstreams run against each other in memory, deterministically.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -135,9 +135,9 @@ class ScriptedServer(DatagramProtocol):
 
 def reply(
     request: Decoded,
-    answers: list[dns.RRHeader] = [],
-    authority: list[dns.RRHeader] = [],
-    additional: list[dns.RRHeader] = [],
+    answers: Sequence[dns.RRHeader] = (),
+    authority: Sequence[dns.RRHeader] = (),
+    additional: Sequence[dns.RRHeader] = (),
     rcode: int = dns.OK,
     auth: bool = True,
     id: int | None = None,
@@ -148,9 +148,9 @@ def reply(
         response.id = id
     response.rCode = rcode
     response.auth = auth
-    response.answers = answers
-    response.authority = authority
-    response.additional = additional
+    response.answers = list(answers)
+    response.authority = list(authority)
+    response.additional = list(additional)
     return encode(response)
 
 

@@ -36,7 +36,9 @@ class DecodeTests(SynchronousTestCase):
         decoded = decode(encode(query, EDNS(4096)))
         self.assertEqual(decoded.message.id, 4242)
         self.assertEqual(decoded.message.recDes, 0)
-        self.assertEqual(decoded.message.queries, [dns.Query(b"www.example.org", dns.MX)])
+        self.assertEqual(
+            decoded.message.queries, [dns.Query(b"www.example.org", dns.MX)]
+        )
         self.assertEqual(decoded.edns, EDNS(4096))
         self.assertEqual(decoded.message.additional, [])
 

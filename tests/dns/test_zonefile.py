@@ -87,7 +87,9 @@ class SyntaxTests(SynchronousTestCase):
 
     def test_defaultTTL(self) -> None:
         """Records without a TTL take $TTL."""
-        self.assertEqual(by(self.records, b"mail.hamburger.edu", dns.CNAME)[0].ttl, 3600)
+        self.assertEqual(
+            by(self.records, b"mail.hamburger.edu", dns.CNAME)[0].ttl, 3600
+        )
 
     def test_relativeNamesInData(self) -> None:
         """Names inside record data are completed with the origin."""

@@ -173,7 +173,9 @@ class AnswerTests(SynchronousTestCase):
     def test_cnameIntoOtherZone(self) -> None:
         """A chain into another zone we serve is followed there."""
         answer = self.ask("away.hamburger.edu")
-        self.assertEqual(names(answer.answers), [b"away.hamburger.edu", b"www.crepes.fr"])
+        self.assertEqual(
+            names(answer.answers), [b"away.hamburger.edu", b"www.crepes.fr"]
+        )
         self.assertEqual(answer.answers[-1].payload.dottedQuad(), "192.0.2.81")
 
     def test_cnameLeavingOurZones(self) -> None:
@@ -188,7 +190,9 @@ class AnswerTests(SynchronousTestCase):
     def test_cnameLoop(self) -> None:
         """A CNAME loop ends the chain instead of looping."""
         answer = self.ask("loop1.hamburger.edu")
-        self.assertEqual(names(answer.answers), [b"loop1.hamburger.edu", b"loop2.hamburger.edu"])
+        self.assertEqual(
+            names(answer.answers), [b"loop1.hamburger.edu", b"loop2.hamburger.edu"]
+        )
         self.assertIsNone(answer.pending)
 
     def test_cnameQueried(self) -> None:
@@ -201,9 +205,7 @@ class AnswerTests(SynchronousTestCase):
         firsts = [
             self.ask("hamburger.edu").answers[0].payload.dottedQuad() for _ in range(4)
         ]
-        self.assertEqual(
-            firsts, ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.1"]
-        )
+        self.assertEqual(firsts, ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.1"])
         self.assertEqual(len(self.ask("hamburger.edu").answers), 3)
 
     def test_additionalForMX(self) -> None:
