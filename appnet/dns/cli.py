@@ -10,6 +10,7 @@ Without C{@HOST} the first C{nameserver} of C{/etc/resolv.conf} is asked.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import TextIO
 
@@ -130,7 +131,7 @@ class DigOptions(Command):
         for word in args:
             if word.startswith("@"):
                 try:
-                    self.server = parseHostPort(word[1:], 53)
+                    self.server = _server(word[1:])
                 except ValueError as e:
                     raise usage.UsageError(f"bad server {word!r}: {e}") from None
             elif word.startswith("+"):
@@ -213,6 +214,14 @@ class DigOptions(Command):
         command = " ".join(self.words) or self.name
         context.out.write(formatResponse(response, command, self.short))
         context.out.flush()
+
+
+def _server(text: str) -> tuple[str, int]:
+    """C{HOST}, C{HOST:PORT}, C{[V6]:PORT} or a bare IPv6 address."""
+    try:
+        return str(ipaddress.ip_address(text)), 53
+    except ValueError:
+        return parseHostPort(text, 53)
 
 
 def _show(server: tuple[str, int]) -> str:

@@ -620,7 +620,9 @@ class DNSService(Service):
     cache; SIGHUP calls it when running under a real reactor.
 
     @ivar factory: the server factory, once started.
-    @ivar cache: the recursive resolver's cache, once started.
+    @ivar cache: the recursive resolver's cache, once started; its time
+        comes from C{cacheClock} (default: the reactor), so tests can age
+        it.
     """
 
     _log = Logger()
@@ -636,8 +638,10 @@ class DNSService(Service):
         hintsText: str | None = None,
         traced: bool = False,
         connectionsPerAddress: int = 32,
+        cacheClock: Any = None,
     ) -> None:
         self._reactor = reactor
+        self._cacheClock = cacheClock if cacheClock is not None else reactor
         self.config = config
         self._status = status
         self._addresses = addresses
@@ -709,7 +713,7 @@ class DNSService(Service):
         config = self.config
         reactor = self._reactor
         cache = Cache(
-            reactor,
+            self._cacheClock,
             maxEntries=config.cache_size,
             maxTTL=config.cache_max_ttl,
             maxNegativeTTL=config.cache_max_negative_ttl,

@@ -101,6 +101,7 @@ async def startDNS(
     config: Mapping[str, Any] = {},
     reactor: Any = None,
     traced: bool = False,
+    cacheClock: Any = None,
 ) -> RunningDNS:
     """
     Start a DNS server on C{listen} (UDP and TCP).
@@ -115,6 +116,9 @@ async def startDNS(
     @param upstreamPort: the port iterative queries go to.
     @param config: more C{[dns]} settings, TOML-shaped (C{{"rate_limit":
         10}}); the fixture turns the rate limit off unless set here.
+    @param cacheClock: the cache's clock (an C{IReactorTime}, such as a
+        C{Clock} the test advances to age cached answers); default: the
+        reactor.
     @raise ZoneError: if a zone does not load.
     """
     if reactor is None:
@@ -138,6 +142,7 @@ async def startDNS(
         zoneTexts=zones,
         hintsText=rootHints,
         traced=traced,
+        cacheClock=cacheClock,
     )
     running = RunningDNS(service, status, reactor)
     service.startService()
