@@ -17,6 +17,8 @@ __all__ = ["Answer", "followChain"]
 
 
 def _records(records: Iterable[dns.RRHeader]) -> tuple[dns.RRHeader, ...]:
+    if type(records) is tuple:
+        return records
     return tuple(records)
 
 

@@ -199,6 +199,7 @@ class DNSServerFactory(server.DNSServerFactory):
     """
 
     protocol = DNSStreamServer
+    noisy = False
     _log = Logger()
 
     def __init__(
@@ -312,15 +313,16 @@ class DNSServerFactory(server.DNSServerFactory):
                 )
         question = message.queries[0] if len(message.queries) == 1 else None
         if question is not None:
-            seen = SeenQuery(
-                normalize(question.name).decode("ascii", "replace"),
-                question.type,
-                client,
-                transport,
-                bool(message.recDes),
-            )
-            for observer in self.observers:
-                observer(seen)
+            if self.observers:
+                seen = SeenQuery(
+                    normalize(question.name).decode("ascii", "replace"),
+                    question.type,
+                    client,
+                    transport,
+                    bool(message.recDes),
+                )
+                for observer in self.observers:
+                    observer(seen)
             if self.traced:
                 self._log.info(
                     "dns {client} C: {name} {type}{rd}",
@@ -356,6 +358,10 @@ class DNSServerFactory(server.DNSServerFactory):
         name = normalize(question.name)
         recurse = mayRecurse and bool(message.recDes)
         answer = self.authority.answer(name, qtype)
+        if answer is not None and not answer.authoritative and recurse:
+            # A name we delegate away: a recursive client wants the
+            # answer, not the referral.
+            answer = None
         if answer is not None:
             if answer.pending is None or not recurse:
                 return self._finish(

@@ -36,6 +36,8 @@ big  TXT "{}"
 big  TXT "{}"
 big  TXT "{}"
 away CNAME www.elsewhere.test.
+sub  NS ns.sub
+ns.sub A 192.0.2.54
 """.format("a" * 200, "b" * 200, "c" * 200)
 
 LOCAL = ("127.0.0.1", 5353)
@@ -238,6 +240,20 @@ class RecursionPolicyTests(SynchronousTestCase):
         [(payload, _)] = h.transport.written
         self.assertEqual(decode(payload).message.rCode, dns.ESERVER)
 
+    def test_delegatedNameIsRecursed(self) -> None:
+        """
+        A name we delegate away: a referral for clients without recursion,
+        the recursor's answer for those with it.
+        """
+        recursor = FakeRecursor()
+        h = Harness(recursor)
+        referral = h.ask(query(b"www.sub.hamburger.edu", rd=False))
+        self.assertFalse(referral.message.auth)
+        self.assertEqual([r.type for r in referral.message.authority], [dns.NS])
+        self.assertEqual(recursor.asked, [])
+        h.ask(query(b"www.sub.hamburger.edu"))
+        self.assertEqual(recursor.asked, [(b"www.sub.hamburger.edu", dns.A)])
+
     def test_cnameLeavingZoneIsRecursed(self) -> None:
         """
         A CNAME out of our zones is finished by recursion for clients
@@ -255,6 +271,31 @@ class RecursionPolicyTests(SynchronousTestCase):
         self.assertEqual(recursor.asked, [(b"www.elsewhere.test", dns.A)])
         reply = h.ask(query(b"away.hamburger.edu"), REMOTE)
         self.assertEqual([r.type for r in reply.message.answers], [dns.CNAME])
+
+
+class TraceTests(SynchronousTestCase):
+    """
+    C{--trace dns} logs each query and reply as one line.
+    """
+
+    def test_trace(self) -> None:
+        """The question and the outcome are logged, client first."""
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        h = Harness()
+        h.factory.traced = True
+        h.ask(query(b"www.hamburger.edu", dns.MX))
+        lines = [formatEvent(e) for e in events if "dns 127.0.0.1" in formatEvent(e)]
+        self.assertEqual(
+            lines,
+            [
+                "dns 127.0.0.1:5353 C: www.hamburger.edu. MX +rd",
+                "dns 127.0.0.1:5353 S: NOERROR aa 0 answers, 85 bytes",
+            ],
+        )
 
 
 class SizeTests(SynchronousTestCase):
@@ -393,7 +434,7 @@ class TransferTests(SynchronousTestCase):
         records = [r for m in framed(transport) for r in m.message.answers]
         self.assertEqual(records[0].type, dns.SOA)
         self.assertEqual(records[-1].type, dns.SOA)
-        self.assertEqual(len(records), 9)
+        self.assertEqual(len(records), 11)
 
     def test_refused(self) -> None:
         """Anyone else is REFUSED."""
