@@ -623,3 +623,29 @@ class CoalescingTests(SynchronousTestCase):
                 answer.message.answers[0].payload.dottedQuad(), "192.0.2.44"
             )
         self.assertEqual(status.counter("dns", "coalesced"), 1)
+
+
+class HintsTests(SynchronousTestCase):
+    """
+    Root hints files.
+    """
+
+    def test_shipped(self) -> None:
+        """tap/root.hints parses: thirteen root servers with addresses."""
+        import os
+
+        path = os.path.join(
+            os.path.dirname(__file__), os.pardir, os.pardir, "tap", "root.hints"
+        )
+        with open(path) as f:
+            hints = parseHints(f.read(), path)
+        self.assertEqual(len(hints.servers), 13)
+        self.assertEqual(hints.servers[b"a.root-servers.net"], ["198.41.0.4"])
+
+    def test_noRootNS(self) -> None:
+        """Hints without NS records for the root are refused."""
+        from appnet.dns.errors import ZoneError
+
+        with self.assertRaises(ZoneError) as caught:
+            parseHints("a.example. 60 A 192.0.2.1\n", "hints")
+        self.assertIn("no NS records for the root", str(caught.exception))
