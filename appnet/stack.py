@@ -35,7 +35,7 @@ from appnet import __version__
 from appnet.auth import Authenticator, LoginThrottle, UserChecker
 from appnet.config import Config
 from appnet.datadir import DataDir
-from appnet.errors import ListenError
+from appnet.errors import AppnetError
 from appnet.listen import AddressBook, GuardedFactory, ListenerService
 from appnet.status import Status
 from appnet.store.interfaces import IStore
@@ -252,7 +252,8 @@ class Stack(MultiService):
         Prepare and bind every listener.
 
         @raise ListenError: if an endpoint cannot be bound; listeners bound
-            before it are closed again.
+            before it are closed again (as after any other start-up
+            failure, such as unreadable DNS root hints).
         """
         self._prepare()
         try:
@@ -260,7 +261,7 @@ class Stack(MultiService):
             # Background services that bind their own ports (DNS) bind now,
             # too; they are started (startService) once the store is open.
             self._background.privilegedStartService()
-        except ListenError:
+        except AppnetError:
             closing = []
             for service in self:
                 if isinstance(service, ListenerService) and service.port is not None:

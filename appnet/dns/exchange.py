@@ -28,7 +28,7 @@ import ipaddress
 from typing import Any
 
 from attrs import frozen
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IListeningPort
@@ -203,6 +203,7 @@ class Exchanger:
         self._reactor = reactor
         self._running: set[Deferred[Exchange]] = set()
         self._closing: set[Deferred[Any]] = set()
+        self._stopped = False
         self.sent = 0
 
     def query(
@@ -220,6 +221,8 @@ class Exchanger:
         @raise ExchangeFailed: (as the Deferred's failure) on timeout or
             network error.
         """
+        if self._stopped:
+            return fail(ExchangeFailed(server, "stopped"))
         data = encode(query, edns)
         if tcp:
             d = Deferred.fromCoroutine(self._tcp(server, query, data, timeout))
@@ -297,9 +300,10 @@ class Exchanger:
 
     def stop(self) -> Deferred[Any]:
         """
-        End every exchange still running (they fail) and wait until their
-        sockets are closed.
+        End every exchange still running (they fail), refuse new ones, and
+        wait until their sockets are closed.
         """
+        self._stopped = True
         for d in list(self._running):
             d.cancel()
         if not self._closing:

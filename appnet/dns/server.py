@@ -294,8 +294,12 @@ class DNSServerFactory(server.DNSServerFactory):
             request = decode(data)
         except MalformedMessage as e:
             self._count("malformed")
-            if e.id is not None:
-                response = dns.Message(id=e.id, answer=1, rCode=dns.EFORMAT)
+            if e.id is not None and not data[2] & 0x80:
+                # Answer a malformed query (never a malformed response:
+                # no reply loops) with a bare FORMERR header.
+                response = dns.Message(
+                    id=e.id, answer=1, opCode=(data[2] >> 3) & 0xF, rCode=dns.EFORMAT
+                )
                 self._send(response, None, STANDARD_UDP_SIZE, reply, client, None)
             return
         message = request.message

@@ -364,6 +364,14 @@ class BadInputTests(SynchronousTestCase):
         self.assertEqual((reply.message.id, reply.message.rCode), (77, dns.EFORMAT))
         self.assertEqual(reply.message.answer, 1)
 
+    def test_malformedResponseIgnored(self) -> None:
+        """A malformed packet with QR set gets no reply (no reply loops)."""
+        message = newQuery(5, b"www.hamburger.edu", dns.A)
+        message.answer = 1
+        h = Harness()
+        h.send(encode(message)[:-2])
+        self.assertEqual(h.transport.written, [])
+
     def test_tooShort(self) -> None:
         """Fewer bytes than a header: dropped, counted."""
         h = Harness()

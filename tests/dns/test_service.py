@@ -19,6 +19,7 @@ from twisted.trial.unittest import TestCase
 
 from appnet.dns.cache import Trust
 from appnet.dns.client import DNSClient
+from appnet.dns.errors import ZoneError
 from appnet.dns.server import DNSService
 from appnet.errors import ListenError
 from appnet.testing import startDNS, startStack
@@ -100,6 +101,15 @@ class BindTests(TestCase):
         with self.assertRaises(ListenError) as caught:
             await startStack(config={"dns": {"listen": f"127.0.0.1:{port}"}})
         self.assertEqual(str(caught.exception).split(":")[0], "dns")
+
+    async def test_unreadableHints(self) -> None:
+        """Root hints that cannot be read stop start-up, naming the file."""
+        with self.assertRaises(ZoneError) as caught:
+            await startStack(config={"dns": {"root_hints": "/nonexistent/root.hints"}})
+        self.assertEqual(
+            str(caught.exception),
+            "/nonexistent/root.hints: cannot read: No such file or directory",
+        )
 
 
 async def _settle() -> None:
