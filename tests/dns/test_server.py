@@ -5,6 +5,7 @@ fake datagram transport and a L{StringTransport}, on a L{Clock}.
 
 from __future__ import annotations
 
+import random
 import struct
 from typing import Any
 
@@ -371,6 +372,34 @@ class BadInputTests(SynchronousTestCase):
         h = Harness()
         h.send(encode(message)[:-2])
         self.assertEqual(h.transport.written, [])
+
+    def test_mutatedPackets(self) -> None:
+        """
+        Thousands of randomly damaged queries (a fixed seed) never raise
+        out of the server, over UDP or TCP.
+        """
+        rnd = random.Random(4)
+        h = Harness(FakeRecursor(), allowTransfer=("127.0.0.1",))
+        protocol, transport = h.tcp()
+        seeds = [
+            query(b"www.hamburger.edu"),
+            query(b"big.hamburger.edu", dns.TXT, edns=EDNS(4096)),
+            query(b"hamburger.edu", dns.AXFR),
+            query(b"example.com", dns.MX),
+        ]
+        for _ in range(3000):
+            data = bytearray(rnd.choice(seeds))
+            for _ in range(rnd.randint(1, 4)):
+                if rnd.random() < 0.6 and data:
+                    data[rnd.randrange(len(data))] = rnd.randrange(256)
+                elif rnd.random() < 0.5:
+                    data = data[: rnd.randrange(len(data) + 1)]
+                else:
+                    data += bytes(rnd.randrange(256) for _ in range(8))
+            h.send(bytes(data))
+            protocol.dataReceived(struct.pack("!H", len(data)) + bytes(data))
+        self.assertFalse(transport.disconnecting)
+        self.assertGreater(h.status.counter("dns", "malformed"), 100)
 
     def test_tooShort(self) -> None:
         """Fewer bytes than a header: dropped, counted."""

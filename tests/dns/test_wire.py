@@ -5,6 +5,7 @@ size limit.
 
 from __future__ import annotations
 
+import random
 import struct
 
 from twisted.names import dns
@@ -83,6 +84,37 @@ class DecodeTests(SynchronousTestCase):
         header = struct.pack("!H2B4H", 1, 0, 0, 1, 0, 0, 0)
         with self.assertRaises(MalformedMessage):
             decode(header + b"\xc0\x0c\x00\x01\x00\x01")
+
+    def test_damagedReplies(self) -> None:
+        """
+        Randomly damaged replies holding every record type (a fixed seed)
+        either decode or raise L{MalformedMessage}, nothing else.
+        """
+        rnd = random.Random(7)
+        response = bigResponse(2, 20)
+        response.answers += [
+            dns.RRHeader(
+                b"x.example", dns.SOA, dns.IN, 60, dns.Record_SOA(b"ns", b"h")
+            ),
+            dns.RRHeader(b"x.example", dns.MX, dns.IN, 60, dns.Record_MX(10, b"mx")),
+            dns.RRHeader(
+                b"x.example", dns.SRV, dns.IN, 60, dns.Record_SRV(1, 2, 3, b"t")
+            ),
+            dns.RRHeader(b"x.example", dns.AAAA, dns.IN, 60, dns.Record_AAAA("::1")),
+            dns.RRHeader(b"x.example", CAA, dns.IN, 60, Record_CAA(0, b"issue", b"x")),
+        ]
+        seed = encode(response, EDNS())
+        for _ in range(5000):
+            data = bytearray(seed)
+            for _ in range(rnd.randint(1, 4)):
+                if rnd.random() < 0.7:
+                    data[rnd.randrange(len(data))] = rnd.randrange(256)
+                else:
+                    data = data[: rnd.randrange(12, len(data) + 1)]
+            try:
+                decode(bytes(data))
+            except MalformedMessage:
+                pass
 
     def test_severalOPT(self) -> None:
         """Several OPT records are counted (the server says FORMERR)."""
