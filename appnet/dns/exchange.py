@@ -132,9 +132,6 @@ class _UDPQuery(DatagramProtocol):
         self.done: Deferred[Decoded] = Deferred()
         self.ignored = 0
 
-    def startProtocol(self) -> None:
-        self.transport.write(self.data, self.server)  # type: ignore[union-attr]
-
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         if self.done.called:
             return
@@ -249,6 +246,7 @@ class Exchanger:
             raise ExchangeFailed(server, f"cannot open a UDP socket: {e}") from None
         self.sent += 1
         try:
+            port.write(data, server)  # type: ignore[attr-defined]
             protocol.done.addTimeout(timeout, reactor)
             reply = await protocol.done
         except Exception as e:

@@ -6,6 +6,7 @@ servers and upstreams run against each other in memory, deterministically.
 
 from __future__ import annotations
 
+import errno
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,6 +32,8 @@ class FakePort:
         self.open = True
 
     def write(self, data: bytes, addr: Address) -> None:
+        if addr[0] in self.network.unreachable:
+            raise OSError(errno.ENETUNREACH, "Network is unreachable")
         source = self.address
         if source[0] in ("0.0.0.0", "::"):
             source = ("127.0.0.1", source[1])
@@ -65,6 +68,7 @@ class FakeNetwork(Clock):
         self.ports: dict[Address, FakePort] = {}
         self.queue: deque[tuple[Address, Address, bytes]] = deque()
         self.sent: list[tuple[Address, Address, bytes]] = []
+        self.unreachable: set[str] = set()
         self._next = 40000
 
     def listenUDP(

@@ -514,6 +514,18 @@ class ForwardingTests(SynchronousTestCase):
         answer = done(self.network, resolver.resolve(b"example.com", dns.A))
         self.assertEqual(len(answer.answers), 1)
 
+    def test_unreachable(self) -> None:
+        """
+        An upstream the network cannot reach fails at once (its socket
+        closed) and the next one answers.
+        """
+        self.network.unreachable.add("127.0.0.8")
+        self.answering(("127.0.0.9", 53))
+        resolver = self.forwarder(("127.0.0.8", 53), ("127.0.0.9", 53))
+        answer = done(self.network, resolver.resolve(b"example.com", dns.A))
+        self.assertEqual(len(answer.answers), 1)
+        self.assertEqual([a for a in self.network.ports if a[0] == "0.0.0.0"], [])
+
     def test_allFail(self) -> None:
         """If every upstream fails, resolution fails (SERVFAIL, not NXDOMAIN)."""
         self.answering(("127.0.0.7", 53), dns.ESERVER)
