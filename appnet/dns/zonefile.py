@@ -476,7 +476,7 @@ class _Parser:
         except ValueError:
             raise _Problem(f"bad IPv6 address {tokens[0].text!r}") from None
 
-    def _simple(cls: Any) -> Callable[[_Parser, list[_Token]], Any]:  # noqa: N805
+    def _simple(cls: Any) -> Callable[[_Parser, list[_Token]], Any]:
         def parse(self: _Parser, tokens: list[_Token]) -> Any:
             return cls(self.name(tokens[0]))
 
