@@ -481,6 +481,30 @@ class DNSConfig:
     allow_transfer: tuple[str, ...] = _setting(
         (), _listOf(_ipAddress), "addresses allowed to AXFR our zones"
     )
+    cache_size: int = _setting(
+        10000, _int(0, 10_000_000), "RRsets and negative answers the cache holds"
+    )
+    cache_max_ttl: float = _setting(
+        86400.0, _duration, "longest time an answer is cached, whatever its TTL"
+    )
+    cache_max_negative_ttl: float = _setting(
+        3600.0, _duration, "longest time NXDOMAIN/NODATA is cached (RFC 2308)"
+    )
+    upstream_timeout: float = _setting(
+        2.0, _duration, "wait this long for an upstream server before the next"
+    )
+    recursion_timeout: float = _setting(
+        10.0, _duration, "answer SERVFAIL when recursion takes longer"
+    )
+    rate_limit: int = _setting(
+        200, _int(0, 1_000_000), "UDP responses per second per client (0: no limit)"
+    )
+    max_udp_size: int = _setting(
+        1232, _int(512, 4096), "largest UDP reply, if the client's EDNS allows"
+    )
+    idle_timeout: float = _setting(
+        30.0, _duration, "close a TCP connection idle this long"
+    )
 
 
 @frozen

@@ -35,7 +35,7 @@ from appnet import __version__
 from appnet.auth import Authenticator, LoginThrottle, UserChecker
 from appnet.config import Config
 from appnet.datadir import DataDir
-from appnet.errors import ListenError
+from appnet.errors import AppnetError
 from appnet.listen import AddressBook, GuardedFactory, ListenerService
 from appnet.status import Status
 from appnet.store.interfaces import IStore
@@ -118,6 +118,7 @@ Builder = Callable[[StackContext], Component]
 #: package adds its line as it lands; a builder may serve several services
 #: (mail serves smtp, submission, pop3 and imap).
 BUILDERS: tuple[str, ...] = (
+    "appnet.dns.server:buildDNS",
     "appnet.mail.server:buildMail",
     "appnet.web.server:buildWeb",
 )
@@ -255,12 +256,16 @@ class Stack(MultiService):
         Prepare and bind every listener.
 
         @raise ListenError: if an endpoint cannot be bound; listeners bound
-            before it are closed again.
+            before it are closed again (as after any other start-up
+            failure, such as unreadable DNS root hints).
         """
         self._prepare()
         try:
             super().privilegedStartService()
-        except ListenError:
+            # Background services that bind their own ports (DNS) bind now,
+            # too; they are started (startService) once the store is open.
+            self._background.privilegedStartService()
+        except AppnetError:
             closing = []
             for service in self:
                 if isinstance(service, ListenerService) and service.port is not None:
@@ -338,7 +343,7 @@ class Stack(MultiService):
     async def _stop(self) -> None:
         await super().stopService()
         await DeferredList([f.closeAll(self.reactor) for f in self._factories])
-        if self._background.running:
+        if self._background.running or self._bound:
             await self._background.stopService()
         if self._context is not None and self._ready is not None:
             await self._context.store.stop()

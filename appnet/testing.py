@@ -25,7 +25,7 @@ import importlib
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from attrs import define, field
 from twisted.internet.defer import Deferred
@@ -37,11 +37,12 @@ from appnet.listen import Bound
 from appnet.stack import Builder, Stack
 from appnet.store.interfaces import IStore
 
-if TYPE_CHECKING:
-    pass
-
-#: Fixtures of protocol packages, re-exported here: name to module.
+#: Fixtures of protocol packages, re-exported here: name to module. They
+#: build on this module, so they are imported on first use (PEP 562).
 _FIXTURES = {
+    "RunningDNS": "appnet.dns.testing",
+    "StaticResolver": "appnet.dns.testing",
+    "startDNS": "appnet.dns.testing",
     "MailStack": "appnet.mail.testing",
     "StoredMessage": "appnet.mail.testing",
     "startMail": "appnet.mail.testing",

@@ -1,0 +1,423 @@
+"""
+The DNS client: Deferred lookups against a given server, and the
+resolver appnet's own lookups use.
+
+L{DNSClient.query} asks any question and returns the whole L{Response}
+(response code, flags, every section), retrying on timeouts (rotating
+through the servers), retrying over TCP when a UDP reply is truncated and
+without EDNS when a server does not understand it. L{DNSClient.lookupMX}
+and L{DNSClient.lookupAddresses} are what the mail relay needs: they turn
+the response into mail exchangers or addresses, or into one of the
+errors of L{appnet.dns.errors} that say whether to give up (NXDOMAIN,
+null MX) or try later (SERVFAIL, REFUSED, timeout).
+
+L{resolverFor} gives the client appnet's own lookups use: C{dns.resolver}
+if configured, else this stack's own DNS service (so the relay shares its
+cache), else the system's resolvers from C{/etc/resolv.conf}::
+
+    from appnet.dns import resolverFor
+    from appnet.dns.errors import NoRecords, NullMX, NameNotFound, TemporaryFailure
+
+    resolver = resolverFor(ctx)
+    try:
+        exchangers = await resolver.lookupMX("hamburger.edu")
+    except NoRecords:
+        exchangers = [MailExchanger(0, "hamburger.edu")]   # RFC 5321 5.1
+    for mx in exchangers:
+        addresses = await resolver.lookupAddresses(mx.host)
+
+The stack's own service resolves names outside its zones only with
+C{dns.forward} or C{dns.root_hints} configured; otherwise it answers
+REFUSED, which lookups report as L{TemporaryFailure}.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from attrs import frozen
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.names import dns
+from zope.interface import implementer
+
+from appnet.dns.answer import followChain
+from appnet.dns.errors import (
+    NameNotFound,
+    NoRecords,
+    NullMX,
+    TemporaryFailure,
+)
+from appnet.dns.exchange import Exchange, ExchangeFailed, Exchanger
+from appnet.dns.interfaces import IDNSResolver
+from appnet.dns.names import display, normalize
+from appnet.dns.records import typeByName
+from appnet.dns.server import RCODES
+from appnet.dns.wire import EDNS, newQuery
+
+__all__ = [
+    "DNSClient",
+    "MailExchanger",
+    "Response",
+    "resolverFor",
+    "systemResolvers",
+]
+
+Address = tuple[str, int]
+
+
+@frozen
+class Response:
+    """
+    A server's complete response to one question.
+
+    @ivar rcode: the response code, with EDNS's upper bits.
+    @ivar question: the question as echoed by the server.
+    @ivar edns: the server's OPT values, if it sent one.
+    @ivar server: who answered.
+    @ivar transport: C{"udp"} or C{"tcp"}.
+    @ivar elapsed: seconds from query to reply.
+    @ivar size: the reply's size in bytes.
+    """
+
+    id: int
+    opcode: int
+    rcode: int
+    authoritative: bool
+    truncated: bool
+    recursionDesired: bool
+    recursionAvailable: bool
+    authenticData: bool
+    checkingDisabled: bool
+    question: dns.Query | None
+    answers: tuple[dns.RRHeader, ...]
+    authority: tuple[dns.RRHeader, ...]
+    additional: tuple[dns.RRHeader, ...]
+    edns: EDNS | None
+    server: Address
+    transport: str
+    elapsed: float
+    size: int
+
+    @classmethod
+    def of(cls, exchange: Exchange) -> Response:
+        """The response carried by one exchange."""
+        message = exchange.message
+        reply = exchange.reply
+        return cls(
+            id=message.id,
+            opcode=message.opCode,
+            rcode=reply.rcode,
+            authoritative=bool(message.auth),
+            truncated=bool(message.trunc),
+            recursionDesired=bool(message.recDes),
+            recursionAvailable=bool(message.recAv),
+            authenticData=bool(message.authenticData),
+            checkingDisabled=bool(message.checkingDisabled),
+            question=message.queries[0] if message.queries else None,
+            answers=tuple(message.answers),
+            authority=tuple(message.authority),
+            additional=tuple(message.additional),
+            edns=reply.edns,
+            server=exchange.server,
+            transport=exchange.transport,
+            elapsed=exchange.elapsed,
+            size=reply.size,
+        )
+
+    @property
+    def rcodeName(self) -> str:
+        """C{"NOERROR"}, C{"NXDOMAIN"} ..."""
+        return RCODES.get(self.rcode, f"RCODE{self.rcode}")
+
+    def records(self, name: bytes, type: int) -> list[dns.RRHeader]:
+        """
+        The answer records of C{type} for C{name}, after following any
+        CNAME chain in the answer section.
+        """
+        end, found = followChain(normalize(name), type, self.answers)
+        if not found:
+            return []
+        return [r for r in self.answers if r.type == type and normalize(r.name) == end]
+
+
+@frozen
+class MailExchanger:
+    """
+    One MX of a domain.
+
+    @ivar host: the exchanger's name, without the trailing dot.
+    @ivar addresses: its addresses if the response carried them in the
+        additional section (look them up otherwise).
+    """
+
+    preference: int
+    host: str
+    addresses: tuple[str, ...] = ()
+
+
+def systemResolvers(path: str = "/etc/resolv.conf") -> list[Address]:
+    """
+    The C{nameserver} lines of C{resolv.conf}, as (address, 53).
+    """
+    servers: list[Address] = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    except OSError:
+        return servers
+    for line in lines:
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            try:
+                address = str(ipaddress.ip_address(words[1].split("%", 1)[0]))
+            except ValueError:
+                continue
+            servers.append((address, 53))
+    return servers
+
+
+def _address(record: dns.RRHeader) -> str:
+    payload: Any = record.payload
+    if record.type == dns.A:
+        return str(payload.dottedQuad())
+    return str(ipaddress.IPv6Address(payload.address))
+
+
+@implementer(IDNSResolver)
+class DNSClient:
+    """
+    Asks DNS servers questions.
+
+    @ivar servers: where to ask, in order; or a function giving them at
+        the time of each query (for servers known only later).
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        servers: Sequence[Address] | Callable[[], Sequence[Address]],
+        timeout: float = 2.0,
+        attempts: int = 2,
+        udpSize: int = 1232,
+        exchanger: Exchanger | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self.servers = servers
+        self.timeout = timeout
+        self.attempts = attempts
+        self.udpSize = udpSize
+        self._exchanger = exchanger if exchanger is not None else Exchanger(reactor)
+        self._random = random.Random()
+
+    def _servers(self) -> list[Address]:
+        servers = self.servers
+        return list(servers() if callable(servers) else servers)
+
+    def query(
+        self,
+        name: str,
+        type: int | str = dns.A,
+        *,
+        recursionDesired: bool = True,
+        tcp: bool = False,
+        edns: bool = True,
+    ) -> Deferred[Response]:
+        """
+        Ask about C{name}; the whole response, whatever its rcode.
+
+        Each server is tried in turn, C{attempts} rounds; a server that
+        answers SERVFAIL or REFUSED is passed over for the next, but if
+        none does better, that answer is returned.
+
+        @raise TemporaryFailure: (as the Deferred's failure) if no server
+            answered at all.
+        """
+        number = typeByName(type) if isinstance(type, str) else type
+        return Deferred.fromCoroutine(
+            self._query(normalize(name), number, recursionDesired, tcp, edns)
+        )
+
+    async def _query(
+        self, name: bytes, type: int, recursionDesired: bool, tcp: bool, edns: bool
+    ) -> Response:
+        servers = self._servers()
+        if not servers:
+            raise TemporaryFailure(display(name), "no DNS server to ask")
+        problems: list[str] = []
+        fallback: Response | None = None
+        for _ in range(self.attempts):
+            for server in servers:
+                exchange = await self._exchange(
+                    server, name, type, recursionDesired, tcp, edns, problems
+                )
+                if exchange is None:
+                    continue
+                response = Response.of(exchange)
+                if response.rcode in (dns.ESERVER, dns.EREFUSED) and len(servers) > 1:
+                    fallback = response
+                    problems.append(f"{response.rcodeName} from {_show(server)}")
+                    continue
+                return response
+            if fallback is not None:
+                return fallback
+        raise TemporaryFailure(display(name), "; ".join(problems[-3:]))
+
+    async def _exchange(
+        self,
+        server: Address,
+        name: bytes,
+        type: int,
+        recursionDesired: bool,
+        tcp: bool,
+        edns: bool,
+        problems: list[str],
+    ) -> Exchange | None:
+        options: EDNS | None = EDNS(self.udpSize) if edns else None
+        for _ in range(3):
+            query = newQuery(
+                dns.randomSource(), name, type, recursionDesired=recursionDesired
+            )
+            try:
+                exchange = await self._exchanger.query(
+                    server, query, options, self.timeout, tcp=tcp
+                )
+            except ExchangeFailed as e:
+                problems.append(str(e))
+                return None
+            message = exchange.message
+            if message.trunc and not tcp:
+                tcp = True
+                continue
+            if message.rCode == dns.EFORMAT and options is not None:
+                options = None
+                continue
+            return exchange
+        return None
+
+    def _check(self, response: Response, name: str) -> None:
+        if response.rcode == dns.ENAME:
+            raise NameNotFound(name)
+        if response.rcode != dns.OK:
+            raise TemporaryFailure(
+                name, f"{response.rcodeName} from {_show(response.server)}"
+            )
+
+    def lookupMX(self, domain: str) -> Deferred[list[MailExchanger]]:
+        """
+        The mail exchangers of C{domain}, most preferred first (equal
+        preferences in random order, RFC 5321 section 5.1).
+        """
+        return Deferred.fromCoroutine(self._lookupMX(domain.rstrip(".")))
+
+    async def _lookupMX(self, domain: str) -> list[MailExchanger]:
+        response = await self.query(domain, dns.MX)
+        self._check(response, domain)
+        records = response.records(normalize(domain), dns.MX)
+        if not records:
+            raise NoRecords(domain, "MX")
+        hosts = [
+            (r.payload.preference, normalize(r.payload.name))  # type: ignore[union-attr]
+            for r in records
+        ]
+        real = [(p, h) for p, h in hosts if h]
+        if not real:
+            raise NullMX(domain)
+        known: dict[bytes, list[str]] = {}
+        for record in response.additional:
+            if record.type in (dns.A, dns.AAAA):
+                known.setdefault(normalize(record.name), []).append(_address(record))
+        self._random.shuffle(real)
+        real.sort(key=lambda pair: pair[0])
+        return [
+            MailExchanger(p, h.decode("ascii", "replace"), tuple(known.get(h, ())))
+            for p, h in real
+        ]
+
+    def lookupAddresses(self, host: str) -> Deferred[list[str]]:
+        """
+        The IPv4 addresses of C{host}, then its IPv6 addresses. An IP
+        address is its own answer.
+        """
+        return Deferred.fromCoroutine(self._lookupAddresses(host.rstrip(".")))
+
+    async def _lookupAddresses(self, host: str) -> list[str]:
+        try:
+            return [str(ipaddress.ip_address(host))]
+        except ValueError:
+            pass
+        results = await DeferredList(
+            [self.query(host, dns.A), self.query(host, dns.AAAA)], consumeErrors=True
+        )
+        addresses: list[str] = []
+        problems: list[Exception] = []
+        outcome: Any
+        for (ok, outcome), type in zip(results, (dns.A, dns.AAAA), strict=True):
+            if not ok:
+                problems.append(outcome.value)
+                continue
+            result: Response = outcome
+            try:
+                self._check(result, host)
+            except (NameNotFound, TemporaryFailure) as e:
+                problems.append(e)
+                continue
+            addresses.extend(_address(r) for r in result.records(normalize(host), type))
+        if addresses:
+            return addresses
+        for problem in problems:
+            if isinstance(problem, NameNotFound):
+                raise problem
+        if problems:
+            first = problems[0]
+            if isinstance(first, TemporaryFailure):
+                raise first
+            raise TemporaryFailure(host, str(first))
+        raise NoRecords(host, "A or AAAA")
+
+    def stop(self) -> Deferred[Any]:
+        """Abandon queries in flight and close their sockets."""
+        return self._exchanger.stop()
+
+    def __repr__(self) -> str:
+        servers = self.servers
+        shown = "later" if callable(servers) else ", ".join(_show(s) for s in servers)
+        return f"<DNSClient servers: {shown}>"
+
+
+def _show(server: Address) -> str:
+    host, port = server
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def resolverFor(ctx: Any) -> DNSClient:
+    """
+    The resolver appnet's own lookups (the mail relay's MX and address
+    lookups) use, for a stack's L{appnet.stack.StackContext}:
+
+      1. C{dns.resolver}, if configured;
+      2. else this stack's own DNS service (its UDP address is looked up
+         at query time, since it is known only once bound);
+      3. else the system's resolvers from C{/etc/resolv.conf}.
+    """
+    config = ctx.config.dns
+    if config.resolver is not None:
+        return DNSClient(ctx.reactor, [config.resolver])
+    addresses = ctx.addresses
+    system: list[list[Address]] = []
+
+    def servers() -> list[Address]:
+        for bound in addresses.of("dns"):
+            if bound.transport == "udp":
+                host = bound.address.host
+                return [(_LOOPBACK.get(host, host), bound.address.port)]
+        if not system:
+            system.append(systemResolvers())
+        return system[0]
+
+    return DNSClient(ctx.reactor, servers)

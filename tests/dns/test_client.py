@@ -1,0 +1,234 @@
+"""
+Tests for L{appnet.dns.client} against a real appnet DNS server on
+127.0.0.1 (ephemeral port), and for the L{StaticResolver} fake.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.protocol import DatagramProtocol
+from twisted.names import dns
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
+
+from appnet.config import loadConfig
+from appnet.dns import (
+    DNSClient,
+    IDNSResolver,
+    MailExchanger,
+    NameNotFound,
+    NoRecords,
+    NullMX,
+    TemporaryFailure,
+    resolverFor,
+)
+from appnet.dns.client import systemResolvers
+from appnet.testing import StaticResolver, startDNS, startStack
+
+ZONE = """\
+$TTL 300
+@       SOA   ns hostmaster 1 3600 900 604800 60
+        NS    ns
+        MX    20 mx2
+        MX    10 mx1
+        MX    20 mx3
+ns      A     192.0.2.53
+mx1     A     192.0.2.10
+mx2     A     192.0.2.20
+mx3     A     192.0.2.30
+www     A     192.0.2.1
+www     AAAA  2001:db8::1
+v6only  AAAA  2001:db8::6
+alias   CNAME www
+nomail  A     192.0.2.5
+nullmx  MX    0 .
+big     TXT   "{a}"
+big     TXT   "{b}"
+big     TXT   "{c}"
+""".format(a="a" * 250, b="b" * 250, c="c" * 250)
+
+
+class ClientTests(TestCase):
+    """
+    Lookups over the network.
+    """
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        self.server = await startDNS(self, zones={"hamburger.edu": ZONE})
+        self.client = self.server.client()
+
+    def test_interface(self) -> None:
+        """DNSClient provides IDNSResolver."""
+        self.assertTrue(verifyObject(IDNSResolver, self.client))
+
+    async def test_query(self) -> None:
+        """A query returns the whole response: rcode, flags, sections."""
+        response = await self.client.query("alias.hamburger.edu", "A")
+        self.assertEqual(response.rcodeName, "NOERROR")
+        self.assertTrue(response.authoritative)
+        self.assertTrue(response.recursionDesired)
+        self.assertEqual([r.type for r in response.answers], [dns.CNAME, dns.A])
+        self.assertEqual(response.server, self.server.address)
+        self.assertEqual(response.transport, "udp")
+        self.assertIsNotNone(response.edns)
+        self.assertEqual(self.server.queries[-1].name, "alias.hamburger.edu")
+
+    async def test_tcpFallback(self) -> None:
+        """A truncated UDP reply is retried over TCP and comes back whole."""
+        response = await self.client.query("big.hamburger.edu", "TXT", edns=False)
+        self.assertEqual(response.transport, "tcp")
+        self.assertEqual(len(response.answers), 3)
+        self.assertEqual(
+            [q.transport for q in self.server.queries[-2:]], ["udp", "tcp"]
+        )
+
+    async def test_tcpOnly(self) -> None:
+        """C{tcp=True} asks over TCP."""
+        response = await self.client.query("www.hamburger.edu", tcp=True)
+        self.assertEqual(response.transport, "tcp")
+
+    async def test_lookupMX(self) -> None:
+        """MX records sorted by preference, with additional addresses."""
+        exchangers = await self.client.lookupMX("hamburger.edu")
+        self.assertEqual(
+            exchangers[0], MailExchanger(10, "mx1.hamburger.edu", ("192.0.2.10",))
+        )
+        self.assertEqual([mx.preference for mx in exchangers], [10, 20, 20])
+        self.assertEqual(
+            sorted(mx.host for mx in exchangers[1:]),
+            ["mx2.hamburger.edu", "mx3.hamburger.edu"],
+        )
+
+    async def test_nullMX(self) -> None:
+        """A single C{MX 0 .} is a null MX (RFC 7505)."""
+        with self.assertRaises(NullMX):
+            await self.client.lookupMX("nullmx.hamburger.edu")
+
+    async def test_noMX(self) -> None:
+        """A name without MX: NoRecords (use its address, RFC 5321 5.1)."""
+        with self.assertRaises(NoRecords):
+            await self.client.lookupMX("nomail.hamburger.edu")
+
+    async def test_nxdomain(self) -> None:
+        """A name that does not exist: NameNotFound."""
+        with self.assertRaises(NameNotFound):
+            await self.client.lookupMX("nowhere.hamburger.edu")
+        with self.assertRaises(NameNotFound):
+            await self.client.lookupAddresses("nowhere.hamburger.edu")
+
+    async def test_refusedIsTemporary(self) -> None:
+        """REFUSED (a name the server will not resolve) is temporary."""
+        with self.assertRaises(TemporaryFailure) as caught:
+            await self.client.lookupMX("example.com")
+        self.assertIn("REFUSED", caught.exception.reason)
+
+    async def test_addresses(self) -> None:
+        """IPv4 then IPv6 addresses, through CNAMEs."""
+        self.assertEqual(
+            await self.client.lookupAddresses("alias.hamburger.edu"),
+            ["192.0.2.1", "2001:db8::1"],
+        )
+        self.assertEqual(
+            await self.client.lookupAddresses("v6only.hamburger.edu"), ["2001:db8::6"]
+        )
+        self.assertEqual(await self.client.lookupAddresses("192.0.2.9"), ["192.0.2.9"])
+        with self.assertRaises(NoRecords):
+            await self.client.lookupAddresses("hamburger.edu")
+
+    async def test_timeout(self) -> None:
+        """A server that never answers: TemporaryFailure after the timeout."""
+        silent = reactor.listenUDP(0, DatagramProtocol(), interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(silent.stopListening)
+        client = DNSClient(
+            reactor, [("127.0.0.1", silent.getHost().port)], timeout=0.2, attempts=1
+        )
+        with self.assertRaises(TemporaryFailure) as caught:
+            await client.lookupMX("hamburger.edu")
+        self.assertIn("no reply within 0.2s", caught.exception.reason)
+
+    async def test_failover(self) -> None:
+        """With a silent server first, the next server answers."""
+        silent = reactor.listenUDP(0, DatagramProtocol(), interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(silent.stopListening)
+        client = DNSClient(
+            reactor,
+            [("127.0.0.1", silent.getHost().port), self.server.address],
+            timeout=0.2,
+        )
+        exchangers = await client.lookupMX("hamburger.edu")
+        self.assertEqual(exchangers[0].host, "mx1.hamburger.edu")
+
+
+class ResolverForTests(TestCase):
+    """
+    The resolver appnet's own lookups use.
+    """
+
+    def test_configured(self) -> None:
+        """C{dns.resolver} wins."""
+
+        class Context:
+            config = loadConfig(None, {"dns": {"resolver": "127.0.0.9:5300"}}, env={})
+            reactor: Any = None
+            addresses: Any = None
+
+        client = resolverFor(Context())
+        self.assertEqual(client.servers, [("127.0.0.9", 5300)])
+
+    async def test_ownService(self) -> None:
+        """Without one, the stack's own DNS service answers (its zones)."""
+        data = self.mktemp()
+        import os
+
+        os.makedirs(os.path.join(data, "zones"))
+        with open(os.path.join(data, "zones", "hamburger.edu.zone"), "w") as f:
+            f.write(ZONE)
+        stack = await startStack(self, dataDir=data)
+        resolver = resolverFor(stack.stack.context)
+        exchangers = await resolver.lookupMX("hamburger.edu")
+        self.assertEqual(exchangers[0].host, "mx1.hamburger.edu")
+
+    def test_systemResolvers(self) -> None:
+        """nameserver lines of resolv.conf, port 53."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(
+                "search example.org\nnameserver 192.0.2.53\nnameserver ::1\n"
+                "nameserver bogus\n"
+            )
+        self.assertEqual(systemResolvers(path), [("192.0.2.53", 53), ("::1", 53)])
+        self.assertEqual(systemResolvers(path + ".missing"), [])
+
+
+class StaticResolverTests(SynchronousTestCase):
+    """
+    The fake resolver for code under test (the relay).
+    """
+
+    def setUp(self) -> None:
+        self.resolver = StaticResolver(
+            zones={"hamburger.edu": ZONE},
+            failures={"broken.example": dns.ESERVER},
+            timeouts=["slow.example"],
+        )
+
+    def test_interface(self) -> None:
+        """It provides IDNSResolver."""
+        self.assertTrue(verifyObject(IDNSResolver, self.resolver))
+
+    def test_lookups(self) -> None:
+        """The same lookups and errors as the real client."""
+        exchangers = self.successResultOf(self.resolver.lookupMX("hamburger.edu"))
+        self.assertEqual(exchangers[0].host, "mx1.hamburger.edu")
+        self.failureResultOf(self.resolver.lookupMX("nullmx.hamburger.edu"), NullMX)
+        self.failureResultOf(self.resolver.lookupMX("nope.hamburger.edu"), NameNotFound)
+        self.failureResultOf(self.resolver.lookupMX("broken.example"), TemporaryFailure)
+        self.failureResultOf(self.resolver.lookupMX("slow.example"), TemporaryFailure)
+        self.failureResultOf(self.resolver.lookupMX("example.com"), TemporaryFailure)
+        self.assertEqual(
+            self.successResultOf(self.resolver.lookupAddresses("www.hamburger.edu")),
+            ["192.0.2.1", "2001:db8::1"],
+        )
+        self.assertIn(("hamburger.edu", dns.MX), self.resolver.asked)
