@@ -1,0 +1,803 @@
+"""
+Tests for L{appnet.mail.imap.server}: every command and error path, on a
+string transport over the in-memory store.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from twisted.logger import globalLogPublisher
+from twisted.internet.testing import EventLoggingObserver
+from twisted.mail.interfaces import INamespacePresenter
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from appnet.mail.imap import IIMAPAccount, IMAPAccount
+from appnet.mail.imap.server import IMAP_MASK, MAX_BAD
+from appnet.store.interfaces import INBOX, DeliveryTarget
+from appnet.trace import Transcript
+from tests.mail.helpers import ALICE, BOB, PASSWORD, MailWorld, Session
+
+LOGIN = f"a LOGIN {ALICE} {PASSWORD}"
+
+M1 = b"From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: one\r\n\r\nfirst\r\n"
+M2 = (
+    b"From: =?utf-8?q?Andr=C3=A9?= <andre@example.net>\r\n"
+    b"To: Friends: a@b.example, c@d.example;\r\n"
+    b"Cc: carol@example.org\r\n"
+    b"Subject: =?utf-8?q?R=C3=A9union?=\r\n"
+    b"Date: Mon, 1 Jan 2024 10:00:00 +0000\r\n"
+    b"Message-ID: <m2@example.net>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b1"\r\n'
+    b"\r\n"
+    b"preamble\r\n"
+    b"--b1\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    + base64.b64encode("Déjeuner à midi\r\n".encode())
+    + b"\r\n"
+    b"--b1\r\n"
+    b"Content-Type: message/rfc822\r\n"
+    b"\r\n"
+    b"Subject: inner\r\n"
+    b"\r\n"
+    b"inner body\r\n"
+    b"--b1--\r\n"
+)
+M3 = b"Subject: three\r\nX-Tag: blue\r\n\r\nthird message, longer than the others\r\n"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class IMAPTestCase(SynchronousTestCase):
+    """Helpers for talking to one server."""
+
+    def setUp(self) -> None:
+        self.world = MailWorld()
+
+    def connect(self, peer: str = "127.0.0.1", tls: bool = False, **kw: Any) -> Session:
+        session = self.world.connect(self.world.imapFactory(tls=tls, **kw), peer=peer)
+        session.read()
+        return session
+
+    def login(self, session: Session | None = None) -> Session:
+        session = session or self.connect()
+        lines = session.command(LOGIN)
+        self.assertTrue(lines[-1].startswith("a OK"), lines)
+        return session
+
+    def selected(self, folder: str = "INBOX", session: Session | None = None) -> Session:
+        session = self.login(session)
+        lines = session.command(f"s SELECT {folder}")
+        self.assertTrue(lines[-1].startswith("s OK"), lines)
+        return session
+
+    def fill(self, *messages: bytes, owner: str = ALICE) -> list[int]:
+        return [self.world.deliver(owner, m) for m in messages]
+
+    def rows(self, folder: str = INBOX, owner: str = ALICE) -> list[Any]:
+        return list(
+            self.successResultOf(self.world.store.mail.listMessages(owner, folder))
+        )
+
+    def body(self, uid: int, folder: str = INBOX, owner: str = ALICE) -> bytes:
+        message = self.successResultOf(
+            self.world.store.mail.openMessage(owner, folder, uid)
+        )
+        data: bytes = message.open().read()
+        return data
+
+    def folders(self, owner: str = ALICE) -> dict[str, Any]:
+        infos = self.successResultOf(self.world.store.mail.listFolders(owner))
+        return {f.name: f for f in infos}
+
+
+class ConnectionTests(IMAPTestCase):
+    def test_greeting(self) -> None:
+        """
+        The greeting lists capabilities; from loopback AUTH=PLAIN and
+        AUTH=LOGIN are offered.
+        """
+        session = self.world.connect(self.world.imapFactory(), peer="127.0.0.1")
+        [greeting] = session.lines()
+        self.assertTrue(greeting.startswith("* OK [CAPABILITY IMAP4rev1 "))
+        caps = greeting.split("[", 1)[1].split("]")[0].split()
+        for cap in ("LITERAL+", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
+                    "SPECIAL-USE", "ID", "ENABLE", "SASL-IR", "AUTH=PLAIN",
+                    "AUTH=LOGIN", "APPENDLIMIT=10000", "UNSELECT", "CHILDREN"):  # fmt: skip
+            self.assertIn(cap, caps)
+        self.assertNotIn("LOGINDISABLED", caps)
+
+    def test_remoteWithoutTLS(self) -> None:
+        """
+        Before TLS a remote client is offered STARTTLS and told
+        LOGINDISABLED, with no AUTH= mechanisms; LOGIN and AUTHENTICATE
+        are refused with PRIVACYREQUIRED.
+        """
+        session = self.connect(peer="192.0.2.7", tls=True)
+        [caps, done] = session.command("c CAPABILITY")
+        self.assertIn(" STARTTLS", caps)
+        self.assertIn(" LOGINDISABLED", caps)
+        self.assertNotIn("AUTH=", caps)
+        self.assertEqual(done, "c OK CAPABILITY completed")
+        self.assertEqual(
+            session.command(LOGIN),
+            ["a NO [PRIVACYREQUIRED] Login needs TLS: use STARTTLS first"],
+        )
+        self.assertEqual(
+            session.command("b AUTHENTICATE PLAIN"),
+            ["b NO [PRIVACYREQUIRED] Authentication needs TLS: use STARTTLS first"],
+        )
+
+    def test_starttls(self) -> None:
+        """
+        STARTTLS answers OK, starts TLS, and throws away what was
+        pipelined after it (no injection); afterwards login is offered.
+        """
+        session = self.connect(peer="192.0.2.7", tls=True)
+        lines = session.send(f"t STARTTLS\r\n{LOGIN}\r\n".encode())
+        self.assertEqual(lines, ["t OK Begin TLS negotiation now"])
+        self.assertIsNotNone(session.transport.tlsStarted)  # type: ignore[attr-defined]
+        self.assertEqual(session.protocol.state, "unauth")
+        [caps, _] = session.command("c CAPABILITY")
+        self.assertIn("AUTH=PLAIN", caps)
+        self.assertNotIn("STARTTLS", caps)
+        self.assertTrue(session.command(LOGIN)[-1].startswith("a OK"))
+
+    def test_starttlsUnavailable(self) -> None:
+        """Without a certificate STARTTLS is refused, and not offered."""
+        session = self.connect(peer="192.0.2.7")
+        self.assertNotIn("STARTTLS", session.command("c CAPABILITY")[0])
+        self.assertEqual(
+            session.command("t STARTTLS"), ["t NO TLS is not available"]
+        )
+
+    def test_noopAndLogout(self) -> None:
+        """NOOP answers OK; LOGOUT says BYE and closes."""
+        session = self.connect()
+        self.assertEqual(session.command("n NOOP"), ["n OK NOOP completed"])
+        self.assertEqual(
+            session.command("l LOGOUT"),
+            ["* BYE Nice talking to you", "l OK LOGOUT successful"],
+        )
+        self.assertTrue(session.transport.disconnecting)
+
+    def test_id(self) -> None:
+        """ID accepts the client's fields or NIL and names the server."""
+        session = self.connect()
+        lines = session.command('i ID ("name" "test client" "version" "1")')
+        self.assertTrue(lines[0].startswith('* ID ("name" "appnet" "version" '))
+        self.assertEqual(lines[1], "i OK ID completed")
+        self.assertEqual(session.command("j ID NIL")[-1], "j OK ID completed")
+        self.assertEqual(session.command('k ID ("odd")')[0][:5], "k BAD")
+
+    def test_timeout(self) -> None:
+        """An idle session is logged out after the idle timeout."""
+        session = self.login()
+        self.world.clock.advance(1801)
+        self.assertEqual(session.lines(), ["* BYE Autologout; idle for too long"])
+        self.assertTrue(session.transport.disconnecting)
+
+    def test_loginTimeout(self) -> None:
+        """Before login the timeout is a minute."""
+        session = self.connect()
+        self.world.clock.advance(61)
+        self.assertTrue(session.transport.disconnecting)
+
+
+class LoginTests(IMAPTestCase):
+    def test_login(self) -> None:
+        """LOGIN with the right password logs in and lists capabilities."""
+        session = self.connect()
+        [done] = session.command(LOGIN)
+        self.assertTrue(done.startswith("a OK [CAPABILITY IMAP4rev1 "))
+        self.assertTrue(done.endswith("] Logged in"))
+        self.assertNotIn("AUTH=", done)
+        self.assertEqual(session.protocol.state, "auth")
+        self.assertEqual(self.world.status.counter("imap", "logins"), 1)
+
+    def test_loginShortName(self) -> None:
+        """A user name without a domain means the default domain."""
+        session = self.connect()
+        self.assertTrue(session.command(f'a LOGIN "alice" {PASSWORD}')[0][:4], "a OK")
+
+    def test_loginFails(self) -> None:
+        """A wrong password gets NO [AUTHENTICATIONFAILED]; then throttled."""
+        session = self.connect()
+        self.assertEqual(
+            session.command(f"a LOGIN {ALICE} wrong"),
+            ["a NO [AUTHENTICATIONFAILED] Authentication failed"],
+        )
+        session.command(f"a LOGIN {ALICE} wrong")
+        session.command(f"a LOGIN {ALICE} wrong")
+        self.assertEqual(
+            session.command(LOGIN),
+            ["a NO [UNAVAILABLE] Too many failed logins; try again later"],
+        )
+
+    def test_loginLiterals(self) -> None:
+        """
+        LOGIN's arguments may be literals: synchronising ones are invited
+        with '+', LITERAL+ ones are not.
+        """
+        session = self.connect()
+        user = ALICE.encode()
+        lines = session.send(b"a LOGIN {%d}\r\n" % len(user))
+        self.assertEqual(lines, ["+ Ready for literal data"])
+        lines = session.send(user + b" {%d+}\r\n%s\r\n" % (len(PASSWORD), PASSWORD.encode()))
+        self.assertTrue(lines[-1].startswith("a OK"), lines)
+
+    def test_loginQuoted(self) -> None:
+        """Quoted strings with escapes are understood."""
+        self.world.store.users._users[ALICE] = self.world.store.users._users[
+            ALICE
+        ].__class__(ALICE, __import__("appnet.auth").auth.hashPassword('p"w\\1', log2n=4))
+        session = self.connect()
+        lines = session.command(f'a LOGIN "{ALICE}" "p\\"w\\\\1"')
+        self.assertTrue(lines[-1].startswith("a OK"), lines)
+
+    def test_authenticatePlain(self) -> None:
+        """AUTHENTICATE PLAIN with a continuation."""
+        session = self.connect()
+        self.assertEqual(session.command("a AUTHENTICATE PLAIN"), ["+ "])
+        lines = session.command(b64(f"\0{ALICE}\0{PASSWORD}".encode()))
+        self.assertTrue(lines[-1].startswith("a OK [CAPABILITY"), lines)
+
+    def test_authenticatePlainInitial(self) -> None:
+        """AUTHENTICATE PLAIN with an initial response (SASL-IR)."""
+        session = self.connect()
+        response = b64(f"{ALICE}\0{ALICE}\0{PASSWORD}".encode())
+        lines = session.command(f"a AUTHENTICATE PLAIN {response}")
+        self.assertTrue(lines[-1].startswith("a OK"), lines)
+
+    def test_authenticateLogin(self) -> None:
+        """AUTHENTICATE LOGIN asks for the user name, then the password."""
+        session = self.connect()
+        self.assertEqual(session.command("a AUTHENTICATE LOGIN"), ["+ VXNlcm5hbWU6"])
+        self.assertEqual(session.command(b64(ALICE.encode())), ["+ UGFzc3dvcmQ6"])
+        self.assertTrue(session.command(b64(PASSWORD.encode()))[-1].startswith("a OK"))
+
+    def test_authenticateCancelled(self) -> None:
+        """'*' cancels; the session goes on."""
+        session = self.connect()
+        session.command("a AUTHENTICATE PLAIN")
+        self.assertEqual(session.command("*"), ["a BAD Authentication cancelled"])
+        self.assertEqual(session.command("n NOOP"), ["n OK NOOP completed"])
+
+    def test_authenticateBad(self) -> None:
+        """Bad base64, another identity, an unknown mechanism are refused."""
+        session = self.connect()
+        session.command("a AUTHENTICATE PLAIN")
+        self.assertEqual(session.command("!!")[0][:5], "a BAD")
+        other = b64(f"{BOB}\0{ALICE}\0{PASSWORD}".encode())
+        self.assertEqual(
+            session.command(f"b AUTHENTICATE PLAIN {other}")[0][:5], "b BAD"
+        )
+        self.assertEqual(
+            session.command("c AUTHENTICATE CRAM-MD5"),
+            ["c NO [CANNOT] Unsupported authentication mechanism"],
+        )
+
+    def test_stateRules(self) -> None:
+        """Commands of a later state are refused with BAD before login."""
+        session = self.connect()
+        self.assertEqual(session.command("s SELECT INBOX"), ["s BAD SELECT is not allowed now"])
+        self.assertEqual(session.command("f FETCH 1 FLAGS"), ["f BAD FETCH is not allowed now"])
+        self.login(session)
+        self.assertEqual(session.command(LOGIN), ["a BAD LOGIN is not allowed now"])
+        self.assertEqual(session.command("f FETCH 1 FLAGS"), ["f BAD FETCH is not allowed now"])
+
+    def test_accountInterfaces(self) -> None:
+        """The avatar provides IIMAPAccount and INamespacePresenter."""
+        account = IMAPAccount(ALICE, self.world.store.mail)
+        self.assertTrue(verifyObject(IIMAPAccount, account))
+        self.assertTrue(verifyObject(INamespacePresenter, account))
+
+    def test_traceMask(self) -> None:
+        """--trace imap masks LOGIN's password and SASL responses."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        transcript = Transcript("imap", "peer", IMAP_MASK)
+        transcript.fromClient(f"a LOGIN {ALICE} {PASSWORD}\r\n".encode())
+        transcript.fromClient(b"b AUTHENTICATE PLAIN\r\n")
+        transcript.fromServer(b"+ \r\n")
+        transcript.fromClient(b"AGFsaWNlAHNlY3JldA==\r\n")
+        transcript.fromClient(b"c APPEND INBOX {5}\r\n")
+        transcript.fromServer(b"+ Ready for literal data\r\n")
+        transcript.fromClient(b"hello\r\n")
+        logged = [f"{e['direction']}: {e['line']}" for e in observer if "line" in e]
+        self.assertEqual(
+            logged,
+            [
+                f"C: a LOGIN {ALICE} ********",
+                "C: b AUTHENTICATE PLAIN",
+                "S: + ",
+                "C: ********",
+                "C: c APPEND INBOX {5}",
+                "S: + Ready for literal data",
+                "C: <literal, 5 bytes>",
+                "C: ",
+            ],
+        )
+
+
+class FramingTests(IMAPTestCase):
+    def test_unknownCommand(self) -> None:
+        """An unknown command gets BAD; the session goes on."""
+        session = self.connect()
+        self.assertEqual(session.command("x FROB"), ["x BAD Unknown command FROB"])
+        self.assertEqual(session.command("n NOOP"), ["n OK NOOP completed"])
+
+    def test_missingCommand(self) -> None:
+        """A tag alone, an empty line, a bad tag get BAD."""
+        session = self.connect()
+        self.assertEqual(session.command("x"), ["x BAD Missing command"])
+        self.assertEqual(session.command(""), ["* BAD Invalid tag"])
+        self.assertEqual(session.command("+x NOOP"), ["* BAD Invalid tag"])
+
+    def test_extraArguments(self) -> None:
+        """Arguments a command does not take get BAD."""
+        session = self.connect()
+        self.assertEqual(
+            session.command("n NOOP now"), ["n BAD Unexpected extra arguments"]
+        )
+
+    def test_malformedStrings(self) -> None:
+        """Unterminated quotes and bad literal markers get BAD."""
+        session = self.connect()
+        self.assertEqual(
+            session.command('a LOGIN "alice'), ["a BAD Unterminated quoted string"]
+        )
+        self.assertEqual(session.command("a LOGIN {abc}")[0][:5], "a BAD")
+        self.assertEqual(session.command("a LOGIN {5")[0][:5], "a BAD")
+        self.assertEqual(session.command("n NOOP"), ["n OK NOOP completed"])
+
+    def test_hugeLiteral(self) -> None:
+        """
+        A synchronising literal over the limit is refused at once (the
+        client sends nothing); the session goes on.
+        """
+        session = self.connect()
+        self.assertEqual(
+            session.command("a LOGIN {100000}"), ["a BAD [TOOBIG] Literal too large"]
+        )
+        self.assertEqual(session.command("n NOOP"), ["n OK NOOP completed"])
+
+    def test_hugeNonSyncLiteral(self) -> None:
+        """
+        A LITERAL+ literal over the limit is read and thrown away, the
+        rest of its command too, then refused; the session goes on.
+        """
+        session = self.connect()
+        data = b"x" * 5000
+        lines = session.send(
+            b"a LOGIN {5000+}\r\n" + data + b" {3+}\r\npw!\r\nn NOOP\r\n"
+        )
+        self.assertEqual(
+            lines, ["a BAD [TOOBIG] Literal too large", "n OK NOOP completed"]
+        )
+
+    def test_tooManyLiterals(self) -> None:
+        """Literals may not add up past four times the limit."""
+        session = self.login()
+        chunk = b"y" * 900
+        data = b"s SEARCH" + b"".join(b" TEXT {900+}\r\n" + chunk for _ in range(6))
+        lines = session.send(data + b"\r\n")
+        self.assertEqual(lines, ["s BAD [TOOBIG] Literal too large"])
+
+    def test_lineTooLong(self) -> None:
+        """A line over 64 KiB gets BAD; the session goes on."""
+        session = self.connect()
+        lines = session.send(b"a " + b"x" * 70000 + b"\r\nn NOOP\r\n")
+        self.assertEqual(
+            lines, ["* BAD [TOOBIG] Command line too long", "n OK NOOP completed"]
+        )
+
+    def test_pipelining(self) -> None:
+        """Pipelined commands are answered in order."""
+        self.fill(M1)
+        session = self.connect()
+        lines = session.send(f"{LOGIN}\r\ns SELECT INBOX\r\nf FETCH 1 UID\r\n".encode())
+        self.assertTrue(lines[0].startswith("a OK"))
+        self.assertIn("* 1 FETCH (UID 1)", lines)
+        self.assertEqual(lines[-1], "f OK FETCH completed")
+
+    def test_tooManyBad(self) -> None:
+        """After many BAD commands in a row the client is disconnected."""
+        session = self.connect()
+        lines: list[str] = []
+        for _ in range(MAX_BAD):
+            lines += session.command("x FROB")
+        self.assertEqual(lines[-1], "* BYE Too many invalid commands")
+        self.assertTrue(session.transport.disconnecting)
+
+
+class FolderTests(IMAPTestCase):
+    def test_specialUse(self) -> None:
+        """
+        Login makes Sent, Drafts, Trash and Junk; LIST shows their
+        special-use attributes and whether folders have children.
+        """
+        session = self.login()
+        lines = session.command('l LIST "" "*"')
+        self.assertEqual(
+            lines,
+            [
+                '* LIST (\\HasNoChildren) "/" "INBOX"',
+                '* LIST (\\HasNoChildren \\Drafts) "/" "Drafts"',
+                '* LIST (\\HasNoChildren \\Junk) "/" "Junk"',
+                '* LIST (\\HasNoChildren \\Sent) "/" "Sent"',
+                '* LIST (\\HasNoChildren \\Trash) "/" "Trash"',
+                "l OK LIST completed",
+            ],
+        )
+        self.assertTrue(self.folders()["Sent"].subscribed)
+
+    def test_specialUseRemade(self) -> None:
+        """A deleted special-use folder is made again at the next login."""
+        session = self.login()
+        self.assertEqual(session.command("d DELETE Junk"), ["d OK DELETE completed"])
+        self.assertNotIn("Junk", self.folders())
+        self.login()
+        self.assertIn("Junk", self.folders())
+
+    def test_createAndHierarchy(self) -> None:
+        """
+        CREATE makes missing superiors; % lists one level, * all;
+        a reference is prepended.
+        """
+        session = self.login()
+        self.assertEqual(
+            session.command("c CREATE Work/2024/Q1"), ["c OK CREATE completed"]
+        )
+        self.assertIn("Work/2024", self.folders())
+        self.assertEqual(
+            session.command('l LIST "" Work/%'),
+            ['* LIST (\\HasChildren) "/" "Work/2024"', "l OK LIST completed"],
+        )
+        self.assertEqual(
+            session.command('l LIST Work/ *'),
+            [
+                '* LIST (\\HasChildren) "/" "Work/2024"',
+                '* LIST (\\HasNoChildren) "/" "Work/2024/Q1"',
+                "l OK LIST completed",
+            ],
+        )
+        self.assertEqual(
+            session.command('l LIST "" %')[:2],
+            ['* LIST (\\HasNoChildren) "/" "INBOX"',
+             '* LIST (\\HasNoChildren \\Drafts) "/" "Drafts"'],
+        )  # fmt: skip
+
+    def test_listNoselectParents(self) -> None:
+        """A level without a folder of its own is listed \\Noselect by %."""
+        session = self.login()
+        session.command("c CREATE a/b/c")
+        session.command("d DELETE a")
+        session.command("d DELETE a/b")
+        self.assertEqual(
+            session.command('l LIST "" a/%'),
+            ['* LIST (\\Noselect \\HasChildren) "/" "a/b"', "l OK LIST completed"],
+        )
+        self.assertEqual(
+            session.command('l LIST "" a*'),
+            ['* LIST (\\HasNoChildren) "/" "a/b/c"', "l OK LIST completed"],
+        )
+
+    def test_listDelimiter(self) -> None:
+        """An empty pattern asks for the delimiter."""
+        session = self.login()
+        self.assertEqual(
+            session.command('l LIST "" ""'),
+            ['* LIST (\\Noselect) "/" ""', "l OK LIST completed"],
+        )
+
+    def test_listInboxAnyCase(self) -> None:
+        """inbox matches INBOX."""
+        session = self.login()
+        self.assertEqual(
+            session.command("l LIST \"\" inbox")[0], '* LIST (\\HasNoChildren) "/" "INBOX"'
+        )
+
+    def test_createErrors(self) -> None:
+        """Existing names, INBOX, and malformed names are refused."""
+        session = self.login()
+        self.assertEqual(
+            session.command("c CREATE Sent"),
+            ["c NO [ALREADYEXISTS] Mailbox Sent already exists"],
+        )
+        self.assertEqual(
+            session.command("c CREATE inbox"),
+            ["c NO [ALREADYEXISTS] INBOX always exists"],
+        )
+        self.assertEqual(session.command("c CREATE a//b")[0][:13], "c NO [CANNOT]")
+        self.assertEqual(session.command('c CREATE "a*"')[0][:13], "c NO [CANNOT]")
+        self.assertEqual(
+            session.command("c CREATE &Jjo"),
+            ["c BAD Mailbox name is not canonical modified UTF-7"],
+        )
+
+    def test_modifiedUTF7(self) -> None:
+        """Names travel in modified UTF-7 and are stored as Unicode."""
+        session = self.login()
+        self.assertEqual(
+            session.command("c CREATE &AMk-t&AOk-"), ["c OK CREATE completed"]
+        )
+        self.assertIn("Été", self.folders())
+        self.assertEqual(
+            session.command('l LIST "" &AMk-*')[0],
+            '* LIST (\\HasNoChildren) "/" "&AMk-t&AOk-"',
+        )
+
+    def test_delete(self) -> None:
+        """DELETE removes a folder and its messages; INBOX stays."""
+        session = self.login()
+        session.command("c CREATE Old")
+        staged = self.world.store.mail.stage()
+        staged.write(M1)
+        self.world.store.mail.deliver(staged, [DeliveryTarget(ALICE, "Old")])
+        self.assertEqual(session.command("d DELETE Old"), ["d OK DELETE completed"])
+        self.assertNotIn("Old", self.folders())
+        self.assertEqual(
+            session.command("d DELETE INBOX"),
+            ["d NO [CANNOT] INBOX cannot be deleted"],
+        )
+        self.assertEqual(
+            session.command("d DELETE Nowhere"),
+            ["d NO [NONEXISTENT] Mailbox Nowhere does not exist"],
+        )
+
+    def test_rename(self) -> None:
+        """RENAME moves a folder with its inferiors, keeping UIDVALIDITY."""
+        session = self.login()
+        session.command("c CREATE Work/2024")
+        validity = self.folders()["Work/2024"].uidValidity
+        self.assertEqual(
+            session.command("r RENAME Work Archive/Work"), ["r OK RENAME completed"]
+        )
+        folders = self.folders()
+        self.assertIn("Archive", folders)
+        self.assertEqual(folders["Archive/Work/2024"].uidValidity, validity)
+        self.assertNotIn("Work", folders)
+        self.assertEqual(
+            session.command("r RENAME Archive Archive/Below")[0],
+            "r NO [CANNOT] A mailbox cannot move below itself",
+        )
+        self.assertEqual(
+            session.command("r RENAME Nowhere Else")[0],
+            "r NO [NONEXISTENT] Mailbox Nowhere does not exist",
+        )
+        self.assertEqual(
+            session.command("r RENAME Sent Trash")[0],
+            "r NO [ALREADYEXISTS] Mailbox Trash already exists",
+        )
+
+    def test_renameInbox(self) -> None:
+        """RENAME INBOX moves its messages into the new folder."""
+        self.fill(M1, M3)
+        session = self.login()
+        self.assertEqual(
+            session.command("r RENAME INBOX Saved"), ["r OK RENAME completed"]
+        )
+        self.assertEqual(len(self.rows("Saved")), 2)
+        self.assertEqual(self.rows(), [])
+
+    def test_subscriptions(self) -> None:
+        """SUBSCRIBE and UNSUBSCRIBE are kept; LSUB lists subscribed ones."""
+        session = self.login()
+        session.command("c CREATE Lists")
+        self.assertEqual(
+            session.command("u UNSUBSCRIBE Lists"), ["u OK UNSUBSCRIBE completed"]
+        )
+        self.assertFalse(self.folders()["Lists"].subscribed)
+        names = [line.rsplit(" ", 1)[1] for line in session.command('l LSUB "" *')[:-1]]
+        self.assertNotIn('"Lists"', names)
+        self.assertIn('"Sent"', names)
+        session.command("s SUBSCRIBE Lists")
+        self.assertTrue(self.folders()["Lists"].subscribed)
+        self.assertEqual(
+            session.command("s SUBSCRIBE Nowhere"),
+            ["s NO [NONEXISTENT] Mailbox Nowhere does not exist"],
+        )
+
+    def test_status(self) -> None:
+        """STATUS reports counts without selecting."""
+        self.fill(M1, M3)
+        self.successResultOf(
+            self.world.store.mail.setFlags(ALICE, INBOX, [1], frozenset({"\\Seen"}), "add")
+        )
+        session = self.login()
+        info = self.folders()[INBOX]
+        self.assertEqual(
+            session.command("t STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)"),
+            [
+                f'* STATUS "INBOX" (MESSAGES 2 RECENT 0 UIDNEXT 3 '
+                f"UIDVALIDITY {info.uidValidity} UNSEEN 1)",
+                "t OK STATUS completed",
+            ],
+        )
+        self.assertEqual(session.command("t STATUS INBOX (BOGUS)")[0][:5], "t BAD")
+        self.assertEqual(
+            session.command("t STATUS Nowhere (MESSAGES)"),
+            ["t NO [NONEXISTENT] Mailbox Nowhere does not exist"],
+        )
+
+    def test_namespace(self) -> None:
+        """NAMESPACE: one personal namespace with '/'."""
+        session = self.login()
+        self.assertEqual(
+            session.command("n NAMESPACE"),
+            ['* NAMESPACE (("" "/")) NIL NIL', "n OK NAMESPACE command completed"],
+        )
+
+    def test_enable(self) -> None:
+        """ENABLE enables nothing this server does not offer."""
+        session = self.login()
+        self.assertEqual(
+            session.command("e ENABLE CONDSTORE"),
+            ["* ENABLED", "e OK ENABLE completed"],
+        )
+
+
+class SelectTests(IMAPTestCase):
+    def test_select(self) -> None:
+        """SELECT reports flags, counts, the first unseen, UIDVALIDITY, UIDNEXT."""
+        self.fill(M1, M3)
+        self.successResultOf(
+            self.world.store.mail.setFlags(
+                ALICE, INBOX, [1], frozenset({"\\Seen", "$Work"}), "add"
+            )
+        )
+        session = self.login()
+        validity = self.folders()[INBOX].uidValidity
+        self.assertEqual(
+            session.command("s SELECT inbox"),
+            [
+                "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)",
+                "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen"
+                " \\Draft $Work \\*)] Flags permitted",
+                "* 2 EXISTS",
+                "* 0 RECENT",
+                "* OK [UNSEEN 2] First unseen",
+                f"* OK [UIDVALIDITY {validity}] UIDs valid",
+                "* OK [UIDNEXT 3] Predicted next UID",
+                "s OK [READ-WRITE] SELECT completed",
+            ],
+        )
+        self.assertEqual(session.protocol.state, "select")
+
+    def test_examine(self) -> None:
+        """EXAMINE is read-only: STORE, EXPUNGE and MOVE are refused."""
+        self.fill(M1)
+        session = self.login()
+        lines = session.command("e EXAMINE INBOX")
+        self.assertEqual(lines[-1], "e OK [READ-ONLY] EXAMINE completed")
+        self.assertIn("* OK [PERMANENTFLAGS ()] Flags permitted", lines)
+        refused = "NO [READ-ONLY] The mailbox is read-only (EXAMINE)"
+        self.assertEqual(session.command("s STORE 1 +FLAGS \\Seen"), [f"s {refused}"])
+        self.assertEqual(session.command("x EXPUNGE"), [f"x {refused}"])
+        self.assertEqual(session.command("m MOVE 1 Trash"), [f"m {refused}"])
+        session.command("f FETCH 1 BODY[]")
+        self.assertEqual(self.rows()[0].flags, frozenset())
+
+    def test_selectMissing(self) -> None:
+        """A failed SELECT leaves no mailbox selected."""
+        session = self.selected()
+        self.assertEqual(
+            session.command("s SELECT Nowhere"),
+            ["s NO [NONEXISTENT] Mailbox Nowhere does not exist"],
+        )
+        self.assertEqual(session.protocol.state, "auth")
+
+    def test_closeAndUnselect(self) -> None:
+        """
+        CLOSE removes \\Deleted messages without EXPUNGE responses;
+        UNSELECT removes nothing.
+        """
+        self.fill(M1, M3)
+        session = self.selected()
+        session.command("s STORE 1:2 +FLAGS.SILENT (\\Deleted)")
+        self.assertEqual(session.command("u UNSELECT"), ["u OK UNSELECT completed"])
+        self.assertEqual(len(self.rows()), 2)
+        self.selected(session=None)
+        session.command("s SELECT INBOX")
+        self.assertEqual(session.command("c CLOSE"), ["c OK CLOSE completed"])
+        self.assertEqual(self.rows(), [])
+        self.assertEqual(session.protocol.state, "auth")
+
+
+class AppendTests(IMAPTestCase):
+    def test_append(self) -> None:
+        """
+        APPEND stores the message byte for byte with its flags and date
+        and answers with APPENDUID.
+        """
+        session = self.login()
+        validity = self.folders()["Drafts"].uidValidity
+        lines = session.send(b"p APPEND Drafts (\\Draft $Later) \"05-Jan-2024 10:30:00 +0100\" {%d}\r\n" % len(M1))
+        self.assertEqual(lines, ["+ Ready for literal data"])
+        lines = session.send(M1 + b"\r\n")
+        self.assertEqual(lines, [f"p OK [APPENDUID {validity} 1] APPEND completed"])
+        [row] = self.rows("Drafts")
+        self.assertEqual(row.flags, frozenset({"\\Draft", "$Later"}))
+        self.assertEqual(row.internalDate, 1704447000.0)
+        self.assertEqual(self.body(1, "Drafts"), M1)
+        self.assertEqual(self.world.status.counter("imap", "appended"), 1)
+
+    def test_appendLiteralPlus(self) -> None:
+        """A LITERAL+ APPEND needs no invitation."""
+        session = self.login()
+        lines = session.send(b"p APPEND INBOX {%d+}\r\n%s\r\n" % (len(M3), M3))
+        self.assertTrue(lines[0].startswith("p OK [APPENDUID "), lines)
+        self.assertEqual(self.body(1), M3)
+
+    def test_appendMailboxLiteral(self) -> None:
+        """The mailbox name may itself be a literal."""
+        session = self.login()
+        session.send(b"p APPEND {4+}\r\nSent {%d+}\r\n%s\r\n" % (len(M1), M1))
+        self.assertEqual(self.body(1, "Sent"), M1)
+
+    def test_appendTryCreate(self) -> None:
+        """APPEND to a missing folder: NO [TRYCREATE] before the literal."""
+        session = self.login()
+        self.assertEqual(
+            session.command("p APPEND Nowhere {10}"),
+            ["p NO [TRYCREATE] Mailbox Nowhere does not exist"],
+        )
+        self.assertEqual(session.command("n NOOP"), ["n OK NOOP completed"])
+
+    def test_appendTooBig(self) -> None:
+        """
+        A message over the limit is refused before it is sent; a
+        LITERAL+ one is read, thrown away and refused.
+        """
+        session = self.login()
+        self.assertEqual(
+            session.command("p APPEND INBOX {20000}"),
+            ["p NO [TOOBIG] Message larger than 10000 bytes"],
+        )
+        lines = session.send(b"q APPEND INBOX {20000+}\r\n" + b"x" * 20000 + b"\r\nn NOOP\r\n")
+        self.assertEqual(
+            lines, ["q NO [TOOBIG] Message larger than 10000 bytes", "n OK NOOP completed"]
+        )
+        self.assertEqual(self.rows(), [])
+
+    def test_appendOverQuota(self) -> None:
+        """APPEND past the quota: NO [OVERQUOTA]."""
+        self.world = MailWorld(quota=100)
+        session = self.login()
+        self.assertEqual(
+            session.command("p APPEND INBOX {200}"), ["p NO [OVERQUOTA] Quota exceeded"]
+        )
+
+    def test_appendErrors(self) -> None:
+        """A bad date, an empty message, \\Recent, a quoted message are refused."""
+        session = self.login()
+        self.assertEqual(
+            session.send(b'p APPEND INBOX "31-Feb-2024 10:00:00 +0000" {3+}\r\nabc\r\n'),
+            ["p BAD Invalid date-time '31-Feb-2024 10:00:00 +0000'"],
+        )
+        self.assertEqual(
+            session.send(b"p APPEND INBOX {0}\r\n"),
+            ["p NO [CANNOT] An empty message cannot be stored"],
+        )
+        self.assertEqual(
+            session.send(b"p APPEND INBOX (\\Recent) {3+}\r\nabc\r\n"),
+            ["p BAD Unknown system flag \\Recent"],
+        )
+        self.assertEqual(
+            session.command('p APPEND INBOX "abc"'), ["p BAD The message must be a literal"]
+        )
+        self.assertEqual(self.rows(), [])
+
+    def test_appendToSelected(self) -> None:
+        """APPEND to the selected folder announces the new message."""
+        session = self.selected()
+        lines = session.send(b"p APPEND INBOX {%d+}\r\n%s\r\n" % (len(M1), M1))
+        self.assertEqual(lines[0], "* 1 EXISTS")
+        self.assertTrue(lines[1].startswith("p OK [APPENDUID"))
