@@ -791,7 +791,7 @@ class AppendTests(IMAPTestCase):
             ["p BAD Unknown system flag \\Recent"],
         )
         self.assertEqual(
-            session.command('p APPEND INBOX "abc"'), ["p BAD The message must be a literal"]
+            session.command("p APPEND INBOX abc"), ["p BAD The message must be a literal"]
         )
         self.assertEqual(self.rows(), [])
 
