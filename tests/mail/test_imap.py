@@ -8,8 +8,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from twisted.logger import globalLogPublisher
 from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 from twisted.mail.interfaces import INamespacePresenter
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -37,9 +37,7 @@ M2 = (
     b"--b1\r\n"
     b"Content-Type: text/plain; charset=utf-8\r\n"
     b"Content-Transfer-Encoding: base64\r\n"
-    b"\r\n"
-    + base64.b64encode("Déjeuner à midi\r\n".encode())
-    + b"\r\n"
+    b"\r\n" + base64.b64encode("Déjeuner à midi\r\n".encode()) + b"\r\n"
     b"--b1\r\n"
     b"Content-Type: message/rfc822\r\n"
     b"\r\n"
@@ -72,7 +70,9 @@ class IMAPTestCase(SynchronousTestCase):
         self.assertTrue(lines[-1].startswith("a OK"), lines)
         return session
 
-    def selected(self, folder: str = "INBOX", session: Session | None = None) -> Session:
+    def selected(
+        self, folder: str = "INBOX", session: Session | None = None
+    ) -> Session:
         session = self.login(session)
         lines = session.command(f"s SELECT {folder}")
         self.assertTrue(lines[-1].startswith("s OK"), lines)
@@ -154,9 +154,7 @@ class ConnectionTests(IMAPTestCase):
         """Without a certificate STARTTLS is refused, and not offered."""
         session = self.connect(peer="192.0.2.7")
         self.assertNotIn("STARTTLS", session.command("c CAPABILITY")[0])
-        self.assertEqual(
-            session.command("t STARTTLS"), ["t NO TLS is not available"]
-        )
+        self.assertEqual(session.command("t STARTTLS"), ["t NO TLS is not available"])
 
     def test_noopAndLogout(self) -> None:
         """NOOP answers OK; LOGOUT says BYE and closes."""
@@ -230,14 +228,18 @@ class LoginTests(IMAPTestCase):
         user = ALICE.encode()
         lines = session.send(b"a LOGIN {%d}\r\n" % len(user))
         self.assertEqual(lines, ["+ Ready for literal data"])
-        lines = session.send(user + b" {%d+}\r\n%s\r\n" % (len(PASSWORD), PASSWORD.encode()))
+        lines = session.send(
+            user + b" {%d+}\r\n%s\r\n" % (len(PASSWORD), PASSWORD.encode())
+        )
         self.assertTrue(lines[-1].startswith("a OK"), lines)
 
     def test_loginQuoted(self) -> None:
         """Quoted strings with escapes are understood."""
         self.world.store.users._users[ALICE] = self.world.store.users._users[
             ALICE
-        ].__class__(ALICE, __import__("appnet.auth").auth.hashPassword('p"w\\1', log2n=4))
+        ].__class__(
+            ALICE, __import__("appnet.auth").auth.hashPassword('p"w\\1', log2n=4)
+        )
         session = self.connect()
         lines = session.command(f'a LOGIN "{ALICE}" "p\\"w\\\\1"')
         self.assertTrue(lines[-1].startswith("a OK"), lines)
@@ -287,11 +289,17 @@ class LoginTests(IMAPTestCase):
     def test_stateRules(self) -> None:
         """Commands of a later state are refused with BAD before login."""
         session = self.connect()
-        self.assertEqual(session.command("s SELECT INBOX"), ["s BAD SELECT is not allowed now"])
-        self.assertEqual(session.command("f FETCH 1 FLAGS"), ["f BAD FETCH is not allowed now"])
+        self.assertEqual(
+            session.command("s SELECT INBOX"), ["s BAD SELECT is not allowed now"]
+        )
+        self.assertEqual(
+            session.command("f FETCH 1 FLAGS"), ["f BAD FETCH is not allowed now"]
+        )
         self.login(session)
         self.assertEqual(session.command(LOGIN), ["a BAD LOGIN is not allowed now"])
-        self.assertEqual(session.command("f FETCH 1 FLAGS"), ["f BAD FETCH is not allowed now"])
+        self.assertEqual(
+            session.command("f FETCH 1 FLAGS"), ["f BAD FETCH is not allowed now"]
+        )
 
     def test_accountInterfaces(self) -> None:
         """The avatar provides IIMAPAccount and INamespacePresenter."""
@@ -461,7 +469,7 @@ class FolderTests(IMAPTestCase):
             ['* LIST (\\HasChildren) "/" "Work/2024"', "l OK LIST completed"],
         )
         self.assertEqual(
-            session.command('l LIST Work/ *'),
+            session.command("l LIST Work/ *"),
             [
                 '* LIST (\\HasChildren) "/" "Work/2024"',
                 '* LIST (\\HasNoChildren) "/" "Work/2024/Q1"',
@@ -501,7 +509,8 @@ class FolderTests(IMAPTestCase):
         """inbox matches INBOX."""
         session = self.login()
         self.assertEqual(
-            session.command("l LIST \"\" inbox")[0], '* LIST (\\HasNoChildren) "/" "INBOX"'
+            session.command('l LIST "" inbox')[0],
+            '* LIST (\\HasNoChildren) "/" "INBOX"',
         )
 
     def test_createErrors(self) -> None:
@@ -609,12 +618,16 @@ class FolderTests(IMAPTestCase):
         """STATUS reports counts without selecting."""
         self.fill(M1, M3)
         self.successResultOf(
-            self.world.store.mail.setFlags(ALICE, INBOX, [1], frozenset({"\\Seen"}), "add")
+            self.world.store.mail.setFlags(
+                ALICE, INBOX, [1], frozenset({"\\Seen"}), "add"
+            )
         )
         session = self.login()
         info = self.folders()[INBOX]
         self.assertEqual(
-            session.command("t STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)"),
+            session.command(
+                "t STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)"
+            ),
             [
                 f'* STATUS "INBOX" (MESSAGES 2 RECENT 0 UIDNEXT 3 '
                 f"UIDVALIDITY {info.uidValidity} UNSEEN 1)",
@@ -719,7 +732,10 @@ class AppendTests(IMAPTestCase):
         """
         session = self.login()
         validity = self.folders()["Drafts"].uidValidity
-        lines = session.send(b"p APPEND Drafts (\\Draft $Later) \"05-Jan-2024 10:30:00 +0100\" {%d}\r\n" % len(M1))
+        lines = session.send(
+            b'p APPEND Drafts (\\Draft $Later) "05-Jan-2024 10:30:00 +0100" {%d}\r\n'
+            % len(M1)
+        )
         self.assertEqual(lines, ["+ Ready for literal data"])
         lines = session.send(M1 + b"\r\n")
         self.assertEqual(lines, [f"p OK [APPENDUID {validity} 1] APPEND completed"])
@@ -761,9 +777,12 @@ class AppendTests(IMAPTestCase):
             session.command("p APPEND INBOX {20000}"),
             ["p NO [TOOBIG] Message larger than 10000 bytes"],
         )
-        lines = session.send(b"q APPEND INBOX {20000+}\r\n" + b"x" * 20000 + b"\r\nn NOOP\r\n")
+        lines = session.send(
+            b"q APPEND INBOX {20000+}\r\n" + b"x" * 20000 + b"\r\nn NOOP\r\n"
+        )
         self.assertEqual(
-            lines, ["q NO [TOOBIG] Message larger than 10000 bytes", "n OK NOOP completed"]
+            lines,
+            ["q NO [TOOBIG] Message larger than 10000 bytes", "n OK NOOP completed"],
         )
         self.assertEqual(self.rows(), [])
 
@@ -779,7 +798,9 @@ class AppendTests(IMAPTestCase):
         """A bad date, an empty message, \\Recent, a quoted message are refused."""
         session = self.login()
         self.assertEqual(
-            session.send(b'p APPEND INBOX "31-Feb-2024 10:00:00 +0000" {3+}\r\nabc\r\n'),
+            session.send(
+                b'p APPEND INBOX "31-Feb-2024 10:00:00 +0000" {3+}\r\nabc\r\n'
+            ),
             ["p BAD Invalid date-time '31-Feb-2024 10:00:00 +0000'"],
         )
         self.assertEqual(
@@ -791,7 +812,8 @@ class AppendTests(IMAPTestCase):
             ["p BAD Unknown system flag \\Recent"],
         )
         self.assertEqual(
-            session.command("p APPEND INBOX abc"), ["p BAD The message must be a literal"]
+            session.command("p APPEND INBOX abc"),
+            ["p BAD The message must be a literal"],
         )
         self.assertEqual(self.rows(), [])
 
@@ -801,3 +823,454 @@ class AppendTests(IMAPTestCase):
         lines = session.send(b"p APPEND INBOX {%d+}\r\n%s\r\n" % (len(M1), M1))
         self.assertEqual(lines[0], "* 1 EXISTS")
         self.assertTrue(lines[1].startswith("p OK [APPENDUID"))
+
+
+class FetchTests(IMAPTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.fill(M1, M2, M3)
+        self.session = self.selected()
+
+    def fetch(self, query: str) -> list[str]:
+        return self.session.command(f"f {query}")
+
+    def test_indexItems(self) -> None:
+        """FLAGS, UID, RFC822.SIZE and INTERNALDATE come from the index."""
+        self.assertEqual(
+            self.fetch("FETCH 1:* (FLAGS UID RFC822.SIZE INTERNALDATE)"),
+            [
+                f'* 1 FETCH (FLAGS () UID 1 RFC822.SIZE {len(M1)} INTERNALDATE "01-Jan-1970 00:00:00 +0000")',
+                f'* 2 FETCH (FLAGS () UID 2 RFC822.SIZE {len(M2)} INTERNALDATE "01-Jan-1970 00:00:00 +0000")',
+                f'* 3 FETCH (FLAGS () UID 3 RFC822.SIZE {len(M3)} INTERNALDATE "01-Jan-1970 00:00:00 +0000")',
+                "f OK FETCH completed",
+            ],
+        )
+
+    def test_macros(self) -> None:
+        """FAST, ALL and FULL expand to their items."""
+        [fast, _] = self.fetch("FETCH 1 FAST")
+        self.assertTrue(fast.startswith("* 1 FETCH (FLAGS () INTERNALDATE "))
+        [full, _] = self.fetch("FETCH 1 FULL")
+        self.assertIn(" ENVELOPE (", full)
+        self.assertIn(
+            ' BODY ("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 7 1))', full
+        )
+
+    def test_envelope(self) -> None:
+        """
+        ENVELOPE: encoded words left for the client, groups, sender and
+        reply-to defaulting to from.
+        """
+        [line, _] = self.fetch("FETCH 2 ENVELOPE")
+        andre = '("=?utf-8?q?Andr=C3=A9?=" NIL "andre" "example.net")'
+        self.assertEqual(
+            line,
+            '* 2 FETCH (ENVELOPE ("Mon, 1 Jan 2024 10:00:00 +0000"'
+            ' "=?utf-8?q?R=C3=A9union?="'
+            f" ({andre}) ({andre}) ({andre})"
+            ' ((NIL NIL "Friends" NIL) (NIL NIL "a" "b.example")'
+            ' (NIL NIL "c" "d.example") (NIL NIL NIL NIL))'
+            ' ((NIL NIL "carol" "example.org")) NIL NIL "<m2@example.net>"))',
+        )
+
+    def test_bodystructure(self) -> None:
+        """BODYSTRUCTURE of a multipart with a message/rfc822 part."""
+        [line, _] = self.fetch("FETCH 2 BODYSTRUCTURE")
+        self.assertEqual(
+            line,
+            '* 2 FETCH (BODYSTRUCTURE (("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL'
+            ' "BASE64" 28 1 NIL NIL NIL NIL)'
+            ' ("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 28'
+            ' (NIL "inner" NIL NIL NIL NIL NIL NIL NIL NIL)'
+            ' ("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 10 1 NIL NIL NIL NIL)'
+            ' 3 NIL NIL NIL NIL) "MIXED" ("BOUNDARY" "b1") NIL NIL NIL))',
+        )
+
+    def test_sections(self) -> None:
+        """Parts, their MIME headers, and a contained message's sections."""
+        data = self.session.send(
+            b"f FETCH 2 (BODY.PEEK[1] BODY.PEEK[1.MIME] BODY.PEEK[2.HEADER]"
+            b" BODY.PEEK[2.TEXT] BODY.PEEK[2.1] BODY.PEEK[9])\r\n"
+        )
+        text = "\n".join(data)
+        encoded = b64("Déjeuner à midi\r\n".encode())
+        self.assertIn(f"BODY[1] {{{len(encoded)}}}\n{encoded}", text)
+        self.assertIn(
+            "BODY[1.MIME] {78}\nContent-Type: text/plain; charset=utf-8\n"
+            "Content-Transfer-Encoding: base64\n\n",
+            text,
+        )
+        self.assertIn("BODY[2.HEADER] {18}\nSubject: inner\n", text)
+        self.assertIn("BODY[2.TEXT] {10}\ninner body", text)
+        self.assertIn("BODY[2.1] {10}\ninner body", text)
+        self.assertIn("BODY[9] NIL", text)
+        self.assertEqual(self.rows()[1].flags, frozenset())
+
+    def test_headerFields(self) -> None:
+        """HEADER.FIELDS and .NOT return the raw lines; partial slices."""
+        raw = self.session.read()
+        self.session.protocol.dataReceived(
+            b"f FETCH 1 (BODY.PEEK[HEADER.FIELDS (subject from)]"
+            b" BODY.PEEK[HEADER.FIELDS.NOT (From To)] BODY.PEEK[]<5.9>)\r\n"
+        )
+        raw = self.session.read()
+        self.assertEqual(
+            raw,
+            b"* 1 FETCH (BODY[HEADER.FIELDS (subject from)] {45}\r\n"
+            b"From: Bob <bob@example.org>\r\nSubject: one\r\n\r\n"
+            b" BODY[HEADER.FIELDS.NOT (From To)] {16}\r\nSubject: one\r\n\r\n"
+            b" BODY[]<5> {9}\r\n Bob <bob)\r\n"
+            b"f OK FETCH completed\r\n",
+        )
+
+    def test_bodySetsSeen(self) -> None:
+        """BODY[] marks the message \\Seen and reports the flags; PEEK does not."""
+        self.session.read()
+        self.session.protocol.dataReceived(b"f FETCH 1 BODY.PEEK[]\r\n")
+        self.assertEqual(
+            self.session.read(),
+            b"* 1 FETCH (BODY[] {%d}\r\n%s)\r\nf OK FETCH completed\r\n"
+            % (len(M1), M1),
+        )
+        self.assertEqual(self.rows()[0].flags, frozenset())
+        self.session.protocol.dataReceived(b"f FETCH 1 BODY[TEXT]\r\n")
+        self.assertEqual(
+            self.session.read(),
+            b"* 1 FETCH (BODY[TEXT] {7}\r\nfirst\r\n FLAGS (\\Seen))\r\n"
+            b"f OK FETCH completed\r\n",
+        )
+        self.assertEqual(self.rows()[0].flags, frozenset({"\\Seen"}))
+
+    def test_rfc822(self) -> None:
+        """RFC822, RFC822.HEADER and RFC822.TEXT."""
+        self.session.read()
+        self.session.protocol.dataReceived(
+            b"f FETCH 3 (RFC822.HEADER RFC822.TEXT RFC822)\r\n"
+        )
+        header, _, text = M3.partition(b"\r\n\r\n")
+        header += b"\r\n\r\n"
+        self.assertEqual(
+            self.session.read(),
+            b"* 3 FETCH (RFC822.HEADER {%d}\r\n%s RFC822.TEXT {%d}\r\n%s"
+            b" RFC822 {%d}\r\n%s FLAGS (\\Seen))\r\nf OK FETCH completed\r\n"
+            % (len(header), header, len(text), text, len(M3), M3),
+        )
+
+    def test_uidFetch(self) -> None:
+        """UID FETCH takes UIDs, skips missing ones and always gives UID."""
+        self.assertEqual(
+            self.fetch("UID FETCH 2:9,20 FLAGS"),
+            [
+                "* 2 FETCH (UID 2 FLAGS ())",
+                "* 3 FETCH (UID 3 FLAGS ())",
+                "f OK FETCH completed",
+            ],
+        )
+        self.assertEqual(
+            self.fetch("UID FETCH 7:* UID"),
+            ["* 3 FETCH (UID 3)", "f OK FETCH completed"],
+        )
+
+    def test_badFetches(self) -> None:
+        """Bad sequence sets and items get BAD; the session goes on."""
+        self.assertEqual(
+            self.fetch("FETCH 4 FLAGS"), ["f BAD Invalid message number 4"]
+        )
+        self.assertEqual(self.fetch("FETCH 0 FLAGS"), ["f BAD Invalid sequence set 0"])
+        self.assertEqual(self.fetch("FETCH 1:x FLAGS")[0][:5], "f BAD")
+        self.assertEqual(
+            self.fetch("FETCH 1,,2 FLAGS"), ["f BAD Invalid sequence set 1,,2"]
+        )
+        self.assertEqual(self.fetch("FETCH 1 (FLAGS"), ["f BAD Expected a space"])
+        self.assertEqual(self.fetch("FETCH 1 FROB"), ["f BAD Unknown fetch item FROB"])
+        self.assertEqual(
+            self.fetch("FETCH 1 BODY[1.FROB]"), ["f BAD Invalid section 1.FROB"]
+        )
+        self.assertEqual(
+            self.fetch("FETCH 1 BODY[MIME]"), ["f BAD Invalid section MIME"]
+        )
+        self.assertEqual(self.fetch("FETCH 1 BODY[]<0.0>")[0][:5], "f BAD")
+        self.assertEqual(
+            self.fetch("FETCH 1 UID"), ["* 1 FETCH (UID 1)", "f OK FETCH completed"]
+        )
+
+    def test_emptyMailbox(self) -> None:
+        """FETCH by number in an empty mailbox is BAD; by UID finds nothing."""
+        session = self.selected("Sent")
+        self.assertEqual(
+            session.command("f FETCH 1:* FLAGS"), ["f BAD No messages in the mailbox"]
+        )
+        self.assertEqual(
+            session.command("f UID FETCH 1:* FLAGS"), ["f OK FETCH completed"]
+        )
+
+    def test_largeMessageStreams(self) -> None:
+        """
+        A message larger than a chunk is sent from its file in pieces,
+        byte for byte.
+        """
+        big = b"Subject: big\r\n\r\n" + b"0123456789abcdef" * 40000
+        self.fill(big)
+        self.assertEqual(self.session.command("n NOOP")[0], "* 4 EXISTS")
+        self.session.protocol.dataReceived(
+            b"f FETCH 4 (UID BODY.PEEK[] BODY.PEEK[TEXT]<3.5>)\r\n"
+        )
+        expected = b"* 4 FETCH (UID 4 BODY[] {%d}\r\n%s BODY[TEXT]<3> {5}\r\n34567)\r\n"
+        self.assertEqual(
+            self.session.read(),
+            expected % (len(big), big) + b"f OK FETCH completed\r\n",
+        )
+
+
+class SearchTests(IMAPTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.fill(M1, M2, M3)
+        mail = self.world.store.mail
+        self.successResultOf(
+            mail.setFlags(ALICE, INBOX, [1], frozenset({"\\Seen", "$Work"}), "add")
+        )
+        self.successResultOf(
+            mail.setFlags(ALICE, INBOX, [3], frozenset({"\\Flagged"}), "add")
+        )
+        self.session = self.selected()
+
+    def search(self, query: str | bytes) -> str:
+        if isinstance(query, str):
+            query = query.encode()
+        lines = self.session.send(b"s " + query + b"\r\n")
+        self.assertEqual(lines[-1], "s OK SEARCH completed", lines)
+        [result] = [line for line in lines if line.startswith("* SEARCH")]
+        return result[len("* SEARCH") :].strip()
+
+    def test_flags(self) -> None:
+        """Flag and keyword keys."""
+        self.assertEqual(self.search("SEARCH SEEN"), "1")
+        self.assertEqual(self.search("SEARCH UNSEEN"), "2 3")
+        self.assertEqual(self.search("SEARCH FLAGGED UNSEEN"), "3")
+        self.assertEqual(self.search("SEARCH KEYWORD $Work"), "1")
+        self.assertEqual(self.search("SEARCH UNKEYWORD $Work"), "2 3")
+        self.assertEqual(self.search("SEARCH ALL"), "1 2 3")
+        self.assertEqual(self.search("SEARCH NEW"), "")
+        self.assertEqual(self.search("SEARCH OLD"), "1 2 3")
+
+    def test_numbersAndSizes(self) -> None:
+        """Sequence sets, UID sets, LARGER and SMALLER."""
+        self.assertEqual(self.search("SEARCH 2:*"), "2 3")
+        self.assertEqual(self.search("SEARCH UID 1,3"), "1 3")
+        self.assertEqual(self.search(f"SEARCH LARGER {len(M3)}"), "1 2")
+        self.assertEqual(self.search(f"SEARCH SMALLER {len(M1)}"), "3")
+        self.assertEqual(self.search("UID SEARCH 2:3"), "2 3")
+
+    def test_headers(self) -> None:
+        """Header keys match decoded text, case-insensitively."""
+        self.assertEqual(self.search("SEARCH FROM bob"), "1")
+        self.assertEqual(self.search('SEARCH FROM "andré"'), "2")
+        self.assertEqual(self.search('SEARCH SUBJECT "réunion"'), "2")
+        self.assertEqual(self.search("SEARCH HEADER X-Tag BLUE"), "3")
+        self.assertEqual(self.search('SEARCH HEADER X-Tag ""'), "3")
+        self.assertEqual(self.search("SEARCH TO friends"), "2")
+        self.assertEqual(self.search("SEARCH CC carol"), "2")
+        self.assertEqual(self.search("SEARCH BCC carol"), "")
+
+    def test_text(self) -> None:
+        """BODY looks in decoded text parts; TEXT in headers too."""
+        self.assertEqual(self.search('SEARCH BODY "déjeuner"'), "2")
+        self.assertEqual(self.search("SEARCH BODY inner"), "2")
+        self.assertEqual(self.search("SEARCH BODY three"), "")
+        self.assertEqual(self.search("SEARCH TEXT three"), "3")
+        self.assertEqual(
+            self.search(
+                "SEARCH CHARSET UTF-8 BODY {9+}\r\nd\xc3\xa9jeuner".encode("latin-1")
+            ),
+            "2",
+        )
+
+    def test_logic(self) -> None:
+        """OR, NOT and parentheses."""
+        self.assertEqual(self.search("SEARCH OR SEEN FLAGGED"), "1 3")
+        self.assertEqual(self.search("SEARCH NOT SEEN"), "2 3")
+        self.assertEqual(self.search("SEARCH (OR 1 3) NOT FLAGGED"), "1")
+        self.assertEqual(self.search("SEARCH NOT (SUBJECT one)"), "2 3")
+
+    def test_dates(self) -> None:
+        """Arrival dates and sent dates (the Date field, else arrival)."""
+        self.assertEqual(self.search("SEARCH ON 1-Jan-1970"), "1 2 3")
+        self.assertEqual(self.search("SEARCH SINCE 2-Jan-1970"), "")
+        self.assertEqual(self.search('SEARCH BEFORE "2-Jan-1970"'), "1 2 3")
+        self.assertEqual(self.search("SEARCH SENTSINCE 1-Jan-2024"), "2")
+        self.assertEqual(self.search("SEARCH SENTON 1-Jan-2024"), "2")
+        self.assertEqual(self.search("SEARCH SENTBEFORE 1-Jan-2000"), "1 3")
+
+    def test_uidSearch(self) -> None:
+        """UID SEARCH answers with UIDs."""
+        self.world.deliver(ALICE, M1)
+        self.session.command("x STORE 1 +FLAGS.SILENT (\\Deleted)")
+        self.session.command("x EXPUNGE")
+        self.assertEqual(self.search("UID SEARCH FROM bob"), "4")
+        self.assertEqual(self.search("SEARCH FROM bob"), "3")
+
+    def test_errors(self) -> None:
+        """Unknown keys and charsets, bad dates are refused."""
+        self.assertEqual(
+            self.session.command("s SEARCH FROBNICATE"),
+            ["s BAD Unknown search key FROBNICATE"],
+        )
+        self.assertEqual(
+            self.session.command("s SEARCH CHARSET KOI8-R FROM x"),
+            ["s NO [BADCHARSET (US-ASCII UTF-8)] Unsupported charset KOI8-R"],
+        )
+        self.assertEqual(
+            self.session.command("s SEARCH SINCE 31-Feb-2024")[0][:5], "s BAD"
+        )
+        self.assertEqual(self.session.command("s SEARCH (SEEN")[0][:5], "s BAD")
+        self.assertEqual(self.session.command("s SEARCH")[0][:5], "s BAD")
+
+
+class StoreTests(IMAPTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.fill(M1, M2, M3)
+        self.session = self.selected()
+
+    def flags(self) -> list[frozenset[str]]:
+        return [row.flags for row in self.rows()]
+
+    def test_store(self) -> None:
+        """+FLAGS, -FLAGS and FLAGS answer with the new flags."""
+        self.assertEqual(
+            self.session.command("t STORE 1:2 +FLAGS (\\Seen $Work)"),
+            [
+                "* 1 FETCH (FLAGS ($Work \\Seen))",
+                "* 2 FETCH (FLAGS ($Work \\Seen))",
+                "t OK STORE completed",
+            ],
+        )
+        self.assertEqual(
+            self.session.command("t STORE 2 -FLAGS $Work"),
+            ["* 2 FETCH (FLAGS (\\Seen))", "t OK STORE completed"],
+        )
+        self.assertEqual(
+            self.session.command("t STORE 3 FLAGS (\\flagged)"),
+            ["* 3 FETCH (FLAGS (\\Flagged))", "t OK STORE completed"],
+        )
+        self.assertEqual(
+            self.flags(),
+            [
+                frozenset({"\\Seen", "$Work"}),
+                frozenset({"\\Seen"}),
+                frozenset({"\\Flagged"}),
+            ],
+        )
+
+    def test_silentAndUID(self) -> None:
+        """.SILENT answers nothing; UID STORE adds the UID."""
+        self.assertEqual(
+            self.session.command("t STORE 1 +FLAGS.SILENT \\Seen"),
+            ["t OK STORE completed"],
+        )
+        self.assertEqual(
+            self.session.command("t UID STORE 3 +FLAGS \\Answered"),
+            ["* 3 FETCH (FLAGS (\\Answered) UID 3)", "t OK STORE completed"],
+        )
+
+    def test_storeErrors(self) -> None:
+        """Unknown actions, system flags and \\Recent are refused."""
+        self.assertEqual(
+            self.session.command("t STORE 1 FROB \\Seen"),
+            ["t BAD Unknown STORE action FROB"],
+        )
+        self.assertEqual(
+            self.session.command("t STORE 1 +FLAGS \\Bogus"),
+            ["t BAD Unknown system flag \\Bogus"],
+        )
+        self.assertEqual(
+            self.session.command("t STORE 1 +FLAGS \\Recent"),
+            ["t BAD Unknown system flag \\Recent"],
+        )
+        self.assertEqual(
+            self.session.command("t STORE 9 +FLAGS \\Seen"),
+            ["t BAD Invalid message number 9"],
+        )
+
+
+class CopyMoveTests(IMAPTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.fill(M1, M2, M3)
+        self.session = self.selected()
+        self.trash = self.folders()["Trash"].uidValidity
+
+    def test_copy(self) -> None:
+        """COPY answers with COPYUID and keeps the source."""
+        self.assertEqual(
+            self.session.command("c COPY 1,3 Trash"),
+            [f"c OK [COPYUID {self.trash} 1,3 1,2] COPY completed"],
+        )
+        self.assertEqual(len(self.rows("Trash")), 2)
+        self.assertEqual(len(self.rows()), 3)
+        self.assertEqual(self.body(2, "Trash"), M3)
+
+    def test_uidCopyRanges(self) -> None:
+        """UID COPY; consecutive UIDs are given as ranges."""
+        self.assertEqual(
+            self.session.command("c UID COPY 1:3 Trash"),
+            [f"c OK [COPYUID {self.trash} 1:3 1,2,3] COPY completed"],
+        )
+
+    def test_copyErrors(self) -> None:
+        """A missing target gets TRYCREATE; nothing to copy is fine."""
+        self.assertEqual(
+            self.session.command("c COPY 1 Nowhere"),
+            ["c NO [TRYCREATE] Mailbox Nowhere does not exist"],
+        )
+        self.assertEqual(
+            self.session.command("c UID COPY 10:20 Trash"),
+            ["c OK COPY completed (no messages)"],
+        )
+
+    def test_move(self) -> None:
+        """MOVE: COPYUID untagged, EXPUNGE for each message, then OK."""
+        self.assertEqual(
+            self.session.command("m MOVE 1:2 Trash"),
+            [
+                f"* OK [COPYUID {self.trash} 1:2 1,2] Moved",
+                "* 2 EXPUNGE",
+                "* 1 EXPUNGE",
+                "m OK MOVE completed",
+            ],
+        )
+        self.assertEqual([r.uid for r in self.rows()], [3])
+        self.assertEqual(
+            self.session.command("f FETCH 1 UID"),
+            ["* 1 FETCH (UID 3)", "f OK FETCH completed"],
+        )
+
+    def test_uidMove(self) -> None:
+        """UID MOVE by UID."""
+        lines = self.session.command("m UID MOVE 3 Junk")
+        self.assertEqual(lines[1:], ["* 3 EXPUNGE", "m OK MOVE completed"])
+
+
+class ExpungeTests(IMAPTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.fill(M1, M2, M3, M1)
+        self.session = self.selected()
+        self.session.command("t STORE 2,4 +FLAGS.SILENT (\\Deleted)")
+
+    def test_expunge(self) -> None:
+        """EXPUNGE removes \\Deleted messages and reports each."""
+        self.assertEqual(
+            self.session.command("x EXPUNGE"),
+            ["* 4 EXPUNGE", "* 2 EXPUNGE", "x OK EXPUNGE completed"],
+        )
+        self.assertEqual([r.uid for r in self.rows()], [1, 3])
+
+    def test_uidExpunge(self) -> None:
+        """UID EXPUNGE removes only the named \\Deleted messages."""
+        self.assertEqual(
+            self.session.command("x UID EXPUNGE 1:3"),
+            ["* 2 EXPUNGE", "x OK EXPUNGE completed"],
+        )
+        self.assertEqual([r.uid for r in self.rows()], [1, 3, 4])

@@ -245,9 +245,11 @@ def render(
                 loaded.header = readHeader(f)
     pieces: list[Piece] = []
     text = [b"* %d FETCH (" % seq]
+    added = [0]
 
     def add(name: bytes, value: bytes) -> None:
-        text.append((b" " if len(text) > 1 else b"") + name + b" " + value)
+        text.append((b" " if added[0] else b"") + name + b" " + value)
+        added[0] += 1
 
     if uid and not any(i.name == "UID" for i in items):
         add(b"UID", b"%d" % info.uid)
