@@ -14,6 +14,7 @@ from twisted.mail.interfaces import INamespacePresenter
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from appnet.auth import hashPassword
 from appnet.mail.imap import IIMAPAccount, IMAPAccount
 from appnet.mail.imap.server import IMAP_MASK, MAX_BAD
 from appnet.store.interfaces import INBOX, DeliveryTarget
@@ -22,7 +23,10 @@ from tests.mail.helpers import ALICE, BOB, PASSWORD, MailWorld, Session
 
 LOGIN = f"a LOGIN {ALICE} {PASSWORD}"
 
-M1 = b"From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: one\r\n\r\nfirst\r\n"
+M1 = (
+    b"From: Bob <bob@example.org>\r\nTo: alice@example.org\r\n"
+    b"Subject: one\r\n\r\nfirst\r\n"
+)
 M2 = (
     b"From: =?utf-8?q?Andr=C3=A9?= <andre@example.net>\r\n"
     b"To: Friends: a@b.example, c@d.example;\r\n"
@@ -108,9 +112,11 @@ class ConnectionTests(IMAPTestCase):
         [greeting] = session.lines()
         self.assertTrue(greeting.startswith("* OK [CAPABILITY IMAP4rev1 "))
         caps = greeting.split("[", 1)[1].split("]")[0].split()
-        for cap in ("LITERAL+", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
-                    "SPECIAL-USE", "ID", "ENABLE", "SASL-IR", "AUTH=PLAIN",
-                    "AUTH=LOGIN", "APPENDLIMIT=10000", "UNSELECT", "CHILDREN"):  # fmt: skip
+        expected = (
+            "LITERAL+ IDLE NAMESPACE UIDPLUS MOVE SPECIAL-USE ID ENABLE SASL-IR"
+            " AUTH=PLAIN AUTH=LOGIN APPENDLIMIT=10000 UNSELECT CHILDREN"
+        )
+        for cap in expected.split():
             self.assertIn(cap, caps)
         self.assertNotIn("LOGINDISABLED", caps)
 
@@ -235,10 +241,9 @@ class LoginTests(IMAPTestCase):
 
     def test_loginQuoted(self) -> None:
         """Quoted strings with escapes are understood."""
-        self.world.store.users._users[ALICE] = self.world.store.users._users[
-            ALICE
-        ].__class__(
-            ALICE, __import__("appnet.auth").auth.hashPassword('p"w\\1', log2n=4)
+        users = self.world.store.users
+        self.successResultOf(
+            users.setPasswordHash(ALICE, hashPassword('p"w\\1', log2n=4))
         )
         session = self.connect()
         lines = session.command(f'a LOGIN "{ALICE}" "p\\"w\\\\1"')
@@ -839,9 +844,11 @@ class FetchTests(IMAPTestCase):
         self.assertEqual(
             self.fetch("FETCH 1:* (FLAGS UID RFC822.SIZE INTERNALDATE)"),
             [
-                f'* 1 FETCH (FLAGS () UID 1 RFC822.SIZE {len(M1)} INTERNALDATE "01-Jan-1970 00:00:00 +0000")',
-                f'* 2 FETCH (FLAGS () UID 2 RFC822.SIZE {len(M2)} INTERNALDATE "01-Jan-1970 00:00:00 +0000")',
-                f'* 3 FETCH (FLAGS () UID 3 RFC822.SIZE {len(M3)} INTERNALDATE "01-Jan-1970 00:00:00 +0000")',
+                f"* {n} FETCH (FLAGS () UID {n} RFC822.SIZE {len(m)}"
+                f' INTERNALDATE "01-Jan-1970 00:00:00 +0000")'
+                for n, m in ((1, M1), (2, M2), (3, M3))
+            ]
+            + [
                 "f OK FETCH completed",
             ],
         )
@@ -882,7 +889,8 @@ class FetchTests(IMAPTestCase):
             ' "BASE64" 28 1 NIL NIL NIL NIL)'
             ' ("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 28'
             ' (NIL "inner" NIL NIL NIL NIL NIL NIL NIL NIL)'
-            ' ("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 10 1 NIL NIL NIL NIL)'
+            ' ("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 10 1'
+            " NIL NIL NIL NIL)"
             ' 3 NIL NIL NIL NIL) "MIXED" ("BOUNDARY" "b1") NIL NIL NIL))',
         )
 
