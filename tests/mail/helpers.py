@@ -132,7 +132,7 @@ class MailWorld:
         options.update(kw)
         return IMAPServerFactory(
             hostname="imap.example.org",
-            store=self.store.mail,
+            store=options.pop("store", self.store.mail),
             auth=self.auth,
             realm=self.realm,
             status=self.status,

@@ -6,6 +6,7 @@ string transport over the in-memory store.
 from __future__ import annotations
 
 import base64
+import io
 from typing import Any
 
 from twisted.internet.testing import EventLoggingObserver
@@ -17,7 +18,7 @@ from zope.interface.verify import verifyObject
 from appnet.auth import hashPassword
 from appnet.mail.imap import IIMAPAccount, IMAPAccount
 from appnet.mail.imap.server import IMAP_MASK, MAX_BAD
-from appnet.store.interfaces import INBOX, DeliveryTarget
+from appnet.store.interfaces import INBOX, DeliveryTarget, MessageBody
 from appnet.trace import Transcript
 from tests.mail.helpers import ALICE, BOB, PASSWORD, MailWorld, Session
 
@@ -1282,3 +1283,267 @@ class ExpungeTests(IMAPTestCase):
             ["* 2 EXPUNGE", "x OK EXPUNGE completed"],
         )
         self.assertEqual([r.uid for r in self.rows()], [1, 3, 4])
+
+
+class SessionsTests(IMAPTestCase):
+    """Two sessions on one folder see each other's changes."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.fill(M1, M2, M3)
+        self.a = self.selected()
+        self.b = self.selected()
+
+    def test_flags(self) -> None:
+        """A flag change by one session shows in the other as FETCH FLAGS."""
+        self.b.command("t STORE 1 +FLAGS.SILENT (\\Seen)")
+        self.assertEqual(
+            self.a.command("n NOOP"),
+            ["* 1 FETCH (UID 1 FLAGS (\\Seen))", "n OK NOOP completed"],
+        )
+        self.assertEqual(self.a.command("n NOOP"), ["n OK NOOP completed"])
+
+    def test_expungeWaitsForAllowedCommand(self) -> None:
+        """
+        Another session's expunge is not announced during FETCH, STORE or
+        SEARCH (sequence numbers must not shift); a FETCH of the gone
+        message's body gets NO [EXPUNGEISSUED]; NOOP announces it.
+        """
+        self.b.command("t STORE 2 +FLAGS.SILENT (\\Deleted)")
+        self.b.command("x EXPUNGE")
+        lines = self.a.command("f FETCH 1:3 UID")
+        self.assertEqual(
+            lines,
+            [
+                "* 1 FETCH (UID 1)",
+                "* 2 FETCH (UID 2)",
+                "* 3 FETCH (UID 3)",
+                "f OK FETCH completed",
+            ],
+        )
+        self.assertEqual(
+            self.a.command("f FETCH 2 BODY.PEEK[]"),
+            ["f NO [EXPUNGEISSUED] Some messages were expunged by another session"],
+        )
+        self.assertEqual(
+            self.a.command("s SEARCH ALL"), ["* SEARCH 1 2 3", "s OK SEARCH completed"]
+        )
+        self.assertEqual(
+            self.a.command("n NOOP"), ["* 2 EXPUNGE", "n OK NOOP completed"]
+        )
+        self.assertEqual(
+            self.a.command("f FETCH 2 UID"),
+            ["* 2 FETCH (UID 3)", "f OK FETCH completed"],
+        )
+
+    def test_uidCommandsMayExpunge(self) -> None:
+        """UID FETCH may announce an expunge (RFC 3501 7.4.1)."""
+        self.b.command("t STORE 1 +FLAGS.SILENT (\\Deleted)")
+        self.b.command("x EXPUNGE")
+        self.assertEqual(
+            self.a.command("f UID FETCH 1:* UID"),
+            [
+                "* 1 EXPUNGE",
+                "* 1 FETCH (UID 2)",
+                "* 2 FETCH (UID 3)",
+                "f OK FETCH completed",
+            ],
+        )
+
+    def test_delivery(self) -> None:
+        """A delivery shows as EXISTS at the next command."""
+        self.world.deliver(ALICE, M1)
+        self.assertEqual(
+            self.a.command("n NOOP"), ["* 4 EXISTS", "n OK NOOP completed"]
+        )
+
+    def test_persistence(self) -> None:
+        """UIDVALIDITY, UIDs and flags are the same in a new session."""
+        first = [
+            line for line in self.a.command("s SELECT INBOX") if "UIDVALIDITY" in line
+        ]
+        self.a.command("t STORE 3 +FLAGS.SILENT ($Later)")
+        self.a.command("l LOGOUT")
+        c = self.selected()
+        again = [line for line in c.command("s SELECT INBOX") if "UIDVALIDITY" in line]
+        self.assertEqual(first, again)
+        self.assertEqual(
+            c.command("f FETCH 3 (UID FLAGS)")[0], "* 3 FETCH (UID 3 FLAGS ($Later))"
+        )
+
+    def test_mailboxDeleted(self) -> None:
+        """When another session deletes the selected folder: BYE."""
+        a = self.selected("Trash")
+        self.a.command("d DELETE Trash")
+        lines = a.command("n NOOP")
+        self.assertEqual(lines, ["* BYE Selected mailbox was deleted or renamed"])
+        self.assertTrue(a.transport.disconnecting)
+
+
+class IdleTests(IMAPTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.fill(M1)
+        self.session = self.selected()
+
+    def test_idle(self) -> None:
+        """
+        During IDLE deliveries, flag changes and expunges are reported at
+        once; DONE ends it.
+        """
+        self.assertEqual(self.session.command("i IDLE"), ["+ idling"])
+        self.world.deliver(ALICE, M3)
+        self.assertEqual(self.session.lines(), ["* 2 EXISTS"])
+        other = self.selected()
+        other.command("t STORE 1 +FLAGS.SILENT (\\Flagged)")
+        self.assertEqual(self.session.lines(), ["* 1 FETCH (UID 1 FLAGS (\\Flagged))"])
+        other.command("t STORE 1 +FLAGS.SILENT (\\Deleted)")
+        other.command("x EXPUNGE")
+        self.assertEqual(
+            self.session.lines(),
+            ["* 1 FETCH (UID 1 FLAGS (\\Deleted \\Flagged))", "* 1 EXPUNGE"],
+        )
+        self.assertEqual(self.session.command("DONE"), ["i OK IDLE terminated"])
+        self.assertEqual(
+            self.session.command("f FETCH 1 UID"),
+            ["* 1 FETCH (UID 2)", "f OK FETCH completed"],
+        )
+
+    def test_keepalive(self) -> None:
+        """IDLE sends '* OK Still here' every two minutes."""
+        self.session.command("i IDLE")
+        self.world.clock.advance(120)
+        self.assertEqual(self.session.lines(), ["* OK Still here"])
+        self.world.clock.advance(120)
+        self.assertEqual(self.session.lines(), ["* OK Still here"])
+        self.session.command("DONE")
+        self.world.clock.advance(120)
+        self.assertEqual(self.session.lines(), [])
+
+    def test_notDone(self) -> None:
+        """Anything but DONE ends IDLE with BAD; the session goes on."""
+        self.session.command("i IDLE")
+        self.assertEqual(
+            self.session.command("n NOOP"), ["i BAD Expected DONE to end IDLE"]
+        )
+        self.assertEqual(self.session.command("n NOOP"), ["n OK NOOP completed"])
+
+    def test_idleAuthenticated(self) -> None:
+        """IDLE works without a selected mailbox."""
+        session = self.login()
+        self.assertEqual(session.command("i IDLE"), ["+ idling"])
+        self.world.deliver(ALICE, M3)
+        self.assertEqual(session.command("DONE"), ["i OK IDLE terminated"])
+
+    def test_idleTimeout(self) -> None:
+        """IDLE does not outlive the idle timeout."""
+        self.session.command("i IDLE")
+        self.world.clock.advance(1801)
+        self.assertIn("* BYE Autologout; idle for too long", self.session.lines())
+
+
+class _CountingFile:
+    def __init__(self, data: bytes, counter: list[int]) -> None:
+        self._file = io.BytesIO(data)
+        self._counter = counter
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self._counter[0] += len(data)
+        return data
+
+    def seek(self, offset: int) -> int:
+        return self._file.seek(offset)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> _CountingFile:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
+
+
+class CountingStore:
+    """A mail store that records which message bodies are opened and read."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.batches: list[int] = []
+        self.bytesRead = [0]
+
+    def openMessages(self, owner: str, name: str, uids: Any) -> Any:
+        self.batches.append(len(uids))
+
+        def wrap(bodies: Any) -> Any:
+            return {
+                uid: MessageBody(
+                    body.size,
+                    lambda body=body: _CountingFile(body.open().read(), self.bytesRead),
+                )
+                for uid, body in bodies.items()
+            }
+
+        return self.real.openMessages(owner, name, uids).addCallback(wrap)
+
+    def openMessage(self, owner: str, name: str, uid: int) -> Any:
+        raise AssertionError("messages are opened in batches")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+class LargeMailboxTests(IMAPTestCase):
+    """10,000 messages: index data never opens a file, SEARCH reads headers."""
+
+    COUNT = 10000
+
+    def setUp(self) -> None:
+        super().setUp()
+        mail = self.world.store.mail
+        folder = mail._get(ALICE, INBOX)
+        for i in range(self.COUNT):
+            subject = b"needle" if i % 1000 == 7 else b"hay %d" % i
+            data = b"Subject: " + subject + b"\r\n\r\n" + b"body text\r\n" * 50
+            folder.add(data, frozenset(), float(i))
+        self.store = CountingStore(mail)
+        session = self.connect(store=self.store)
+        self.session = self.selected(session=session)
+
+    def test_fetchFlagsUID(self) -> None:
+        """FETCH 1:* (FLAGS UID) answers every message without opening one."""
+        lines = self.session.command("f FETCH 1:* (FLAGS UID)")
+        self.assertEqual(len(lines), self.COUNT + 1)
+        self.assertEqual(lines[-2], f"* {self.COUNT} FETCH (FLAGS () UID {self.COUNT})")
+        self.assertEqual(self.store.batches, [])
+
+    def test_searchHeaders(self) -> None:
+        """
+        SEARCH SUBJECT reads header sections only, a batch at a time.
+        """
+        lines = self.session.command("s SEARCH SUBJECT needle")
+        self.assertEqual(
+            lines[0],
+            "* SEARCH " + " ".join(str(i + 1) for i in range(7, self.COUNT, 1000)),
+        )
+        self.assertEqual(sum(self.store.batches), self.COUNT)
+        self.assertLessEqual(max(self.store.batches), 500)
+
+    def test_searchReadsHeadersOnly(self) -> None:
+        """A header search reads little beyond each header section."""
+        big = b"Subject: big\r\n\r\n" + b"x" * 100000
+        for _ in range(3):
+            self.world.deliver(ALICE, big)
+        self.session.command("n NOOP")
+        self.session.command(f"s SEARCH {self.COUNT + 1}:* SUBJECT big")
+        self.assertLessEqual(self.store.bytesRead[0], 3 * 4096)
+        self.session.command(f"s SEARCH {self.COUNT + 1}:* BODY nothing")
+        self.assertGreater(self.store.bytesRead[0], 3 * 100000)
+
+    def test_fetchBodiesInBatches(self) -> None:
+        """FETCH of bodies opens messages in bounded batches."""
+        lines = self.session.command("f FETCH 1:200 BODY.PEEK[]")
+        self.assertEqual(lines[-1], "f OK FETCH completed")
+        self.assertEqual(sum(self.store.batches), 200)
+        self.assertLessEqual(max(self.store.batches), 64)

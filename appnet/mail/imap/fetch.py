@@ -282,6 +282,9 @@ def render(
                 pieces.append(b"".join(text))
                 pieces.append(content)
                 text = [b""]
+    if not added[0]:
+        # Nothing left to say of a message expunged meanwhile.
+        return []
     text.append(b")\r\n")
     pieces.append(b"".join(text))
     return pieces

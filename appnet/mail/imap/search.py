@@ -85,10 +85,15 @@ class Candidate:
 
 
 def readHeader(f: BinaryIO) -> bytes:
-    """Read a message's header section (up to L{MAX_HEADER} bytes)."""
+    """
+    Read a message's header section (up to L{MAX_HEADER} bytes), reading
+    little past its end.
+    """
     data = b""
+    want = 4096
     while len(data) < MAX_HEADER:
-        chunk = f.read(16384)
+        chunk = f.read(want)
+        want = min(want * 2, 65536)
         if not chunk:
             return data
         searchFrom = max(0, len(data) - 3)

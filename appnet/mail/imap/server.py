@@ -985,7 +985,7 @@ class IMAPServer(LineQueue, IMAP4Server):
 
     async def cmd_SEARCH(self, tag: bytes, args: Arguments, uid: bool) -> Done:
         criterion = searching.parseSearch(args)
-        await self._announce(False)
+        await self._announce(uid)
         mailbox = self._mailbox()
         limits = searching.Limits(mailbox.count, mailbox.lastUID)
         rows = mailbox.rows()
@@ -1018,8 +1018,9 @@ class IMAPServer(LineQueue, IMAP4Server):
         numbers = args.sequenceSet()
         args.sp()
         items = fetching.parseFetch(args)
-        # Flags other sessions changed are reported fresh.
-        await self._announce(False)
+        # Flags other sessions changed are reported fresh (and expunges, in
+        # a UID FETCH, which may announce them).
+        await self._announce(uid)
         mailbox = self._mailbox()
         messages = mailbox.select(numbers, uid)
         producer = self.transport
