@@ -160,6 +160,15 @@ class IIMAPAccount(Interface):
     ) -> Deferred[tuple[int, int]]:
         """File a message durably; fires with (UIDVALIDITY, UID)."""
 
+    def checkAppend(name: str, size: int) -> Deferred[None]:
+        """Fail (TRYCREATE, OVERQUOTA) if an APPEND would be refused."""
+
+    def copy(
+        name: str, uids: Sequence[int], dest: str, move: bool
+    ) -> Deferred[tuple[int, Mapping[int, int]]]:
+        """Copy or move messages; fires with the target's UIDVALIDITY and
+        source to new UIDs."""
+
 
 def _failure(error: Exception, name: str, missing: str = "NONEXISTENT") -> Exception:
     if isinstance(error, NoSuchFolder):
