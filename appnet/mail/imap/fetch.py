@@ -19,6 +19,7 @@ for the transport to drain; it is replaced.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import BinaryIO
 
 from attrs import frozen
@@ -186,6 +187,35 @@ def parseFetch(args: Arguments) -> list[FetchItem]:
     return items
 
 
+@lru_cache(maxsize=1024)
+def flagList(flags: frozenset[str]) -> bytes:
+    """A FLAGS value (cached: most messages share a few sets of flags)."""
+    return atoms(sorted(flags))
+
+
+def renderIndex(
+    seq: int, info: MessageInfo, items: Sequence[FetchItem], uid: bool
+) -> bytes:
+    """
+    A FETCH response of index items only (FLAGS, UID, INTERNALDATE,
+    RFC822.SIZE): the fast path for C{FETCH 1:* (FLAGS UID)}.
+    """
+    values = []
+    if uid and not any(i.name == "UID" for i in items):
+        values.append(b"UID %d" % info.uid)
+    for item in items:
+        name = item.name
+        if name == "FLAGS":
+            values.append(b"FLAGS " + flagList(info.flags))
+        elif name == "UID":
+            values.append(b"UID %d" % info.uid)
+        elif name == "RFC822.SIZE":
+            values.append(b"RFC822.SIZE %d" % info.size)
+        else:
+            values.append(b"INTERNALDATE " + formatDateTime(info.internalDate))
+    return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(values))
+
+
 @frozen
 class Range:
     """
@@ -256,7 +286,7 @@ def render(
     for item in items:
         name = item.name
         if name == "FLAGS":
-            add(b"FLAGS", atoms(sorted(flags)))
+            add(b"FLAGS", flagList(flags))
         elif name == "UID":
             add(b"UID", b"%d" % info.uid)
         elif name == "INTERNALDATE":

@@ -1061,10 +1061,10 @@ class IMAPServer(LineQueue, IMAP4Server):
             if needs == fetching.INDEX:
                 batch = messages[i : i + _INDEX_BATCH]
                 i += len(batch)
-                out = []
-                for seq, row in batch:
-                    out += fetching.render(seq, row, None, items, row.flags, uid, 0)
-                self.transport.write(b"".join(out))  # type: ignore[arg-type]
+                render = fetching.renderIndex
+                self.transport.write(
+                    b"".join([render(seq, row, items, uid) for seq, row in batch])
+                )
                 await self._drained()
                 continue
             batch, total = [], 0
