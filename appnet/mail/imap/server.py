@@ -47,6 +47,13 @@ guarantees:
   loopback (Twisted offers LOGIN whenever it has no TLS context); logins
   go through the shared throttled portal; AUTHENTICATE PLAIN and LOGIN
   with SASL-IR; failures carry RFC 5530 codes.
+
+No message is C{\\Recent}: the flag needs a per-message record of which
+session was the first to see it, across processes, for a flag IMAP4rev2
+(RFC 9051) has dropped and clients no longer use; so RECENT is 0, and
+SEARCH RECENT and NEW match nothing (as Gmail and other IMAP4rev2-minded
+servers do). CONDSTORE, QRESYNC, LIST-EXTENDED, MULTIAPPEND, BINARY and
+UTF8=ACCEPT are not offered, so ENABLE enables nothing.
 """
 
 from __future__ import annotations
