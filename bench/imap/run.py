@@ -166,9 +166,7 @@ def dovecotCommand(root: str, work: str, count: int) -> str:
             "default_login_user = nobody\ndefault_internal_user = nobody\n"
             "ssl = no\n"
         )
-    environment = (
-        f"env LD_LIBRARY_PATH={root}/usr/lib/dovecot USER=bench HOME={home}"
-    )
+    environment = f"env LD_LIBRARY_PATH={root}/usr/lib/dovecot USER=bench HOME={home}"
     command = (
         f"{environment} {root}/usr/bin/doveconf -c {config}"
         f" -e {root}/usr/lib/dovecot/imap 2>>{home}/stderr"
