@@ -273,7 +273,11 @@ class CertOptions(Command):
 COMMANDS: list[tuple[str, str, str]] = [
     ("user", "appnet.cli:UserOptions", "Manage accounts."),
     ("cert", "appnet.cli:CertOptions", "Make a self-signed TLS certificate."),
-    ("mail", "appnet.mail.cli:MailOptions", "Send mail and fetch it over POP3."),
+    (
+        "mail",
+        "appnet.mail.cli:MailOptions",
+        "Send mail, fetch it over POP3, manage it over IMAP.",
+    ),
     ("fetch", "appnet.web.cli:FetchOptions", "Download a URL over HTTP or HTTPS."),
     ("dig", "appnet.dns.cli:DigOptions", "Ask a DNS server, print it like dig."),
 ]

@@ -446,6 +446,15 @@ class IMAPConfig(ListenerConfig):
 
     listen: tuple[str, ...] = _listen("tcp:1143:interface=127.0.0.1")
     idle_timeout: float = _idle(1800)
+    max_literal_size: int = _setting(
+        64 * 1024,
+        _size,
+        "largest literal in a command other than APPEND"
+        " (APPEND: mail.max_message_size)",
+    )
+    idle_keepalive: float = _setting(
+        120.0, _duration, "send '* OK Still here' this often during IDLE (0: never)"
+    )
 
 
 @frozen

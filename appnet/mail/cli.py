@@ -1,13 +1,17 @@
 """
-C{appnet mail send} and C{appnet mail fetch}: a small mail user agent.
+C{appnet mail send}, C{appnet mail fetch} and C{appnet mail imap}: a small
+mail user agent.
 
 C{send} composes a MIME message (text, attachments) and submits it with
 STARTTLS and AUTH; C{fetch} downloads a POP3 maildrop into C{.eml} files
 named by UIDL, keeping mail on the server (C{--keep}, the default: only
 messages not already in the directory are downloaded) or deleting it
-(C{--delete}). Servers are verified against the platform's certificates
-and, when present, the data directory's own (C{appnet cert}); C{--cafile}
-names another, C{--insecure} turns verification off.
+(C{--delete}). C{imap ls} lists folders (with counts) or a folder's
+messages, C{imap fetch} saves messages as C{.eml} files (or prints one),
+C{imap move} moves messages between folders. Servers are verified
+against the platform's certificates and, when present, the data
+directory's own (C{appnet cert}); C{--cafile} names another,
+C{--insecure} turns verification off.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from appnet.cli import Command, CommandError, Context
 from appnet.config import parseHostPort
 from appnet.mail.client import FetchedMessage, MailClientError, fetch, send
 from appnet.mail.compose import attachmentFromFile, compose
+from appnet.mail.imapclient import IMAPMessage, IMAPSession, connectIMAP
 
-__all__ = ["MailOptions", "MailSend", "MailFetch"]
+__all__ = ["MailOptions", "MailSend", "MailFetch", "MailIMAP"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -242,15 +247,208 @@ class MailFetch(_ClientCommand):
         context.say(f"{len(written)} new messages in {out} ({action})")
 
 
-class MailOptions(usage.Options):
-    """Send and fetch mail."""
+class _IMAPCommand(_ClientCommand):
+    optParameters = [
+        ["imap", None, "localhost:1143", "IMAP server HOST:PORT."],
+        ["user", None, None, "Account to log in as."],
+        ["cafile", None, None, "Trust the certificates in this PEM file."],
+    ]
 
-    synopsis = "send|fetch ..."
+    def postOptions(self) -> None:
+        if not self["user"]:
+            raise usage.UsageError("--user is required")
+
+    async def session(self, context: Context) -> IMAPSession:
+        host, port = self.address("imap", 143)
+        assert self.password is not None
+        try:
+            return await connectIMAP(
+                context.reactor,
+                host,
+                port,
+                username=self["user"],
+                password=self.password,
+                tls=self.tlsMode(),
+                trustRoot=await self.trustRoot(context),
+                verify=not self["insecure"],
+            )
+        except MailClientError as e:
+            raise CommandError(str(e)) from None
+
+    async def run(self, context: Context) -> None:
+        session = await self.session(context)
+        try:
+            await self.work(context, session)
+        except MailClientError as e:
+            raise CommandError(str(e)) from None
+        finally:
+            try:
+                await session.logout()
+            except MailClientError:
+                pass
+
+    async def work(self, context: Context, session: IMAPSession) -> None:
+        raise NotImplementedError
+
+    def uids(self, args: list[str]) -> list[int]:
+        try:
+            uids = [int(a) for a in args]
+        except ValueError:
+            raise usage.UsageError("UIDs are numbers") from None
+        if any(u <= 0 for u in uids):
+            raise usage.UsageError("UIDs are positive numbers")
+        return uids
+
+
+class IMAPList(_IMAPCommand):
+    """List folders, or the messages of one folder."""
+
+    synopsis = "--user NAME [--imap HOST:PORT] [FOLDER]"
+
+    def parseArgs(self, folder: str | None = None) -> None:
+        self.folder = folder
+
+    async def work(self, context: Context, session: IMAPSession) -> None:
+        if self.folder is None:
+            for entry in await session.listFolders():
+                if not entry.selectable:
+                    context.say(f"{entry.name}/")
+                    continue
+                status = await session.status(entry.name)
+                special = " ".join(a for a in entry.attributes if a not in _STRUCTURAL)
+                context.say(
+                    f"{entry.name}\t{status.messages} messages,"
+                    f" {status.unseen} unseen{'  ' + special if special else ''}"
+                )
+            return
+        count = await session.select(self.folder)
+        uids = await session.search("ALL")
+        for summary in await session.summaries(uids):
+            flags = " ".join(summary.flags) or "-"
+            context.say(
+                f"{summary.uid}\t{summary.date}\t{summary.size}\t{flags}"
+                f"\t{summary.sender}\t{summary.subject}"
+            )
+        context.say(f"{count} messages in {self.folder}")
+
+
+_STRUCTURAL = {"\\HasChildren", "\\HasNoChildren", "\\Noselect", "\\Marked",
+               "\\Unmarked"}  # fmt: skip
+
+
+class IMAPFetch(_IMAPCommand):
+    """Save messages as .eml files, or print one."""
+
+    synopsis = "--user NAME [--folder FOLDER] [--search QUERY] [--out DIR] [UID...]"
+    optParameters = _IMAPCommand.optParameters + [
+        ["folder", None, "INBOX", "Folder to fetch from."],
+        ["search", None, None, "IMAP search keys (default: ALL, or the UIDs)."],
+        ["out", None, None, "Directory for the .eml files (default: print)."],
+    ]
+
+    def parseArgs(self, *uids: str) -> None:
+        self.wanted = self.uids(list(uids))
+
+    async def work(self, context: Context, session: IMAPSession) -> None:
+        await session.select(self["folder"])
+        if self.wanted and not self["search"]:
+            uids = self.wanted
+        else:
+            found = await session.search(self["search"] or "ALL")
+            uids = [u for u in found if not self.wanted or u in self.wanted]
+        out = self["out"]
+        if out is None:
+            if len(uids) != 1:
+                raise CommandError(
+                    f"{len(uids)} messages match: name one UID, or give --out DIR"
+                )
+            [message] = await session.fetch(uids)
+            stream = getattr(context.out, "buffer", None)
+            if stream is None:
+                context.out.write(message.data.decode("utf-8", "replace"))
+            else:
+                context.out.flush()
+                stream.write(message.data)
+                stream.flush()
+            return
+        try:
+            await deferToThread(os.makedirs, out, exist_ok=True)
+        except OSError as e:
+            raise CommandError(f"cannot create {out}: {e.strerror}") from None
+        status = await session.status(self["folder"])
+        prefix = _SAFE.sub("_", self["folder"])
+        written: list[str] = []
+
+        def sink(message: IMAPMessage) -> None:
+            name = f"{prefix}-{status.uidValidity}-{message.uid}.eml"
+            target = os.path.join(out, name)
+            temporary = target + ".part"
+            with open(temporary, "wb") as f:
+                f.write(message.data)
+            os.replace(temporary, target)
+            written.append(target)
+
+        await session.fetch(uids, sink)
+        for target in written:
+            context.say(target)
+        context.say(f"{len(written)} messages saved in {out}")
+
+
+class IMAPMove(_IMAPCommand):
+    """Move messages to another folder."""
+
+    synopsis = "--user NAME [--folder FOLDER] --to FOLDER (UID... | --search QUERY)"
+    optParameters = _IMAPCommand.optParameters + [
+        ["folder", None, "INBOX", "Folder to move from."],
+        ["to", None, None, "Folder to move to."],
+        ["search", None, None, "Move the messages these search keys match."],
+    ]
+
+    def parseArgs(self, *uids: str) -> None:
+        self.wanted = self.uids(list(uids))
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        if not self["to"]:
+            raise usage.UsageError("--to is required")
+        if not self.wanted and not self["search"]:
+            raise usage.UsageError("name UIDs or give --search")
+
+    async def work(self, context: Context, session: IMAPSession) -> None:
+        await session.select(self["folder"])
+        uids = self.wanted
+        if self["search"]:
+            found = await session.search(self["search"])
+            uids = [u for u in found if not self.wanted or u in self.wanted]
+        await session.move(uids, self["to"])
+        context.say(f"{len(uids)} messages moved from {self['folder']} to {self['to']}")
+
+
+class MailIMAP(usage.Options):
+    """Work with an IMAP account."""
+
+    synopsis = "ls|fetch|move ..."
     subCommands: Any = [
-        ["send", None, MailSend, "Compose and submit a message."],
-        ["fetch", None, MailFetch, "Download a POP3 maildrop into .eml files."],
+        ["ls", None, IMAPList, "List folders, or a folder's messages."],
+        ["fetch", None, IMAPFetch, "Save messages as .eml files, or print one."],
+        ["move", None, IMAPMove, "Move messages to another folder."],
     ]
 
     def postOptions(self) -> None:
         if self.subCommand is None:
-            raise usage.UsageError("say send or fetch")
+            raise usage.UsageError("say ls, fetch or move")
+
+
+class MailOptions(usage.Options):
+    """Send and fetch mail."""
+
+    synopsis = "send|fetch|imap ..."
+    subCommands: Any = [
+        ["send", None, MailSend, "Compose and submit a message."],
+        ["fetch", None, MailFetch, "Download a POP3 maildrop into .eml files."],
+        ["imap", None, MailIMAP, "List, fetch and move mail over IMAP."],
+    ]
+
+    def postOptions(self) -> None:
+        if self.subCommand is None:
+            raise usage.UsageError("say send, fetch or imap")

@@ -391,3 +391,24 @@ def fetch(
         return Failure(MailClientError(f"POP3: {text or type(error).__name__}"))
 
     return Deferred.fromCoroutine(run()).addErrback(translate)
+
+
+#: The IMAP client lives in L{appnet.mail.imapclient}; it is part of this
+#: API, imported on first use (that module builds on this one).
+_IMAP_NAMES = (
+    "FolderEntry",
+    "FolderStatus",
+    "IMAPMessage",
+    "IMAPSession",
+    "MessageSummary",
+    "connectIMAP",
+)
+__all__ += _IMAP_NAMES
+
+
+def __getattr__(name: str) -> Any:
+    if name in _IMAP_NAMES:
+        from appnet.mail import imapclient
+
+        return getattr(imapclient, name)
+    raise AttributeError(name)

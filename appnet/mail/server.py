@@ -1,16 +1,22 @@
 """
 The mail family's part of the stack: one builder serving C{smtp} (the MX
-role), C{submission} and C{pop3} over the shared store, authenticator and
-TLS material. IMAP joins the same family later: it registers its account
-type on the L{MailRealm} this builder makes (see L{buildMail}).
+role), C{submission}, C{pop3} and C{imap} over the shared store,
+authenticator and TLS material. Each protocol registers its avatar type
+on the one L{MailRealm} this builder makes (see L{buildMail}).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
 from twisted.mail.interfaces import IMailboxPOP3
 
 from appnet.errors import ConfigError
 from appnet.mail.delivery import Delivery
+from appnet.mail.imap import IMAP_MASK, IIMAPAccount, IMAPServerFactory, accountFactory
+from appnet.mail.imap import refusal as imapRefusal
 from appnet.mail.pop3 import POP3_MASK, POP3ServerFactory, maildropFactory
 from appnet.mail.pop3 import refusal as pop3Refusal
 from appnet.mail.realm import MailRealm
@@ -63,7 +69,7 @@ def makeRouter(ctx: StackContext) -> Router:
 
 def buildMail(ctx: StackContext) -> Component:
     """
-    SMTP (MX and submission) and POP3 for the stack.
+    SMTP (MX and submission), POP3 and IMAP for the stack.
     """
     config = ctx.config
     router = makeRouter(ctx)
@@ -72,6 +78,10 @@ def buildMail(ctx: StackContext) -> Component:
     # session refreshes it every third of that).
     lockTTL = 180.0
     realm.register(IMailboxPOP3, maildropFactory(ctx.store.mail, ctx.reactor, lockTTL))
+    realm.register(
+        IIMAPAccount,
+        accountFactory(ctx.store.mail, ctx.store.users, config.mail.quota or None),
+    )
     tlsOptions = ctx.tls.serverOptions() if ctx.tls is not None else None
     delivery = Delivery(ctx.store, ctx.reactor.seconds)
     hostname = config.hostname
@@ -116,10 +126,30 @@ def buildMail(ctx: StackContext) -> Component:
         tlsOptions=tlsOptions,
         idleTimeout=config.pop3.idle_timeout,
     )
+    reactor = ctx.reactor
+
+    def blocking(fn: Any, *args: Any) -> Deferred[Any]:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+
+    imap = IMAPServerFactory(
+        hostname=hostname,
+        store=ctx.store.mail,
+        auth=ctx.auth,
+        realm=realm,
+        status=ctx.status,
+        clock=ctx.reactor,
+        blocking=blocking,
+        tlsOptions=tlsOptions,
+        idleTimeout=config.imap.idle_timeout,
+        idleKeepalive=config.imap.idle_keepalive,
+        maxAppendSize=config.mail.max_message_size,
+        maxLiteralSize=config.imap.max_literal_size,
+    )
     return Component(
         listening=[
             Listening("smtp", mx, smtpRefusal(hostname), SMTP_MASK),
             Listening("submission", submission, smtpRefusal(hostname), SMTP_MASK),
             Listening("pop3", pop3, pop3Refusal(hostname), POP3_MASK),
+            Listening("imap", imap, imapRefusal(hostname), IMAP_MASK),
         ]
     )

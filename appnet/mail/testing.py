@@ -13,6 +13,11 @@ way to see what was delivered.
             await myApp.signUp(smtpHost=host, smtpPort=port, ...)
             [message] = await mail.deliveredTo("alice@example.org")
             self.assertEqual(message.message["Subject"], "Welcome")
+
+IMAP is there too: C{mail.address("imap")}, C{await mail.imap(address)}
+for a logged-in L{appnet.mail.imapclient.IMAPSession}, and
+C{mail.folders(address)} / C{mail.messages(address, folder)} to look at
+folders and flags directly in the store.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from typing import Any
 from attrs import define, frozen
 
 from appnet.mail.envelope import Mailbox
+from appnet.mail.imapclient import IMAPSession, connectIMAP
 from appnet.mail.server import makeRouter
-from appnet.store.interfaces import INBOX
+from appnet.store.interfaces import INBOX, FolderInfo
 from appnet.testing import RunningStack, startStack
 
 __all__ = ["MailStack", "StoredMessage", "startMail", "passwordFor"]
@@ -70,7 +76,7 @@ class MailStack:
     passwords: dict[str, str]
 
     def address(self, service: str) -> tuple[str, int]:
-        """Where C{smtp}, C{submission} or C{pop3} listens."""
+        """Where C{smtp}, C{submission}, C{pop3} or C{imap} listens."""
         return self.running.address(service)
 
     @property
@@ -105,6 +111,41 @@ class MailStack:
             with body.open() as f:
                 result.append(StoredMessage(info.uid, info.flags, f.read()))
         return result
+
+    async def folders(self, address: str) -> list[FolderInfo]:
+        """An account's folders (INBOX first), with counts."""
+        return list(await self.store.mail.listFolders(address))
+
+    async def messages(self, address: str, folder: str = INBOX) -> list[StoredMessage]:
+        """The messages of one of an account's folders, with their flags."""
+        mail = self.store.mail
+        result = []
+        for info in await mail.listMessages(address, folder):
+            body = await mail.openMessage(address, folder, info.uid)
+            with body.open() as f:
+                result.append(StoredMessage(info.uid, info.flags, f.read()))
+        return result
+
+    async def imap(self, address: str) -> IMAPSession:
+        """
+        An IMAP session logged in as C{address} (STARTTLS if the stack has
+        a certificate, verified against it). Log it out when done.
+        """
+        host, port = self.address("imap")
+        cert = self.running.dataDir.tlsCert
+        trustRoot = None
+        if cert.exists():
+            with open(cert.path, "rb") as f:
+                trustRoot = f.read()
+        return await connectIMAP(
+            self.running.stack.reactor,
+            "localhost" if trustRoot else host,
+            port,
+            username=address,
+            password=self.passwords[address],
+            tls="auto",
+            trustRoot=trustRoot,
+        )
 
     async def queued(self) -> list[Any]:
         """Messages waiting in the outgoing queue."""

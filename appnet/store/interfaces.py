@@ -225,6 +225,8 @@ class FolderInfo:
     @ivar messages: how many messages it holds.
     @ivar unseen: how many of them lack C{\\Seen}.
     @ivar size: their total size in bytes.
+    @ivar subscribed: the account subscribes to it (IMAP's SUBSCRIBE and
+        LSUB); folders are subscribed when made.
     """
 
     owner: str
@@ -235,6 +237,7 @@ class FolderInfo:
     messages: int = 0
     unseen: int = 0
     size: int = 0
+    subscribed: bool = True
 
 
 @frozen
@@ -392,13 +395,19 @@ class IMailStore(Interface):
         @raise appnet.errors.FolderExists: (as a failure).
         """
 
-    def renameFolder(owner: str, old: str, new: str) -> Deferred[None]:
+    def renameFolder(
+        owner: str, old: str, new: str, delimiter: str | None = None
+    ) -> Deferred[None]:
         """
         Rename a folder (keeping its UIDVALIDITY). Renaming INBOX moves its
         messages into a new folder and leaves INBOX empty (RFC 3501 6.3.5).
 
+        @param delimiter: also rename, in the same transaction, every
+            folder below C{old} in a hierarchy with this delimiter
+            (C{old/x} becomes C{new/x}); not for INBOX.
         @raise appnet.errors.NoSuchFolder: if C{old} does not exist.
-        @raise appnet.errors.FolderExists: if C{new} does.
+        @raise appnet.errors.FolderExists: if C{new} (or a renamed
+            inferior's new name) does.
         """
 
     def deleteFolder(owner: str, name: str) -> Deferred[None]:
@@ -425,6 +434,16 @@ class IMailStore(Interface):
         @raise appnet.errors.NoSuchMessage: (as a failure).
         """
 
+    def openMessages(
+        owner: str, name: str, uids: Sequence[int]
+    ) -> Deferred[Mapping[int, MessageBody]]:
+        """
+        The bytes of many messages in one look-up (IMAP FETCH and SEARCH
+        over a range). Missing UIDs are left out of the mapping.
+
+        @raise appnet.errors.NoSuchFolder: (as a failure).
+        """
+
     def setFlags(
         owner: str, name: str, uids: Sequence[int], flags: frozenset[str], mode: str
     ) -> Deferred[Sequence[MessageInfo]]:
@@ -435,12 +454,19 @@ class IMailStore(Interface):
         """
 
     def expunge(
-        owner: str, name: str, uids: Sequence[int] | None = None
+        owner: str,
+        name: str,
+        uids: Sequence[int] | None = None,
+        onlyDeleted: bool = False,
     ) -> Deferred[Sequence[int]]:
         """
         Remove messages for good: the given UIDs, or (C{None}) every message
         flagged C{\\Deleted}. Missing UIDs are ignored.
 
+        @param onlyDeleted: of the given UIDs, remove only those flagged
+            C{\\Deleted} at the moment of removal (IMAP's EXPUNGE and UID
+            EXPUNGE, which must not remove a message another session has
+            just undeleted).
         @return: the UIDs removed.
         """
 
@@ -467,6 +493,14 @@ class IMailStore(Interface):
         UIDs there, expunged here, usage unchanged.
 
         @return: source UID to new UID.
+        """
+
+    def setSubscribed(owner: str, name: str, subscribed: bool) -> Deferred[None]:
+        """
+        Subscribe to a folder or unsubscribe from it (IMAP's SUBSCRIBE and
+        UNSUBSCRIBE); the choice is kept across sessions.
+
+        @raise appnet.errors.NoSuchFolder: (as a failure).
         """
 
     def changesSince(owner: str, name: str, modseq: int) -> Deferred[Changes]:

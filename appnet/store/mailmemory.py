@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from attrs import define, field
@@ -88,6 +89,7 @@ class _Folder:
     modseq: int = 1
     messages: dict[int, _Message] = field(factory=dict)
     expunged: dict[int, int] = field(factory=dict)
+    subscribed: bool = True
 
     def add(self, data: bytes, flags: frozenset[str], date: float) -> int:
         uid = self.uidNext
@@ -156,6 +158,7 @@ class MemoryMailStore:
             len(messages),
             sum(1 for m in messages if "\\Seen" not in m.flags),
             sum(len(m.data) for m in messages),
+            folder.subscribed,
         )
 
     def _changed(self, owner: str, name: str) -> None:
@@ -222,14 +225,27 @@ class MemoryMailStore:
 
         return _run(run)
 
-    def renameFolder(self, owner: str, old: str, new: str) -> Deferred[None]:
+    def renameFolder(
+        self, owner: str, old: str, new: str, delimiter: str | None = None
+    ) -> Deferred[None]:
         def run() -> None:
             source, target = canonicalFolder(old), canonicalFolder(new)
             folder = self._get(owner, source)
-            if (owner, target) in self._folders:
-                raise FolderExists(owner, target)
+            moves = [(source, target)]
+            if delimiter and source != INBOX:
+                prefix = source + delimiter
+                moves += [
+                    (n, target + n[len(source) :])
+                    for (o, n) in list(self._folders)
+                    if o == owner and n.startswith(prefix)
+                ]
+            for _, name in moves:
+                if (owner, name) in self._folders:
+                    raise FolderExists(owner, name)
             if source != INBOX:
-                self._folders[(owner, target)] = self._folders.pop((owner, source))
+                taken = {name: self._folders.pop((owner, name)) for name, _ in moves}
+                for name, renamed in moves:
+                    self._folders[(owner, renamed)] = taken[name]
                 return
             moved = self._new(owner, target)
             moved.uidNext = folder.uidNext
@@ -274,6 +290,27 @@ class MemoryMailStore:
 
         return _run(run)
 
+    def openMessages(
+        self, owner: str, name: str, uids: Sequence[int]
+    ) -> Deferred[Mapping[int, MessageBody]]:
+        def run() -> Mapping[int, MessageBody]:
+            folder = self._get(owner, name)
+            found = {}
+            for uid in sorted(set(uids)):
+                message = folder.messages.get(uid)
+                if message is not None:
+                    data = message.data
+                    found[uid] = MessageBody(len(data), partial(io.BytesIO, data))
+            return found
+
+        return _run(run)
+
+    def setSubscribed(self, owner: str, name: str, subscribed: bool) -> Deferred[None]:
+        def run() -> None:
+            self._get(owner, name).subscribed = subscribed
+
+        return _run(run)
+
     def setFlags(
         self,
         owner: str,
@@ -305,14 +342,23 @@ class MemoryMailStore:
         return _run(run)
 
     def expunge(
-        self, owner: str, name: str, uids: Sequence[int] | None = None
+        self,
+        owner: str,
+        name: str,
+        uids: Sequence[int] | None = None,
+        onlyDeleted: bool = False,
     ) -> Deferred[Sequence[int]]:
         def run() -> Sequence[int]:
             folder = self._get(owner, name)
             if uids is None:
                 gone = [u for u, m in folder.messages.items() if "\\Deleted" in m.flags]
             else:
-                gone = [u for u in set(uids) if u in folder.messages]
+                gone = [
+                    u
+                    for u in set(uids)
+                    if u in folder.messages
+                    and (not onlyDeleted or "\\Deleted" in folder.messages[u].flags)
+                ]
             gone.sort()
             if not gone:
                 return []

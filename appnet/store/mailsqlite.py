@@ -17,6 +17,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from attrs import define, field
@@ -110,13 +111,13 @@ def _folderId(
 
 def _folderInfo(conn: sqlite3.Connection, owner: str, name: str) -> FolderInfo | None:
     row = conn.execute(
-        "SELECT id, uidvalidity, uidnext, modseq FROM mail_folders"
+        "SELECT id, uidvalidity, uidnext, modseq, subscribed FROM mail_folders"
         " WHERE owner = ? AND name = ?",
         (owner, name),
     ).fetchone()
     if row is None:
         return None
-    fid, validity, uidnext, modseq = row
+    fid, validity, uidnext, modseq, subscribed = row
     count, size, unseen = conn.execute(
         "SELECT COUNT(*), COALESCE(SUM(size), 0),"
         " COALESCE(SUM(CASE WHEN instr(' ' || flags || ' ', ' \\Seen ') = 0"
@@ -124,7 +125,9 @@ def _folderInfo(conn: sqlite3.Connection, owner: str, name: str) -> FolderInfo |
         " FROM mail_messages WHERE folder = ?",
         (fid,),
     ).fetchone()
-    return FolderInfo(owner, name, validity, uidnext, modseq, count, unseen, size)
+    return FolderInfo(
+        owner, name, validity, uidnext, modseq, count, unseen, size, bool(subscribed)
+    )
 
 
 def _bump(conn: sqlite3.Connection, fid: int) -> int:
@@ -429,20 +432,44 @@ class SQLiteMailStore:
 
         return self._db.write(create)
 
-    def renameFolder(self, owner: str, old: str, new: str) -> Deferred[None]:
+    def renameFolder(
+        self, owner: str, old: str, new: str, delimiter: str | None = None
+    ) -> Deferred[None]:
         old, new = canonicalFolder(old), canonicalFolder(new)
+        renamed: set[Key] = {(owner, old), (owner, new)}
 
         def rename(conn: sqlite3.Connection) -> None:
             now = self._now()
             fid = _folderId(conn, owner, old, now, create=True)
-            if conn.execute(
-                "SELECT 1 FROM mail_folders WHERE owner = ? AND name = ?", (owner, new)
-            ).fetchone():
-                raise FolderExists(owner, new)
+            moves = [(fid, old, new)]
+            if delimiter and old != INBOX:
+                prefix = old + delimiter
+                for row in conn.execute(
+                    "SELECT id, name FROM mail_folders WHERE owner = ?"
+                    " AND substr(name, 1, ?) = ?",
+                    (owner, len(prefix), prefix),
+                ):
+                    moves.append((row[0], row[1], new + row[1][len(old) :]))
+            for _, _, newName in moves:
+                if conn.execute(
+                    "SELECT 1 FROM mail_folders WHERE owner = ? AND name = ?",
+                    (owner, newName),
+                ).fetchone():
+                    raise FolderExists(owner, newName)
             if old != INBOX:
-                conn.execute(
-                    "UPDATE mail_folders SET name = ? WHERE id = ?", (new, fid)
-                )
+                # Two steps, so that names swapped within the subtree never
+                # collide with the UNIQUE constraint half-way.
+                for folder, _, _ in moves:
+                    conn.execute(
+                        "UPDATE mail_folders SET name = char(1) || id WHERE id = ?",
+                        (folder,),
+                    )
+                for folder, source, newName in moves:
+                    conn.execute(
+                        "UPDATE mail_folders SET name = ? WHERE id = ?",
+                        (newName, folder),
+                    )
+                    renamed.update({(owner, source), (owner, newName)})
                 return
             # RFC 3501 6.3.5: INBOX's messages move to the new folder and
             # INBOX stays, empty, keeping its UIDVALIDITY and UIDNEXT.
@@ -467,7 +494,7 @@ class SQLiteMailStore:
 
         async def run() -> None:
             await self._db.write(rename)
-            self._changed({(owner, old), (owner, new)})
+            self._changed(renamed)
 
         return Deferred.fromCoroutine(run())
 
@@ -531,6 +558,44 @@ class SQLiteMailStore:
 
         return Deferred.fromCoroutine(run())
 
+    def openMessages(
+        self, owner: str, name: str, uids: Sequence[int]
+    ) -> Deferred[Mapping[int, MessageBody]]:
+        name = canonicalFolder(name)
+
+        def select(conn: sqlite3.Connection) -> list[Any]:
+            row = conn.execute(
+                "SELECT id FROM mail_folders WHERE owner = ? AND name = ?",
+                (owner, name),
+            ).fetchone()
+            if row is None:
+                if name == INBOX:
+                    return []
+                raise NoSuchFolder(owner, name)
+            return _selectRows(conn, row[0], uids, "uid, file, size")
+
+        async def run() -> Mapping[int, MessageBody]:
+            rows = await self._db.read(select)
+            files = self._files
+            return {
+                uid: MessageBody(size, partial(files.opener, file))
+                for uid, file, size in rows
+            }
+
+        return Deferred.fromCoroutine(run())
+
+    def setSubscribed(self, owner: str, name: str, subscribed: bool) -> Deferred[None]:
+        name = canonicalFolder(name)
+
+        def update(conn: sqlite3.Connection) -> None:
+            fid = _folderId(conn, owner, name, self._now(), create=True)
+            conn.execute(
+                "UPDATE mail_folders SET subscribed = ? WHERE id = ?",
+                (int(subscribed), fid),
+            )
+
+        return self._db.write(update)
+
     def setFlags(
         self,
         owner: str,
@@ -572,14 +637,18 @@ class SQLiteMailStore:
         return Deferred.fromCoroutine(run())
 
     def expunge(
-        self, owner: str, name: str, uids: Sequence[int] | None = None
+        self,
+        owner: str,
+        name: str,
+        uids: Sequence[int] | None = None,
+        onlyDeleted: bool = False,
     ) -> Deferred[Sequence[int]]:
         name = canonicalFolder(name)
 
         def delete(conn: sqlite3.Connection) -> tuple[list[int], list[str]]:
             fid = _folderId(conn, owner, name, self._now(), create=True)
             rows = _selectRows(conn, fid, uids, "uid, file, size, flags")
-            if uids is None:
+            if uids is None or onlyDeleted:
                 rows = [r for r in rows if "\\Deleted" in parseFlags(r[3])]
             if not rows:
                 return [], []

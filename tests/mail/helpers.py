@@ -16,6 +16,7 @@ from twisted.mail.interfaces import IMailboxPOP3
 from zope.interface import implementer
 
 from appnet.auth import Authenticator, LoginThrottle, UserChecker, hashPassword
+from appnet.mail.imap import IIMAPAccount, IMAPServerFactory, accountFactory
 from appnet.mail.pop3 import POP3ServerFactory, maildropFactory
 from appnet.mail.realm import MailRealm
 from appnet.mail.routing import Router
@@ -71,6 +72,9 @@ class MailWorld:
         self.realm.register(
             IMailboxPOP3, maildropFactory(self.store.mail, self.clock, 1200)
         )
+        self.realm.register(
+            IIMAPAccount, accountFactory(self.store.mail, self.store.users, quota)
+        )
         self.domains = domains
 
         async def localDomains() -> frozenset[str]:
@@ -116,6 +120,26 @@ class MailWorld:
             clock=self.clock,
             tlsOptions=object() if tls else None,
             idleTimeout=600,
+        )
+
+    def imapFactory(self, tls: bool = False, **kw: Any) -> IMAPServerFactory:
+        options: dict[str, Any] = {
+            "idleTimeout": 1800,
+            "idleKeepalive": 120,
+            "maxAppendSize": 10000,
+            "maxLiteralSize": 1000,
+        }
+        options.update(kw)
+        return IMAPServerFactory(
+            hostname="imap.example.org",
+            store=options.pop("store", self.store.mail),
+            auth=self.auth,
+            realm=self.realm,
+            status=self.status,
+            clock=self.clock,
+            blocking=inline,
+            tlsOptions=object() if tls else None,
+            **options,
         )
 
     def deliver(self, owner: str, data: bytes) -> int:

@@ -1,10 +1,11 @@
 """
-Durability: a 250 after DATA means the message survives C{kill -9} of the
-real C{twistd appnet} process.
+Durability: a 250 after DATA, or an OK after an IMAP APPEND, means the
+message survives C{kill -9} of the real C{twistd appnet} process.
 """
 
 from __future__ import annotations
 
+import imaplib
 import os
 import re
 import signal
@@ -95,3 +96,40 @@ class KillTests(TestCase):
         more = await inThread(send, ports["smtp"], 1)
         self.assertEqual(len(more), 1)
         self.assertEqual(len(await store.mail.listMessages(BOB, INBOX)), 21)
+
+    async def test_killAfterAppend(self) -> None:
+        """
+        Messages an IMAP APPEND acknowledged (with their flags and the
+        folder's UIDs) are there after SIGKILL right after the last OK.
+        """
+        store = SQLiteStore.open(os.path.join(self.data, "store.sqlite"), reactor)
+        await store.start()
+        await store.users.addUser(BOB, hashPassword("pw-bob-12", log2n=TEST_HASH_COST))
+        await store.stop()
+        collector, pid, ports = await self.start()
+
+        def append(port: int, count: int) -> list[bytes]:
+            m = imaplib.IMAP4("127.0.0.1", port, timeout=20)
+            m.login(BOB, "pw-bob-12")
+            answers = []
+            for n in range(count):
+                data = b"Subject: appended %d\r\n\r\nmessage %d\r\n" % (n, n)
+                typ, answer = m.append("Drafts", "(\\Draft)", None, data)
+                assert typ == "OK", answer
+                answers.append(answer[0])
+            return answers
+
+        answers = await inThread(append, ports["imap"], 10)
+        os.kill(pid, signal.SIGKILL)
+        await collector.ended
+        found = [re.search(rb"APPENDUID \d+ (\d+)", a) for a in answers]
+        uids = [int(m.group(1)) for m in found if m is not None]
+        store = SQLiteStore.open(os.path.join(self.data, "store.sqlite"), reactor)
+        await store.start()
+        self.addCleanup(store.stop)
+        messages = await store.mail.listMessages(BOB, "Drafts")
+        self.assertEqual([m.uid for m in messages], uids)
+        self.assertTrue(all(m.flags == frozenset({"\\Draft"}) for m in messages))
+        body = await store.mail.openMessage(BOB, "Drafts", uids[-1])
+        with body.open() as f:
+            self.assertEqual(f.read(), b"Subject: appended 9\r\n\r\nmessage 9\r\n")

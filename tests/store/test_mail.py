@@ -302,6 +302,70 @@ class MailStoreContract(Contract):
         await store.mail.folder(ALICE)
         self.assertEqual(len(heard), 3)
 
+    async def test_openMessages(self) -> None:
+        """
+        Many messages open in one look-up; missing UIDs are left out and
+        an unknown folder fails with NoSuchFolder.
+        """
+        store = await self.makeStore()
+        for body in (b"one\r\n", b"two\r\n", b"three\r\n"):
+            await self.deliver(store, body, DeliveryTarget(ALICE))
+        bodies = await store.mail.openMessages(ALICE, INBOX, [3, 1, 9])
+        self.assertEqual(sorted(bodies), [1, 3])
+        self.assertEqual(bodies[3].size, 7)
+        with bodies[1].open() as f:
+            self.assertEqual(f.read(), b"one\r\n")
+        with self.assertRaises(NoSuchFolder):
+            await store.mail.openMessages(ALICE, "Nowhere", [1])
+
+    async def test_subscriptions(self) -> None:
+        """
+        Folders are subscribed when made; unsubscribing and subscribing
+        again is kept; an unknown folder fails with NoSuchFolder.
+        """
+        store = await self.makeStore()
+        await store.mail.createFolder(ALICE, "Lists")
+        self.assertTrue((await store.mail.folder(ALICE, "Lists")).subscribed)
+        await store.mail.setSubscribed(ALICE, "Lists", False)
+        listed = {f.name: f.subscribed for f in await store.mail.listFolders(ALICE)}
+        self.assertEqual(listed, {INBOX: True, "Lists": False})
+        await store.mail.setSubscribed(ALICE, "Lists", True)
+        self.assertTrue((await store.mail.folder(ALICE, "Lists")).subscribed)
+        with self.assertRaises(NoSuchFolder):
+            await store.mail.setSubscribed(ALICE, "Nowhere", True)
+
+    async def test_expungeOnlyDeleted(self) -> None:
+        """
+        With onlyDeleted, only the given UIDs that are flagged \\Deleted
+        are removed.
+        """
+        store = await self.makeStore()
+        for _ in range(3):
+            await self.deliver(store, b"x\r\n", DeliveryTarget(ALICE))
+        await store.mail.setFlags(ALICE, INBOX, [1, 3], frozenset({"\\Deleted"}), "add")
+        removed = await store.mail.expunge(ALICE, INBOX, [1, 2], onlyDeleted=True)
+        self.assertEqual(list(removed), [1])
+        self.assertEqual([m.uid for m in await store.mail.listMessages(ALICE)], [2, 3])
+
+    async def test_renameInferiors(self) -> None:
+        """
+        Renaming with a delimiter renames the folders below too, keeping
+        their UIDVALIDITY; a clash with an existing name renames nothing.
+        """
+        store = await self.makeStore()
+        for name in ("Work", "Work/2024", "Work/2024/Q1", "Workshop"):
+            await store.mail.createFolder(ALICE, name)
+        before = (await store.mail.folder(ALICE, "Work/2024")).uidValidity
+        await store.mail.createFolder(ALICE, "Old/2024")
+        with self.assertRaises(FolderExists):
+            await store.mail.renameFolder(ALICE, "Work", "Old", "/")
+        await store.mail.deleteFolder(ALICE, "Old/2024")
+        await store.mail.renameFolder(ALICE, "Work", "Old", "/")
+        names = [f.name for f in await store.mail.listFolders(ALICE)]
+        self.assertEqual(names, [INBOX, "Old", "Old/2024", "Old/2024/Q1", "Workshop"])
+        after = (await store.mail.folder(ALICE, "Old/2024")).uidValidity
+        self.assertEqual(after, before)
+
     async def test_locks(self) -> None:
         """
         A named lock has one holder; others are refused until it is

@@ -1,0 +1,205 @@
+"""
+The selected mailbox of one IMAP session: the session's view of a folder.
+
+IMAP numbers messages per session (sequence numbers), and the numbers a
+client knows may only change when the server tells it (RFC 3501 7.4.1:
+an EXPUNGE only when a command allows it). So each session keeps its own
+list of the UIDs it has announced, with the index rows (flags, size,
+date) it last reported — index data only, never bodies — and catches up
+with the store by asking for the changes after the folder modseq it has
+seen (L{IMailStore.changesSince}). The store's C{watch} tells it when
+there is something to ask for, whether the change came from this
+session, another IMAP or POP3 session, an SMTP delivery in this process,
+or another process sharing the store.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
+
+from attrs import define, field, frozen
+
+from appnet.mail.imap.errors import BadCommand
+from appnet.mail.imap.parse import SequenceSet
+from appnet.store.interfaces import Changes, FolderInfo, MessageInfo
+
+__all__ = ["SelectedMailbox", "Updates"]
+
+
+@frozen
+class Updates:
+    """
+    What a session must tell its client after catching up.
+
+    @ivar expunged: sequence numbers to announce with EXPUNGE, in the
+        order to send them (each valid once the previous ones are gone).
+    @ivar exists: the new message count, if it changed.
+    @ivar flags: messages whose flags changed: (sequence number, row).
+    """
+
+    expunged: tuple[int, ...] = ()
+    exists: int | None = None
+    flags: tuple[tuple[int, MessageInfo], ...] = ()
+
+
+@define
+class SelectedMailbox:
+    """
+    One session's view of one folder.
+
+    @ivar readOnly: selected with EXAMINE.
+    @ivar dirty: the store said the folder changed since the last catch-up.
+    """
+
+    owner: str
+    name: str
+    readOnly: bool
+    uidValidity: int
+    modseq: int
+    uidNext: int
+    _uids: list[int] = field(factory=list)
+    _rows: dict[int, MessageInfo] = field(factory=dict)
+    _gone: set[int] = field(factory=set)
+    dirty: bool = False
+    stopWatching: Callable[[], None] = lambda: None
+
+    @classmethod
+    def open(
+        cls,
+        info: FolderInfo,
+        rows: Sequence[MessageInfo],
+        readOnly: bool,
+    ) -> SelectedMailbox:
+        mailbox = cls(
+            info.owner, info.name, readOnly, info.uidValidity, info.modseq, info.uidNext
+        )
+        for row in rows:
+            mailbox._uids.append(row.uid)
+            mailbox._rows[row.uid] = row
+        # The listing may be newer than the folder state read before it.
+        if rows:
+            mailbox.modseq = max(mailbox.modseq, max(r.modseq for r in rows))
+            mailbox.uidNext = max(mailbox.uidNext, rows[-1].uid + 1)
+        return mailbox
+
+    # What the client knows.
+
+    @property
+    def count(self) -> int:
+        """Messages in the view (EXISTS)."""
+        return len(self._uids)
+
+    @property
+    def lastUID(self) -> int:
+        return self._uids[-1] if self._uids else 0
+
+    def rows(self) -> list[tuple[int, MessageInfo]]:
+        """Every (sequence number, row)."""
+        return [(i + 1, self._rows[uid]) for i, uid in enumerate(self._uids)]
+
+    def row(self, uid: int) -> MessageInfo | None:
+        return self._rows.get(uid)
+
+    def seqOf(self, uid: int) -> int | None:
+        """The sequence number of a UID in the view."""
+        i = bisect_left(self._uids, uid)
+        if i < len(self._uids) and self._uids[i] == uid:
+            return i + 1
+        return None
+
+    def flagsInUse(self) -> set[str]:
+        """Keywords on messages in the view (for the FLAGS response)."""
+        flags: set[str] = set()
+        for row in self._rows.values():
+            flags |= row.flags
+        return {f for f in flags if not f.startswith("\\")}
+
+    def firstUnseen(self) -> int | None:
+        for i, uid in enumerate(self._uids):
+            if "\\Seen" not in self._rows[uid].flags:
+                return i + 1
+        return None
+
+    def unseen(self) -> int:
+        return sum(1 for r in self._rows.values() if "\\Seen" not in r.flags)
+
+    def select(self, numbers: SequenceSet, uid: bool) -> list[tuple[int, MessageInfo]]:
+        """
+        The messages a sequence set names, in order.
+
+        @param uid: the set holds UIDs (missing ones are skipped; C{*} is
+            the highest UID); else sequence numbers, which must exist.
+        @raise BadCommand: for a sequence number beyond the last message.
+        """
+        positions: set[int] = set()
+        if uid:
+            for low, high in numbers.bounds(self.lastUID):
+                first = bisect_left(self._uids, low)
+                last = bisect_right(self._uids, high)
+                positions.update(range(first, last))
+        else:
+            if not self._uids:
+                raise BadCommand("No messages in the mailbox")
+            for low, high in numbers.bounds(len(self._uids)):
+                if high > len(self._uids):
+                    raise BadCommand(f"Invalid message number {high}")
+                positions.update(range(low - 1, high))
+        return [(i + 1, self._rows[self._uids[i]]) for i in sorted(positions)]
+
+    # Catching up.
+
+    def updated(self, rows: Sequence[MessageInfo]) -> None:
+        """
+        This session changed these rows itself (STORE, FETCH setting
+        \\Seen) and has told or will tell its client.
+        """
+        for row in rows:
+            if row.uid in self._rows:
+                self._rows[row.uid] = row
+
+    def catchUp(self, changes: Changes, allowExpunge: bool) -> Updates:
+        """
+        Apply what changed in the store.
+
+        @param allowExpunge: the command in progress may announce
+            expunges; otherwise expunged messages stay in the view (their
+            sequence numbers unchanged) until one that may.
+        """
+        self.modseq = max(self.modseq, changes.modseq)
+        self._gone.update(u for u in changes.expunged if u in self._rows)
+        flagged: list[int] = []
+        oldCount = len(self._uids)
+        for row in changes.changed:
+            known = self._rows.get(row.uid)
+            if known is not None:
+                if row.uid not in self._gone and known.flags != row.flags:
+                    flagged.append(row.uid)
+                self._rows[row.uid] = row
+            elif row.uid > self.lastUID:
+                self._uids.append(row.uid)
+                self._rows[row.uid] = row
+                self.uidNext = max(self.uidNext, row.uid + 1)
+        expunged: list[int] = []
+        if allowExpunge and self._gone:
+            # Highest first: each number stays valid as the others go.
+            for uid in sorted(self._gone, reverse=True):
+                seq = self.seqOf(uid)
+                if seq is not None:
+                    expunged.append(seq)
+                    del self._uids[seq - 1]
+                    del self._rows[uid]
+            self._gone.clear()
+        flags = []
+        for uid in flagged:
+            seq = self.seqOf(uid)
+            if seq is not None:
+                flags.append((seq, self._rows[uid]))
+        exists = (
+            len(self._uids) if len(self._uids) + len(expunged) != oldCount else None
+        )
+        return Updates(tuple(expunged), exists, tuple(flags))
+
+    def isGone(self, uid: int) -> bool:
+        """Was this message expunged elsewhere, not yet announced?"""
+        return uid in self._gone

@@ -1,0 +1,447 @@
+"""
+SEARCH (RFC 3501 6.4.4): search keys parsed into a tree of criteria,
+then evaluated message by message.
+
+Each criterion says what it needs: the index row only (flags, UID,
+sequence number, size, internal date), the header section, or the
+decoded text. A search whose keys need only index rows never opens a
+message file; one on headers reads only each message's header section;
+only BODY and TEXT read whole messages. Evaluation runs in a worker
+thread over a batch of messages at a time (see
+L{appnet.mail.imap.server}), so memory holds one batch's headers, never
+a mailbox's bodies.
+
+Twisted's search (C{IMAP4Server.search_*}) fetches every message of the
+mailbox with its headers and body loaded before matching, and answers
+every C{NOT}, C{OR} and sequence-set key by re-scanning the query; it is
+replaced.
+"""
+
+from __future__ import annotations
+
+import email
+import email.utils
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from email.message import EmailMessage
+from email.policy import default as defaultPolicy
+from typing import BinaryIO
+
+from attrs import define, field, frozen
+
+from appnet.mail.imap import mime
+from appnet.mail.imap.errors import BadCommand, CommandFailed
+from appnet.mail.imap.parse import Arguments, SequenceSet
+from appnet.mail.imap.wire import parseDate
+from appnet.store.interfaces import MessageBody, MessageInfo
+
+__all__ = ["Candidate", "Criterion", "evaluate", "parseSearch", "INDEX", "HEADER"]
+
+#: What a criterion needs to be decided.
+INDEX, HEADER, TEXT = 0, 1, 2
+
+#: Header sections longer than this are searched only this far.
+MAX_HEADER = 1 << 20
+
+#: Charsets a client may name (search strings are decoded with them).
+CHARSETS = {"US-ASCII": "ascii", "UTF-8": "utf-8"}
+
+
+@define
+class Candidate:
+    """
+    One message being searched, loading what criteria ask for once.
+
+    @ivar seq: its sequence number in the session.
+    @ivar info: its index row, with the flags the session knows.
+    @ivar body: its bytes, or C{None} if it has been expunged meanwhile.
+    """
+
+    seq: int
+    info: MessageInfo
+    body: MessageBody | None
+    _headers: mime.Headers | None = field(default=None, init=False)
+    _text: str | None = field(default=None, init=False)
+
+    def headers(self) -> mime.Headers:
+        """The header section (blocking: a file read)."""
+        if self._headers is None:
+            raw = b""
+            if self.body is not None:
+                with self.body.open() as f:
+                    raw = readHeader(f)
+            self._headers = mime.Headers(raw)
+        return self._headers
+
+    def text(self) -> str:
+        """The decoded text of every text part, case-folded (blocking)."""
+        if self._text is None:
+            self._text = ""
+            if self.body is not None:
+                with self.body.open() as f:
+                    data = f.read()
+                self._text = _bodyText(data).casefold()
+        return self._text
+
+
+def readHeader(f: BinaryIO) -> bytes:
+    """
+    Read a message's header section (up to L{MAX_HEADER} bytes), reading
+    little past its end.
+    """
+    data = b""
+    want = 4096
+    while len(data) < MAX_HEADER:
+        chunk = f.read(want)
+        want = min(want * 2, 65536)
+        if not chunk:
+            return data
+        searchFrom = max(0, len(data) - 3)
+        data += chunk
+        if data.startswith((b"\r\n", b"\n")):
+            return data[: 2 if data.startswith(b"\r\n") else 1]
+        for marker in (b"\n\r\n", b"\n\n"):
+            i = data.find(marker, searchFrom)
+            if i != -1:
+                return data[: mime.headerEnd(data)]
+    return data[:MAX_HEADER]
+
+
+def _bodyText(data: bytes) -> str:
+    message = email.message_from_bytes(data, policy=defaultPolicy)
+    assert isinstance(message, EmailMessage)
+    texts = []
+    for part in message.walk():
+        if part.is_multipart() or part.get_content_maintype() != "text":
+            continue
+        try:
+            content = part.get_content()
+        except (LookupError, ValueError, AssertionError):
+            content = part.get_payload(decode=True) or b""
+        if isinstance(content, bytes):
+            content = content.decode("utf-8", "replace")
+        texts.append(str(content))
+    return "\n".join(texts)
+
+
+@frozen
+class Limits:
+    """What C{*} means in the session: the last sequence number and UID."""
+
+    lastSeq: int
+    lastUID: int
+
+
+class Criterion:
+    """A search key."""
+
+    needs = INDEX
+
+    def match(self, m: Candidate, limits: Limits) -> bool:
+        raise NotImplementedError
+
+
+@frozen
+class All(Criterion):
+    def match(self, m: Candidate, limits: Limits) -> bool:
+        return True
+
+
+@frozen
+class Nothing(Criterion):
+    """RECENT and NEW: no message is recent here (see the server)."""
+
+    def match(self, m: Candidate, limits: Limits) -> bool:
+        return False
+
+
+@frozen
+class Flag(Criterion):
+    flag: str
+    present: bool
+
+    def match(self, m: Candidate, limits: Limits) -> bool:
+        return (self.flag in m.info.flags) == self.present
+
+
+@frozen
+class Numbers(Criterion):
+    numbers: SequenceSet
+    uid: bool
+
+    def match(self, m: Candidate, limits: Limits) -> bool:
+        value = m.info.uid if self.uid else m.seq
+        largest = limits.lastUID if self.uid else limits.lastSeq
+        return any(lo <= value <= hi for lo, hi in self.numbers.bounds(largest))
+
+
+@frozen
+class Size(Criterion):
+    bound: int
+    larger: bool
+
+    def match(self, m: Candidate, limits: Limits) -> bool:
+        size = m.info.size
+        return size > self.bound if self.larger else size < self.bound
+
+
+def _compare(day: date, wanted: date, how: str) -> bool:
+    if how == "BEFORE":
+        return day < wanted
+    if how == "ON":
+        return day == wanted
+    return day >= wanted
+
+
+@frozen
+class Arrived(Criterion):
+    """BEFORE, ON, SINCE: the internal date, time and zone ignored."""
+
+    how: str
+    day: date
+
+    def match(self, m: Candidate, limits: Limits) -> bool:
+        arrived = datetime.fromtimestamp(m.info.internalDate, UTC).date()
+        return _compare(arrived, self.day, self.how)
+
+
+@frozen
+class Sent(Criterion):
+    """SENTBEFORE, SENTON, SENTSINCE: the Date field (else arrival)."""
+
+    how: str
+    day: date
+    needs = HEADER
+
+    def match(self, m: Candidate, limits: Limits) -> bool:
+        raw = m.headers().get("date")
+        sent = None
+        if raw:
+            try:
+                sent = email.utils.parsedate_to_datetime(raw.decode("ascii", "replace"))
+            except (TypeError, ValueError, IndexError):
+                sent = None
+        if sent is None:
+            sent = datetime.fromtimestamp(m.info.internalDate, UTC)
+        return _compare(sent.date(), self.day, self.how)
+
+
+@frozen
+class Header(Criterion):
+    """FROM, TO, CC, BCC, SUBJECT, HEADER: substring, case-insensitive."""
+
+    name: str
+    value: str
+    needs = HEADER
+
+    def match(self, m: Candidate, limits: Limits) -> bool:
+        values = m.headers().getAll(self.name)
+        if not values:
+            return False
+        return any(self.value in mime.decodeHeader(v).casefold() for v in values)
+
+
+@frozen
+class Body(Criterion):
+    """BODY and TEXT (TEXT also looks in the header section)."""
+
+    value: str
+    withHeaders: bool
+    needs = TEXT
+
+    def match(self, m: Candidate, limits: Limits) -> bool:
+        if self.withHeaders:
+            headers = m.headers()
+            if self.value in mime.decodeHeader(headers.raw).casefold():
+                return True
+        return self.value in m.text()
+
+
+@frozen
+class And(Criterion):
+    keys: tuple[Criterion, ...]
+
+    @property
+    def needs(self) -> int:  # type: ignore[override]
+        return max((k.needs for k in self.keys), default=INDEX)
+
+    def match(self, m: Candidate, limits: Limits) -> bool:
+        # Cheap keys first, so a flag test spares a file read.
+        return all(k.match(m, limits) for k in sorted(self.keys, key=_cost))
+
+
+@frozen
+class Or(Criterion):
+    left: Criterion
+    right: Criterion
+
+    @property
+    def needs(self) -> int:  # type: ignore[override]
+        return max(self.left.needs, self.right.needs)
+
+    def match(self, m: Candidate, limits: Limits) -> bool:
+        first, second = sorted((self.left, self.right), key=_cost)
+        return first.match(m, limits) or second.match(m, limits)
+
+
+@frozen
+class Not(Criterion):
+    key: Criterion
+
+    @property
+    def needs(self) -> int:  # type: ignore[override]
+        return self.key.needs
+
+    def match(self, m: Candidate, limits: Limits) -> bool:
+        return not self.key.match(m, limits)
+
+
+def _cost(key: Criterion) -> int:
+    return key.needs
+
+
+_FLAG_KEYS = {
+    "ANSWERED": ("\\Answered", True),
+    "DELETED": ("\\Deleted", True),
+    "DRAFT": ("\\Draft", True),
+    "FLAGGED": ("\\Flagged", True),
+    "SEEN": ("\\Seen", True),
+    "UNANSWERED": ("\\Answered", False),
+    "UNDELETED": ("\\Deleted", False),
+    "UNDRAFT": ("\\Draft", False),
+    "UNFLAGGED": ("\\Flagged", False),
+    "UNSEEN": ("\\Seen", False),
+}
+_HEADER_KEYS = {"FROM", "TO", "CC", "BCC", "SUBJECT"}
+_DATE_KEYS = {"BEFORE", "ON", "SINCE"}
+_SENT_KEYS = {"SENTBEFORE": "BEFORE", "SENTON": "ON", "SENTSINCE": "SINCE"}
+_DATE_CHARS = frozenset(
+    b"0123456789-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+)
+#: How deeply search keys may nest.
+MAX_NESTING = 64
+
+
+class _Parser:
+    def __init__(self, args: Arguments, charset: str) -> None:
+        self.args = args
+        self.charset = charset
+
+    def text(self) -> str:
+        raw = self.args.astring("a search string")
+        try:
+            return raw.decode(self.charset).casefold()
+        except UnicodeDecodeError:
+            raise BadCommand(f"Search string is not {self.charset}") from None
+
+    def date(self) -> date:
+        quoted = self.args.maybe(b'"')
+        text = self.args.atom("a date", _DATE_CHARS)
+        if quoted:
+            self.args.expect(b'"', "a closing quote")
+        try:
+            return parseDate(text.decode("ascii"))
+        except ValueError:
+            raise BadCommand(f"Invalid date {text.decode('ascii')}") from None
+
+    def keys(self, depth: int = 0) -> Criterion:
+        """One or more keys separated by spaces, up to ')' or the end."""
+        keys = [self.key(depth)]
+        while self.args.maybe(b" "):
+            keys.append(self.key(depth))
+        return keys[0] if len(keys) == 1 else And(tuple(keys))
+
+    def key(self, depth: int) -> Criterion:
+        if depth > MAX_NESTING:
+            raise BadCommand("Search keys nest too deeply")
+        args = self.args
+        if args.maybe(b"("):
+            inner = self.keys(depth + 1)
+            args.expect(b")", "')'")
+            return inner
+        first = args.peek()
+        if first is not None and (chr(first).isdigit() or first == ord("*")):
+            return Numbers(args.sequenceSet(), uid=False)
+        word = args.atom("a search key").decode("ascii").upper()
+        if word == "ALL":
+            return All()
+        if word in _FLAG_KEYS:
+            return Flag(*_FLAG_KEYS[word])
+        if word in ("RECENT", "NEW"):
+            return Nothing()
+        if word == "OLD":
+            return All()
+        if word in ("KEYWORD", "UNKEYWORD"):
+            args.sp()
+            return Flag(args.flag(), word == "KEYWORD")
+        if word in _HEADER_KEYS:
+            args.sp()
+            return Header(word.lower(), self.text())
+        if word == "HEADER":
+            args.sp()
+            name = args.astring("a header field name").decode("ascii", "replace")
+            args.sp()
+            return Header(name.lower(), self.text())
+        if word in ("BODY", "TEXT"):
+            args.sp()
+            return Body(self.text(), withHeaders=word == "TEXT")
+        if word in _DATE_KEYS:
+            args.sp()
+            return Arrived(word, self.date())
+        if word in _SENT_KEYS:
+            args.sp()
+            return Sent(_SENT_KEYS[word], self.date())
+        if word in ("LARGER", "SMALLER"):
+            args.sp()
+            return Size(args.number("a size"), larger=word == "LARGER")
+        if word == "UID":
+            args.sp()
+            return Numbers(args.sequenceSet(), uid=True)
+        if word == "NOT":
+            args.sp()
+            return Not(self.key(depth + 1))
+        if word == "OR":
+            args.sp()
+            left = self.key(depth + 1)
+            args.sp()
+            return Or(left, self.key(depth + 1))
+        raise BadCommand(f"Unknown search key {word}")
+
+
+def parseSearch(args: Arguments) -> Criterion:
+    """
+    C{[CHARSET name] key...} (after C{SEARCH }), to the end of the
+    command.
+
+    @raise BadCommand: for malformed keys.
+    @raise CommandFailed: (C{BADCHARSET}) for a charset other than
+        US-ASCII and UTF-8.
+    """
+    charset = "utf-8"
+    if args.peekWord() == b"CHARSET":
+        args.atom()
+        args.sp()
+        name = args.astring("a charset").decode("ascii", "replace").upper()
+        if name not in CHARSETS:
+            raise CommandFailed(
+                f"Unsupported charset {name}", "BADCHARSET (US-ASCII UTF-8)"
+            )
+        charset = CHARSETS[name]
+        args.sp()
+    criterion = _Parser(args, charset).keys()
+    args.end()
+    return criterion
+
+
+def evaluate(
+    criterion: Criterion, candidates: Sequence[Candidate], limits: Limits
+) -> list[Candidate]:
+    """
+    The candidates that match (blocking when the criterion needs message
+    contents: run it in a thread).
+    """
+    return [m for m in candidates if criterion.match(m, limits)]
+
+
+#: The batch the server gives L{evaluate} at once, by what it needs.
+BATCH = {INDEX: 1 << 30, HEADER: 500, TEXT: 50}
