@@ -1,25 +1,31 @@
 """
 The mail family's part of the stack: one builder serving C{smtp} (the MX
 role), C{submission} and C{pop3} over the shared store, authenticator and
-TLS material. IMAP joins the same family later: it registers its account
-type on the L{MailRealm} this builder makes (see L{buildMail}).
+TLS material, with the queue runner that relays outgoing mail as a
+background service. IMAP joins the same family later: it registers its
+account type on the L{MailRealm} this builder makes (see L{buildMail}).
 """
 
 from __future__ import annotations
 
+import ipaddress
+
 from twisted.mail.interfaces import IMailboxPOP3
 
+from appnet.dns.client import resolverFor
 from appnet.errors import ConfigError
 from appnet.mail.delivery import Delivery
 from appnet.mail.pop3 import POP3_MASK, POP3ServerFactory, maildropFactory
 from appnet.mail.pop3 import refusal as pop3Refusal
+from appnet.mail.queue import QueueRunner, Schedule
 from appnet.mail.realm import MailRealm
+from appnet.mail.relay import Hop, Relay, RelaySettings
 from appnet.mail.routing import Router, parseAliasesFile
 from appnet.mail.smtpserver import SMTP_MASK, SMTPRole, SMTPServerFactory
 from appnet.mail.smtpserver import refusal as smtpRefusal
 from appnet.stack import Component, Listening, StackContext
 
-__all__ = ["buildMail", "makeRouter"]
+__all__ = ["buildMail", "makeQueueRunner", "makeRouter"]
 
 
 def _aliases(ctx: StackContext) -> dict[str, tuple[str, ...]]:
@@ -58,6 +64,93 @@ def makeRouter(ctx: StackContext) -> Router:
         _aliases(ctx),
         mail.catch_all,
         mail.postmaster,
+    )
+
+
+def _readSecret(key: str, path: str | None, what: str) -> bytes | None:
+    """
+    A small file named by the config (start-up I/O, like the aliases).
+
+    @raise ConfigError: naming C{key} if it cannot be read.
+    """
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ConfigError(key, f"cannot read {what} {path}: {e.strerror}") from None
+
+
+def relaySettings(ctx: StackContext) -> RelaySettings:
+    """
+    The relay's settings from C{[mail]}.
+
+    @raise ConfigError: if the smarthost password or CA file cannot be
+        read.
+    """
+    mail = ctx.config.mail
+    password = _readSecret(
+        "mail.smarthost_password_file", mail.smarthost_password_file, "password file"
+    )
+    trust = _readSecret("mail.smarthost_cafile", mail.smarthost_cafile, "CA file")
+    return RelaySettings(
+        hostname=ctx.config.hostname,
+        port=mail.relay_port,
+        connectTimeout=mail.relay_connect_timeout,
+        timeout=mail.relay_timeout,
+        reuse=mail.relay_reuse,
+        tls=mail.relay_tls,
+        bindAddress=mail.bind_address,
+        smarthost=mail.smarthost,
+        smarthostUser=mail.smarthost_user,
+        smarthostPassword=(
+            password.decode("utf-8", "replace").splitlines()[0]
+            if password and password.strip()
+            else None
+        ),
+        smarthostTLS=mail.smarthost_tls,
+        smarthostTrust=trust,
+    )
+
+
+def makeQueueRunner(ctx: StackContext, router: Router) -> QueueRunner:
+    """
+    The queue runner of a stack: its relay resolves through appnet's own
+    resolver (L{resolverFor}) and never connects to this node's own MX
+    listener.
+    """
+    mail = ctx.config.mail
+
+    def isSelf(hop: Hop) -> bool:
+        for bound in ctx.addresses.of("smtp"):
+            host = getattr(bound.address, "host", None)
+            if getattr(bound.address, "port", None) != hop.port:
+                continue
+            if host == hop.address:
+                return True
+            if (
+                host in ("0.0.0.0", "::")
+                and ipaddress.ip_address(hop.address).is_loopback
+            ):
+                return True
+        return False
+
+    relay = Relay(ctx.reactor, resolverFor(ctx), relaySettings(ctx), isSelf)
+    return QueueRunner(
+        store=ctx.store,
+        relay=relay,
+        router=router,
+        localDomains=ctx.localDomains,
+        status=ctx.status,
+        clock=ctx.clock,
+        reactor=ctx.reactor,
+        hostname=ctx.config.hostname,
+        schedule=Schedule(mail.retry, mail.max_queue_age, mail.delay_warning),
+        concurrency=mail.relay_concurrency,
+        destinationConcurrency=mail.relay_destination_concurrency,
+        idle=mail.relay_idle,
+        poll=mail.queue_poll,
     )
 
 
@@ -121,5 +214,6 @@ def buildMail(ctx: StackContext) -> Component:
             Listening("smtp", mx, smtpRefusal(hostname), SMTP_MASK),
             Listening("submission", submission, smtpRefusal(hostname), SMTP_MASK),
             Listening("pop3", pop3, pop3Refusal(hostname), POP3_MASK),
-        ]
+        ],
+        services=[makeQueueRunner(ctx, router)],
     )
