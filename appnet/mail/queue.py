@@ -249,10 +249,10 @@ class QueueRunner(Service):
             await self._started
         if self._scan is not None:
             await self._scan
-        for destination in self._destinations.values():
-            for waiter in destination.waiting:
+        for destination in list(self._destinations.values()):
+            waiting, destination.waiting = destination.waiting, []
+            for waiter in waiting:
                 waiter.callback(None)
-            destination.waiting.clear()
             for session in list(destination.sessions):
                 session.abort()
         await DeferredList(list(self._active.values()))
@@ -345,8 +345,10 @@ class QueueRunner(Service):
 
         def done(_: object) -> None:
             del self._active[message.id]
-            self._checkIdle()
+            # Wake first: the scan it starts (which also sets the timer
+            # for the next due message) keeps the runner from looking idle.
             self.wake()
+            self._checkIdle()
 
         d.addErrback(failed).addBoth(done)
         self._active[message.id] = d
