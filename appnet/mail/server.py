@@ -13,6 +13,7 @@ import ipaddress
 from twisted.mail.interfaces import IMailboxPOP3
 
 from appnet.dns.client import resolverFor
+from appnet.dns.interfaces import IDNSResolver
 from appnet.errors import ConfigError
 from appnet.mail.delivery import Delivery
 from appnet.mail.pop3 import POP3_MASK, POP3ServerFactory, maildropFactory
@@ -23,6 +24,7 @@ from appnet.mail.relay import Hop, Relay, RelaySettings
 from appnet.mail.routing import Router, parseAliasesFile
 from appnet.mail.smtpserver import SMTP_MASK, SMTPRole, SMTPServerFactory
 from appnet.mail.smtpserver import refusal as smtpRefusal
+from appnet.mail.spf import SPFPolicy
 from appnet.stack import Component, Listening, StackContext
 
 __all__ = ["buildMail", "makeQueueRunner", "makeRouter"]
@@ -114,7 +116,9 @@ def relaySettings(ctx: StackContext) -> RelaySettings:
     )
 
 
-def makeQueueRunner(ctx: StackContext, router: Router) -> QueueRunner:
+def makeQueueRunner(
+    ctx: StackContext, router: Router, resolver: IDNSResolver | None = None
+) -> QueueRunner:
     """
     The queue runner of a stack: its relay resolves through appnet's own
     resolver (L{resolverFor}) and never connects to this node's own MX
@@ -136,7 +140,9 @@ def makeQueueRunner(ctx: StackContext, router: Router) -> QueueRunner:
                 return True
         return False
 
-    relay = Relay(ctx.reactor, resolverFor(ctx), relaySettings(ctx), isSelf)
+    if resolver is None:
+        resolver = resolverFor(ctx)
+    relay = Relay(ctx.reactor, resolver, relaySettings(ctx), isSelf)
     return QueueRunner(
         store=ctx.store,
         relay=relay,
@@ -168,6 +174,16 @@ def buildMail(ctx: StackContext) -> Component:
     tlsOptions = ctx.tls.serverOptions() if ctx.tls is not None else None
     delivery = Delivery(ctx.store, ctx.reactor.seconds)
     hostname = config.hostname
+    resolver = resolverFor(ctx)
+    spf = None
+    if config.mail.spf != "off":
+        spf = SPFPolicy(
+            resolver,
+            hostname,
+            config.mail.spf,
+            config.mail.spf_skip,
+            ctx.reactor.seconds,
+        )
 
     def smtpFactory(role: SMTPRole, idleTimeout: float) -> SMTPServerFactory:
         return SMTPServerFactory(
@@ -190,6 +206,7 @@ def buildMail(ctx: StackContext) -> Component:
         SMTPRole("smtp", submission=False, maxRecipients=config.smtp.max_recipients),
         config.smtp.idle_timeout,
     )
+    mx.spf = spf
     submission = smtpFactory(
         SMTPRole(
             "submission",
@@ -215,5 +232,5 @@ def buildMail(ctx: StackContext) -> Component:
             Listening("submission", submission, smtpRefusal(hostname), SMTP_MASK),
             Listening("pop3", pop3, pop3Refusal(hostname), POP3_MASK),
         ],
-        services=[makeQueueRunner(ctx, router)],
+        services=[makeQueueRunner(ctx, router, resolver)],
     )
