@@ -299,3 +299,21 @@ class RelayTests(TestCase):
         await net.settle()
         self.assertEqual(len(await net.mailbox(BOB)), 5)
         self.assertEqual(b.running.stack.status.counter("smtp", "connections"), 1)
+
+    async def test_spfRejectBounces(self) -> None:
+        """
+        A node with C{spf = "reject"} refuses mail whose sender's domain
+        does not permit the sending node (550 5.7.23 at MAIL FROM); the
+        sender gets a DSN saying so.
+        """
+        net = await network(
+            self,
+            spf={"crepes.fr": "v=spf1 ip4:192.0.2.1 -all"},
+            nodeConfig={"hamburger.edu": {"mail": {"spf": "reject"}}},
+        )
+        await net.submit(ALICE, [BOB], message())
+        self.assertEqual(await net.mailbox(BOB), [])
+        [bounce] = await net.mailbox(ALICE)
+        _, blocks, _ = report(bounce.data)
+        self.assertEqual(blocks[1]["Status"], "5.7.23")
+        self.assertIn("SPF validation failed", blocks[1]["Diagnostic-Code"])
