@@ -276,6 +276,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("mail", "appnet.mail.cli:MailOptions", "Send mail and fetch it over POP3."),
     ("fetch", "appnet.web.cli:FetchOptions", "Download a URL over HTTP or HTTPS."),
     ("dig", "appnet.dns.cli:DigOptions", "Ask a DNS server, print it like dig."),
+    ("queue", "appnet.mail.queuecli:QueueOptions", "Manage the outgoing mail queue."),
 ]
 
 

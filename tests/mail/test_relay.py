@@ -291,7 +291,8 @@ class RelayTests(TestCase):
         between them), with one connection allowed per destination.
         """
         net = await network(
-            self, nodeConfig={"crepes.fr": {"mail": {"relay_destination_concurrency": 1}}}
+            self,
+            nodeConfig={"crepes.fr": {"mail": {"relay_destination_concurrency": 1}}},
         )
         a, b = net.node("crepes.fr"), net.node("hamburger.edu")
         for n in range(5):

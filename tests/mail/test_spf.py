@@ -95,9 +95,7 @@ class CheckHostTests(SynchronousTestCase):
             timeouts=["slow.example"],
         )
 
-    def check(
-        self, domain: str, ip: str = "192.0.2.9", sender: str = ""
-    ) -> SPFResult:
+    def check(self, domain: str, ip: str = "192.0.2.9", sender: str = "") -> SPFResult:
         result: SPFResult = self.successResultOf(
             checkHost(
                 self.resolver,
