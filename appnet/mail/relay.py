@@ -586,7 +586,8 @@ class Relay:
         smarthost = self._settings.smarthost
         if smarthost is not None:
             host, port = smarthost
-            return [Hop(host, a, port) for a in await self._addresses(host)]
+            addresses = self._usable(await self._addresses(host))
+            return [Hop(host, a, port) for a in addresses]
         try:
             exchangers = await self._resolver.lookupMX(domain)
         except NoRecords:
@@ -614,7 +615,9 @@ class Relay:
                 cutoff = mx.preference
                 break
             try:
-                addresses = list(mx.addresses) or await self._addresses(mx.host)
+                addresses = self._usable(
+                    list(mx.addresses) or await self._addresses(mx.host)
+                )
             except DestinationFailed as e:
                 problems.append(e.reply)
                 continue
@@ -648,13 +651,15 @@ class Relay:
             raise DestinationFailed(
                 temporary("4.4.3", f"address lookup for {host} failed: {e}")
             ) from None
-        bind = self._settings.bindAddress
-        if bind is not None:
-            version = ipaddress.ip_address(bind).version
-            addresses = [
-                a for a in addresses if ipaddress.ip_address(a).version == version
-            ]
         return addresses
+
+    def _usable(self, addresses: Sequence[str]) -> list[str]:
+        """Those addresses a socket bound to C{bind_address} can reach."""
+        bind = self._settings.bindAddress
+        if bind is None:
+            return list(addresses)
+        version = ipaddress.ip_address(bind).version
+        return [a for a in addresses if ipaddress.ip_address(a).version == version]
 
     async def connect(self, hop: Hop) -> RelayClient:
         """

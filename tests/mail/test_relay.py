@@ -7,6 +7,7 @@ this process, their queues on a virtual clock (L{startMailNetwork}).
 from __future__ import annotations
 
 import email
+import os
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import default
@@ -17,6 +18,7 @@ from twisted.trial.unittest import TestCase
 
 from appnet.store.interfaces import RecipientState
 from appnet.testing import startMailNetwork
+from appnet.tls import writeSelfSigned
 
 ALICE = "alice@crepes.fr"
 BOB = "bob@hamburger.edu"
@@ -318,3 +320,91 @@ class RelayTests(TestCase):
         _, blocks, _ = report(bounce.data)
         self.assertEqual(blocks[1]["Status"], "5.7.23")
         self.assertIn("SPF validation failed", blocks[1]["Diagnostic-Code"])
+
+
+class TLSTests(TestCase):
+    """
+    Opportunistic STARTTLS to an MX, and a smarthost with required,
+    verified TLS and AUTH.
+    """
+
+    timeout = 60
+
+    async def withCertificate(self, node: Any) -> str:
+        """Give a node a self-signed certificate (restarting it)."""
+        await node.stop()
+        cert = os.path.join(node.dataDir, "tls", "cert.pem")
+        writeSelfSigned(
+            cert, os.path.join(node.dataDir, "tls", "key.pem"), f"mx.{node.domain}"
+        )
+        await node.start()
+        return cert
+
+    async def test_opportunisticTLS(self) -> None:
+        """
+        An MX offering STARTTLS with a certificate nobody can verify gets
+        the message encrypted: delivery does not fail on the certificate
+        (Postfix's "may").
+        """
+        net = await network(self)
+        await self.withCertificate(net.node("hamburger.edu"))
+        await net.submit(ALICE, [BOB], message())
+        [stored] = await net.mailbox(BOB)
+        received = parse(stored.data).get_all("Received")[0]
+        self.assertIn("with ESMTPS", received)
+        self.assertIn("using TLS", received)
+
+    async def test_smarthost(self) -> None:
+        """
+        With a smarthost, mail goes there whatever its domain, over TLS
+        verified against the configured CA file, after AUTH.
+        """
+        net = await network(
+            self,
+            domains={
+                "crepes.fr": ["alice"],
+                "hamburger.edu": {"bob": "pw-bob-123", "relay": "relay-password"},
+            },
+            nodeConfig={"hamburger.edu": {"submission": {"sender_must_match": False}}},
+        )
+        a, b = net.node("crepes.fr"), net.node("hamburger.edu")
+        cert = await self.withCertificate(b)
+        host, port = b.address("submission")
+        secret = os.path.join(net._root, "smarthost.pw")
+        with open(secret, "w") as f:
+            f.write("relay-password\n")
+        await a.stop()
+        a.config["mail"].update(
+            smarthost=f"mx.hamburger.edu:{port}",
+            smarthost_user="relay@hamburger.edu",
+            smarthost_password_file=secret,
+            smarthost_cafile=cert,
+        )
+        await a.start()
+        await net.submit(ALICE, [BOB], message())
+        [stored] = await net.mailbox(BOB)
+        received = parse(stored.data).get_all("Received")[0]
+        self.assertIn("with ESMTPSA", received)
+        self.assertEqual(await a.queued(), [])
+
+    async def test_smarthostUnverified(self) -> None:
+        """
+        A smarthost whose certificate does not verify gets nothing: the
+        message stays queued (deferred), its password is never sent.
+        """
+        net = await network(
+            self,
+            domains={"crepes.fr": ["alice"], "hamburger.edu": {"relay": "pw-relay-1"}},
+        )
+        a, b = net.node("crepes.fr"), net.node("hamburger.edu")
+        await self.withCertificate(b)
+        host, port = b.address("submission")
+        await a.stop()
+        a.config["mail"].update(
+            smarthost=f"mx.hamburger.edu:{port}", smarthost_user="relay@hamburger.edu"
+        )
+        await a.start()
+        await net.submit(ALICE, [BOB], message())
+        [queued] = await a.queued()
+        self.assertEqual(queued.recipients[0].state, RecipientState.DEFERRED)
+        self.assertEqual(b.running.stack.status.counter("submission", "messages"), 0)
