@@ -217,10 +217,10 @@ class QueueRunner(Service):
         self._unwatch = self._store.queue.watch(self.wake)
         self._poller = LoopingCall(self.wake)
         self._poller.clock = self._clock
-        self._poller.start(self._poll, now=False)
+        self._poller.start(self._poll, now=False).addErrback(self._loopFailed)
         self._renewer = LoopingCall(self._renew)
         self._renewer.clock = self._clock
-        self._renewer.start(self._lease / 3, now=False)
+        self._renewer.start(self._lease / 3, now=False).addErrback(self._loopFailed)
         self._started = Deferred.fromCoroutine(self._begin())
 
     async def _begin(self) -> None:
@@ -260,6 +260,9 @@ class QueueRunner(Service):
         await self._relay.stop()
 
     # Waking up.
+
+    def _loopFailed(self, failure: Any) -> None:
+        self._log.failure("Queue timer failed", failure)
 
     def wake(self) -> None:
         """Look for due messages now."""
@@ -314,7 +317,8 @@ class QueueRunner(Service):
         if not self._active:
             return succeed(0)
         until = self._clock.seconds() + self._lease
-        return self._store.queue.renew(self.owner, list(self._active), until)
+        d = self._store.queue.renew(self.owner, list(self._active), until)
+        return d.addErrback(self._loopFailed)
 
     def whenIdle(self) -> Deferred[None]:
         """
@@ -727,11 +731,13 @@ class QueueRunner(Service):
         except DestinationFailed as e:
             self._failAll(destination, job, e.reply)
             return
+        current = job
         index = 0
         session: RelayClient | None = None
         reuse = self._relay.settings.reuse
         try:
             while job is not None:
+                current = job
                 replies: dict[str, Reply] | None = None
                 while replies is None:
                     if session is None or not session.usable or session.sent >= reuse:
@@ -757,6 +763,13 @@ class QueueRunner(Service):
                 job = await self._nextJob(
                     destination, wait=session is not None and session.usable
                 )
+        except BaseException:
+            # Whatever went wrong, the message waiting for this job must
+            # learn of it, or it would stay claimed for good.
+            if not current.done.called:
+                failed = temporary("4.3.0", "local error in delivery")
+                current.done.callback(dict.fromkeys(current.recipients, failed))
+            raise
         finally:
             if session is not None:
                 session.quit()
