@@ -342,20 +342,24 @@ class QueueRunner(Service):
     def _startMessage(self, message: QueuedMessage) -> None:
         if message.attempts == 0:
             self._status.increment(SERVICE, "queued")
-        d = Deferred.fromCoroutine(self._process(message))
+        # Registered before it starts: with a store answering at once the
+        # whole attempt may be over before fromCoroutine returns.
+        finished: Deferred[None] = Deferred()
+        self._active[message.id] = finished
 
         def failed(f: Any) -> None:
             self._log.failure("Queue message {id} failed", f, id=message.id)
 
         def done(_: object) -> None:
-            del self._active[message.id]
+            self._active.pop(message.id, None)
+            finished.callback(None)
             # Wake first: the scan it starts (which also sets the timer
             # for the next due message) keeps the runner from looking idle.
             self.wake()
             self._checkIdle()
 
+        d = Deferred.fromCoroutine(self._process(message))
         d.addErrback(failed).addBoth(done)
-        self._active[message.id] = d
 
     async def _process(self, message: QueuedMessage) -> None:
         now = self._clock.seconds()
