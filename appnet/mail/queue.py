@@ -92,6 +92,10 @@ __all__ = ["QueueRunner", "Schedule"]
 #: The counters' service name in C{/status}.
 SERVICE = "queue"
 
+#: Recipients per transaction (Postfix's smtp_destination_recipient_limit;
+#: RFC 5321 4.5.3.1.8 only promises 100 are accepted).
+MAX_RECIPIENTS = 50
+
 
 @frozen
 class Schedule:
@@ -454,15 +458,17 @@ class QueueRunner(Service):
         if remote:
             body = await self._store.queue.openMessage(message.id)
             for domain, addresses in remote.items():
-                job = _Job(
-                    message,
-                    domain,
-                    tuple(addresses),
-                    Transaction(message.sender, tuple(addresses), body.size, body.open),
-                )
-                job.done.addCallback(self._afterJob, message.id)
-                self._addJob(job)
-                waits.append(job.done)
+                for start in range(0, len(addresses), MAX_RECIPIENTS):
+                    some = tuple(addresses[start : start + MAX_RECIPIENTS])
+                    job = _Job(
+                        message,
+                        domain,
+                        some,
+                        Transaction(message.sender, some, body.size, body.open),
+                    )
+                    job.done.addCallback(self._afterJob, message.id)
+                    self._addJob(job)
+                    waits.append(job.done)
         outcomes: list[tuple[bool, Any]] = await DeferredList(waits, consumeErrors=True)
         for ok, result in outcomes:
             if ok:

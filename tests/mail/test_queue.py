@@ -194,3 +194,13 @@ class RunnerTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         [queued] = self.successResultOf(self.store.queue.list())
         self.assertIsNone(queued.claimedBy)
+
+    def test_recipientsPerTransaction(self) -> None:
+        """
+        At most 50 recipients go in one transaction: 120 recipients at
+        one domain make three.
+        """
+        self.runner.startService()
+        self.addCleanup(self.runner.stopService)
+        self.enqueue(recipients=tuple(f"r{n}@hamburger.edu" for n in range(120)))
+        self.assertEqual(self.relay.asked, ["hamburger.edu"] * 3)
