@@ -36,7 +36,8 @@ streamed from its file by L{FileSender}) where it does not fit a relay:
     text. A smarthost requires TLS and (by default) verifies its
     certificate for its name, before AUTH.
   - Timeouts run on the reactor given (Twisted's C{TimeoutMixin} would
-    use the global one).
+    use the global one), and Nagle's algorithm is off (the final dot
+    would otherwise wait for the server's delayed ACK after each body).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from appnet.dns.errors import NameNotFound, NoRecords, NullMX, TemporaryFailure
 from appnet.dns.interfaces import IDNSResolver
 from appnet.errors import AppnetError
 from appnet.mail.client import _Stuffer, tlsOptions
+from appnet.mail.lines import noDelay
 
 __all__ = [
     "DestinationFailed",
@@ -294,6 +296,13 @@ class RelayClient(ESMTPClient):
         self._quitting = False
 
     # Session set-up.
+
+    def connectionMade(self) -> None:
+        # The final dot follows the body while it is still unacknowledged:
+        # with Nagle's algorithm it would wait for the server's delayed
+        # ACK, some 40 ms per message.
+        noDelay(self.transport)
+        super().connectionMade()
 
     def esmtpState_serverConfig(self, code: int, resp: bytes) -> None:
         self.serverExtensions = {}
