@@ -184,6 +184,16 @@ class Stack(MultiService):
         """The store, once the stack is prepared."""
         return self.context.store
 
+    def backgroundService(self, name: str) -> IService:
+        """
+        A component's background service by its name (the mail queue
+        runner is C{"mail-queue"}), once the stack is prepared.
+
+        @raise KeyError: if there is none of that name.
+        """
+        service: IService = self._background.getServiceNamed(name)
+        return service
+
     def _prepare(self) -> None:
         """
         Create the data directory, load TLS, build every component and the

@@ -160,6 +160,9 @@ class QueueRunner(Service):
 
     _log = Logger()
 
+    #: The service's name in the stack (L{appnet.stack.Stack.backgroundService}).
+    name = "mail-queue"  # type: ignore[assignment]
+
     def __init__(
         self,
         *,

@@ -129,10 +129,9 @@ class MailNode:
     @property
     def runner(self) -> QueueRunner:
         """The node's queue runner."""
-        for service in self.running.stack._background:
-            if isinstance(service, QueueRunner):
-                return service
-        raise RuntimeError("no queue runner")
+        runner = self.running.stack.backgroundService(QueueRunner.name)
+        assert isinstance(runner, QueueRunner)
+        return runner
 
     async def start(self) -> None:
         """Start the node (again), on its data directory."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -331,3 +332,44 @@ class ScheduleTests(SynchronousTestCase):
         self.assertFalse(schedule.expired(0, 999))
         self.assertTrue(schedule.warnNow(0, 100))
         self.assertFalse(Schedule(delayWarning=0).warnNow(0, 10**9))
+
+
+class PlainFallbackTests(SynchronousTestCase):
+    """
+    Opportunistic TLS that fails its handshake falls back to plain text
+    for that host (a smarthost never does).
+    """
+
+    def relay(self, **kw: Any) -> tuple[Relay, list[bool]]:
+        attempts: list[bool] = []
+
+        class Scripted(Relay):
+            async def _connect(self, hop: Hop, plain: bool) -> Any:
+                attempts.append(plain)
+                if not plain:
+                    reply = Reply(451, "4.4.2", "handshake failed")
+                    raise SessionFailed(reply, tlsBroken=True)
+                return object()
+
+        relay = Scripted(Clock(), StaticResolver(), RelaySettings(hostname="h", **kw))
+        return relay, attempts
+
+    def test_fallback(self) -> None:
+        """
+        After a failed handshake the host is tried again at once in plain
+        text, and in plain text from then on (for an hour).
+        """
+        relay, attempts = self.relay()
+        self.successResultOf(Deferred.fromCoroutine(relay.connect(HOP)))
+        self.assertEqual(attempts, [False, True])
+        self.successResultOf(Deferred.fromCoroutine(relay.connect(HOP)))
+        self.assertEqual(attempts, [False, True, True])
+
+    def test_smarthostNever(self) -> None:
+        """A smarthost's TLS failure is a failure."""
+        relay, attempts = self.relay(smarthost=("smtp.example", 587))
+        failure = self.failureResultOf(
+            Deferred.fromCoroutine(relay.connect(HOP)), SessionFailed
+        )
+        self.assertTrue(failure.value.tlsBroken)
+        self.assertEqual(attempts, [False])
