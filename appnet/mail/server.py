@@ -183,6 +183,7 @@ def buildMail(ctx: StackContext) -> Component:
             config.mail.spf,
             config.mail.spf_skip,
             ctx.reactor.seconds,
+            ctx.reactor,
         )
 
     def smtpFactory(role: SMTPRole, idleTimeout: float) -> SMTPServerFactory:

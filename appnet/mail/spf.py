@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from attrs import define, field, frozen
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.names import dns
 
@@ -515,6 +516,10 @@ class SPFPolicy:
     mode: str = "mark"
     skip: Sequence[str] = ()
     now: Callable[[], float] = time.time
+    #: With a clock, a check taking longer than C{timeout} seconds is a
+    #: temperror (RFC 7208 4.6.4 suggests at least 20 seconds).
+    clock: Any = None
+    timeout: float = 20.0
     _networks: list[Any] = field(init=False, factory=list)
 
     def __attrs_post_init__(self) -> None:
@@ -528,19 +533,32 @@ class SPFPolicy:
             return True
         return any(address in network for network in self._networks)
 
-    async def decide(self, client: str, helo: str, sender: str) -> SPFDecision | None:
+    def decide(
+        self, client: str, helo: str, sender: str
+    ) -> Deferred[SPFDecision | None]:
         """
         Check the MAIL FROM identity (C{postmaster@HELO} for the null
         sender); C{None} for a skipped client.
         """
+        return Deferred.fromCoroutine(self._decide(client, helo, sender))
+
+    async def _decide(self, client: str, helo: str, sender: str) -> SPFDecision | None:
         if self.skipped(client):
             return None
         identity = "mailfrom" if sender else "helo"
         address = sender or f"postmaster@{helo}"
         domain = address.rpartition("@")[2]
-        result = await checkHost(
+        checking = checkHost(
             self.resolver, client, domain, address, helo, self.receiver, self.now
         )
+        if self.clock is not None:
+            checking.addTimeout(self.timeout, self.clock)
+        try:
+            result = await checking
+        except defer.TimeoutError:
+            result = SPFResult(
+                TEMPERROR, domain, f"no answer within {self.timeout:g} seconds"
+            )
         header = receivedSPF(
             result,
             receiver=self.receiver,

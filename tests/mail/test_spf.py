@@ -276,3 +276,22 @@ class PolicyTests(SynchronousTestCase):
         )
         asked = len(self.resolver.asked)
         self.assertEqual(len(self.resolver.asked), asked)
+
+    def test_timeout(self) -> None:
+        """A check that takes too long is a temperror, not a stall."""
+        from twisted.internet.defer import Deferred
+        from twisted.internet.task import Clock
+
+        class Silent(StaticResolver):
+            def lookupText(self, name: str) -> Deferred[list[bytes]]:
+                return Deferred()
+
+        clock = Clock()
+        policy = SPFPolicy(Silent(), "mx", clock=clock, timeout=20)
+        decision = policy.decide("192.0.2.9", "h", "a@pass.example.org")
+        clock.advance(19)
+        self.assertNoResult(decision)
+        clock.advance(1)
+        result = self.successResultOf(decision)
+        assert result is not None
+        self.assertEqual(result.result.result, TEMPERROR)
