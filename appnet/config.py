@@ -298,6 +298,42 @@ def _aliases(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple(result)
 
 
+def _positiveDuration(value: Any) -> float:
+    seconds = _duration(value)
+    if seconds <= 0:
+        raise _Invalid(f"must be more than 0, got {value!r}")
+    return seconds
+
+
+def _durationOrOff(value: Any) -> float:
+    if value in ("off", False):
+        return 0.0
+    return _duration(value)
+
+
+def _retrySchedule(value: Any) -> tuple[float, ...]:
+    waits: tuple[float, ...] = _listOf(_positiveDuration)(value)
+    if not waits:
+        raise _Invalid('needs at least one wait, like ["5m", "1h"]')
+    return waits
+
+
+def _optIPAddress(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return _ipAddress(value)
+
+
+def _optHostPort(defaultPort: int) -> Parser:
+    def parse(value: Any) -> tuple[str, int] | None:
+        if value is None or value == "":
+            return None
+        result: tuple[str, int] = _hostPort(defaultPort)(value)
+        return result
+
+    return parse
+
+
 def _choice(choices: Sequence[str]) -> Parser:
     def parse(value: Any) -> str:
         text = _str(value)
@@ -551,6 +587,76 @@ class MailConfig:
         _optAddress,
         "receives postmaster@ mail of every local domain"
         " (default: each domain's postmaster mailbox)",
+    )
+    # The outgoing queue and the relay (appnet.mail.queue, appnet.mail.relay).
+    retry: tuple[float, ...] = _setting(
+        (300.0, 600.0, 1200.0, 2400.0, 3600.0, 7200.0, 14400.0),
+        _retrySchedule,
+        "waits between delivery attempts; the last one repeats",
+    )
+    max_queue_age: float = _setting(
+        5 * 86400.0, _positiveDuration, "bounce what is still undelivered after this"
+    )
+    delay_warning: float = _setting(
+        4 * 3600.0, _durationOrOff, "tell the sender of a delay after this (0: never)"
+    )
+    relay_concurrency: int = _setting(
+        20, _int(1, 10000), "outbound SMTP connections at once"
+    )
+    relay_destination_concurrency: int = _setting(
+        5, _int(1, 1000), "outbound SMTP connections at once to one domain"
+    )
+    relay_connect_timeout: float = _setting(
+        30.0, _positiveDuration, "give up connecting to a mail server after this"
+    )
+    relay_timeout: float = _setting(
+        300.0, _positiveDuration, "give up on a mail server's reply after this"
+    )
+    relay_reuse: int = _setting(
+        100, _int(1, 100000), "messages sent over one connection before a new one"
+    )
+    relay_idle: float = _setting(
+        2.0, _duration, "keep an idle outbound connection open this long for more"
+    )
+    relay_tls: str = _setting(
+        "may",
+        _choice(("may", "none")),
+        "STARTTLS to MX hosts: 'may' (when offered, unverified), 'none'",
+    )
+    bind_address: str | None = _setting(
+        None, _optIPAddress, "source address of outbound SMTP connections"
+    )
+    smarthost: tuple[str, int] | None = _setting(
+        None, _optHostPort(587), "HOST:PORT to relay all outgoing mail through"
+    )
+    smarthost_user: str | None = _setting(
+        None, _optStr, "AUTH user name at the smarthost"
+    )
+    smarthost_password_file: str | None = _setting(
+        None, _optStr, "file holding the smarthost password (first line)"
+    )
+    smarthost_tls: str = _setting(
+        "verify",
+        _choice(("verify", "encrypt", "none")),
+        "TLS to the smarthost: required and verified, required only, or none",
+    )
+    smarthost_cafile: str | None = _setting(
+        None, _optStr, "PEM certificates to verify the smarthost with"
+    )
+    queue_poll: float = _setting(
+        10.0,
+        _positiveDuration,
+        "look for queue changes made by other processes this often",
+    )
+    spf: str = _setting(
+        "mark",
+        _choice(("mark", "reject", "off")),
+        "SPF on the MX role: add Received-SPF, also reject on fail, or off",
+    )
+    spf_skip: tuple[str, ...] = _setting(
+        ("127.0.0.0/8", "::1/128"),
+        _listOf(_network),
+        "client networks whose mail is not SPF-checked",
     )
 
 

@@ -95,6 +95,13 @@ class StackContext:
     tls: TLSMaterial | None
     status: Status
     addresses: AddressBook
+    #: What schedules long waits (the queue's retries): the reactor, or a
+    #: test's virtual clock while sockets stay on the reactor.
+    clock: Any = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.clock is None:
+            self.clock = self.reactor
 
     def traced(self, service: str) -> bool:
         """
@@ -146,10 +153,12 @@ class Stack(MultiService):
         reactor: Any,
         store: IStore | None = None,
         builders: Sequence[str | Builder] | None = None,
+        clock: Any = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.reactor = reactor
+        self.clock = reactor if clock is None else clock
         self.dataDir = DataDir.at(config.data)
         self.addresses = AddressBook()
         self.status = Status(reactor)
@@ -175,6 +184,16 @@ class Stack(MultiService):
         """The store, once the stack is prepared."""
         return self.context.store
 
+    def backgroundService(self, name: str) -> IService:
+        """
+        A component's background service by its name (the mail queue
+        runner is C{"mail-queue"}), once the stack is prepared.
+
+        @raise KeyError: if there is none of that name.
+        """
+        service: IService = self._background.getServiceNamed(name)
+        return service
+
     def _prepare(self) -> None:
         """
         Create the data directory, load TLS, build every component and the
@@ -185,7 +204,9 @@ class Stack(MultiService):
             return
         config = self.config
         self.dataDir.create()
-        store = self._store or SQLiteStore.open(self.dataDir.store.path, self.reactor)
+        store = self._store or SQLiteStore.open(
+            self.dataDir.store.path, self.reactor, now=self.clock.seconds
+        )
         checker = UserChecker(
             store.users, config.mail.domains[0] if config.mail.domains else None
         )
@@ -205,6 +226,7 @@ class Stack(MultiService):
             tls=self._loadTLS(),
             status=self.status,
             addresses=self.addresses,
+            clock=self.clock,
         )
         served: set[str] = set()
         for builder in self._builders:

@@ -46,6 +46,9 @@ _FIXTURES = {
     "MailStack": "appnet.mail.testing",
     "StoredMessage": "appnet.mail.testing",
     "startMail": "appnet.mail.testing",
+    "MailNetwork": "appnet.mail.relaytesting",
+    "MailNode": "appnet.mail.relaytesting",
+    "startMailNetwork": "appnet.mail.relaytesting",
     "BrowserSession": "appnet.web.testing",
     "RunningWeb": "appnet.web.testing",
     "startWeb": "appnet.web.testing",
@@ -161,6 +164,7 @@ async def startStack(
     reactor: Any = None,
     store: IStore | None = None,
     dataDir: str | None = None,
+    clock: Any = None,
 ) -> RunningStack:
     """
     Start a stack on ephemeral loopback ports.
@@ -173,6 +177,9 @@ async def startStack(
     @param reactor: default: the global reactor.
     @param store: an L{IStore} instead of SQLite in the data directory.
     @param dataDir: use (and keep) this directory instead of a temporary one.
+    @param clock: what schedules long waits (the mail queue's retries),
+        such as a L{twisted.internet.task.Clock} the test advances;
+        default: the reactor.
     """
     if reactor is None:
         from twisted.internet import reactor as globalReactor
@@ -181,7 +188,7 @@ async def startStack(
     removeData = dataDir is None
     path = tempfile.mkdtemp(prefix="appnet-test-") if dataDir is None else dataDir
     try:
-        stack = Stack(ephemeralConfig(path, config), reactor, store, builders)
+        stack = Stack(ephemeralConfig(path, config), reactor, store, builders, clock)
         running = RunningStack(stack, stack.dataDir, removeData)
     except BaseException:
         if removeData:

@@ -336,6 +336,26 @@ class DNSClient:
             for p, h in real
         ]
 
+    def lookupText(self, name: str) -> Deferred[list[bytes]]:
+        """
+        The TXT records of C{name}, each its character-strings joined
+        (RFC 7208 section 3.3: how SPF reads a record split into
+        strings).
+
+        @raise NameNotFound: NXDOMAIN.
+        @raise NoRecords: no TXT records.
+        @raise TemporaryFailure: try again later.
+        """
+        return Deferred.fromCoroutine(self._lookupText(name.rstrip(".")))
+
+    async def _lookupText(self, name: str) -> list[bytes]:
+        response = await self.query(name, dns.TXT)
+        self._check(response, name)
+        records = response.records(normalize(name), dns.TXT)
+        if not records:
+            raise NoRecords(name, "TXT")
+        return [b"".join(r.payload.data) for r in records]  # type: ignore[union-attr]
+
     def lookupAddresses(self, host: str) -> Deferred[list[str]]:
         """
         The IPv4 addresses of C{host}, then its IPv6 addresses. An IP

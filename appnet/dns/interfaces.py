@@ -48,6 +48,15 @@ class IDNSResolver(Interface):
         @raise appnet.dns.errors.TemporaryFailure: try again later.
         """
 
+    def lookupText(name: str) -> Deferred[list[bytes]]:
+        """
+        The TXT records of C{name}, each its strings joined.
+
+        @raise appnet.dns.errors.NameNotFound: NXDOMAIN.
+        @raise appnet.dns.errors.NoRecords: no TXT records.
+        @raise appnet.dns.errors.TemporaryFailure: try again later.
+        """
+
     def lookupAddresses(host: str) -> Deferred[list[str]]:
         """
         The IPv4 then IPv6 addresses of C{host}.

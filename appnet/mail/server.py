@@ -1,31 +1,38 @@
 """
 The mail family's part of the stack: one builder serving C{smtp} (the MX
 role), C{submission}, C{pop3} and C{imap} over the shared store,
-authenticator and TLS material. Each protocol registers its avatar type
-on the one L{MailRealm} this builder makes (see L{buildMail}).
+authenticator and TLS material, with the queue runner that relays outgoing
+mail as a background service. Each protocol registers its avatar type on
+the one L{MailRealm} this builder makes (see L{buildMail}).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.mail.interfaces import IMailboxPOP3
 
+from appnet.dns.client import resolverFor
+from appnet.dns.interfaces import IDNSResolver
 from appnet.errors import ConfigError
 from appnet.mail.delivery import Delivery
 from appnet.mail.imap import IMAP_MASK, IIMAPAccount, IMAPServerFactory, accountFactory
 from appnet.mail.imap import refusal as imapRefusal
 from appnet.mail.pop3 import POP3_MASK, POP3ServerFactory, maildropFactory
 from appnet.mail.pop3 import refusal as pop3Refusal
+from appnet.mail.queue import QueueRunner, Schedule
 from appnet.mail.realm import MailRealm
+from appnet.mail.relay import Hop, Relay, RelaySettings
 from appnet.mail.routing import Router, parseAliasesFile
 from appnet.mail.smtpserver import SMTP_MASK, SMTPRole, SMTPServerFactory
 from appnet.mail.smtpserver import refusal as smtpRefusal
+from appnet.mail.spf import SPFPolicy
 from appnet.stack import Component, Listening, StackContext
 
-__all__ = ["buildMail", "makeRouter"]
+__all__ = ["buildMail", "makeQueueRunner", "makeRouter"]
 
 
 def _aliases(ctx: StackContext) -> dict[str, tuple[str, ...]]:
@@ -67,6 +74,97 @@ def makeRouter(ctx: StackContext) -> Router:
     )
 
 
+def _readSecret(key: str, path: str | None, what: str) -> bytes | None:
+    """
+    A small file named by the config (start-up I/O, like the aliases).
+
+    @raise ConfigError: naming C{key} if it cannot be read.
+    """
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ConfigError(key, f"cannot read {what} {path}: {e.strerror}") from None
+
+
+def relaySettings(ctx: StackContext) -> RelaySettings:
+    """
+    The relay's settings from C{[mail]}.
+
+    @raise ConfigError: if the smarthost password or CA file cannot be
+        read.
+    """
+    mail = ctx.config.mail
+    password = _readSecret(
+        "mail.smarthost_password_file", mail.smarthost_password_file, "password file"
+    )
+    trust = _readSecret("mail.smarthost_cafile", mail.smarthost_cafile, "CA file")
+    return RelaySettings(
+        hostname=ctx.config.hostname,
+        port=mail.relay_port,
+        connectTimeout=mail.relay_connect_timeout,
+        timeout=mail.relay_timeout,
+        reuse=mail.relay_reuse,
+        tls=mail.relay_tls,
+        bindAddress=mail.bind_address,
+        smarthost=mail.smarthost,
+        smarthostUser=mail.smarthost_user,
+        smarthostPassword=(
+            password.decode("utf-8", "replace").splitlines()[0]
+            if password and password.strip()
+            else None
+        ),
+        smarthostTLS=mail.smarthost_tls,
+        smarthostTrust=trust,
+    )
+
+
+def makeQueueRunner(
+    ctx: StackContext, router: Router, resolver: IDNSResolver | None = None
+) -> QueueRunner:
+    """
+    The queue runner of a stack: its relay resolves through appnet's own
+    resolver (L{resolverFor}) and never connects to this node's own MX
+    listener.
+    """
+    mail = ctx.config.mail
+
+    def isSelf(hop: Hop) -> bool:
+        for bound in ctx.addresses.of("smtp"):
+            host = getattr(bound.address, "host", None)
+            if getattr(bound.address, "port", None) != hop.port:
+                continue
+            if host == hop.address:
+                return True
+            if (
+                host in ("0.0.0.0", "::")
+                and ipaddress.ip_address(hop.address).is_loopback
+            ):
+                return True
+        return False
+
+    if resolver is None:
+        resolver = resolverFor(ctx)
+    relay = Relay(ctx.reactor, resolver, relaySettings(ctx), isSelf)
+    return QueueRunner(
+        store=ctx.store,
+        relay=relay,
+        router=router,
+        localDomains=ctx.localDomains,
+        status=ctx.status,
+        clock=ctx.clock,
+        reactor=ctx.reactor,
+        hostname=ctx.config.hostname,
+        schedule=Schedule(mail.retry, mail.max_queue_age, mail.delay_warning),
+        concurrency=mail.relay_concurrency,
+        destinationConcurrency=mail.relay_destination_concurrency,
+        idle=mail.relay_idle,
+        poll=mail.queue_poll,
+    )
+
+
 def buildMail(ctx: StackContext) -> Component:
     """
     SMTP (MX and submission), POP3 and IMAP for the stack.
@@ -85,6 +183,17 @@ def buildMail(ctx: StackContext) -> Component:
     tlsOptions = ctx.tls.serverOptions() if ctx.tls is not None else None
     delivery = Delivery(ctx.store, ctx.reactor.seconds)
     hostname = config.hostname
+    resolver = resolverFor(ctx)
+    spf = None
+    if config.mail.spf != "off":
+        spf = SPFPolicy(
+            resolver,
+            hostname,
+            config.mail.spf,
+            config.mail.spf_skip,
+            ctx.reactor.seconds,
+            ctx.reactor,
+        )
 
     def smtpFactory(role: SMTPRole, idleTimeout: float) -> SMTPServerFactory:
         return SMTPServerFactory(
@@ -107,6 +216,7 @@ def buildMail(ctx: StackContext) -> Component:
         SMTPRole("smtp", submission=False, maxRecipients=config.smtp.max_recipients),
         config.smtp.idle_timeout,
     )
+    mx.spf = spf
     submission = smtpFactory(
         SMTPRole(
             "submission",
@@ -151,5 +261,6 @@ def buildMail(ctx: StackContext) -> Component:
             Listening("submission", submission, smtpRefusal(hostname), SMTP_MASK),
             Listening("pop3", pop3, pop3Refusal(hostname), POP3_MASK),
             Listening("imap", imap, imapRefusal(hostname), IMAP_MASK),
-        ]
+        ],
+        services=[makeQueueRunner(ctx, router, resolver)],
     )

@@ -29,6 +29,9 @@ what TWISTED_GAPS lists as missing or wrong there:
   L{appnet.mail.delivery.Delivery} has stored the message durably.
 - Every error leaves the session usable; after too many errors the
   server says 421 and closes (as Postfix's hard error limit does).
+- On the MX role, MAIL FROM is checked with SPF (L{appnet.mail.spf}):
+  the message gets a C{Received-SPF} field, and with C{[mail] spf =
+  "reject"} a C{fail} is refused (550 5.7.23).
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ from appnet.mail.sasl import (
     decodeBase64,
     decodePlain,
 )
+from appnet.mail.spf import SPFPolicy
 from appnet.status import Status
 from appnet.store.interfaces import IStagedMessage, IStore
 from appnet.trace import MaskRule
@@ -122,6 +126,7 @@ class _Transaction:
         self.remote: dict[str, None] = {}
         self.recipients: list[str] = []
         self.attempts = 0
+        self.spfHeader = b""
 
 
 def _isLoopback(host: str) -> bool:
@@ -494,7 +499,27 @@ class SMTPServer(LineQueue, ESMTP):
         ):
             self._async(self._checkSender(sender, size), "MAIL FROM")
             return
+        spf = self.factory.spf
+        if not self.factory.role.submission and spf is not None:
+            self._async(self._checkSPF(spf, sender, size), "SPF")
+            return
         self._transaction = _Transaction(sender, size)
+        self.reply(250, "2.1.0", "Ok")
+
+    async def _checkSPF(
+        self, spf: SPFPolicy, sender: Mailbox | None, size: int | None
+    ) -> None:
+        address = "" if sender is None else str(sender)
+        decision = await spf.decide(self._client, self._heloName or "", address)
+        if self._closed or self._heloName is None:
+            return  # Gone, or STARTTLS reset the session meanwhile.
+        if decision is not None and decision.refuse is not None:
+            self.error(*decision.refuse)
+            return
+        transaction = _Transaction(sender, size)
+        if decision is not None:
+            transaction.spfHeader = decision.header
+        self._transaction = transaction
         self.reply(250, "2.1.0", "Ok")
 
     async def _checkSender(self, sender: Mailbox, size: int | None) -> None:
@@ -583,6 +608,7 @@ class SMTPServer(LineQueue, ESMTP):
         staged = self._staged = factory.delivery.stage()
         prefix = returnPath(transaction.sender)
         staged.write(prefix)
+        staged.write(transaction.spfHeader)
         staged.write(
             receivedHeader(
                 helo=self._heloName or "unknown",
@@ -717,6 +743,7 @@ class SMTPServerFactory(ServerFactory):
         maxMessageSize: int = 25 * 1024**2,
         hopLimit: int = 50,
         delivery: Delivery | None = None,
+        spf: SPFPolicy | None = None,
     ) -> None:
         self.role = role
         self.hostname = hostname
@@ -731,6 +758,7 @@ class SMTPServerFactory(ServerFactory):
         self.maxMessageSize = maxMessageSize
         self.hopLimit = hopLimit
         self.delivery = delivery or Delivery(store, clock.seconds)
+        self.spf = spf
 
     def buildProtocol(self, addr: Any) -> SMTPServer:  # type: ignore[override]
         return SMTPServer(self)

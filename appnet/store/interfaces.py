@@ -31,9 +31,11 @@ __all__ = [
     "FolderInfo",
     "MessageBody",
     "MessageInfo",
+    "Notice",
     "QueuedMessage",
     "QueuedRecipient",
     "RecipientState",
+    "RecipientUpdate",
     "Usage",
 ]
 
@@ -568,12 +570,22 @@ class QueuedRecipient:
     @ivar state: one of L{RecipientState}.
     @ivar response: the last SMTP reply or error for it.
     @ivar updated: when its state last changed.
+    @ivar notified: the sender has been told of its bounce (a DSN was
+        queued, or none is due: the null sender).
     """
 
     address: str
     state: str = RecipientState.PENDING
     response: str | None = None
     updated: float = 0.0
+    notified: bool = False
+
+    @property
+    def final(self) -> bool:
+        """Delivered, or bounced and the sender told."""
+        return self.state == RecipientState.DELIVERED or (
+            self.state == RecipientState.BOUNCED and self.notified
+        )
 
 
 @frozen
@@ -586,6 +598,9 @@ class QueuedMessage:
     @ivar nextAttempt: when the relay should next try it.
     @ivar held: the relay must leave it alone until released.
     @ivar lastError: the last failure affecting the whole message.
+    @ivar warned: the sender has been told of its delay.
+    @ivar claimedBy: the queue runner working on it, if any ...
+    @ivar claimedUntil: ... until this time, unless it renews its claim.
     """
 
     id: int
@@ -598,13 +613,54 @@ class QueuedMessage:
     held: bool = False
     lastError: str | None = None
     submitter: str | None = None
+    warned: bool = False
+    claimedBy: str | None = None
+    claimedUntil: float = 0.0
+
+
+@frozen
+class RecipientUpdate:
+    """
+    What one delivery attempt made of one recipient.
+
+    @ivar state: L{RecipientState.DELIVERED}, C{DEFERRED} or C{BOUNCED}.
+    @ivar response: the SMTP reply or error, for the queue listing and
+        the DSN.
+    @ivar notified: see L{QueuedRecipient.notified}.
+    """
+
+    address: str
+    state: str
+    response: str | None = None
+    notified: bool = False
+
+
+@frozen
+class Notice:
+    """
+    What a queued DSN tells about another queued message; enqueueing the
+    DSN marks it in the same transaction, so the sender is told once
+    however the process dies.
+
+    @ivar message: the queue id of the message the DSN is about.
+    @ivar bounced: its recipients whose failure the DSN reports (they
+        become C{notified}).
+    @ivar warned: the DSN is its delay warning.
+    """
+
+    message: int
+    bounced: tuple[str, ...] = ()
+    warned: bool = False
 
 
 class IQueueStore(Interface):
     """
     Mail waiting to leave this node. Submission enqueues remote recipients
-    durably before it answers 250; the relay claims, retries, defers and
-    bounces (its operations join this interface with the relay).
+    durably before it answers 250; queue runners claim due messages with a
+    lease (several runners, in several processes or nodes, never work on
+    one message at once, and a crashed runner's claims expire), record
+    each recipient's outcome, and settle the message: rescheduled while
+    any recipient is left, removed once every one is final.
     """
 
     def enqueue(
@@ -613,6 +669,7 @@ class IQueueStore(Interface):
         recipients: Sequence[str],
         skip: int = 0,
         submitter: str | None = None,
+        notice: Notice | None = None,
     ) -> Deferred[int]:
         """
         Queue a staged message for C{recipients}, durably (fsynced file,
@@ -621,7 +678,98 @@ class IQueueStore(Interface):
 
         @param skip: leading bytes of the staged message not to queue (the
             C{Return-Path} line a local delivery of the same message adds).
+        @param notice: this message is a DSN about another queued message;
+            mark that one in the same transaction.
         @return: the queue id.
+        """
+
+    def watch(callback: Callable[[], None]) -> Callable[[], None]:
+        """
+        Call C{callback()} whenever a change made through this store may
+        have made a message due (enqueue, retry, release, a released
+        claim). Changes by other processes are not reported: a runner
+        also polls.
+
+        @return: a function that stops watching.
+        """
+
+    def claim(
+        owner: str, now: float, lease: float, limit: int
+    ) -> Deferred[Sequence[QueuedMessage]]:
+        """
+        Take up to C{limit} due messages for C{owner}: not held, next
+        attempt at or before C{now}, and unclaimed or claimed by a lease
+        that has run out; earliest due first. Each is claimed until
+        C{now + lease}. Atomic: two owners never get the same message.
+        """
+
+    def renew(owner: str, ids: Sequence[int], until: float) -> Deferred[int]:
+        """
+        Extend C{owner}'s claims on these messages.
+
+        @return: how many it still held.
+        """
+
+    def releaseClaims(prefix: str) -> Deferred[int]:
+        """
+        Drop every claim whose owner starts with C{prefix}: a runner,
+        starting, takes back what an earlier run of its node held when it
+        died.
+
+        @return: how many claims were dropped.
+        """
+
+    def nextDue() -> Deferred[float | None]:
+        """
+        When the next message falls due (a claimed one: when its lease
+        runs out), ignoring held messages; C{None} if none.
+        """
+
+    def record(id: int, updates: Sequence[RecipientUpdate]) -> Deferred[None]:
+        """
+        Store what an attempt made of some recipients, durably. A
+        recipient already delivered stays delivered. Nothing happens for
+        a message that is gone (deleted meanwhile).
+        """
+
+    def settle(
+        id: int, owner: str, nextAttempt: float, lastError: str | None
+    ) -> Deferred[bool]:
+        """
+        End C{owner}'s attempt on a message: remove it (row and file) if
+        every recipient is final (L{QueuedRecipient.final}), else count
+        the attempt, note C{lastError}, schedule it for C{nextAttempt}
+        and drop the claim.
+
+        @return: whether the message left the queue.
+        """
+
+    def retry(id: int | None = None) -> Deferred[int]:
+        """
+        Make one message (or every one) due now.
+
+        @return: how many messages were affected.
+        """
+
+    def hold(id: int) -> Deferred[bool]:
+        """
+        Keep a message from being delivered until released.
+
+        @return: whether it exists.
+        """
+
+    def release(id: int) -> Deferred[bool]:
+        """
+        Undo L{hold}; the message is due now.
+
+        @return: whether it exists.
+        """
+
+    def delete(id: int) -> Deferred[bool]:
+        """
+        Remove a message (row and file) without telling its sender.
+
+        @return: whether it existed.
         """
 
     def get(id: int) -> Deferred[QueuedMessage | None]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
-from attrs import define, field
+from attrs import define, evolve, field
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
@@ -27,9 +27,11 @@ from appnet.store.interfaces import (
     IStagedMessage,
     MessageBody,
     MessageInfo,
+    Notice,
     QueuedMessage,
     QueuedRecipient,
     RecipientState,
+    RecipientUpdate,
     Usage,
 )
 from appnet.store.mailcommon import (
@@ -500,6 +502,24 @@ class MemoryQueueStore:
     _now: Callable[[], float] = lambda: 0.0
     _messages: dict[int, _Queued] = field(factory=dict)
     _next: int = 1
+    _watchers: list[Callable[[], None]] = field(factory=list)
+
+    def _changed(self) -> None:
+        for callback in list(self._watchers):
+            callback()
+
+    def _update(self, id: int, **changes: Any) -> None:
+        entry = self._messages[id]
+        entry.message = evolve(entry.message, **changes)
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        self._watchers.append(callback)
+
+        def cancel() -> None:
+            if callback in self._watchers:
+                self._watchers.remove(callback)
+
+        return cancel
 
     def enqueue(
         self,
@@ -508,6 +528,7 @@ class MemoryQueueStore:
         recipients: Sequence[str],
         skip: int = 0,
         submitter: str | None = None,
+        notice: Notice | None = None,
     ) -> Deferred[int]:
         def run() -> int:
             if not isinstance(staged, MemoryStaged):
@@ -533,6 +554,17 @@ class MemoryQueueStore:
                 ),
                 data,
             )
+            if notice is not None and notice.message in self._messages:
+                about = self._messages[notice.message].message
+                self._update(
+                    notice.message,
+                    warned=about.warned or notice.warned,
+                    recipients=tuple(
+                        evolve(r, notified=True) if r.address in notice.bounced else r
+                        for r in about.recipients
+                    ),
+                )
+            self._changed()
             return id
 
         return _run(run)
@@ -552,6 +584,114 @@ class MemoryQueueStore:
             return fail(NoSuchMessage("queue", id))
         data = entry.data
         return succeed(MessageBody(len(data), lambda: io.BytesIO(data)))
+
+    def claim(
+        self, owner: str, now: float, lease: float, limit: int
+    ) -> Deferred[Sequence[QueuedMessage]]:
+        due = sorted(
+            (
+                e.message
+                for e in self._messages.values()
+                if not e.message.held
+                and e.message.nextAttempt <= now
+                and (e.message.claimedBy is None or e.message.claimedUntil <= now)
+            ),
+            key=lambda m: (m.nextAttempt, m.id),
+        )[:limit]
+        for message in due:
+            self._update(message.id, claimedBy=owner, claimedUntil=now + lease)
+        return succeed([self._messages[m.id].message for m in due])
+
+    def renew(self, owner: str, ids: Sequence[int], until: float) -> Deferred[int]:
+        count = 0
+        for id in ids:
+            entry = self._messages.get(id)
+            if entry is not None and entry.message.claimedBy == owner:
+                self._update(id, claimedUntil=until)
+                count += 1
+        return succeed(count)
+
+    def releaseClaims(self, prefix: str) -> Deferred[int]:
+        count = 0
+        for id, entry in self._messages.items():
+            owner = entry.message.claimedBy
+            if owner is not None and owner.startswith(prefix):
+                self._update(id, claimedBy=None, claimedUntil=0.0)
+                count += 1
+        if count:
+            self._changed()
+        return succeed(count)
+
+    def nextDue(self) -> Deferred[float | None]:
+        times = [
+            max(m.nextAttempt, m.claimedUntil if m.claimedBy is not None else 0.0)
+            for m in (e.message for e in self._messages.values())
+            if not m.held
+        ]
+        return succeed(min(times) if times else None)
+
+    def record(self, id: int, updates: Sequence[RecipientUpdate]) -> Deferred[None]:
+        entry = self._messages.get(id)
+        if entry is None:
+            return succeed(None)
+        now = self._now()
+        byAddress = {u.address: u for u in updates}
+        recipients = []
+        for r in entry.message.recipients:
+            u = byAddress.get(r.address)
+            if u is not None and r.state != RecipientState.DELIVERED:
+                r = QueuedRecipient(r.address, u.state, u.response, now, u.notified)
+            recipients.append(r)
+        self._update(id, recipients=tuple(recipients))
+        return succeed(None)
+
+    def settle(
+        self, id: int, owner: str, nextAttempt: float, lastError: str | None
+    ) -> Deferred[bool]:
+        entry = self._messages.get(id)
+        if entry is None:
+            return succeed(True)
+        message = entry.message
+        if all(r.final for r in message.recipients):
+            del self._messages[id]
+            return succeed(True)
+        if message.claimedBy in (owner, None):
+            self._update(
+                id,
+                attempts=message.attempts + 1,
+                nextAttempt=nextAttempt,
+                lastError=lastError,
+                claimedBy=None,
+                claimedUntil=0.0,
+            )
+        return succeed(False)
+
+    def retry(self, id: int | None = None) -> Deferred[int]:
+        ids = list(self._messages) if id is None else [id]
+        count = 0
+        for each in ids:
+            if each in self._messages:
+                self._update(each, nextAttempt=self._now())
+                count += 1
+        if count:
+            self._changed()
+        return succeed(count)
+
+    def hold(self, id: int) -> Deferred[bool]:
+        if id not in self._messages:
+            return succeed(False)
+        self._update(id, held=True)
+        return succeed(True)
+
+    def release(self, id: int) -> Deferred[bool]:
+        if id not in self._messages:
+            return succeed(False)
+        self._update(id, held=False, nextAttempt=self._now())
+        self._changed()
+        return succeed(True)
+
+    def delete(self, id: int) -> Deferred[bool]:
+        return succeed(self._messages.pop(id, None) is not None)
 
 
 def _byAge(item: tuple[int, Any]) -> tuple[float, int]:

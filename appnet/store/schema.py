@@ -126,6 +126,19 @@ QUEUE = [
         )
         """,
     ),
+    # The relay: claims with a lease (a crashed runner's claims run out),
+    # the delay warning sent, and per recipient whether the sender was
+    # told of its bounce.
+    Migration(
+        2,
+        """
+        ALTER TABLE queue_messages ADD COLUMN warned INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE queue_messages ADD COLUMN claimed_by TEXT;
+        ALTER TABLE queue_messages ADD COLUMN claimed_until REAL NOT NULL DEFAULT 0;
+        ALTER TABLE queue_recipients ADD COLUMN notified INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX queue_messages_claimed ON queue_messages (claimed_by)
+        """,
+    ),
 ]
 
 #: Every component's migrations, applied in this order at start.

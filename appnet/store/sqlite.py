@@ -216,6 +216,7 @@ class SQLiteStore:
         reactor: IReactorFromThreads,
         schemas: Mapping[str, Sequence[Migration]] = SCHEMAS,
         mailDir: str | None = None,
+        now: Callable[[], float] | None = None,
     ) -> SQLiteStore:
         """
         A store over the database file at C{path}. Nothing is opened until
@@ -223,6 +224,9 @@ class SQLiteStore:
 
         @param mailDir: where message files live; default: C{mail/} beside
             the database file (the data directory's layout).
+        @param now: the queue's time (when messages are queued, retried,
+            released), so that it agrees with the clock of the queue
+            runner; default: C{time.time}.
         """
         db = Database(path, reactor, schemas)
         if mailDir is None:
@@ -233,7 +237,7 @@ class SQLiteStore:
             SQLiteUserStore(db),
             SQLiteSessionStore(db),
             SQLiteMailStore(db, files, reactor),
-            SQLiteQueueStore(db, files, reactor),
+            SQLiteQueueStore(db, files, reactor, now or time.time),
         )
 
     @property

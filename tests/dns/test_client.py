@@ -47,6 +47,8 @@ nullmx  MX    0 .
 big     TXT   "{a}"
 big     TXT   "{b}"
 big     TXT   "{c}"
+spf     TXT   "v=spf1 " "ip4:192.0.2.0/24 -all"
+spf     TXT   "other text"
 """.format(a="a" * 250, b="b" * 250, c="c" * 250)
 
 
@@ -117,6 +119,20 @@ class ClientTests(TestCase):
             await self.client.lookupMX("nowhere.hamburger.edu")
         with self.assertRaises(NameNotFound):
             await self.client.lookupAddresses("nowhere.hamburger.edu")
+
+    async def test_lookupText(self) -> None:
+        """
+        TXT records come back one per record, their strings joined; a
+        name without TXT records and a missing name are told apart.
+        """
+        texts = await self.client.lookupText("spf.hamburger.edu")
+        self.assertEqual(
+            sorted(texts), [b"other text", b"v=spf1 ip4:192.0.2.0/24 -all"]
+        )
+        with self.assertRaises(NoRecords):
+            await self.client.lookupText("www.hamburger.edu")
+        with self.assertRaises(NameNotFound):
+            await self.client.lookupText("nowhere.hamburger.edu")
 
     async def test_refusedIsTemporary(self) -> None:
         """REFUSED (a name the server will not resolve) is temporary."""
@@ -232,3 +248,8 @@ class StaticResolverTests(SynchronousTestCase):
             ["192.0.2.1", "2001:db8::1"],
         )
         self.assertIn(("hamburger.edu", dns.MX), self.resolver.asked)
+        self.assertIn(
+            b"other text",
+            self.successResultOf(self.resolver.lookupText("spf.hamburger.edu")),
+        )
+        self.failureResultOf(self.resolver.lookupText("slow.example"), TemporaryFailure)

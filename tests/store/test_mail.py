@@ -24,7 +24,9 @@ from appnet.store.interfaces import (
     IMailStore,
     IQueueStore,
     IStagedMessage,
+    Notice,
     RecipientState,
+    RecipientUpdate,
 )
 from appnet.store.memory import MemoryStore
 from appnet.store.sqlite import SQLiteStore
@@ -436,6 +438,168 @@ class QueueStoreContract(Contract):
         with self.assertRaises(NoSuchMessage):
             await store.queue.openMessage(id + 1)
 
+    async def queue(self, store: Any, *recipients: str, sender: str = "a@b.org") -> Any:
+        staged = self.staged(store, b"Subject: q\r\n\r\nbody\r\n")
+        id = await store.queue.enqueue(staged, sender, list(recipients))
+        queued = await store.queue.get(id)
+        assert queued is not None
+        return queued
+
+    async def test_claimIsExclusive(self) -> None:
+        """
+        A due message is claimed by one owner only, earliest due first, up
+        to the limit; once its lease runs out another owner may take it.
+        """
+        store = await self.makeStore()
+        first = await self.queue(store, "x@remote.example")
+        second = await self.queue(store, "y@remote.example")
+        now = max(first.nextAttempt, second.nextAttempt)
+        [claimed] = await store.queue.claim("n1:1", now, 60, 1)
+        self.assertEqual((claimed.id, claimed.claimedBy), (first.id, "n1:1"))
+        self.assertEqual(claimed.claimedUntil, now + 60)
+        [other] = await store.queue.claim("n2:1", now, 60, 10)
+        self.assertEqual(other.id, second.id)
+        self.assertEqual(await store.queue.claim("n2:1", now + 59, 60, 10), [])
+        taken = await store.queue.claim("n2:1", now + 60, 60, 10)
+        self.assertEqual([m.id for m in taken], [first.id, second.id])
+        self.assertEqual(await store.queue.renew("n1:1", [first.id], now + 500), 0)
+        self.assertEqual(await store.queue.renew("n2:1", [first.id], now + 500), 1)
+        self.assertEqual((await store.queue.get(first.id)).claimedUntil, now + 500)
+
+    async def test_notDueOrHeld(self) -> None:
+        """
+        Messages not yet due and held messages are not claimed; release
+        makes a held one due again.
+        """
+        store = await self.makeStore()
+        queued = await self.queue(store, "x@remote.example")
+        now = queued.nextAttempt
+        self.assertTrue(await store.queue.hold(queued.id))
+        self.assertEqual(await store.queue.claim("n:1", now, 60, 10), [])
+        self.assertIsNone(await store.queue.nextDue())
+        self.assertTrue(await store.queue.release(queued.id))
+        released = await store.queue.get(queued.id)
+        self.assertFalse(released.held)
+        [claimed] = await store.queue.claim("n:1", released.nextAttempt, 60, 10)
+        await store.queue.record(
+            queued.id,
+            [RecipientUpdate("x@remote.example", RecipientState.DEFERRED, "451 later")],
+        )
+        self.assertFalse(await store.queue.settle(queued.id, "n:1", now + 300, "slow"))
+        self.assertEqual(await store.queue.claim("n:1", now + 299, 60, 10), [])
+        self.assertEqual(await store.queue.nextDue(), now + 300)
+        self.assertFalse(await store.queue.hold(queued.id + 100))
+        self.assertFalse(await store.queue.release(queued.id + 100))
+
+    async def test_recordAndSettle(self) -> None:
+        """
+        Recipients keep their own outcomes; settling counts the attempt and
+        reschedules while one is left, and removes the message once every
+        recipient is delivered or bounced with the sender told.
+        """
+        store = await self.makeStore()
+        queued = await self.queue(store, "x@a.example", "y@b.example", "z@c.example")
+        now = queued.nextAttempt
+        await store.queue.claim("n:1", now, 60, 10)
+        await store.queue.record(
+            queued.id,
+            [
+                RecipientUpdate("x@a.example", RecipientState.DELIVERED, "250 ok"),
+                RecipientUpdate("y@b.example", RecipientState.BOUNCED, "550 no"),
+                RecipientUpdate("z@c.example", RecipientState.DEFERRED, "421 busy"),
+            ],
+        )
+        self.assertFalse(await store.queue.settle(queued.id, "n:1", now + 300, "busy"))
+        after = await store.queue.get(queued.id)
+        self.assertEqual(
+            [(r.address, r.state, r.response, r.notified) for r in after.recipients],
+            [
+                ("x@a.example", RecipientState.DELIVERED, "250 ok", False),
+                ("y@b.example", RecipientState.BOUNCED, "550 no", False),
+                ("z@c.example", RecipientState.DEFERRED, "421 busy", False),
+            ],
+        )
+        self.assertEqual(
+            (after.attempts, after.nextAttempt, after.lastError, after.claimedBy),
+            (1, now + 300, "busy", None),
+        )
+        # A delivered recipient stays delivered.
+        await store.queue.record(
+            queued.id, [RecipientUpdate("x@a.example", RecipientState.DEFERRED)]
+        )
+        # A DSN about y marks it notified in the same step.
+        dsn = self.staged(store, b"Subject: bounce\r\n\r\n")
+        notice = Notice(queued.id, bounced=("y@b.example",))
+        dsnId = await store.queue.enqueue(dsn, "", ["a@b.org"], notice=notice)
+        await store.queue.record(
+            queued.id,
+            [RecipientUpdate("z@c.example", RecipientState.DELIVERED, "250 ok")],
+        )
+        self.assertTrue(await store.queue.settle(queued.id, "n:1", now + 600, None))
+        self.assertIsNone(await store.queue.get(queued.id))
+        self.assertEqual([m.id for m in await store.queue.list()], [dsnId])
+        with self.assertRaises(NoSuchMessage):
+            await store.queue.openMessage(queued.id)
+        # Settling what is gone is harmless.
+        self.assertTrue(await store.queue.settle(queued.id, "n:1", now, None))
+        await store.queue.record(queued.id, [])
+
+    async def test_delayNotice(self) -> None:
+        """A delay warning marks its message warned."""
+        store = await self.makeStore()
+        queued = await self.queue(store, "x@a.example")
+        self.assertFalse(queued.warned)
+        staged = self.staged(store, b"Subject: delayed\r\n\r\n")
+        await store.queue.enqueue(
+            staged, "", ["a@b.org"], notice=Notice(queued.id, warned=True)
+        )
+        self.assertTrue((await store.queue.get(queued.id)).warned)
+
+    async def test_releaseClaims(self) -> None:
+        """
+        A node starting again takes back its earlier run's claims, and
+        leaves other nodes' claims alone.
+        """
+        store = await self.makeStore()
+        mine = await self.queue(store, "x@a.example")
+        theirs = await self.queue(store, "y@a.example")
+        now = max(mine.nextAttempt, theirs.nextAttempt)
+        await store.queue.claim("a.example:111:", now, 600, 1)
+        await store.queue.claim("b.example:222:", now, 600, 1)
+        self.assertEqual(await store.queue.releaseClaims("a.example:"), 1)
+        self.assertIsNone((await store.queue.get(mine.id)).claimedBy)
+        self.assertEqual((await store.queue.get(theirs.id)).claimedBy, "b.example:222:")
+        [again] = await store.queue.claim("a.example:333:", now, 600, 10)
+        self.assertEqual(again.id, mine.id)
+
+    async def test_adminOperations(self) -> None:
+        """
+        Retry makes one message or all due now; delete removes one
+        without a trace; watchers hear of enqueues, retries and releases.
+        """
+        store = await self.makeStore()
+        heard: list[None] = []
+        cancel = store.queue.watch(lambda: heard.append(None))
+        first = await self.queue(store, "x@a.example")
+        second = await self.queue(store, "y@a.example")
+        self.assertEqual(len(heard), 2)
+        now = max(first.nextAttempt, second.nextAttempt)
+        await store.queue.claim("n:1", now, 60, 10)
+        for m in (first, second):
+            await store.queue.settle(m.id, "n:1", now + 3600, "later")
+        self.assertEqual(await store.queue.retry(first.id), 1)
+        self.assertLessEqual((await store.queue.get(first.id)).nextAttempt, now + 60)
+        self.assertEqual((await store.queue.get(second.id)).nextAttempt, now + 3600)
+        self.assertEqual(await store.queue.retry(), 2)
+        self.assertEqual(len(heard), 4)
+        self.assertEqual(await store.queue.retry(second.id + 100), 0)
+        self.assertTrue(await store.queue.delete(first.id))
+        self.assertFalse(await store.queue.delete(first.id))
+        self.assertEqual([m.id for m in await store.queue.list()], [second.id])
+        cancel()
+        await self.queue(store, "z@a.example")
+        self.assertEqual(len(heard), 4)
+
 
 class MemoryMailTests(MailStoreContract, TestCase):
     """The in-memory mail store keeps the contract."""
@@ -576,3 +740,36 @@ class SQLiteQueueTests(SQLiteContract, QueueStoreContract, TestCase):
         [name] = os.listdir(os.path.join(self.root, "mail", "queue"))
         path = os.path.join(self.root, "mail", "queue", name)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+
+    async def test_settledFileRemoved(self) -> None:
+        """A message leaving the queue takes its file with it."""
+        store = await self.makeStore()
+        queued = await self.queue(store, "x@remote.example")
+        await store.queue.record(
+            queued.id, [RecipientUpdate("x@remote.example", RecipientState.DELIVERED)]
+        )
+        self.assertTrue(await store.queue.settle(queued.id, "n:1", 0, None))
+        self.assertEqual(os.listdir(os.path.join(self.root, "mail", "queue")), [])
+
+    async def test_migratesVersionOne(self) -> None:
+        """
+        A queue written by the first schema gains the relay's columns,
+        its messages unclaimed and unwarned.
+        """
+        from appnet.store.schema import SCHEMAS
+
+        first = {**SCHEMAS, "queue": SCHEMAS["queue"][:1]}
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(self.root)
+        path = os.path.join(self.root, "store.sqlite")
+        old = SQLiteStore.open(path, reactor, first)
+        await old.start()
+        staged = self.staged(old, b"old\r\n")
+        id = await old.queue.enqueue(staged, "", ["x@remote.example"])
+        await old.stop()
+        store = SQLiteStore.open(path, reactor)
+        await store.start()
+        self.addCleanup(store.stop)
+        queued = await store.queue.get(id)
+        self.assertEqual((queued.warned, queued.claimedBy), (False, None))
+        self.assertFalse(queued.recipients[0].notified)

@@ -1,0 +1,808 @@
+"""
+The queue runner: takes due messages from the outgoing queue, delivers
+them (remote recipients through L{appnet.mail.relay}, recipients in our
+own domains into local mailboxes), records every recipient's outcome,
+and reschedules, bounces or removes each message.
+
+Scheduling. A runner claims due messages from the store with a lease
+(L{IQueueStore.claim}), so several runners could share one queue and a
+crashed runner's claims run out by themselves; a runner starting up takes
+back the claims of its node's earlier run at once. It wakes when the
+store reports a change made in this process (a submission queued mail),
+when the next message falls due, and every C{[mail] queue_poll} for
+changes made elsewhere (C{appnet queue retry}, another node). Times come
+from the clock it is given, which need not be the reactor its sockets
+use: a test drives a five-day retry schedule with a L{Clock} while
+connections are real.
+
+Backoff. After a failed attempt a message waits C{[mail] retry[n]} (the
+n-th wait; the last one repeats), never past its maximum age; an attempt
+at or after the maximum age that fails again bounces what is left (status
+4.4.7). Once a message has waited C{[mail] delay_warning}, its sender is
+told of the delay, once.
+
+Delivery. Recipients are grouped by destination (their domain, or the
+smarthost); each destination has a queue of jobs (one message, that
+destination's recipients) worked by at most
+C{relay_destination_concurrency} connections, and all destinations
+together by at most C{relay_concurrency}. A connection sends job after
+job (RSET between), up to C{relay_reuse} messages, and waits
+C{relay_idle} for more before it says QUIT. A job whose session failed
+before the message was taken (connection refused, 4xx to MAIL or DATA)
+moves on to the destination's next mail server.
+
+Outcomes. 2xx delivers a recipient, 5xx bounces it, anything else defers
+it. A DSN (L{appnet.mail.bounce}) goes to the envelope sender for bounced
+recipients, never to the null sender; it is queued with a L{Notice} that
+marks those recipients in the same transaction, so however the process
+dies the sender is told exactly once.
+
+Exactly once. A recipient's outcome is committed the moment the remote
+server's reply to the final dot arrives, before anything else happens on
+that connection, and a message leaves the queue only after that. A crash
+before the final dot repeats the whole transaction later, which the
+remote server never completed: no duplicate. The one window left is a
+crash (or the connection dropping) after the remote server sent its 250
+and before our commit of it is on disk: the message is then delivered
+again at the next attempt. It is one SQLite commit long, and cannot be
+closed without a two-phase protocol SMTP does not have (RFC 1047; every
+MTA shares it).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from attrs import define, field, frozen
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from appnet.errors import QuotaExceeded
+from appnet.mail.bounce import DELAYED, FAILED, Reported, readHeader, report
+from appnet.mail.envelope import Mailbox
+from appnet.mail.relay import (
+    DestinationFailed,
+    Relay,
+    RelayClient,
+    Reply,
+    SessionFailed,
+    Transaction,
+    temporary,
+)
+from appnet.mail.routing import Rejected, Router
+from appnet.status import Status
+from appnet.store.interfaces import (
+    DeliveryTarget,
+    IStore,
+    Notice,
+    QueuedMessage,
+    RecipientState,
+    RecipientUpdate,
+)
+
+__all__ = ["QueueRunner", "Schedule"]
+
+#: The counters' service name in C{/status}.
+SERVICE = "queue"
+
+#: Recipients per transaction (Postfix's smtp_destination_recipient_limit;
+#: RFC 5321 4.5.3.1.8 only promises 100 are accepted).
+MAX_RECIPIENTS = 50
+
+
+@frozen
+class Schedule:
+    """
+    When to try again, when to give up, when to warn.
+
+    @ivar retry: the waits after the first, second ... failed attempt;
+        the last repeats.
+    @ivar maxAge: how long a message may stay queued.
+    @ivar delayWarning: when to tell the sender of a delay (0: never).
+    """
+
+    retry: tuple[float, ...] = (300.0, 600.0, 1200.0, 2400.0, 3600.0, 7200.0, 14400.0)
+    maxAge: float = 5 * 86400.0
+    delayWarning: float = 4 * 3600.0
+
+    def nextAttempt(self, created: float, attempts: int, now: float) -> float:
+        """
+        When to try a message again after its C{attempts}-th attempt
+        failed at C{now}: the wait, but never past its expiry.
+        """
+        wait = self.retry[min(max(attempts, 1), len(self.retry)) - 1]
+        return min(now + wait, max(now, created + self.maxAge))
+
+    def expired(self, created: float, now: float) -> bool:
+        """Has a message queued at C{created} outlived its maximum age?"""
+        return now >= created + self.maxAge
+
+    def warnNow(self, created: float, now: float) -> bool:
+        """Is a delay warning due for a message queued at C{created}?"""
+        return self.delayWarning > 0 and now >= created + self.delayWarning
+
+
+@define(eq=False)
+class _Job:
+    """One message's recipients at one destination."""
+
+    message: QueuedMessage
+    domain: str
+    recipients: tuple[str, ...]
+    transaction: Transaction
+    done: Deferred[dict[str, Reply]] = field(factory=Deferred)
+
+
+@define(eq=False)
+class _Destination:
+    """The jobs waiting for one destination and the connections working it."""
+
+    name: str
+    domain: str
+    jobs: deque[_Job] = field(factory=deque)
+    workers: int = 0
+    waiting: list[Deferred[_Job | None]] = field(factory=list)
+    sessions: set[RelayClient] = field(factory=set)
+
+
+class QueueRunner(Service):
+    """
+    Delivers the outgoing queue; a background service of the mail
+    component.
+    """
+
+    _log = Logger()
+
+    #: The service's name in the stack (L{appnet.stack.Stack.backgroundService}).
+    name = "mail-queue"  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        *,
+        store: IStore,
+        relay: Relay,
+        router: Router,
+        localDomains: Callable[[], Awaitable[frozenset[str]]],
+        status: Status,
+        clock: Any,
+        reactor: Any,
+        hostname: str,
+        schedule: Schedule,
+        concurrency: int = 20,
+        destinationConcurrency: int = 5,
+        idle: float = 2.0,
+        poll: float = 10.0,
+        lease: float = 900.0,
+        batch: int = 200,
+        mailPath: Callable[[int], Awaitable[str]] | None = None,
+    ) -> None:
+        self._store = store
+        self._relay = relay
+        self._router = router
+        self._localDomains = localDomains
+        self._status = status
+        self._clock = clock
+        self._reactor = reactor
+        self._hostname = hostname
+        self.schedule = schedule
+        self._concurrency = concurrency
+        self._destinationConcurrency = destinationConcurrency
+        self._idle = idle
+        self._poll = poll
+        self._lease = lease
+        self._batch = batch
+        #: The node's claims start with this; a new run takes them back.
+        self.node = f"{hostname}:"
+        self.owner = f"{hostname}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._active: dict[int, Deferred[None]] = {}
+        self._destinations: dict[str, _Destination] = {}
+        self._workers = 0
+        self._scanning = False
+        self._again = False
+        self._stopping = False
+        self._timer: Any = None
+        self._poller: LoopingCall | None = None
+        self._renewer: LoopingCall | None = None
+        self._unwatch: Callable[[], None] | None = None
+        self._started: Deferred[None] | None = None
+        self._idleWaiters: list[Deferred[None]] = []
+        self._scan: Deferred[None] | None = None
+
+    # Service.
+
+    def startService(self) -> None:
+        super().startService()
+        self._stopping = False
+        self._status.gauge(SERVICE, "active", lambda: float(len(self._active)))
+        self._unwatch = self._store.queue.watch(self.wake)
+        self._poller = LoopingCall(self.wake)
+        self._poller.clock = self._clock
+        self._poller.start(self._poll, now=False).addErrback(self._loopFailed)
+        self._renewer = LoopingCall(self._renew)
+        self._renewer.clock = self._clock
+        self._renewer.start(self._lease / 3, now=False).addErrback(self._loopFailed)
+        self._started = Deferred.fromCoroutine(self._begin())
+
+    async def _begin(self) -> None:
+        taken = await self._store.queue.releaseClaims(self.node)
+        if taken:
+            self._log.info(
+                "Queue: took back {count} messages claimed before a restart",
+                count=taken,
+            )
+        self.wake()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        self._stopping = True
+        for loop in (self._poller, self._renewer):
+            if loop is not None and loop.running:
+                loop.stop()
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+        self._cancelTimer()
+        if self._started is not None:
+            await self._started
+        if self._scan is not None:
+            await self._scan
+        for destination in list(self._destinations.values()):
+            waiting, destination.waiting = destination.waiting, []
+            for waiter in waiting:
+                waiter.callback(None)
+            for session in list(destination.sessions):
+                session.abort()
+        await DeferredList(list(self._active.values()))
+        await self._store.queue.releaseClaims(self.owner)
+        await self._relay.stop()
+
+    # Waking up.
+
+    def _loopFailed(self, failure: Any) -> None:
+        self._log.failure("Queue timer failed", failure)
+
+    def wake(self) -> None:
+        """Look for due messages now."""
+        if self._stopping or not self.running:
+            return
+        if self._scanning:
+            self._again = True
+            return
+        self._scan = Deferred.fromCoroutine(self._scanLoop())
+        self._scan.addErrback(lambda f: self._log.failure("Queue scan failed", f))
+
+    async def _scanLoop(self) -> None:
+        self._scanning = True
+        try:
+            while True:
+                self._again = False
+                room = self._batch - len(self._active)
+                if room > 0 and not self._stopping:
+                    now = self._clock.seconds()
+                    claimed = await self._store.queue.claim(
+                        self.owner, now, self._lease, room
+                    )
+                    for message in claimed:
+                        if message.id not in self._active:
+                            self._startMessage(message)
+                if not self._again or self._stopping:
+                    break
+            await self._scheduleNext()
+        finally:
+            self._scanning = False
+            self._checkIdle()
+
+    async def _scheduleNext(self) -> None:
+        due = await self._store.queue.nextDue()
+        self._cancelTimer()
+        if due is None or self._stopping or len(self._active) >= self._batch:
+            # With the batch full, each finished message wakes us.
+            return
+        delay = max(0.0, due - self._clock.seconds())
+        self._timer = self._clock.callLater(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self.wake()
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _renew(self) -> Deferred[Any]:
+        if not self._active:
+            return succeed(0)
+        until = self._clock.seconds() + self._lease
+        d = self._store.queue.renew(self.owner, list(self._active), until)
+        return d.addErrback(self._loopFailed)
+
+    def whenIdle(self) -> Deferred[None]:
+        """
+        Fires when nothing is being delivered or scanned (for tests and
+        fixtures stepping a virtual clock).
+        """
+        d: Deferred[None] = Deferred()
+        self._idleWaiters.append(d)
+        self._checkIdle()
+        return d
+
+    def _checkIdle(self) -> None:
+        if self._active or self._scanning:
+            return
+        waiters, self._idleWaiters = self._idleWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    # One message.
+
+    def _startMessage(self, message: QueuedMessage) -> None:
+        if message.attempts == 0:
+            self._status.increment(SERVICE, "queued")
+        # Registered before it starts: with a store answering at once the
+        # whole attempt may be over before fromCoroutine returns.
+        finished: Deferred[None] = Deferred()
+        self._active[message.id] = finished
+
+        def failed(f: Any) -> None:
+            self._log.failure("Queue message {id} failed", f, id=message.id)
+
+        def done(_: object) -> None:
+            self._active.pop(message.id, None)
+            finished.callback(None)
+            # Wake first: the scan it starts (which also sets the timer
+            # for the next due message) keeps the runner from looking idle.
+            self.wake()
+            self._checkIdle()
+
+        d = Deferred.fromCoroutine(self._process(message))
+        d.addErrback(failed).addBoth(done)
+
+    async def _process(self, message: QueuedMessage) -> None:
+        now = self._clock.seconds()
+        todo = [
+            r.address
+            for r in message.recipients
+            if r.state in (RecipientState.PENDING, RecipientState.DEFERRED)
+        ]
+        replies: dict[str, Reply] = {}
+        if todo:
+            replies = await self._attempt(message, todo)
+        now = self._clock.seconds()
+        deferred = {
+            a: r for a, r in replies.items() if not r.success and not r.permanent
+        }
+        expired = self.schedule.expired(message.created, now)
+        updates = []
+        for address, reply in replies.items():
+            if reply.success:
+                updates.append(
+                    RecipientUpdate(address, RecipientState.DELIVERED, str(reply))
+                )
+                self._status.increment(SERVICE, "delivered")
+            elif reply.permanent:
+                updates.append(
+                    RecipientUpdate(address, RecipientState.BOUNCED, str(reply))
+                )
+                self._status.increment(SERVICE, "bounced")
+            elif expired:
+                days = self.schedule.maxAge / 86400
+                gone = Reply(
+                    451,
+                    "4.4.7",
+                    f"message expired after {days:g} days in the queue;"
+                    f" last error: {reply.code} {reply.enhanced} {reply.text}",
+                    reply.host,
+                )
+                updates.append(
+                    RecipientUpdate(address, RecipientState.BOUNCED, str(gone))
+                )
+                self._status.increment(SERVICE, "bounced")
+                self._status.increment(SERVICE, "expired")
+            else:
+                updates.append(
+                    RecipientUpdate(address, RecipientState.DEFERRED, str(reply))
+                )
+                self._status.increment(SERVICE, "deferred")
+        # Outcomes that are not deliveries were not recorded yet.
+        later = [u for u in updates if u.state != RecipientState.DELIVERED]
+        if later:
+            await self._store.queue.record(message.id, later)
+        current = await self._store.queue.get(message.id)
+        if current is None:
+            return
+        await self._notify(current, now, bool(deferred) and not expired)
+        if expired:
+            deferred = {}
+        lastError = next(iter(deferred.values()), None)
+        next_ = self.schedule.nextAttempt(current.created, current.attempts + 1, now)
+        gone = await self._store.queue.settle(
+            message.id, self.owner, next_, str(lastError) if lastError else None
+        )
+        self._log.info(
+            "Queue {id}: from=<{sender}> delivered={delivered} deferred={deferred}"
+            " bounced={bounced}{done}",
+            id=message.id,
+            sender=message.sender,
+            delivered=[a for a, r in replies.items() if r.success],
+            deferred=list(deferred),
+            bounced=[u.address for u in updates if u.state == RecipientState.BOUNCED],
+            done=" (removed)" if gone else "",
+        )
+
+    async def _attempt(
+        self, message: QueuedMessage, recipients: Sequence[str]
+    ) -> dict[str, Reply]:
+        locals_ = await self._localDomains()
+        local: list[str] = []
+        remote: dict[str, list[str]] = {}
+        replies: dict[str, Reply] = {}
+        for address in recipients:
+            domain = address.rpartition("@")[2].lower()
+            if not domain:
+                replies[address] = Reply(550, "5.1.3", f"bad address <{address}>")
+            elif domain in locals_:
+                local.append(address)
+            else:
+                remote.setdefault(domain, []).append(address)
+        waits: list[Deferred[dict[str, Reply]]] = []
+        if local:
+            waits.append(Deferred.fromCoroutine(self._deliverLocal(message, local)))
+        if remote:
+            body = await self._store.queue.openMessage(message.id)
+            for domain, addresses in remote.items():
+                for start in range(0, len(addresses), MAX_RECIPIENTS):
+                    some = tuple(addresses[start : start + MAX_RECIPIENTS])
+                    job = _Job(
+                        message,
+                        domain,
+                        some,
+                        Transaction(message.sender, some, body.size, body.open),
+                    )
+                    job.done.addCallback(self._afterJob, message.id)
+                    self._addJob(job)
+                    waits.append(job.done)
+        outcomes: list[tuple[bool, Any]] = await DeferredList(waits, consumeErrors=True)
+        for ok, result in outcomes:
+            if ok:
+                replies.update(result)
+            else:
+                self._log.failure("Delivery of {id} failed", result, id=message.id)
+        for address in recipients:
+            replies.setdefault(address, temporary("4.3.0", "local error in delivery"))
+        return replies
+
+    def _afterJob(
+        self, replies: dict[str, Reply], id: int
+    ) -> Deferred[dict[str, Reply]]:
+        return Deferred.fromCoroutine(self._recordDelivered(replies, id))
+
+    async def _recordDelivered(
+        self, replies: dict[str, Reply], id: int
+    ) -> dict[str, Reply]:
+        # Commit deliveries the moment the server has taken the message:
+        # the shorter this wait, the smaller the window for a duplicate.
+        delivered = [
+            RecipientUpdate(a, RecipientState.DELIVERED, str(r))
+            for a, r in replies.items()
+            if r.success
+        ]
+        if delivered:
+            await self._store.queue.record(id, delivered)
+        return replies
+
+    # Local recipients.
+
+    async def _deliverLocal(
+        self, message: QueuedMessage, recipients: Sequence[str]
+    ) -> dict[str, Reply]:
+        replies: dict[str, Reply] = {}
+        for address in recipients:
+            local, _, domain = address.rpartition("@")
+            try:
+                route = await self._router.route(
+                    Mailbox(local, domain.lower()), relay=True
+                )
+            except Rejected as e:
+                replies[address] = Reply(e.code, e.enhanced, e.text)
+                continue
+            try:
+                for owner, quota in route.local:
+                    await self._fileLocally(message, owner, quota)
+                if route.remote:
+                    await self._forward(message, route.remote)
+            except QuotaExceeded as e:
+                replies[address] = Reply(452, "4.2.2", f"<{e.owner}>: Mailbox full")
+                continue
+            replies[address] = Reply(250, "2.0.0", "delivered locally")
+            await self._store.queue.record(
+                message.id,
+                [RecipientUpdate(address, RecipientState.DELIVERED, "250 2.0.0 local")],
+            )
+        return replies
+
+    async def _copy(self, message: QueuedMessage, prefix: bytes) -> Any:
+        staged = self._store.mail.stage()
+        staged.write(prefix)
+        body = await self._store.queue.openMessage(message.id)
+
+        def copy() -> None:
+            with body.open() as f:
+                while chunk := f.read(1 << 16):
+                    staged.write(chunk)
+
+        try:
+            await deferToThreadPool(self._reactor, self._reactor.getThreadPool(), copy)
+        except BaseException:
+            staged.discard()
+            raise
+        return staged
+
+    async def _fileLocally(
+        self, message: QueuedMessage, owner: str, quota: int | None
+    ) -> None:
+        staged = await self._copy(
+            message, f"Return-Path: <{message.sender}>\r\n".encode()
+        )
+        try:
+            await self._store.mail.deliver(
+                staged, [DeliveryTarget(owner, quota=quota)], self._clock.seconds()
+            )
+        finally:
+            staged.discard()
+
+    async def _forward(self, message: QueuedMessage, addresses: Sequence[str]) -> None:
+        """An alias of a local address leads off this node: queue a copy."""
+        staged = await self._copy(message, b"")
+        try:
+            await self._store.queue.enqueue(
+                staged, message.sender, list(addresses), submitter=message.submitter
+            )
+        finally:
+            staged.discard()
+
+    # Telling the sender.
+
+    async def _notify(self, message: QueuedMessage, now: float, delayed: bool) -> None:
+        bounced = [
+            r
+            for r in message.recipients
+            if r.state == RecipientState.BOUNCED and not r.notified
+        ]
+        if bounced:
+            if message.sender == "":
+                # Never a DSN to the null sender (a DSN's own failure
+                # ends here: no bounce loops).
+                await self._store.queue.record(
+                    message.id,
+                    [
+                        RecipientUpdate(r.address, r.state, r.response, notified=True)
+                        for r in bounced
+                    ],
+                )
+            else:
+                failures = [
+                    Reported(r.address, Reply.parse(r.response or ""), r.updated or now)
+                    for r in bounced
+                ]
+                await self._sendReport(
+                    message,
+                    now,
+                    failures,
+                    FAILED,
+                    Notice(message.id, bounced=tuple(r.address for r in bounced)),
+                )
+        if (
+            delayed
+            and message.sender != ""
+            and not message.warned
+            and self.schedule.warnNow(message.created, now)
+        ):
+            waiting = [
+                Reported(r.address, Reply.parse(r.response or ""), r.updated or now)
+                for r in message.recipients
+                if r.state == RecipientState.DEFERRED
+            ]
+            if waiting:
+                await self._sendReport(
+                    message,
+                    now,
+                    waiting,
+                    DELAYED,
+                    Notice(message.id, warned=True),
+                    retryUntil=message.created + self.schedule.maxAge,
+                )
+
+    async def _sendReport(
+        self,
+        message: QueuedMessage,
+        now: float,
+        failures: Sequence[Reported],
+        action: str,
+        notice: Notice,
+        retryUntil: float | None = None,
+    ) -> None:
+        body = await self._store.queue.openMessage(message.id)
+
+        def header() -> bytes:
+            with body.open() as f:
+                return readHeader(f)
+
+        original = await deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), header
+        )
+        data = report(
+            hostname=self._hostname,
+            queueId=message.id,
+            sender=message.sender,
+            arrived=message.created,
+            now=now,
+            failures=failures,
+            header=original,
+            action=action,
+            retryUntil=retryUntil,
+        )
+        staged = self._store.mail.stage()
+        staged.write(data)
+        try:
+            id = await self._store.queue.enqueue(
+                staged, "", [message.sender], notice=notice
+            )
+        finally:
+            staged.discard()
+        self._status.increment(SERVICE, "dsn_" + action)
+        self._log.info(
+            "Queue {id}: {action} DSN to <{sender}> queued as {dsn}",
+            id=message.id,
+            action=action,
+            sender=message.sender,
+            dsn=id,
+        )
+
+    # Destinations and connections.
+
+    def _addJob(self, job: _Job) -> None:
+        name = self._relay.destination(job.domain)
+        destination = self._destinations.get(name)
+        if destination is None:
+            destination = self._destinations[name] = _Destination(name, job.domain)
+        if destination.waiting:
+            destination.waiting.pop(0).callback(job)
+            return
+        destination.jobs.append(job)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        for destination in list(self._destinations.values()):
+            while (
+                destination.jobs
+                and destination.workers < self._destinationConcurrency
+                and self._workers < self._concurrency
+            ):
+                destination.workers += 1
+                self._workers += 1
+                d = Deferred.fromCoroutine(self._work(destination))
+                d.addErrback(self._workerFailed, destination)
+                d.addBoth(self._workerDone, destination)
+
+    def _workerFailed(self, failure: Any, destination: _Destination) -> None:
+        self._log.failure(
+            "Delivery to {destination} failed", failure, destination=destination.name
+        )
+
+    def _workerDone(self, _: object, destination: _Destination) -> None:
+        destination.workers -= 1
+        self._workers -= 1
+        if not destination.workers and not destination.jobs:
+            self._destinations.pop(destination.name, None)
+        self._dispatch()
+
+    def _failAll(
+        self, destination: _Destination, job: _Job | None, reply: Reply
+    ) -> None:
+        jobs = ([job] if job is not None else []) + list(destination.jobs)
+        destination.jobs.clear()
+        for each in jobs:
+            if not each.done.called:
+                each.done.callback(dict.fromkeys(each.recipients, reply))
+
+    async def _nextJob(self, destination: _Destination, wait: bool) -> _Job | None:
+        if destination.jobs:
+            return destination.jobs.popleft()
+        if not wait or self._stopping or self._idle <= 0:
+            return None
+        waiter: Deferred[_Job | None] = Deferred()
+        destination.waiting.append(waiter)
+
+        def expire() -> None:
+            if waiter in destination.waiting:
+                destination.waiting.remove(waiter)
+                waiter.callback(None)
+
+        call = self._reactor.callLater(self._idle, expire)
+        job = await waiter
+        if call.active():
+            call.cancel()
+        return job
+
+    async def _work(self, destination: _Destination) -> None:
+        job = await self._nextJob(destination, wait=False)
+        if job is None:
+            return
+        try:
+            hops = await self._relay.hops(destination.domain)
+        except DestinationFailed as e:
+            self._failAll(destination, job, e.reply)
+            return
+        current = job
+        index = 0
+        session: RelayClient | None = None
+        reuse = self._relay.settings.reuse
+        try:
+            while job is not None:
+                current = job
+                replies: dict[str, Reply] | None = None
+                while replies is None:
+                    if session is None or not session.usable or session.sent >= reuse:
+                        if session is not None:
+                            session.quit()
+                            destination.sessions.discard(session)
+                        session, index, failure = await self._open(
+                            destination, hops, index
+                        )
+                        if session is None:
+                            assert failure is not None
+                            self._failAll(destination, job, failure.reply)
+                            return
+                    result = await session.send(job.transaction)
+                    if result.tryElsewhere and index + 1 < len(hops):
+                        session.abort()
+                        destination.sessions.discard(session)
+                        session = None
+                        index += 1
+                        continue
+                    replies = result.replies
+                job.done.callback(replies)
+                job = await self._nextJob(
+                    destination, wait=session is not None and session.usable
+                )
+        except BaseException:
+            # Whatever went wrong, the message waiting for this job must
+            # learn of it, or it would stay claimed for good.
+            if not current.done.called:
+                failed = temporary("4.3.0", "local error in delivery")
+                current.done.callback(dict.fromkeys(current.recipients, failed))
+            raise
+        finally:
+            if session is not None:
+                session.quit()
+                destination.sessions.discard(session)
+
+    async def _open(
+        self, destination: _Destination, hops: Sequence[Any], index: int
+    ) -> tuple[RelayClient | None, int, SessionFailed | None]:
+        failure: SessionFailed | None = None
+        for i in range(index, len(hops)):
+            if self._stopping:
+                return None, i, SessionFailed(temporary("4.3.2", "shutting down"))
+            try:
+                session = await self._relay.connect(hops[i])
+            except SessionFailed as e:
+                self._log.info(
+                    "Queue: {hop}: {reply}", hop=str(hops[i]), reply=str(e.reply)
+                )
+                failure = e
+                continue
+            destination.sessions.add(session)
+            return session, i, None
+        return None, len(hops), failure

@@ -1,0 +1,206 @@
+"""
+Tests for L{appnet.mail.queue.QueueRunner} without any network: the
+in-memory store, a L{Clock}, and a relay whose destinations answer as
+the test says.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from appnet.mail.queue import QueueRunner, Schedule
+from appnet.mail.relay import DestinationFailed, RelaySettings, permanent, temporary
+from appnet.mail.routing import Router
+from appnet.status import Status
+from appnet.store.interfaces import RecipientState
+from appnet.store.memory import MemoryStore
+
+SENDER = "alice@crepes.fr"
+BOB = "bob@hamburger.edu"
+
+
+class FakeRelay:
+    """
+    A relay whose destinations fail as told (the runner then never opens
+    a connection).
+    """
+
+    settings = RelaySettings(hostname="mx.crepes.fr")
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.failure = DestinationFailed(temporary("4.4.1", "connection refused"))
+
+    def destination(self, domain: str) -> str:
+        return domain
+
+    def hops(self, domain: str) -> Deferred[Any]:
+        self.asked.append(domain)
+        return fail(self.failure)
+
+    def stop(self) -> Deferred[None]:
+        return succeed(None)
+
+
+class Inline:
+    """A reactor stand-in whose thread pool runs work at once."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def callLater(self, *a: Any, **kw: Any) -> Any:
+        return self.clock.callLater(*a, **kw)
+
+    def getThreadPool(self) -> Any:
+        return self
+
+    def callInThreadWithCallback(self, onResult: Any, fn: Any, *a: Any) -> None:
+        try:
+            result = fn(*a)
+        except BaseException as e:
+            onResult(False, e)
+        else:
+            onResult(True, result)
+
+    def callFromThread(self, fn: Any, *a: Any) -> None:
+        fn(*a)
+
+
+class RunnerTests(SynchronousTestCase):
+    """
+    Scheduling on a virtual clock.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+        self.store = MemoryStore()
+        self.store.queue._now = self.clock.seconds  # type: ignore[misc]
+        self.relay = FakeRelay()
+        self.status = Status(self.clock)
+
+        async def domains() -> frozenset[str]:
+            return frozenset({"crepes.fr"})
+
+        self.runner = QueueRunner(
+            store=self.store,
+            relay=self.relay,  # type: ignore[arg-type]
+            router=Router(self.store.users, domains, None),
+            localDomains=domains,
+            status=self.status,
+            clock=self.clock,
+            reactor=Inline(self.clock),
+            hostname="mx.crepes.fr",
+            schedule=Schedule((60.0, 600.0), maxAge=3600.0, delayWarning=0),
+            poll=86400,
+        )
+
+    def enqueue(
+        self, sender: str = SENDER, recipients: tuple[str, ...] = (BOB,)
+    ) -> int:
+        staged = self.store.mail.stage()
+        staged.write(b"Subject: test\r\n\r\nbody\r\n")
+        id: int = self.successResultOf(
+            self.store.queue.enqueue(staged, sender, list(recipients))
+        )
+        return id
+
+    def test_backoff(self) -> None:
+        """
+        A deferred message is tried again after each wait of the
+        schedule (the last repeating), and bounced when it expires, with
+        a DSN queued for its sender.
+        """
+        self.runner.startService()
+        self.addCleanup(self.runner.stopService)
+        id = self.enqueue()
+        self.assertEqual(self.relay.asked, [BOB.split("@")[1]])
+        queued = self.successResultOf(self.store.queue.get(id))
+        self.assertEqual(queued.recipients[0].state, RecipientState.DEFERRED)
+        self.assertEqual(queued.nextAttempt, self.clock.seconds() + 60)
+        self.clock.advance(59)
+        self.assertEqual(len(self.relay.asked), 1)
+        self.clock.advance(1)
+        self.assertEqual(len(self.relay.asked), 2)
+        self.clock.advance(599)
+        self.assertEqual(len(self.relay.asked), 2)
+        self.clock.advance(1)
+        self.assertEqual(len(self.relay.asked), 3)
+        # 660s so far; attempts at 1260, 1860, 2460, 3060, then 3600.
+        self.clock.pump([60] * 50)
+        self.assertEqual(len(self.relay.asked), 8)
+        self.assertIsNone(self.successResultOf(self.store.queue.get(id)))
+        self.assertEqual(self.status.counter("queue", "expired"), 1)
+        self.assertEqual(self.status.counter("queue", "dsn_failed"), 1)
+        # alice has no mailbox here: the DSN itself bounced, and being
+        # from <> it was dropped, not bounced again.
+        self.assertEqual(self.successResultOf(self.store.queue.list()), [])
+        self.assertEqual(self.status.counter("queue", "bounced"), 2)
+
+    def test_permanentFailureBounces(self) -> None:
+        """A permanent failure bounces at once: DSN queued, message gone."""
+        self.relay.failure = DestinationFailed(permanent("5.1.2", "no such domain"))
+        self.runner.startService()
+        self.addCleanup(self.runner.stopService)
+        self.store.users.addUser(SENDER, "unused-hash")
+        id = self.enqueue()
+        self.assertIsNone(self.successResultOf(self.store.queue.get(id)))
+        # The DSN was queued, then delivered locally to the sender.
+        self.assertEqual(self.successResultOf(self.store.queue.list()), [])
+        [info] = self.successResultOf(self.store.mail.listMessages(SENDER))
+        body = self.successResultOf(self.store.mail.openMessage(SENDER, "INBOX", 1))
+        with body.open() as f:
+            data = f.read()
+        self.assertTrue(data.startswith(b"Return-Path: <>\r\n"))
+        self.assertIn(b"Status: 5.1.2", data)
+        self.assertEqual(self.status.counter("queue", "bounced"), 1)
+        self.assertEqual(self.status.counter("queue", "dsn_failed"), 1)
+
+    def test_restartTakesBackClaims(self) -> None:
+        """
+        Claims an earlier run of this node left behind (it was killed)
+        are taken back at start, not left to run out.
+        """
+        id = self.enqueue()
+        now = self.clock.seconds()
+        self.successResultOf(self.store.queue.claim("mx.crepes.fr:1:old", now, 900, 10))
+        self.runner.startService()
+        self.addCleanup(self.runner.stopService)
+        self.assertEqual(len(self.relay.asked), 1)
+        queued = self.successResultOf(self.store.queue.get(id))
+        self.assertEqual(queued.attempts, 1)
+        self.assertIsNone(queued.claimedBy)
+
+    def test_otherNodesClaimsRespected(self) -> None:
+        """Another node's live claim is left alone until its lease runs out."""
+        self.enqueue()
+        now = self.clock.seconds()
+        self.successResultOf(self.store.queue.claim("mx.other:1:x", now, 900, 10))
+        self.runner.startService()
+        self.addCleanup(self.runner.stopService)
+        self.assertEqual(self.relay.asked, [])
+        self.clock.advance(900)
+        self.assertEqual(len(self.relay.asked), 1)
+
+    def test_stopReleasesClaims(self) -> None:
+        """A stopped runner holds no claims and sets no more timers."""
+        self.runner.startService()
+        self.enqueue()
+        self.successResultOf(self.runner.stopService())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        [queued] = self.successResultOf(self.store.queue.list())
+        self.assertIsNone(queued.claimedBy)
+
+    def test_recipientsPerTransaction(self) -> None:
+        """
+        At most 50 recipients go in one transaction: 120 recipients at
+        one domain make three.
+        """
+        self.runner.startService()
+        self.addCleanup(self.runner.stopService)
+        self.enqueue(recipients=tuple(f"r{n}@hamburger.edu" for n in range(120)))
+        self.assertEqual(self.relay.asked, ["hamburger.edu"] * 3)

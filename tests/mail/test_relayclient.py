@@ -1,0 +1,375 @@
+"""
+Tests for L{appnet.mail.relay} (the SMTP client side, on a string
+transport with a L{Clock}; MX selection over L{StaticResolver}) and for
+the queue's L{Schedule}.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionLost
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.names import dns
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from appnet.dns.testing import StaticResolver
+from appnet.mail.queue import Schedule
+from appnet.mail.relay import (
+    DestinationFailed,
+    Hop,
+    Relay,
+    RelayClient,
+    RelaySettings,
+    Reply,
+    SessionFailed,
+    Transaction,
+    TransactionResult,
+)
+
+HOP = Hop("mx.hamburger.edu", "192.0.2.25", 25)
+SETTINGS = RelaySettings(hostname="mx.crepes.fr", timeout=60)
+
+
+def transaction(body: bytes, *recipients: str) -> Transaction:
+    return Transaction(
+        "alice@crepes.fr",
+        recipients or ("bob@hamburger.edu",),
+        len(body),
+        lambda: io.BytesIO(body),
+    )
+
+
+class Session:
+    """A relay client on a string transport, and the server's side of it."""
+
+    def __init__(self, extensions: bytes = b"250-SIZE 100000\r\n250 8BITMIME\r\n"):
+        self.clock = Clock()
+        self.client = RelayClient(HOP, SETTINGS, self.clock, None, False)
+        self.transport = StringTransport()
+        self.client.makeConnection(self.transport)
+        self.extensions = extensions
+
+    def sent(self) -> list[bytes]:
+        while self.transport.producer is not None:
+            self.transport.producer.resumeProducing()
+        data = self.transport.value()
+        self.transport.clear()
+        return data.split(b"\r\n")[:-1]
+
+    def reply(self, data: bytes) -> list[bytes]:
+        self.client.dataReceived(data)
+        return self.sent()
+
+    def greet(self) -> None:
+        assert self.reply(b"220 mx.hamburger.edu ESMTP\r\n") == [b"EHLO mx.crepes.fr"]
+        self.reply(b"250-mx.hamburger.edu\r\n" + self.extensions)
+
+
+class ClientTests(SynchronousTestCase):
+    """
+    One session, several messages, per-recipient replies.
+    """
+
+    def test_transaction(self) -> None:
+        """
+        The client says EHLO with the configured host name, sends MAIL
+        with SIZE and BODY=8BITMIME when offered, one RCPT per
+        recipient, the body dot-stuffed with CRLF line ends, and reports
+        each recipient's own reply.
+        """
+        s = Session()
+        s.greet()
+        ready = self.successResultOf(s.client.ready)
+        self.assertIs(ready, s.client)
+        body = b"Subject: x\r\n\r\n.dot first\nbare LF\r\n..two\r\nlast"
+        result = s.client.send(
+            transaction(body, "nobody@hamburger.edu", "bob@hamburger.edu")
+        )
+        self.assertEqual(
+            s.sent(),
+            [b"MAIL FROM:<alice@crepes.fr> SIZE=%d BODY=8BITMIME" % len(body)],
+        )
+        self.assertEqual(
+            s.reply(b"250 2.1.0 Ok\r\n"), [b"RCPT TO:<nobody@hamburger.edu>"]
+        )
+        self.assertEqual(
+            s.reply(b"550 5.1.1 <nobody@hamburger.edu>: unknown\r\n"),
+            [b"RCPT TO:<bob@hamburger.edu>"],
+        )
+        self.assertEqual(s.reply(b"250 2.1.5 Ok\r\n"), [b"DATA"])
+        self.assertEqual(
+            s.reply(b"354 go ahead\r\n"),
+            [
+                b"Subject: x",
+                b"",
+                b"..dot first",
+                b"bare LF",
+                b"...two",
+                b"last",
+                b".",
+            ],
+        )
+        self.assertEqual(s.reply(b"250 2.0.0 Ok: queued as X\r\n"), [b"RSET"])
+        outcome: TransactionResult = self.successResultOf(result)
+        self.assertFalse(outcome.tryElsewhere)
+        nobody = outcome.replies["nobody@hamburger.edu"]
+        self.assertEqual((nobody.code, nobody.enhanced), (550, "5.1.1"))
+        self.assertEqual(nobody.host, ("mx.hamburger.edu", "192.0.2.25"))
+        bob = outcome.replies["bob@hamburger.edu"]
+        self.assertTrue(bob.success)
+        self.assertEqual(bob.text, "Ok: queued as X")
+
+    def test_reuse(self) -> None:
+        """
+        A second message sent while the first's RSET is unanswered goes
+        out after it, on the same connection, without a new EHLO; QUIT
+        ends the session.
+        """
+        s = Session()
+        s.greet()
+        first = s.client.send(transaction(b"one\r\n"))
+        s.reply(b"250 ok\r\n")
+        s.reply(b"250 ok\r\n")
+        s.reply(b"354 go\r\n")
+        self.assertEqual(s.reply(b"250 ok\r\n"), [b"RSET"])
+        self.assertTrue(
+            self.successResultOf(first).replies["bob@hamburger.edu"].success
+        )
+        second = s.client.send(transaction(b"two\r\n"))
+        self.assertEqual(s.sent(), [])
+        self.assertEqual(s.reply(b"250 reset\r\n")[0][:10], b"MAIL FROM:")
+        s.reply(b"250 ok\r\n")
+        s.reply(b"250 ok\r\n")
+        self.assertEqual(s.reply(b"354 go\r\n"), [b"two", b"."])
+        s.reply(b"250 ok\r\n")
+        self.assertEqual(s.client.sent, 2)
+        self.successResultOf(second)
+        s.reply(b"250 reset\r\n")
+        s.client.quit()
+        self.assertEqual(s.sent(), [b"QUIT"])
+
+    def test_tooBigForServer(self) -> None:
+        """A message above the server's SIZE fails at once: 552 5.3.4."""
+        s = Session(extensions=b"250 SIZE 10\r\n")
+        s.greet()
+        result = self.successResultOf(s.client.send(transaction(b"x" * 11)))
+        reply = result.replies["bob@hamburger.edu"]
+        self.assertEqual((reply.code, reply.enhanced), (552, "5.3.4"))
+        self.assertEqual(s.sent(), [])
+
+    def test_temporaryMailTriesElsewhere(self) -> None:
+        """A 4xx to MAIL defers every recipient and asks for another host."""
+        s = Session()
+        s.greet()
+        result = s.client.send(transaction(b"x\r\n", "a@h.example", "b@h.example"))
+        s.reply(b"451 4.3.0 try later\r\n")
+        outcome = self.successResultOf(result)
+        self.assertTrue(outcome.tryElsewhere)
+        self.assertEqual({r.code for r in outcome.replies.values()}, {451})
+
+    def test_lostAfterDot(self) -> None:
+        """
+        A connection lost after the final dot, before the reply, defers
+        the message (the server may have it: never another host at once).
+        """
+        s = Session()
+        s.greet()
+        result = s.client.send(transaction(b"x\r\n"))
+        s.reply(b"250 ok\r\n")
+        s.reply(b"250 ok\r\n")
+        s.reply(b"354 go\r\n")
+        s.client.connectionLost(Failure(ConnectionLost()))
+        outcome = self.successResultOf(result)
+        self.assertFalse(outcome.tryElsewhere)
+        reply = outcome.replies["bob@hamburger.edu"]
+        self.assertEqual(reply.code, 451)
+        self.assertIn("during DOT", reply.text)
+
+    def test_refusedGreeting(self) -> None:
+        """
+        A server refusing the session (554 greeting) fails the set-up
+        temporarily: the next server is tried, nothing bounces.
+        """
+        s = Session()
+        s.reply(b"554 5.7.1 go away\r\n")
+        failure = self.failureResultOf(s.client.ready, SessionFailed)
+        reply = failure.value.reply
+        self.assertEqual((reply.code, reply.enhanced), (451, "4.7.1"))
+        self.assertIn("go away", reply.text)
+
+    def test_timeout(self) -> None:
+        """A silent server times out on the clock given."""
+        s = Session()
+        s.clock.advance(59)
+        self.assertNoResult(s.client.ready)
+        s.clock.advance(1)
+        self.failureResultOf(s.client.ready, SessionFailed)
+
+
+class ReplyTests(SynchronousTestCase):
+    """Replies as stored and read back."""
+
+    def test_roundTrip(self) -> None:
+        """A stored reply reads back the same, with or without a host."""
+        for reply in (
+            Reply(550, "5.1.1", "<x@y>: unknown (really)", ("mx.y", "192.0.2.1")),
+            Reply(451, "4.4.1", "connect to mx.y[192.0.2.1]:25 failed"),
+        ):
+            self.assertEqual(Reply.parse(str(reply)), reply)
+
+    def test_fromServer(self) -> None:
+        """The server's enhanced code is used only if its class matches."""
+        self.assertEqual(Reply.fromServer(550, b"5.7.1 no", None).enhanced, "5.7.1")
+        self.assertEqual(Reply.fromServer(550, b"4.7.1 no", None).enhanced, "5.0.0")
+        self.assertEqual(
+            Reply.fromServer(421, b"busy\nreally", None).text, "busy really"
+        )
+
+
+ZONE = """\
+@ SOA ns hostmaster 1 3600 900 604800 60
+@ NS ns
+ns A 192.0.2.53
+@ MX 20 mx2
+@ MX 10 mx1
+mx1 A 192.0.2.10
+mx2 A 192.0.2.20
+mx2 AAAA 2001:db8::20
+direct A 192.0.2.30
+nullmx MX 0 .
+self MX 10 mx1
+self MX 20 me
+me A 192.0.2.99
+loop MX 10 me
+"""
+
+
+class HopsTests(SynchronousTestCase):
+    """
+    Where a domain's mail goes.
+    """
+
+    def relay(self, **kw: Any) -> Relay:
+        resolver = StaticResolver(
+            zones={"example.org": ZONE}, failures={"broken.example": dns.ESERVER}
+        )
+        settings = RelaySettings(hostname="mx.crepes.fr", port=2525, **kw)
+        return Relay(Clock(), resolver, settings, lambda h: h.address == "192.0.2.99")
+
+    def hops(self, domain: str, **kw: Any) -> list[str]:
+        return [str(h) for h in self.successResultOf(self.relay(**kw).hops(domain))]
+
+    def failure(self, domain: str) -> Reply:
+        error = self.failureResultOf(self.relay().hops(domain), DestinationFailed)
+        return error.value.reply
+
+    def test_preference(self) -> None:
+        """MX hosts by preference, each with its addresses, on relay_port."""
+        self.assertEqual(
+            self.hops("example.org"),
+            [
+                "mx1.example.org[192.0.2.10]:2525",
+                "mx2.example.org[192.0.2.20]:2525",
+                "mx2.example.org[2001:db8::20]:2525",
+            ],
+        )
+        self.assertEqual(
+            self.hops("example.org", bindAddress="127.0.0.2"),
+            [
+                "mx1.example.org[192.0.2.10]:2525",
+                "mx2.example.org[192.0.2.20]:2525",
+            ],
+        )
+
+    def test_implicitMX(self) -> None:
+        """Without MX records the domain's own address is used."""
+        self.assertEqual(
+            self.hops("direct.example.org"), ["direct.example.org[192.0.2.30]:2525"]
+        )
+
+    def test_permanentFailures(self) -> None:
+        """Null MX, a missing domain and a loop back to us bounce."""
+        self.assertEqual(self.failure("nullmx.example.org").enhanced, "5.1.10")
+        self.assertEqual(self.failure("gone.example.org").enhanced, "5.1.2")
+        self.assertEqual(self.failure("loop.example.org").enhanced, "5.4.6")
+        self.assertTrue(self.failure("loop.example.org").permanent)
+
+    def test_selfCutsOff(self) -> None:
+        """Hosts as preferred as this node, or less, are dropped."""
+        self.assertEqual(
+            self.hops("self.example.org"), ["mx1.example.org[192.0.2.10]:2525"]
+        )
+
+    def test_temporaryFailure(self) -> None:
+        """A DNS failure defers."""
+        reply = self.failure("broken.example")
+        self.assertEqual((reply.code, reply.enhanced), (451, "4.4.3"))
+
+    def test_smarthost(self) -> None:
+        """With a smarthost every domain goes there."""
+        relay = self.relay(smarthost=("mx1.example.org", 587))
+        self.assertEqual(relay.destination("anything.example"), "[mx1.example.org]:587")
+        hops = self.successResultOf(relay.hops("anything.example"))
+        self.assertEqual([str(h) for h in hops], ["mx1.example.org[192.0.2.10]:587"])
+
+
+class ScheduleTests(SynchronousTestCase):
+    """Backoff, expiry, delay warning."""
+
+    def test_backoff(self) -> None:
+        """Waits follow the list, the last repeats, never past expiry."""
+        schedule = Schedule((60.0, 120.0), maxAge=1000.0, delayWarning=100.0)
+        self.assertEqual(schedule.nextAttempt(0, 1, 0), 60)
+        self.assertEqual(schedule.nextAttempt(0, 2, 60), 180)
+        self.assertEqual(schedule.nextAttempt(0, 5, 500), 620)
+        self.assertEqual(schedule.nextAttempt(0, 9, 950), 1000)
+        self.assertTrue(schedule.expired(0, 1000))
+        self.assertFalse(schedule.expired(0, 999))
+        self.assertTrue(schedule.warnNow(0, 100))
+        self.assertFalse(Schedule(delayWarning=0).warnNow(0, 10**9))
+
+
+class PlainFallbackTests(SynchronousTestCase):
+    """
+    Opportunistic TLS that fails its handshake falls back to plain text
+    for that host (a smarthost never does).
+    """
+
+    def relay(self, **kw: Any) -> tuple[Relay, list[bool]]:
+        attempts: list[bool] = []
+
+        class Scripted(Relay):
+            async def _connect(self, hop: Hop, plain: bool) -> Any:
+                attempts.append(plain)
+                if not plain:
+                    reply = Reply(451, "4.4.2", "handshake failed")
+                    raise SessionFailed(reply, tlsBroken=True)
+                return object()
+
+        relay = Scripted(Clock(), StaticResolver(), RelaySettings(hostname="h", **kw))
+        return relay, attempts
+
+    def test_fallback(self) -> None:
+        """
+        After a failed handshake the host is tried again at once in plain
+        text, and in plain text from then on (for an hour).
+        """
+        relay, attempts = self.relay()
+        self.successResultOf(Deferred.fromCoroutine(relay.connect(HOP)))
+        self.assertEqual(attempts, [False, True])
+        self.successResultOf(Deferred.fromCoroutine(relay.connect(HOP)))
+        self.assertEqual(attempts, [False, True, True])
+
+    def test_smarthostNever(self) -> None:
+        """A smarthost's TLS failure is a failure."""
+        relay, attempts = self.relay(smarthost=("smtp.example", 587))
+        failure = self.failureResultOf(
+            Deferred.fromCoroutine(relay.connect(HOP)), SessionFailed
+        )
+        self.assertTrue(failure.value.tlsBroken)
+        self.assertEqual(attempts, [False])
