@@ -117,7 +117,7 @@ Builder = Callable[[StackContext], Component]
 #: Component builders, C{"module:function"}, in start order. Each protocol
 #: package adds its line as it lands; a builder may serve several services
 #: (mail serves smtp, submission, pop3 and imap).
-BUILDERS: tuple[str, ...] = ()
+BUILDERS: tuple[str, ...] = ("appnet.ftp.server:build",)
 
 
 def _load(path: str) -> Builder:
