@@ -273,6 +273,7 @@ class CertOptions(Command):
 COMMANDS: list[tuple[str, str, str]] = [
     ("user", "appnet.cli:UserOptions", "Manage accounts."),
     ("cert", "appnet.cli:CertOptions", "Make a self-signed TLS certificate."),
+    ("ftp", "appnet.ftp.cli:FTPOptions", "FTP: ls, get, put, mkdir, rm, mirror."),
 ]
 
 

@@ -32,11 +32,19 @@ from twisted.internet.defer import Deferred
 from appnet.auth import hashPassword
 from appnet.config import SERVICES, Config, loadConfig
 from appnet.datadir import DataDir
+from appnet.ftp.testing import RunningFTP, startFTP
 from appnet.listen import Bound
 from appnet.stack import Builder, Stack
 from appnet.store.interfaces import IStore
 
-__all__ = ["RunningStack", "ephemeralConfig", "startStack", "TEST_HASH_COST"]
+__all__ = [
+    "RunningStack",
+    "ephemeralConfig",
+    "startStack",
+    "TEST_HASH_COST",
+    "RunningFTP",
+    "startFTP",
+]
 
 #: scrypt cost for fixture users: cheap, since tests log in often. Never
 #: use it for real accounts.

@@ -54,7 +54,7 @@ from twisted.application.service import Service
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, ISSLTransport
 from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.ftp import FTP, RESPONSE, FTPCmdError
@@ -372,6 +372,8 @@ class FTPServer(FTP):
         transport = self.transport
         assert transport is not None
         self._peer = normalHost(getattr(transport.getPeer(), "host", ""))
+        # An ssl: endpoint (implicit FTPS) is TLS from the first byte.
+        self._tls = ISSLTransport.providedBy(transport)
         handle = getattr(transport, "getHandle", None)
         if handle is not None:
             try:
