@@ -363,10 +363,9 @@ class _Channel:
         if self._error is not None:
             d.errback(self._error)
         elif self._connection is not None and self._connection.ready.called:
-            if self._connection.reason is None:
-                d.callback(self._connection)
-            else:
-                d.errback(CannotOpenData("closed before the transfer"))
+            # Possibly closed already: an upload may have been sent whole
+            # before its command was processed.
+            d.callback(self._connection)
         else:
             self._waiters.append(d)
             self._begin()

@@ -181,7 +181,7 @@ class Transfer:
     channel: _Channel | None = None
     connection: DataConnection | None = None
     bytes: int = 0
-    aborted: bool = False
+    problem: FTPCommandError | None = None
     lastActivity: float = 0.0
     done: Deferred[None] = field(factory=Deferred)
 
@@ -192,9 +192,15 @@ class Transfer:
         self.bytes += amount
         self.lastActivity = self.clock.seconds()
 
-    def abort(self) -> None:
+    @property
+    def aborted(self) -> bool:
+        """Was the transfer stopped (by ABOR, QUIT or a stall)?"""
+        return self.problem is not None
+
+    def abort(self, why: str = "aborted by client") -> None:
         """Stop it: close the data connection or stop waiting for it."""
-        self.aborted = True
+        if self.problem is None:
+            self.problem = TransferAborted(why)
         if self.connection is not None:
             self.connection.abort()
         if self.channel is not None:
@@ -1046,12 +1052,7 @@ class FTPServer(FTP):
         outcome = "failed"
         try:
             already = channel.established
-            try:
-                connection = await channel.connection()
-            except CannotOpenData as e:
-                if transfer.aborted:
-                    raise TransferAborted("aborted by client") from None
-                raise e
+            connection = await channel.connection()
             transfer.connection = connection
             connection.activity = transfer.touch
             transfer.touch()
@@ -1059,11 +1060,15 @@ class FTPServer(FTP):
             self.respond(125 if already else 150, preface)
             await connection.whenSecured()
             summary = await work(connection, transfer)
+            if transfer.problem is not None:
+                raise transfer.problem
             outcome = "complete"
             self.respond(226, summary)
         except FTPCommandError as e:
-            if transfer.aborted and isinstance(e, (TransferAborted, CannotOpenData)):
-                e = TransferAborted("aborted by client")
+            if transfer.problem is not None and isinstance(
+                e, (TransferAborted, CannotOpenData)
+            ):
+                e = transfer.problem
                 outcome = "aborted"
             self.respond(*e.reply())
         finally:
@@ -1101,8 +1106,7 @@ class FTPServer(FTP):
                 command=transfer.command,
                 seconds=int(idle),
             )
-            if transfer.connection is not None:
-                transfer.connection.abort()
+            transfer.abort(f"no progress for {int(idle)} seconds")
 
         return _Watchdog(self._clock, self.settings.dataTimeout, transfer, stalled)
 
@@ -1116,7 +1120,7 @@ class FTPServer(FTP):
             name = render(segments)
             mode = "BINARY" if self.binary else "ASCII"
             preface = (
-                f"Opening {mode} data connection for {showName(name)}"
+                f"Opening {mode} mode data connection for {showName(name)}"
                 f" ({handle.size} bytes)"
             )
             await self._transferring("RETR", name, preface, self._sender(handle))
@@ -1129,7 +1133,8 @@ class FTPServer(FTP):
         shell = self._shell
 
         async def send(connection: DataConnection, transfer: Transfer) -> str:
-            assert connection.transport is not None
+            if connection.reason is not None or connection.transport is None:
+                raise TransferAborted("data connection closed")
             sent = await handle.sendTo(
                 connection.transport,  # type: ignore[arg-type]
                 transform=None if self.binary else AsciiEncoder(),
@@ -1183,6 +1188,9 @@ class FTPServer(FTP):
                     raise receiver.error from None
                 raise
             sink.end()
+            if transfer.problem is not None:
+                await handle.discard()
+                raise transfer.problem
             if receiver.error is not None:
                 await handle.discard()
                 raise receiver.error
@@ -1257,6 +1265,8 @@ class FTPServer(FTP):
         )
 
         async def send(connection: DataConnection, transfer: Transfer) -> str:
+            if connection.reason is not None:
+                raise TransferAborted("data connection closed")
             connection.write(payload)
             transfer.count(len(payload))
             await connection.finish()
