@@ -489,7 +489,7 @@ class FileReceiver:
         self._writing = False
         _fire(self._quiet)
         self.written += size
-        if self._paused and self._pendingBytes < self._low:
+        if self._paused and self._pendingBytes <= self._low:
             self._paused = False
             if self._producer is not None:
                 self._producer.resumeProducing()

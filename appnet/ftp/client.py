@@ -117,6 +117,10 @@ class FTPControl(LineReceiver):
     def connectionMade(self) -> None:
         noDelay(self.transport)
 
+    def sendLine(self, line: bytes) -> None:
+        # Replies may end in a bare LF (the delimiter), commands always CRLF.
+        self.transport.write(line + b"\r\n")  # type: ignore[union-attr]
+
     def lineReceived(self, raw: bytes) -> None:
         line = raw.rstrip(b"\r").decode("utf-8", "surrogateescape")
         if self._code is None:
