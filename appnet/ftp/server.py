@@ -63,7 +63,13 @@ from zope.interface import implementer
 
 from appnet.auth import LoginThrottled
 from appnet.config import FTPConfig
-from appnet.ftp._files import AsciiDecoder, AsciiEncoder, FileReceiver, FileThreads
+from appnet.ftp._files import (
+    AsciiDecoder,
+    AsciiEncoder,
+    FileReceiver,
+    FileThreads,
+    InThread,
+)
 from appnet.ftp.data import (
     ActiveChannel,
     DataConnection,
@@ -1400,23 +1406,28 @@ class _StagingSweep(Service):
 
     _log = Logger()
 
-    def __init__(self, threads: FileThreads, staging: str) -> None:
-        self._threads = threads
+    def __init__(self, run: InThread, staging: str) -> None:
+        self._run = run
         self._staging = staging
+        self.swept: Deferred[int] | None = None
 
     def startService(self) -> None:
         super().startService()
 
-        def swept(count: int) -> None:
+        def swept(count: int) -> int:
             if count:
                 self._log.info(
                     "Removed {count} unfinished uploads left by an earlier run",
                     count=count,
                 )
+            return count
 
-        self._threads.run(_sweep, self._staging).addCallbacks(
-            swept, lambda f: self._log.failure("Sweeping FTP uploads failed", f)
-        )
+        def failed(failure: Failure) -> int:
+            self._log.failure("Sweeping FTP uploads failed", failure)
+            return 0
+
+        self.swept = self._run(_sweep, self._staging)
+        self.swept.addCallbacks(swept, failed)
 
 
 def _sweep(staging: str) -> int:
@@ -1476,5 +1487,5 @@ def build(ctx: StackContext) -> Component:
                 mask=MaskRule(secretCommands={b"PASS": 0}),
             )
         ],
-        services=[threads, _StagingSweep(threads, staging)],
+        services=[threads, _StagingSweep(threads.run, staging)],
     )

@@ -10,7 +10,6 @@ import ftplib
 import io
 import os
 import ssl
-import threading
 
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
