@@ -258,9 +258,11 @@ class FileSender:
         transform: Transform | None = None,
         throttle: Throttle | None = None,
         progress: Callable[[int], None] | None = None,
+        length: int | None = None,
     ) -> None:
         self._run = run
         self._fd = fd
+        self._remaining = length
         self._consumer = consumer
         self._clock = clock
         self._chunkSize = chunkSize
@@ -320,7 +322,10 @@ class FileSender:
             return
         if not self._reading and not self._eof and self._ready is None:
             self._reading = True
-            self._run(os.read, self._fd, self._chunkSize).addCallbacks(
+            size = self._chunkSize
+            if self._remaining is not None:
+                size = min(size, self._remaining)
+            self._run(os.read, self._fd, size).addCallbacks(
                 self._read, self._readFailed
             )
 
@@ -335,6 +340,11 @@ class FileSender:
             return
         if data:
             self._ready = data
+            if self._remaining is not None:
+                # The length is known: no extra read just to see the end.
+                self._remaining -= len(data)
+                if self._remaining <= 0:
+                    self._eof = True
         else:
             self._eof = True
         self._pump()
@@ -390,7 +400,12 @@ class FileReceiver:
     Writes what it is given to a file descriptor, in a thread, pausing its
     producer while too much waits for the disk.
 
+    Data is written once at least C{lazy} bytes wait (at once by default),
+    and whatever is left at the end is written together with the C{fsync}
+    and the caller's final step in one trip to a thread.
+
     @ivar received: bytes accepted so far (after any transform).
+    @ivar written: bytes on disk so far.
     @ivar error: why the receiver refused more data, if it did.
     """
 
@@ -405,6 +420,7 @@ class FileReceiver:
         high: int = 4 * 1024 * 1024,
         low: int = 1024 * 1024,
         batch: int = 1024 * 1024,
+        lazy: int = 0,
         fsync: bool = True,
     ) -> None:
         self._run = run
@@ -413,6 +429,7 @@ class FileReceiver:
         self._high = high
         self._low = low
         self._batch = batch
+        self._lazy = lazy
         self._fsync = fsync
         self._producer: IPushProducer | None = None
         self._paused = False
@@ -420,6 +437,7 @@ class FileReceiver:
         self._pendingBytes = 0
         self._writing = False
         self._finishing: Deferred[int] | None = None
+        self._then: Callable[[], object] | None = None
         self.received = 0
         self.written = 0
         self.error: FTPCommandError | None = None
@@ -470,7 +488,13 @@ class FileReceiver:
         self._maybeDone()
 
     def _flush(self) -> None:
-        if self._writing or not self._pending or self.error is not None:
+        if (
+            self._writing
+            or not self._pending
+            or self.error is not None
+            or self._finishing is not None
+            or self._pendingBytes < self._lazy
+        ):
             return
         batch: list[bytes] = []
         size = 0
@@ -499,24 +523,29 @@ class FileReceiver:
     def _writeFailed(self, failure: Failure) -> None:
         self._writing = False
         _fire(self._quiet)
-        if failure.check(OSError):
-            error = errorFor(failure.value)
-        else:
-            error = LocalError()
+        self.fail(self._errorFor(failure))
+
+    def _errorFor(self, failure: Failure) -> FTPCommandError:
+        if failure.check(FTPCommandError):
+            return failure.value
+        error = errorFor(failure.value) if failure.check(OSError) else LocalError()
         if isinstance(error, LocalError):
             self._log.failure("Writing an upload failed", failure)
-        self.fail(error)
+        return error
 
-    def finish(self) -> Deferred[int]:
+    def finish(self, then: Callable[[], object] | None = None) -> Deferred[int]:
         """
-        The data is complete: write what is pending and (unless told not
-        to) C{fsync}.
+        The data is complete: write what is pending, C{fsync} (unless told
+        not to) and call C{then}, all in one trip to a thread.
 
+        @param then: a final blocking step (closing and renaming an
+            upload); its L{FTPCommandError} fails the result.
         @return: fires with the byte count once it is on disk, or fails with
             the reason the receiver refused the data.
         """
         assert self._finishing is None, "finish() called twice"
         self._finishing = Deferred()
+        self._then = then
         d = self._finishing
         self._maybeDone()
         return d
@@ -529,25 +558,36 @@ class FileReceiver:
             if not self._writing:
                 d.errback(self.error)
             return
-        if self._writing or self._pending:
+        if self._writing:
             return
-        if not self._fsync:
-            d.callback(self.written)
-            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._pendingBytes = 0
         self._writing = True
-
-        def synced(result: object) -> object:
-            self._writing = False
-            _fire(self._quiet)
-            return result
-
-        self._run(os.fsync, self._fd).addBoth(synced).addCallbacks(
-            lambda _: d.callback(self.written), self._syncFailed
+        self._run(_final, self._fd, data, self._fsync, self._then).addBoth(
+            self._finalDone, len(data)
         )
 
-    def _syncFailed(self, failure: Failure) -> None:
+    def _finalDone(self, result: object, size: int) -> None:
+        self._writing = False
+        _fire(self._quiet)
         d = self._finishing
         assert d is not None
-        self._log.failure("fsync of an upload failed", failure)
-        self.error = errorFor(failure.value) if failure.check(OSError) else LocalError()
-        d.errback(self.error)
+        if isinstance(result, Failure):
+            self.error = self._errorFor(result)
+            d.errback(self.error)
+        else:
+            self.written += size
+            d.callback(self.written)
+
+
+def _final(
+    fd: int, data: bytes, fsync: bool, then: Callable[[], object] | None
+) -> None:
+    """The last write, the fsync and the caller's final step (in a thread)."""
+    if data:
+        writeAll(fd, data)
+    if fsync:
+        os.fsync(fd)
+    if then is not None:
+        then()

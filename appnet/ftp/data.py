@@ -26,6 +26,7 @@ use the global reactor, and there is no TLS. Here:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 from typing import Any
@@ -62,6 +63,7 @@ __all__ = [
 EARLY_BUFFER = 1024 * 1024
 
 
+@functools.lru_cache(maxsize=1024)
 def normalHost(host: str) -> str:
     """
     A host address in one spelling: IPv4-mapped IPv6 (C{::ffff:1.2.3.4}, as

@@ -102,6 +102,12 @@ class IFTPFilesystem(IFTPShell):
         a file.
         """
 
+    def listing(path: Sequence[str]) -> Deferred[tuple[Entry, list[Entry]]]:
+        """
+        The entry for C{path} and its entries (itself, for a file), in one
+        go.
+        """
+
     def info(path: Sequence[str]) -> Deferred[Entry]:
         """
         The entry for one path (named by its last segment, or C{/}).

@@ -56,6 +56,7 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, ISSLTransport
 from twisted.internet.protocol import ServerFactory, connectionDone
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.protocols.ftp import FTP, RESPONSE, FTPCmdError
 from twisted.python.failure import Failure
@@ -1064,6 +1065,10 @@ class FTPServer(FTP):
             transfer.touch()
             stall = self._watch(transfer)
             self.respond(125 if already else 150, preface)
+            # Data starts a reactor turn after the preliminary reply, so the
+            # reply leaves first: clients (lftp) slow down badly when a
+            # small file and its end arrive before the 150.
+            await deferLater(self._clock, 0, lambda: None)
             await connection.whenSecured()
             summary = await work(connection, transfer)
             if transfer.problem is not None:
@@ -1236,19 +1241,17 @@ class FTPServer(FTP):
         connection opens), then send one line per entry.
 
         A directory lists its entries; a file lists itself under the name
-        given; with C{globs}, a last segment with C{*?[} that names nothing
-        filters its directory (C{NLST *.txt}), and NLST then prefixes the
-        directory as given, as C{ls} does.
+        given (MLSD refuses files with 501); with C{globs}, a last segment
+        with C{*?[} that names nothing filters its directory (C{NLST *.txt}),
+        and NLST then prefixes the directory as given, as C{ls} does.
         """
         self._takeRest()
-        _, path = _listArguments(arg)
+        _, path = _listArguments(arg) if globs else ("", arg.strip())
         segments = self._path(path) if path else self.workingDirectory
-        if self._channel is None:
-            raise _Reply(425, "Use PORT, EPRT, PASV or EPSV first")
         shell = self._shell
         prefix = ""
         try:
-            info = await shell.info(segments)
+            info, entries = await shell.listing(segments)
         except NotFound:
             if not (globs and segments and _isGlob(segments[-1])):
                 raise
@@ -1261,10 +1264,13 @@ class FTPServer(FTP):
             if command == "NLST" and "/" in path:
                 prefix = path.rsplit("/", 1)[0] + "/"
         else:
-            if info.kind == "dir":
-                entries = await shell.entries(segments)
-            else:
+            if info.kind != "dir":
+                if not globs:
+                    where = showName(render(segments))
+                    raise _Reply(501, f"{where}: not a directory")
                 entries = [attrs.evolve(info, name=path or info.name)]
+        if self._channel is None:
+            raise _Reply(425, "Use PORT, EPRT, PASV or EPSV first")
         lines = [prefix + format(e) for e in entries if listable(e.name)]
         payload = "".join(line + "\r\n" for line in lines).encode(
             "utf-8", "surrogateescape"
@@ -1291,11 +1297,6 @@ class FTPServer(FTP):
         await self._listing("NLST", arg, lambda e: e.name)
 
     async def ftp_MLSD(self, arg: str = "") -> None:
-        if arg:
-            segments = self._path(arg)
-            info = await self._shell.info(segments)
-            if info.kind != "dir":
-                raise _Reply(501, f"{showName(render(segments))}: not a directory")
         readOnly = self._shell.readOnly
         facts = self._facts
         await self._listing(

@@ -152,6 +152,8 @@ class Harness:
         """Send one command line; return the reply lines it produced."""
         raw = line if isinstance(line, bytes) else line.encode("utf-8")
         self.protocol.dataReceived(raw + b"\r\n")
+        # A transfer's data starts a reactor turn after its 150.
+        self.clock.advance(0)
         return self.received()
 
     def codes(self, line: str | bytes) -> list[int]:
@@ -198,13 +200,14 @@ class Harness:
             hostAddress=self._address(self.local, 20), peerAddress=address
         )
         protocol.makeConnection(transport)
+        self.clock.advance(0)
         return protocol, transport
 
-    @staticmethod
-    def close(protocol: DataConnection, clean: bool = True) -> None:
+    def close(self, protocol: DataConnection, clean: bool = True) -> None:
         """The client closes a data connection (or it breaks)."""
         reason = ConnectionDone() if clean else ConnectionLost()
         protocol.connectionLost(Failure(reason))
+        self.clock.advance(0)
 
     def files(self, directory: str = "") -> Mapping[str, bytes]:
         result = {}

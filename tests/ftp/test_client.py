@@ -187,6 +187,36 @@ class ClientTests(TestCase):
         self.assertEqual(error.code, 550)
         self.assertEqual(await client.pwd(), "/", "the session goes on")
 
+    async def test_ipv6(self) -> None:
+        """
+        Over IPv6 the client uses EPSV (passive) and EPRT (active), and the
+        server listens and connects on ::1.
+        """
+        import socket
+
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no IPv6 loopback here")
+        ftp = await startFTP(
+            self,
+            users={ALICE: PASSWORD},
+            files={ALICE: {"a.txt": b"over six"}},
+            config={"ftp": {"listen": ["tcp6:0:interface=\\:\\:1"]}},
+        )
+        host, port = ftp.address
+        self.assertEqual(host, "::1")
+        for passive in (True, False):
+            client = await connectFTP(
+                reactor, host, port, user=ALICE, password=PASSWORD, passive=passive
+            )
+            target = os.path.join(self.local, f"a-{passive}.txt")
+            await client.retrieveFile("a.txt", target)
+            with open(target, "rb") as f:
+                self.assertEqual(f.read(), b"over six")
+            await client.quit()
+
     async def test_badLogin(self) -> None:
         """A wrong password fails the connect with 530."""
         ftp = await startFTP(

@@ -16,7 +16,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from appnet.ftp._files import inline, writeAll
+from appnet.ftp._files import _final, inline, writeAll
 from appnet.ftp.server import COMMANDS, ServerSettings
 from tests.ftp.helpers import ALICE, PASSWORD, Harness
 
@@ -966,7 +966,7 @@ class TransferTests(_Base):
         """A full disk gets 452 and the old file stays."""
 
         def full(f, *args, **kwargs):  # type: ignore[no-untyped-def]
-            if f is writeAll:
+            if f in (writeAll, _final):
                 return fail(OSError(errno.ENOSPC, "No space left on device"))
             return inline(f, *args, **kwargs)
 

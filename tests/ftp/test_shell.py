@@ -161,11 +161,16 @@ class JailTests(SynchronousTestCase):
     def test_openRead(self) -> None:
         """openRead gives a descriptor at the offset; directories refused."""
         self.put("f", b"0123456789")
-        fd, size = self.jail.openRead(("f",), 3)
+        opened = self.jail.openRead(("f",), 3)
+        self.assertEqual((opened.fd, opened.size, opened.data), (None, 10, b"3456789"))
+        big = self.put("big", b"x" * 100_000)
+        opened = self.jail.openRead(("big",), 10)
+        assert opened.fd is not None
         try:
-            self.assertEqual((size, os.read(fd, 100)), (10, b"3456789"))
+            self.assertEqual(len(os.read(opened.fd, 200_000)), 99_990)
         finally:
-            os.close(fd)
+            os.close(opened.fd)
+        self.assertTrue(big)
         os.makedirs(os.path.join(self.root, "d"))
         self.assertRaises(IsADirectory, self.jail.openRead, ("d",), 0)
         self.assertRaises(BadRestart, self.jail.openRead, ("f",), 11)
