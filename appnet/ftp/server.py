@@ -499,9 +499,11 @@ class FTPServer(FTP):
     def _pump(self) -> None:
         while not self._busy and self._queue and not self.disconnected:
             verb, arg = self._queue.popleft()
+            # Busy first: resuming delivers buffered lines at once, and they
+            # must queue behind this command, not run beside it.
+            self._busy = True
             if self.paused and len(self._queue) < _QUEUE_LIMIT // 2:
                 self.resumeProducing()
-            self._busy = True
             d = self._track(self._execute(verb, arg))
             if not d.called:
                 d.addBoth(self._commandDone)
