@@ -20,16 +20,15 @@ import getpass
 import os
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 from urllib.parse import unquote, urlsplit
 
 from attrs import frozen
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.threads import deferToThread
 from twisted.python import usage
 
 from appnet.cli import Command, CommandError, Context
-from appnet.ftp.client import FTPClient, FTPControl, clientTLS, connectFTP
+from appnet.ftp.client import FTPClient, clientTLS, connectFTP
 from appnet.ftp.errors import FTPError
 from appnet.ftp.listing import Listed
 
@@ -190,10 +189,6 @@ class _FTPCommand(Command):
         user = where.user or "anonymous"
         password = where.password or self.password or "anonymous@"
         try:
-            if where.scheme == "ftps":
-                return await _implicit(
-                    context.reactor, where, user, password, tls, not self["active"]
-                )
             return await connectFTP(
                 context.reactor,
                 where.host,
@@ -202,6 +197,7 @@ class _FTPCommand(Command):
                 password=password,
                 tls=tls,
                 passive=not self["active"],
+                implicit=where.scheme == "ftps",
             )
         except FTPError as e:
             raise CommandError(str(e)) from None
@@ -219,23 +215,6 @@ class _FTPCommand(Command):
 
     async def work(self, client: FTPClient, context: Context) -> None:
         raise NotImplementedError
-
-
-async def _implicit(
-    reactor: Any, where: Location, user: str, password: str, tls: Any, passive: bool
-) -> FTPClient:
-    """Implicit FTPS: TLS from the first byte, then PBSZ and PROT P."""
-    endpoint = wrapClientTLS(tls, HostnameEndpoint(reactor, where.host, where.port))
-    control = FTPControl()
-    await connectProtocol(endpoint, control)
-    client = FTPClient(reactor, control, passive=passive)
-    await control.greeting
-    client._tls = tls
-    await client.command("PBSZ 0")
-    await client.command("PROT P")
-    client._protected = True
-    await client.login(user, password)
-    return client
 
 
 class _OneURL(_FTPCommand):

@@ -31,7 +31,11 @@ from typing import Any
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    connectProtocol,
+    wrapClientTLS,
+)
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IConsumer,
@@ -388,9 +392,20 @@ class FTPClient:
         async def run() -> None:
             await self.command("AUTH TLS")
             self.control.transport.startTLS(options)  # type: ignore[union-attr]
-            self._tls = options
+            await self.protect(options)
+
+        return Deferred.fromCoroutine(run())
+
+    def protect(self, options: Any) -> Deferred[None]:
+        """
+        PBSZ 0 and PROT P on a control connection that is already TLS:
+        data connections are encrypted with C{options} from now on.
+        """
+
+        async def run() -> None:
             await self.command("PBSZ 0")
             await self.command("PROT P")
+            self._tls = options
             self._protected = True
 
         return Deferred.fromCoroutine(run())
@@ -808,14 +823,19 @@ async def _connect(
     tls: Any,
     passive: bool,
     timeout: float,
+    implicit: bool,
 ) -> FTPClient:
-    endpoint = HostnameEndpoint(reactor, host, port, timeout=int(timeout))
+    endpoint: Any = HostnameEndpoint(reactor, host, port, timeout=int(timeout))
+    if implicit:
+        endpoint = wrapClientTLS(tls, endpoint)
     control = FTPControl()
     await connectProtocol(endpoint, control)
     client = FTPClient(reactor, control, passive=passive, timeout=timeout)
     try:
         await _timeout(control.greeting, timeout, reactor)
-        if tls is not None:
+        if implicit:
+            await client.protect(tls)
+        elif tls is not None:
             await client.startTLS(tls)
         await client.login(user, password)
     except BaseException:
@@ -835,13 +855,18 @@ def connectFTP(
     tls: Any = None,
     passive: bool = True,
     timeout: float = 60.0,
+    implicit: bool = False,
 ) -> Deferred[FTPClient]:
     """
     Connect, optionally AUTH TLS (C{tls}: see L{clientTLS}), log in.
 
+    @param implicit: TLS from the first byte (C{ftps://}, port 990)
+        instead of AUTH TLS; needs C{tls}.
     @return: fires with the logged-in L{FTPClient}; fails with
         L{FTPClientError} if the server refuses the login.
     """
+    if implicit and tls is None:
+        raise ValueError("implicit TLS needs tls settings")
     return Deferred.fromCoroutine(
-        _connect(reactor, host, port, user, password, tls, passive, timeout)
+        _connect(reactor, host, port, user, password, tls, passive, timeout, implicit)
     )

@@ -222,6 +222,26 @@ class Transfer:
         return d
 
 
+class _ControlContext:
+    """
+    The TLS context of an implicit-FTPS control connection, as a context
+    factory for its data connections (when no [tls] settings give one).
+    """
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+
+    @classmethod
+    def of(cls, transport: Any) -> _ControlContext | None:
+        try:
+            return cls(transport.getHandle().get_context())
+        except AttributeError:
+            return None
+
+    def getContext(self) -> Any:
+        return self._context
+
+
 class _Watchdog:
     """
     Calls C{stalled} once a transfer has been idle for C{timeout} seconds.
@@ -377,6 +397,7 @@ class FTPServer(FTP):
         self._facts: tuple[str, ...] = FACTS
         self._epsvAll = False
         self._peer = ""
+        self._dataTLS: Any = None
         self.state = self.UNAUTH
 
     # -- connection --------------------------------------------------------
@@ -385,8 +406,12 @@ class FTPServer(FTP):
         transport = self.transport
         assert transport is not None
         self._peer = normalHost(getattr(transport.getPeer(), "host", ""))
-        # An ssl: endpoint (implicit FTPS) is TLS from the first byte.
+        # An ssl: endpoint (implicit FTPS) is TLS from the first byte; its
+        # data connections use the same certificate.
         self._tls = ISSLTransport.providedBy(transport)
+        self._dataTLS = self.factory.tlsOptions
+        if self._tls and self._dataTLS is None:
+            self._dataTLS = _ControlContext.of(transport)
         handle = getattr(transport, "getHandle", None)
         if handle is not None:
             try:
@@ -737,7 +762,7 @@ class FTPServer(FTP):
 
     def ftp_FEAT(self, arg: str = "") -> None:
         features = []
-        if self.factory.tlsOptions is not None:
+        if self._dataTLS is not None:
             features += ["AUTH TLS", "PBSZ", "PROT"]
         features += [
             "EPRT",
@@ -902,7 +927,7 @@ class FTPServer(FTP):
             channel.close()
 
     def _tlsForData(self) -> Any:
-        return self.factory.tlsOptions if self._protected else None
+        return self._dataTLS if self._protected else None
 
     def _localHost(self) -> str:
         assert self.transport is not None

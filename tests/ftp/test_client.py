@@ -217,6 +217,38 @@ class ClientTests(TestCase):
                 self.assertEqual(f.read(), b"over six")
             await client.quit()
 
+    async def test_implicitTLS(self) -> None:
+        """
+        Implicit FTPS (an ssl: endpoint, TLS from the first byte): the
+        server knows the session is private and allows PROT P.
+        """
+        from appnet.tls import writeSelfSigned
+
+        certs = os.path.abspath(self.mktemp())
+        cert, key = os.path.join(certs, "cert.pem"), os.path.join(certs, "key.pem")
+        writeSelfSigned(cert, key, "localhost")
+        endpoint = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+        ftp = await startFTP(
+            self,
+            users={ALICE: PASSWORD},
+            files={ALICE: {"a.txt": b"private"}},
+            config={"ftp": {"listen": [endpoint]}},
+        )
+        with open(cert, "rb") as f:
+            options = clientTLS("localhost", f.read())
+        host, port = ftp.address
+        client = await connectFTP(
+            reactor,
+            host,
+            port,
+            user=ALICE,
+            password=PASSWORD,
+            tls=options,
+            implicit=True,
+        )
+        self.addCleanup(client.quit)
+        self.assertEqual(await client.nlst(), ["a.txt"])
+
     async def test_badLogin(self) -> None:
         """A wrong password fails the connect with 530."""
         ftp = await startFTP(
