@@ -357,8 +357,8 @@ class FTPConfig(ListenerConfig):
     require_tls: bool = _setting(
         False,
         _bool,
-        "refuse logins before AUTH TLS and transfers without PROT P, even "
-        "from loopback (other addresses always need TLS to log in)",
+        "refuse password logins before AUTH TLS, and their transfers without "
+        "PROT P, even from loopback (other addresses always need TLS to log in)",
     )
     anonymous: bool = _setting(
         False, _bool, "allow read-only anonymous logins (user anonymous or ftp)"

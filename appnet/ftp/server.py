@@ -1220,18 +1220,17 @@ class FTPServer(FTP):
             )
             try:
                 await connection.receiveInto(sink)  # type: ignore[arg-type]
-            except TransferAborted:
+            except TransferAborted as e:
+                # The receiver's own refusal (quota, full disk) says more
+                # than the connection it closed.
+                problem: FTPCommandError = receiver.error or e
                 await handle.discard()
-                if receiver.error is not None:
-                    raise receiver.error from None
-                raise
+                raise problem from None
             sink.end()
-            if transfer.problem is not None:
+            stopped = transfer.problem or receiver.error
+            if stopped is not None:
                 await handle.discard()
-                raise transfer.problem
-            if receiver.error is not None:
-                await handle.discard()
-                raise receiver.error
+                raise stopped
             try:
                 written = await handle.commit()
             except FTPCommandError:

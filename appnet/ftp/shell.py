@@ -68,6 +68,7 @@ from appnet.ftp.errors import (
     PermissionDenied,
     QuotaExceeded,
     ReadOnly,
+    TransferAborted,
     UploadTooLarge,
 )
 from appnet.ftp.interfaces import IFTPFilesystem, IReadHandle, IWriteHandle, WriteMode
@@ -825,6 +826,9 @@ class WriteHandle:
             quota.settle(self, self._delta(written) if inPlace else 0)
         try:
             if self._receiver is not None:
+                # No further writes may start, and the one in flight must
+                # end before the descriptor is closed.
+                self._receiver.fail(TransferAborted("upload discarded"))
                 await self._receiver.quiet()
             await self._shell.run(self._shell.jail.discard, self._plan)
         except OSError as e:
