@@ -11,6 +11,7 @@ import os
 import re
 import time
 
+from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import fail
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
@@ -269,7 +270,7 @@ class CommandSyntaxTests(_Base):
         self.h.send(f"USER {ALICE}")
         self.h.protocol.dataReceived(b"PASS x\r\n" + b"NOOP\r\n" * 40)
         self.assertEqual(self.h.transport.producerState, "paused")
-        blocked.errback(Failure(__import__("twisted").cred.error.UnauthorizedLogin()))
+        blocked.errback(Failure(UnauthorizedLogin()))
         self.assertEqual(self.h.transport.producerState, "producing")
         self.assertEqual(self.h.received().count("200 Command OK"), 40)
 
@@ -1160,8 +1161,6 @@ class TLSCommandTests(_Base):
         )()
         self.h.send("USER x")
         self.h.protocol.dataReceived(b"PASS y\r\nAUTH TLS\r\nUSER evil\r\n")
-        from twisted.cred.error import UnauthorizedLogin
-
         blocked.errback(Failure(UnauthorizedLogin()))
         self.assertEqual([r[:3] for r in self.h.received()], ["530", "234"])
 
