@@ -55,6 +55,7 @@ from zope.interface import implementer
 from appnet.ftp._files import FileReceiver, FileSender
 from appnet.ftp.data import noDelay, normalHost
 from appnet.ftp.errors import FTPClientError, FTPError
+from appnet.ftp.errors import TransferAborted as FTPTransferAborted
 from appnet.ftp.listing import Listed, parseFacts, parseList
 
 __all__ = [
@@ -665,20 +666,26 @@ class FTPClient:
     ) -> Deferred[int]:
         """
         Download C{path} to the file C{local}. With C{resume}, an existing
-        local file is continued from its size (REST).
+        local file is continued from its size (REST). Otherwise the download
+        goes to C{local.appnet-part}, renamed over C{local} only once
+        complete: a failed download leaves an existing C{local} alone.
 
         @return: fires with the bytes received in this call.
         """
 
         async def run() -> int:
-            offset, fd = await self._run(_openLocal, local, resume)
+            offset, fd, part = await self._run(_openLocal, local, resume)
             receiver = FileReceiver(self._run, fd, fsync=False)
+            done = False
             try:
                 count = await self.retrieve(path, receiver, offset, progress)
                 await receiver.finish()
+                done = True
             finally:
+                if not done:
+                    receiver.fail(FTPTransferAborted("download failed"))
                 await receiver.quiet()
-                await self._run(os.close, fd)
+                await self._run(_closeLocal, fd, part, local, done)
             return count
 
         return Deferred.fromCoroutine(run())
@@ -768,13 +775,31 @@ class FTPClient:
         return self._lines(f"LIST {path}".rstrip())
 
 
-def _openLocal(path: str, resume: bool) -> tuple[int, int]:
+def _openLocal(path: str, resume: bool) -> tuple[int, int, str | None]:
+    """
+    Open a download's local file (in a thread): the file itself to resume
+    it, else a C{.appnet-part} file beside it.
+    """
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-    if not resume:
-        flags |= os.O_TRUNC
-    fd = os.open(path, flags, 0o644)
-    offset = os.lseek(fd, 0, os.SEEK_END) if resume else 0
-    return offset, fd
+    if resume:
+        fd = os.open(path, flags, 0o644)
+        return os.lseek(fd, 0, os.SEEK_END), fd, None
+    part = path + ".appnet-part"
+    return 0, os.open(part, flags | os.O_TRUNC, 0o644), part
+
+
+def _closeLocal(fd: int, part: str | None, path: str, ok: bool) -> None:
+    """Close a download's file; put a complete part file in place."""
+    os.close(fd)
+    if part is None:
+        return
+    if ok:
+        os.replace(part, path)
+    else:
+        try:
+            os.unlink(part)
+        except FileNotFoundError:
+            pass
 
 
 def _openForSending(path: str, offset: int) -> int:

@@ -175,5 +175,7 @@ class CommandTests(TestCase):
         self.assertEqual(
             out.err, "appnet: RETR /nope: 550 /nope: no such file or directory\n"
         )
+        self.assertFalse(os.path.exists(os.path.join(self.cwd, "nope")))
+        self.assertFalse(os.path.exists(os.path.join(self.cwd, "nope.appnet-part")))
         out = await self.appnet("ls", "http://x/", ok=False)
         self.assertIn("not an FTP URL", out.err)

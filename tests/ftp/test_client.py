@@ -181,10 +181,16 @@ class ClientTests(TestCase):
         client = await self.connect()
         error = await self.assertFailure(client.cwd("nope"), FTPClientError)
         self.assertEqual(error.code, 550)
+        existing = os.path.join(self.local, "x")
+        with open(existing, "wb") as f:
+            f.write(b"keep me")
         error = await self.assertFailure(
-            client.retrieveFile("nope", os.path.join(self.local, "x")), FTPClientError
+            client.retrieveFile("nope", existing), FTPClientError
         )
         self.assertEqual(error.code, 550)
+        with open(existing, "rb") as f:
+            self.assertEqual(f.read(), b"keep me", "a failed download changes nothing")
+        self.assertEqual(os.listdir(self.local), ["x"])
         self.assertEqual(await client.pwd(), "/", "the session goes on")
 
     async def test_ipv6(self) -> None:
