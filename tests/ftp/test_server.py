@@ -1117,6 +1117,32 @@ class TransferTests(_Base):
         self.assertGreater(len(set(sizes)), 2, "data came out in steps")
 
 
+class UploadRateTests(_Base):
+    """
+    The rate limit on uploads.
+    """
+
+    def test_uploadPaused(self) -> None:
+        """
+        An upload faster than the limit pauses the data connection until
+        the limit allows more.
+        """
+        h = self.harness(rateLimit=1000)
+        h.login()
+        h.passive()
+        data, transport = h.acceptData()
+        h.send("STOR f")
+        data.dataReceived(b"x" * 3000)
+        self.assertEqual(transport.producerState, "paused")
+        h.clock.advance(1.9)
+        self.assertEqual(transport.producerState, "paused")
+        h.clock.advance(0.2)
+        self.assertEqual(transport.producerState, "producing")
+        h.close(data)
+        self.assertEqual(h.received()[-1][:3], "226")
+        self.assertEqual(h.read("f"), b"x" * 3000)
+
+
 class TLSCommandTests(_Base):
     """
     AUTH TLS, PBSZ and PROT (RFC 4217), as far as they work without a real
