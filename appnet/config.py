@@ -429,6 +429,25 @@ class HTTPConfig(ListenerConfig):
     )
 
 
+def _passivePorts(value: Any) -> tuple[int, int]:
+    """
+    A passive port range, or C{"0"}: any free port the system picks.
+    """
+    if isinstance(value, str) and value.strip() == "0":
+        return 0, 0
+    return _portRange(value)
+
+
+def _ipv4(value: Any) -> str | None:
+    text = _optStr(value)
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise _Invalid(f"expected an IPv4 address, got {text!r}") from None
+
+
 @frozen
 class FTPConfig(ListenerConfig):
     """The FTP server."""
@@ -436,10 +455,36 @@ class FTPConfig(ListenerConfig):
     listen: tuple[str, ...] = _listen("tcp:2121:interface=127.0.0.1")
     idle_timeout: float = _idle(900)
     passive_ports: tuple[int, int] = _setting(
-        (30000, 30099), _portRange, "port range for passive data connections"
+        (30000, 30099),
+        _passivePorts,
+        'port range for passive data connections ("0": any free port)',
     )
     public_address: str | None = _setting(
-        None, _optStr, "address announced in PASV replies (behind NAT)"
+        None, _ipv4, "address announced in PASV replies (behind NAT)"
+    )
+    data_timeout: float = _setting(
+        60.0, _duration, "wait this long for a data connection or transfer progress"
+    )
+    require_tls: bool = _setting(
+        False,
+        _bool,
+        "refuse password logins before AUTH TLS, and their transfers without "
+        "PROT P, even from loopback (other addresses always need TLS to log in)",
+    )
+    anonymous: bool = _setting(
+        False, _bool, "allow read-only anonymous logins (user anonymous or ftp)"
+    )
+    anonymous_root: str | None = _setting(
+        None, _optStr, "the anonymous area (default DATA/ftp/anonymous)"
+    )
+    quota: int = _setting(
+        0, _size, "quota for accounts that set none, e.g. 1G (0: unlimited)"
+    )
+    max_upload: int = _setting(
+        0, _size, "largest file one upload may write (0: no limit)"
+    )
+    rate_limit: int = _setting(
+        0, _size, "bytes per second per user across sessions, e.g. 10M (0: no limit)"
     )
 
 

@@ -127,6 +127,7 @@ Builder = Callable[[StackContext], Component]
 BUILDERS: tuple[str, ...] = (
     "appnet.dns.server:buildDNS",
     "appnet.mail.server:buildMail",
+    "appnet.ftp.server:build",
     "appnet.web.server:buildWeb",
 )
 

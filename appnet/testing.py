@@ -49,6 +49,8 @@ _FIXTURES = {
     "MailNetwork": "appnet.mail.relaytesting",
     "MailNode": "appnet.mail.relaytesting",
     "startMailNetwork": "appnet.mail.relaytesting",
+    "RunningFTP": "appnet.ftp.testing",
+    "startFTP": "appnet.ftp.testing",
     "BrowserSession": "appnet.web.testing",
     "RunningWeb": "appnet.web.testing",
     "startWeb": "appnet.web.testing",

@@ -1,0 +1,593 @@
+"""
+File I/O for transfers that never blocks the reactor and never holds more
+than a few chunks of a file in memory, whatever its size.
+
+Every read, write and C{fsync} runs in a thread (an L{InThread} runner:
+normally L{FileThreads}, a synchronous one in unit tests). A transfer is a
+producer/consumer pair around it:
+
+  - L{FileSender} is a streaming producer reading chunks in the thread and
+    writing them to a consumer (the data connection), keeping one chunk read
+    ahead and stopping while the consumer says it is full.
+  - L{FileReceiver} is a consumer writing what the data connection delivers;
+    it pauses the connection while more than C{high} bytes wait for the
+    disk, and resumes it below C{low}.
+
+Both speak in raw file descriptors: the shell opens them (with the jail's
+checks) and closes them.
+
+The same classes serve the server (RETR, STOR) and the client (retrieve to a
+file, store from a file), with L{AsciiEncoder} / L{AsciiDecoder} for
+C{TYPE A} and a L{TokenBucket} for rate limits.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.interfaces import (
+    IConsumer,
+    IDelayedCall,
+    IPushProducer,
+    IReactorTime,
+)
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from appnet.ftp.errors import (
+    DiskFull,
+    FTPCommandError,
+    LocalError,
+    QuotaExceeded,
+    TransferAborted,
+)
+
+__all__ = [
+    "AsciiDecoder",
+    "AsciiEncoder",
+    "FileReceiver",
+    "FileSender",
+    "FileThreads",
+    "InThread",
+    "TokenBucket",
+    "inline",
+    "writeAll",
+]
+
+T = TypeVar("T")
+
+#: Runs a blocking callable somewhere it may block; returns its Deferred.
+InThread = Callable[..., Deferred[Any]]
+
+#: Bytes read from a file at a time.
+CHUNK = 256 * 1024
+
+
+def inline(f: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
+    """
+    An L{InThread} that runs the call right away, for deterministic unit
+    tests.
+    """
+    return maybeDeferred(f, *args, **kwargs)
+
+
+class FileThreads(Service):
+    """
+    The threads every blocking file operation of the FTP service runs in.
+
+    A service so the threads start with the stack and stop (joined, off the
+    reactor thread) when it stops. Work submitted before the service starts
+    waits for it; work submitted after it stopped fails.
+    """
+
+    def __init__(self, reactor: Any, maxThreads: int = 8) -> None:
+        self._reactor = reactor
+        self._pool = ThreadPool(0, maxThreads, name="appnet-ftp")
+        self._stopped = False
+
+    def run(self, f: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
+        """
+        Run C{f(*args, **kwargs)} in one of the threads.
+        """
+        if self._stopped:
+            return fail(LocalError())
+        return deferToThreadPool(self._reactor, self._pool, f, *args, **kwargs)
+
+    def startService(self) -> None:
+        super().startService()
+        self._stopped = False
+        self._pool.start()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        self._stopped = True
+        pool = self._pool
+        d: Deferred[None] = Deferred()
+
+        def join() -> None:
+            pool.stop()
+            self._reactor.callFromThread(d.callback, None)
+
+        threading.Thread(target=join, name="appnet-ftp-stop", daemon=True).start()
+        return d
+
+
+def writeAll(fd: int, data: bytes) -> None:
+    """
+    Write all of C{data} to C{fd} (in a thread), however many calls it takes.
+    """
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def errorFor(e: OSError) -> FTPCommandError:
+    """
+    The reply-carrying error for a failed read or write.
+    """
+    if e.errno == errno.ENOSPC:
+        return DiskFull()
+    if e.errno == errno.EDQUOT:
+        return QuotaExceeded(0)
+    return LocalError()
+
+
+class AsciiEncoder:
+    """
+    C{TYPE A} for sending: line ends become CRLF. A LF already preceded by
+    CR is left alone, so files with CRLF line ends are not doubled.
+    """
+
+    def __init__(self) -> None:
+        self._lastCR = False
+
+    def __call__(self, data: bytes) -> bytes:
+        if not data:
+            return data
+        out = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if self._lastCR and data[:1] == b"\n":
+            out = out[1:]
+        self._lastCR = data[-1:] == b"\r"
+        return out
+
+
+class AsciiDecoder:
+    """
+    C{TYPE A} for receiving: CRLF becomes LF; a CR at the end of one chunk
+    is held back until the next shows whether a LF follows.
+    """
+
+    def __init__(self) -> None:
+        self._held = b""
+
+    def __call__(self, data: bytes) -> bytes:
+        data = self._held + data
+        self._held = b""
+        if data.endswith(b"\r"):
+            data, self._held = data[:-1], b"\r"
+        return data.replace(b"\r\n", b"\n")
+
+    def flush(self) -> bytes:
+        """What is still held at the end of the data."""
+        held, self._held = self._held, b""
+        return held
+
+
+class TokenBucket:
+    """
+    A rate limit shared by every transfer of one user: C{rate} bytes per
+    second, with bursts of up to one second's worth.
+
+    L{take} never refuses; it says how long the caller should wait before
+    moving more data, so transfers slow down instead of failing.
+    """
+
+    def __init__(self, clock: IReactorTime, rate: int) -> None:
+        self._clock = clock
+        self.rate = rate
+        self._tokens = float(rate)
+        self._last = clock.seconds()
+
+    def take(self, amount: int) -> float:
+        """
+        Account for C{amount} bytes just moved; return the seconds to wait
+        before moving more (0 when within the rate).
+        """
+        now = self._clock.seconds()
+        self._tokens = min(
+            float(self.rate), self._tokens + (now - self._last) * self.rate
+        )
+        self._last = now
+        self._tokens -= amount
+        if self._tokens >= 0:
+            return 0.0
+        return -self._tokens / self.rate
+
+
+def _whenQuiet(busy: bool, waiters: list[Deferred[None]]) -> Deferred[None]:
+    d: Deferred[None] = Deferred()
+    if busy:
+        waiters.append(d)
+    else:
+        d.callback(None)
+    return d
+
+
+def _fire(waiters: list[Deferred[None]]) -> None:
+    pending = waiters[:]
+    del waiters[:]
+    for d in pending:
+        d.callback(None)
+
+
+Transform = Callable[[bytes], bytes]
+Throttle = Callable[[int], float]
+
+
+@implementer(IPushProducer)
+class FileSender:
+    """
+    Streams a file descriptor's contents, from its current position to the
+    end, into a consumer.
+
+    At most one read is in flight and one chunk waits read-ahead, so memory
+    stays at a few chunks plus whatever the consumer buffers before it
+    pauses us.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        run: InThread,
+        fd: int,
+        consumer: IConsumer,
+        clock: IReactorTime,
+        *,
+        chunkSize: int = CHUNK,
+        transform: Transform | None = None,
+        throttle: Throttle | None = None,
+        progress: Callable[[int], None] | None = None,
+        length: int | None = None,
+    ) -> None:
+        self._run = run
+        self._fd = fd
+        self._remaining = length
+        self._consumer = consumer
+        self._clock = clock
+        self._chunkSize = chunkSize
+        self._transform = transform
+        self._throttle = throttle
+        self._progress = progress
+        self._paused = False
+        self._held: IDelayedCall | None = None
+        self._reading = False
+        self._ready: bytes | None = None
+        self._eof = False
+        self._finished = False
+        self.sent = 0
+        self._done: Deferred[int] = Deferred()
+        self._quiet: list[Deferred[None]] = []
+
+    def quiet(self) -> Deferred[None]:
+        """
+        Fires once no read is in flight, so the descriptor may be closed
+        (closing it under a read could let the read hit a reused number).
+        """
+        return _whenQuiet(self._reading, self._quiet)
+
+    def start(self) -> Deferred[int]:
+        """
+        Register with the consumer and start sending.
+
+        @return: fires with the number of file bytes sent once all are
+            written to the consumer (and the producer unregistered); fails
+            with L{TransferAborted} if the consumer stops us first, or with
+            another L{FTPCommandError} if the file cannot be read.
+        """
+        self._consumer.registerProducer(self, True)
+        self._pump()
+        return self._done
+
+    def _pump(self) -> None:
+        while (
+            not self._finished
+            and not self._paused
+            and self._held is None
+            and self._ready is not None
+        ):
+            data, self._ready = self._ready, None
+            self.sent += len(data)
+            if self._progress is not None:
+                self._progress(len(data))
+            self._consumer.write(self._transform(data) if self._transform else data)
+            if self._throttle is not None:
+                delay = self._throttle(len(data))
+                if delay > 0 and not self._finished:
+                    self._held = self._clock.callLater(delay, self._release)
+        if self._finished:
+            return
+        if self._eof and self._ready is None:
+            self._finish(None)
+            return
+        if not self._reading and not self._eof and self._ready is None:
+            self._reading = True
+            size = self._chunkSize
+            if self._remaining is not None:
+                size = min(size, self._remaining)
+            self._run(os.read, self._fd, size).addCallbacks(
+                self._read, self._readFailed
+            )
+
+    def _release(self) -> None:
+        self._held = None
+        self._pump()
+
+    def _read(self, data: bytes) -> None:
+        self._reading = False
+        _fire(self._quiet)
+        if self._finished:
+            return
+        if data:
+            self._ready = data
+            if self._remaining is not None:
+                # The length is known: no extra read just to see the end.
+                self._remaining -= len(data)
+                if self._remaining <= 0:
+                    self._eof = True
+        else:
+            self._eof = True
+        self._pump()
+
+    def _readFailed(self, failure: Failure) -> None:
+        self._reading = False
+        _fire(self._quiet)
+        if self._finished:
+            return
+        if failure.check(OSError):
+            error: FTPCommandError = errorFor(failure.value)
+        else:
+            error = LocalError()
+        self._log.failure("Reading a file for a transfer failed", failure)
+        self._finish(Failure(error))
+
+    def _finish(self, failure: Failure | None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
+        self._consumer.unregisterProducer()
+        if failure is None:
+            self._done.callback(self.sent)
+        else:
+            self._done.errback(failure)
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._pump()
+
+    def stopProducing(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
+        self._done.errback(TransferAborted())
+
+
+Limit = Callable[[int], FTPCommandError | None]
+
+
+@implementer(IConsumer)
+class FileReceiver:
+    """
+    Writes what it is given to a file descriptor, in a thread, pausing its
+    producer while too much waits for the disk.
+
+    Data is written once at least C{lazy} bytes wait (at once by default),
+    and whatever is left at the end is written together with the C{fsync}
+    and the caller's final step in one trip to a thread.
+
+    @ivar received: bytes accepted so far (after any transform).
+    @ivar written: bytes on disk so far.
+    @ivar error: why the receiver refused more data, if it did.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        run: InThread,
+        fd: int,
+        *,
+        limit: Limit | None = None,
+        high: int = 4 * 1024 * 1024,
+        low: int = 1024 * 1024,
+        batch: int = 1024 * 1024,
+        lazy: int = 0,
+        fsync: bool = True,
+    ) -> None:
+        self._run = run
+        self._fd = fd
+        self._limit = limit
+        self._high = high
+        self._low = low
+        self._batch = batch
+        self._lazy = lazy
+        self._fsync = fsync
+        self._producer: IPushProducer | None = None
+        self._paused = False
+        self._pending: list[bytes] = []
+        self._pendingBytes = 0
+        self._writing = False
+        self._finishing: Deferred[int] | None = None
+        self._then: Callable[[], object] | None = None
+        self.received = 0
+        self.written = 0
+        self.error: FTPCommandError | None = None
+        self._quiet: list[Deferred[None]] = []
+
+    def quiet(self) -> Deferred[None]:
+        """
+        Fires once no write or fsync is in flight, so the descriptor may be
+        closed.
+        """
+        return _whenQuiet(self._writing, self._quiet)
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self._producer = producer
+
+    def unregisterProducer(self) -> None:
+        self._producer = None
+
+    def write(self, data: bytes) -> None:
+        if self.error is not None or not data:
+            return
+        if self._limit is not None:
+            problem = self._limit(self.received + len(data))
+            if problem is not None:
+                self.fail(problem)
+                return
+        self.received += len(data)
+        self._pending.append(data)
+        self._pendingBytes += len(data)
+        if self._pendingBytes > self._high and not self._paused:
+            if self._producer is not None:
+                self._paused = True
+                self._producer.pauseProducing()
+        self._flush()
+
+    def fail(self, error: FTPCommandError) -> None:
+        """
+        Refuse further data: drop what is pending and stop the producer.
+        """
+        if self.error is not None:
+            return
+        self.error = error
+        self._pending.clear()
+        self._pendingBytes = 0
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.stopProducing()
+        self._maybeDone()
+
+    def _flush(self) -> None:
+        if (
+            self._writing
+            or not self._pending
+            or self.error is not None
+            or self._finishing is not None
+            or self._pendingBytes < self._lazy
+        ):
+            return
+        batch: list[bytes] = []
+        size = 0
+        while self._pending and size < self._batch:
+            chunk = self._pending.pop(0)
+            batch.append(chunk)
+            size += len(chunk)
+        self._pendingBytes -= size
+        self._writing = True
+        data = b"".join(batch) if len(batch) > 1 else batch[0]
+        self._run(writeAll, self._fd, data).addCallbacks(
+            self._wrote, self._writeFailed, callbackArgs=(size,)
+        )
+
+    def _wrote(self, _: None, size: int) -> None:
+        self._writing = False
+        _fire(self._quiet)
+        self.written += size
+        if self._paused and self._pendingBytes <= self._low:
+            self._paused = False
+            if self._producer is not None:
+                self._producer.resumeProducing()
+        self._flush()
+        self._maybeDone()
+
+    def _writeFailed(self, failure: Failure) -> None:
+        self._writing = False
+        _fire(self._quiet)
+        self.fail(self._errorFor(failure))
+
+    def _errorFor(self, failure: Failure) -> FTPCommandError:
+        if failure.check(FTPCommandError):
+            return failure.value
+        error = errorFor(failure.value) if failure.check(OSError) else LocalError()
+        if isinstance(error, LocalError):
+            self._log.failure("Writing an upload failed", failure)
+        return error
+
+    def finish(self, then: Callable[[], object] | None = None) -> Deferred[int]:
+        """
+        The data is complete: write what is pending, C{fsync} (unless told
+        not to) and call C{then}, all in one trip to a thread.
+
+        @param then: a final blocking step (closing and renaming an
+            upload); its L{FTPCommandError} fails the result.
+        @return: fires with the byte count once it is on disk, or fails with
+            the reason the receiver refused the data.
+        """
+        assert self._finishing is None, "finish() called twice"
+        self._finishing = Deferred()
+        self._then = then
+        d = self._finishing
+        self._maybeDone()
+        return d
+
+    def _maybeDone(self) -> None:
+        d = self._finishing
+        if d is None or d.called:
+            return
+        if self.error is not None:
+            if not self._writing:
+                d.errback(self.error)
+            return
+        if self._writing:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._pendingBytes = 0
+        self._writing = True
+        self._run(_final, self._fd, data, self._fsync, self._then).addBoth(
+            self._finalDone, len(data)
+        )
+
+    def _finalDone(self, result: object, size: int) -> None:
+        self._writing = False
+        _fire(self._quiet)
+        d = self._finishing
+        assert d is not None
+        if isinstance(result, Failure):
+            self.error = self._errorFor(result)
+            d.errback(self.error)
+        else:
+            self.written += size
+            d.callback(self.written)
+
+
+def _final(
+    fd: int, data: bytes, fsync: bool, then: Callable[[], object] | None
+) -> None:
+    """The last write, the fsync and the caller's final step (in a thread)."""
+    if data:
+        writeAll(fd, data)
+    if fsync:
+        os.fsync(fd)
+    if then is not None:
+        then()
