@@ -762,8 +762,16 @@ class DNSService(Service):
             traced=self._traced,
         )
         self._apply(*_loadSources(self._sources(), {}))
-        self._status.gauge("dns", "cache_entries", lambda: float(len(cache)))
-        self._status.gauge("dns", "zones", lambda: float(len(self._zones)))
+        status = self._status
+        status.gauge("dns", "cache_entries", lambda: float(len(cache)))
+        status.gauge("dns", "zones", lambda: float(len(self._zones)))
+
+        def hitRatio() -> float:
+            hits = status.counter("dns", "cache_hits")
+            looked = hits + status.counter("dns", "cache_misses")
+            return hits / looked if looked else 0.0
+
+        status.gauge("dns", "cache_hit_ratio", hitRatio)
 
     def _bind(self) -> None:
         assert self.factory is not None

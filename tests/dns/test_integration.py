@@ -95,6 +95,12 @@ class HierarchyTests(TestCase):
         self.assertEqual(self.resolver.counter("upstream_queries"), upstream)
         self.assertEqual(self.resolver.counter("cache_hits"), 1)
         self.assertEqual([r.ttl for r in response.answers], [200, 200, 200])
+        hits = self.resolver.counter("cache_hits")
+        misses = self.resolver.counter("cache_misses")
+        self.assertEqual(
+            self.resolver.status.snapshot()["dns"]["cache_hit_ratio"],
+            hits / (hits + misses),
+        )
 
     async def test_expiredFetchedAgain(self) -> None:
         """
