@@ -41,7 +41,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
-from twisted.web.static import NoRangeStaticProducer
 
 from appnet.address import normalizeAccount
 from appnet.auth import hashPassword
@@ -59,6 +58,7 @@ from appnet.web import csrf
 from appnet.web.login import LoginFailed
 from appnet.web.pages import sendJSON
 from appnet.web.sessions import WebSession, sessionOf
+from appnet.web.static import BodyProducer
 from appnet.webmail.errors import APIError, SendRefused
 from appnet.webmail.forms import draftFromJSON, draftFromMultipart, readJSON
 from appnet.webmail.reading import (
@@ -145,7 +145,7 @@ def renderAPI(request: Request, work: Coroutine[Any, Any, bytes | Streamed]) -> 
                 request.write(b"")
                 request.finish()
                 return
-            NoRangeStaticProducer(request, result.file).start()
+            BodyProducer(request, result.file, [(0, result.size)]).start()
             return
         request.setHeader(b"content-length", b"%d" % (len(result),))
         request.write(b"" if request.method == b"HEAD" else result)
