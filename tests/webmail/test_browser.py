@@ -246,3 +246,82 @@ class WebmailBrowserTests(TestCase):
         self.assertEqual(await browser.do(delete), "Moved 1 message(s) to Trash.")
         self.assertEqual(len(await self.stored(web, ALICE, "Trash")), 1)
         self.assertEqual(await browser.do(consoleErrors), [])
+
+    async def test_forwardQueueAndUsers(self) -> None:
+        """
+        An administrator forwards a message to a remote address (it waits
+        in the queue, shown on the queue page), pages through the INBOX,
+        adds an account, sets its password and deletes it again.
+        """
+        admin = "admin@example.org"
+        web = await startWeb(self, users={BOB: "pw-bob-1234"})
+        await web.addUser(admin, PASSWORD, admin=True)
+        mail = web.stack.store.mail
+        for i in range(55):
+            staged = mail.stage()
+            staged.write(
+                f"From: bob@example.org\r\nSubject: Note {i}\r\n\r\n"
+                f"note {i}\r\n".encode()
+            )
+            await mail.deliver(staged, [DeliveryTarget(admin)], 1_800_000_000 + i)
+        browser = await Browser.start(self)
+
+        def forward(driver: Any) -> tuple[str, str, str]:
+            login(driver, web.url("/login?next=/mail/"), admin, PASSWORD)
+            wait(driver, textIn("#range", "1–50 of 55"))
+            driver.find_element("id", "older").click()
+            wait(driver, textIn("#range", "51–55 of 55"))
+            oldest: str = driver.find_element(
+                "css selector", "#messages tbody tr:last-child"
+            ).text
+            driver.find_element("link text", "Note 0").click()
+            wait(driver, textIn("#message-body", "note 0"))
+            driver.find_element("id", "forward").click()
+            wait(driver, visible("#forward-note"))
+            subject = driver.find_element("id", "compose-subject").get_attribute(
+                "value"
+            )
+            driver.find_element("id", "compose-to").send_keys("zoe@remote.example")
+            driver.find_element("id", "send").click()
+            wait(driver, textIn("#status", "Message sent"))
+            driver.get(web.url("/mail/#view=queue"))
+            wait(driver, textIn("#queue tbody", "zoe@remote.example"))
+            queue: str = driver.find_element("css selector", "#queue tbody").text
+            return oldest, subject, queue
+
+        oldest, subject, queue = await browser.do(forward)
+        self.assertIn("Note 0", oldest)
+        self.assertEqual(subject, "Fwd: Note 0")
+        self.assertIn("zoe@remote.example (pending)", queue)
+
+        def users(driver: Any) -> tuple[str, str]:
+            driver.get(web.url("/mail/#view=users"))
+            wait(driver, textIn("#users tbody", BOB))
+            driver.find_element("id", "user-address").send_keys("eve@example.org")
+            driver.find_element("id", "user-password").send_keys("eve-password-1")
+            driver.find_element("css selector", "#user-form button").click()
+            wait(driver, textIn("#status", "Added eve@example.org."))
+            driver.find_element(
+                "css selector",
+                'button[data-action=password][data-address="eve@example.org"]',
+            ).click()
+            alert = driver.switch_to.alert
+            alert.send_keys("eve-password-2")
+            alert.accept()
+            wait(driver, textIn("#status", "Password of eve@example.org set"))
+            listed: str = driver.find_element("css selector", "#users tbody").text
+            driver.find_element(
+                "css selector",
+                'button[data-action=delete][data-address="eve@example.org"]',
+            ).click()
+            driver.switch_to.alert.accept()
+            wait(driver, textIn("#status", "Deleted eve@example.org."))
+            after: str = driver.find_element("css selector", "#users tbody").text
+            return listed, after
+
+        listed, after = await browser.do(users)
+        self.assertIn("eve@example.org", listed)
+        self.assertNotIn("eve@example.org", after)
+        [queued] = await web.stack.store.queue.list()
+        self.assertEqual(queued.submitter, admin)
+        self.assertEqual(await browser.do(consoleErrors), [])
