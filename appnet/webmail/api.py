@@ -69,6 +69,7 @@ from appnet.webmail.reading import (
     contentDisposition,
     extractPart,
     headerSection,
+    headOf,
     parseHeadersOnly,
     parseMessage,
     readAll,
@@ -473,18 +474,30 @@ async def _stored(
     return rows[0], await mail.openMessage(account, folder, uid)
 
 
+#: What the reader is told about a message the parser gives up on.
+UNPARSABLE = "this message could not be parsed; download the original"
+
+
 def _readForDisplay(
     body: MessageBody, limit: int, images: bool, folder: str, uid: int
 ) -> ParsedMessage:
     data = readAll(body, limit)
     if data is None:
         with body.open() as f:
-            return parseHeadersOnly(headerSection(f))
+            return parseHeadersOnly(
+                headerSection(f), problem="this message is too large to show here"
+            )
 
     def partURL(number: int) -> str:
         return _messageURL("attachment", folder, uid, part=number, inline=1)
 
-    return parseMessage(data, images=images, partURL=partURL)
+    try:
+        return parseMessage(data, images=images, partURL=partURL)
+    except Exception:
+        # The standard library's parser has limits (it recurses per
+        # nesting level); such a message is still listed and downloadable.
+        _log.failure("Cannot parse message {uid} in {folder}", uid=uid, folder=folder)
+        return parseHeadersOnly(headOf(data), tooLarge=False, problem=UNPARSABLE)
 
 
 class MessageEndpoint(Endpoint):
@@ -532,6 +545,7 @@ class MessageEndpoint(Endpoint):
             ],
             "raw": _messageURL("raw", folder, uid),
             "tooLarge": parsed.tooLarge,
+            "problem": parsed.problem,
         }
         return _json(request, value)
 
@@ -575,7 +589,12 @@ class AttachmentEndpoint(Endpoint):
 
         def extract() -> tuple[AttachmentInfo, bytes] | None:
             data = readAll(body, webmail.parseLimit)
-            return None if data is None else extractPart(data, part)
+            if data is None:
+                raise APIError(413, "the message is too large to take apart")
+            try:
+                return extractPart(data, part)
+            except Exception:
+                raise APIError(422, UNPARSABLE) from None
 
         found = await webmail.heavy(extract)
         if found is None:

@@ -126,6 +126,7 @@ class ParsedMessage:
     @ivar blockedRemote: remote images removed from the HTML.
     @ivar blockedInline: message images not shown (ask with C{images}).
     @ivar tooLarge: over the parse limit: only headers were read.
+    @ivar problem: why the body is not shown, if it is not.
     """
 
     headers: dict[str, str]
@@ -138,6 +139,7 @@ class ParsedMessage:
     blockedInline: int = 0
     tooLarge: bool = False
     rawHTML: str | None = None
+    problem: str | None = None
 
 
 def headOf(data: bytes) -> bytes:
@@ -238,17 +240,25 @@ def readAll(body: MessageBody, limit: int) -> bytes | None:
     return None if len(data) > limit else data
 
 
-def leaves(part: Message) -> Iterator[Message]:
+#: Multiparts nested deeper than this count as one leaf.
+MAX_NESTING = 50
+
+
+def leaves(part: Message, depth: int = 0) -> Iterator[Message]:
     """
     The leaf parts of a message in document order; a C{message/rfc822}
     part is a leaf.
     """
-    if part.get_content_maintype() == "multipart" and part.is_multipart():
+    if (
+        part.get_content_maintype() == "multipart"
+        and part.is_multipart()
+        and depth < MAX_NESTING
+    ):
         payload = part.get_payload()
         if isinstance(payload, list):
             for sub in payload:
                 if isinstance(sub, Message):
-                    yield from leaves(sub)
+                    yield from leaves(sub, depth + 1)
             return
     yield part
 
@@ -470,9 +480,12 @@ def parseMessage(
     )
 
 
-def parseHeadersOnly(head: bytes) -> ParsedMessage:
+def parseHeadersOnly(
+    head: bytes, *, tooLarge: bool = True, problem: str | None = None
+) -> ParsedMessage:
     """
-    A message too large to parse, as far as its header section tells.
+    A message too large (or too broken) to parse, as far as its header
+    section tells.
     """
     message = BytesHeaderParser(policy=READ_POLICY).parsebytes(head)
     return ParsedMessage(
@@ -493,7 +506,8 @@ def parseHeadersOnly(head: bytes) -> ParsedMessage:
         text=None,
         html=None,
         attachments=(),
-        tooLarge=True,
+        tooLarge=tooLarge,
+        problem=problem,
     )
 
 

@@ -361,8 +361,17 @@ def buildMessage(
         message["References"] = references
     message["User-Agent"] = USER_AGENT
     if forwarded is not None:
-        original = email.message_from_bytes(forwarded, policy=policy.default)
-        message.add_attachment(original, filename=forwardName)
+        try:
+            original = email.message_from_bytes(forwarded, policy=policy.default)
+            message.add_attachment(original, filename=forwardName)
+        except Exception:
+            # Beyond the parser's limits: attach the bytes as they are.
+            message.add_attachment(
+                forwarded,
+                maintype="application",
+                subtype="octet-stream",
+                filename=forwardName,
+            )
     delivered = message.as_bytes(policy=POLICY)
     if bcc:
         message["Bcc"] = ", ".join(bcc)

@@ -892,3 +892,43 @@ class PageTests(APITestCase):
         ).body
         self.assertNotIn(b"import ", script)
         self.assertNotIn(b"innerHTML = m.text", script)
+
+
+class BrokenMessageTests(APITestCase):
+    def test_tooDeep(self) -> None:
+        """
+        A message nested beyond the parser's limits is listed, shown from
+        its headers with a note, and downloadable; its parts are a 422,
+        forwarding attaches its bytes as they are.
+        """
+        n = 3000
+        head = b"Subject: deep\r\nFrom: bob@example.org\r\n" + b"".join(
+            b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+            for i in range(n)
+        )
+        data = (
+            head
+            + b"Content-Type: text/plain\r\n\r\nx"
+            + b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(n)))
+        )
+        uid = self.deliver(ALICE, data)
+        self.assertEqual(self.get("/api/v1/messages")["messages"][0]["subject"], "deep")
+        value = self.get(f"/api/v1/message?uid={uid}")
+        self.assertEqual(
+            (value["subject"], value["text"], value["problem"]),
+            ("deep", None, "this message could not be parsed; download the original"),
+        )
+        self.flushLoggedErrors(RecursionError)
+        r = self.request("GET", f"/api/v1/attachment?uid={uid}&part=1", self.alice)
+        self.json(r, 422)
+        self.assertEqual(
+            self.request("GET", f"/api/v1/raw?uid={uid}", self.alice).body, data
+        )
+        sent = self.post(
+            "/api/v1/send", {"to": BOB, "forward": {"folder": "INBOX", "uid": uid}}
+        )
+        self.assertEqual(sent["delivered"], [BOB])
+        forwarded = self.get("/api/v1/message?uid=1", self.bob)
+        self.assertEqual(
+            forwarded["attachments"][0]["contentType"], "application/octet-stream"
+        )

@@ -222,9 +222,9 @@
     } else if (m.text !== null) {
       body.className = "text";
       body.replaceChildren(el("pre", {}, linkified(m.text)));
-    } else if (m.tooLarge) {
+    } else if (m.problem) {
       body.className = "text";
-      body.replaceChildren(el("p", {}, "This message is too large to show here; download the original."));
+      body.replaceChildren(el("p", { class: "error" }, m.problem[0].toUpperCase() + m.problem.slice(1) + "."));
     } else {
       body.className = "text";
       body.replaceChildren();
