@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import quote
 
 from attrs import frozen
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
@@ -442,12 +442,18 @@ class MessagesEndpoint(Endpoint):
         rows = await mail.listMessages(account, folder)
         ordered = sorted(rows, key=lambda m: (m.internalDate, m.uid), reverse=True)
         page = ordered[offset : offset + limit]
-        bodies: list[MessageBody | None] = []
-        for row in page:
+
+        async def open(uid: int) -> MessageBody | None:
             try:
-                bodies.append(await mail.openMessage(account, folder, row.uid))
+                return await mail.openMessage(account, info.name, uid)
             except NoSuchMessage:
-                bodies.append(None)  # Expunged meanwhile.
+                return None  # Expunged meanwhile.
+
+        # Concurrently: the store's reader threads share the lookups.
+        bodies = await gatherResults(
+            [Deferred.fromCoroutine(open(row.uid)) for row in page],
+            consumeErrors=True,
+        )
         summaries = await self.webmail.inThread(_summaries, bodies)
         return _json(
             request,
