@@ -120,7 +120,7 @@
       ...data.folders.map((f) => {
         const link = el("a", { href: "#" + query({ folder: f.name }) }, f.name);
         if (f.unseen) link.append(" ", el("span", { class: "unseen-count", text: `(${f.unseen})` }));
-        const item = el("li", {}, link);
+        const item = el("li", { "data-folder": f.name }, link);
         if (f.name === state.folder) item.className = "current";
         return item;
       }),
@@ -268,6 +268,8 @@
     const m = state.message;
     if (!m) return;
     compose(await api("GET", "draft?" + query({ mode, folder: m.folder, uid: m.uid })));
+    // Back (or Discard) returns to the message.
+    history.pushState(null, "", "#view=compose");
   }
 
   async function send(event) {
@@ -283,6 +285,7 @@
       if (result.queued.length) where.push(`queued for ${result.queued.join(", ")}`);
       form.reset();
       say(`Message sent: ${where.join("; ")}.`);
+      history.replaceState(null, "", "#" + query({ folder: state.folder }));
       await loadFolders();
       await showList(state.folder, 0);
     } catch (error) {
@@ -409,7 +412,7 @@
         state.folder = folder;
         await showList(folder, offset);
         for (const item of $("folders").children) {
-          item.className = item.textContent.startsWith(folder) ? "current" : "";
+          item.className = item.dataset.folder === state.folder ? "current" : "";
         }
       }
     } catch (error) {
@@ -423,7 +426,7 @@
     window.addEventListener("hashchange", route);
     $("compose-button").addEventListener("click", () => {
       compose();
-      history.replaceState(null, "", "#view=compose");
+      if (location.hash !== "#view=compose") history.pushState(null, "", "#view=compose");
     });
     $("compose-form").addEventListener("submit", send);
     $("discard").addEventListener("click", () => {
