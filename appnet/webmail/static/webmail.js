@@ -104,6 +104,17 @@
     return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
   }
 
+  // Every view change takes a ticket; a view whose data arrives after a
+  // later change was asked for is not shown.
+  let navigation = 0;
+  const ticket = () => ++navigation;
+  const current = (mine) => mine === navigation;
+
+  function go(hash) {
+    if (location.hash === hash) route();
+    else location.replace(hash);
+  }
+
   function show(id) {
     for (const section of document.querySelectorAll("main > section")) {
       section.hidden = section.id !== id;
@@ -138,7 +149,9 @@
   // The message list.
 
   async function showList(folder, offset) {
+    const mine = ticket();
     const data = await api("GET", "messages?" + query({ folder, offset, limit: PAGE }));
+    if (!current(mine)) return;
     state.folder = data.folder;
     state.offset = data.offset;
     state.total = data.total;
@@ -188,7 +201,9 @@
   }
 
   async function showMessage(folder, uid, images = false) {
+    const mine = ticket();
     const m = await api("GET", "message?" + query({ folder, uid, images: images ? 1 : 0 }));
+    if (!current(mine)) return;
     state.message = m;
     state.folder = m.folder;
     $("message-subject").textContent = m.subject || "(no subject)";
@@ -240,6 +255,7 @@
   // Composing.
 
   function compose(draft = {}) {
+    ticket();
     const form = $("compose-form");
     form.reset();
     const join = (value) => (Array.isArray(value) ? value.join(", ") : value || "");
@@ -284,10 +300,9 @@
       if (result.delivered.length) where.push(`delivered to ${result.delivered.join(", ")}`);
       if (result.queued.length) where.push(`queued for ${result.queued.join(", ")}`);
       form.reset();
-      say(`Message sent: ${where.join("; ")}.`);
-      history.replaceState(null, "", "#" + query({ folder: state.folder }));
       await loadFolders();
-      await showList(state.folder, 0);
+      go("#" + query({ folder: state.folder }));
+      say(`Message sent: ${where.join("; ")}.`);
     } catch (error) {
       failed(error);
     } finally {
@@ -297,12 +312,15 @@
 
   // Moving and deleting.
 
+  const listHash = (folder) =>
+    "#" + query(state.offset ? { folder, offset: state.offset } : { folder });
+
   async function move(folder, uids, target) {
     if (!target || !uids.length) return;
     await api("POST", "move", { folder, uids, to: target });
     say(`Moved ${uids.length} message(s) to ${target}.`);
     await loadFolders();
-    await showList(folder, state.offset);
+    go(listHash(folder));
   }
 
   async function remove(folder, uids) {
@@ -312,14 +330,15 @@
     const result = await api("POST", "delete", { folder, uids });
     say(result.action === "moved" ? `Moved ${uids.length} message(s) to ${result.to}.` : `Deleted ${result.uids.length} message(s).`);
     await loadFolders();
-    await showList(folder, state.offset);
-    location.hash = "#" + query({ folder });
+    go(listHash(folder));
   }
 
   // Administration.
 
   async function showQueue() {
+    const mine = ticket();
     const data = await api("GET", "queue");
+    if (!current(mine)) return;
     $("queue").tBodies[0].replaceChildren(
       ...data.messages.map((m) =>
         el(
@@ -340,7 +359,9 @@
   }
 
   async function showUsers() {
+    const mine = ticket();
     const data = await api("GET", "users");
+    if (!current(mine)) return;
     $("users").tBodies[0].replaceChildren(
       ...data.users.map((u) => {
         const password = el("button", { type: "button", "data-action": "password", "data-address": u.address }, "Set password");
@@ -408,8 +429,6 @@
         await showMessage(folder, Number(params.get("uid")));
       } else {
         const offset = Number(params.get("offset") || 0);
-        if (folder !== state.folder) await loadFolders().catch(() => {});
-        state.folder = folder;
         await showList(folder, offset);
         for (const item of $("folders").children) {
           item.className = item.dataset.folder === state.folder ? "current" : "";
@@ -441,12 +460,11 @@
       const m = state.message;
       await api("POST", "flags", { folder: m.folder, uids: [m.uid], remove: ["\\Seen"] });
       await loadFolders();
-      location.hash = "#" + query({ folder: m.folder });
+      go(listHash(m.folder));
     }));
     $("move-message").addEventListener("change", guarded(async (event) => {
       const m = state.message;
       await move(m.folder, [m.uid], event.target.value);
-      location.hash = "#" + query({ folder: m.folder });
     }));
     $("delete-message").addEventListener("click", guarded(() => remove(state.message.folder, [state.message.uid])));
     $("move-selected").addEventListener("change", guarded(async (event) => {
