@@ -868,12 +868,7 @@ def _password(body: dict[str, Any]) -> str:
 
 
 async def _hash(webmail: Webmail, password: str) -> str:
-    if webmail.passwordCost is None:
-        encoded: str = await webmail.heavy(hashPassword, password)
-    else:
-        encoded = await webmail.heavy(
-            hashPassword, password, log2n=webmail.passwordCost
-        )
+    encoded: str = await webmail.heavy(hashPassword, password)
     return encoded
 
 

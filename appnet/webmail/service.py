@@ -71,8 +71,6 @@ class Webmail:
     @ivar inThread: runs quick blocking calls (opening files) in a thread.
     @ivar heavy: runs CPU- and memory-heavy calls (parsing, composing,
         hashing passwords) in a thread, at most L{PARSERS} at once.
-    @ivar passwordCost: the scrypt cost of passwords set through the
-        admin API (lowered by tests only).
     """
 
     store: IStore
@@ -84,4 +82,3 @@ class Webmail:
     parseLimit: int
     inThread: InThread
     heavy: InThread
-    passwordCost: int | None = None
