@@ -26,6 +26,7 @@ from zope.interface import Interface, implementer
 from appnet.auth import Authenticator, LoginThrottled
 from appnet.errors import AppnetError
 from appnet.listen import hostOf
+from appnet.status import Status
 from appnet.web import csrf
 from appnet.web.pages import page, renderAsync, sendBody
 from appnet.web.sessions import SessionManager, WebSession
@@ -87,6 +88,8 @@ class LoginService:
 
     auth: Authenticator
     sessions: SessionManager
+    #: Counts C{http} C{logins} and C{login_failures}, if given.
+    status: Status | None = None
 
     async def login(self, request: Request, username: str, password: str) -> WebSession:
         """
@@ -104,10 +107,17 @@ class LoginService:
                 IWebUser,
             )
         except LoginThrottled:
+            self._count("login_failures")
             raise LoginFailed(throttled=True) from None
         except UnauthorizedLogin:
+            self._count("login_failures")
             raise LoginFailed() from None
+        self._count("logins")
         return await self.sessions.start(request, str(account))
+
+    def _count(self, name: str) -> None:
+        if self.status is not None:
+            self.status.increment("http", name)
 
 
 def safeNext(value: bytes | None, default: bytes = b"/") -> bytes:

@@ -21,13 +21,16 @@ this module adds what it lacks, in subclasses:
 - L{WebRequest}: the server's response headers (C{Server},
   C{X-Content-Type-Options}, HSTS over TLS), per-status counters, and the
   access log line in combined format (Twisted's quotes the client
-  address).
+  address). A C{multipart/form-data} body is left unparsed (Twisted
+  reads it whole into C{request.args} on the reactor thread and loses
+  the file names); the application reading it parses it in a thread.
 - L{WebSite}: the factory tying them to the config and the counters.
 
 The resource tree, from L{WebRoot}::
 
     /status /metrics         counters (JSON, Prometheus text), loopback only
     /login /logout           form login against the shared accounts
+    /mail /api               webmail and its JSON API (appnet.webmail, a mount)
     /<anything else>         static files from http.root (default DATA/www)
 
 Attaching applications (webmail at C{/mail}, its API at C{/api/v1}): add a
@@ -92,7 +95,7 @@ __all__ = [
 
 #: Applications attached to the root: C{"module:function"} strings, each
 #: function taking the L{WebContext} and returning C{{name: resource}}.
-MOUNTS: tuple[str, ...] = ()
+MOUNTS: tuple[str, ...] = ("appnet.webmail.mount:mountWebmail",)
 
 SERVER = b"appnet"
 
@@ -200,6 +203,15 @@ class WebRequest(Request):
             channel.reject(413, "The request body is too large.")
             return
         super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        contentType = self.requestHeaders.getRawHeaders(b"content-type", [b""])[0]
+        if contentType.split(b";")[0].strip().lower() == b"multipart/form-data":
+            # Twisted would parse the whole upload into request.args on
+            # the reactor thread, dropping file names; applications parse
+            # it themselves, in a thread (appnet.webmail.forms).
+            self._parsePOSTFormSubmission = False
+        super().requestReceived(command, path, version)
 
     def process(self) -> None:
         site = self.channel.site
@@ -677,7 +689,7 @@ def buildWeb(
     sessions = SessionManager(
         ctx.store.sessions, ctx.store.users, ctx.reactor, config.session_lifetime
     )
-    login = LoginService(ctx.auth, sessions)
+    login = LoginService(ctx.auth, sessions, ctx.status)
     web = WebContext(ctx, config, sessions, login, root)
     allow = _allowed(config.status_allow)
     root.putChild(b"status", StatusResource(ctx.status, ctx.addresses, allow))

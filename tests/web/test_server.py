@@ -345,3 +345,42 @@ class ALPNTests(SynchronousTestCase):
         guarded = GuardedFactory(web.site, "http", web.status, 10)
         self.assertTrue(IProtocolNegotiationFactory.providedBy(guarded))
         self.assertEqual(guarded.acceptableProtocols(), [b"http/1.1"])
+
+
+class FormBodyTests(SynchronousTestCase):
+    def test_multipartLeftUnparsed(self) -> None:
+        """
+        A multipart/form-data body reaches the resource unparsed (Twisted
+        would parse it into args on the reactor thread, losing file
+        names); URL-encoded forms are still parsed.
+        """
+        from twisted.web.resource import Resource
+
+        seen: list[tuple[dict[bytes, list[bytes]], bytes]] = []
+
+        class Echo(Resource):
+            isLeaf = True
+
+            def render_POST(self, request: object) -> bytes:
+                seen.append((dict(request.args), request.content.read()))  # type: ignore[attr-defined]
+                return b"ok"
+
+        web = harness(self)
+        web.web.root.putChild(b"echo", Echo())
+        form = (
+            b'--b\r\nContent-Disposition: form-data; name="f"; filename="a.txt"'
+            b"\r\n\r\nabc\r\n--b--\r\n"
+        )
+        web.request(
+            "POST",
+            "/echo?q=1",
+            {"Content-Type": "multipart/form-data; boundary=b"},
+            form,
+        )
+        web.request(
+            "POST",
+            "/echo",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            b"a=1",
+        )
+        self.assertEqual(seen, [({b"q": [b"1"]}, form), ({b"a": [b"1"]}, b"a=1")])

@@ -1,0 +1,500 @@
+// The appnet webmail page. Plain JavaScript, no framework: it fills the
+// server-rendered frame through the JSON API under /api/v1 and performs
+// every action through it (state changes carry the session's CSRF token
+// in X-CSRF-Token). Text from messages is only ever inserted as text;
+// the one exception is a message's HTML, which the server has already
+// reduced to a strict allowlist (and the page's Content-Security-Policy
+// forbids scripts and remote images besides).
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const meta = (name) => document.querySelector(`meta[name="${name}"]`).content;
+  const csrfToken = meta("csrf-token");
+  const account = meta("account");
+  const PAGE = 50;
+
+  const state = {
+    folder: "INBOX",
+    offset: 0,
+    total: 0,
+    folders: [],
+    message: null,
+  };
+
+  class APIError extends Error {
+    constructor(status, body) {
+      super((body && body.error) || `request failed (${status})`);
+      this.status = status;
+      this.body = body || {};
+    }
+  }
+
+  async function api(method, path, body) {
+    const options = {
+      method,
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    };
+    if (method !== "GET") options.headers["X-CSRF-Token"] = csrfToken;
+    if (body instanceof FormData) {
+      options.body = body;
+    } else if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    const response = await fetch(`/api/v1/${path}`, options);
+    if (response.status === 401) {
+      location.assign("/login?next=/mail/");
+      throw new APIError(401, { error: "logged out" });
+    }
+    let value = null;
+    try {
+      value = await response.json();
+    } catch (e) {
+      value = null;
+    }
+    if (!response.ok) throw new APIError(response.status, value);
+    return value;
+  }
+
+  const query = (params) => new URLSearchParams(params).toString();
+
+  function say(text, isError = false) {
+    const status = $("status");
+    status.textContent = text;
+    status.className = isError ? "error" : "";
+  }
+
+  function failed(error) {
+    let text = error.message;
+    const refused = error.body && error.body.recipients;
+    if (refused) {
+      text += ": " + refused.map((r) => `${r.address} (${r.code} ${r.reply})`).join("; ");
+    }
+    say(text, true);
+  }
+
+  function el(tag, attributes = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes)) {
+      if (value === false || value === null || value === undefined) continue;
+      if (name === "text") node.textContent = value;
+      else node.setAttribute(name, value === true ? "" : value);
+    }
+    for (const child of children) {
+      node.append(child instanceof Node ? child : document.createTextNode(child));
+    }
+    return node;
+  }
+
+  const addressText = (list) =>
+    (list || []).map((a) => (a.name ? `${a.name} <${a.address}>` : a.address)).join(", ");
+  const shortAddress = (list) =>
+    (list || []).map((a) => a.name || a.address).join(", ");
+
+  function dateText(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    return new Date(seconds * 1000).toLocaleString();
+  }
+
+  function sizeText(bytes) {
+    if (bytes < 1024) return `${bytes} B`;
+    if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+    return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  }
+
+  // Every view change takes a ticket; a view whose data arrives after a
+  // later change was asked for is not shown.
+  let navigation = 0;
+  const ticket = () => ++navigation;
+  const current = (mine) => mine === navigation;
+
+  function go(hash) {
+    if (location.hash === hash) route();
+    else location.replace(hash);
+  }
+
+  function show(id) {
+    for (const section of document.querySelectorAll("main > section")) {
+      section.hidden = section.id !== id;
+    }
+  }
+
+  // Folders.
+
+  async function loadFolders() {
+    const data = await api("GET", "folders");
+    state.folders = data.folders;
+    const list = $("folders");
+    list.replaceChildren(
+      ...data.folders.map((f) => {
+        const link = el("a", { href: "#" + query({ folder: f.name }) }, f.name);
+        if (f.unseen) link.append(" ", el("span", { class: "unseen-count", text: `(${f.unseen})` }));
+        const item = el("li", { "data-folder": f.name }, link);
+        if (f.name === state.folder) item.className = "current";
+        return item;
+      }),
+    );
+    for (const select of [$("move-selected"), $("move-message")]) {
+      select.replaceChildren(
+        el("option", { value: "", text: "…" }),
+        ...data.folders.map((f) => el("option", { value: f.name, text: f.name })),
+      );
+    }
+  }
+
+  const hasTrash = () => state.folders.some((f) => f.role === "trash");
+
+  // The message list.
+
+  async function showList(folder, offset) {
+    const mine = ticket();
+    const data = await api("GET", "messages?" + query({ folder, offset, limit: PAGE }));
+    if (!current(mine)) return;
+    state.folder = data.folder;
+    state.offset = data.offset;
+    state.total = data.total;
+    $("list-title").textContent = data.folder;
+    document.title = `${data.folder} - Mail`;
+    const rows = data.messages.map((m) => {
+      const href = "#" + query({ folder: data.folder, uid: m.uid });
+      const who = data.folder === "Sent" ? "To: " + shortAddress(m.to) : shortAddress(m.from);
+      const row = el(
+        "tr",
+        { "data-uid": String(m.uid) },
+        el("td", {}, el("input", { type: "checkbox", class: "select", value: String(m.uid), "aria-label": "Select" })),
+        el("td", { class: "from" }, who),
+        el("td", { class: "subject" }, el("a", { href }, m.subject || "(no subject)"), m.attachments ? " 📎" : ""),
+        el("td", { class: "date" }, dateText(m.date || m.internalDate)),
+        el("td", { class: "size" }, sizeText(m.size)),
+      );
+      if (!m.flags.includes("\\Seen")) row.classList.add("unseen");
+      if (m.flags.includes("\\Flagged")) row.classList.add("flagged");
+      return row;
+    });
+    $("messages").tBodies[0].replaceChildren(...rows);
+    $("select-all").checked = false;
+    const last = Math.min(data.offset + data.messages.length, data.total);
+    $("range").textContent = data.total ? `${data.offset + 1}–${last} of ${data.total}` : "No messages";
+    $("newer").disabled = data.offset === 0;
+    $("older").disabled = last >= data.total;
+    show("list-view");
+  }
+
+  const selectedUids = () =>
+    [...document.querySelectorAll("#messages input.select:checked")].map((box) => Number(box.value));
+
+  // Reading.
+
+  function linkified(text) {
+    const fragment = document.createDocumentFragment();
+    const pattern = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
+    let last = 0;
+    for (const match of text.matchAll(pattern)) {
+      fragment.append(text.slice(last, match.index));
+      fragment.append(el("a", { href: match[0], rel: "noopener noreferrer nofollow", target: "_blank" }, match[0]));
+      last = match.index + match[0].length;
+    }
+    fragment.append(text.slice(last));
+    return fragment;
+  }
+
+  async function showMessage(folder, uid, images = false) {
+    const mine = ticket();
+    const m = await api("GET", "message?" + query({ folder, uid, images: images ? 1 : 0 }));
+    if (!current(mine)) return;
+    state.message = m;
+    state.folder = m.folder;
+    $("message-subject").textContent = m.subject || "(no subject)";
+    document.title = `${m.subject || "(no subject)"} - Mail`;
+    const headers = [
+      ["From", addressText(m.from)],
+      ["To", addressText(m.to)],
+      ["Cc", addressText(m.cc)],
+      ["Date", m.dateText || dateText(m.internalDate)],
+    ].filter(([, value]) => value);
+    $("message-headers").replaceChildren(
+      ...headers.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]),
+    );
+    const attachments = m.attachments.filter((a) => !a.inline || !images);
+    $("attachments").replaceChildren(
+      ...attachments.map((a) =>
+        el("li", {}, el("a", { href: a.url, download: a.filename }, a.filename), ` (${a.contentType}, ${sizeText(a.size)})`),
+      ),
+    );
+    const notes = [];
+    if (m.blockedImages.remote) notes.push(`${m.blockedImages.remote} remote image(s) were removed.`);
+    if (m.blockedImages.inline) notes.push(`${m.blockedImages.inline} image(s) in this message are hidden.`);
+    $("images-note").hidden = notes.length === 0;
+    $("images-note").querySelector("span").textContent = notes.join(" ") + " ";
+    $("show-images").hidden = !m.blockedImages.inline;
+    const body = $("message-body");
+    if (m.html) {
+      // Sanitised by the server (appnet.webmail.sanitize); see above.
+      body.className = "html";
+      body.innerHTML = m.html;
+    } else if (m.text !== null) {
+      body.className = "text";
+      body.replaceChildren(el("pre", {}, linkified(m.text)));
+    } else if (m.problem) {
+      body.className = "text";
+      body.replaceChildren(el("p", { class: "error" }, m.problem[0].toUpperCase() + m.problem.slice(1) + "."));
+    } else {
+      body.className = "text";
+      body.replaceChildren();
+    }
+    $("raw-link").href = m.raw;
+    show("message-view");
+    if (!m.flags.includes("\\Seen")) {
+      await api("POST", "flags", { folder: m.folder, uids: [m.uid], add: ["\\Seen"] });
+      await loadFolders();
+    }
+  }
+
+  // Composing.
+
+  function compose(draft = {}) {
+    ticket();
+    const form = $("compose-form");
+    form.reset();
+    const join = (value) => (Array.isArray(value) ? value.join(", ") : value || "");
+    form.elements["to"].value = join(draft.to);
+    form.elements["cc"].value = join(draft.cc);
+    form.elements["bcc"].value = "";
+    form.elements["subject"].value = draft.subject || "";
+    form.elements["text"].value = draft.text || "";
+    for (const kind of ["reply", "forward"]) {
+      const ref = draft[kind];
+      form.elements[`${kind}.folder`].value = ref ? ref.folder : "";
+      form.elements[`${kind}.uid`].value = ref ? String(ref.uid) : "";
+    }
+    $("forward-note").hidden = !draft.forward;
+    show("compose-view");
+    const text = form.elements["text"];
+    if (draft.to && draft.to.length) {
+      text.focus();
+      text.setSelectionRange(0, 0);
+    } else {
+      form.elements["to"].focus();
+    }
+  }
+
+  async function openDraft(mode) {
+    const m = state.message;
+    if (!m) return;
+    compose(await api("GET", "draft?" + query({ mode, folder: m.folder, uid: m.uid })));
+    // Back (or Discard) returns to the message.
+    history.pushState(null, "", "#view=compose");
+  }
+
+  async function send(event) {
+    event.preventDefault();
+    const form = $("compose-form");
+    const button = $("send");
+    button.disabled = true;
+    say("Sending…");
+    try {
+      const result = await api("POST", "send", new FormData(form));
+      const where = [];
+      if (result.delivered.length) where.push(`delivered to ${result.delivered.join(", ")}`);
+      if (result.queued.length) where.push(`queued for ${result.queued.join(", ")}`);
+      form.reset();
+      await loadFolders();
+      go("#" + query({ folder: state.folder }));
+      say(`Message sent: ${where.join("; ")}.`);
+    } catch (error) {
+      failed(error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // Moving and deleting.
+
+  const listHash = (folder) =>
+    "#" + query(state.offset ? { folder, offset: state.offset } : { folder });
+
+  async function move(folder, uids, target) {
+    if (!target || !uids.length) return;
+    await api("POST", "move", { folder, uids, to: target });
+    say(`Moved ${uids.length} message(s) to ${target}.`);
+    await loadFolders();
+    go(listHash(folder));
+  }
+
+  async function remove(folder, uids) {
+    if (!uids.length) return;
+    const permanent = !hasTrash() || folder === "Trash";
+    if (permanent && !confirm(`Delete ${uids.length} message(s) for good?`)) return;
+    const result = await api("POST", "delete", { folder, uids });
+    say(result.action === "moved" ? `Moved ${uids.length} message(s) to ${result.to}.` : `Deleted ${result.uids.length} message(s).`);
+    await loadFolders();
+    go(listHash(folder));
+  }
+
+  // Administration.
+
+  async function showQueue() {
+    const mine = ticket();
+    const data = await api("GET", "queue");
+    if (!current(mine)) return;
+    $("queue").tBodies[0].replaceChildren(
+      ...data.messages.map((m) =>
+        el(
+          "tr",
+          {},
+          el("td", {}, String(m.id)),
+          el("td", {}, m.sender || "<>"),
+          el("td", {}, m.recipients.map((r) => `${r.address} (${r.state}${r.response ? ": " + r.response : ""})`).join(", ")),
+          el("td", { class: "size" }, sizeText(m.size)),
+          el("td", {}, dateText(m.created)),
+          el("td", {}, m.held ? "held" : dateText(m.nextAttempt)),
+          el("td", {}, m.lastError || ""),
+        ),
+      ),
+    );
+    document.title = "Queue - Mail";
+    show("queue-view");
+  }
+
+  async function showUsers() {
+    const mine = ticket();
+    const data = await api("GET", "users");
+    if (!current(mine)) return;
+    $("users").tBodies[0].replaceChildren(
+      ...data.users.map((u) => {
+        const password = el("button", { type: "button", "data-action": "password", "data-address": u.address }, "Set password");
+        const remove = el("button", { type: "button", "data-action": "delete", "data-address": u.address, disabled: u.address === account }, "Delete");
+        return el(
+          "tr",
+          {},
+          el("td", {}, u.address),
+          el("td", {}, u.admin ? "yes" : ""),
+          el("td", {}, u.quota === null ? "default" : sizeText(u.quota)),
+          el("td", {}, dateText(u.created)),
+          el("td", {}, password, " ", remove),
+        );
+      }),
+    );
+    document.title = "Users - Mail";
+    show("users-view");
+  }
+
+  async function userAction(event) {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const address = button.dataset.address;
+    const path = "users/" + encodeURIComponent(address);
+    if (button.dataset.action === "delete") {
+      if (!confirm(`Delete the account ${address}? Its mail stays in the store.`)) return;
+      await api("DELETE", path);
+      say(`Deleted ${address}.`);
+    } else {
+      const password = prompt(`New password for ${address} (at least 8 characters):`);
+      if (!password) return;
+      await api("POST", path + "/password", { password });
+      say(`Password of ${address} set; its sessions were ended.`);
+    }
+    await showUsers();
+  }
+
+  async function addUser(event) {
+    event.preventDefault();
+    const form = $("user-form");
+    await api("POST", "users", {
+      address: form.elements["address"].value,
+      password: form.elements["password"].value,
+      admin: form.elements["admin"].checked,
+    });
+    say(`Added ${form.elements["address"].value}.`);
+    form.reset();
+    await showUsers();
+  }
+
+  // Navigation: the URL fragment names the view.
+
+  async function route() {
+    const params = new URLSearchParams(location.hash.slice(1));
+    const view = params.get("view");
+    const folder = params.get("folder") || state.folder || "INBOX";
+    try {
+      if (view === "compose") {
+        if ($("compose-view").hidden) compose();
+      } else if (view === "queue") {
+        await showQueue();
+      } else if (view === "users") {
+        await showUsers();
+      } else if (params.get("uid")) {
+        await showMessage(folder, Number(params.get("uid")));
+      } else {
+        const offset = Number(params.get("offset") || 0);
+        await showList(folder, offset);
+        for (const item of $("folders").children) {
+          item.className = item.dataset.folder === state.folder ? "current" : "";
+        }
+      }
+    } catch (error) {
+      failed(error);
+    }
+  }
+
+  const guarded = (action) => (event) => action(event).catch(failed);
+
+  function wire() {
+    window.addEventListener("hashchange", route);
+    $("compose-button").addEventListener("click", () => {
+      compose();
+      if (location.hash !== "#view=compose") history.pushState(null, "", "#view=compose");
+    });
+    $("compose-form").addEventListener("submit", send);
+    $("discard").addEventListener("click", () => {
+      $("compose-form").reset();
+      history.back();
+    });
+    $("reply").addEventListener("click", guarded(() => openDraft("reply")));
+    $("reply-all").addEventListener("click", guarded(() => openDraft("all")));
+    $("forward").addEventListener("click", guarded(() => openDraft("forward")));
+    $("show-images").addEventListener("click", guarded(() => showMessage(state.message.folder, state.message.uid, true)));
+    $("mark-unread").addEventListener("click", guarded(async () => {
+      const m = state.message;
+      await api("POST", "flags", { folder: m.folder, uids: [m.uid], remove: ["\\Seen"] });
+      await loadFolders();
+      go(listHash(m.folder));
+    }));
+    $("move-message").addEventListener("change", guarded(async (event) => {
+      const m = state.message;
+      await move(m.folder, [m.uid], event.target.value);
+    }));
+    $("delete-message").addEventListener("click", guarded(() => remove(state.message.folder, [state.message.uid])));
+    $("move-selected").addEventListener("change", guarded(async (event) => {
+      await move(state.folder, selectedUids(), event.target.value);
+      event.target.value = "";
+    }));
+    $("delete-selected").addEventListener("click", guarded(() => remove(state.folder, selectedUids())));
+    $("select-all").addEventListener("change", (event) => {
+      for (const box of document.querySelectorAll("#messages input.select")) box.checked = event.target.checked;
+    });
+    $("newer").addEventListener("click", () => {
+      location.hash = "#" + query({ folder: state.folder, offset: Math.max(0, state.offset - PAGE) });
+    });
+    $("older").addEventListener("click", () => {
+      location.hash = "#" + query({ folder: state.folder, offset: state.offset + PAGE });
+    });
+    $("users").addEventListener("click", guarded(userAction));
+    $("user-form").addEventListener("submit", guarded(addUser));
+  }
+
+  async function start() {
+    wire();
+    try {
+      await loadFolders();
+    } catch (error) {
+      failed(error);
+    }
+    await route();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

@@ -1,0 +1,934 @@
+"""
+Tests for the webmail's JSON API and page over the real site in memory
+(L{tests.web.helpers.harness}): every endpoint, its errors, the admin
+parts, and CSRF protection on every state change.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from appnet.auth import verifyPassword
+from appnet.mail.compose import Attachment, compose
+from appnet.store.interfaces import INBOX, DeliveryTarget
+from appnet.webmail.api import TRASH
+from tests.web.helpers import Harness, Response, harness, raw
+
+ALICE = "alice@example.org"
+BOB = "bob@example.org"
+ADMIN = "admin@example.org"
+PASSWORD = "pw-alice-123"
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c63640000000600020001e221bc330000000049454e44ae426082"
+)
+
+
+def multipart(
+    fields: list[tuple[str, str]], files: list[tuple[str, str, str, bytes]]
+) -> tuple[str, bytes]:
+    """A multipart/form-data body as a browser sends it."""
+    boundary = "----formboundary7MA4YWxk"
+    chunks: list[bytes] = []
+    for name, value in fields:
+        chunks.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"'
+            f"\r\n\r\n{value}\r\n".encode()
+        )
+    for name, filename, contentType, data in files:
+        chunks.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}";'
+            f' filename="{filename}"\r\nContent-Type: {contentType}\r\n\r\n'.encode()
+            + data
+            + b"\r\n"
+        )
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return f"multipart/form-data; boundary={boundary}", b"".join(chunks)
+
+
+class APITestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.web: Harness = harness(self, mail={"max_message_size": "1M"})
+        users = self.web.store.users
+        from appnet.auth import hashPassword
+
+        for address, admin in ((ALICE, False), (BOB, False), (ADMIN, True)):
+            self.successResultOf(
+                users.addUser(address, hashPassword(PASSWORD, log2n=4), admin)
+            )
+        self.alice = self.session(ALICE)
+        self.bob = self.session(BOB)
+        self.admin = self.session(ADMIN)
+
+    def session(self, account: str) -> dict[str, str]:
+        token, session = self.successResultOf(self.web.web.sessions.create(account))
+        return {"Cookie": f"appnet_session={token}", "X-CSRF-Token": session.csrfToken}
+
+    def deliver(
+        self, owner: str, data: bytes, folder: str = INBOX, date: float = 0
+    ) -> int:
+        mail = self.web.store.mail
+        staged = mail.stage()
+        staged.write(data)
+        [uid] = self.successResultOf(
+            mail.deliver(staged, [DeliveryTarget(owner, folder)], date or None)
+        )
+        return int(uid)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        session: dict[str, str] | None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        allHeaders = dict(session or {})
+        data = b""
+        if isinstance(body, bytes):
+            data = body
+        elif body is not None:
+            data = json.dumps(body).encode()
+            allHeaders["Content-Type"] = "application/json"
+        allHeaders.update(headers or {})
+        return self.web.request(method, path, allHeaders, data)
+
+    def json(self, response: Response, code: int = 200) -> Any:
+        self.assertEqual(
+            (response.status, response.header("content-type")),
+            (code, "application/json"),
+            response.body,
+        )
+        return json.loads(response.body)
+
+    def get(self, path: str, session: dict[str, str] | None = None) -> Any:
+        return self.json(self.request("GET", path, session or self.alice))
+
+    def post(
+        self,
+        path: str,
+        body: Any,
+        session: dict[str, str] | None = None,
+        code: int = 200,
+    ) -> Any:
+        return self.json(self.request("POST", path, session or self.alice, body), code)
+
+    def flags(self, owner: str, folder: str = INBOX) -> dict[int, frozenset[str]]:
+        rows = self.successResultOf(self.web.store.mail.listMessages(owner, folder))
+        return {r.uid: r.flags for r in rows}
+
+    def folderNames(self, owner: str) -> list[str]:
+        return [
+            f.name for f in self.successResultOf(self.web.store.mail.listFolders(owner))
+        ]
+
+
+def plain(
+    subject: str, sender: str = "Bob <bob@example.org>", text: str = "hello"
+) -> bytes:
+    return (
+        f"From: {sender}\r\nTo: alice@example.org\r\nSubject: {subject}\r\n"
+        "Date: Tue, 01 Dec 2026 10:00:00 +0000\r\n"
+        f"Message-ID: <{subject.replace(' ', '')}@x>\r\n"
+        f"\r\n{text}\r\n"
+    ).encode()
+
+
+class SessionTests(APITestCase):
+    def test_noSession(self) -> None:
+        """Without a session every endpoint but login answers JSON 401."""
+        for path in ("/api/v1/folders", "/api/v1/messages", "/api/v1/users/x/password"):
+            r = self.request("GET", path, None)
+            self.assertEqual(self.json(r, 401), {"error": "login required"})
+
+    def test_session(self) -> None:
+        """The session endpoint names the account and its CSRF token."""
+        value = self.get("/api/v1/session", self.admin)
+        self.assertEqual(
+            (value["account"], value["admin"], value["csrfToken"]),
+            (ADMIN, True, self.admin["X-CSRF-Token"]),
+        )
+
+    def test_login(self) -> None:
+        """A JSON login sets the session cookie and returns the token."""
+        r = self.request(
+            "POST", "/api/v1/login", None, {"username": ALICE, "password": PASSWORD}
+        )
+        value = self.json(r)
+        self.assertEqual(value["account"], ALICE)
+        [cookie] = r.headers["set-cookie"]
+        self.assertIn("HttpOnly", cookie)
+        headers = {"Cookie": cookie.split(";")[0], "X-CSRF-Token": value["csrfToken"]}
+        self.assertEqual(self.get("/api/v1/session", headers)["account"], ALICE)
+        self.assertEqual(self.web.status.counter("http", "logins"), 1)
+
+    def test_loginFailed(self) -> None:
+        """A wrong password is a JSON 401, counted, with no cookie."""
+        connection = self.web.connect()
+        connection.send(
+            raw(
+                "POST",
+                "/api/v1/login",
+                {"Content-Type": "application/json"},
+                json.dumps({"username": ALICE, "password": "wrong-one"}).encode(),
+            )
+        )
+        self.web.clock.advance(5)
+        [r] = connection.responses()
+        self.assertEqual(self.json(r, 401), {"error": "wrong user name or password"})
+        self.assertNotIn("set-cookie", r.headers)
+        self.assertEqual(self.web.status.counter("http", "login_failures"), 1)
+
+    def test_unknownEndpoint(self) -> None:
+        """Unknown API paths are a JSON 404, with or without a session."""
+        self.json(self.request("GET", "/api/v1/nothing", self.alice), 404)
+        self.json(self.request("GET", "/api/v2/folders", None), 404)
+        self.json(self.request("GET", "/api", None), 404)
+
+    def test_methodNotAllowed(self) -> None:
+        """A wrong method is a JSON 405 with Allow."""
+        r = self.request("PUT", "/api/v1/folders", self.alice)
+        self.json(r, 405)
+        self.assertEqual(r.header("allow"), "GET, HEAD")
+        r = self.request("GET", "/api/v1/send", self.alice)
+        self.json(r, 405)
+        self.assertEqual(r.header("allow"), "POST")
+
+
+class ReadingTests(APITestCase):
+    def test_folders(self) -> None:
+        """Folders come with counts and roles, INBOX first."""
+        self.deliver(ALICE, plain("one"))
+        self.successResultOf(self.web.store.mail.createFolder(ALICE, TRASH))
+        value = self.get("/api/v1/folders")
+        self.assertEqual(
+            value["folders"],
+            [
+                {
+                    "name": "INBOX",
+                    "role": "inbox",
+                    "messages": 1,
+                    "unseen": 1,
+                    "size": len(plain("one")),
+                },
+                {
+                    "name": "Trash",
+                    "role": "trash",
+                    "messages": 0,
+                    "unseen": 0,
+                    "size": 0,
+                },
+            ],
+        )
+
+    def test_foldersOfNewAccount(self) -> None:
+        """A new account has its INBOX."""
+        self.assertEqual(
+            [f["name"] for f in self.get("/api/v1/folders")["folders"]], ["INBOX"]
+        )
+
+    def test_paging(self) -> None:
+        """Messages are listed newest first, a page at a time."""
+        for i in range(7):
+            self.deliver(ALICE, plain(f"m{i}"), date=1_000_000 + i)
+        value = self.get("/api/v1/messages?folder=INBOX&offset=2&limit=3")
+        self.assertEqual((value["total"], value["offset"], value["limit"]), (7, 2, 3))
+        self.assertEqual([m["subject"] for m in value["messages"]], ["m4", "m3", "m2"])
+        first = value["messages"][0]
+        self.assertEqual(first["from"], [{"name": "Bob", "address": BOB}])
+        self.assertEqual(
+            (first["uid"], first["flags"], first["attachments"]), (5, [], False)
+        )
+        self.assertEqual(
+            self.get("/api/v1/messages?offset=6")["messages"][0]["subject"], "m0"
+        )
+        self.assertEqual(self.get("/api/v1/messages?offset=60")["messages"], [])
+
+    def test_pagingBounds(self) -> None:
+        """Offsets and limits outside their bounds are a 400."""
+        for query in ("limit=0", "limit=201", "offset=-1", "offset=x", "limit=1.5"):
+            r = self.request("GET", "/api/v1/messages?" + query, self.alice)
+            self.json(r, 400)
+
+    def test_noFolder(self) -> None:
+        """A folder that does not exist is a 404."""
+        self.json(self.request("GET", "/api/v1/messages?folder=Nope", self.alice), 404)
+
+    def test_otherAccountsInvisible(self) -> None:
+        """One account cannot read another's messages by UID."""
+        uid = self.deliver(BOB, plain("secret"))
+        self.json(self.request("GET", f"/api/v1/message?uid={uid}", self.alice), 404)
+        self.assertEqual(self.get("/api/v1/messages")["total"], 0)
+
+    def test_message(self) -> None:
+        """
+        A message comes parsed: headers, text, sanitised HTML with its
+        images blocked, attachments with URLs; reading does not mark it
+        seen.
+        """
+        message = compose(
+            sender="Bob <bob@example.org>",
+            to=[ALICE],
+            subject="Report",
+            text="plain version",
+            html=(
+                '<p>Hi<img src="https://tracker.example/x.gif"><img src="cid:chart">'
+                "<script>alert(1)</script></p>"
+            ),
+            attachments=[Attachment("report.pdf", b"%PDF-1.4\n", "application/pdf")],
+        )
+        uid = self.deliver(ALICE, bytes(message))
+        value = self.get(f"/api/v1/message?folder=INBOX&uid={uid}")
+        self.assertEqual(value["subject"], "Report")
+        self.assertEqual(value["from"], [{"name": "Bob", "address": BOB}])
+        self.assertEqual(value["text"], "plain version\n")
+        self.assertEqual(value["html"], "<p>Hi</p>\n")
+        self.assertEqual(value["blockedImages"], {"remote": 1, "inline": 0})
+        [attachment] = value["attachments"]
+        self.assertEqual(
+            attachment["url"], f"/api/v1/attachment?folder=INBOX&uid={uid}&part=3"
+        )
+        self.assertEqual(value["raw"], f"/api/v1/raw?folder=INBOX&uid={uid}")
+        self.assertEqual(self.flags(ALICE)[uid], frozenset())
+        self.assertEqual(self.web.status.counter("webmail", "read"), 1)
+
+    def test_messageNotFound(self) -> None:
+        """A missing UID is a 404; a missing or bad UID argument a 400."""
+        self.json(self.request("GET", "/api/v1/message?uid=9", self.alice), 404)
+        self.json(self.request("GET", "/api/v1/message", self.alice), 400)
+        self.json(self.request("GET", "/api/v1/message?uid=abc", self.alice), 400)
+
+    def test_inlineImages(self) -> None:
+        """
+        Images the message carries show only with images=1, as URLs of
+        this server, and download inline as images.
+        """
+        data = (
+            b"From: bob@example.org\r\nSubject: pic\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/related; boundary="R"\r\n\r\n'
+            b"--R\r\nContent-Type: text/html\r\n\r\n"
+            b'<p><img src="cid:dot@x" alt="dot"></p>\r\n'
+            b"--R\r\nContent-Type: image/png\r\nContent-ID: <dot@x>\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n"
+            + __import__("base64").encodebytes(PNG).replace(b"\n", b"\r\n")
+            + b"--R--\r\n"
+        )
+        uid = self.deliver(ALICE, data)
+        hidden = self.get(f"/api/v1/message?uid={uid}")
+        self.assertEqual(
+            (hidden["html"], hidden["blockedImages"]["inline"]), ("<p>[dot]</p>", 1)
+        )
+        shown = self.get(f"/api/v1/message?uid={uid}&images=1")
+        url = f"/api/v1/attachment?folder=INBOX&amp;uid={uid}&amp;part=2&amp;inline=1"
+        self.assertEqual(shown["html"], f'<p><img src="{url}" alt="dot"></p>')
+        r = self.request("GET", url.replace("&amp;", "&"), self.alice)
+        self.assertEqual((r.status, r.body), (200, PNG))
+        self.assertEqual(r.header("content-type"), "image/png")
+        self.assertEqual(
+            r.header("content-disposition"), 'inline; filename="part-2.png"'
+        )
+
+    def test_attachmentDownload(self) -> None:
+        """
+        A part downloads decoded, as an attachment with a safe name,
+        nosniff and a sandboxing policy.
+        """
+        message = compose(
+            sender=BOB,
+            to=[ALICE],
+            subject="s",
+            text="t",
+            attachments=[
+                Attachment(
+                    "../x<script>.html", b"<script>alert(1)</script>", "text/html"
+                )
+            ],
+        )
+        uid = self.deliver(ALICE, bytes(message))
+        r = self.request("GET", f"/api/v1/attachment?uid={uid}&part=2", self.alice)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body, b"<script>alert(1)</script>")
+        self.assertEqual(
+            r.header("content-disposition"), 'attachment; filename="x_script_.html"'
+        )
+        self.assertEqual(r.header("x-content-type-options"), "nosniff")
+        self.assertTrue(
+            (r.header("content-security-policy") or "").startswith("sandbox")
+        )
+        inline = self.request(
+            "GET", f"/api/v1/attachment?uid={uid}&part=2&inline=1", self.alice
+        )
+        self.json(inline, 415)
+        self.json(
+            self.request("GET", f"/api/v1/attachment?uid={uid}&part=9", self.alice), 404
+        )
+
+    def test_raw(self) -> None:
+        """The original downloads byte for byte as message/rfc822."""
+        data = plain("raw") + b"x" * 100_000
+        uid = self.deliver(ALICE, data)
+        r = self.request("GET", f"/api/v1/raw?uid={uid}", self.alice)
+        self.assertEqual((r.status, r.body), (200, data))
+        self.assertEqual(r.header("content-type"), "message/rfc822")
+        self.assertEqual(
+            r.header("content-disposition"), f'attachment; filename="message-{uid}.eml"'
+        )
+
+    def test_tooLarge(self) -> None:
+        """A message over the parse limit is shown from its headers."""
+        big = b"Subject: huge\r\nFrom: bob@example.org\r\n\r\n" + b"x" * (1024 * 1024)
+        uid = self.deliver(ALICE, big)
+        value = self.get(f"/api/v1/message?uid={uid}")
+        self.assertEqual(
+            (value["subject"], value["tooLarge"], value["text"]), ("huge", True, None)
+        )
+
+    def test_draftReply(self) -> None:
+        """A reply draft is addressed, prefixed and quoted."""
+        uid = self.deliver(ALICE, plain("Lunch?", text="Crepes?"))
+        value = self.get(f"/api/v1/draft?mode=reply&uid={uid}")
+        self.assertEqual(value["to"], ["Bob <bob@example.org>"])
+        self.assertEqual(value["subject"], "Re: Lunch?")
+        self.assertTrue(value["text"].endswith("wrote:\n> Crepes?\n"))
+        self.assertEqual(value["reply"], {"folder": "INBOX", "uid": uid})
+
+    def test_draftForward(self) -> None:
+        """A forward draft names the original to attach."""
+        uid = self.deliver(ALICE, plain("Lunch?"))
+        value = self.get(f"/api/v1/draft?mode=forward&uid={uid}")
+        self.assertEqual((value["to"], value["subject"]), ([], "Fwd: Lunch?"))
+        self.assertEqual(value["forward"], {"folder": "INBOX", "uid": uid})
+        self.json(
+            self.request("GET", f"/api/v1/draft?mode=x&uid={uid}", self.alice), 400
+        )
+
+
+class ChangeTests(APITestCase):
+    def test_sendJSON(self) -> None:
+        """A JSON send delivers, queues, files a copy in Sent."""
+        value = self.post(
+            "/api/v1/send",
+            {"to": [BOB, "zoe@remote.example"], "subject": "Hi", "text": "hello"},
+        )
+        self.assertEqual(
+            (value["delivered"], value["queued"]), ([BOB], ["zoe@remote.example"])
+        )
+        self.assertEqual(value["sent"], {"folder": "Sent", "uid": 1})
+        self.assertEqual(len(self.flags(BOB)), 1)
+        self.assertEqual(self.web.status.counter("webmail", "sent"), 1)
+
+    def test_sendMultipart(self) -> None:
+        """The page's form upload sends text and files, names intact."""
+        contentType, body = multipart(
+            [("to", BOB), ("cc", ""), ("subject", "Files"), ("text", "see attached")],
+            [
+                ("attachment", "résumé.pdf", "application/pdf", b"%PDF\x00\xff"),
+                ("attachment", "", "application/octet-stream", b""),
+            ],
+        )
+        r = self.request(
+            "POST", "/api/v1/send", self.alice, body, {"Content-Type": contentType}
+        )
+        self.assertEqual(self.json(r)["delivered"], [BOB])
+        value = self.get("/api/v1/message?uid=1", self.bob)
+        self.assertEqual(value["text"], "see attached\n")
+        [attachment] = value["attachments"]
+        self.assertEqual(
+            (attachment["filename"], attachment["size"]), ("résumé.pdf", 6)
+        )
+
+    def test_sendRefused(self) -> None:
+        """Refused recipients are listed; nothing is sent."""
+        r = self.request(
+            "POST",
+            "/api/v1/send",
+            self.alice,
+            {"to": "nobody@example.org", "text": "t"},
+        )
+        value = self.json(r, 422)
+        self.assertEqual(value["recipients"][0]["code"], 550)
+        self.assertEqual(self.flags(BOB), {})
+        self.assertEqual(self.web.status.counter("webmail", "send_refused"), 1)
+
+    def test_sendBadBodies(self) -> None:
+        """Other content types and broken bodies are refused plainly."""
+        r = self.request(
+            "POST",
+            "/api/v1/send",
+            self.alice,
+            b"to=bob",
+            {"Content-Type": "text/plain"},
+        )
+        self.json(r, 415)
+        r = self.request(
+            "POST",
+            "/api/v1/send",
+            self.alice,
+            b"{nope",
+            {"Content-Type": "application/json"},
+        )
+        self.json(r, 400)
+        r = self.request(
+            "POST",
+            "/api/v1/send",
+            self.alice,
+            b"junk",
+            {"Content-Type": "multipart/form-data"},
+        )
+        self.json(r, 400)
+        r = self.request("POST", "/api/v1/send", self.alice, {"to": 5})
+        self.json(r, 400)
+
+    def test_sendReply(self) -> None:
+        """A reply by reference threads and marks the original answered."""
+        uid = self.deliver(ALICE, plain("Lunch?"))
+        self.post(
+            "/api/v1/send",
+            {"to": BOB, "text": "yes", "reply": {"folder": "INBOX", "uid": uid}},
+        )
+        self.assertIn("\\Answered", self.flags(ALICE)[uid])
+        value = self.get("/api/v1/draft?mode=reply&uid=1", self.bob)
+        self.assertEqual(value["subject"], "Re:")
+
+    def test_move(self) -> None:
+        """Messages move to another folder; the new UIDs are returned."""
+        uids = [self.deliver(ALICE, plain(f"m{i}")) for i in range(3)]
+        self.successResultOf(self.web.store.mail.createFolder(ALICE, "Archive"))
+        value = self.post(
+            "/api/v1/move", {"folder": "INBOX", "uids": uids[:2], "to": "Archive"}
+        )
+        self.assertEqual(value, {"to": "Archive", "uids": {"1": 1, "2": 2}})
+        self.assertEqual(list(self.flags(ALICE)), [3])
+        self.assertEqual(list(self.flags(ALICE, "Archive")), [1, 2])
+
+    def test_moveErrors(self) -> None:
+        """Missing folders are 404; same folder and bad UIDs 400."""
+        uid = self.deliver(ALICE, plain("m"))
+        for body, code in (
+            ({"uids": [uid], "to": "Nope"}, 404),
+            ({"uids": [uid], "to": "inbox"}, 400),
+            ({"uids": [], "to": "INBOX"}, 400),
+            ({"uids": [True], "to": "INBOX"}, 400),
+            ({"uids": "1", "to": "INBOX"}, 400),
+            ({"uids": [uid]}, 400),
+        ):
+            self.json(self.request("POST", "/api/v1/move", self.alice, body), code)
+
+    def test_deleteToTrash(self) -> None:
+        """With a Trash folder, delete moves there; in Trash, it expunges."""
+        uid = self.deliver(ALICE, plain("m"))
+        self.successResultOf(self.web.store.mail.createFolder(ALICE, TRASH))
+        value = self.post("/api/v1/delete", {"folder": "INBOX", "uids": [uid]})
+        self.assertEqual(value, {"action": "moved", "to": "Trash", "uids": {"1": 1}})
+        self.assertEqual(self.flags(ALICE), {})
+        value = self.post("/api/v1/delete", {"folder": "Trash", "uids": [1]})
+        self.assertEqual(value, {"action": "expunged", "uids": [1]})
+        self.assertEqual(self.flags(ALICE, TRASH), {})
+
+    def test_deleteWithoutTrash(self) -> None:
+        """Without a Trash folder, delete expunges for good."""
+        uids = [self.deliver(ALICE, plain(f"m{i}")) for i in range(2)]
+        value = self.post("/api/v1/delete", {"uids": [uids[0], 99]})
+        self.assertEqual(value, {"action": "expunged", "uids": [uids[0]]})
+        self.assertEqual(list(self.flags(ALICE)), [uids[1]])
+        self.assertEqual(self.web.status.counter("webmail", "deleted"), 1)
+
+    def test_flags(self) -> None:
+        """Flags are added and removed; \\Deleted and junk are refused."""
+        uid = self.deliver(ALICE, plain("m"))
+        value = self.post(
+            "/api/v1/flags", {"uids": [uid], "add": ["\\Seen", "\\Flagged", "$Work"]}
+        )
+        self.assertEqual(
+            value,
+            {"messages": [{"uid": uid, "flags": ["$Work", "\\Flagged", "\\Seen"]}]},
+        )
+        self.post("/api/v1/flags", {"uids": [uid], "remove": ["\\Flagged"]})
+        self.assertEqual(self.flags(ALICE)[uid], frozenset({"\\Seen", "$Work"}))
+        for bad in (["\\Deleted"], ["\\Recent"], ["a b"], "\\Seen", [""]):
+            self.json(
+                self.request(
+                    "POST", "/api/v1/flags", self.alice, {"uids": [uid], "add": bad}
+                ),
+                400,
+            )
+        self.json(
+            self.request("POST", "/api/v1/flags", self.alice, {"uids": [uid]}), 400
+        )
+
+
+class AdminTests(APITestCase):
+    def test_notAdmin(self) -> None:
+        """Accounts without admin get 403 from every admin endpoint."""
+        for method, path, body in (
+            ("GET", "/api/v1/queue", None),
+            ("GET", "/api/v1/users", None),
+            (
+                "POST",
+                "/api/v1/users",
+                {"address": "eve@example.org", "password": "x" * 10},
+            ),
+            ("GET", f"/api/v1/users/{BOB}", None),
+            ("DELETE", f"/api/v1/users/{BOB}", None),
+            ("POST", f"/api/v1/users/{BOB}/password", {"password": "y" * 10}),
+        ):
+            r = self.request(method, path, self.alice, body)
+            self.assertEqual(self.json(r, 403), {"error": "administrators only"}, path)
+        self.assertIsNotNone(self.successResultOf(self.web.store.users.getUser(BOB)))
+
+    def test_queue(self) -> None:
+        """The queue lists messages with each recipient's state."""
+        self.post("/api/v1/send", {"to": "zoe@remote.example", "text": "t"})
+        [queued] = self.get("/api/v1/queue", self.admin)["messages"]
+        self.assertEqual((queued["sender"], queued["submitter"]), (ALICE, ALICE))
+        self.assertEqual(
+            queued["recipients"],
+            [
+                {
+                    "address": "zoe@remote.example",
+                    "state": "pending",
+                    "response": None,
+                    "updated": queued["recipients"][0]["updated"],
+                }
+            ],
+        )
+
+    def test_users(self) -> None:
+        """Admins list, create, inspect and delete accounts."""
+        value = self.get("/api/v1/users", self.admin)
+        self.assertEqual([u["address"] for u in value["users"]], [ADMIN, ALICE, BOB])
+        r = self.request(
+            "POST",
+            "/api/v1/users",
+            self.admin,
+            {"address": "Eve@Example.org", "password": "eve-password", "quota": 1000},
+        )
+        created = self.json(r, 201)["user"]
+        self.assertEqual(
+            (created["address"], created["admin"], created["quota"]),
+            ("eve@example.org", False, 1000),
+        )
+        self.assertEqual(r.header("location"), "/api/v1/users/eve%40example.org")
+        user = self.successResultOf(self.web.store.users.getUser("eve@example.org"))
+        self.assertTrue(verifyPassword("eve-password", user.passwordHash))
+        self.assertEqual(
+            self.get("/api/v1/users/eve%40example.org", self.admin)["user"]["quota"],
+            1000,
+        )
+        again = self.request(
+            "POST",
+            "/api/v1/users",
+            self.admin,
+            {"address": "eve@example.org", "password": "eve-password"},
+        )
+        self.json(again, 409)
+        self.assertEqual(
+            self.json(
+                self.request("DELETE", "/api/v1/users/eve@example.org", self.admin)
+            ),
+            {"deleted": "eve@example.org"},
+        )
+        self.assertIsNone(
+            self.successResultOf(self.web.store.users.getUser("eve@example.org"))
+        )
+        self.json(
+            self.request("DELETE", "/api/v1/users/eve@example.org", self.admin), 404
+        )
+
+    def test_userErrors(self) -> None:
+        """Bad addresses, short passwords, self-deletion are refused."""
+        for body in (
+            {"address": "no-at-sign", "password": "long-enough"},
+            {"address": "a+b@example.org", "password": "long-enough"},
+            {"address": "eve@example.org", "password": "short"},
+            {"address": "eve@example.org", "password": "long-enough", "admin": "yes"},
+            {"address": "eve@example.org", "password": "long-enough", "quota": -1},
+        ):
+            self.json(self.request("POST", "/api/v1/users", self.admin, body), 400)
+        self.json(self.request("DELETE", f"/api/v1/users/{ADMIN}", self.admin), 409)
+        self.json(self.request("GET", "/api/v1/users/x/y", self.admin), 404)
+
+    def test_password(self) -> None:
+        """Setting a password changes the hash and ends the account's sessions."""
+        r = self.request(
+            "POST",
+            f"/api/v1/users/{ALICE}/password",
+            self.admin,
+            {"password": "new-password"},
+        )
+        self.assertEqual(self.json(r), {"address": ALICE, "sessionsEnded": 1})
+        user = self.successResultOf(self.web.store.users.getUser(ALICE))
+        self.assertTrue(verifyPassword("new-password", user.passwordHash))
+        self.json(self.request("GET", "/api/v1/folders", self.alice), 401)
+        self.json(
+            self.request(
+                "POST",
+                "/api/v1/users/nobody@example.org/password",
+                self.admin,
+                {"password": "new-password"},
+            ),
+            404,
+        )
+
+
+class CSRFTests(APITestCase):
+    """
+    Every state-changing request of the API and the page needs the
+    session's token and a same-origin browser: refused requests change
+    nothing.
+    """
+
+    def changes(self) -> list[tuple[str, str, Any, dict[str, str]]]:
+        """Every state change, with what makes it succeed."""
+        uid = self.deliver(ALICE, plain("m"))
+        self.successResultOf(self.web.store.mail.createFolder(ALICE, "Archive"))
+        contentType, form = multipart([("to", BOB), ("text", "t")], [])
+        return [
+            ("POST", "/api/v1/send", {"to": BOB, "text": "t"}, {}),
+            ("POST", "/api/v1/send", form, {"Content-Type": contentType}),
+            ("POST", "/api/v1/move", {"uids": [uid], "to": "Archive"}, {}),
+            ("POST", "/api/v1/delete", {"uids": [uid]}, {}),
+            ("POST", "/api/v1/flags", {"uids": [uid], "add": ["\\Seen"]}, {}),
+            (
+                "POST",
+                "/api/v1/users",
+                {"address": "eve@example.org", "password": "x" * 10},
+                {},
+            ),
+            ("POST", f"/api/v1/users/{BOB}/password", {"password": "y" * 10}, {}),
+            ("DELETE", f"/api/v1/users/{BOB}", None, {}),
+        ]
+
+    def state(self) -> Any:
+        users = self.successResultOf(self.web.store.users.listUsers())
+        return (
+            self.flags(ALICE),
+            self.flags(BOB),
+            self.folderNames(ALICE),
+            [(u.address, u.passwordHash) for u in users],
+            self.successResultOf(self.web.store.queue.list()),
+        )
+
+    def refuse(
+        self, session: dict[str, str], extra: dict[str, str], reason: str
+    ) -> None:
+        changes = self.changes()
+        before = self.state()
+        for method, path, body, headers in changes:
+            r = self.request(method, path, session, body, {**headers, **extra})
+            self.assertEqual(self.json(r, 403), {"error": reason}, path)
+        self.assertEqual(self.state(), before)
+
+    def test_tokenMissing(self) -> None:
+        """Without the X-CSRF-Token header, every change is refused."""
+        session = {"Cookie": self.admin["Cookie"]}
+        self.refuse(session, {}, "CSRF token missing")
+
+    def test_tokenWrong(self) -> None:
+        """Another session's token does not do."""
+        session = {
+            "Cookie": self.admin["Cookie"],
+            "X-CSRF-Token": self.alice["X-CSRF-Token"],
+        }
+        self.refuse(session, {}, "CSRF token wrong")
+
+    def test_crossOrigin(self) -> None:
+        """With the right token, a request from another origin is refused."""
+        self.refuse(
+            self.admin,
+            {"Origin": "http://evil.example"},
+            "request from another origin refused",
+        )
+
+    def test_crossSite(self) -> None:
+        """Sec-Fetch-Site: cross-site is refused whatever the token."""
+        self.refuse(
+            self.admin, {"Sec-Fetch-Site": "cross-site"}, "cross-site request refused"
+        )
+
+    def test_accepted(self) -> None:
+        """With the token from a same-origin page, every change goes through."""
+        extra = {"Origin": "http://127.0.0.1:8080", "Sec-Fetch-Site": "same-origin"}
+        for method, path, body, headers in self.changes():
+            r = self.request(
+                method,
+                path,
+                self.admin if "users" in path else self.alice,
+                body,
+                {**headers, **extra},
+            )
+            self.assertIn(r.status, (200, 201), (path, r.body))
+
+    def test_getChangesNothing(self) -> None:
+        """GET on a state-changing endpoint is a 405 and changes nothing."""
+        changes = self.changes()
+        before = self.state()
+        for _, path, _, _ in changes:
+            if "/users" in path and not path.endswith("password"):
+                continue  # GET there reads.
+            r = self.request("GET", path + "?uids=1&to=Archive", self.admin)
+            self.json(r, 405)
+        self.assertEqual(self.state(), before)
+
+    def test_loginEndpoint(self) -> None:
+        """
+        The JSON login needs application/json (no cross-site form can send
+        it) and a same origin.
+        """
+        credentials = json.dumps({"username": ALICE, "password": PASSWORD}).encode()
+        r = self.request(
+            "POST", "/api/v1/login", None, credentials, {"Content-Type": "text/plain"}
+        )
+        self.json(r, 415)
+        r = self.request(
+            "POST",
+            "/api/v1/login",
+            None,
+            credentials,
+            {"Content-Type": "application/json", "Origin": "http://evil.example"},
+        )
+        self.json(r, 403)
+        self.assertNotIn("set-cookie", r.headers)
+
+    def test_logoutForm(self) -> None:
+        """The page's logout form carries the token; without it, no logout."""
+        r = self.request(
+            "POST",
+            "/logout",
+            {"Cookie": self.alice["Cookie"]},
+            b"",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        self.assertEqual(r.status, 403)
+        self.get("/api/v1/folders")
+        body = f"csrf_token={quote(self.alice['X-CSRF-Token'])}".encode()
+        r = self.request(
+            "POST",
+            "/logout",
+            {"Cookie": self.alice["Cookie"]},
+            body,
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        self.assertEqual(r.status, 303)
+        self.json(self.request("GET", "/api/v1/folders", self.alice), 401)
+
+
+class PageTests(APITestCase):
+    def test_page(self) -> None:
+        """
+        /mail/ is the frame with the account and token, under a strict
+        policy: scripts and styles from here only, no framing, no referrer.
+        """
+        r = self.request("GET", "/mail/", {"Cookie": self.alice["Cookie"]})
+        self.assertEqual(r.status, 200)
+        self.assertIn(
+            f'<meta name="csrf-token" content="{self.alice["X-CSRF-Token"]}">'.encode(),
+            r.body,
+        )
+        self.assertIn(b'<script src="/mail/webmail.js" defer></script>', r.body)
+        self.assertNotIn(b"<script>", r.body)
+        csp = r.header("content-security-policy") or ""
+        for directive in (
+            "default-src 'none'",
+            "script-src 'self'",
+            "img-src 'self' data:",
+            "frame-ancestors 'none'",
+        ):
+            self.assertIn(directive, csp)
+        self.assertNotIn("unsafe", csp)
+        self.assertEqual(r.header("referrer-policy"), "no-referrer")
+        self.assertNotIn(b'href="#view=users"', r.body)
+        admin = self.request("GET", "/mail/", {"Cookie": self.admin["Cookie"]})
+        self.assertIn(b'href="#view=users"', admin.body)
+
+    def test_loginRedirect(self) -> None:
+        """Without a session the page sends the browser to the login form."""
+        r = self.request("GET", "/mail/", None)
+        self.assertEqual((r.status, r.header("location")), (303, "/login?next=/mail/"))
+
+    def test_slash(self) -> None:
+        """/mail redirects to /mail/."""
+        r = self.request("GET", "/mail", {"Cookie": self.alice["Cookie"]})
+        self.assertEqual((r.status, r.header("location")), (301, "/mail/"))
+
+    def test_assets(self) -> None:
+        """The script and style sheet are served with an entity tag (304 after)."""
+        r = self.request("GET", "/mail/webmail.js", {"Cookie": self.alice["Cookie"]})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("content-type"), "text/javascript; charset=utf-8")
+        self.assertIn(b"X-CSRF-Token", r.body)
+        etag = r.header("etag") or ""
+        again = self.request(
+            "GET",
+            "/mail/webmail.js",
+            {"Cookie": self.alice["Cookie"], "If-None-Match": etag},
+        )
+        self.assertEqual((again.status, again.body), (304, b""))
+        css = self.request("GET", "/mail/webmail.css", {"Cookie": self.alice["Cookie"]})
+        self.assertEqual(css.header("content-type"), "text/css; charset=utf-8")
+        self.assertEqual(
+            self.request(
+                "GET", "/mail/nothing.js", {"Cookie": self.alice["Cookie"]}
+            ).status,
+            404,
+        )
+        self.assertEqual(
+            self.request("GET", "/mail/a/b", {"Cookie": self.alice["Cookie"]}).status,
+            404,
+        )
+
+    def test_noFrameworkFromElsewhere(self) -> None:
+        """The page loads nothing from another server."""
+        r = self.request("GET", "/mail/", {"Cookie": self.alice["Cookie"]})
+        self.assertNotIn(b"http://", r.body)
+        self.assertNotIn(b"https://", r.body)
+        script = self.request(
+            "GET", "/mail/webmail.js", {"Cookie": self.alice["Cookie"]}
+        ).body
+        self.assertNotIn(b"import ", script)
+        self.assertNotIn(b"innerHTML = m.text", script)
+
+
+class BrokenMessageTests(APITestCase):
+    def test_tooDeep(self) -> None:
+        """
+        A message nested beyond the parser's limits is listed, shown from
+        its headers with a note, and downloadable; its parts are a 422,
+        forwarding attaches its bytes as they are.
+        """
+        n = 3000
+        head = b"Subject: deep\r\nFrom: bob@example.org\r\n" + b"".join(
+            b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+            for i in range(n)
+        )
+        data = (
+            head
+            + b"Content-Type: text/plain\r\n\r\nx"
+            + b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(n)))
+        )
+        uid = self.deliver(ALICE, data)
+        self.assertEqual(self.get("/api/v1/messages")["messages"][0]["subject"], "deep")
+        value = self.get(f"/api/v1/message?uid={uid}")
+        self.assertEqual(
+            (value["subject"], value["text"], value["problem"]),
+            ("deep", None, "this message could not be parsed; download the original"),
+        )
+        self.flushLoggedErrors(RecursionError)
+        r = self.request("GET", f"/api/v1/attachment?uid={uid}&part=1", self.alice)
+        self.json(r, 422)
+        self.assertEqual(
+            self.request("GET", f"/api/v1/raw?uid={uid}", self.alice).body, data
+        )
+        sent = self.post(
+            "/api/v1/send", {"to": BOB, "forward": {"folder": "INBOX", "uid": uid}}
+        )
+        self.assertEqual(sent["delivered"], [BOB])
+        forwarded = self.get("/api/v1/message?uid=1", self.bob)
+        self.assertEqual(
+            forwarded["attachments"][0]["contentType"], "application/octet-stream"
+        )
