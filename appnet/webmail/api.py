@@ -499,11 +499,18 @@ def _readForDisplay(
 
     try:
         return parseMessage(data, images=images, partURL=partURL)
+    except RecursionError:
+        # The standard library's parser recurses per nesting level; such a
+        # message is still listed and downloadable. Expected with hostile
+        # input, so one line, not a traceback thousands of frames long.
+        _log.warn(
+            "Message {uid} in {folder} nests too deeply to parse",
+            uid=uid,
+            folder=folder,
+        )
     except Exception:
-        # The standard library's parser has limits (it recurses per
-        # nesting level); such a message is still listed and downloadable.
         _log.failure("Cannot parse message {uid} in {folder}", uid=uid, folder=folder)
-        return parseHeadersOnly(headOf(data), tooLarge=False, problem=UNPARSABLE)
+    return parseHeadersOnly(headOf(data), tooLarge=False, problem=UNPARSABLE)
 
 
 class MessageEndpoint(Endpoint):

@@ -12,9 +12,10 @@ import shutil
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from appnet.testing import RunningDNS, startDNS
+from tests.interop import unavailable
 from tests.process import Collector, Outcome
 
 DIG = shutil.which("dig")
@@ -98,7 +99,7 @@ class DigTests(TestCase):
 
     async def setUp(self) -> None:  # type: ignore[override]
         if DIG is None:
-            raise SkipTest("dig (bind9-dnsutils) is not installed")
+            unavailable("dig is not installed (Debian package bind9-dnsutils)")
         self.server = await startDNS(self, zones={"hamburger.edu": ZONE})
 
     async def test_everyTypeEveryWay(self) -> None:

@@ -6,21 +6,17 @@ blocking the reactor.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 
 from twisted.internet import reactor
-from twisted.trial.unittest import SkipTest
 
+from tests.interop import need as needProgram
 from tests.process import Collector, Outcome
 
 
 def need(program: str) -> str:
     """The path of C{program}; skips the test if it is not installed."""
-    path = shutil.which(program)
-    if path is None:
-        raise SkipTest(f"{program} is not installed (.ci/run installs it)")
-    return path
+    return needProgram(program)
 
 
 async def runProgram(

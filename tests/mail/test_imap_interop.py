@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import imaplib
 import poplib
-import shutil
 import smtplib
 import socket
 import ssl
@@ -17,10 +16,11 @@ import subprocess
 import time
 from typing import Any
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from appnet.mail.testing import MailStack
 from appnet.store.interfaces import DeliveryTarget
+from tests.interop import need
 from tests.mail.sockets import inThread, tlsMailStack
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
@@ -317,8 +317,7 @@ def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
 
 class CurlTests(TestCase):
     def setUp(self) -> None:
-        if shutil.which("curl") is None:
-            raise SkipTest("curl is not installed (.ci/run installs it)")
+        need("curl", "curl")
 
     async def test_listAndFetch(self) -> None:
         """

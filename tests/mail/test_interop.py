@@ -8,16 +8,16 @@ certificate.
 from __future__ import annotations
 
 import poplib
-import shutil
 import smtplib
 import ssl
 import subprocess
 from email.message import EmailMessage
 from typing import Any
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from appnet.mail.testing import MailStack
+from tests.interop import need
 from tests.mail.sockets import inThread, tlsMailStack
 
 USERS = {"alice@example.org": "pw-alice-1", "bob@example.org": "pw-bob-12"}
@@ -171,8 +171,7 @@ def curl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[
 
 class CurlTests(InteropTestCase):
     def setUp(self) -> None:
-        if shutil.which("curl") is None:
-            raise SkipTest("curl is not installed (.ci/run installs it)")
+        need("curl", "curl")
 
     async def test_smtpUpload(self) -> None:
         """

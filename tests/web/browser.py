@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 
 from attrs import define
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import SkipTest
+
+from tests.interop import need, unavailable
 
 T = TypeVar("T")
 
@@ -54,14 +55,11 @@ def _find() -> tuple[str, str]:
     try:
         import selenium  # noqa: F401
     except ImportError:
-        raise SkipTest("selenium is not installed") from None
+        unavailable("selenium is not installed")
     browser = next((p for p in map(shutil.which, CHROMIUM) if p), None)
     if browser is None:
-        raise SkipTest("chromium is not installed (Debian package chromium)")
-    driver = shutil.which(CHROMEDRIVER)
-    if driver is None:
-        raise SkipTest("chromedriver is not installed (Debian package chromium-driver)")
-    return browser, driver
+        unavailable("chromium is not installed (Debian package chromium)")
+    return browser, need(CHROMEDRIVER, "chromium-driver")
 
 
 @define

@@ -213,17 +213,13 @@ async def runCommand(
     Run an external program (curl) without blocking the reactor; return
     its L{tests.process.Outcome}.
     """
-    import shutil
 
     from twisted.internet import reactor
 
+    from tests.interop import need
     from tests.process import Collector
 
-    program = shutil.which(argv[0])
-    if program is None:
-        from twisted.trial.unittest import SkipTest
-
-        raise SkipTest(f"{argv[0]} is not installed")
+    program = need(argv[0])
     collector = Collector()
     environ = dict(os.environ)
     environ.update(env or {})
