@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from attrs import frozen
 from twisted.web.server import Request
@@ -85,11 +85,19 @@ def newToken() -> str:
 def submittedToken(request: Request) -> bytes | None:
     """
     The token a request carries: the header, else the form field.
+
+    A token in the query string is never accepted: URLs end up in logs,
+    history and Referer headers. Twisted merges query and form arguments
+    into C{request.args}, so a request whose query names the field is
+    treated as carrying no token at all.
     """
     header = request.getHeader(HEADER)
     if header:
         assert isinstance(header, bytes)
         return header.strip()
+    query = urlsplit(request.uri or b"").query
+    if FIELD in parse_qs(query, keep_blank_values=True):
+        return None
     values = (getattr(request, "args", None) or {}).get(FIELD)
     if values:
         value = values[0]

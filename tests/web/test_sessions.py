@@ -215,6 +215,13 @@ class GateTests(SessionTestCase):
             f"csrf_token={token}".encode(),
         )
         self.assertEqual(form.body, ALICE.encode() + b" POST")
+        query = self.web.request(
+            "POST",
+            f"/app/x?csrf_token={token}",
+            {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"},
+            b"a=1",
+        )
+        self.assertEqual(query.status, 403, "a token in the URL is not accepted")
 
     def test_crossSiteRefused(self) -> None:
         """A token is not enough when the browser says the request is cross-site."""
