@@ -43,6 +43,7 @@ __all__ = [
     "SERVICES",
     "TRACEABLE",
     "loadConfig",
+    "mergeTables",
     "parseHostPort",
     "parseSize",
 ]
@@ -847,11 +848,15 @@ def _build(
     return cls(**values)
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def mergeTables(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    C{over} laid on C{base}, table by table (TOML-shaped dicts): a nested
+    table merges key by key, any other value replaces.
+    """
     merged = dict(base)
     for key, value in over.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = mergeTables(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -888,7 +893,7 @@ def loadConfig(
     @raise ConfigError: naming the first bad key.
     """
     fromFile = readTOML(path) if path else {}
-    raw = _merge(fromFile, overrides or {})
+    raw = mergeTables(fromFile, overrides or {})
     options = dict(optionNames or {})
 
     def sourceOf(key: str) -> str | None:

@@ -31,7 +31,7 @@ from attrs import define, field
 from twisted.internet.defer import Deferred
 
 from appnet.auth import hashPassword
-from appnet.config import SERVICES, Config, loadConfig
+from appnet.config import SERVICES, Config, loadConfig, mergeTables
 from appnet.datadir import DataDir
 from appnet.listen import Bound
 from appnet.stack import Builder, Stack
@@ -71,16 +71,6 @@ TEST_HASH_COST = 4
 _EPHEMERAL = "tcp:0:interface=127.0.0.1"
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def ephemeralConfig(dataDir: str, overrides: Mapping[str, Any] = {}) -> Config:
     """
     A config with every service on an ephemeral loopback port, data in
@@ -92,7 +82,7 @@ def ephemeralConfig(dataDir: str, overrides: Mapping[str, Any] = {}) -> Config:
         raw[name] = (
             {"listen": "127.0.0.1:0"} if name == "dns" else {"listen": [_EPHEMERAL]}
         )
-    return loadConfig(None, _merge(raw, overrides))
+    return loadConfig(None, mergeTables(raw, overrides))
 
 
 @define

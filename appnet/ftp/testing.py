@@ -137,7 +137,8 @@ async def startFTP(
     @param tls: make a self-signed certificate so AUTH TLS is offered.
     @param anonymous: allow read-only anonymous logins.
     """
-    from appnet.testing import _merge, startStack
+    from appnet.config import mergeTables
+    from appnet.testing import startStack
 
     data = tempfile.mkdtemp(prefix="appnet-ftp-test-")
     certificate = None
@@ -151,7 +152,7 @@ async def startFTP(
         settings: dict[str, Any] = {"passive_ports": "0", "data_timeout": "10s"}
         if anonymous:
             settings["anonymous"] = True
-        overrides = _merge({"ftp": settings}, config)
+        overrides = mergeTables({"ftp": settings}, config)
         stack = await startStack(
             None,
             config=overrides,

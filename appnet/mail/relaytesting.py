@@ -42,6 +42,7 @@ from attrs import define, field
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
+from appnet.config import mergeTables
 from appnet.dns.testing import RunningDNS, startDNS
 from appnet.mail.client import SendResult, send
 from appnet.mail.queue import QueueRunner
@@ -333,7 +334,9 @@ async def startMailNetwork(
         for name, host in zip(names, hosts, strict=True):
             passwords = _accounts(name, domains[name])
             settings = _nodeSettings(name, host, port, dns.address)
-            settings = _merge(_merge(settings, config), nodeConfig.get(name, {}))
+            settings = mergeTables(
+                mergeTables(settings, config), nodeConfig.get(name, {})
+            )
             dataDir = f"{root}/{name}"
             node = MailNode(
                 name, host, port, dataDir, settings, passwords, reactor, clock
@@ -382,13 +385,3 @@ def _nodeSettings(
             "queue_poll": "1d",
         },
     }
-
-
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
