@@ -230,7 +230,13 @@ def _number(
         if default is None:
             raise APIError(400, f"{name} is required")
         return default
-    if not text.isdigit() or not (low <= int(text) <= high):
+    # ASCII digits only: str.isdigit() also takes "\u00b2", which int()
+    # refuses, as it does thousands of digits.
+    if (
+        not (text.isascii() and text.isdigit())
+        or len(text) > len(str(high))
+        or not (low <= int(text) <= high)
+    ):
         raise APIError(400, f"{name} must be a number from {low} to {high}")
     return int(text)
 

@@ -255,6 +255,18 @@ class ReadingTests(APITestCase):
             r = self.request("GET", "/api/v1/messages?" + query, self.alice)
             self.json(r, 400)
 
+    def test_numbersNotASCIIDigits(self) -> None:
+        """
+        Digits int() refuses (superscripts, thousands of them) and digits
+        that are not ASCII are a 400, not a logged 500 (found by
+        tests.robustness.test_http).
+        """
+        for query in ("limit=%C2%B2", "offset=%D9%A3", "offset=1" + "0" * 4400):
+            r = self.request("GET", "/api/v1/messages?" + query, self.alice)
+            self.json(r, 400)
+        r = self.request("GET", "/api/v1/message?uid=%C2%B2", self.alice)
+        self.json(r, 400)
+
     def test_noFolder(self) -> None:
         """A folder that does not exist is a 404."""
         self.json(self.request("GET", "/api/v1/messages?folder=Nope", self.alice), 404)
@@ -483,6 +495,23 @@ class ChangeTests(APITestCase):
         self.json(r, 400)
         r = self.request("POST", "/api/v1/send", self.alice, {"to": 5})
         self.json(r, 400)
+
+    def test_hostileJSON(self) -> None:
+        """
+        JSON nested past the parser's recursion limit, and a reference
+        whose uid is a string of digits int() refuses, are a 400, not a
+        logged 500 (found by tests.robustness.test_http).
+        """
+        deep = b'{"a":' + b"[" * 20000 + b"]" * 20000 + b"}"
+        for path in ("/api/v1/send", "/api/v1/flags"):
+            r = self.request(
+                "POST", path, self.alice, deep, {"Content-Type": "application/json"}
+            )
+            self.json(r, 400)
+        for uid in ("\u00b2", "1" + "0" * 4400):
+            body = {"to": BOB, "text": "x", "reply": {"folder": "INBOX", "uid": uid}}
+            r = self.request("POST", "/api/v1/send", self.alice, body)
+            self.json(r, 400)
 
     def test_sendReply(self) -> None:
         """A reply by reference threads and marks the original answered."""
