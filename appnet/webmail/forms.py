@@ -70,7 +70,8 @@ def _ref(value: Any, name: str) -> MessageRef | None:
         uid = int(uid)
     if not isinstance(folder, str) or not folder or isinstance(uid, bool):
         raise APIError(400, f"{name}.folder must be a folder name")
-    if not isinstance(uid, int) or uid < 1:
+    if not isinstance(uid, int) or not 0 < uid < 2**32:
+        # UIDs are 32-bit (RFC 3501); a larger one would not fit the store.
         raise APIError(400, f"{name}.uid must be a positive integer")
     return MessageRef(folder, uid)
 

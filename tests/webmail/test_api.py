@@ -513,6 +513,24 @@ class ChangeTests(APITestCase):
             r = self.request("POST", "/api/v1/send", self.alice, body)
             self.json(r, 400)
 
+    def test_numbersPastTheStore(self) -> None:
+        """
+        UIDs past 32 bits and quotas past 63 bits are a 400: SQLite cannot
+        hold them, and raised OverflowError, a logged 500 (found by
+        tests.robustness.test_http).
+        """
+        for path, body in (
+            ("/api/v1/flags", {"uids": [2**70], "add": ["\\Seen"]}),
+            ("/api/v1/move", {"uids": [2**32], "to": "Archive"}),
+            ("/api/v1/delete", {"uids": [1, 2**64]}),
+            ("/api/v1/send", {"to": BOB, "forward": {"folder": "INBOX", "uid": 2**63}}),
+        ):
+            self.json(self.request("POST", path, self.alice, body), 400)
+        body = {"address": "carol@example.org", "password": PASSWORD, "quota": 2**63}
+        self.json(self.request("POST", "/api/v1/users", self.admin, body), 400)
+        r = self.request("GET", "/api/v1/message?uid=4294967296", self.alice)
+        self.json(r, 400)
+
     def test_sendReply(self) -> None:
         """A reply by reference threads and marks the original answered."""
         uid = self.deliver(ALICE, plain("Lunch?"))
