@@ -211,6 +211,39 @@ PATH_SUFFIXES = (
 )
 
 
+class SQLiteIntegers:
+    """
+    Stands in front of a part of the memory store and refuses integers
+    outside 64 bits as SQLite does (C{OverflowError}), where the memory
+    store would take them: what reaches the store from a request must fit
+    the real one.
+    """
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._real, name)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            pending = list(args) + list(kwargs.values())
+            while pending:
+                item = pending.pop()
+                if isinstance(item, (list, tuple, set, frozenset)):
+                    pending.extend(item)
+                elif isinstance(item, int) and not -(2**63) <= item < 2**63:
+                    raise OverflowError("Python int too large for SQLite INTEGER")
+            return value(*args, **kwargs)
+
+        return call
+
+
+#: Integers out of every range an API argument has.
+JSON_INTEGERS = (0, -1, 2**31, 2**32, 2**32 + 1, 2**63, 2**64, 10**30, 1.0, 1e20)
+
+
 @define
 class Response:
     code: int
@@ -240,6 +273,9 @@ class HTTPFuzzTestCase(FuzzTestCase):
             staged = mail.stage()
             staged.write(MESSAGE)
             self.successResultOf(mail.deliver(staged, [DeliveryTarget(ALICE)]))
+        store: Any = self.web.store
+        store.mail = SQLiteIntegers(store.mail)
+        store.users = SQLiteIntegers(store.users)
         throttle = self.web.web.stack.auth.throttle
         throttle.maxFailures = throttle.maxAccountFailures = 10**6
         self.sessions = {account: self.session(account) for account in (ALICE, ADMIN)}
@@ -375,7 +411,9 @@ class HTTPFuzzTestCase(FuzzTestCase):
         """C{template} as JSON with some values replaced by hostile ones."""
 
         def spoil(value: Any) -> Any:
-            if garbage.chance(0.25):
+            if isinstance(value, int) and garbage.chance(0.3):
+                return garbage.pick(JSON_INTEGERS)
+            if garbage.chance(0.2):
                 return garbage.pick(JSON_VALUES)
             if isinstance(value, dict):
                 return {
