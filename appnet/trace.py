@@ -148,7 +148,9 @@ class Transcript:
         if self._rule.literals and line.endswith(b"}"):
             head, brace, size = line[:-1].rpartition(b"{")
             size = size.rstrip(b"+")
-            if brace and size.isdigit():
+            # At most 20 digits, as the IMAP server accepts (int() refuses
+            # thousands, and this runs inside the connection's dataReceived).
+            if brace and size.isdigit() and len(size) <= 20:
                 self._literalLeft = self._literalSize = int(size)
 
     def _httpLine(self, line: bytes) -> None:

@@ -127,6 +127,17 @@ class TranscriptTests(SynchronousTestCase):
             ],
         )
 
+    def test_imapLiteralTooManyDigits(self) -> None:
+        """
+        A literal size of thousands of digits (no server accepts it) is
+        logged as a line, not raised from int() inside the connection's
+        dataReceived (found by tests.robustness.test_trace).
+        """
+        t = self.transcript(IMAP)
+        size = b"1" + b"0" * 4400
+        t.fromClient(b"a1 SEARCH TEXT {" + size + b"}\r\na2 NOOP\r\n")
+        self.assertEqual(self.lines()[-1], "C: a2 NOOP")
+
     def test_longServerOutputCut(self) -> None:
         """A long multi-line answer is logged in part, then counted."""
         t = self.transcript(POP3)

@@ -220,10 +220,13 @@ def _pack(
     additional: Sequence[dns.RRHeader],
     rcode: int,
     trunc: int,
+    queries: Sequence[dns.Query] | None = None,
 ) -> bytes:
+    if queries is None:
+        queries = message.queries
     body = BytesIO()
     table = _Compression()
-    for query in message.queries:
+    for query in queries:
         query.encode(body, table)
     for section in (answers, authority, additional):
         for record in section:
@@ -245,7 +248,7 @@ def _pack(
         message.id,
         byte3,
         byte4,
-        len(message.queries),
+        len(queries),
         len(answers),
         len(authority),
         len(additional),
@@ -261,7 +264,8 @@ def encode(message: dns.Message, edns: EDNS | None = None, limit: int = 65535) -
     What does not fit is left out whole: first the additional section (TC
     is set only if that leaves a referral without its glue), then the
     answer and authority sections, with TC set so the client retries over
-    TCP (RFC 2181 section 9). The OPT record is always kept (RFC 6891
+    TCP (RFC 2181 section 9), and last the question section (several
+    long questions). The OPT record is always kept (RFC 6891
     section 7). C{message.rCode} may be an extended code (BADVERS); its
     upper bits travel in the OPT record.
     """
@@ -282,7 +286,12 @@ def encode(message: dns.Message, edns: EDNS | None = None, limit: int = 65535) -
     data = _pack(message, message.answers, message.authority, opt, rcode, referral)
     if len(data) <= limit:
         return data
-    return _pack(message, (), (), opt, rcode, 1)
+    data = _pack(message, (), (), opt, rcode, 1)
+    if len(data) <= limit:
+        return data
+    # Only the question section is left, too big only when a query asked
+    # several long questions (answered FORMERR): leave it out too.
+    return _pack(message, (), (), opt, rcode, 1, queries=())
 
 
 def newQuery(

@@ -34,6 +34,7 @@ __all__ = [
     "ReadOnly",
     "TransferAborted",
     "UploadTooLarge",
+    "logName",
     "showName",
 ]
 
@@ -44,6 +45,16 @@ def showName(name: str) -> str:
     could end the reply line or confuse a terminal) become C{?}.
     """
     return "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in name)
+
+
+def logName(name: str) -> str:
+    """
+    A name as it may appear in the log: bytes that were not UTF-8 (kept as
+    surrogate escapes, see L{appnet.ftp.server}) as C{\\xNN}. Log files
+    are written as strict UTF-8; a lone surrogate would make the observer
+    raise and the event be lost.
+    """
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 class FTPError(AppnetError):

@@ -85,6 +85,7 @@ from appnet.ftp.errors import (
     LocalError,
     NotFound,
     TransferAborted,
+    logName,
     showName,
 )
 from appnet.ftp.interfaces import IFTPFilesystem, IReadHandle, IWriteHandle, WriteMode
@@ -743,8 +744,12 @@ class FTPServer(FTP):
     def ftp_NOOP(self, arg: str = "") -> None:
         self._legacy(FTP.ftp_NOOP(self))
 
+    # TYPE, STRU and MODE are decided by Twisted, whose error replies quote
+    # the argument: control characters become "?" first (as everywhere a
+    # client's text is echoed), so a reply stays one printable line.
+
     def ftp_TYPE(self, arg: str = "") -> None:
-        code = arg.replace(" ", "").upper()
+        code = showName(arg.replace(" ", "").upper())
         if code == "L8":
             self.binary = True
             self.respond(200, "Type set to L 8")
@@ -752,10 +757,10 @@ class FTPServer(FTP):
         self._legacy(FTP.ftp_TYPE(self, code))
 
     def ftp_STRU(self, arg: str = "") -> None:
-        self._legacy(FTP.ftp_STRU(self, arg.strip()))
+        self._legacy(FTP.ftp_STRU(self, showName(arg.strip())))
 
     def ftp_MODE(self, arg: str = "") -> None:
-        self._legacy(FTP.ftp_MODE(self, arg.strip()))
+        self._legacy(FTP.ftp_MODE(self, showName(arg.strip())))
 
     def ftp_ALLO(self, arg: str = "") -> None:
         self.respond(202, "ALLO not needed")
@@ -845,7 +850,9 @@ class FTPServer(FTP):
         segments = self._path(path)
         entries = await self._shell.entries(segments)
         now = self._clock.seconds()
-        lines = [formatList(e, now) for e in entries if listable(e.name)]
+        # On the control connection, unlike a listing on a data
+        # connection, names are shown with control characters replaced.
+        lines = [showName(formatList(e, now)) for e in entries if listable(e.name)]
         info = await self._shell.info(segments)
         code = 212 if info.kind == "dir" else 213
         self.respondLines(
@@ -855,9 +862,8 @@ class FTPServer(FTP):
     # -- directories -----------------------------------------------------------
 
     def ftp_PWD(self, arg: str = "") -> None:
-        self.respond(
-            257, f"{quote(render(self.workingDirectory))} is the current directory"
-        )
+        where = quote(showName(render(self.workingDirectory)))
+        self.respond(257, f"{where} is the current directory")
 
     async def ftp_CWD(self, arg: str = "") -> None:
         segments = self._path(arg)
@@ -871,7 +877,7 @@ class FTPServer(FTP):
     async def ftp_MKD(self, arg: str = "") -> None:
         segments = self._path(arg)
         await self._shell.makeDirectory(segments)
-        self.respond(257, f"{quote(render(segments))} created")
+        self.respond(257, f"{quote(showName(render(segments)))} created")
 
     async def ftp_RMD(self, arg: str = "") -> None:
         segments = self._path(arg)
@@ -915,6 +921,7 @@ class FTPServer(FTP):
         segments = self._path(arg)
         entry = await self._shell.info(segments)
         line = formatFacts(entry, self._shell.readOnly, self._facts, render(segments))
+        line = showName(line)
         self.respondLines(
             250, f"Listing {showName(render(segments))}", [" " + line], "End"
         )
@@ -1032,7 +1039,10 @@ class FTPServer(FTP):
 
     def ftp_REST(self, arg: str = "") -> None:
         text = arg.strip()
-        if not text.isdigit():
+        # ASCII digits only (str.isdigit also takes "\u00b2", which int()
+        # refuses), and no more than 20 of them (2**64 has 20; int()
+        # refuses thousands).
+        if not (text.isascii() and text.isdigit()) or len(text) > 20:
             raise _Reply(501, "REST wants a byte offset")
         self._rest = int(text)
         self.respond(350, f"Restarting at {self._rest}; send STOR or RETR")
@@ -1121,7 +1131,7 @@ class FTPServer(FTP):
                 account=self.shell.account if self.shell else "-",
                 client=self._peer,
                 command=command,
-                path=path,
+                path=logName(path),
                 bytes=transfer.bytes,
                 seconds=self._clock.seconds() - transfer.started,
                 outcome=outcome,

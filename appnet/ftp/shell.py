@@ -70,6 +70,7 @@ from appnet.ftp.errors import (
     ReadOnly,
     TransferAborted,
     UploadTooLarge,
+    logName,
 )
 from appnet.ftp.interfaces import IFTPFilesystem, IReadHandle, IWriteHandle, WriteMode
 from appnet.ftp.paths import Segments, render
@@ -182,7 +183,7 @@ def _mapped(e: OSError, path: Segments) -> FTPCommandError:
             return errorFor(e)
         _log.error(
             "Unexpected file system error on {path}: {error}",
-            path=render(path),
+            path=logName(render(path)),
             error=e,
         )
         return LocalError()

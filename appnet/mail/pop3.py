@@ -237,6 +237,16 @@ def maildropFactory(store: IMailStore, clock: Any, ttl: float) -> AvatarFactory:
     return make
 
 
+def _isNumber(text: str) -> bool:
+    """
+    Is C{text} a decimal argument? ASCII digits only (C{str.isdigit} also
+    takes C{"\u00b2"}, which C{int} refuses) and at most 40 characters,
+    the longest argument RFC 1939 allows (C{int} refuses thousands of
+    digits).
+    """
+    return text.isascii() and text.isdigit() and len(text) <= 40
+
+
 class _Stuffer:
     """
     Byte-stuffs a message for a multi-line response, across chunks.
@@ -404,7 +414,7 @@ class POP3Server(LineQueue, POP3):
         """
         drop = self.maildrop
         assert drop is not None
-        if not text.isdigit():
+        if not _isNumber(text):
             self.failResponse(b"Syntax: a message number is required")
             return None
         index = int(text) - 1
@@ -601,7 +611,8 @@ class POP3Server(LineQueue, POP3):
 
     def pop3_TOP(self, rest: str) -> None:
         number, _, count = rest.strip().partition(" ")
-        if not count.strip().isdigit():
+        count = count.strip()
+        if not _isNumber(count):
             self.failResponse(b"Syntax: TOP message lines")
             return
         index = self._number(number)
@@ -622,9 +633,19 @@ class POP3Server(LineQueue, POP3):
                 self.successResponse(f"{drop.messages[index].size} octets")
             else:
                 self.successResponse("Top of message follows")
-            last = await FileSender().beginFileTransfer(
-                source, self.transport, _Stuffer()
-            )
+            try:
+                last = await FileSender().beginFileTransfer(
+                    source, self.transport, _Stuffer()
+                )
+            except Exception:
+                # FileSender fails only when the transport stops it: the
+                # client went away in the middle of the message (a read
+                # error would be raised into the transport instead).
+                self._log.info(
+                    "pop3: {client} disconnected during a download",
+                    client=self._client,
+                )
+                return
         finally:
             source.close()
         self.transport.write(b".\r\n" if last == b"\n" else b"\r\n.\r\n")

@@ -129,6 +129,14 @@ class _Transaction:
         self.spfHeader = b""
 
 
+def _printable(text: str) -> str:
+    """
+    Client text fit to echo in a reply: RFC 5321 reply text is printable
+    ASCII, so control characters (DEL, NUL, ESC) become C{?}.
+    """
+    return "".join(c if 32 <= ord(c) < 127 else "?" for c in text)
+
+
 def _isLoopback(host: str) -> bool:
     if host == "unix":
         return True
@@ -288,7 +296,7 @@ class SMTPServer(LineQueue, ESMTP):
         self._heloName, self._esmtp = rest, True
         self._reset()
         lines = [
-            f"{self.factory.hostname} Hello {rest} [{self._client}]",
+            f"{self.factory.hostname} Hello {_printable(rest)} [{self._client}]",
             "PIPELINING",
             f"SIZE {self.factory.maxMessageSize}",
             "8BITMIME",
@@ -476,7 +484,9 @@ class SMTPServer(LineQueue, ESMTP):
         size: int | None = None
         for key, value in parameters.items():
             if key == "SIZE":
-                if value is None or not value.isdigit():
+                # RFC 1870: size-value = 1*20DIGIT (and int() refuses
+                # thousands of digits).
+                if value is None or not value.isdigit() or len(value) > 20:
                     self.error(501, "5.5.4", "Bad SIZE parameter")
                     return
                 size = int(value)

@@ -51,6 +51,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from email.message import EmailMessage
 from typing import Any
 
 from attrs import define, field, frozen
@@ -122,6 +123,20 @@ def _escape(value: bytes | str) -> str:
         else:
             out.append(chr(byte))
     return "".join(out)
+
+
+def _mediaType(value: bytes) -> bytes | None:
+    """
+    The media type of a C{Content-Type} value as Twisted's form parsing
+    reads it (with the C{email} package), or C{None} where that parser
+    fails.
+    """
+    message = EmailMessage()
+    try:
+        message["content-type"] = value.decode("charmap")
+        return message.get_content_type().encode("charmap")
+    except Exception:
+        return None
 
 
 def combinedLine(
@@ -206,11 +221,16 @@ class WebRequest(Request):
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         contentType = self.requestHeaders.getRawHeaders(b"content-type", [b""])[0]
-        if contentType.split(b";")[0].strip().lower() == b"multipart/form-data":
-            # Twisted would parse the whole upload into request.args on
-            # the reactor thread, dropping file names; applications parse
-            # it themselves, in a thread (appnet.webmail.forms).
-            self._parsePOSTFormSubmission = False
+        if command == b"POST" and contentType:
+            if _mediaType(contentType) != b"application/x-www-form-urlencoded":
+                # Only urlencoded forms are parsed into request.args.
+                # Twisted would parse a multipart upload whole on the
+                # reactor thread, dropping file names; applications parse
+                # it themselves, in a thread (appnet.webmail.forms). And a
+                # Content-Type the email package cannot read ("x;X+K*"
+                # makes it raise IndexError) must not reach Twisted's
+                # parser, which would raise out of dataReceived.
+                self._parsePOSTFormSubmission = False
         super().requestReceived(command, path, version)
 
     def process(self) -> None:
@@ -342,6 +362,19 @@ class WebChannel(HTTPChannel):
             return
         super().lineReceived(line)
 
+    def headerReceived(self, line: bytes) -> bool:
+        name, colon, value = line.partition(b":")
+        if colon and name.strip(b" \t").lower() == b"content-length":
+            value = value.strip(b" \t")
+            if value.isdigit() and len(value) > 20:
+                # More than any body limit, and more digits than int()
+                # converts (Twisted's parser would raise out of
+                # dataReceived).
+                self.reject(413, "The request body is too large.")
+                return False
+        accepted: bool = super().headerReceived(line)
+        return accepted
+
     def lineLengthExceeded(self, line: bytes) -> None:
         if self._inHead:
             self.reject(431, "The request header fields are too large.")
@@ -410,7 +443,9 @@ class WebChannel(HTTPChannel):
             SERVER,
             len(body),
         )
-        self.transport.write(head + body)
+        # A response to HEAD has no body (RFC 9110 9.3.2), even this one.
+        method = getattr(self, "_command", None)
+        self.transport.write(head if method == b"HEAD" else head + body)
         site = getattr(self, "site", None)
         if site is not None:
             site.rejected(self, code, len(body))

@@ -215,6 +215,12 @@ class StaticFiles:
             return ErrorResource(404, "No such file.")
         except PermissionError:
             return ErrorResource(403, "Not readable.")
+        except OSError as e:
+            # A name longer than the file system allows, or a symbolic link
+            # loop: nothing to serve, not a server fault.
+            if e.errno in (errno.ENAMETOOLONG, errno.ELOOP):
+                return ErrorResource(404, "No such file.")
+            raise
         if real is None or st is None:
             return ErrorResource(404, "No such file.")
         if stat.S_ISDIR(st.st_mode):

@@ -98,6 +98,10 @@ MAX_PAGE = 200
 #: UIDs one move, delete or flags call may name.
 MAX_UIDS = 1000
 
+#: The largest UID (RFC 3501: UIDs are 32-bit); a larger number names no
+#: message, and would not fit the store's integers.
+MAX_UID = 2**32 - 1
+
 #: Flags the API lets a user set or clear (C{\\Deleted} goes through
 #: C{delete}; C{\\Recent} belongs to IMAP).
 SYSTEM_FLAGS = frozenset({"\\Seen", "\\Flagged", "\\Answered", "\\Draft"})
@@ -230,7 +234,13 @@ def _number(
         if default is None:
             raise APIError(400, f"{name} is required")
         return default
-    if not text.isdigit() or not (low <= int(text) <= high):
+    # ASCII digits only: str.isdigit() also takes "\u00b2", which int()
+    # refuses, as it does thousands of digits.
+    if (
+        not (text.isascii() and text.isdigit())
+        or len(text) > len(str(high))
+        or not (low <= int(text) <= high)
+    ):
         raise APIError(400, f"{name} must be a number from {low} to {high}")
     return int(text)
 
@@ -253,7 +263,8 @@ def _uids(value: Any) -> list[int]:
         or not value
         or len(value) > MAX_UIDS
         or not all(
-            isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in value
+            isinstance(u, int) and not isinstance(u, bool) and 0 < u <= MAX_UID
+            for u in value
         )
     ):
         raise APIError(400, f"uids must be a list of 1 to {MAX_UIDS} positive integers")
@@ -524,7 +535,7 @@ class MessageEndpoint(Endpoint):
     async def GET(self, request: Request) -> bytes:
         account = _session(request).account
         folder = _folderArgument(request)
-        uid = _number(request, "uid", None, 1, 2**32)
+        uid = _number(request, "uid", None, 1, MAX_UID)
         images = _flag(request, "images")
         webmail = self.webmail
         row, body = await _stored(webmail, account, folder, uid)
@@ -594,7 +605,7 @@ class AttachmentEndpoint(Endpoint):
     async def GET(self, request: Request) -> bytes:
         account = _session(request).account
         folder = _folderArgument(request)
-        uid = _number(request, "uid", None, 1, 2**32)
+        uid = _number(request, "uid", None, 1, MAX_UID)
         part = _number(request, "part", None, 1, 10**6)
         inline = _flag(request, "inline")
         webmail = self.webmail
@@ -633,7 +644,7 @@ class RawEndpoint(Endpoint):
     async def GET(self, request: Request) -> Streamed:
         account = _session(request).account
         folder = _folderArgument(request)
-        uid = _number(request, "uid", None, 1, 2**32)
+        uid = _number(request, "uid", None, 1, MAX_UID)
         _, body = await _stored(self.webmail, account, folder, uid)
         f = await self.webmail.inThread(body.open)
         _downloadHeaders(
@@ -654,7 +665,7 @@ class DraftEndpoint(Endpoint):
     async def GET(self, request: Request) -> bytes:
         session = _session(request)
         folder = _folderArgument(request)
-        uid = _number(request, "uid", None, 1, 2**32)
+        uid = _number(request, "uid", None, 1, MAX_UID)
         mode = argument(request, "mode") or "reply"
         if mode not in ("reply", "all", "forward"):
             raise APIError(400, "mode must be reply, all or forward")
@@ -915,7 +926,9 @@ class UsersEndpoint(Endpoint):
         if not isinstance(admin, bool):
             raise APIError(400, "admin must be true or false")
         if quota is not None and (
-            not isinstance(quota, int) or isinstance(quota, bool) or quota < 0
+            not isinstance(quota, int)
+            or isinstance(quota, bool)
+            or not 0 <= quota < 2**63  # what the store's integers hold
         ):
             raise APIError(400, "quota must be a number of bytes or null")
         encoded = await _hash(self.webmail, password)

@@ -51,7 +51,9 @@ def readJSON(content: BinaryIO | None, limit: int = MAX_JSON) -> dict[str, Any]:
         raise APIError(413, f"JSON body over {limit} bytes")
     try:
         value = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: arrays or objects nested past the parser's
+        # recursion limit ("[[[[...").
         raise APIError(400, "the body is not valid JSON") from None
     if not isinstance(value, dict):
         raise APIError(400, "the body must be a JSON object")
@@ -64,11 +66,12 @@ def _ref(value: Any, name: str) -> MessageRef | None:
     if not isinstance(value, Mapping):
         raise APIError(400, f"{name} must be an object with folder and uid")
     folder, uid = value.get("folder"), value.get("uid")
-    if isinstance(uid, str) and uid.isdigit():
+    if isinstance(uid, str) and uid.isascii() and uid.isdigit() and len(uid) < 20:
         uid = int(uid)
     if not isinstance(folder, str) or not folder or isinstance(uid, bool):
         raise APIError(400, f"{name}.folder must be a folder name")
-    if not isinstance(uid, int) or uid < 1:
+    if not isinstance(uid, int) or not 0 < uid < 2**32:
+        # UIDs are 32-bit (RFC 3501); a larger one would not fit the store.
         raise APIError(400, f"{name}.uid must be a positive integer")
     return MessageRef(folder, uid)
 
@@ -103,7 +106,7 @@ def draftFromJSON(content: BinaryIO) -> Draft:
     content.seek(0)
     try:
         value = json.loads(content.read())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise APIError(400, "the body is not valid JSON") from None
     if not isinstance(value, dict):
         raise APIError(400, "the body must be a JSON object")

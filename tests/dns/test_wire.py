@@ -175,6 +175,29 @@ class EncodeTests(SynchronousTestCase):
         self.assertEqual(len(decoded.message.queries), 1)
         self.assertIsNotNone(decoded.edns)
 
+    def test_questionsOverTheLimit(self) -> None:
+        """
+        A response to several long questions (a FORMERR) that does not fit
+        even without its records leaves out the questions too: the limit
+        holds whatever the query asked (found by tests.robustness.test_dns).
+        """
+        request = newQuery(9, b"a" * 60 + b"." + b"b" * 60 + b".example", dns.A)
+        request.queries = [
+            dns.Query(b"%d%s.example" % (i, b"c" * 120), dns.TXT) for i in range(6)
+        ]
+        response = responseTo(request)
+        response.rCode = dns.EFORMAT
+        data = encode(response, EDNS(512), 512)
+        self.assertLessEqual(len(data), 512)
+        decoded = decode(data)
+        self.assertEqual(
+            (decoded.message.id, decoded.message.rCode, decoded.message.queries),
+            (9, dns.EFORMAT, []),
+        )
+        self.assertTrue(decoded.message.trunc)
+        self.assertIsNotNone(decoded.edns)
+        self.assertEqual(len(decode(encode(response, None, 4096)).message.queries), 6)
+
     def test_additionalDroppedFirst(self) -> None:
         """Extra records are dropped without TC when the answer fits."""
         response = bigResponse(2)

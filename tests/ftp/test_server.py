@@ -1237,3 +1237,68 @@ class TLSCommandTests(_Base):
         h.send(f"PASS {PASSWORD}")
         h.send("EPSV")
         self.assertEqual(h.send("LIST")[0][:3], "521")
+
+
+class HostileInputTests(_Base):
+    """
+    Input found by the robustness fuzzer (tests.robustness.test_ftp) that
+    once raised, logged a failure or put control characters in a reply.
+    """
+
+    def test_restNotANumber(self) -> None:
+        """
+        REST with digits int() refuses (superscripts, thousands of them)
+        gets 501, not a logged failure and 451.
+        """
+        self.h.login()
+        for offset in ("\u00b2", "\u0663", "1" + "0" * 4400, "9" * 21):
+            self.assertReply(f"REST {offset}", 501, "REST wants a byte offset")
+        self.assertReply("REST 10", 350)
+
+    def test_controlCharactersInArguments(self) -> None:
+        """
+        TYPE, MODE and STRU quote a bad argument with its control
+        characters replaced.
+        """
+        self.h.login()
+        self.assertReply(b"TYPE \x1b[2J", 504, "'?[2J'")
+        self.assertReply(b"MODE \x07", 504, "'?'")
+        self.assertReply(b"STRU \x16x", 504, "'?x'")
+
+    def test_controlCharactersInNames(self) -> None:
+        """
+        A name holding control characters (ESC, BEL) is shown with them
+        replaced in PWD, MKD, MLST and STAT replies; the data connection's
+        listings keep it exact.
+        """
+        self.h.login()
+        self.assertReply(b"MKD a\x1bb", 257, '"/a?b" created')
+        self.assertReply(b"CWD a\x1bb", 250)
+        self.assertReply("PWD", 257, '"/a?b" is')
+        self.assertReply(b"MKD \x07", 257)
+        self.assertReply("MLST", 250, "/a?b")
+        reply = self.h.send("STAT /a\x1bb/..")
+        self.assertTrue([r for r in reply if r.endswith(" a?b")], reply)
+        self.assertFalse([r for r in reply if re.search("[\x00-\x1f\x7f]", r)])
+
+    def test_nonUTF8NamesInTheLog(self) -> None:
+        """
+        A transfer of a name that is not UTF-8 is logged with the bad bytes
+        as \\xNN: the log is written as strict UTF-8, and a lone surrogate
+        made its observer raise and the event be lost.
+        """
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.h.login()
+        self.h.passive()
+        data, _ = self.h.acceptData()
+        self.h.send(b"STOR caf\xe9.bin")
+        data.dataReceived(b"payload")
+        self.h.close(data)
+        self.assertEqual(self.h.received()[-1][:3], "226")
+        lines = [formatEvent(event) for event in logged]
+        for line in lines:
+            line.encode("utf-8")
+        self.assertTrue([x for x in lines if "/caf\\xe9.bin" in x], lines)

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import base64
 
+from twisted.internet.error import ConnectionLost
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 from twisted.mail.interfaces import IMailboxPOP3
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -291,6 +295,40 @@ class TransactionTests(POP3TestCase):
         self.assertEqual(session.command("TOP 1")[0], "-ERR Syntax: TOP message lines")
         self.assertEqual(session.command("DELE 9"), ["-ERR No such message 9"])
         self.assertEqual(session.command("NOOP"), ["+OK "])
+
+    def test_numbersNotASCIIDigits(self) -> None:
+        """
+        Digits int() refuses (superscripts, thousands of them) and digits
+        that are not ASCII are syntax errors, not exceptions (found by
+        tests.robustness.test_pop3).
+        """
+        session = self.login()
+        for command in (
+            "LIST \u00b2",
+            "RETR \u0663",
+            "TOP 1 \u00b2",
+            "DELE " + "9" * 41,
+        ):
+            self.assertEqual(session.command(command)[0][:10], "-ERR Synta", command)
+        self.assertEqual(session.command("NOOP"), ["+OK "])
+
+    def test_disconnectDuringRetr(self) -> None:
+        """
+        A client that goes away in the middle of RETR (the transport stops
+        the file sender) is not logged as a failure, and the message is not
+        marked as retrieved (found by tests.robustness.test_pop3).
+        """
+        self.world.deliver(ALICE, b"Subject: big\r\n\r\n" + b"x" * 100000)
+        session = self.login()
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        session.protocol.dataReceived(b"RETR 3\r\n")
+        producer = session.transport.producer
+        producer.resumeProducing()
+        session.transport.producer = None
+        producer.stopProducing()
+        session.protocol.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual([e for e in logged if "log_failure" in e], [])
+        self.assertEqual(session.protocol.mbox.retrieved, set())
 
     def test_retr(self) -> None:
         """RETR sends the message, byte-stuffed, ending with '.'."""

@@ -125,12 +125,40 @@ class GreetingTests(SMTPTestCase):
         replies = self.transaction(session, [BOB])
         self.assertEqual(self.codes(replies), ["250", "250", "354", "250"])
 
+    def test_ehloControlCharacters(self) -> None:
+        """
+        Control characters in the EHLO name (DEL, NUL, a bare CR) are shown
+        as C{?} in the greeting, so the reply stays one printable line
+        (found by tests.robustness.test_smtp).
+        """
+        session = self.mx()
+        lines = session.send(b"EHLO a\x7fb\x00c\rd\r\n")
+        self.assertEqual(lines[0], "250-mx.example.org Hello a?b?c?d [192.0.2.7]")
+        self.assertEqual(len(lines), 5)
+
     def test_heloSyntax(self) -> None:
         """HELO and EHLO need one argument: 501."""
         session = self.mx()
         self.assertEqual(session.command("HELO"), ["501 5.5.4 Syntax: HELO hostname"])
         self.assertEqual(session.command("EHLO"), ["501 5.5.4 Syntax: EHLO hostname"])
         self.assertEqual(session.command("EHLO a b")[0][:3], "501")
+
+    def test_sizeTooManyDigits(self) -> None:
+        """
+        A SIZE of more than 20 digits (RFC 1870's limit; thousands of
+        digits made int() raise) is a syntax error and the session goes on
+        (found by tests.robustness.test_smtp).
+        """
+        session = self.mx()
+        session.command("EHLO client.example")
+        for value in ("1" + "0" * 4400, "1" + "0" * 20):
+            self.assertEqual(
+                session.command(f"MAIL FROM:<a@b.org> SIZE={value}"),
+                ["501 5.5.4 Bad SIZE parameter"],
+            )
+        self.assertEqual(
+            session.command("MAIL FROM:<a@b.org> SIZE=100"), ["250 2.1.0 Ok"]
+        )
 
     def test_paramsNeedEHLO(self) -> None:
         """MAIL parameters after HELO (not EHLO) are refused: 555."""

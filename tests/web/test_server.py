@@ -161,6 +161,31 @@ class LimitTests(SynchronousTestCase):
         c.send(b"GET / HTTP/1.0\r\n\r\n")
         self.assertEqual(c.responses()[0].status, 200)
 
+    def test_contentLengthTooManyDigits(self) -> None:
+        """
+        A Content-Length of thousands of digits gets 413; Twisted's parser
+        made int() raise out of dataReceived (found by
+        tests.robustness.test_http).
+        """
+        web = harness(self)  # headers up to the default 16 KiB
+        for digits in (b"1" + b"0" * 4400, b"9" * 21):
+            c = web.connect()
+            c.send(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: " + digits)
+            c.send(b"\r\n\r\nxyz")
+            self.assertEqual(c.responses()[0].status, 413)
+            self.assertTrue(c.closed)
+
+    def test_rejectedHEADHasNoBody(self) -> None:
+        """
+        A HEAD request refused by the channel (here a header value with a
+        bare CR) gets the status and headers without the error page.
+        """
+        c = self.web.connect()
+        c.send(b"HEAD / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n")
+        [r] = c.responses(["HEAD"])
+        self.assertEqual(r.status, 400)
+        self.assertTrue(c.transport.value().endswith(b"\r\n\r\n"))
+
     def test_rejectionsCounted(self) -> None:
         """Refused requests count as 4xx responses and are logged."""
         c = self.web.connect()
@@ -384,3 +409,28 @@ class FormBodyTests(SynchronousTestCase):
             b"a=1",
         )
         self.assertEqual(seen, [({b"q": [b"1"]}, form), ({b"a": [b"1"]}, b"a=1")])
+
+    def test_unreadableContentType(self) -> None:
+        """
+        A Content-Type the email package cannot read ("x;X+K*" makes it
+        raise IndexError, which Twisted's form parsing let escape from
+        dataReceived) leaves the body unparsed, urlencoded or not (found
+        by tests.robustness.test_http).
+        """
+        from twisted.web.resource import Resource
+
+        seen: list[tuple[dict[bytes, list[bytes]], bytes]] = []
+
+        class Echo(Resource):
+            isLeaf = True
+
+            def render_POST(self, request: object) -> bytes:
+                seen.append((dict(request.args), request.content.read()))  # type: ignore[attr-defined]
+                return b"ok"
+
+        web = harness(self)
+        web.web.root.putChild(b"echo", Echo())
+        for contentType in ("x;X+K*", "application/x-www-form-urlencoded;X+K*"):
+            r = web.request("POST", "/echo", {"Content-Type": contentType}, b"a=1")
+            self.assertEqual(r.status, 200)
+        self.assertEqual(seen, [({}, b"a=1"), ({}, b"a=1")])

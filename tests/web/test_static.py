@@ -66,6 +66,21 @@ class GetAndHeadTests(StaticTestCase):
         self.assertEqual(r.status, 404)
         self.assertIn(b"404 Not Found", r.body)
 
+    def test_nameTooLong(self) -> None:
+        """
+        A path segment longer than the file system allows is 404, not a
+        logged 500 (found by tests.robustness.test_http).
+        """
+        r = self.web.request("GET", "/" + "a" * 300)
+        self.assertEqual(r.status, 404)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_symlinkLoop(self) -> None:
+        """A symbolic link loop is 404 too."""
+        loop = os.path.join(self.web.root, "loop")
+        os.symlink(loop, loop)
+        self.assertEqual(self.web.request("GET", "/loop/x").status, 404)
+
     def test_etagChangesWithContent(self) -> None:
         """Rewriting a file gives it a new entity tag."""
         before = self.web.request("GET", "/small.txt").header("etag")

@@ -255,6 +255,18 @@ class ReadingTests(APITestCase):
             r = self.request("GET", "/api/v1/messages?" + query, self.alice)
             self.json(r, 400)
 
+    def test_numbersNotASCIIDigits(self) -> None:
+        """
+        Digits int() refuses (superscripts, thousands of them) and digits
+        that are not ASCII are a 400, not a logged 500 (found by
+        tests.robustness.test_http).
+        """
+        for query in ("limit=%C2%B2", "offset=%D9%A3", "offset=1" + "0" * 4400):
+            r = self.request("GET", "/api/v1/messages?" + query, self.alice)
+            self.json(r, 400)
+        r = self.request("GET", "/api/v1/message?uid=%C2%B2", self.alice)
+        self.json(r, 400)
+
     def test_noFolder(self) -> None:
         """A folder that does not exist is a 404."""
         self.json(self.request("GET", "/api/v1/messages?folder=Nope", self.alice), 404)
@@ -482,6 +494,41 @@ class ChangeTests(APITestCase):
         )
         self.json(r, 400)
         r = self.request("POST", "/api/v1/send", self.alice, {"to": 5})
+        self.json(r, 400)
+
+    def test_hostileJSON(self) -> None:
+        """
+        JSON nested past the parser's recursion limit, and a reference
+        whose uid is a string of digits int() refuses, are a 400, not a
+        logged 500 (found by tests.robustness.test_http).
+        """
+        deep = b'{"a":' + b"[" * 20000 + b"]" * 20000 + b"}"
+        for path in ("/api/v1/send", "/api/v1/flags"):
+            r = self.request(
+                "POST", path, self.alice, deep, {"Content-Type": "application/json"}
+            )
+            self.json(r, 400)
+        for uid in ("\u00b2", "1" + "0" * 4400):
+            body = {"to": BOB, "text": "x", "reply": {"folder": "INBOX", "uid": uid}}
+            r = self.request("POST", "/api/v1/send", self.alice, body)
+            self.json(r, 400)
+
+    def test_numbersPastTheStore(self) -> None:
+        """
+        UIDs past 32 bits and quotas past 63 bits are a 400: SQLite cannot
+        hold them, and raised OverflowError, a logged 500 (found by
+        tests.robustness.test_http).
+        """
+        for path, body in (
+            ("/api/v1/flags", {"uids": [2**70], "add": ["\\Seen"]}),
+            ("/api/v1/move", {"uids": [2**32], "to": "Archive"}),
+            ("/api/v1/delete", {"uids": [1, 2**64]}),
+            ("/api/v1/send", {"to": BOB, "forward": {"folder": "INBOX", "uid": 2**63}}),
+        ):
+            self.json(self.request("POST", path, self.alice, body), 400)
+        body = {"address": "carol@example.org", "password": PASSWORD, "quota": 2**63}
+        self.json(self.request("POST", "/api/v1/users", self.admin, body), 400)
+        r = self.request("GET", "/api/v1/message?uid=4294967296", self.alice)
         self.json(r, 400)
 
     def test_sendReply(self) -> None:
