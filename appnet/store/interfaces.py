@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import BinaryIO
 
-from attrs import field, frozen
+from attrs import Factory, field, frozen
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
@@ -229,6 +229,12 @@ class FolderInfo:
     @ivar size: their total size in bytes.
     @ivar subscribed: the account subscribes to it (IMAP's SUBSCRIBE and
         LSUB); folders are subscribed when made.
+    @ivar firstRecentUid: messages with this UID or above are IMAP
+        C{\\Recent}: no read-write IMAP session has had the folder
+        selected since they arrived (L{IMailStore.claimRecent}). Default:
+        C{uidNext} (nothing is recent).
+    @ivar recent: how many messages have a UID of C{firstRecentUid} or
+        above (IMAP's STATUS RECENT).
     """
 
     owner: str
@@ -240,6 +246,10 @@ class FolderInfo:
     unseen: int = 0
     size: int = 0
     subscribed: bool = True
+    recent: int = 0
+    firstRecentUid: int = field(
+        default=Factory(lambda self: self.uidNext, takes_self=True)
+    )
 
 
 @frozen
@@ -267,11 +277,15 @@ class Changes:
     @ivar modseq: the folder's modseq now.
     @ivar changed: messages added or whose flags changed, by UID.
     @ivar expunged: UIDs removed.
+    @ivar firstRecentUid: the folder's L{FolderInfo.firstRecentUid} as of
+        the same moment, or C{None} if not known (nothing counts as
+        recent).
     """
 
     modseq: int
     changed: tuple[MessageInfo, ...] = ()
     expunged: tuple[int, ...] = ()
+    firstRecentUid: int | None = None
 
 
 @frozen
@@ -502,6 +516,24 @@ class IMailStore(Interface):
         Subscribe to a folder or unsubscribe from it (IMAP's SUBSCRIBE and
         UNSUBSCRIBE); the choice is kept across sessions.
 
+        @raise appnet.errors.NoSuchFolder: (as a failure).
+        """
+
+    def claimRecent(owner: str, name: str) -> Deferred[tuple[int, int]]:
+        """
+        Claim a folder's recent messages for one read-write IMAP session
+        (RFC 3501 2.3.2: a message is C{\\Recent} in the first session to
+        have the folder selected after it arrived, and in no other): in one
+        atomic compare-and-set, move the folder's
+        L{FolderInfo.firstRecentUid} up to its UIDNEXT. Concurrent
+        claimers, in this process or others sharing the store, get
+        disjoint ranges. Messages delivered, copied, moved or appended
+        later get UIDs at or above the new value, so they are recent for
+        the next claimer. Nothing else (EXAMINE, STATUS, POP3) claims.
+        The folder's modseq is not raised: no message changed.
+
+        @return: C{(first, end)}: the UIDs in C{[first, end)} are recent
+            for the caller alone (C{first == end}: none).
         @raise appnet.errors.NoSuchFolder: (as a failure).
         """
 

@@ -92,6 +92,7 @@ class _Folder:
     messages: dict[int, _Message] = field(factory=dict)
     expunged: dict[int, int] = field(factory=dict)
     subscribed: bool = True
+    firstRecentUid: int = 1
 
     def add(self, data: bytes, flags: frozenset[str], date: float) -> int:
         uid = self.uidNext
@@ -161,6 +162,8 @@ class MemoryMailStore:
             sum(1 for m in messages if "\\Seen" not in m.flags),
             sum(len(m.data) for m in messages),
             folder.subscribed,
+            sum(1 for m in messages if m.uid >= folder.firstRecentUid),
+            folder.firstRecentUid,
         )
 
     def _changed(self, owner: str, name: str) -> None:
@@ -251,6 +254,7 @@ class MemoryMailStore:
                 return
             moved = self._new(owner, target)
             moved.uidNext = folder.uidNext
+            moved.firstRecentUid = folder.firstRecentUid
             moved.modseq = 2
             folder.modseq += 1
             for uid, message in folder.messages.items():
@@ -439,7 +443,16 @@ class MemoryMailStore:
                 if m.modseq > modseq
             )
             gone = tuple(sorted(u for u, s in folder.expunged.items() if s > modseq))
-            return Changes(folder.modseq, changed, gone)
+            return Changes(folder.modseq, changed, gone, folder.firstRecentUid)
+
+        return _run(run)
+
+    def claimRecent(self, owner: str, name: str) -> Deferred[tuple[int, int]]:
+        def run() -> tuple[int, int]:
+            folder = self._get(owner, name)
+            first = folder.firstRecentUid
+            folder.firstRecentUid = max(first, folder.uidNext)
+            return first, folder.firstRecentUid
 
         return _run(run)
 

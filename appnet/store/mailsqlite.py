@@ -113,22 +113,33 @@ def _folderId(
 
 def _folderInfo(conn: sqlite3.Connection, owner: str, name: str) -> FolderInfo | None:
     row = conn.execute(
-        "SELECT id, uidvalidity, uidnext, modseq, subscribed FROM mail_folders"
-        " WHERE owner = ? AND name = ?",
+        "SELECT id, uidvalidity, uidnext, modseq, subscribed, first_recent_uid"
+        " FROM mail_folders WHERE owner = ? AND name = ?",
         (owner, name),
     ).fetchone()
     if row is None:
         return None
-    fid, validity, uidnext, modseq, subscribed = row
-    count, size, unseen = conn.execute(
+    fid, validity, uidnext, modseq, subscribed, firstRecent = row
+    count, size, unseen, recent = conn.execute(
         "SELECT COUNT(*), COALESCE(SUM(size), 0),"
         " COALESCE(SUM(CASE WHEN instr(' ' || flags || ' ', ' \\Seen ') = 0"
-        " THEN 1 ELSE 0 END), 0)"
+        " THEN 1 ELSE 0 END), 0),"
+        " COALESCE(SUM(CASE WHEN uid >= ? THEN 1 ELSE 0 END), 0)"
         " FROM mail_messages WHERE folder = ?",
-        (fid,),
+        (firstRecent, fid),
     ).fetchone()
     return FolderInfo(
-        owner, name, validity, uidnext, modseq, count, unseen, size, bool(subscribed)
+        owner,
+        name,
+        validity,
+        uidnext,
+        modseq,
+        count,
+        unseen,
+        size,
+        bool(subscribed),
+        recent,
+        firstRecent,
     )
 
 
@@ -475,13 +486,16 @@ class SQLiteMailStore:
                 return
             # RFC 3501 6.3.5: INBOX's messages move to the new folder and
             # INBOX stays, empty, keeping its UIDVALIDITY and UIDNEXT.
+            # Messages not yet claimed as \Recent stay unclaimed there.
             target = _newFolder(conn, owner, new, now)
-            uidnext = conn.execute(
-                "SELECT uidnext FROM mail_folders WHERE id = ?", (fid,)
-            ).fetchone()[0]
+            uidnext, firstRecent = conn.execute(
+                "SELECT uidnext, first_recent_uid FROM mail_folders WHERE id = ?",
+                (fid,),
+            ).fetchone()
             conn.execute(
-                "UPDATE mail_folders SET uidnext = ?, modseq = 2 WHERE id = ?",
-                (uidnext, target),
+                "UPDATE mail_folders SET uidnext = ?, first_recent_uid = ?,"
+                " modseq = 2 WHERE id = ?",
+                (uidnext, firstRecent, target),
             )
             modseq = _bump(conn, fid)
             conn.execute(
@@ -774,14 +788,15 @@ class SQLiteMailStore:
 
         def select(conn: sqlite3.Connection) -> Changes:
             row = conn.execute(
-                "SELECT id, modseq FROM mail_folders WHERE owner = ? AND name = ?",
+                "SELECT id, modseq, first_recent_uid FROM mail_folders"
+                " WHERE owner = ? AND name = ?",
                 (owner, name),
             ).fetchone()
             if row is None:
                 if name == INBOX:
                     return Changes(0)
                 raise NoSuchFolder(owner, name)
-            fid, current = row
+            fid, current, firstRecent = row
             changed = conn.execute(
                 f"SELECT {_INFO} FROM mail_messages"
                 " WHERE folder = ? AND modseq > ? ORDER BY uid",
@@ -793,10 +808,38 @@ class SQLiteMailStore:
                 (fid, modseq),
             ).fetchall()
             return Changes(
-                current, tuple(_info(r) for r in changed), tuple(r[0] for r in gone)
+                current,
+                tuple(_info(r) for r in changed),
+                tuple(r[0] for r in gone),
+                firstRecent,
             )
 
         return self._db.read(select)
+
+    def claimRecent(self, owner: str, name: str) -> Deferred[tuple[int, int]]:
+        name = canonicalFolder(name)
+
+        def claim(conn: sqlite3.Connection) -> tuple[int, int]:
+            fid = _folderId(conn, owner, name, self._now(), create=True)
+            while True:
+                first, uidnext = conn.execute(
+                    "SELECT first_recent_uid, uidnext FROM mail_folders WHERE id = ?",
+                    (fid,),
+                ).fetchone()
+                if first >= uidnext:
+                    return first, first
+                # Compare-and-set: under SQLite's writer lock the compare
+                # always holds; a store whose transactions can interleave
+                # (PostgreSQL, READ COMMITTED) sees 0 rows and reads again.
+                swapped = conn.execute(
+                    "UPDATE mail_folders SET first_recent_uid = ?"
+                    " WHERE id = ? AND first_recent_uid = ?",
+                    (uidnext, fid, first),
+                ).rowcount
+                if swapped:
+                    return first, uidnext
+
+        return self._group.write(claim)
 
     def usage(self, owner: str) -> Deferred[Usage]:
         def select(conn: sqlite3.Connection) -> Usage:

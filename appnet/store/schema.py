@@ -94,6 +94,17 @@ MAIL = [
         )
         """,
     ),
+    # IMAP's \Recent: the first UID no read-write session has claimed
+    # (IMailStore.claimRecent). Folders that existed before have nothing
+    # recent; a new folder starts at 1, its UIDNEXT.
+    Migration(
+        2,
+        """
+        ALTER TABLE mail_folders ADD COLUMN first_recent_uid INTEGER NOT NULL
+            DEFAULT 1;
+        UPDATE mail_folders SET first_recent_uid = uidnext
+        """,
+    ),
 ]
 
 #: The outgoing queue: one row per message (its bytes are a file under

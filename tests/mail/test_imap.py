@@ -621,7 +621,10 @@ class FolderTests(IMAPTestCase):
         )
 
     def test_status(self) -> None:
-        """STATUS reports counts without selecting."""
+        """
+        STATUS reports counts without selecting; RECENT counts the
+        messages no SELECT has claimed.
+        """
         self.fill(M1, M3)
         self.successResultOf(
             self.world.store.mail.setFlags(
@@ -635,7 +638,7 @@ class FolderTests(IMAPTestCase):
                 "t STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)"
             ),
             [
-                f'* STATUS "INBOX" (MESSAGES 2 RECENT 0 UIDNEXT 3 '
+                f'* STATUS "INBOX" (MESSAGES 2 RECENT 2 UIDNEXT 3 '
                 f"UIDVALIDITY {info.uidValidity} UNSEEN 1)",
                 "t OK STATUS completed",
             ],
@@ -665,7 +668,10 @@ class FolderTests(IMAPTestCase):
 
 class SelectTests(IMAPTestCase):
     def test_select(self) -> None:
-        """SELECT reports flags, counts, the first unseen, UIDVALIDITY, UIDNEXT."""
+        """
+        SELECT reports flags, counts (the new messages are recent), the
+        first unseen, UIDVALIDITY, UIDNEXT.
+        """
         self.fill(M1, M3)
         self.successResultOf(
             self.world.store.mail.setFlags(
@@ -681,7 +687,7 @@ class SelectTests(IMAPTestCase):
                 "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen"
                 " \\Draft $Work \\*)] Flags permitted",
                 "* 2 EXISTS",
-                "* 0 RECENT",
+                "* 2 RECENT",
                 "* OK [UNSEEN 2] First unseen",
                 f"* OK [UIDVALIDITY {validity}] UIDs valid",
                 "* OK [UIDNEXT 3] Predicted next UID",
@@ -824,11 +830,14 @@ class AppendTests(IMAPTestCase):
         self.assertEqual(self.rows(), [])
 
     def test_appendToSelected(self) -> None:
-        """APPEND to the selected folder announces the new message."""
+        """
+        APPEND to the selected folder announces the new message, recent
+        in this session.
+        """
         session = self.selected()
         lines = session.send(b"p APPEND INBOX {%d+}\r\n%s\r\n" % (len(M1), M1))
-        self.assertEqual(lines[0], "* 1 EXISTS")
-        self.assertTrue(lines[1].startswith("p OK [APPENDUID"))
+        self.assertEqual(lines[:2], ["* 1 EXISTS", "* 1 RECENT"])
+        self.assertTrue(lines[2].startswith("p OK [APPENDUID"))
 
 
 class FetchTests(IMAPTestCase):
@@ -845,7 +854,7 @@ class FetchTests(IMAPTestCase):
         self.assertEqual(
             self.fetch("FETCH 1:* (FLAGS UID RFC822.SIZE INTERNALDATE)"),
             [
-                f"* {n} FETCH (FLAGS () UID {n} RFC822.SIZE {len(m)}"
+                f"* {n} FETCH (FLAGS (\\Recent) UID {n} RFC822.SIZE {len(m)}"
                 f' INTERNALDATE "01-Jan-1970 00:00:00 +0000")'
                 for n, m in ((1, M1), (2, M2), (3, M3))
             ]
@@ -857,7 +866,7 @@ class FetchTests(IMAPTestCase):
     def test_macros(self) -> None:
         """FAST, ALL and FULL expand to their items."""
         [fast, _] = self.fetch("FETCH 1 FAST")
-        self.assertTrue(fast.startswith("* 1 FETCH (FLAGS () INTERNALDATE "))
+        self.assertTrue(fast.startswith("* 1 FETCH (FLAGS (\\Recent) INTERNALDATE "))
         [full, _] = self.fetch("FETCH 1 FULL")
         self.assertIn(" ENVELOPE (", full)
         self.assertIn(
@@ -945,7 +954,7 @@ class FetchTests(IMAPTestCase):
         self.session.protocol.dataReceived(b"f FETCH 1 BODY[TEXT]\r\n")
         self.assertEqual(
             self.session.read(),
-            b"* 1 FETCH (BODY[TEXT] {7}\r\nfirst\r\n FLAGS (\\Seen))\r\n"
+            b"* 1 FETCH (BODY[TEXT] {7}\r\nfirst\r\n FLAGS (\\Recent \\Seen))\r\n"
             b"f OK FETCH completed\r\n",
         )
         self.assertEqual(self.rows()[0].flags, frozenset({"\\Seen"}))
@@ -961,7 +970,8 @@ class FetchTests(IMAPTestCase):
         self.assertEqual(
             self.session.read(),
             b"* 3 FETCH (RFC822.HEADER {%d}\r\n%s RFC822.TEXT {%d}\r\n%s"
-            b" RFC822 {%d}\r\n%s FLAGS (\\Seen))\r\nf OK FETCH completed\r\n"
+            b" RFC822 {%d}\r\n%s FLAGS (\\Recent \\Seen))\r\n"
+            b"f OK FETCH completed\r\n"
             % (len(header), header, len(text), text, len(M3), M3),
         )
 
@@ -970,8 +980,8 @@ class FetchTests(IMAPTestCase):
         self.assertEqual(
             self.fetch("UID FETCH 2:9,20 FLAGS"),
             [
-                "* 2 FETCH (UID 2 FLAGS ())",
-                "* 3 FETCH (UID 3 FLAGS ())",
+                "* 2 FETCH (UID 2 FLAGS (\\Recent))",
+                "* 3 FETCH (UID 3 FLAGS (\\Recent))",
                 "f OK FETCH completed",
             ],
         )
@@ -1053,15 +1063,15 @@ class SearchTests(IMAPTestCase):
         return result[len("* SEARCH") :].strip()
 
     def test_flags(self) -> None:
-        """Flag and keyword keys."""
+        """Flag and keyword keys; all three messages are recent here."""
         self.assertEqual(self.search("SEARCH SEEN"), "1")
         self.assertEqual(self.search("SEARCH UNSEEN"), "2 3")
         self.assertEqual(self.search("SEARCH FLAGGED UNSEEN"), "3")
         self.assertEqual(self.search("SEARCH KEYWORD $Work"), "1")
         self.assertEqual(self.search("SEARCH UNKEYWORD $Work"), "2 3")
         self.assertEqual(self.search("SEARCH ALL"), "1 2 3")
-        self.assertEqual(self.search("SEARCH NEW"), "")
-        self.assertEqual(self.search("SEARCH OLD"), "1 2 3")
+        self.assertEqual(self.search("SEARCH NEW"), "2 3")
+        self.assertEqual(self.search("SEARCH OLD"), "")
 
     def test_numbersAndSizes(self) -> None:
         """Sequence sets, UID sets, LARGER and SMALLER."""
@@ -1140,6 +1150,8 @@ class StoreTests(IMAPTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.fill(M1, M2, M3)
+        # An earlier session took \\Recent: flags here are the stored ones.
+        self.selected()
         self.session = self.selected()
 
     def flags(self) -> list[frozenset[str]]:
@@ -1184,7 +1196,7 @@ class StoreTests(IMAPTestCase):
         )
 
     def test_storeErrors(self) -> None:
-        """Unknown actions, system flags and \\Recent are refused."""
+        """Unknown actions and system flags are refused."""
         self.assertEqual(
             self.session.command("t STORE 1 FROB \\Seen"),
             ["t BAD Unknown STORE action FROB"],
@@ -1192,10 +1204,6 @@ class StoreTests(IMAPTestCase):
         self.assertEqual(
             self.session.command("t STORE 1 +FLAGS \\Bogus"),
             ["t BAD Unknown system flag \\Bogus"],
-        )
-        self.assertEqual(
-            self.session.command("t STORE 1 +FLAGS \\Recent"),
-            ["t BAD Unknown system flag \\Recent"],
         )
         self.assertEqual(
             self.session.command("t STORE 9 +FLAGS \\Seen"),
@@ -1239,13 +1247,17 @@ class CopyMoveTests(IMAPTestCase):
         )
 
     def test_move(self) -> None:
-        """MOVE: COPYUID untagged, EXPUNGE for each message, then OK."""
+        """
+        MOVE: COPYUID untagged, EXPUNGE for each message, the RECENT
+        count left, then OK.
+        """
         self.assertEqual(
             self.session.command("m MOVE 1:2 Trash"),
             [
                 f"* OK [COPYUID {self.trash} 1:2 1,2] Moved",
                 "* 2 EXPUNGE",
                 "* 1 EXPUNGE",
+                "* 1 RECENT",
                 "m OK MOVE completed",
             ],
         )
@@ -1258,7 +1270,9 @@ class CopyMoveTests(IMAPTestCase):
     def test_uidMove(self) -> None:
         """UID MOVE by UID."""
         lines = self.session.command("m UID MOVE 3 Junk")
-        self.assertEqual(lines[1:], ["* 3 EXPUNGE", "m OK MOVE completed"])
+        self.assertEqual(
+            lines[1:], ["* 3 EXPUNGE", "* 2 RECENT", "m OK MOVE completed"]
+        )
 
 
 class ExpungeTests(IMAPTestCase):
@@ -1269,10 +1283,13 @@ class ExpungeTests(IMAPTestCase):
         self.session.command("t STORE 2,4 +FLAGS.SILENT (\\Deleted)")
 
     def test_expunge(self) -> None:
-        """EXPUNGE removes \\Deleted messages and reports each."""
+        """
+        EXPUNGE removes \\Deleted messages and reports each, and the
+        RECENT count left.
+        """
         self.assertEqual(
             self.session.command("x EXPUNGE"),
-            ["* 4 EXPUNGE", "* 2 EXPUNGE", "x OK EXPUNGE completed"],
+            ["* 4 EXPUNGE", "* 2 EXPUNGE", "* 2 RECENT", "x OK EXPUNGE completed"],
         )
         self.assertEqual([r.uid for r in self.rows()], [1, 3])
 
@@ -1280,13 +1297,16 @@ class ExpungeTests(IMAPTestCase):
         """UID EXPUNGE removes only the named \\Deleted messages."""
         self.assertEqual(
             self.session.command("x UID EXPUNGE 1:3"),
-            ["* 2 EXPUNGE", "x OK EXPUNGE completed"],
+            ["* 2 EXPUNGE", "* 3 RECENT", "x OK EXPUNGE completed"],
         )
         self.assertEqual([r.uid for r in self.rows()], [1, 3, 4])
 
 
 class SessionsTests(IMAPTestCase):
-    """Two sessions on one folder see each other's changes."""
+    """
+    Two sessions on one folder see each other's changes (the first, C{a},
+    has the messages as \\Recent).
+    """
 
     def setUp(self) -> None:
         super().setUp()
@@ -1299,7 +1319,7 @@ class SessionsTests(IMAPTestCase):
         self.b.command("t STORE 1 +FLAGS.SILENT (\\Seen)")
         self.assertEqual(
             self.a.command("n NOOP"),
-            ["* 1 FETCH (UID 1 FLAGS (\\Seen))", "n OK NOOP completed"],
+            ["* 1 FETCH (UID 1 FLAGS (\\Recent \\Seen))", "n OK NOOP completed"],
         )
         self.assertEqual(self.a.command("n NOOP"), ["n OK NOOP completed"])
 
@@ -1329,7 +1349,8 @@ class SessionsTests(IMAPTestCase):
             self.a.command("s SEARCH ALL"), ["* SEARCH 1 2 3", "s OK SEARCH completed"]
         )
         self.assertEqual(
-            self.a.command("n NOOP"), ["* 2 EXPUNGE", "n OK NOOP completed"]
+            self.a.command("n NOOP"),
+            ["* 2 EXPUNGE", "* 2 RECENT", "n OK NOOP completed"],
         )
         self.assertEqual(
             self.a.command("f FETCH 2 UID"),
@@ -1344,6 +1365,7 @@ class SessionsTests(IMAPTestCase):
             self.a.command("f UID FETCH 1:* UID"),
             [
                 "* 1 EXPUNGE",
+                "* 2 RECENT",
                 "* 1 FETCH (UID 2)",
                 "* 2 FETCH (UID 3)",
                 "f OK FETCH completed",
@@ -1351,10 +1373,17 @@ class SessionsTests(IMAPTestCase):
         )
 
     def test_delivery(self) -> None:
-        """A delivery shows as EXISTS at the next command."""
+        """
+        A delivery shows as EXISTS at the next command, recent in the
+        session that learns of it first.
+        """
         self.world.deliver(ALICE, M1)
         self.assertEqual(
-            self.a.command("n NOOP"), ["* 4 EXISTS", "n OK NOOP completed"]
+            self.a.command("n NOOP"),
+            ["* 4 EXISTS", "* 4 RECENT", "n OK NOOP completed"],
+        )
+        self.assertEqual(
+            self.b.command("n NOOP"), ["* 4 EXISTS", "n OK NOOP completed"]
         )
 
     def test_persistence(self) -> None:
@@ -1380,6 +1409,207 @@ class SessionsTests(IMAPTestCase):
         self.assertTrue(a.transport.disconnecting)
 
 
+class RecentTests(IMAPTestCase):
+    """
+    \\Recent (RFC 3501 2.3.2): a message is recent in the first
+    read-write session to have its folder selected after it arrived, and
+    in no other.
+    """
+
+    def flags(self, session: Session, numbers: str = "1:*") -> list[str]:
+        lines = session.command(f"f FETCH {numbers} FLAGS")
+        self.assertEqual(lines[-1], "f OK FETCH completed")
+        return lines[:-1]
+
+    def search(self, session: Session, query: str) -> str:
+        lines = session.command(f"s {query}")
+        self.assertEqual(lines[-1], "s OK SEARCH completed", lines)
+        return lines[0][len("* SEARCH") :].strip()
+
+    def test_firstSelectOnly(self) -> None:
+        """
+        The first SELECT reports the new messages as RECENT and shows them
+        \\Recent; a session selecting after it gets none, while the first
+        keeps them until it selects again.
+        """
+        self.fill(M1, M2)
+        a = self.login()
+        self.assertIn("* 2 RECENT", a.command("s SELECT INBOX"))
+        b = self.login()
+        self.assertIn("* 0 RECENT", b.command("s SELECT INBOX"))
+        recent = ["* 1 FETCH (FLAGS (\\Recent))", "* 2 FETCH (FLAGS (\\Recent))"]
+        self.assertEqual(self.flags(a), recent)
+        self.assertEqual(
+            self.flags(b), ["* 1 FETCH (FLAGS ())", "* 2 FETCH (FLAGS ())"]
+        )
+        self.assertEqual(self.rows()[0].flags, frozenset())
+        self.assertIn("* 0 RECENT", a.command("s SELECT INBOX"))
+        self.assertEqual(self.flags(a, "1"), ["* 1 FETCH (FLAGS ())"])
+
+    def test_examineClaimsNothing(self) -> None:
+        """
+        EXAMINE shows unclaimed messages as RECENT and \\Recent without
+        claiming them: the next SELECT still gets them, and an EXAMINE
+        after that sees none.
+        """
+        self.fill(M1, M2)
+        e = self.login()
+        self.assertIn("* 2 RECENT", e.command("e EXAMINE INBOX"))
+        self.assertEqual(self.flags(e, "2"), ["* 2 FETCH (FLAGS (\\Recent))"])
+        s = self.login()
+        self.assertIn("* 2 RECENT", s.command("s SELECT INBOX"))
+        again = self.login()
+        self.assertIn("* 0 RECENT", again.command("e EXAMINE INBOX"))
+        self.assertEqual(self.flags(again, "2"), ["* 2 FETCH (FLAGS ())"])
+
+    def test_newMessages(self) -> None:
+        """
+        A message delivered while a read-write session has the folder
+        selected is announced there with EXISTS and RECENT and is
+        \\Recent there alone; a read-only session shows it as recent only
+        if it looked before the read-write session claimed it.
+        """
+        self.fill(M1)
+        a = self.selected()
+        e = self.login()
+        self.assertIn("* 0 RECENT", e.command("e EXAMINE INBOX"))
+        self.world.deliver(ALICE, M2)
+        self.assertEqual(
+            e.command("n NOOP"), ["* 2 EXISTS", "* 1 RECENT", "n OK NOOP completed"]
+        )
+        self.assertEqual(
+            a.command("n NOOP"), ["* 2 EXISTS", "* 2 RECENT", "n OK NOOP completed"]
+        )
+        self.world.deliver(ALICE, M3)
+        self.assertEqual(
+            a.command("n NOOP"), ["* 3 EXISTS", "* 3 RECENT", "n OK NOOP completed"]
+        )
+        self.assertEqual(e.command("n NOOP"), ["* 3 EXISTS", "n OK NOOP completed"])
+        b = self.selected()
+        self.assertEqual(self.flags(b, "3"), ["* 3 FETCH (FLAGS ())"])
+        self.assertEqual(
+            self.flags(a, "2:3"),
+            ["* 2 FETCH (FLAGS (\\Recent))", "* 3 FETCH (FLAGS (\\Recent))"],
+        )
+        self.assertEqual(
+            self.flags(e, "2:3"),
+            ["* 2 FETCH (FLAGS (\\Recent))", "* 3 FETCH (FLAGS ())"],
+        )
+
+    def test_search(self) -> None:
+        """
+        SEARCH RECENT, NEW (recent and unseen) and OLD follow the
+        session's \\Recent, also combined with keys that read headers.
+        """
+        self.fill(M1, M2)
+        self.selected()
+        self.fill(M3, M1)
+        self.successResultOf(
+            self.world.store.mail.setFlags(
+                ALICE, INBOX, [3], frozenset({"\\Seen"}), "add"
+            )
+        )
+        session = self.selected()
+        self.assertEqual(self.search(session, "SEARCH RECENT"), "3 4")
+        self.assertEqual(self.search(session, "SEARCH NEW"), "4")
+        self.assertEqual(self.search(session, "SEARCH OLD"), "1 2")
+        self.assertEqual(self.search(session, "SEARCH NOT RECENT"), "1 2")
+        self.assertEqual(self.search(session, "SEARCH OR NEW SEEN"), "3 4")
+        self.assertEqual(self.search(session, "UID SEARCH RECENT"), "3 4")
+        self.assertEqual(self.search(session, "SEARCH RECENT SUBJECT one"), "4")
+        self.assertEqual(self.search(session, "SEARCH OLD SUBJECT one"), "1")
+
+    def test_storeIgnoresRecent(self) -> None:
+        """
+        STORE accepts \\Recent and ignores it: it is not stored, not
+        added to a message without it, not removed from one with it, and
+        FLAGS replacing the others keeps it.
+        """
+        self.fill(M1)
+        self.selected()
+        self.fill(M2)
+        session = self.selected()
+        self.assertEqual(
+            session.command("t STORE 1 +FLAGS (\\Recent)"),
+            ["* 1 FETCH (FLAGS ())", "t OK STORE completed"],
+        )
+        self.assertEqual(
+            session.command("t STORE 2 -FLAGS \\Recent"),
+            ["* 2 FETCH (FLAGS (\\Recent))", "t OK STORE completed"],
+        )
+        self.assertEqual(
+            session.command("t STORE 2 FLAGS (\\Seen \\RECENT)"),
+            ["* 2 FETCH (FLAGS (\\Recent \\Seen))", "t OK STORE completed"],
+        )
+        self.assertEqual(
+            session.command("t UID STORE 1:2 FLAGS ()"),
+            [
+                "* 1 FETCH (FLAGS () UID 1)",
+                "* 2 FETCH (FLAGS (\\Recent) UID 2)",
+                "t OK STORE completed",
+            ],
+        )
+        self.assertEqual([row.flags for row in self.rows()], [frozenset()] * 2)
+        self.assertEqual(self.search(session, "SEARCH RECENT"), "2")
+
+    def test_status(self) -> None:
+        """
+        STATUS RECENT counts what no SELECT has claimed; STATUS and
+        EXAMINE claim nothing, SELECT does.
+        """
+        self.fill(M1, M2)
+        session = self.login()
+        query = "t STATUS INBOX (RECENT)"
+        self.assertEqual(session.command(query)[0], '* STATUS "INBOX" (RECENT 2)')
+        self.assertEqual(session.command(query)[0], '* STATUS "INBOX" (RECENT 2)')
+        self.login().command("e EXAMINE INBOX")
+        self.assertEqual(session.command(query)[0], '* STATUS "INBOX" (RECENT 2)')
+        self.selected()
+        self.assertEqual(session.command(query)[0], '* STATUS "INBOX" (RECENT 0)')
+        self.fill(M3)
+        self.assertEqual(session.command(query)[0], '* STATUS "INBOX" (RECENT 1)')
+
+    def test_copyMoveAppendArriveRecent(self) -> None:
+        """
+        Messages copied, moved or appended into a folder are recent for
+        the next session to select it; copied into the selected folder,
+        they are recent in the session itself.
+        """
+        self.fill(M1, M2, M3)
+        session = self.selected()
+        session.command("c CREATE Archive")
+        session.command("c COPY 1 Archive")
+        session.command("m MOVE 2 Archive")
+        session.send(b"p APPEND Archive {%d+}\r\n%s\r\n" % (len(M3), M3))
+        self.assertEqual(
+            session.command("t STATUS Archive (MESSAGES RECENT)")[0],
+            '* STATUS "Archive" (MESSAGES 3 RECENT 3)',
+        )
+        other = self.login()
+        self.assertIn("* 3 RECENT", other.command("s SELECT Archive"))
+        validity = self.folders()[INBOX].uidValidity
+        self.assertEqual(
+            session.command("c COPY 1 INBOX"),
+            [
+                "* 3 EXISTS",
+                "* 3 RECENT",
+                f"c OK [COPYUID {validity} 1 4] COPY completed",
+            ],
+        )
+        self.assertEqual(self.flags(session, "3"), ["* 3 FETCH (FLAGS (\\Recent))"])
+
+    def test_pop3ClaimsNothing(self) -> None:
+        """Reading mail over POP3 leaves it recent for IMAP."""
+        self.fill(M1)
+        pop = self.world.connect(self.world.pop3Factory(), peer="127.0.0.1")
+        pop.read()
+        pop.command(f"USER {ALICE}")
+        pop.command(f"PASS {PASSWORD}")
+        self.assertEqual(pop.command("RETR 1")[0][:3], "+OK")
+        pop.command("QUIT")
+        self.assertIn("* 1 RECENT", self.login().command("s SELECT INBOX"))
+
+
 class IdleTests(IMAPTestCase):
     def setUp(self) -> None:
         super().setUp()
@@ -1388,20 +1618,26 @@ class IdleTests(IMAPTestCase):
 
     def test_idle(self) -> None:
         """
-        During IDLE deliveries, flag changes and expunges are reported at
-        once; DONE ends it.
+        During IDLE deliveries (recent in this session), flag changes and
+        expunges are reported at once; DONE ends it.
         """
         self.assertEqual(self.session.command("i IDLE"), ["+ idling"])
         self.world.deliver(ALICE, M3)
-        self.assertEqual(self.session.lines(), ["* 2 EXISTS"])
+        self.assertEqual(self.session.lines(), ["* 2 EXISTS", "* 2 RECENT"])
         other = self.selected()
         other.command("t STORE 1 +FLAGS.SILENT (\\Flagged)")
-        self.assertEqual(self.session.lines(), ["* 1 FETCH (UID 1 FLAGS (\\Flagged))"])
+        self.assertEqual(
+            self.session.lines(), ["* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))"]
+        )
         other.command("t STORE 1 +FLAGS.SILENT (\\Deleted)")
         other.command("x EXPUNGE")
         self.assertEqual(
             self.session.lines(),
-            ["* 1 FETCH (UID 1 FLAGS (\\Deleted \\Flagged))", "* 1 EXPUNGE"],
+            [
+                "* 1 FETCH (UID 1 FLAGS (\\Deleted \\Flagged \\Recent))",
+                "* 1 EXPUNGE",
+                "* 1 RECENT",
+            ],
         )
         self.assertEqual(self.session.command("DONE"), ["i OK IDLE terminated"])
         self.assertEqual(
@@ -1515,7 +1751,9 @@ class LargeMailboxTests(IMAPTestCase):
         """FETCH 1:* (FLAGS UID) answers every message without opening one."""
         lines = self.session.command("f FETCH 1:* (FLAGS UID)")
         self.assertEqual(len(lines), self.COUNT + 1)
-        self.assertEqual(lines[-2], f"* {self.COUNT} FETCH (FLAGS () UID {self.COUNT})")
+        self.assertEqual(
+            lines[-2], f"* {self.COUNT} FETCH (FLAGS (\\Recent) UID {self.COUNT})"
+        )
         self.assertEqual(self.store.batches, [])
 
     def test_searchHeaders(self) -> None:

@@ -72,7 +72,7 @@ class ClientTests(TestCase):
         [summary] = await session.summaries([2])
         self.assertEqual(
             (summary.uid, summary.sender, summary.subject, summary.flags),
-            (2, "Bob <bob@example.org>", "m2", ()),
+            (2, "Bob <bob@example.org>", "m2", ("\\Recent",)),
         )
         received: list[IMAPMessage] = []
         self.assertEqual(await session.fetch([1, 3], received.append), [])

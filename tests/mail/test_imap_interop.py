@@ -186,16 +186,18 @@ class ImaplibTests(TestCase):
         self.assertIn(b'"ALTERNATIVE")', fetched)
         self.assertEqual(out["peek"][1][0][1], b"<p>html words</p>")
         self.assertEqual(out["peek"][1][1][1], b"From: Bob <bob@examp")
-        self.assertEqual(out["flags-after-peek"][1], [b"1 (FLAGS ())"])
+        # SELECT (after EXAMINE, which claims nothing) took \\Recent.
+        self.assertEqual(out["flags-after-peek"][1], [b"1 (FLAGS (\\Recent))"])
         self.assertEqual(out["body"][1][0][1], b"plain words")
-        self.assertIn(b"FLAGS (\\Seen)", out["body"][1][1])
+        self.assertIn(b"FLAGS (\\Recent \\Seen)", out["body"][1][1])
         self.assertEqual(
             out["uid-fetch"][1], [b"2 (UID 2 RFC822.SIZE %d)" % len(MESSAGE)]
         )
-        self.assertEqual(out["store"][1], [b"2 (FLAGS ())"])
+        self.assertEqual(out["store"][1], [b"2 (FLAGS (\\Recent))"])
         self.assertEqual(out["store-silent"], ("OK", [None]))
         self.assertEqual(
-            out["uid-store"][1], [b"1 (FLAGS (\\Answered \\Deleted \\Seen) UID 1)"]
+            out["uid-store"][1],
+            [b"1 (FLAGS (\\Answered \\Deleted \\Recent \\Seen) UID 1)"],
         )
         self.assertRegex(out["copy"][1][0], rb"\[COPYUID \d+ 2 1\] COPY completed")
         self.assertEqual(out["uid-copy"][0], "NO")
@@ -241,7 +243,8 @@ class ImaplibTests(TestCase):
     async def test_idleSeesSMTPDelivery(self) -> None:
         """
         An IDLE session sees a message delivered by SMTP (another
-        protocol in the same process) within a second.
+        protocol in the same process) within a second, as EXISTS and
+        RECENT.
         """
         mail, cert = await tlsMailStack(self, USERS)
         host, port = mail.address("imap")
@@ -263,21 +266,83 @@ class ImaplibTests(TestCase):
                 )
             return time.monotonic()
 
-        def waitExists() -> tuple[bytes, float]:
+        def waitExists() -> tuple[bytes, float, bytes]:
             line = m.readline()
-            return line, time.monotonic()
+            return line, time.monotonic(), m.readline()
 
         waiting = inThread(waitExists)
         sent = await inThread(smtp)
-        line, seen = await waiting
+        line, seen, recent = await waiting
         self.assertEqual(line, b"* 1 EXISTS\r\n")
         self.assertLess(seen - sent, 1.0)
+        self.assertEqual(recent, b"* 1 RECENT\r\n")
 
         def done() -> bytes:
             m.send(b"DONE\r\n")
             return m.readline()
 
         self.assertEqual(await inThread(done), b"i1 OK IDLE terminated\r\n")
+
+    async def test_recentTwoSessions(self) -> None:
+        """
+        Two imaplib sessions over the SQLite store: only the first to
+        SELECT gets RECENT and \\Recent (FETCH, SEARCH RECENT); a message
+        delivered while both have INBOX selected is recent in the session
+        that learns of it first and not in the other; STATUS RECENT from
+        a third session counts what no SELECT has claimed.
+        """
+        mail, cert = await tlsMailStack(self, USERS)
+        host, port = mail.address("imap")
+        for n in (1, 2):
+            await deliver(mail, ALICE, b"Subject: r%d\r\n\r\nbody\r\n" % n)
+        a = await inThread(connect, host, port, cert)
+        b = await inThread(connect, host, port, cert)
+        c = await inThread(connect, host, port, cert)
+        for m in (a, b, c):
+            self.addCleanup(inThread, m.logout)
+
+        def session(m: imaplib.IMAP4) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            m.select("INBOX")
+            out["recent"] = m.response("RECENT")[1]
+            out["flags"] = m.fetch("1:*", "(FLAGS)")[1]
+            out["search"] = m.search(None, "RECENT")[1]
+            m.untagged_responses.clear()
+            return out
+
+        self.assertEqual(
+            await inThread(c.status, "INBOX", "(RECENT)"),
+            ("OK", [b'"INBOX" (RECENT 2)']),
+        )
+        first = await inThread(session, a)
+        second = await inThread(session, b)
+        self.assertEqual(first["recent"], [b"2"])
+        self.assertEqual(
+            first["flags"], [b"1 (FLAGS (\\Recent))", b"2 (FLAGS (\\Recent))"]
+        )
+        self.assertEqual(first["search"], [b"1 2"])
+        self.assertEqual(second["recent"], [b"0"])
+        self.assertEqual(second["flags"], [b"1 (FLAGS ())", b"2 (FLAGS ())"])
+        self.assertEqual(second["search"], [b""])
+        self.assertEqual(
+            await inThread(c.status, "INBOX", "(RECENT)"),
+            ("OK", [b'"INBOX" (RECENT 0)']),
+        )
+
+        await deliver(mail, ALICE, b"Subject: r3\r\n\r\nbody\r\n")
+
+        def catchUp(m: imaplib.IMAP4) -> tuple[Any, Any, Any]:
+            m.noop()
+            exists = m.response("EXISTS")[1]
+            recent = m.response("RECENT")[1]
+            return exists, recent, m.fetch("3", "(FLAGS)")[1]
+
+        self.assertEqual(
+            await inThread(catchUp, b), ([b"3"], [b"1"], [b"3 (FLAGS (\\Recent))"])
+        )
+        self.assertEqual(
+            await inThread(catchUp, a), ([b"3"], [None], [b"3 (FLAGS ())"])
+        )
 
     async def test_literalPlus(self) -> None:
         """A LITERAL+ APPEND over a raw socket needs no continuation."""
@@ -352,6 +417,8 @@ class ConcurrencyTests(TestCase):
         - An SMTP delivery shows in both IMAP sessions (EXISTS); POP3
           keeps the listing it had at login.
         - A flag set in one IMAP session shows in the other.
+        - Messages are \\Recent in the session that selected or learned
+          of them first (C{a}), and not in the other.
         - POP3's DELE takes effect at QUIT: until then IMAP still has the
           message; after, both IMAP sessions get EXPUNGE, and the message
           POP3 retrieved is \\Seen for them.
@@ -398,8 +465,10 @@ class ConcurrencyTests(TestCase):
             m.untagged_responses.clear()
             return responses
 
-        self.assertEqual((await inThread(noop, a))["EXISTS"], [b"3"])
-        self.assertEqual((await inThread(noop, b))["EXISTS"], [b"3"])
+        seen = await inThread(noop, a)
+        self.assertEqual((seen["EXISTS"], seen["RECENT"]), ([b"3"], [b"3"]))
+        seen = await inThread(noop, b)
+        self.assertEqual((seen["EXISTS"], seen.get("RECENT")), ([b"3"], None))
         self.assertEqual((await inThread(p.stat))[0], 2)
 
         await inThread(a.store, "1", "+FLAGS.SILENT", "(\\Flagged)")
@@ -412,10 +481,12 @@ class ConcurrencyTests(TestCase):
         await inThread(p.dele, 2)
         self.assertEqual((await inThread(a.fetch, "2", "(UID)"))[1], [b"2 (UID 2)"])
         self.assertTrue((await inThread(p.quit)).startswith(b"+OK"))
-        for m in (a, b):
+        for m, recent in ((a, b" \\Recent"), (b, b"")):
             seen = await inThread(noop, m)
             self.assertEqual(seen["EXPUNGE"], [b"2"])
-            self.assertEqual(seen["FETCH"], [b"1 (UID 1 FLAGS (\\Flagged \\Seen))"])
+            self.assertEqual(
+                seen["FETCH"], [b"1 (UID 1 FLAGS (\\Flagged%s \\Seen))" % recent]
+            )
 
         p = await inThread(pop)
         self.assertEqual((await inThread(p.stat))[0], 2)

@@ -71,6 +71,18 @@ class ArgumentsTests(SynchronousTestCase):
             with self.assertRaises(BadCommand):
                 Arguments([bad]).flagList()
 
+    def test_storeFlags(self) -> None:
+        """
+        STORE's flags, listed or bare, may hold \\Recent in any case: it
+        is left out; unknown system flags are still BAD.
+        """
+        listed = Arguments([b"(\\Recent \\seen $Work)"]).storeFlags()
+        self.assertEqual(listed, ["\\Seen", "$Work"])
+        self.assertEqual(Arguments([b"\\RECENT"]).storeFlags(), [])
+        self.assertEqual(Arguments([b"$a \\recent"]).storeFlags(), ["$a"])
+        with self.assertRaises(BadCommand):
+            Arguments([b"(\\Recent \\Bogus)"]).storeFlags()
+
     def test_sequenceSet(self) -> None:
         """Sequence sets: ranges either way round, '*', and errors."""
         numbers = SequenceSet.parse(b"1:3,7,9:*,*:5")
@@ -251,6 +263,60 @@ class MailboxViewTests(SynchronousTestCase):
         updates = view.catchUp(Changes(9), allowExpunge=True)
         self.assertEqual(updates.expunged, (3, 1))
         self.assertEqual([row.uid for _, row in view.rows()], [2, 4])
+
+    def test_recent(self) -> None:
+        """
+        A read-write view claims when it holds, or learns of, a message at
+        or past the folder's first recent UID (or its own last claim) that
+        no other session had claimed when the changes were read; only
+        claimed UIDs in the view are \\Recent, and a change in their count
+        is reported once.
+        """
+        info = FolderInfo("a@b.c", "INBOX", 7, 4, 5, firstRecentUid=2)
+        rows = [MessageInfo(u, 10, frozenset(), 0.0, u) for u in (1, 2, 3)]
+        view = SelectedMailbox.open(info, rows, readOnly=False)
+        self.assertTrue(view.claimDue())
+        view.claimed(2, 6)
+        self.assertEqual((view.recentCount, view.isRecent(1)), (2, False))
+        self.assertEqual(view.flagsOf(rows[1]), frozenset({"\\Recent"}))
+        self.assertFalse(view.claimDue())
+        view.reportedRecent = view.recentCount
+        new = Changes(9, (MessageInfo(5, 10, frozenset(), 0.0, 8),))
+        self.assertFalse(view.claimDue(new))
+        self.assertEqual(view.catchUp(new, allowExpunge=True).recent, 3)
+        later = Changes(10, (MessageInfo(6, 10, frozenset(), 0.0, 9),))
+        self.assertTrue(view.claimDue(later))
+        taken = Changes(10, later.changed, firstRecentUid=7)
+        self.assertFalse(view.claimDue(taken))
+        view.claimed(7, 7)
+        updates = view.catchUp(later, allowExpunge=True)
+        self.assertEqual((updates.exists, updates.recent), (5, None))
+        self.assertFalse(view.isRecent(6))
+        updates = view.catchUp(Changes(11, (), (2,)), allowExpunge=True)
+        self.assertEqual((updates.expunged, updates.recent), ((2,), 2))
+
+    def test_recentReadOnly(self) -> None:
+        """
+        A read-only view never claims; it shows as recent what was
+        unclaimed when it listed or learned of the messages.
+        """
+        info = FolderInfo("a@b.c", "INBOX", 7, 4, 5, recent=1, firstRecentUid=3)
+        rows = [MessageInfo(u, 10, frozenset(), 0.0, u) for u in (1, 2, 3)]
+        view = SelectedMailbox.open(info, rows, readOnly=True)
+        self.assertFalse(view.claimDue())
+        self.assertEqual(view.recentCount, 1)
+        changes = Changes(
+            9,
+            (MessageInfo(4, 10, frozenset(), 0.0, 8),
+             MessageInfo(5, 10, frozenset(), 0.0, 8)),
+            firstRecentUid=5,
+        )  # fmt: skip
+        self.assertFalse(view.claimDue(changes))
+        view.catchUp(changes, allowExpunge=True)
+        self.assertEqual(
+            [view.isRecent(u) for u in (1, 2, 3, 4, 5)],
+            [False, False, True, False, True],
+        )
 
     def test_select(self) -> None:
         """UID sets skip missing UIDs; sequence numbers must exist."""

@@ -12,7 +12,7 @@ import stat
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
@@ -368,6 +368,81 @@ class MailStoreContract(Contract):
         after = (await store.mail.folder(ALICE, "Old/2024")).uidValidity
         self.assertEqual(after, before)
 
+    async def test_claimRecent(self) -> None:
+        """
+        Messages are recent from arrival until a claim: a claim takes the
+        range from the first recent UID to UIDNEXT and moves the first
+        recent UID up, without raising the modseq; copies, moves and later
+        deliveries arrive recent; STATUS-style counts follow.
+        """
+        store = await self.makeStore()
+        info = await store.mail.folder(ALICE)
+        self.assertEqual((info.recent, info.firstRecentUid), (0, 1))
+        for _ in range(3):
+            await self.deliver(store, b"x\r\n", DeliveryTarget(ALICE))
+        info = await store.mail.folder(ALICE)
+        self.assertEqual((info.recent, info.firstRecentUid), (3, 1))
+        self.assertEqual(tuple(await store.mail.claimRecent(ALICE, "inbox")), (1, 4))
+        after = await store.mail.folder(ALICE)
+        self.assertEqual((after.recent, after.firstRecentUid), (0, 4))
+        self.assertEqual(after.modseq, info.modseq)
+        self.assertEqual(tuple(await store.mail.claimRecent(ALICE, INBOX)), (4, 4))
+        await self.deliver(store, b"y\r\n", DeliveryTarget(ALICE))
+        await self.deliver(store, b"z\r\n", DeliveryTarget(ALICE))
+        await store.mail.expunge(ALICE, INBOX, [5])
+        info = await store.mail.folder(ALICE)
+        self.assertEqual((info.recent, info.firstRecentUid), (1, 4))
+        changes = await store.mail.changesSince(ALICE, INBOX, 0)
+        self.assertEqual(changes.firstRecentUid, 4)
+        self.assertEqual(tuple(await store.mail.claimRecent(ALICE, INBOX)), (4, 6))
+        await store.mail.createFolder(ALICE, "Archive")
+        await store.mail.claimRecent(ALICE, "Archive")
+        await store.mail.copy(ALICE, INBOX, [1], "Archive")
+        await store.mail.move(ALICE, INBOX, [2], "Archive")
+        archive = await store.mail.folder(ALICE, "Archive")
+        self.assertEqual((archive.messages, archive.recent), (2, 2))
+        self.assertEqual((await store.mail.folder(ALICE)).recent, 0)
+        self.assertEqual(tuple(await store.mail.claimRecent(ALICE, "Archive")), (1, 3))
+        with self.assertRaises(NoSuchFolder):
+            await store.mail.claimRecent(ALICE, "Nowhere")
+
+    async def test_claimRecentConcurrent(self) -> None:
+        """
+        Claims made at once, interleaved with deliveries, get disjoint
+        ranges that together cover every UID given out.
+        """
+        store = await self.makeStore()
+        for _ in range(3):
+            await self.deliver(store, b"x\r\n", DeliveryTarget(ALICE))
+        work: list[Deferred[Any]] = []
+        for i in range(6):
+            work.append(store.mail.claimRecent(ALICE, INBOX))
+            staged = self.staged(store, b"m%d\r\n" % i)
+            work.append(store.mail.deliver(staged, [DeliveryTarget(ALICE)]))
+        results = await gatherResults(work)
+        ranges = [tuple(r) for r in results[::2]]
+        ranges.append(tuple(await store.mail.claimRecent(ALICE, INBOX)))
+        claimed = [uid for first, end in ranges for uid in range(first, end)]
+        self.assertEqual(sorted(claimed), list(range(1, 10)))
+        self.assertEqual(len(claimed), len(set(claimed)))
+
+    async def test_renameInboxKeepsRecent(self) -> None:
+        """
+        Renaming INBOX carries its unclaimed recent messages to the new
+        folder; INBOX's next messages are recent there.
+        """
+        store = await self.makeStore()
+        for _ in range(2):
+            await self.deliver(store, b"x\r\n", DeliveryTarget(ALICE))
+        await store.mail.claimRecent(ALICE, INBOX)
+        await self.deliver(store, b"y\r\n", DeliveryTarget(ALICE))
+        await store.mail.renameFolder(ALICE, INBOX, "Old")
+        old = await store.mail.folder(ALICE, "Old")
+        self.assertEqual((old.recent, old.firstRecentUid), (1, 3))
+        await self.deliver(store, b"z\r\n", DeliveryTarget(ALICE))
+        inbox = await store.mail.folder(ALICE)
+        self.assertEqual((inbox.recent, inbox.firstRecentUid), (1, 3))
+
     async def test_locks(self) -> None:
         """
         A named lock has one holder; others are refused until it is
@@ -703,8 +778,6 @@ class SQLiteMailTests(SQLiteContract, MailStoreContract, TestCase):
         """
         store = await self.makeStore()
         staged = [self.staged(store, b"m%d\r\n" % i) for i in range(20)]
-        from twisted.internet.defer import gatherResults
-
         results = await gatherResults(
             [store.mail.deliver(s, [DeliveryTarget(ALICE)]) for s in staged]
         )
@@ -714,6 +787,58 @@ class SQLiteMailTests(SQLiteContract, MailStoreContract, TestCase):
         self.assertEqual(
             conn.execute("SELECT COUNT(*) FROM mail_messages").fetchone()[0], 20
         )
+
+    async def test_claimRecentOtherProcess(self) -> None:
+        """
+        Two store instances on one database (as two processes would)
+        claiming at once, while mail arrives through both, get disjoint
+        ranges covering every UID.
+        """
+        store = await self.makeStore()
+        other = SQLiteStore.open(os.path.join(self.root, "store.sqlite"), reactor)
+        await other.start()
+        self.addCleanup(other.stop)
+        await store.mail.folder(ALICE)
+        work: list[Deferred[Any]] = []
+        for i in range(8):
+            each = (store, other)[i % 2]
+            work.append(each.mail.claimRecent(ALICE, INBOX))
+            staged = self.staged(each, b"m%d\r\n" % i)
+            work.append(each.mail.deliver(staged, [DeliveryTarget(ALICE)]))
+        results = await gatherResults(work)
+        ranges = [tuple(r) for r in results[::2]]
+        ranges.append(tuple(await other.mail.claimRecent(ALICE, INBOX)))
+        claimed = [uid for first, end in ranges for uid in range(first, end)]
+        self.assertEqual(sorted(claimed), list(range(1, 9)))
+        self.assertEqual(len(claimed), len(set(claimed)))
+
+    async def test_migratesRecent(self) -> None:
+        """
+        Folders written by the first mail schema have nothing recent after
+        the upgrade; mail delivered after it is recent.
+        """
+        from appnet.store.schema import SCHEMAS
+
+        first = {**SCHEMAS, "mail": SCHEMAS["mail"][:1]}
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(self.root)
+        path = os.path.join(self.root, "store.sqlite")
+        old = SQLiteStore.open(path, reactor, first)
+        await old.start()
+        try:
+            # Only what the first schema's columns allow.
+            for _ in range(2):
+                await self.deliver(old, b"old\r\n", DeliveryTarget(ALICE))
+        finally:
+            await old.stop()
+        store = SQLiteStore.open(path, reactor)
+        await store.start()
+        self.addCleanup(store.stop)
+        info = await store.mail.folder(ALICE)
+        self.assertEqual((info.messages, info.recent, info.firstRecentUid), (2, 0, 3))
+        await self.deliver(store, b"new\r\n", DeliveryTarget(ALICE))
+        self.assertEqual((await store.mail.folder(ALICE)).recent, 1)
+        self.assertEqual(tuple(await store.mail.claimRecent(ALICE, INBOX)), (3, 4))
 
     async def test_staleStagedFilesRemoved(self) -> None:
         """Staged files a crash left behind are removed at start."""

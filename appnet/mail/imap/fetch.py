@@ -194,11 +194,17 @@ def flagList(flags: frozenset[str]) -> bytes:
 
 
 def renderIndex(
-    seq: int, info: MessageInfo, items: Sequence[FetchItem], uid: bool
+    seq: int,
+    info: MessageInfo,
+    items: Sequence[FetchItem],
+    uid: bool,
+    flags: frozenset[str],
 ) -> bytes:
     """
     A FETCH response of index items only (FLAGS, UID, INTERNALDATE,
     RFC822.SIZE): the fast path for C{FETCH 1:* (FLAGS UID)}.
+
+    @param flags: the flags to report (the session's C{\\Recent} added).
     """
     values = []
     if uid and not any(i.name == "UID" for i in items):
@@ -206,7 +212,7 @@ def renderIndex(
     for item in items:
         name = item.name
         if name == "FLAGS":
-            values.append(b"FLAGS " + flagList(info.flags))
+            values.append(b"FLAGS " + flagList(flags))
         elif name == "UID":
             values.append(b"UID %d" % info.uid)
         elif name == "RFC822.SIZE":
@@ -256,7 +262,7 @@ def render(
     @param body: the message's bytes, or C{None} if it was expunged
         meanwhile (content items are then left out).
     @param flags: the flags to report (they may have just gained
-        C{\\Seen}).
+        C{\\Seen}; the session's C{\\Recent} added).
     @param uid: add C{UID} (a UID FETCH) unless asked for.
     @param inline: content longer than this is returned as a L{Range}
         to stream, when the message is not in memory anyway.

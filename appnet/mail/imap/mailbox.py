@@ -11,11 +11,20 @@ seen (L{IMailStore.changesSince}). The store's C{watch} tells it when
 there is something to ask for, whether the change came from this
 session, another IMAP or POP3 session, an SMTP delivery in this process,
 or another process sharing the store.
+
+C{\\Recent} is session state too (RFC 3501 2.3.2): a read-write session
+claims the folder's unclaimed messages (L{IMailStore.claimRecent}) when
+it selects the folder and whenever it learns of messages past its last
+claim, and they are C{\\Recent} in its view alone. A read-only (EXAMINE)
+session claims nothing: it shows as C{\\Recent} what no read-write
+session had claimed when it saw the messages, and leaves them recent for
+the next SELECT, as Dovecot does.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+import sys
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Sequence
 
 from attrs import define, field, frozen
@@ -24,7 +33,11 @@ from appnet.mail.imap.errors import BadCommand
 from appnet.mail.imap.parse import SequenceSet
 from appnet.store.interfaces import Changes, FolderInfo, MessageInfo
 
-__all__ = ["SelectedMailbox", "Updates"]
+__all__ = ["RECENT", "SelectedMailbox", "Updates"]
+
+#: The session flag.
+RECENT = "\\Recent"
+_RECENT = frozenset({RECENT})
 
 
 @frozen
@@ -35,12 +48,14 @@ class Updates:
     @ivar expunged: sequence numbers to announce with EXPUNGE, in the
         order to send them (each valid once the previous ones are gone).
     @ivar exists: the new message count, if it changed.
+    @ivar recent: the new count of C{\\Recent} messages, if it changed.
     @ivar flags: messages whose flags changed: (sequence number, row).
     """
 
     expunged: tuple[int, ...] = ()
     exists: int | None = None
     flags: tuple[tuple[int, MessageInfo], ...] = ()
+    recent: int | None = None
 
 
 @define
@@ -50,6 +65,7 @@ class SelectedMailbox:
 
     @ivar readOnly: selected with EXAMINE.
     @ivar dirty: the store said the folder changed since the last catch-up.
+    @ivar reportedRecent: the C{\\Recent} count the client was last told.
     """
 
     owner: str
@@ -63,6 +79,12 @@ class SelectedMailbox:
     _gone: set[int] = field(factory=set)
     dirty: bool = False
     stopWatching: Callable[[], None] = lambda: None
+    reportedRecent: int = 0
+    #: UID ranges [first, end) that are \Recent here, sorted, disjoint.
+    _recent: list[tuple[int, int]] = field(factory=list)
+    #: Where the next claim starts: UIDs below it were claimed by this
+    #: session, or by others before it could.
+    _claimedTo: int = 0
 
     @classmethod
     def open(
@@ -81,6 +103,9 @@ class SelectedMailbox:
         if rows:
             mailbox.modseq = max(mailbox.modseq, max(r.modseq for r in rows))
             mailbox.uidNext = max(mailbox.uidNext, rows[-1].uid + 1)
+        mailbox._claimedTo = info.firstRecentUid
+        if readOnly:
+            mailbox._addRecent(info.firstRecentUid, mailbox.lastUID + 1)
         return mailbox
 
     # What the client knows.
@@ -115,6 +140,26 @@ class SelectedMailbox:
             flags |= row.flags
         return {f for f in flags if not f.startswith("\\")}
 
+    def isRecent(self, uid: int) -> bool:
+        """Is this message C{\\Recent} in this session?"""
+        i = bisect_right(self._recent, (uid, sys.maxsize)) - 1
+        return i >= 0 and uid < self._recent[i][1]
+
+    def flagsOf(self, row: MessageInfo) -> frozenset[str]:
+        """A message's flags as this session reports them."""
+        if self._recent and self.isRecent(row.uid):
+            return row.flags | _RECENT
+        return row.flags
+
+    @property
+    def recentCount(self) -> int:
+        """Messages in the view that are C{\\Recent} (RECENT)."""
+        uids = self._uids
+        return sum(
+            bisect_left(uids, end) - bisect_left(uids, first)
+            for first, end in self._recent
+        )
+
     def firstUnseen(self) -> int | None:
         for i, uid in enumerate(self._uids):
             if "\\Seen" not in self._rows[uid].flags:
@@ -147,6 +192,43 @@ class SelectedMailbox:
                 positions.update(range(low - 1, high))
         return [(i + 1, self._rows[self._uids[i]]) for i in sorted(positions)]
 
+    # \Recent.
+
+    def claimDue(self, changes: Changes | None = None) -> bool:
+        """
+        Should this session claim recent messages now: is it read-write,
+        and does its view (with the new messages in C{changes}) hold one
+        at or past where its last claim ended, and not yet claimed by
+        another session when C{changes} was read?
+        """
+        if self.readOnly:
+            return False
+        highest = self.lastUID
+        floor = self._claimedTo
+        if changes is not None:
+            if changes.changed:
+                highest = max(highest, max(row.uid for row in changes.changed))
+            if changes.firstRecentUid is not None:
+                floor = max(floor, changes.firstRecentUid)
+        return highest >= floor
+
+    def claimed(self, first: int, end: int) -> None:
+        """The store gave this session the UIDs in C{[first, end)}."""
+        self._addRecent(first, end)
+        self._claimedTo = max(self._claimedTo, end)
+
+    def _addRecent(self, first: int, end: int) -> None:
+        if first >= end:
+            return
+        insort(self._recent, (first, end))
+        merged: list[tuple[int, int]] = []
+        for low, high in self._recent:
+            if merged and low <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+            else:
+                merged.append((low, high))
+        self._recent = merged
+
     # Catching up.
 
     def updated(self, rows: Sequence[MessageInfo]) -> None:
@@ -170,6 +252,7 @@ class SelectedMailbox:
         self._gone.update(u for u in changes.expunged if u in self._rows)
         flagged: list[int] = []
         oldCount = len(self._uids)
+        added: list[int] = []
         for row in changes.changed:
             known = self._rows.get(row.uid)
             if known is not None:
@@ -180,6 +263,10 @@ class SelectedMailbox:
                 self._uids.append(row.uid)
                 self._rows[row.uid] = row
                 self.uidNext = max(self.uidNext, row.uid + 1)
+                added.append(row.uid)
+        if self.readOnly and added and changes.firstRecentUid is not None:
+            # What no read-write session had claimed when this was read.
+            self._addRecent(max(changes.firstRecentUid, added[0]), added[-1] + 1)
         expunged: list[int] = []
         if allowExpunge and self._gone:
             # Highest first: each number stays valid as the others go.
@@ -198,7 +285,11 @@ class SelectedMailbox:
         exists = (
             len(self._uids) if len(self._uids) + len(expunged) != oldCount else None
         )
-        return Updates(tuple(expunged), exists, tuple(flags))
+        recent = self.recentCount
+        if recent == self.reportedRecent:
+            return Updates(tuple(expunged), exists, tuple(flags))
+        self.reportedRecent = recent
+        return Updates(tuple(expunged), exists, tuple(flags), recent)
 
     def isGone(self, uid: int) -> bool:
         """Was this message expunged elsewhere, not yet announced?"""

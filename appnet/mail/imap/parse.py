@@ -356,13 +356,26 @@ class Arguments:
         return self.parenthesised(Arguments.flag)
 
     def storeFlags(self) -> list[str]:
-        """STORE's flags: a list, or flags separated by spaces."""
+        """
+        STORE's flags: a list, or flags separated by spaces. C{\\Recent}
+        is accepted and left out: only the server sets or clears it (RFC
+        3501 2.3.2), but a client may write back the flags a FETCH showed.
+        """
         if self.peek() == ord("("):
-            return self.flagList()
-        flags = [self.flag()]
-        while self.maybe(b" "):
-            flags.append(self.flag())
-        return flags
+            flags = self.parenthesised(Arguments._storeFlag)
+        else:
+            flags = [self._storeFlag()]
+            while self.maybe(b" "):
+                flags.append(self._storeFlag())
+        return [flag for flag in flags if flag]
+
+    def _storeFlag(self) -> str:
+        """A flag, or C{""} for C{\\Recent}."""
+        backslash = self.maybe(b"\\")
+        word = self.atom("a flag").decode("ascii")
+        if backslash and word.lower() == "recent":
+            return ""
+        return normaliseFlag("\\" + word) if backslash else word
 
     def sequenceSet(self) -> SequenceSet:
         """A sequence set."""

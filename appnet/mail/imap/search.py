@@ -55,11 +55,13 @@ class Candidate:
     @ivar seq: its sequence number in the session.
     @ivar info: its index row, with the flags the session knows.
     @ivar body: its bytes, or C{None} if it has been expunged meanwhile.
+    @ivar recent: it is C{\\Recent} in the session.
     """
 
     seq: int
     info: MessageInfo
     body: MessageBody | None
+    recent: bool = False
     _headers: mime.Headers | None = field(default=None, init=False)
     _text: str | None = field(default=None, init=False)
 
@@ -148,11 +150,13 @@ class All(Criterion):
 
 
 @frozen
-class Nothing(Criterion):
-    """RECENT and NEW: no message is recent here (see the server)."""
+class Recent(Criterion):
+    """RECENT, or OLD (not C{present}): C{\\Recent} in this session."""
+
+    present: bool
 
     def match(self, m: Candidate, limits: Limits) -> bool:
-        return False
+        return m.recent == self.present
 
 
 @frozen
@@ -367,10 +371,10 @@ class _Parser:
             return All()
         if word in _FLAG_KEYS:
             return Flag(*_FLAG_KEYS[word])
-        if word in ("RECENT", "NEW"):
-            return Nothing()
-        if word == "OLD":
-            return All()
+        if word in ("RECENT", "OLD"):
+            return Recent(word == "RECENT")
+        if word == "NEW":
+            return And((Recent(True), Flag("\\Seen", False)))
         if word in ("KEYWORD", "UNKEYWORD"):
             args.sp()
             return Flag(args.flag(), word == "KEYWORD")

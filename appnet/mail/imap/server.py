@@ -40,20 +40,25 @@ guarantees:
   at a time, large contents stream in chunks as the transport drains.
   C{FETCH 1:* (FLAGS UID)} over 10,000 messages opens no file.
 - Session state (L{appnet.mail.imap.mailbox}): sequence numbers, and
-  other sessions' changes announced as EXISTS, EXPUNGE and FETCH FLAGS
-  only where RFC 3501 7.4.1 allows (no EXPUNGE during FETCH, STORE or
-  SEARCH); IDLE reports changes as the store's watch sees them.
+  other sessions' changes announced as EXISTS, RECENT, EXPUNGE and FETCH
+  FLAGS only where RFC 3501 7.4.1 allows (no EXPUNGE during FETCH, STORE
+  or SEARCH); IDLE reports changes as the store's watch sees them.
+- C{\\Recent} (RFC 3501 2.3.2), which Twisted leaves to the backend
+  (C{IMailbox.getRecentCount}): a message is C{\\Recent} in the first
+  read-write session to select its folder after it arrived, across
+  processes sharing the store, by a per-folder first recent UID that
+  SELECT and the catch-up with new messages claim atomically
+  (L{IMailStore.claimRecent}), as Dovecot does.
+  EXAMINE shows what is unclaimed without claiming it; STATUS counts it;
+  STORE accepts C{\\Recent} and ignores it; SEARCH RECENT, NEW and OLD
+  use it.
 - Login: LOGINDISABLED and no AUTH= before STARTTLS except from
   loopback (Twisted offers LOGIN whenever it has no TLS context); logins
   go through the shared throttled portal; AUTHENTICATE PLAIN and LOGIN
   with SASL-IR; failures carry RFC 5530 codes.
 
-No message is C{\\Recent}: the flag needs a per-message record of which
-session was the first to see it, across processes, for a flag IMAP4rev2
-(RFC 9051) has dropped and clients no longer use; so RECENT is 0, and
-SEARCH RECENT and NEW match nothing (as Gmail and other IMAP4rev2-minded
-servers do). CONDSTORE, QRESYNC, LIST-EXTENDED, MULTIAPPEND, BINARY and
-UTF8=ACCEPT are not offered, so ENABLE enables nothing.
+CONDSTORE, QRESYNC, LIST-EXTENDED, MULTIAPPEND, BINARY and UTF8=ACCEPT
+are not offered, so ENABLE enables nothing.
 """
 
 from __future__ import annotations
@@ -549,22 +554,29 @@ class IMAPServer(LineQueue, IMAP4Server):
         mailbox = self.selected
         if mailbox is None:
             return
+        store = self.factory.store
         changes = Changes(mailbox.modseq)
         if mailbox.dirty:
             mailbox.dirty = False
-            changes = await self.factory.store.changesSince(
+            changes = await store.changesSince(
                 mailbox.owner, mailbox.name, mailbox.modseq
             )
         if self.selected is not mailbox or self._closed:
             return
+        if mailbox.claimDue(changes):
+            claimed = await store.claimRecent(mailbox.owner, mailbox.name)
+            if self.selected is not mailbox or self._closed:
+                return
+            mailbox.claimed(*claimed)
         updates = mailbox.catchUp(changes, allowExpunge)
         lines = [b"%d EXPUNGE" % seq for seq in updates.expunged]
         if updates.exists is not None:
             lines.append(b"%d EXISTS" % updates.exists)
+        if updates.recent is not None:
+            lines.append(b"%d RECENT" % updates.recent)
         for seq, row in updates.flags:
-            lines.append(
-                b"%d FETCH (UID %d FLAGS %s)" % (seq, row.uid, atoms(sorted(row.flags)))
-            )
+            flags = atoms(sorted(mailbox.flagsOf(row)))
+            lines.append(b"%d FETCH (UID %d FLAGS %s)" % (seq, row.uid, flags))
         for line in lines:
             self.sendUntaggedResponse(line)
 
@@ -781,6 +793,11 @@ class IMAPServer(LineQueue, IMAP4Server):
         if self._closed:
             return Done(b"")
         mailbox = SelectedMailbox.open(info, rows, readOnly)
+        if mailbox.claimDue():
+            claimed = await store.claimRecent(account.address, info.name)
+            if self._closed:
+                return Done(b"")
+            mailbox.claimed(*claimed)
         mailbox.stopWatching = store.watch(
             account.address, info.name, self._folderChanged
         )
@@ -798,7 +815,8 @@ class IMAPServer(LineQueue, IMAP4Server):
             b"OK [PERMANENTFLAGS " + permanent + b"] Flags permitted"
         )
         self.sendUntaggedResponse(b"%d EXISTS" % mailbox.count)
-        self.sendUntaggedResponse(b"0 RECENT")
+        mailbox.reportedRecent = mailbox.recentCount
+        self.sendUntaggedResponse(b"%d RECENT" % mailbox.reportedRecent)
         unseen = mailbox.firstUnseen()
         if unseen is not None:
             self.sendUntaggedResponse(b"OK [UNSEEN %d] First unseen" % unseen)
@@ -890,7 +908,7 @@ class IMAPServer(LineQueue, IMAP4Server):
         info = await self._account().status(name)
         values = {
             b"MESSAGES": info.messages,
-            b"RECENT": 0,
+            b"RECENT": info.recent,
             b"UIDNEXT": info.uidNext,
             b"UIDVALIDITY": info.uidValidity,
             b"UNSEEN": info.unseen,
@@ -997,8 +1015,12 @@ class IMAPServer(LineQueue, IMAP4Server):
         limits = searching.Limits(mailbox.count, mailbox.lastUID)
         rows = mailbox.rows()
         found: list[searching.Candidate] = []
+        recent = mailbox.isRecent
         if criterion.needs == searching.INDEX:
-            candidates = [searching.Candidate(seq, row, None) for seq, row in rows]
+            candidates = [
+                searching.Candidate(seq, row, None, recent(row.uid))
+                for seq, row in rows
+            ]
             found = searching.evaluate(criterion, candidates, limits)
         else:
             size = searching.BATCH[criterion.needs]
@@ -1009,7 +1031,7 @@ class IMAPServer(LineQueue, IMAP4Server):
                     mailbox.owner, mailbox.name, [row.uid for _, row in batch]
                 )
                 candidates = [
-                    searching.Candidate(seq, row, bodies.get(row.uid))
+                    searching.Candidate(seq, row, bodies.get(row.uid), recent(row.uid))
                     for seq, row in batch
                 ]
                 found += await self._blocking(
@@ -1068,9 +1090,14 @@ class IMAPServer(LineQueue, IMAP4Server):
             if needs == fetching.INDEX:
                 batch = messages[i : i + _INDEX_BATCH]
                 i += len(batch)
-                render = fetching.renderIndex
+                render, flagsOf = fetching.renderIndex, mailbox.flagsOf
                 self.transport.write(
-                    b"".join([render(seq, row, items, uid) for seq, row in batch])
+                    b"".join(
+                        [
+                            render(seq, row, items, uid, flagsOf(row))
+                            for seq, row in batch
+                        ]
+                    )
                 )
                 await self._drained()
                 continue
@@ -1108,7 +1135,8 @@ class IMAPServer(LineQueue, IMAP4Server):
                 body = bodies.get(row.uid)
                 missing = missing or body is None
                 wanted = withFlags if row.uid in seen and not hasFlags else items
-                jobs.append((seq, current, body, wanted, current.flags, uid, _CHUNK))
+                flags = mailbox.flagsOf(current)
+                jobs.append((seq, current, body, wanted, flags, uid, _CHUNK))
             rendered = await self._blocking(_renderAll, jobs)
             for pieces in rendered:
                 for piece in pieces:
@@ -1157,7 +1185,9 @@ class IMAPServer(LineQueue, IMAP4Server):
         messages = mailbox.select(numbers, uid)
         mailbox = self._writable()
         uids = [row.uid for _, row in messages]
-        if uids:
+        # \Recent was left out of the flags: STORE neither sets nor
+        # clears it, so "+FLAGS (\Recent)" alone changes nothing.
+        if uids and (flags or how == "replace"):
             changed = await self.factory.store.setFlags(
                 mailbox.owner, mailbox.name, uids, frozenset(flags), how
             )
@@ -1170,7 +1200,7 @@ class IMAPServer(LineQueue, IMAP4Server):
                 extra = b" UID %d" % row.uid if uid else b""
                 self.sendUntaggedResponse(
                     b"%d FETCH (FLAGS %s%s)"
-                    % (seq, atoms(sorted(current.flags)), extra)
+                    % (seq, atoms(sorted(mailbox.flagsOf(current))), extra)
                 )
         return Done(b"STORE completed")
 
