@@ -135,9 +135,10 @@ def _section(args: Arguments) -> Section:
     parts: list[int] = []
     words = spec.split(".") if spec else []
     while words and words[0].isdigit():
-        number = int(words.pop(0))
+        word = words.pop(0)
+        number = int(word) if len(word) <= 6 else 0
         if number == 0 or number > 100000:
-            raise BadCommand(f"Invalid section part {number}")
+            raise BadCommand(f"Invalid section part {word[:20]}")
         parts.append(number)
     kind = ".".join(words)
     if kind not in _TEXT_KINDS or (kind == "MIME" and not parts):

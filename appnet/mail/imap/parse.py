@@ -99,6 +99,12 @@ def normaliseFlag(flag: str) -> str:
     return flag
 
 
+def _shown(text: bytes) -> str:
+    """A client's word for an error reply: ASCII, and not too long."""
+    shown = text[:40].decode("ascii", "replace")
+    return shown + "..." if len(text) > 40 else shown
+
+
 @frozen
 class SequenceSet:
     """
@@ -124,11 +130,13 @@ class SequenceSet:
     def _number(text: bytes, whole: bytes) -> int | None:
         if text == b"*":
             return None
-        if not text.isdigit() or text.startswith(b"0"):
-            raise BadCommand(f"Invalid sequence set {whole.decode('ascii')}")
+        # Ten digits hold any 32-bit number; longer is refused before
+        # int(), which raises past 4,300 digits.
+        if not text.isdigit() or text.startswith(b"0") or len(text) > 10:
+            raise BadCommand(f"Invalid sequence set {_shown(whole)}")
         value = int(text)
         if value > MAX_NUMBER:
-            raise BadCommand(f"Invalid sequence set {whole.decode('ascii')}")
+            raise BadCommand(f"Invalid sequence set {_shown(whole)}")
         return value
 
     def bounds(self, largest: int) -> list[tuple[int, int]]:
