@@ -94,6 +94,32 @@ class TransferEncodingTests(SynchronousTestCase):
         lines = message.as_bytes().split(b"\r\n")
         self.assertLessEqual(max(len(x) for x in lines), 78)
 
+    def test_wholeTextDecides(self) -> None:
+        """
+        The whole text decides, not its first lines: a letter that opens
+        with a dozen ASCII lines and goes on in Cyrillic gets base64, and
+        one that opens in Cyrillic and goes on in ASCII gets
+        quoted-printable.
+        """
+        opening = "Hello,\n" * 12
+        self.assertEncoding(opening + CYRILLIC * 40, "base64")
+        self.assertEncoding(CYRILLIC * 6 + ASCII * 200, "quoted-printable")
+
+    def test_chosenEncodingIsTheShorter(self) -> None:
+        """
+        The encoding chosen gives the shorter body: for each text, the
+        message is no longer than the same text under the other encoding.
+        """
+        for text in (ACCENTED, CYRILLIC, "Hello,\n" * 12 + CYRILLIC * 40):
+            message = composeText(text)
+            chosen = encodingOf(message)
+            other = "base64" if chosen == "quoted-printable" else "quoted-printable"
+            alternative = composeText("")
+            alternative.set_content(text, cte=other)
+            self.assertLessEqual(
+                len(message.get_payload()), len(alternative.get_payload())
+            )
+
     def test_htmlAlternative(self) -> None:
         """
         The HTML alternative gets its own encoding by its own content, in
