@@ -11,7 +11,7 @@ import os
 from email.policy import default
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
 from appnet.mail.client import MailClientError, fetch, send
@@ -424,6 +424,60 @@ class CommandTests(TestCase):
         part = parsed.get_body(preferencelist=("plain",))  # type: ignore[attr-defined]
         content: str = part.get_content()
         return content.replace("\r\n", "\n")
+
+    async def test_bodyFileErrors(self) -> None:
+        """
+        Mistakes in the message's text exit with one line and no
+        traceback: both --body and --body-file, and an argument that is
+        not UTF-8 (usage, 2); a missing file, a file or standard input
+        that is not UTF-8, --body-file - with --password-stdin, and a
+        missing --attach file (1).
+        """
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        latin1 = os.path.join(work, "latin1.txt")
+        with open(latin1, "wb") as f:
+            f.write("café\n".encode("latin-1"))
+        missing = os.path.join(work, "missing.txt")
+        common = ["mail", "send", "--from", "a@example.org", "--to", "b@example.org",
+                  "--server", "127.0.0.1:9"]  # fmt: skip
+        outcomes = await gatherResults(
+            [
+                self.appnet(*common, "--body", "x", "--body-file", latin1),
+                self.appnet(*common, "--body-file", missing),
+                self.appnet(*common, "--body-file", latin1),
+                self.appnet(
+                    *common,
+                    "--body-file",
+                    "-",
+                    "--user",
+                    "a@example.org",
+                    "--password-stdin",
+                    stdin=b"pw\nbody\n",
+                ),
+                self.appnet(*common, "--body-file", "-", stdin=b"caf\xe9\n"),
+                self.appnet(*common, "--body", "x", "--attach", missing),
+                self.appnet(*common, "--body", os.fsdecode(b"caf\xe9")),
+            ]
+        )
+        self.assertEqual(
+            [(o.code, o.err.splitlines()[0]) for o in outcomes],
+            [
+                (2, "appnet: give one of --body and --body-file"),
+                (1, f"appnet: cannot read {missing}: No such file or directory"),
+                (1, f"appnet: {latin1} is not UTF-8 text (byte 3: invalid"
+                    " continuation byte)"),
+                (1, "appnet: --body-file - and --password-stdin both need stdin"),
+                (1, "appnet: standard input is not UTF-8 text (byte 3: invalid"
+                    " continuation byte)"),
+                (1, f"appnet: cannot read {missing}: No such file or directory"),
+                (2, "appnet: --body is not UTF-8 text"),
+            ],
+        )  # fmt: skip
+        for outcome in outcomes:
+            self.assertNotIn("Traceback", outcome.err)
+            if outcome.code == 1:
+                self.assertEqual(len(outcome.err.splitlines()), 1, outcome.err)
 
     async def test_fetchKeep(self) -> None:
         """
