@@ -81,6 +81,42 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
+def _utf8(data: bytes, source: str) -> str:
+    """
+    Message text, from a file or standard input alike, is UTF-8 (not the
+    locale's encoding, whose error handler would let undecodable bytes
+    through as surrogates that then fail in the composer).
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CommandError(
+            f"{source} is not UTF-8 text (byte {e.start}: {e.reason})"
+        ) from None
+
+
+def _utf8Argument(option: str, value: str | None) -> None:
+    """
+    Refuse an argument that is not UTF-8: Python hands such bytes over as
+    surrogates, which the composer cannot encode.
+    """
+    if value is None:
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise usage.UsageError(f"{option} is not UTF-8 text") from None
+
+
+async def _readText(path: str) -> str:
+    """The UTF-8 text of the file at C{path}, or a L{CommandError}."""
+    try:
+        data: bytes = await deferToThread(_read, path)
+    except OSError as e:
+        raise CommandError(f"cannot read {path}: {e.strerror}") from None
+    return _utf8(data, path)
+
+
 class MailSend(_ClientCommand):
     """Compose a message and submit it (STARTTLS, AUTH)."""
 
@@ -120,29 +156,37 @@ class MailSend(_ClientCommand):
             raise usage.UsageError("at least one --to is required")
         if (self["body"] is None) == (self["body-file"] is None):
             raise usage.UsageError("give one of --body and --body-file")
+        for name in ("from", "subject", "body"):
+            _utf8Argument(f"--{name}", self[name])
+        for address in self.to:
+            _utf8Argument("--to", address)
 
     def prepare(self, stdin: TextIO) -> None:
         if self["body-file"] == "-":
             if self["password-stdin"]:
                 raise CommandError("--body-file - and --password-stdin both need stdin")
-            self["body"] = stdin.read()
+            raw = getattr(stdin, "buffer", None)
+            if raw is None:
+                self["body"] = stdin.read()
+            else:
+                self["body"] = _utf8(raw.read(), "standard input")
             self["body-file"] = None
         super().prepare(stdin)
 
     async def run(self, context: Context) -> None:
         host, port = self.address("server", 587)
-        try:
-            text = self["body"]
-            if text is None:
-                text = (await deferToThread(_read, self["body-file"])).decode("utf-8")
-            html = None
-            if self["html-file"]:
-                html = (await deferToThread(_read, self["html-file"])).decode("utf-8")
-            attachments = [
-                await deferToThread(attachmentFromFile, p) for p in self.attach
-            ]
-        except (OSError, UnicodeDecodeError) as e:
-            raise CommandError(f"cannot read input: {e}") from None
+        text = self["body"]
+        if text is None:
+            text = await _readText(self["body-file"])
+        html = None
+        if self["html-file"]:
+            html = await _readText(self["html-file"])
+        attachments = []
+        for path in self.attach:
+            try:
+                attachments.append(await deferToThread(attachmentFromFile, path))
+            except OSError as e:
+                raise CommandError(f"cannot read {path}: {e.strerror}") from None
         message = compose(
             sender=self["from"],
             to=self.to,

@@ -735,6 +735,47 @@ class SelectTests(IMAPTestCase):
         self.assertEqual(self.rows(), [])
         self.assertEqual(session.protocol.state, "auth")
 
+    def test_check(self) -> None:
+        """
+        CHECK (RFC 3501 6.4.1) is a checkpoint of the selected mailbox:
+        every change is durable before its OK already, so it only answers
+        OK, reporting (as NOOP would) what changed meanwhile, under SELECT
+        and EXAMINE alike. It leaves the mailbox selected and changes
+        nothing.
+        """
+        self.fill(M1)
+        session = self.selected()
+        self.assertEqual(session.command("c CHECK"), ["c OK CHECK completed"])
+        self.world.deliver(ALICE, M3)
+        self.assertEqual(
+            session.command("c CHECK"),
+            ["* 2 EXISTS", "* 2 RECENT", "c OK CHECK completed"],
+        )
+        self.assertEqual(session.protocol.state, "select")
+        self.assertEqual([r.flags for r in self.rows()], [frozenset(), frozenset()])
+        self.assertEqual(session.command("e EXAMINE INBOX")[-1][:4], "e OK")
+        self.assertEqual(session.command("c CHECK"), ["c OK CHECK completed"])
+
+    def test_checkNotSelected(self) -> None:
+        """
+        CHECK is a selected-state command: before login, and logged in
+        with no mailbox selected (also after CLOSE), it gets BAD, as any
+        command outside its state does; arguments get BAD; the session
+        goes on.
+        """
+        session = self.connect()
+        refused = ["c BAD CHECK is not allowed now"]
+        self.assertEqual(session.command("c CHECK"), refused)
+        self.login(session)
+        self.assertEqual(session.command("c CHECK"), refused)
+        self.assertEqual(session.command("s SELECT INBOX")[-1][:4], "s OK")
+        self.assertEqual(
+            session.command("c CHECK now"), ["c BAD Unexpected extra arguments"]
+        )
+        self.assertEqual(session.command("x CLOSE"), ["x OK CLOSE completed"])
+        self.assertEqual(session.command("c CHECK"), refused)
+        self.assertEqual(session.command("n NOOP"), ["n OK NOOP completed"])
+
 
 class AppendTests(IMAPTestCase):
     def test_append(self) -> None:

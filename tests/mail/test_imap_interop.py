@@ -217,6 +217,82 @@ class ImaplibTests(TestCase):
         self.assertEqual(folders["Trash"].messages, 1)
         self.assertEqual(folders["Archive"].messages, 1)
 
+    async def test_silentRemoveInternalDateAndPartials(self) -> None:
+        """
+        imaplib checks what L{test_everyCommand} only sends:
+
+        - STORE -FLAGS.SILENT (and UID STORE) answers OK with no FETCH,
+          and a later FETCH shows the flags gone;
+        - INTERNALDATE is RFC 3501's date-time, the instant APPEND gave
+          (shown in UTC), and for a delivered message the time it came;
+        - partial fetches of a multipart message give exactly the bytes
+          asked for: BODY[1]<2.5>, BODY[TEXT]<0.10>, a range running past
+          the end (cut short) and one starting past it (empty); without
+          .PEEK they set \\Seen.
+        """
+        mail, cert = await tlsMailStack(self, USERS)
+        host, port = mail.address("imap")
+        before = time.time()
+        await deliver(mail, ALICE, MESSAGE)
+        after = time.time()
+
+        def client() -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            m = connect(host, port, cert)
+            out["append"] = m.append(
+                "INBOX",
+                "(\\Flagged \\Seen $Later)",
+                '"02-Jan-2024 09:30:15 +0100"',
+                MESSAGE,
+            )
+            m.select("INBOX")
+            out["silent"] = m.store("2", "-FLAGS.SILENT", "(\\Flagged $Later)")
+            out["silent-untagged"] = m.untagged_responses.pop("FETCH", None)
+            out["uid-silent"] = m.uid("STORE", "2", "-FLAGS.SILENT", "(\\Seen)")
+            out["after-silent"] = m.fetch("2", "(FLAGS)")
+            out["dates"] = m.fetch("1:2", "(INTERNALDATE)")
+            out["partials"] = m.fetch(
+                "1", "(BODY[1]<2.5> BODY[TEXT]<0.10> BODY[1]<8.100> BODY[2]<100.5>)"
+            )
+            out["seen"] = m.fetch("1", "(FLAGS)")
+            m.logout()
+            return out
+
+        out = await inThread(client)
+        self.assertEqual(out["append"][0], "OK")
+        self.assertEqual(out["silent"], ("OK", [None]))
+        self.assertIsNone(out["silent-untagged"])
+        self.assertEqual(out["uid-silent"], ("OK", [None]))
+        self.assertEqual(out["after-silent"], ("OK", [b"2 (FLAGS (\\Recent))"]))
+
+        delivered, appended = out["dates"][1]
+        self.assertRegex(
+            delivered,
+            rb'^1 \(INTERNALDATE "[ \d]\d-[A-Z][a-z]{2}-\d{4} \d\d:\d\d:\d\d'
+            rb' [+-]\d{4}"\)$',
+        )
+        self.assertEqual(appended, b'2 (INTERNALDATE "02-Jan-2024 08:30:15 +0000")')
+        self.assertEqual(
+            time.mktime(imaplib.Internaldate2tuple(appended)),  # type: ignore[arg-type]
+            1704184215.0,
+        )
+        arrived = time.mktime(imaplib.Internaldate2tuple(delivered))  # type: ignore[arg-type]
+        self.assertTrue(int(before) <= arrived <= after, (before, arrived, after))
+
+        status, data = out["partials"]
+        self.assertEqual(status, "OK")
+        self.assertEqual(
+            data,
+            [
+                (b"1 (BODY[1]<2> {5}", b"ain w"),
+                (b" BODY[TEXT]<0> {10}", b"--zz\r\nCont"),
+                (b" BODY[1]<8> {3}", b"rds"),
+                (b" BODY[2]<100> {0}", b""),
+                b" FLAGS (\\Recent \\Seen))",
+            ],
+        )
+        self.assertEqual(out["seen"], ("OK", [b"1 (FLAGS (\\Recent \\Seen))"]))
+
     async def test_loginDisabledBeforeTLS(self) -> None:
         """
         A remote client must use STARTTLS before LOGIN (simulated by a

@@ -11,13 +11,16 @@ import os
 from email.policy import default
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
 from appnet.mail.client import MailClientError, fetch, send
 from appnet.mail.compose import Attachment, compose
+from appnet.mail.testing import MailStack
+from appnet.store.interfaces import DeliveryTarget
 from appnet.testing import startMail
 from tests.mail.sockets import Dialogue, inThread, smtpDialogue, tlsMailStack
-from tests.process import run
+from tests.process import Outcome, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -364,6 +367,177 @@ class CommandTests(TestCase):
         self.assertEqual(outcome.code, 1)
         self.assertTrue(outcome.err.startswith("appnet: not sent: "), outcome.err)
         self.assertNotIn("Traceback", outcome.err)
+
+    def appnet(self, *args: str, stdin: bytes | None = None) -> Deferred[Outcome]:
+        """Run C{python -m appnet args...} from the source tree."""
+        return Deferred.fromCoroutine(
+            run(["-m", "appnet", *args], ROOT, {"PYTHONPATH": ROOT}, stdin=stdin)
+        )
+
+    async def test_bodyFile(self) -> None:
+        """
+        appnet mail send --body-file FILE takes the message text from the
+        file, and --body-file - from standard input, both read as UTF-8
+        with their lines (one holding only a dot) intact; the text arrives
+        as written, with non-ASCII header text encoded.
+        """
+        mail, cert = await tlsMailStack(
+            self, {"alice@example.org": "pw-alice-1", "bob@example.org": "pw-bob-12"}
+        )
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        fromFile = "Grüße aus Köln.\n.\nThe line above is a dot.\n"
+        fromStdin = "Привет из stdin.\nSecond line.\n"
+        body = os.path.join(work, "body.txt")
+        with open(body, "wb") as f:
+            f.write(fromFile.encode("utf-8"))
+        host, port = mail.address("submission")
+        sent = await self.appnet(
+            "mail", "send",
+            "--from", "alice@example.org", "--to", "bob@example.org",
+            "--subject", "Köln", "--body-file", body,
+            "--server", f"{host}:{port}", "--user", "alice@example.org",
+            "--password-stdin", "--cafile", cert,
+            stdin=b"pw-alice-1\n",
+        )  # fmt: skip
+        self.assertEqual(sent.code, 0, sent.err)
+        self.assertIn("bob@example.org: accepted", sent.out)
+        host, port = mail.address("smtp")
+        sent = await self.appnet(
+            "mail", "send",
+            "--from", "Carol <carol@crepes.fr>", "--to", "bob@example.org",
+            "--subject", "stdin", "--body-file", "-",
+            "--server", f"{host}:{port}", "--cafile", cert,
+            stdin=fromStdin.encode("utf-8"),
+        )  # fmt: skip
+        self.assertEqual(sent.code, 0, sent.err)
+        first, second = await mail.deliveredTo("bob@example.org")
+        self.assertIn(b"\r\nSubject: =?utf-8?", first.data)
+        self.assertEqual(first.message["Subject"], "Köln")
+        self.assertEqual(self.text(first.data), fromFile)
+        self.assertIn(b"\r\nReturn-Path: <carol@crepes.fr>\r\n", b"\r\n" + second.data)
+        self.assertEqual(self.text(second.data), fromStdin)
+
+    def text(self, data: bytes) -> str:
+        """The plain text of a stored message, with LF line ends."""
+        parsed = email.message_from_bytes(data, policy=default)
+        part = parsed.get_body(preferencelist=("plain",))  # type: ignore[attr-defined]
+        content: str = part.get_content()
+        return content.replace("\r\n", "\n")
+
+    async def test_bodyFileErrors(self) -> None:
+        """
+        Mistakes in the message's text exit with one line and no
+        traceback: both --body and --body-file, and an argument that is
+        not UTF-8 (usage, 2); a missing file, a file or standard input
+        that is not UTF-8, --body-file - with --password-stdin, and a
+        missing --attach file (1).
+        """
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        latin1 = os.path.join(work, "latin1.txt")
+        with open(latin1, "wb") as f:
+            f.write("café\n".encode("latin-1"))
+        missing = os.path.join(work, "missing.txt")
+        common = ["mail", "send", "--from", "a@example.org", "--to", "b@example.org",
+                  "--server", "127.0.0.1:9"]  # fmt: skip
+        outcomes = await gatherResults(
+            [
+                self.appnet(*common, "--body", "x", "--body-file", latin1),
+                self.appnet(*common, "--body-file", missing),
+                self.appnet(*common, "--body-file", latin1),
+                self.appnet(
+                    *common,
+                    "--body-file",
+                    "-",
+                    "--user",
+                    "a@example.org",
+                    "--password-stdin",
+                    stdin=b"pw\nbody\n",
+                ),
+                self.appnet(*common, "--body-file", "-", stdin=b"caf\xe9\n"),
+                self.appnet(*common, "--body", "x", "--attach", missing),
+                self.appnet(*common, "--body", os.fsdecode(b"caf\xe9")),
+            ]
+        )
+        self.assertEqual(
+            [(o.code, o.err.splitlines()[0]) for o in outcomes],
+            [
+                (2, "appnet: give one of --body and --body-file"),
+                (1, f"appnet: cannot read {missing}: No such file or directory"),
+                (1, f"appnet: {latin1} is not UTF-8 text (byte 3: invalid"
+                    " continuation byte)"),
+                (1, "appnet: --body-file - and --password-stdin both need stdin"),
+                (1, "appnet: standard input is not UTF-8 text (byte 3: invalid"
+                    " continuation byte)"),
+                (1, f"appnet: cannot read {missing}: No such file or directory"),
+                (2, "appnet: --body is not UTF-8 text"),
+            ],
+        )  # fmt: skip
+        for outcome in outcomes:
+            self.assertNotIn("Traceback", outcome.err)
+            if outcome.code == 1:
+                self.assertEqual(len(outcome.err.splitlines()), 1, outcome.err)
+
+    async def test_fetchKeep(self) -> None:
+        """
+        appnet mail fetch --keep writes every message as a .eml file and
+        leaves the maildrop as it was; run again (keeping is the default)
+        it downloads only the message that arrived since, and does not
+        touch the files it wrote before. --keep with --delete is refused.
+        """
+        mail, cert = await tlsMailStack(self, {"alice@example.org": "pw-alice-1"})
+        for n in (1, 2):
+            await self.deliver(mail, b"Subject: m%d\r\n\r\nbody %d\r\n" % (n, n))
+        out = os.path.join(os.path.abspath(self.mktemp()), "out")
+        host, port = mail.address("pop3")
+        fetch = ["mail", "fetch", "--pop3", f"{host}:{port}",
+                 "--user", "alice@example.org", "--password-stdin",
+                 "--out", out, "--cafile", cert]  # fmt: skip
+        first = await self.appnet(*fetch, "--keep", stdin=b"pw-alice-1\n")
+        self.assertEqual(first.code, 0, first.err)
+        self.assertEqual(
+            first.out.splitlines()[-1], f"2 new messages in {out} (kept on server)"
+        )
+        stored = await mail.deliveredTo("alice@example.org")
+        self.assertEqual(self.saved(out), {m.data for m in stored})
+        earlier = os.path.join(out, sorted(os.listdir(out))[0])
+        with open(earlier, "wb") as f:
+            f.write(b"edited locally")
+
+        await self.deliver(mail, b"Subject: m3\r\n\r\nbody 3\r\n")
+        second = await self.appnet(*fetch, stdin=b"pw-alice-1\n")
+        self.assertEqual(second.code, 0, second.err)
+        [written, summary] = second.out.splitlines()
+        self.assertEqual(summary, f"1 new messages in {out} (kept on server)")
+        stored = await mail.deliveredTo("alice@example.org")
+        self.assertEqual(len(stored), 3)
+        self.assertEqual(readFile(written), stored[2].data)
+        self.assertEqual(readFile(earlier), b"edited locally")
+        self.assertEqual(len(os.listdir(out)), 3)
+
+        both = await self.appnet(*fetch, "--keep", "--delete", stdin=b"pw-alice-1\n")
+        self.assertEqual(both.code, 2)
+        self.assertTrue(
+            both.err.startswith("appnet: give --keep or --delete, not both\n"),
+            both.err,
+        )
+        self.assertEqual(len(await mail.deliveredTo("alice@example.org")), 3)
+
+    def saved(self, directory: str) -> set[bytes]:
+        """The contents of the .eml files in C{directory}."""
+        names = os.listdir(directory)
+        self.assertTrue(all(n.endswith(".eml") for n in names), names)
+        return {readFile(os.path.join(directory, n)) for n in names}
+
+    async def deliver(self, mail: MailStack, data: bytes) -> None:
+        """File C{data} in alice's INBOX, as a delivery would."""
+        staged = mail.store.mail.stage()
+        staged.write(data)
+        try:
+            await mail.store.mail.deliver(staged, [DeliveryTarget("alice@example.org")])
+        finally:
+            staged.discard()
 
 
 LOAD = """
