@@ -358,3 +358,30 @@ class ConcurrencyTests(SynchronousTestCase):
         self.assertEqual(sorted(self.relay.delivered), sorted(self.recipients))
         self.assertEqual(self.successResultOf(self.store.queue.list()), [])
         self.assertEqual(self.status.counter("queue", "delivered"), 12)
+
+    def test_idleSessionYieldsItsSlot(self) -> None:
+        """
+        A session left without work does not keep its slot idling (for
+        C{relay_idle}) while another destination's jobs wait for one: it
+        says QUIT and that destination starts at once, so everything is
+        delivered without the clock moving. Likewise when mail for a new
+        destination is queued while idle sessions hold every slot.
+        """
+        self.runner.startService()
+        self.addCleanup(self.runner.stopService)
+        while self.relay.sending:
+            self.relay.finish()
+            self.assertLessEqual(len(self.relay.open), 3)
+        self.assertEqual(sorted(self.relay.delivered), sorted(self.recipients))
+        self.assertEqual(self.successResultOf(self.store.queue.list()), [])
+        idle = list(self.relay.open)
+        self.assertEqual(len(idle), 3)
+        staged = self.store.mail.stage()
+        staged.write(b"Subject: later\r\n\r\nbody\r\n")
+        self.successResultOf(
+            self.store.queue.enqueue(staged, SENDER, ["carol@d4.example"])
+        )
+        [(session, transaction, _)] = self.relay.sending
+        self.assertEqual(transaction.recipients, ("carol@d4.example",))
+        self.assertEqual(len(self.relay.open), 3)
+        self.assertEqual(len([s for s in idle if s.usable]), 2)
