@@ -193,6 +193,9 @@ class DNSClient:
 
     @ivar servers: where to ask, in order; or a function giving them at
         the time of each query (for servers known only later).
+    @param rng: the random source that orders mail exchangers of equal
+        preference (default: a new C{random.Random}; tests pass a seeded
+        one).
     """
 
     def __init__(
@@ -203,6 +206,7 @@ class DNSClient:
         attempts: int = 2,
         udpSize: int = 1232,
         exchanger: Exchanger | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._reactor = reactor
         self.servers = servers
@@ -210,7 +214,7 @@ class DNSClient:
         self.attempts = attempts
         self.udpSize = udpSize
         self._exchanger = exchanger if exchanger is not None else Exchanger(reactor)
-        self._random = random.Random()
+        self._random = rng if rng is not None else random.Random()
 
     def _servers(self) -> list[Address]:
         servers = self.servers

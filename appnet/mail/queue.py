@@ -27,9 +27,12 @@ destination's recipients) worked by at most
 C{relay_destination_concurrency} connections, and all destinations
 together by at most C{relay_concurrency}. A connection sends job after
 job (RSET between), up to C{relay_reuse} messages, and waits
-C{relay_idle} for more before it says QUIT. A job whose session failed
-before the message was taken (connection refused, 4xx to MAIL or DATA)
-moves on to the destination's next mail server.
+C{relay_idle} for more before it says QUIT; but an idle connection never
+keeps its slot from another destination's jobs waiting for one (it says
+QUIT at once), so the global limit bounds connections, not idle time (in
+Postfix, too, a cached connection holds no delivery agent). A job whose
+session failed before the message was taken (connection refused, 4xx to
+MAIL or DATA) moves on to the destination's next mail server.
 
 Outcomes. 2xx delivers a recipient, 5xx bounces it, anything else defers
 it. A DSN (L{appnet.mail.bounce}) goes to the envelope sender for bounced
@@ -694,6 +697,20 @@ class QueueRunner(Service):
                 d = Deferred.fromCoroutine(self._work(destination))
                 d.addErrback(self._workerFailed, destination)
                 d.addBoth(self._workerDone, destination)
+        if self._heldBack():
+            for destination in list(self._destinations.values()):
+                if destination.waiting:
+                    # That connection is idle: it says QUIT, and its
+                    # worker's end (_workerDone) dispatches again.
+                    destination.waiting.pop(0).callback(None)
+                    return
+
+    def _heldBack(self) -> bool:
+        """Are jobs waiting for nothing but a slot under the global limit?"""
+        return self._workers >= self._concurrency and any(
+            destination.jobs and destination.workers < self._destinationConcurrency
+            for destination in self._destinations.values()
+        )
 
     def _workerFailed(self, failure: Any, destination: _Destination) -> None:
         self._log.failure(
@@ -719,7 +736,7 @@ class QueueRunner(Service):
     async def _nextJob(self, destination: _Destination, wait: bool) -> _Job | None:
         if destination.jobs:
             return destination.jobs.popleft()
-        if not wait or self._stopping or self._idle <= 0:
+        if not wait or self._stopping or self._idle <= 0 or self._heldBack():
             return None
         waiter: Deferred[_Job | None] = Deferred()
         destination.waiting.append(waiter)

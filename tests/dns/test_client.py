@@ -5,6 +5,7 @@ Tests for L{appnet.dns.client} against a real appnet DNS server on
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from twisted.internet import reactor
@@ -26,6 +27,7 @@ from appnet.dns import (
 )
 from appnet.dns.client import systemResolvers
 from appnet.testing import StaticResolver, startDNS, startStack
+from tests.dns.fakenet import FakeNetwork, ScriptedServer, reply, rr
 
 ZONE = """\
 $TTL 300
@@ -253,3 +255,59 @@ class StaticResolverTests(SynchronousTestCase):
             self.successResultOf(self.resolver.lookupText("spf.hamburger.edu")),
         )
         self.failureResultOf(self.resolver.lookupText("slow.example"), TemporaryFailure)
+
+
+class ShuffleTests(SynchronousTestCase):
+    """
+    Equal MX preferences are tried in random order (RFC 5321 section
+    5.1), different preferences always in order; the upstream's own
+    order does not matter. A scripted server on a fake network always
+    answers with the same records in the same (unsorted) order.
+    """
+
+    SERVER = ("192.0.2.53", 53)
+    ANSWER = [(20, "b1"), (10, "a1"), (30, "c1"), (20, "b2"), (10, "a2"), (20, "b3")]
+
+    def setUp(self) -> None:
+        self.network = FakeNetwork()
+
+        def answer(request: Any, source: Any) -> list[tuple[bytes, Any]]:
+            records = [
+                rr("mail.example", dns.MX, dns.Record_MX(p, f"{h}.mail.example"))
+                for p, h in self.ANSWER
+            ]
+            return [(reply(request, records), self.SERVER)]
+
+        server = ScriptedServer(self.network, self.SERVER, answer)
+        self.network.listenUDP(53, server, interface=self.SERVER[0])
+
+    def orders(self, client: DNSClient, times: int) -> list[list[str]]:
+        results = []
+        for _ in range(times):
+            d = client.lookupMX("mail.example")
+            self.network.pump()
+            exchangers = self.successResultOf(d)
+            results.append([mx.host.split(".")[0] for mx in exchangers])
+        return results
+
+    def test_equalPreferencesShuffled(self) -> None:
+        """
+        Over 40 lookups, both orders of the two preference-10 hosts and
+        all six of the three preference-20 hosts occur; every lookup
+        lists preference 10, then 20, then 30.
+        """
+        client = DNSClient(self.network, [self.SERVER], rng=random.Random(5321))
+        orders = self.orders(client, 40)
+        for order in orders:
+            self.assertEqual([h[0] for h in order], ["a", "a", "b", "b", "b", "c"])
+        self.assertEqual({tuple(o[:2]) for o in orders}, {("a1", "a2"), ("a2", "a1")})
+        self.assertEqual(len({tuple(o[2:5]) for o in orders}), 6)
+
+    def test_randomSourceUsed(self) -> None:
+        """
+        The order comes from the client's random source: two clients
+        seeded alike order alike, lookup after lookup.
+        """
+        first = DNSClient(self.network, [self.SERVER], rng=random.Random(7))
+        second = DNSClient(self.network, [self.SERVER], rng=random.Random(7))
+        self.assertEqual(self.orders(first, 10), self.orders(second, 10))

@@ -13,7 +13,16 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from appnet.mail.queue import QueueRunner, Schedule
-from appnet.mail.relay import DestinationFailed, RelaySettings, permanent, temporary
+from appnet.mail.relay import (
+    DestinationFailed,
+    Hop,
+    RelaySettings,
+    Reply,
+    Transaction,
+    TransactionResult,
+    permanent,
+    temporary,
+)
 from appnet.mail.routing import Router
 from appnet.status import Status
 from appnet.store.interfaces import RecipientState
@@ -41,6 +50,83 @@ class FakeRelay:
     def hops(self, domain: str) -> Deferred[Any]:
         self.asked.append(domain)
         return fail(self.failure)
+
+    def stop(self) -> Deferred[None]:
+        return succeed(None)
+
+
+class HeldSession:
+    """
+    A relay session whose transactions end when the test says (through
+    L{HeldRelay.finish}); it counts itself while open and while sending.
+    """
+
+    def __init__(self, relay: HeldRelay, hop: Hop) -> None:
+        self.relay = relay
+        self.hop = hop
+        self.usable = True
+        self.sent = 0
+
+    def send(self, transaction: Transaction) -> Deferred[TransactionResult]:
+        result: Deferred[TransactionResult] = Deferred()
+        self.relay.sending.append((self, transaction, result))
+        self.relay.peakSending = max(self.relay.peakSending, len(self.relay.sending))
+
+        def sent(outcome: TransactionResult) -> TransactionResult:
+            self.sent += 1
+            return outcome
+
+        return result.addCallback(sent)
+
+    def quit(self) -> None:
+        self._close()
+
+    def abort(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self in self.relay.open:
+            self.relay.open.remove(self)
+        self.usable = False
+
+
+class HeldRelay:
+    """
+    A relay with one mail server per domain that connects at once and
+    holds every transaction until the test finishes it; it records how
+    many sessions were open and sending at once, in all and per domain.
+    """
+
+    settings = RelaySettings(hostname="mx.crepes.fr")
+
+    def __init__(self) -> None:
+        self.open: list[HeldSession] = []
+        self.sending: list[tuple[HeldSession, Transaction, Deferred[Any]]] = []
+        self.peakOpen = 0
+        self.peakSending = 0
+        self.peakPerDomain: dict[str, int] = {}
+        self.delivered: list[str] = []
+
+    def destination(self, domain: str) -> str:
+        return domain
+
+    def hops(self, domain: str) -> Deferred[list[Hop]]:
+        return succeed([Hop(f"mx.{domain}", "192.0.2.25", 25)])
+
+    def connect(self, hop: Hop) -> Deferred[HeldSession]:
+        session = HeldSession(self, hop)
+        self.open.append(session)
+        self.peakOpen = max(self.peakOpen, len(self.open))
+        here = sum(1 for s in self.open if s.hop.host == hop.host)
+        self.peakPerDomain[hop.host] = max(self.peakPerDomain.get(hop.host, 0), here)
+        return succeed(session)
+
+    def finish(self) -> None:
+        """Answer the oldest transaction in flight with 250."""
+        session, transaction, result = self.sending.pop(0)
+        self.delivered.extend(transaction.recipients)
+        ok = Reply(250, "2.0.0", "ok", (session.hop.host, session.hop.address))
+        result.callback(TransactionResult(dict.fromkeys(transaction.recipients, ok)))
 
     def stop(self) -> Deferred[None]:
         return succeed(None)
@@ -204,3 +290,98 @@ class RunnerTests(SynchronousTestCase):
         self.addCleanup(self.runner.stopService)
         self.enqueue(recipients=tuple(f"r{n}@hamburger.edu" for n in range(120)))
         self.assertEqual(self.relay.asked, ["hamburger.edu"] * 3)
+
+
+class ConcurrencyTests(SynchronousTestCase):
+    """
+    The global limit on outbound connections (C{relay_concurrency}) holds
+    across destinations, alongside the per-destination one.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+        self.store = MemoryStore()
+        self.store.queue._now = self.clock.seconds  # type: ignore[misc]
+        self.relay = HeldRelay()
+        self.status = Status(self.clock)
+
+        async def domains() -> frozenset[str]:
+            return frozenset({"crepes.fr"})
+
+        self.runner = QueueRunner(
+            store=self.store,
+            relay=self.relay,  # type: ignore[arg-type]
+            router=Router(self.store.users, domains, None),
+            localDomains=domains,
+            status=self.status,
+            clock=self.clock,
+            reactor=Inline(self.clock),
+            hostname="mx.crepes.fr",
+            schedule=Schedule((60.0,), maxAge=3600.0, delayWarning=0),
+            concurrency=3,
+            destinationConcurrency=2,
+            idle=2.0,
+            poll=86400,
+        )
+        # Four destinations, three messages each: twelve jobs wanting up
+        # to eight connections (two per destination).
+        self.recipients = [f"bob{n}@d{n % 4}.example" for n in range(12)]
+        for recipient in self.recipients:
+            staged = self.store.mail.stage()
+            staged.write(b"Subject: test\r\n\r\nbody\r\n")
+            self.successResultOf(self.store.queue.enqueue(staged, SENDER, [recipient]))
+
+    def test_globalLimit(self) -> None:
+        """
+        With twelve messages for four destinations due at once, no more
+        than C{relay_concurrency} (3) sessions are ever open or sending,
+        and no more than two to one destination; the limit is reached,
+        not merely respected, and everything is delivered in the end.
+        """
+        self.runner.startService()
+        self.addCleanup(self.runner.stopService)
+        self.assertEqual(len(self.relay.sending), 3)
+        self.assertEqual(len(self.relay.open), 3)
+        for _ in range(100):
+            if self.relay.sending:
+                self.relay.finish()
+            elif self.relay.open or self.runner._active:
+                # Idle sessions wait for more work before they QUIT.
+                self.clock.advance(2.0)
+            else:
+                break
+            self.assertLessEqual(len(self.relay.open), 3)
+        self.assertEqual(self.relay.peakOpen, 3)
+        self.assertEqual(self.relay.peakSending, 3)
+        self.assertEqual(max(self.relay.peakPerDomain.values()), 2)
+        self.assertEqual(sorted(self.relay.delivered), sorted(self.recipients))
+        self.assertEqual(self.successResultOf(self.store.queue.list()), [])
+        self.assertEqual(self.status.counter("queue", "delivered"), 12)
+
+    def test_idleSessionYieldsItsSlot(self) -> None:
+        """
+        A session left without work does not keep its slot idling (for
+        C{relay_idle}) while another destination's jobs wait for one: it
+        says QUIT and that destination starts at once, so everything is
+        delivered without the clock moving. Likewise when mail for a new
+        destination is queued while idle sessions hold every slot.
+        """
+        self.runner.startService()
+        self.addCleanup(self.runner.stopService)
+        while self.relay.sending:
+            self.relay.finish()
+            self.assertLessEqual(len(self.relay.open), 3)
+        self.assertEqual(sorted(self.relay.delivered), sorted(self.recipients))
+        self.assertEqual(self.successResultOf(self.store.queue.list()), [])
+        idle = list(self.relay.open)
+        self.assertEqual(len(idle), 3)
+        staged = self.store.mail.stage()
+        staged.write(b"Subject: later\r\n\r\nbody\r\n")
+        self.successResultOf(
+            self.store.queue.enqueue(staged, SENDER, ["carol@d4.example"])
+        )
+        [(session, transaction, _)] = self.relay.sending
+        self.assertEqual(transaction.recipients, ("carol@d4.example",))
+        self.assertEqual(len(self.relay.open), 3)
+        self.assertEqual(len([s for s in idle if s.usable]), 2)

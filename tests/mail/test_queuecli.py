@@ -6,6 +6,7 @@ process on a data directory holding a queue.
 from __future__ import annotations
 
 import os
+import time
 
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
@@ -103,6 +104,41 @@ class QueueCommandTests(TestCase):
         deleted = await self.appnet("queue", "delete", str(second))
         self.assertEqual(deleted.out.strip(), f"deleted {second}")
         self.assertIsNone(await store.queue.get(second))
+
+    async def test_retryOne(self) -> None:
+        """
+        retry ID makes that deferred message due now, so the next claim
+        takes it, with its attempts and recipients' states kept; the
+        other deferred message keeps its schedule.
+        """
+        store = await self.store()
+        first = await self.queue(store, ["bob@hamburger.edu"])
+        second = await self.queue(store, ["carol@x.example"])
+        now = (await store.queue.get(first)).nextAttempt
+        later = now + 3600
+        await store.queue.claim("test:1", now, 60, 10)
+        for id, address in ((first, "bob@hamburger.edu"), (second, "carol@x.example")):
+            refused = "451 4.4.1 refused"
+            await store.queue.record(
+                id, [RecipientUpdate(address, RecipientState.DEFERRED, refused)]
+            )
+            await store.queue.settle(id, "test:1", later, refused)
+        self.assertEqual(await store.queue.claim("test:2", time.time(), 60, 10), [])
+
+        retried = await self.appnet("queue", "retry", str(first))
+        self.assertEqual(retried.code, 0, retried.err)
+        self.assertEqual(retried.out.strip(), "1 message due now")
+
+        self.assertLessEqual((await store.queue.get(first)).nextAttempt, time.time())
+        self.assertEqual((await store.queue.get(second)).nextAttempt, later)
+        [claimed] = await store.queue.claim("test:2", time.time(), 60, 10)
+        self.assertEqual(claimed.id, first)
+        self.assertEqual(claimed.attempts, 1)
+        self.assertEqual(claimed.lastError, "451 4.4.1 refused")
+        self.assertEqual(
+            [(r.address, r.state) for r in claimed.recipients],
+            [("bob@hamburger.edu", RecipientState.DEFERRED)],
+        )
 
     async def test_errors(self) -> None:
         """Unknown or malformed ids fail with one line and status 1."""
