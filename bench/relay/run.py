@@ -1,7 +1,7 @@
 """
 Relay throughput, in two parts.
 
-End to end (issue 5's metric): alice@crepes.fr submits N messages of 1
+End to end (the headline metric): alice@crepes.fr submits N messages of 1
 KiB for bob@hamburger.edu on node A's submission port, as a mail user
 agent would (EHLO, AUTH PLAIN; loopback, so no TLS), over 10 concurrent
 connections, each sending its share one after another in one session
@@ -422,7 +422,7 @@ async def main(reactor: Any, quick: bool) -> None:
     for name, rate in queued:
         print(f"{name:<{width}}  {rate:7.0f}")
     print()
-    print("* issue 5's metric: messages/s from submission on A to stored in B's INBOX")
+    print("* the headline metric: messages/s from submission on A to stored in B's INBOX")
 
 
 if __name__ == "__main__":
