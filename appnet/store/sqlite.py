@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from attrs import define, field
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.interfaces import IReactorFromThreads, IReactorThreads
 from zope.interface import implementer
 
 from appnet.errors import NoSuchUser, UserExists
@@ -231,7 +231,10 @@ class SQLiteStore:
         db = Database(path, reactor, schemas)
         if mailDir is None:
             mailDir = os.path.join(os.path.dirname(os.path.abspath(path)), "mail")
-        files = MessageFiles(mailDir)
+        files = MessageFiles(
+            mailDir,
+            reactor.callInThread if IReactorThreads.providedBy(reactor) else None,
+        )
         return cls(
             db,
             SQLiteUserStore(db),
