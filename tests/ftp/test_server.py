@@ -1072,6 +1072,26 @@ class TransferTests(_Base):
         self.h.close(data)
         self.assertEqual(self.h.received()[-1][:3], "226")
 
+    def test_statPathDuringTransfer(self) -> None:
+        """
+        STAT with a path during a transfer is 450 (RFC 959: not taken now,
+        try again). STAT is answered out of turn while a transfer runs, to
+        report on it; a path would make it file work beside the transfer,
+        its reply racing the transfer's. The transfer goes on to its 226,
+        and the same STAT afterwards is answered.
+        """
+        self.h.write("other", b"x")
+        self.h.passive()
+        data, _ = self.h.acceptData()
+        self.h.send("STOR f")
+        data.dataReceived(b"12345")
+        reply = self.h.send("STAT other")
+        self.assertEqual(reply, ["450 A transfer is in progress; try again after it"])
+        self.h.close(data)
+        self.assertEqual(self.h.received()[-1][:3], "226")
+        self.assertEqual(self.h.read("f"), b"12345")
+        self.assertEqual(self.h.send("STAT other")[-1][:3], "213")
+
     def test_quitDuringTransfer(self) -> None:
         """QUIT during a transfer aborts it (426), then says 221."""
         self.h.passive()
