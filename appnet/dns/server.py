@@ -127,12 +127,15 @@ class SeenQuery:
 
 class DNSDatagramServer(dns.DNSDatagramProtocol):
     """
-    The server's UDP side: hands each datagram to the factory.
+    The server's UDP side: hands each datagram to the factory, counting
+    the bytes in and out (the TCP side is counted by the listener's
+    L{appnet.listen.GuardedFactory}, which UDP does not go through).
     """
 
     noisy = False
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self.controller.status.increment("dns", "bytes_in", len(data))
         self.controller.handleDatagram(data, self, addr)
 
     def send(self, data: bytes, addr: Any) -> None:
@@ -145,6 +148,8 @@ class DNSDatagramServer(dns.DNSDatagramProtocol):
             self.controller._log.info(
                 "cannot send a reply to {client}: {error}", client=addr, error=e
             )
+            return
+        self.controller.status.increment("dns", "bytes_out", len(data))
 
 
 class DNSStreamServer(dns.DNSProtocol, TimeoutMixin):

@@ -23,6 +23,7 @@ __all__ = [
     "FTPCommandError",
     "FTPClientError",
     "FTPError",
+    "FileBusy",
     "FileExists",
     "IsADirectory",
     "LocalError",
@@ -118,6 +119,16 @@ class FileExists(_PathError):
     """Something already has that name."""
 
     problem = "already exists"
+
+
+class FileBusy(_PathError):
+    """
+    Another transfer is writing the file in place right now (RFC 959's
+    450, "file busy": a transient refusal, the client may try again).
+    """
+
+    code = 450
+    problem = "file busy: an upload is changing it; try again later"
 
 
 class DirectoryNotEmpty(_PathError):

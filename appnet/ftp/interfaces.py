@@ -113,6 +113,14 @@ class IFTPFilesystem(IFTPShell):
         The entry for one path (named by its last segment, or C{/}).
         """
 
+    def movable(path: Sequence[str]) -> Deferred[Entry]:
+        """
+        The entry C{RNFR} names, if it may be renamed now: fails with
+        L{appnet.ftp.errors.FileBusy} while an upload changes it (or a file
+        in it) in place, L{appnet.ftp.errors.ReadOnly} in a read-only
+        session.
+        """
+
     def openRead(path: Sequence[str], offset: int = 0) -> Deferred[IReadHandle]:
         """
         Open a regular file for a download starting at C{offset}.

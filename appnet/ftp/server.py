@@ -891,7 +891,7 @@ class FTPServer(FTP):
 
     async def ftp_RNFR(self, arg: str = "") -> None:
         segments = self._path(arg)
-        await self._shell.info(segments)
+        await self._shell.movable(segments)
         self._renameFrom = segments
         self.respond(350, "Ready for RNTO")
 

@@ -23,6 +23,11 @@ place on upload; it is not reused. Instead:
   - Every blocking call (C{realpath}, C{stat}, C{scandir}, C{open},
     C{rename}, C{fsync}) runs through an L{InThread} runner, never on the
     reactor thread.
+  - A file an upload is changing in place (C{APPE}, C{REST} + C{STOR}) is
+    busy until the upload ends (L{FileLocks}): other sessions' downloads,
+    uploads, deletes and renames of it get C{450}, instead of reading a
+    half-written file, interleaving two appends, or moving the file away
+    from an upload that would still be answered 226.
 
 Quotas (L{Quota}) and rate limits (L{TokenBucket}) are per account and
 shared by all of its sessions through L{Accounts}. The anonymous area is the
@@ -35,7 +40,9 @@ import errno
 import os
 import secrets
 import stat as statmod
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from attrs import define, field, frozen
@@ -58,6 +65,7 @@ from appnet.ftp._files import (
 from appnet.ftp.errors import (
     BadRestart,
     DirectoryNotEmpty,
+    FileBusy,
     FileExists,
     FTPCommandError,
     IsADirectory,
@@ -80,6 +88,7 @@ __all__ = [
     "Accounts",
     "Entry",
     "FTPRealm",
+    "FileLocks",
     "HomeShell",
     "Jail",
     "Quota",
@@ -197,16 +206,128 @@ SMALL_FILE = 64 * 1024
 LAZY_WRITE = 256 * 1024
 
 
+class Claim:
+    """
+    One transfer's hold on one file in L{FileLocks}, until L{release}.
+    """
+
+    def __init__(self, locks: FileLocks, real: str, exclusive: bool) -> None:
+        self._locks = locks
+        self.real = real
+        self.exclusive = exclusive
+        self._held = True
+
+    def release(self) -> None:
+        """Let the file go (again is nothing). Safe from any thread."""
+        self._locks._release(self)
+
+
+class FileLocks:
+    """
+    The files transfers are using right now, over every session of one
+    server, keyed by real path (so two names of one file, such as a path
+    through a linked directory, meet).
+
+    vsftpd's C{lock_upload_files} does this with C{fcntl} locks: uploads
+    take a write lock, downloads a read lock, each waiting for the other.
+    Here nothing waits (the wait could last a whole transfer, holding a
+    file thread): a conflicting claim is refused at once with
+    L{FileBusy}, RFC 959's 450 "file busy", and the client tries again.
+
+      - A download holds a I{shared} claim, and so does an upload that
+        replaces its target: it is written aside and renamed over the
+        target at the end, so until then the old file stays whole and
+        may be read, deleted or replaced by others.
+      - An upload that changes the file in place (C{APPE}, C{REST} +
+        C{STOR}) holds an I{exclusive} claim: while it runs the file is
+        incomplete. Reading it would give a torn file; a second in-place
+        upload would interleave with it; a replacing upload's rename, a
+        delete or a rename would leave it writing into a file nobody
+        sees, then answer 226 all the same.
+
+    The methods may be called from any thread: L{Jail} uses them in the
+    file threads, and holds L{unclaimed} across the unlink or rename it
+    guards, so no claim slips in between the check and the change.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._shared: dict[str, int] = {}
+        self._exclusive: set[str] = set()
+
+    def claim(self, real: str, name: Segments, exclusive: bool) -> Claim:
+        """
+        Claim the file at C{real} (the client's C{name} for errors).
+
+        @raise FileBusy: an exclusive claim holds it, or, for an exclusive
+            claim, any claim does.
+        """
+        with self._mutex:
+            if real in self._exclusive or (exclusive and self._shared.get(real)):
+                raise FileBusy(render(name))
+            if exclusive:
+                self._exclusive.add(real)
+            else:
+                self._shared[real] = self._shared.get(real, 0) + 1
+        return Claim(self, real, exclusive)
+
+    def _release(self, claim: Claim) -> None:
+        with self._mutex:
+            if not claim._held:
+                return
+            claim._held = False
+            if claim.exclusive:
+                self._exclusive.discard(claim.real)
+                return
+            left = self._shared.get(claim.real, 0) - 1
+            if left > 0:
+                self._shared[claim.real] = left
+            else:
+                self._shared.pop(claim.real, None)
+
+    def _changing(self, real: str) -> bool:
+        if real in self._exclusive:
+            return True
+        below = real.rstrip(os.sep) + os.sep
+        return any(path.startswith(below) for path in self._exclusive)
+
+    def check(self, real: str, name: Segments) -> None:
+        """
+        Raise L{FileBusy} if an upload is changing C{real} (or, for a
+        directory, a file below it) in place.
+        """
+        with self.unclaimed((real, name)):
+            pass
+
+    @contextmanager
+    def unclaimed(self, *paths: tuple[str, Segments]) -> Iterator[None]:
+        """
+        Run the block while no upload changes any of C{paths} (real path,
+        client's name) in place, and none may start to.
+
+        @raise FileBusy: one is being changed.
+        """
+        with self._mutex:
+            for real, name in paths:
+                if self._changing(real):
+                    raise FileBusy(render(name))
+            yield
+
+
 @frozen
 class Opened:
     """
     A file opened for reading: a descriptor positioned at the offset, or,
     for a small file, its bytes from the offset (and no descriptor).
+
+    @ivar claim: the download's claim on the file, while it holds the
+        descriptor.
     """
 
     fd: int | None
     size: int
     data: bytes | None
+    claim: Claim | None = None
 
 
 @frozen
@@ -225,6 +346,7 @@ class WritePlan:
     @ivar base: the file's size before the first received byte (the REST
         offset, the old size for APPE, 0 otherwise).
     @ivar name: the virtual path written.
+    @ivar claim: the upload's claim on C{target}, released when it ends.
     """
 
     fd: int
@@ -235,6 +357,7 @@ class WritePlan:
     oldSize: int
     base: int
     name: Segments
+    claim: Claim | None = None
 
 
 @frozen
@@ -246,10 +369,12 @@ class Jail:
 
     @ivar root: the real (resolved) home directory.
     @ivar staging: where replacing uploads are written before the rename.
+    @ivar locks: the files transfers are using (shared by every session).
     """
 
     root: str
     staging: str | None
+    locks: FileLocks = field(factory=FileLocks)
 
     def _inside(self, real: str) -> bool:
         return real == self.root or real.startswith(self.root + os.sep)
@@ -348,13 +473,26 @@ class Jail:
         directory, name = self.parent(path)
         target = os.path.join(directory, name)
         try:
-            st = os.lstat(target)
-            if statmod.S_ISDIR(st.st_mode):
-                raise IsADirectory(render(path))
-            os.unlink(target)
+            with self.locks.unclaimed((target, path)):
+                st = os.lstat(target)
+                if statmod.S_ISDIR(st.st_mode):
+                    raise IsADirectory(render(path))
+                os.unlink(target)
         except OSError as e:
             raise _mapped(e, path) from None
         return _freed(st)
+
+    def movable(self, path: Segments) -> Entry:
+        """
+        The entry C{RNFR} names, if nothing keeps it from being renamed.
+
+        @raise FileBusy: an upload is changing it (or, for a directory, a
+            file in it) in place.
+        """
+        entry = self.info(path)
+        directory, name = self.parent(path)
+        self.locks.check(os.path.join(directory, name), path)
+        return entry
 
     def rename(self, source: Segments, dest: Segments) -> int:
         """
@@ -378,7 +516,8 @@ class Jail:
         else:
             freed = _freed(existing)
         try:
-            os.rename(fromPath, toPath)
+            with self.locks.unclaimed((fromPath, source), (toPath, dest)):
+                os.rename(fromPath, toPath)
         except OSError as e:
             raise _mapped(e, dest if e.errno != errno.ENOENT else source) from None
         return freed
@@ -390,10 +529,12 @@ class Jail:
         for the many small files of a mirror).
         """
         real = self.real(path)
+        claim = self.locks.claim(real, path, exclusive=False)
         try:
             # O_NONBLOCK: opening a FIFO must not hang the thread.
             fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
+            claim.release()
             raise _mapped(e, path) from None
         try:
             st = os.fstat(fd)
@@ -416,15 +557,22 @@ class Jail:
                     chunks.append(chunk)
                     wanted -= len(chunk)
                 os.close(fd)
+                claim.release()
                 return Opened(None, st.st_size, b"".join(chunks))
         except BaseException:
             os.close(fd)
+            claim.release()
             raise
-        return Opened(fd, st.st_size, None)
+        return Opened(fd, st.st_size, None, claim)
 
     def openWrite(self, path: Segments, mode: WriteMode, offset: int) -> WritePlan:
         """
-        Open an upload; see L{WriteMode}.
+        Open an upload; see L{WriteMode}. The upload claims its target in
+        L{locks} (exclusively if it writes in place) until L{commit} or
+        L{discard}.
+
+        @raise FileBusy: another upload is changing the target in place,
+            or, for one in place, anything is using it.
         """
         directory, name = self.parent(path)
         try:
@@ -432,7 +580,29 @@ class Jail:
                 raise NotADirectory(render(path[:-1]))
         except OSError as e:
             raise _mapped(e, path[:-1]) from None
+        if mode == "resume" and offset == 0:
+            mode = "replace"
         target = os.path.join(directory, name)
+        claim = None
+        if mode != "unique":
+            inPlace = mode in ("append", "resume")
+            claim = self.locks.claim(target, path, exclusive=inPlace)
+        try:
+            return self._openWrite(directory, target, path, mode, offset, claim)
+        except BaseException:
+            if claim is not None:
+                claim.release()
+            raise
+
+    def _openWrite(
+        self,
+        directory: str,
+        target: str,
+        path: Segments,
+        mode: WriteMode,
+        offset: int,
+        claim: Claim | None,
+    ) -> WritePlan:
         try:
             existing: os.stat_result | None = os.lstat(target)
         except FileNotFoundError:
@@ -446,14 +616,13 @@ class Jail:
                 raise PermissionDenied(render(path))
         oldSize = existing.st_size if existing is not None else 0
         flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-        if mode == "resume" and offset == 0:
-            mode = "replace"
+        created = existing is None
         try:
             if mode == "append":
                 fd = os.open(target, flags | os.O_CREAT | os.O_APPEND, 0o644)
                 base = os.fstat(fd).st_size
                 return WritePlan(
-                    fd, target, None, False, existing is None, oldSize, base, path
+                    fd, target, None, False, created, oldSize, base, path, claim
                 )
             if mode == "resume":
                 if existing is None:
@@ -467,11 +636,13 @@ class Jail:
                 except BaseException:
                     os.close(fd)
                     raise
-                return WritePlan(fd, target, None, False, False, oldSize, offset, path)
+                return WritePlan(
+                    fd, target, None, False, False, oldSize, offset, path, claim
+                )
             reserved = False
             final = path
             if mode == "unique":
-                target, final = self._reserve(directory, path)
+                target, final, claim = self._reserve(directory, path)
                 reserved = True
                 oldSize = 0
             temp = self._temp(directory)
@@ -480,22 +651,30 @@ class Jail:
             except BaseException:
                 if reserved:
                     os.unlink(target)
+                    if claim is not None:
+                        claim.release()
                 raise
             return WritePlan(
-                fd, target, temp, reserved, existing is None, oldSize, 0, final
+                fd, target, temp, reserved, created, oldSize, 0, final, claim
             )
         except OSError as e:
             raise _mapped(e, path) from None
 
-    def _reserve(self, directory: str, path: Segments) -> tuple[str, Segments]:
+    def _reserve(self, directory: str, path: Segments) -> tuple[str, Segments, Claim]:
         """
-        Create an empty file under a name nothing has yet: the requested
-        name, else the name with C{.1}, C{.2}... appended.
+        Create an empty file under a name nothing has yet, and claim it:
+        the requested name, else the name with C{.1}, C{.2}... appended.
+        A name an upload is writing in place counts as taken.
         """
         base = path[-1]
         for n in range(1000):
             name = base if n == 0 else f"{base}.{n}"
             target = os.path.join(directory, name)
+            final = path[:-1] + (name,)
+            try:
+                claim = self.locks.claim(target, final, exclusive=False)
+            except FileBusy:
+                continue
             try:
                 fd = os.open(
                     target,
@@ -503,9 +682,13 @@ class Jail:
                     0o644,
                 )
             except FileExistsError:
+                claim.release()
                 continue
+            except BaseException:
+                claim.release()
+                raise
             os.close(fd)
-            return target, path[:-1] + (name,)
+            return target, final, claim
         raise FileExists(render(path))
 
     def _temp(self, directory: str) -> str:
@@ -515,29 +698,38 @@ class Jail:
     def commit(self, plan: WritePlan) -> None:
         """
         Close an upload whose data is fsynced, put it in place and make the
-        directory entry durable.
+        directory entry durable; let its claim go.
         """
-        os.close(plan.fd)
-        if plan.temp is not None:
-            try:
-                os.rename(plan.temp, plan.target)
-            except OSError as e:
-                _unlink(plan.temp)
-                if plan.reserved:
-                    _unlink(plan.target)
-                raise _mapped(e, plan.name) from None
-        if plan.temp is not None or plan.created:
-            _fsyncDirectory(os.path.dirname(plan.target))
+        try:
+            os.close(plan.fd)
+            if plan.temp is not None:
+                try:
+                    os.rename(plan.temp, plan.target)
+                except OSError as e:
+                    _unlink(plan.temp)
+                    if plan.reserved:
+                        _unlink(plan.target)
+                    raise _mapped(e, plan.name) from None
+            if plan.temp is not None or plan.created:
+                _fsyncDirectory(os.path.dirname(plan.target))
+        finally:
+            if plan.claim is not None:
+                plan.claim.release()
 
     def discard(self, plan: WritePlan) -> None:
         """
-        Close an upload that failed; remove what only it created.
+        Close an upload that failed; remove what only it created; let its
+        claim go.
         """
-        os.close(plan.fd)
-        if plan.temp is not None:
-            _unlink(plan.temp)
-        if plan.reserved:
-            _unlink(plan.target)
+        try:
+            os.close(plan.fd)
+            if plan.temp is not None:
+                _unlink(plan.temp)
+            if plan.reserved:
+                _unlink(plan.target)
+        finally:
+            if plan.claim is not None:
+                plan.claim.release()
 
 
 def _freed(st: os.stat_result) -> int:
@@ -680,6 +872,7 @@ class ReadHandle:
         self._run = run
         self._clock = clock
         self._fd: int | None = opened.fd
+        self._claim = opened.claim
         self._data = opened.data
         self._sender: FileSender | None = None
         self.size = opened.size
@@ -729,9 +922,13 @@ class ReadHandle:
             return succeed(None)
 
         async def close() -> None:
-            if self._sender is not None:
-                await self._sender.quiet()
-            await self._run(os.close, fd)
+            try:
+                if self._sender is not None:
+                    await self._sender.quiet()
+                await self._run(os.close, fd)
+            finally:
+                if self._claim is not None:
+                    self._claim.release()
 
         return Deferred.fromCoroutine(close())
 
@@ -883,6 +1080,12 @@ class HomeShell:
     def info(self, path: Sequence[str]) -> Deferred[Entry]:
         return self.run(self.jail.info, tuple(path))
 
+    def movable(self, path: Sequence[str]) -> Deferred[Entry]:
+        refused = self._ro(path)
+        if refused is not None:
+            return refused
+        return self.run(self.jail.movable, tuple(path))
+
     def listing(self, path: Sequence[str]) -> Deferred[tuple[Entry, list[Entry]]]:
         return self.run(self.jail.listing, tuple(path))
 
@@ -1004,6 +1207,7 @@ class FTPRealm:
     defaultQuota: int = 0
     maxUpload: int = 0
     anonymousRoot: str | None = None
+    locks: FileLocks = field(factory=FileLocks)
 
     def requestAvatar(
         self, avatarId: Any, mind: object, *interfaces: type[Interface]
@@ -1030,7 +1234,7 @@ class FTPRealm:
         root = await self.run(_makeHome, home, self.staging)
         account = await self.accounts.attach(address, root, limit)
         return HomeShell(
-            Jail(root, self.staging),
+            Jail(root, self.staging, self.locks),
             self.run,
             self.clock,
             account=account,
@@ -1047,7 +1251,7 @@ class FTPRealm:
         root = await self.run(_makeHome, self.anonymousRoot, None)
         account = await self.accounts.attach("anonymous", root, None)
         return HomeShell(
-            Jail(root, None),
+            Jail(root, None, self.locks),
             self.run,
             self.clock,
             account=account,

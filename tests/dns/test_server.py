@@ -173,6 +173,24 @@ class AuthoritativeTests(SynchronousTestCase):
         self.assertEqual(h.status.counter("dns", "queries"), 1)
         self.assertEqual(h.status.counter("dns", "rcode_noerror"), 1)
 
+    def test_udpBytes(self) -> None:
+        """
+        Bytes of UDP queries and replies are counted as the service's
+        C{bytes_in} and C{bytes_out}, like those of TCP connections (which
+        the listener counts), so C{/status} shows DNS traffic of stubs
+        that never use TCP; a dropped query still counts as bytes in.
+        """
+        h = Harness(limiter=True)
+        data = query(b"www.hamburger.edu")
+        h.ask(data)
+        [(payload, _)] = h.transport.written
+        self.assertEqual(h.status.counter("dns", "bytes_in"), len(data))
+        self.assertEqual(h.status.counter("dns", "bytes_out"), len(payload))
+        h.send(data)
+        self.assertEqual(len(h.transport.written), 1, "rate limited: dropped")
+        self.assertEqual(h.status.counter("dns", "bytes_in"), 2 * len(data))
+        self.assertEqual(h.status.counter("dns", "bytes_out"), len(payload))
+
 
 class RecursionPolicyTests(SynchronousTestCase):
     """

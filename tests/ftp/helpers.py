@@ -7,6 +7,7 @@ for every connection.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -117,6 +118,18 @@ class Harness:
         )
         self.protocol: FTPServer = self.factory.buildProtocol(None)
         self.protocol.makeConnection(self.transport)
+
+    def session(self) -> Harness:
+        """
+        Another control connection to the same server: it shares the
+        clock, realm and accounts (so the same user's sessions see each
+        other's transfers), with its own transport and replies.
+        """
+        other = copy.copy(self)
+        other.replies = []
+        other._seen = 0
+        other.connect()
+        return other
 
     @property
     def home(self) -> str:

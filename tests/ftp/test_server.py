@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from appnet.ftp._files import _final, inline, writeAll
+from appnet.ftp.data import DataConnection
 from appnet.ftp.server import COMMANDS, ServerSettings
 from tests.ftp.helpers import ALICE, PASSWORD, Harness
 
@@ -1072,6 +1073,26 @@ class TransferTests(_Base):
         self.h.close(data)
         self.assertEqual(self.h.received()[-1][:3], "226")
 
+    def test_statPathDuringTransfer(self) -> None:
+        """
+        STAT with a path during a transfer is 450 (RFC 959: not taken now,
+        try again). STAT is answered out of turn while a transfer runs, to
+        report on it; a path would make it file work beside the transfer,
+        its reply racing the transfer's. The transfer goes on to its 226,
+        and the same STAT afterwards is answered.
+        """
+        self.h.write("other", b"x")
+        self.h.passive()
+        data, _ = self.h.acceptData()
+        self.h.send("STOR f")
+        data.dataReceived(b"12345")
+        reply = self.h.send("STAT other")
+        self.assertEqual(reply, ["450 A transfer is in progress; try again after it"])
+        self.h.close(data)
+        self.assertEqual(self.h.received()[-1][:3], "226")
+        self.assertEqual(self.h.read("f"), b"12345")
+        self.assertEqual(self.h.send("STAT other")[-1][:3], "213")
+
     def test_quitDuringTransfer(self) -> None:
         """QUIT during a transfer aborts it (426), then says 221."""
         self.h.passive()
@@ -1115,6 +1136,206 @@ class TransferTests(_Base):
         self.assertLess(sizes[0], 1024 * 1024)
         self.assertEqual(sizes[-1], 1024 * 1024 + 10)
         self.assertGreater(len(set(sizes)), 2, "data came out in steps")
+
+
+BUSY = "file busy: an upload is changing it; try again later"
+
+
+class BusyFileTests(_Base):
+    """
+    C{450} (RFC 959: file unavailable, busy): while one session's upload
+    changes a file in place (APPE, REST + STOR), other sessions of the
+    same user may not read, write, delete or rename it; an in-place
+    upload may not start on a file being downloaded. Like vsftpd's
+    C{lock_upload_files}, without the wait. A replacing STOR (written
+    aside, renamed at the end) keeps the old file whole, so it makes
+    nothing busy but an in-place upload of the same file.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.h.login()
+        self.other = self.h.session()
+        self.other.login()
+
+    def start(self, h: Harness, command: str) -> tuple[DataConnection, list[str]]:
+        """Open a data connection and send C{command} on C{h}."""
+        data, _ = h.acceptData(h.passive())
+        return data, h.send(command)
+
+    def finish(self, h: Harness, data: DataConnection, clean: bool = True) -> str:
+        """The client ends the data connection; return the final reply."""
+        h.close(data, clean)
+        return h.received()[-1]
+
+    def appending(self, content: bytes = b"one\n") -> DataConnection:
+        """Start an APPE of C{log} by the first session, C{content} sent."""
+        self.h.write("log", b"start\n")
+        data, reply = self.start(self.h, "APPE log")
+        self.assertEqual(reply, ["125 Ready to receive /log"])
+        data.dataReceived(content)
+        return data
+
+    def test_appendWhileAppending(self) -> None:
+        """
+        A second APPE of a file another session is appending to is 450;
+        without it the two uploads' chunks interleave in the file and
+        both are answered 226. Once the first ends, the second may go.
+        """
+        first = self.appending(b"A" * 300_000)
+        second, reply = self.start(self.other, "APPE log")
+        self.assertEqual(reply, [f"450 /log: {BUSY}"])
+        first.dataReceived(b"A" * 300_000)
+        self.assertEqual(self.finish(self.h, first)[:3], "226")
+        self.assertEqual(self.h.read("log"), b"start\n" + b"A" * 600_000)
+        second, reply = self.start(self.other, "APPE log")
+        second.dataReceived(b"B")
+        self.assertEqual(self.finish(self.other, second)[:3], "226")
+        self.assertEqual(self.h.read("log"), b"start\n" + b"A" * 600_000 + b"B")
+
+    def test_resumeWhileAppending(self) -> None:
+        """
+        REST + STOR (which truncates at the offset) of a file being
+        appended to is 450, and the file is left as it was.
+        """
+        first = self.appending()
+        self.other.send("REST 2")
+        self.assertEqual(self.start(self.other, "STOR log")[1], [f"450 /log: {BUSY}"])
+        self.assertEqual(self.finish(self.h, first)[:3], "226")
+        self.assertEqual(self.h.read("log"), b"start\none\n")
+
+    def test_storeWhileAppending(self) -> None:
+        """
+        STOR of a file being appended to is 450: its rename at the end
+        would leave the APPE writing into a file no one can see.
+        """
+        first = self.appending()
+        self.assertEqual(self.start(self.other, "STOR log")[1], [f"450 /log: {BUSY}"])
+        self.assertEqual(self.finish(self.h, first)[:3], "226")
+        self.assertEqual(self.h.read("log"), b"start\none\n")
+
+    def test_appendWhileStoring(self) -> None:
+        """
+        APPE of a file another session is replacing with STOR is 450, for
+        the same reason the other way round.
+        """
+        self.h.write("f", b"old")
+        first, _ = self.start(self.h, "STOR f")
+        first.dataReceived(b"new")
+        self.assertEqual(self.start(self.other, "APPE f")[1], [f"450 /f: {BUSY}"])
+        self.assertEqual(self.finish(self.h, first)[:3], "226")
+        self.assertEqual(self.h.read("f"), b"new")
+
+    def test_retrieveWhileAppending(self) -> None:
+        """
+        RETR of a file being appended to is 450, not the half-written
+        file; after the upload, RETR sends all of it.
+        """
+        first = self.appending()
+        data, transport = self.other.acceptData(self.other.passive())
+        self.assertEqual(self.other.send("RETR log"), [f"450 /log: {BUSY}"])
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.finish(self.h, first)[:3], "226")
+        data, transport = self.other.acceptData(self.other.passive())
+        self.assertEqual(self.other.send("RETR log")[0][:3], "125")
+        self.assertEqual(self.finish(self.other, data)[:3], "226")
+        self.assertEqual(transport.value(), b"start\none\n")
+
+    def test_appendWhileRetrieving(self) -> None:
+        """
+        APPE or REST + STOR of a file another session is downloading is
+        450 (the download would send a torn file); a replacing STOR and
+        DELE are not, and the download still sends the old file whole.
+        """
+        content = os.urandom(200_000)
+        self.h.write("big", content)
+        download, transport = self.h.acceptData(self.h.passive())
+        self.assertEqual(self.h.send("RETR big")[0][:3], "125")
+        self.assertEqual(self.start(self.other, "APPE big")[1], [f"450 /big: {BUSY}"])
+        self.other.send("REST 10")
+        self.assertEqual(self.start(self.other, "STOR big")[1], [f"450 /big: {BUSY}"])
+        upload, reply = self.start(self.other, "STOR big")
+        self.assertEqual(reply, ["125 Ready to receive /big"])
+        upload.dataReceived(b"replacement")
+        self.assertEqual(self.finish(self.other, upload)[:3], "226")
+        self.assertEqual(self.other.send("DELE big"), ["250 /big deleted"])
+        self.assertEqual(self.finish(self.h, download)[:3], "226")
+        self.assertEqual(transport.value(), content)
+
+    def test_deleteWhileAppending(self) -> None:
+        """DELE of a file being appended to is 450; the file stays."""
+        first = self.appending()
+        self.assertEqual(self.other.send("DELE log"), [f"450 /log: {BUSY}"])
+        self.assertEqual(self.finish(self.h, first)[:3], "226")
+        self.assertEqual(self.h.read("log"), b"start\none\n")
+        self.assertEqual(self.other.send("DELE log"), ["250 /log deleted"])
+
+    def test_renameWhileAppending(self) -> None:
+        """
+        RNFR of a file being appended to, or of a directory holding it, is
+        450; so is RNTO onto it.
+        """
+        os.makedirs(self.h.path("d"))
+        self.h.write("other", b"x")
+        data, _ = self.start(self.h, "APPE d/log")
+        data.dataReceived(b"line\n")
+        self.assertEqual(self.other.send("RNFR d/log"), [f"450 /d/log: {BUSY}"])
+        self.assertEqual(self.other.send("RNFR d"), [f"450 /d: {BUSY}"])
+        self.assertEqual(self.other.send("RNFR other"), ["350 Ready for RNTO"])
+        self.assertEqual(self.other.send("RNTO d/log"), [f"450 /d/log: {BUSY}"])
+        self.assertEqual(self.finish(self.h, data)[:3], "226")
+        self.assertEqual(self.h.read("d/log"), b"line\n")
+        self.assertEqual(self.h.read("other"), b"x")
+        self.assertEqual(self.other.send("RNFR d")[0][:3], "350")
+        self.assertEqual(self.other.send("RNTO e")[0][:3], "250")
+
+    def test_releasedAfterFailure(self) -> None:
+        """
+        An in-place upload that fails (broken data connection: 426) or is
+        aborted lets the file go at once.
+        """
+        first = self.appending()
+        self.assertEqual(self.finish(self.h, first, clean=False)[:3], "426")
+        second, reply = self.start(self.other, "APPE log")
+        self.assertEqual(reply[0][:3], "125")
+        self.other.send("ABOR")
+        second.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual([r[:3] for r in self.other.received()], ["426", "226"])
+        self.assertEqual(self.h.send("DELE log")[0][:3], "250")
+
+    def test_replacingMakesNothingBusy(self) -> None:
+        """
+        While one session replaces a file with STOR, others still read the
+        old file, replace it themselves (the last to finish wins) or
+        delete it: no 450.
+        """
+        self.h.write("f", b"old")
+        first, _ = self.start(self.h, "STOR f")
+        first.dataReceived(b"first")
+        download, transport = self.other.acceptData(self.other.passive())
+        self.assertEqual(self.other.send("RETR f")[0][:3], "125")
+        self.assertEqual(self.finish(self.other, download)[:3], "226")
+        self.assertEqual(transport.value(), b"old")
+        second, _ = self.start(self.other, "STOR f")
+        second.dataReceived(b"second")
+        self.assertEqual(self.finish(self.other, second)[:3], "226")
+        self.assertEqual(self.finish(self.h, first)[:3], "226")
+        self.assertEqual(self.h.read("f"), b"first")
+        self.assertEqual(self.other.send("DELE f")[0][:3], "250")
+
+    def test_sameFileThroughALink(self) -> None:
+        """
+        A name that reaches the busy file through a linked directory is
+        the same file: RETR through it is 450 too.
+        """
+        os.makedirs(self.h.path("d"))
+        os.symlink("d", self.h.path("alias"))
+        data, _ = self.start(self.h, "APPE d/log")
+        data.dataReceived(b"x")
+        self.assertEqual(
+            self.start(self.other, "RETR alias/log")[1], [f"450 /alias/log: {BUSY}"]
+        )
+        self.assertEqual(self.finish(self.h, data)[:3], "226")
 
 
 class UploadRateTests(_Base):

@@ -17,6 +17,7 @@ from appnet.ftp._files import inline
 from appnet.ftp.errors import (
     BadRestart,
     DirectoryNotEmpty,
+    FileBusy,
     FileExists,
     IsADirectory,
     NotADirectory,
@@ -30,6 +31,7 @@ from appnet.ftp.interfaces import IFTPFilesystem, IReadHandle, IWriteHandle
 from appnet.ftp.shell import (
     Account,
     Accounts,
+    FileLocks,
     FTPRealm,
     HomeShell,
     Jail,
@@ -237,6 +239,138 @@ class JailTests(SynchronousTestCase):
         self.jail.commit(plan)
         self.assertEqual(open(os.path.join(self.root, "r.1"), "rb").read(), b"2")
 
+    def test_inPlaceUploadMakesBusy(self) -> None:
+        """
+        While an in-place upload (append, resume) is open, the file may not
+        be opened for reading or writing, removed, renamed (nor the
+        directory holding it), or be a rename's target: L{FileBusy}. Its
+        commit lets the file go.
+        """
+        self.put("d/f", b"0123")
+        self.put("g", b"g")
+        for mode, after in (("append", b"0123"), ("resume", b"01")):
+            plan = self.jail.openWrite(("d", "f"), mode, 2)
+            self.assertRaises(FileBusy, self.jail.openRead, ("d", "f"), 0)
+            for other in ("append", "resume", "replace"):
+                self.assertRaises(FileBusy, self.jail.openWrite, ("d", "f"), other, 1)
+            self.assertRaises(FileBusy, self.jail.remove, ("d", "f"))
+            self.assertRaises(FileBusy, self.jail.movable, ("d", "f"))
+            self.assertRaises(FileBusy, self.jail.movable, ("d",))
+            self.assertRaises(FileBusy, self.jail.rename, ("d",), ("e",))
+            self.assertRaises(FileBusy, self.jail.rename, ("g",), ("d", "f"))
+            self.assertEqual(self.jail.movable(("g",)).name, "g")
+            self.jail.commit(plan)
+            self.assertEqual(self.jail.openRead(("d", "f"), 0).data, after)
+
+    def test_downloadHoldsFile(self) -> None:
+        """
+        An open download of a large file keeps in-place uploads out until
+        its claim is released; other downloads and a replacing upload may
+        go. A small file is read whole and held for no time at all.
+        """
+        self.put("big", b"x" * 100_000)
+        self.put("small", b"x")
+        opened = self.jail.openRead(("big",), 0)
+        assert opened.fd is not None and opened.claim is not None
+        os.close(opened.fd)
+        self.assertRaises(FileBusy, self.jail.openWrite, ("big",), "append", 0)
+        second = self.jail.openRead(("big",), 0)
+        assert second.fd is not None and second.claim is not None
+        os.close(second.fd)
+        second.claim.release()
+        self.jail.discard(self.jail.openWrite(("big",), "replace", 0))
+        self.assertRaises(FileBusy, self.jail.openWrite, ("big",), "resume", 5)
+        opened.claim.release()
+        self.jail.discard(self.jail.openWrite(("big",), "append", 0))
+        self.assertIsNone(self.jail.openRead(("small",), 0).claim)
+        self.jail.discard(self.jail.openWrite(("small",), "append", 0))
+
+    def test_claimsEndWithTheUpload(self) -> None:
+        """
+        Discarding an upload, or failing to open one, lets its file go.
+        """
+        self.put("f", b"0123")
+        self.jail.discard(self.jail.openWrite(("f",), "append", 0))
+        self.assertRaises(BadRestart, self.jail.openWrite, ("f",), "resume", 99)
+        self.assertRaises(BadRestart, self.jail.openWrite, ("new",), "resume", 1)
+        self.assertEqual(self.jail.remove(("f",)), 4)
+        self.jail.commit(self.jail.openWrite(("new",), "resume", 0))
+
+    def test_uniqueSkipsBusyName(self) -> None:
+        """
+        STOU treats a name an in-place upload holds as taken, even before
+        the file appears.
+        """
+        self.jail.locks.claim(os.path.join(self.root, "r"), ("r",), exclusive=True)
+        plan = self.jail.openWrite(("r",), "unique", 0)
+        self.assertEqual(plan.name, ("r.1",))
+        self.jail.discard(plan)
+
+
+class FileLocksTests(SynchronousTestCase):
+    """
+    L{FileLocks}: shared claims for downloads and replacing uploads,
+    exclusive ones for in-place uploads, refused with C{450} on conflict.
+    """
+
+    def setUp(self) -> None:
+        self.locks = FileLocks()
+
+    def test_sharedAndExclusive(self) -> None:
+        """
+        Shared claims coexist; an exclusive one waits for none of them and
+        is refused while any is held, and refuses everyone while it is.
+        """
+        first = self.locks.claim("/h/f", ("f",), exclusive=False)
+        second = self.locks.claim("/h/f", ("f",), exclusive=False)
+        self.assertRaises(FileBusy, self.locks.claim, "/h/f", ("f",), True)
+        first.release()
+        self.assertRaises(FileBusy, self.locks.claim, "/h/f", ("f",), True)
+        second.release()
+        exclusive = self.locks.claim("/h/f", ("f",), exclusive=True)
+        for kind in (False, True):
+            self.assertRaises(FileBusy, self.locks.claim, "/h/f", ("f",), kind)
+        self.locks.claim("/h/g", ("g",), exclusive=True).release()
+        exclusive.release()
+        self.locks.claim("/h/f", ("f",), exclusive=True).release()
+
+    def test_releaseTwice(self) -> None:
+        """Releasing a claim again does not drop someone else's."""
+        first = self.locks.claim("/h/f", ("f",), exclusive=False)
+        self.locks.claim("/h/f", ("f",), exclusive=False)
+        first.release()
+        first.release()
+        self.assertRaises(FileBusy, self.locks.claim, "/h/f", ("f",), True)
+
+    def test_reply(self) -> None:
+        """The refusal is 450 and names the client's path, not the real one."""
+        self.locks.claim("/srv/ftp/alice/d/f", ("d", "f"), exclusive=True)
+        with self.assertRaises(FileBusy) as caught:
+            self.locks.claim("/srv/ftp/alice/d/f", ("d", "f"), exclusive=False)
+        self.assertEqual(
+            caught.exception.reply(),
+            (450, "/d/f: file busy: an upload is changing it; try again later"),
+        )
+
+    def test_unclaimed(self) -> None:
+        """
+        L{FileLocks.unclaimed} runs its block unless an exclusive claim
+        holds one of the paths or something below it; shared claims and a
+        sibling with the same prefix do not count.
+        """
+        self.locks.claim("/h/d/f", ("d", "f"), exclusive=True)
+        self.locks.claim("/h/g", ("g",), exclusive=False)
+        ran = []
+        with self.locks.unclaimed(("/h/g", ("g",)), ("/h/dx", ("dx",))):
+            ran.append(True)
+        self.assertEqual(ran, [True])
+        for real, name in (("/h/d/f", ("d", "f")), ("/h/d", ("d",)), ("/h", ())):
+            with self.assertRaises(FileBusy):
+                with self.locks.unclaimed((real, name)):
+                    ran.append(False)
+        self.assertEqual(ran, [True])
+        self.assertRaises(FileBusy, self.locks.check, "/h/d", ("d",))
+
 
 class HandleTests(SynchronousTestCase):
     """
@@ -345,6 +479,22 @@ class HandleTests(SynchronousTestCase):
         self.assertIsNone(first.error)
         self.assertIsInstance(second.error, QuotaExceeded)
 
+    def test_readHandleReleases(self) -> None:
+        """
+        A download's claim on a large file ends when its handle is closed.
+        """
+        with open(os.path.join(self.root, "f"), "wb") as f:
+            f.write(b"x" * 100_000)
+        shell = self.shell()
+        reader = self.successResultOf(shell.openRead(["f"]))
+        self.failureResultOf(shell.openWrite(["f"], "append"), FileBusy)
+        self.assertEqual(self.successResultOf(shell.movable(["f"])).size, 100_000)
+        self.successResultOf(reader.close())
+        writer = self.successResultOf(shell.openWrite(["f"], "append"))
+        self.failureResultOf(shell.movable(["f"]), FileBusy)
+        self.successResultOf(writer.discard())
+        self.assertEqual(self.successResultOf(shell.movable(["f"])).size, 100_000)
+
     def test_commitOnlyOnce(self) -> None:
         """Discarding after a commit changes nothing."""
         shell = self.shell()
@@ -441,6 +591,21 @@ class RealmTests(SynchronousTestCase):
         self.assertRaises(
             NotImplementedError, self.realm.requestAvatar, "a@b.org", None, IReadFile
         )
+
+    def test_sessionsShareLocks(self) -> None:
+        """
+        Every shell the realm makes, of any account, consults the realm's
+        one L{FileLocks}: a file is busy for all sessions at once.
+        """
+        self.users.addUser("a@b.org", "x", quota=None)
+        first = self.successResultOf(
+            Deferred.fromCoroutine(self.realm.shellFor("a@b.org"))
+        )
+        second = self.successResultOf(
+            Deferred.fromCoroutine(self.realm.shellFor("a@b.org"))
+        )
+        self.assertIs(first.jail.locks, self.realm.locks)
+        self.assertIs(second.jail.locks, self.realm.locks)
 
     def test_noAnonymous(self) -> None:
         """Without an anonymous area, anonymous shells are refused."""
