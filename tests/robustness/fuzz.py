@@ -18,7 +18,7 @@ import os
 import random
 import re
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from attrs import define, field
@@ -227,6 +227,33 @@ class Garbage:
         if kind == 5:
             return self.long(self.pick((64, 255, 256, 1024)))
         return b""
+
+    def commandLine(
+        self,
+        valid: Sequence[tuple[bytes, bytes]],
+        own: Callable[[bytes, bytes], bytes],
+    ) -> bytes:
+        """
+        One command line of a line protocol: a valid C{(verb, argument)}
+        from C{valid} as it is, with its argument or the whole line
+        mutated, with a made-up argument, made by the protocol's C{own}
+        twist, or random bytes; with an ending.
+        """
+        verb, argument = self.pick(valid)
+        kind = self.random.randrange(6)
+        if kind == 0:
+            line = verb + (b" " + argument if argument else b"")
+        elif kind == 1:
+            line = verb + b" " + self.mutate(argument)
+        elif kind == 2:
+            line = self.mutate(verb + b" " + argument)
+        elif kind == 3:
+            line = verb + b" " + self.argument()
+        elif kind == 4:
+            line = own(verb, argument)
+        else:
+            line = self.blob(30)
+        return line + self.ending()
 
     def renumber(self, valid: bytes) -> bytes:
         """C{valid} with its numbers replaced by hostile ones (L{number})."""

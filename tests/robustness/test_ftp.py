@@ -108,21 +108,11 @@ class FTPFuzzTestCase(FuzzTestCase):
 
     def command(self, garbage: Garbage) -> bytes:
         """One command line: valid, mutated, or made up."""
-        verb, argument = garbage.pick(VALID)
-        kind = garbage.random.randrange(6)
-        if kind == 0:
-            line = verb + (b" " + argument if argument else b"")
-        elif kind == 1:
-            line = verb + b" " + garbage.mutate(argument)
-        elif kind == 2:
-            line = garbage.mutate(verb + b" " + argument)
-        elif kind == 3:
-            line = verb + b" " + garbage.argument()
-        elif kind == 4:
-            line = b"\xff\xf4\xff\xf2" + verb + b" " + argument  # Telnet IP, DM
-        else:
-            line = garbage.blob(30)
-        return line + garbage.ending()
+        return garbage.commandLine(
+            VALID,
+            # Telnet IP, DM before the command.
+            lambda verb, argument: b"\xff\xf4\xff\xf2" + verb + b" " + argument,
+        )
 
     def replies(self, case: Case) -> list[bytes]:
         """The final reply lines sent since the last call, all checked."""

@@ -76,22 +76,12 @@ class POP3FuzzTestCase(FuzzTestCase):
 
     def command(self, garbage: Garbage) -> bytes:
         """One command line: valid, mutated, or made up."""
-        verb, argument = garbage.pick(VALID)
-        kind = garbage.random.randrange(6)
-        if kind == 0:
-            line = verb + (b" " + argument if argument else b"")
-        elif kind == 1:
-            line = verb + b" " + garbage.mutate(argument)
-        elif kind == 2:
-            line = garbage.mutate(verb + b" " + argument)
-        elif kind == 3:
-            line = verb + b" " + garbage.argument()
-        elif kind == 4:
-            numbers = b" ".join(garbage.number() for _ in range(garbage.count(1, 3)))
-            line = verb + b" " + numbers
-        else:
-            line = garbage.blob(30)
-        return line + garbage.ending()
+
+        def numbers(verb: bytes, argument: bytes) -> bytes:
+            count = garbage.count(1, 3)
+            return verb + b" " + b" ".join(garbage.number() for _ in range(count))
+
+        return garbage.commandLine(VALID, numbers)
 
     def replies(self, session: Session, case: Case) -> list[bytes]:
         """

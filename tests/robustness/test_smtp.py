@@ -73,21 +73,12 @@ class SMTPFuzzTestCase(FuzzTestCase):
 
     def command(self, garbage: Garbage) -> bytes:
         """One command line: valid, mutated, or made up."""
-        verb, argument = garbage.pick(VALID)
-        kind = garbage.random.randrange(6)
-        if kind == 0:
-            line = verb + (b" " + argument if argument else b"")
-        elif kind == 1:
-            line = verb + b" " + garbage.mutate(argument)
-        elif kind == 2:
-            line = garbage.mutate(verb + b" " + argument)
-        elif kind == 3:
-            line = verb + b" " + garbage.argument()
-        elif kind == 4:
-            line = garbage.pick((verb.lower(), verb.title())) + b" " + argument
-        else:
-            line = garbage.blob(30)
-        return line + garbage.ending()
+        return garbage.commandLine(
+            VALID,
+            lambda verb, argument: (
+                garbage.pick((verb.lower(), verb.title())) + b" " + argument
+            ),
+        )
 
     def replies(self, session: Session, case: Case) -> list[bytes]:
         """Every line sent since the last call, each checked."""
