@@ -156,33 +156,45 @@ class Inline:
         fn(*a)
 
 
+def runnerOnClock(case: Any, relay: Any, schedule: Schedule, **settings: Any) -> None:
+    """
+    Give C{case} a queue runner on a virtual clock over an in-memory
+    store (C{clock}, C{store}, C{status}, C{runner}), relaying through
+    C{relay}, with crepes.fr local and the queue polled only when told.
+    """
+    case.clock = Clock()
+    case.clock.advance(1_000_000)
+    case.store = MemoryStore()
+    case.store.queue._now = case.clock.seconds
+    case.status = Status(case.clock)
+
+    async def domains() -> frozenset[str]:
+        return frozenset({"crepes.fr"})
+
+    case.runner = QueueRunner(
+        store=case.store,
+        relay=relay,
+        router=Router(case.store.users, domains, None),
+        localDomains=domains,
+        status=case.status,
+        clock=case.clock,
+        reactor=Inline(case.clock),
+        hostname="mx.crepes.fr",
+        schedule=schedule,
+        poll=86400,
+        **settings,
+    )
+
+
 class RunnerTests(SynchronousTestCase):
     """
     Scheduling on a virtual clock.
     """
 
     def setUp(self) -> None:
-        self.clock = Clock()
-        self.clock.advance(1_000_000)
-        self.store = MemoryStore()
-        self.store.queue._now = self.clock.seconds  # type: ignore[misc]
         self.relay = FakeRelay()
-        self.status = Status(self.clock)
-
-        async def domains() -> frozenset[str]:
-            return frozenset({"crepes.fr"})
-
-        self.runner = QueueRunner(
-            store=self.store,
-            relay=self.relay,  # type: ignore[arg-type]
-            router=Router(self.store.users, domains, None),
-            localDomains=domains,
-            status=self.status,
-            clock=self.clock,
-            reactor=Inline(self.clock),
-            hostname="mx.crepes.fr",
-            schedule=Schedule((60.0, 600.0), maxAge=3600.0, delayWarning=0),
-            poll=86400,
+        runnerOnClock(
+            self, self.relay, Schedule((60.0, 600.0), maxAge=3600.0, delayWarning=0)
         )
 
     def enqueue(
@@ -299,30 +311,14 @@ class ConcurrencyTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.clock = Clock()
-        self.clock.advance(1_000_000)
-        self.store = MemoryStore()
-        self.store.queue._now = self.clock.seconds  # type: ignore[misc]
         self.relay = HeldRelay()
-        self.status = Status(self.clock)
-
-        async def domains() -> frozenset[str]:
-            return frozenset({"crepes.fr"})
-
-        self.runner = QueueRunner(
-            store=self.store,
-            relay=self.relay,  # type: ignore[arg-type]
-            router=Router(self.store.users, domains, None),
-            localDomains=domains,
-            status=self.status,
-            clock=self.clock,
-            reactor=Inline(self.clock),
-            hostname="mx.crepes.fr",
-            schedule=Schedule((60.0,), maxAge=3600.0, delayWarning=0),
+        runnerOnClock(
+            self,
+            self.relay,
+            Schedule((60.0,), maxAge=3600.0, delayWarning=0),
             concurrency=3,
             destinationConcurrency=2,
             idle=2.0,
-            poll=86400,
         )
         # Four destinations, three messages each: twelve jobs wanting up
         # to eight connections (two per destination).
