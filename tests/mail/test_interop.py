@@ -198,6 +198,31 @@ class POPLibTests(InteropTestCase):
         self.assertEqual([m.message["Subject"] for m in remaining], ["m0"])
 
 
+def curl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["curl", "--silent", "--show-error", "--max-time", "20", *args],
+        input=stdin,
+        capture_output=True,
+        check=False,
+    )
+
+
+async def curlSubmit(
+    mail: Any, cert: str, message: bytes
+) -> subprocess.CompletedProcess[bytes]:
+    """curl uploads C{message} from alice to bob by submission (TLS, AUTH)."""
+    host, port = mail.address("submission")
+    return await inThread(
+        lambda *a: curl(*a, stdin=message),
+        f"smtp://{host}:{port}",
+        "--ssl-reqd", "--cacert", cert,
+        "--user", "alice@example.org:pw-alice-1",
+        "--mail-from", "alice@example.org",
+        "--mail-rcpt", "bob@example.org",
+        "--upload-file", "-",
+    )  # fmt: skip
+
+
 class BinaryRoundTripTests(InteropTestCase):
     """
     A message with a binary attachment, built with Python's C{email}
@@ -265,16 +290,7 @@ class BinaryRoundTripTests(InteropTestCase):
         need("curl", "curl")
         mail, cert = await self.stack()
         sent = withAttachment("alice@example.org", "bob@example.org", "curl binary")
-        host, port = mail.address("submission")
-        uploaded = await inThread(
-            lambda *a: curl(*a, stdin=sent),
-            f"smtp://{host}:{port}",
-            "--ssl-reqd", "--cacert", cert,
-            "--user", "alice@example.org:pw-alice-1",
-            "--mail-from", "alice@example.org",
-            "--mail-rcpt", "bob@example.org",
-            "--upload-file", "-",
-        )  # fmt: skip
+        uploaded = await curlSubmit(mail, cert, sent)
         self.assertEqual(uploaded.returncode, 0, uploaded.stderr)
         [stored] = await mail.deliveredTo("bob@example.org")
         host, port = mail.address("pop3")
@@ -288,15 +304,6 @@ class BinaryRoundTripTests(InteropTestCase):
         self.assertEqual(fetched.stdout, stored.data)
         self.assertTrue(fetched.stdout.endswith(sent))
         self.assertEqual(attachmentOf(fetched.stdout), PAYLOAD)
-
-
-def curl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        ["curl", "--silent", "--show-error", "--max-time", "20", *args],
-        input=stdin,
-        capture_output=True,
-        check=False,
-    )
 
 
 class CurlTests(InteropTestCase):
@@ -319,16 +326,7 @@ class CurlTests(InteropTestCase):
             "--upload-file", "-",
         )  # fmt: skip
         self.assertEqual(done.returncode, 0, done.stderr)
-        host, port = mail.address("submission")
-        done = await inThread(
-            lambda *a: curl(*a, stdin=message),
-            f"smtp://{host}:{port}",
-            "--ssl-reqd", "--cacert", cert,
-            "--user", "alice@example.org:pw-alice-1",
-            "--mail-from", "alice@example.org",
-            "--mail-rcpt", "bob@example.org",
-            "--upload-file", "-",
-        )  # fmt: skip
+        done = await curlSubmit(mail, cert, message)
         self.assertEqual(done.returncode, 0, done.stderr)
         stored = await mail.deliveredTo("bob@example.org")
         self.assertEqual(len(stored), 2)

@@ -7,9 +7,11 @@ and the masked transcript.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
 
 from appnet.trace import Transcript
 from appnet.web.server import HTTP_MASK, combinedLine
@@ -372,6 +374,27 @@ class ALPNTests(SynchronousTestCase):
         self.assertEqual(guarded.acceptableProtocols(), [b"http/1.1"])
 
 
+class _Echo(Resource):
+    """Records each POST's parsed arguments and body."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[dict[bytes, list[bytes]], bytes]] = []
+
+    def render_POST(self, request: Any) -> bytes:
+        self.seen.append((dict(request.args), request.content.read()))
+        return b"ok"
+
+
+def echo(web: Harness) -> list[tuple[dict[bytes, list[bytes]], bytes]]:
+    """Serve an echo at C{/echo}; what it sees lands in the list returned."""
+    resource = _Echo()
+    web.web.root.putChild(b"echo", resource)
+    return resource.seen
+
+
 class FormBodyTests(SynchronousTestCase):
     def test_multipartLeftUnparsed(self) -> None:
         """
@@ -379,19 +402,8 @@ class FormBodyTests(SynchronousTestCase):
         would parse it into args on the reactor thread, losing file
         names); URL-encoded forms are still parsed.
         """
-        from twisted.web.resource import Resource
-
-        seen: list[tuple[dict[bytes, list[bytes]], bytes]] = []
-
-        class Echo(Resource):
-            isLeaf = True
-
-            def render_POST(self, request: object) -> bytes:
-                seen.append((dict(request.args), request.content.read()))  # type: ignore[attr-defined]
-                return b"ok"
-
         web = harness(self)
-        web.web.root.putChild(b"echo", Echo())
+        seen = echo(web)
         form = (
             b'--b\r\nContent-Disposition: form-data; name="f"; filename="a.txt"'
             b"\r\n\r\nabc\r\n--b--\r\n"
@@ -417,19 +429,8 @@ class FormBodyTests(SynchronousTestCase):
         dataReceived) leaves the body unparsed, urlencoded or not (found
         by tests.robustness.test_http).
         """
-        from twisted.web.resource import Resource
-
-        seen: list[tuple[dict[bytes, list[bytes]], bytes]] = []
-
-        class Echo(Resource):
-            isLeaf = True
-
-            def render_POST(self, request: object) -> bytes:
-                seen.append((dict(request.args), request.content.read()))  # type: ignore[attr-defined]
-                return b"ok"
-
         web = harness(self)
-        web.web.root.putChild(b"echo", Echo())
+        seen = echo(web)
         for contentType in ("x;X+K*", "application/x-www-form-urlencoded;X+K*"):
             r = web.request("POST", "/echo", {"Content-Type": contentType}, b"a=1")
             self.assertEqual(r.status, 200)
