@@ -237,8 +237,10 @@ class APOPChecker:
     the greeting's timestamp, a user name and the client's digest) against
     the account's APOP secret.
 
-    Twisted's C{APOPCredentials.checkPassword} compares digests with
-    C{==}; this compares them with L{hmac.compare_digest}. An unknown
+    Twisted's C{APOPCredentials.checkPassword} is not used: it compares
+    digests with C{==}, and compares a C{str} with the C{bytes} its own
+    server passes, so on Python 3 it never matches. This compares them
+    with L{hmac.compare_digest}. An unknown
     account, one without an APOP secret and a wrong digest fail alike,
     after the same work (one store read, one MD5). Other credentials that
     provide C{IUsernameHashedPassword} (CRAM-MD5's, say) are refused: the
