@@ -13,6 +13,13 @@ Passwords are hashed with scrypt (C{hashlib.scrypt}) under a per-user random
 salt; the encoded form records its parameters, so the cost can rise without
 invalidating old hashes. Hashing is deliberately slow, so it runs in a
 thread, never on the reactor.
+
+POP3's APOP (RFC 1939 section 7) cannot work from a hash: the client sends
+MD5 of the server's timestamp and a shared secret, so the server needs the
+secret itself. L{APOPChecker} checks it against an account's APOP secret
+(L{IUserStore.getAPOPSecret}), a second secret the account opts into and
+never the login password; L{Authenticator} puts it in the portal only when
+the stack offers APOP, and its logins are throttled like any other.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import Any, TypeVar
 
 from attrs import define, field, frozen
 from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.credentials import IUsernameHashedPassword, IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred
@@ -35,6 +42,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
+from twisted.mail.pop3 import APOPCredentials
 from zope.interface import Interface, implementer
 
 from appnet.address import normalizeAccount
@@ -42,11 +50,13 @@ from appnet.errors import BadAddress
 from appnet.store.interfaces import IUserStore
 
 __all__ = [
+    "APOPChecker",
     "Authenticator",
     "GuardedPortal",
     "LoginThrottle",
     "LoginThrottled",
     "UserChecker",
+    "apopDigest",
     "hashPassword",
     "verifyPassword",
 ]
@@ -151,6 +161,27 @@ def _text(value: str | bytes) -> str:
     return value
 
 
+def _canonical(username: str | bytes, defaultDomain: str | None) -> str:
+    name = _text(username).strip()
+    if "@" not in name and defaultDomain:
+        name = f"{name}@{defaultDomain}"
+    return normalizeAccount(name)
+
+
+def apopDigest(timestamp: bytes, secret: str) -> bytes:
+    """
+    The APOP digest (RFC 1939 section 7): MD5 of the greeting's timestamp
+    (angle brackets included) followed by the shared secret in UTF-8, as 32
+    lower-case hex digits.
+    """
+    return hashlib.md5(timestamp + secret.encode("utf-8")).hexdigest().encode()
+
+
+#: What an account without an APOP secret (or no account) is checked
+#: against, so that such a failure does the same work as a wrong digest.
+_DUMMY_APOP_SECRET = "appnet-no-apop-secret"
+
+
 InThread = Callable[..., Deferred[Any]]
 
 
@@ -177,10 +208,7 @@ class UserChecker:
 
         @raise BadAddress: if it cannot name an account.
         """
-        name = _text(username).strip()
-        if "@" not in name and self._defaultDomain:
-            name = f"{name}@{self._defaultDomain}"
-        return normalizeAccount(name)
+        return _canonical(username, self._defaultDomain)
 
     def requestAvatarId(  # type: ignore[override]
         self, credentials: IUsernamePassword
@@ -199,6 +227,54 @@ class UserChecker:
         if user is None or not matches:
             raise UnauthorizedLogin("bad user name or password")
         return user.address
+
+
+@implementer(ICredentialsChecker)
+@define
+class APOPChecker:
+    """
+    Checks POP3 APOP credentials (L{twisted.mail.pop3.APOPCredentials}:
+    the greeting's timestamp, a user name and the client's digest) against
+    the account's APOP secret.
+
+    Twisted's C{APOPCredentials.checkPassword} is not used: it compares
+    digests with C{==}, and compares a C{str} with the C{bytes} its own
+    server passes, so on Python 3 it never matches. This compares them
+    with L{hmac.compare_digest}. An unknown
+    account, one without an APOP secret and a wrong digest fail alike,
+    after the same work (one store read, one MD5). Other credentials that
+    provide C{IUsernameHashedPassword} (CRAM-MD5's, say) are refused: the
+    APOP secret is for APOP only.
+    """
+
+    credentialInterfaces = (IUsernameHashedPassword,)
+
+    _users: IUserStore
+    _defaultDomain: str | None = None
+
+    def requestAvatarId(  # type: ignore[override]
+        self, credentials: IUsernameHashedPassword
+    ) -> Deferred[str]:
+        return Deferred.fromCoroutine(self._check(credentials))
+
+    async def _check(self, credentials: IUsernameHashedPassword) -> str:
+        if not isinstance(credentials, APOPCredentials):
+            raise UnauthorizedLogin("only APOP credentials are checked here")
+        timestamp, digest = credentials.magic, credentials.digest
+        if not isinstance(timestamp, bytes) or not isinstance(digest, bytes):
+            raise UnauthorizedLogin("malformed APOP credentials")
+        try:
+            address: str | None = _canonical(credentials.username, self._defaultDomain)
+        except BadAddress:
+            address = None
+        secret = None if address is None else await self._users.getAPOPSecret(address)
+        expected = apopDigest(
+            timestamp, _DUMMY_APOP_SECRET if secret is None else secret
+        )
+        matches = hmac.compare_digest(expected, digest.lower())
+        if address is None or secret is None or not matches:
+            raise UnauthorizedLogin("bad user name or APOP digest")
+        return address
 
 
 class LoginThrottled(UnauthorizedLogin):
@@ -351,13 +427,19 @@ class Authenticator:
     throttle: LoginThrottle
     clock: IReactorTime
     failureDelay: float = 2.0
+    #: Checks APOP logins; C{None} (the default) when APOP is off, so no
+    #: portal consults APOP secrets at all.
+    apop: APOPChecker | None = None
 
     def portalFor(self, realm: IRealm, clientAddress: str) -> GuardedPortal:
         """
         The portal for one connection from C{clientAddress} into C{realm}.
         """
+        checkers: list[ICredentialsChecker] = [self.checker]
+        if self.apop is not None:
+            checkers.append(self.apop)
         return GuardedPortal(
-            Portal(realm, [self.checker]),
+            Portal(realm, checkers),
             self.throttle,
             self.clock,
             clientAddress,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getopt
 import getpass
+import hmac
 import importlib
 import sys
 import time
@@ -26,10 +27,10 @@ from twisted.python import usage
 
 from appnet import __version__
 from appnet.address import normalizeAccount
-from appnet.auth import hashPassword
+from appnet.auth import hashPassword, verifyPassword
 from appnet.config import Config, loadConfig, parseSize
 from appnet.datadir import DataDir
-from appnet.errors import AppnetError, ConfigError
+from appnet.errors import AppnetError, ConfigError, NoSuchUser
 from appnet.store.sqlite import SQLiteStore
 from appnet.tls import writeSelfSigned
 
@@ -110,23 +111,25 @@ class Command(usage.Options):
         raise NotImplementedError(type(self).__name__)
 
 
-def _readPassword(stdin: TextIO, fromStdin: bool, confirm: bool = True) -> str:
+def _readPassword(
+    stdin: TextIO, fromStdin: bool, confirm: bool = True, what: str = "password"
+) -> str:
     if fromStdin:
         password = stdin.readline().rstrip("\r\n")
     else:
-        password = getpass.getpass("Password: ")
+        password = getpass.getpass(f"{what[0].upper()}{what[1:]}: ")
         if confirm and getpass.getpass("Again: ") != password:
-            raise CommandError("passwords do not match")
+            raise CommandError(f"{what}s do not match")
     if len(password) < MIN_PASSWORD:
-        raise CommandError(
-            f"password too short: use at least {MIN_PASSWORD} characters"
-        )
+        raise CommandError(f"{what} too short: use at least {MIN_PASSWORD} characters")
     return password
 
 
 class _PasswordCommand(Command):
     optFlags = [["password-stdin", None, "Read the password from standard input."]]
     password: str = ""
+    #: What is read: "password", or "APOP secret".
+    what = "password"
 
     def parseArgs(self, address: str) -> None:  # type: ignore[override]
         self["address"] = address
@@ -134,9 +137,9 @@ class _PasswordCommand(Command):
     def prepare(self, stdin: TextIO) -> None:
         self.address()
         try:
-            self.password = _readPassword(stdin, self["password-stdin"])
+            self.password = _readPassword(stdin, self["password-stdin"], what=self.what)
         except EOFError:
-            raise CommandError("no password given") from None
+            raise CommandError(f"no {self.what} given") from None
 
     def address(self) -> str:
         try:
@@ -181,10 +184,58 @@ class UserPasswd(_PasswordCommand):
 
     async def run(self, context: Context) -> None:
         address = self.address()
-        encoded = await deferToThread(hashPassword, self.password)
         store = await context.store()
+        secret = await store.users.getAPOPSecret(address)
+        if secret is not None and hmac.compare_digest(
+            secret.encode(), self.password.encode()
+        ):
+            raise CommandError("the password must differ from the APOP secret")
+        encoded = await deferToThread(hashPassword, self.password)
         await store.users.setPasswordHash(address, encoded)
         context.say(f"password changed for {address}")
+
+
+class UserAPOP(_PasswordCommand):
+    """
+    Set or remove an account's APOP secret: a second secret, apart from
+    the login password, that POP3's APOP command proves knowledge of when
+    [pop3] apop is on. It is stored in the clear (APOP needs it so), so it
+    must differ from the login password; changing the password leaves it.
+    """
+
+    synopsis = "ADDRESS [--password-stdin] | ADDRESS --clear"
+    optFlags = [
+        ["password-stdin", None, "Read the APOP secret from standard input."],
+        ["clear", None, "Remove the APOP secret: the account can no longer use APOP."],
+    ]
+    what = "APOP secret"
+
+    def postOptions(self) -> None:
+        if self["clear"] and self["password-stdin"]:
+            raise usage.UsageError("--clear reads no secret")
+
+    def prepare(self, stdin: TextIO) -> None:
+        if self["clear"]:
+            self.address()
+        else:
+            super().prepare(stdin)
+
+    async def run(self, context: Context) -> None:
+        address = self.address()
+        store = await context.store()
+        if self["clear"]:
+            await store.users.setAPOPSecret(address, None)
+            context.say(f"APOP secret removed for {address}")
+            return
+        user = await store.users.getUser(address)
+        if user is None:
+            raise NoSuchUser(address)
+        if await deferToThread(verifyPassword, self.password, user.passwordHash):
+            raise CommandError("the APOP secret must differ from the login password")
+        await store.users.setAPOPSecret(address, self.password)
+        context.say(f"APOP secret set for {address}")
+        if not context.config.pop3.apop:
+            context.say("APOP is off: set [pop3] apop = true to offer it")
 
 
 class UserDel(Command):
@@ -221,6 +272,8 @@ class UserList(Command):
                 flags.append("admin")
             if user.quota is not None:
                 flags.append(f"quota={user.quota}")
+            if user.apop:
+                flags.append("apop")
             created = time.strftime("%Y-%m-%d", time.gmtime(user.created))
             context.say(f"{user.address}\t{created}\t{' '.join(flags)}".rstrip())
 
@@ -228,17 +281,18 @@ class UserList(Command):
 class UserOptions(usage.Options):
     """Manage accounts (shared by SMTP AUTH, POP3, IMAP, FTP and webmail)."""
 
-    synopsis = "add|passwd|del|list ..."
+    synopsis = "add|passwd|apop|del|list ..."
     subCommands = [
         ["add", None, UserAdd, "Create an account."],
         ["passwd", None, UserPasswd, "Set an account's password."],
+        ["apop", None, UserAPOP, "Set or remove an account's POP3 APOP secret."],
         ["del", None, UserDel, "Delete an account."],
         ["list", None, UserList, "List accounts."],
     ]
 
     def postOptions(self) -> None:
         if self.subCommand is None:
-            raise usage.UsageError("say add, passwd, del or list")
+            raise usage.UsageError("say add, passwd, apop, del or list")
 
 
 class CertOptions(Command):

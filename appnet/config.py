@@ -520,6 +520,12 @@ class POP3Config(ListenerConfig):
 
     listen: tuple[str, ...] = _listen("tcp:1110:interface=127.0.0.1")
     idle_timeout: float = _idle(600)
+    apop: bool = _setting(
+        False,
+        _bool,
+        "offer APOP (timestamp in the greeting) to accounts given an APOP"
+        " secret with 'appnet user apop'; the secret is stored in the clear",
+    )
 
 
 @frozen

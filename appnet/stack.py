@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from appnet import __version__
-from appnet.auth import Authenticator, LoginThrottle, UserChecker
+from appnet.auth import APOPChecker, Authenticator, LoginThrottle, UserChecker
 from appnet.config import Config
 from appnet.datadir import DataDir
 from appnet.errors import AppnetError
@@ -208,16 +208,21 @@ class Stack(MultiService):
         store = self._store or SQLiteStore.open(
             self.dataDir.store.path, self.reactor, now=self.clock.seconds
         )
-        checker = UserChecker(
-            store.users, config.mail.domains[0] if config.mail.domains else None
-        )
+        defaultDomain = config.mail.domains[0] if config.mail.domains else None
+        checker = UserChecker(store.users, defaultDomain)
         throttle = LoginThrottle(
             self.reactor,
             maxFailures=config.auth.max_failures,
             maxAccountFailures=config.auth.max_account_failures,
             window=config.auth.window,
         )
-        auth = Authenticator(checker, throttle, self.reactor, config.auth.failure_delay)
+        auth = Authenticator(
+            checker,
+            throttle,
+            self.reactor,
+            config.auth.failure_delay,
+            APOPChecker(store.users, defaultDomain) if config.pop3.apop else None,
+        )
         self._context = ctx = StackContext(
             config=config,
             dataDir=self.dataDir,

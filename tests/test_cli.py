@@ -91,6 +91,104 @@ class CLITests(TestCase):
         listed = await self.appnet("user", "list")
         self.assertIn("admin quota=10485760", listed.out)
 
+    async def apopSecrets(self) -> dict[str, str | None]:
+        store = SQLiteStore.open(os.path.join(self.data, "store.sqlite"), reactor)
+        await store.start()
+        try:
+            return {
+                u.address: await store.users.getAPOPSecret(u.address)
+                for u in await store.users.listUsers()
+            }
+        finally:
+            await store.stop()
+
+    async def test_apopSecret(self) -> None:
+        """
+        user apop sets a separate APOP secret (refusing the login
+        password), list shows the apop flag, passwd leaves the secret
+        (and refuses it as the password), --clear removes it.
+        """
+        await self.appnet(
+            "user", "add", "alice@example.org", "--password-stdin",
+            stdin=b"login-password\n",
+        )  # fmt: skip
+        same = await self.appnet(
+            "user", "apop", "alice@example.org", "--password-stdin",
+            stdin=b"login-password\n",
+        )  # fmt: skip
+        self.assertEqual(
+            (same.code, same.err),
+            (1, "appnet: the APOP secret must differ from the login password\n"),
+        )
+        self.assertEqual(await self.apopSecrets(), {"alice@example.org": None})
+
+        added = await self.appnet(
+            "user", "apop", "Alice@Example.ORG", "--password-stdin",
+            stdin=b"apop-secret\n",
+        )  # fmt: skip
+        self.assertEqual(added.code, 0, added.err)
+        self.assertEqual(
+            added.out,
+            "APOP secret set for alice@example.org\n"
+            "APOP is off: set [pop3] apop = true to offer it\n",
+        )
+        self.assertEqual(await self.apopSecrets(), {"alice@example.org": "apop-secret"})
+        listed = await self.appnet("user", "list")
+        self.assertTrue(listed.out.rstrip("\n").endswith("\tapop"), listed.out)
+
+        clash = await self.appnet(
+            "user", "passwd", "alice@example.org", "--password-stdin",
+            stdin=b"apop-secret\n",
+        )  # fmt: skip
+        self.assertEqual(
+            (clash.code, clash.err),
+            (1, "appnet: the password must differ from the APOP secret\n"),
+        )
+        changed = await self.appnet(
+            "user", "passwd", "alice@example.org", "--password-stdin",
+            stdin=b"new-login-password\n",
+        )  # fmt: skip
+        self.assertEqual(changed.code, 0, changed.err)
+        self.assertEqual(await self.apopSecrets(), {"alice@example.org": "apop-secret"})
+
+        cleared = await self.appnet("user", "apop", "alice@example.org", "--clear")
+        self.assertEqual(cleared.code, 0, cleared.err)
+        self.assertEqual(cleared.out, "APOP secret removed for alice@example.org\n")
+        self.assertEqual(await self.apopSecrets(), {"alice@example.org": None})
+        listed = await self.appnet("user", "list")
+        self.assertNotIn("apop", listed.out)
+
+    async def test_apopErrors(self) -> None:
+        """user apop's mistakes: one line and status 1, usage errors status 2."""
+        for args, stdin, code, message in [
+            (
+                ("user", "apop", "c@x.org", "--password-stdin"),
+                b"apop-secret\n",
+                1,
+                "appnet: no such user: c@x.org\n",
+            ),
+            (
+                ("user", "apop", "c@x.org", "--clear"),
+                None,
+                1,
+                "appnet: no such user: c@x.org\n",
+            ),
+            (
+                ("user", "apop", "c@x.org", "--password-stdin"),
+                b"short\n",
+                1,
+                "appnet: APOP secret too short: use at least 8 characters\n",
+            ),
+            (
+                ("user", "apop", "c@x.org", "--clear", "--password-stdin"),
+                b"apop-secret\n",
+                2,
+                "appnet: --clear reads no secret\n(see appnet --help)\n",
+            ),
+        ]:
+            outcome = await self.appnet(*args, stdin=stdin)
+            self.assertEqual((outcome.code, outcome.err), (code, message), args)
+
     async def test_errorsAreOneLine(self) -> None:
         """User mistakes give one line and status 1; usage errors status 2."""
         await self.appnet(

@@ -28,29 +28,44 @@ Twisted gets wrong or lacks is replaced:
   processes sharing the store; a second session gets C{-ERR [IN-USE]}.
 - Plain-text logins (USER/PASS, AUTH) only over TLS or from loopback.
 
-APOP is not offered. It needs the password in the clear on the server
-(the digest is MD5 of a timestamp and the password), and appnet stores
-only scrypt hashes; keeping a second, reversible secret would weaken
-every account for a mechanism that is itself weak (MD5, no channel
-binding). The greeting carries no APOP timestamp, so clients do not try
-it; an APOP command is refused with C{-ERR [AUTH]} naming the
-alternatives (STLS then USER/PASS or AUTH PLAIN).
+APOP (RFC 1939 section 7) is off by default and opt-in twice over, as
+with qpopper's C{popauth} database: the stack offers it only with
+C{[pop3] apop = true}, and an account can use it only once given an APOP
+secret (C{appnet user apop ADDRESS}). The client proves it knows the
+secret by sending MD5 of the greeting's timestamp and the secret, so the
+server must keep that secret in the clear; it is therefore a second
+secret, stored apart from the login password, which stays scrypt-only
+(a stolen store yields APOP secrets, never login passwords). MD5 and the
+lack of channel binding make APOP weak (an eavesdropper can try to crack
+the digest offline, a man in the middle can take over the session), so
+it is for clients that cannot do TLS. With APOP on, the greeting ends with
+a timestamp C{<pid.serial.random@hostname>}, unique per connection and
+unpredictable (Twisted's C{generateMagic} names the machine's FQDN rather
+than the configured host name, and draws from C{random}, not
+C{secrets}); C{APOP name digest} logs in through the same throttled
+portal and maildrop lock as PASS. APOP is allowed without TLS and from
+any address: it never sends the secret. With APOP off the greeting
+carries no timestamp, so clients do not try it, and an APOP command is
+refused with C{-ERR [AUTH]} naming the alternatives.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+import secrets
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, BinaryIO
 
-from twisted.cred.credentials import UsernamePassword
+from twisted.cred.credentials import ICredentials, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import ISSLTransport, ITLSTransport
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.mail.interfaces import IMailboxPOP3
-from twisted.mail.pop3 import POP3
+from twisted.mail.pop3 import POP3, APOPCredentials
 from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -93,6 +108,9 @@ POP3_MASK = MaskRule(
 LOCK_NAME = "pop3"
 
 _log = Logger()
+
+#: Serial numbers for APOP timestamps: one per connection in this process.
+_serials = itertools.count(1)
 
 
 class MaildropInUse(AppnetError):
@@ -237,6 +255,14 @@ def maildropFactory(store: IMailStore, clock: Any, ttl: float) -> AvatarFactory:
     return make
 
 
+def _isDigest(text: str) -> bool:
+    """
+    Is C{text} an APOP digest: 32 hex digits (RFC 1939 asks lower case;
+    upper case is taken too)?
+    """
+    return len(text) == 32 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
 def _isNumber(text: str) -> bool:
     """
     Is C{text} a decimal argument? ASCII digits only (C{str.isdigit} also
@@ -344,7 +370,11 @@ class POP3Server(LineQueue, POP3):
         noDelay(self.transport)
         self._tls = ISSLTransport.providedBy(self.transport)
         self.state = "COMMAND"
-        self.successResponse(f"{self.factory.hostname} POP3 server ready")
+        greeting = f"{self.factory.hostname} POP3 server ready"
+        if self.factory.apop:
+            self.magic = self.generateMagic()
+            greeting += " " + self.magic.decode("ascii")
+        self.successResponse(greeting)
         self.setTimeout(self.timeOut)
         self._log.info("pop3 connection from {client}", client=self._client)
 
@@ -352,6 +382,17 @@ class POP3Server(LineQueue, POP3):
         # A dropped connection deletes nothing: no sync, only logout.
         self._closed = True
         POP3.connectionLost(self, reason)
+
+    def generateMagic(self) -> bytes:
+        """
+        The APOP timestamp of this connection (RFC 1939 section 7), in
+        message-id form: the process, a serial number and 64 random bits,
+        at the configured host name.
+        """
+        return (
+            f"<{os.getpid()}.{next(_serials)}"
+            f".{secrets.token_hex(8)}@{self.factory.hostname}>"
+        ).encode("ascii")
 
     def timeoutConnection(self) -> None:
         self.failResponse(b"[SYS/TEMP] Idle timeout, closing")
@@ -473,13 +514,30 @@ class POP3Server(LineQueue, POP3):
             self.failResponse(b"USER first")
             return
         user, self._userIs = self._userIs, None
-        self._async(self._login(user, rest.encode()), "login")
+        self._async(self._login(UsernamePassword(user, rest.encode())), "login")
 
     def pop3_APOP(self, rest: str) -> None:
-        self.failResponse(
-            b"[AUTH] APOP is not available (passwords are stored hashed);"
-            b" use STLS then USER/PASS or AUTH PLAIN"
+        """
+        C{APOP name digest}: log in with the account's APOP secret. Allowed
+        without TLS (the secret itself is never sent), only when the
+        factory offers APOP.
+        """
+        if not self.factory.apop:
+            self.failResponse(
+                b"[AUTH] APOP is off on this server;"
+                b" use STLS then USER/PASS or AUTH PLAIN"
+            )
+            return
+        name, _, digest = rest.strip(" ").rpartition(" ")
+        name = name.strip(" ")
+        if not name or not _isDigest(digest):
+            self.failResponse(b"Syntax: APOP name digest")
+            return
+        self._userIs = None
+        credentials = APOPCredentials(
+            self.magic, name.encode(), digest.lower().encode("ascii")
         )
+        self._async(self._login(credentials), "login")
 
     def pop3_AUTH(self, rest: str) -> None:
         if not rest:
@@ -533,13 +591,17 @@ class POP3Server(LineQueue, POP3):
             self.failResponse(f"[AUTH] {e}")
             return
         self._endAuth()
-        self._async(self._login(username, password), "login")
+        self._async(self._login(UsernamePassword(username, password)), "login")
 
-    async def _login(self, username: bytes, password: bytes) -> None:
+    async def _login(self, credentials: ICredentials) -> None:
+        """
+        Log in (USER/PASS, AUTH or APOP) through the throttled portal and
+        take the maildrop, or answer why not.
+        """
         portal = self.factory.auth.portalFor(self.factory.realm, self._client)
         try:
             _, avatar, logout = await portal.login(
-                UsernamePassword(username, password), self._holder, IMailboxPOP3
+                credentials, self._holder, IMailboxPOP3
             )
         except LoginThrottled:
             self.failResponse(b"[SYS/TEMP] Too many failed logins; try again later")
@@ -709,7 +771,13 @@ class POP3ServerFactory(ServerFactory):
         clock: Any,
         tlsOptions: Any = None,
         idleTimeout: float = 600,
+        apop: bool = False,
     ) -> None:
+        """
+        @param apop: offer APOP (a timestamp in the greeting); the
+            C{auth} portal must then have an APOP checker
+            (L{appnet.auth.Authenticator.apop}).
+        """
         self.hostname = hostname
         self.store = store
         self.auth = auth
@@ -718,6 +786,7 @@ class POP3ServerFactory(ServerFactory):
         self.clock = clock
         self.tlsOptions = tlsOptions
         self.idleTimeout = idleTimeout
+        self.apop = apop
 
     def buildProtocol(self, addr: Any) -> POP3Server:  # type: ignore[override]
         return POP3Server(self)

@@ -235,6 +235,7 @@ def buildMail(ctx: StackContext) -> Component:
         clock=ctx.reactor,
         tlsOptions=tlsOptions,
         idleTimeout=config.pop3.idle_timeout,
+        apop=config.pop3.apop,
     )
     reactor = ctx.reactor
 

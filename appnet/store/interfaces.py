@@ -50,6 +50,9 @@ class User:
     @ivar admin: may use the admin parts of the web API.
     @ivar quota: mailbox and FTP quota in bytes, or C{None} for the default.
     @ivar created: creation time, seconds since the epoch.
+    @ivar apop: whether the account has an APOP secret
+        (L{IUserStore.setAPOPSecret}); the secret itself is read only with
+        L{IUserStore.getAPOPSecret}.
     """
 
     address: str
@@ -57,6 +60,7 @@ class User:
     admin: bool = False
     quota: int | None = None
     created: float = 0.0
+    apop: bool = False
 
     @property
     def domain(self) -> str:
@@ -89,14 +93,32 @@ class IUserStore(Interface):
 
     def setPasswordHash(address: str, passwordHash: str) -> Deferred[None]:
         """
-        Replace an account's password hash.
+        Replace an account's password hash. The APOP secret, a separate
+        secret, is left as it is.
 
         @raise appnet.errors.NoSuchUser: (as a failure) if it does not exist.
         """
 
+    def setAPOPSecret(address: str, secret: str | None) -> Deferred[None]:
+        """
+        Set (or, with C{None}, remove) an account's APOP secret: the shared
+        secret of POP3's APOP command (RFC 1939 section 7), kept apart from
+        the login password. APOP needs it in the clear, so it is stored as
+        given; an account has none until one is set, and changing the
+        login password does not touch it.
+
+        @raise appnet.errors.NoSuchUser: (as a failure) if it does not exist.
+        """
+
+    def getAPOPSecret(address: str) -> Deferred[str | None]:
+        """
+        An account's APOP secret, or C{None} when it has none or does not
+        exist (a caller checking a login cannot tell the two apart).
+        """
+
     def deleteUser(address: str) -> Deferred[None]:
         """
-        Delete an account.
+        Delete an account, its APOP secret with it.
 
         @raise appnet.errors.NoSuchUser: (as a failure) if it does not exist.
         """

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from attrs import define, field
+from attrs import define, evolve, field
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
@@ -36,6 +36,7 @@ class MemoryUserStore:
 
     _users: dict[str, User] = field(factory=dict)
     _now: Callable[[], float] = lambda: 0.0
+    _apop: dict[str, str] = field(factory=dict)
 
     def addUser(
         self,
@@ -57,14 +58,27 @@ class MemoryUserStore:
         user = self._users.get(address)
         if user is None:
             return fail(NoSuchUser(address))
-        self._users[address] = User(
-            address, passwordHash, user.admin, user.quota, user.created
-        )
+        self._users[address] = evolve(user, passwordHash=passwordHash)
         return succeed(None)
+
+    def setAPOPSecret(self, address: str, secret: str | None) -> Deferred[None]:
+        user = self._users.get(address)
+        if user is None:
+            return fail(NoSuchUser(address))
+        if secret is None:
+            self._apop.pop(address, None)
+        else:
+            self._apop[address] = secret
+        self._users[address] = evolve(user, apop=secret is not None)
+        return succeed(None)
+
+    def getAPOPSecret(self, address: str) -> Deferred[str | None]:
+        return succeed(self._apop.get(address))
 
     def deleteUser(self, address: str) -> Deferred[None]:
         if self._users.pop(address, None) is None:
             return fail(NoSuchUser(address))
+        self._apop.pop(address, None)
         return succeed(None)
 
     def listUsers(self) -> Deferred[Sequence[User]]:

@@ -26,6 +26,9 @@ USERS = [
         CREATE INDEX users_domain ON users (domain)
         """,
     ),
+    # POP3 APOP: an optional shared secret per account, apart from the
+    # scrypt-hashed login password. Existing accounts have none.
+    Migration(2, "ALTER TABLE users ADD COLUMN apop_secret TEXT"),
 ]
 
 SESSIONS = [

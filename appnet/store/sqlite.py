@@ -30,17 +30,21 @@ from appnet.store.schema import SCHEMAS
 __all__ = ["SQLiteSessionStore", "SQLiteStore", "SQLiteUserStore", "migrateFile"]
 
 
-def _user(row: tuple[str, str, int, int | None, float]) -> User:
+def _user(row: tuple[str, str, int, int | None, float, int]) -> User:
     return User(
         address=row[0],
         passwordHash=row[1],
         admin=bool(row[2]),
         quota=row[3],
         created=row[4],
+        apop=bool(row[5]),
     )
 
 
 _COLUMNS = "address, password, admin, quota, created"
+#: What L{_user} reads: the columns, and whether there is an APOP secret
+#: (never the secret itself).
+_SELECT = _COLUMNS + ", apop_secret IS NOT NULL"
 
 
 @implementer(IUserStore)
@@ -84,7 +88,7 @@ class SQLiteUserStore:
     def getUser(self, address: str) -> Deferred[User | None]:
         def select(conn: sqlite3.Connection) -> User | None:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM users WHERE address = ?", (address,)
+                f"SELECT {_SELECT} FROM users WHERE address = ?", (address,)
             ).fetchone()
             return None if row is None else _user(row)
 
@@ -101,6 +105,26 @@ class SQLiteUserStore:
 
         return self._db.write(update)
 
+    def setAPOPSecret(self, address: str, secret: str | None) -> Deferred[None]:
+        def update(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "UPDATE users SET apop_secret = ? WHERE address = ?",
+                (secret, address),
+            )
+            if cursor.rowcount == 0:
+                raise NoSuchUser(address)
+
+        return self._db.write(update)
+
+    def getAPOPSecret(self, address: str) -> Deferred[str | None]:
+        def select(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT apop_secret FROM users WHERE address = ?", (address,)
+            ).fetchone()
+            return None if row is None else row[0]
+
+        return self._db.read(select)
+
     def deleteUser(self, address: str) -> Deferred[None]:
         def delete(conn: sqlite3.Connection) -> None:
             cursor = conn.execute("DELETE FROM users WHERE address = ?", (address,))
@@ -112,7 +136,7 @@ class SQLiteUserStore:
     def listUsers(self) -> Deferred[Sequence[User]]:
         def select(conn: sqlite3.Connection) -> Sequence[User]:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM users ORDER BY domain, address"
+                f"SELECT {_SELECT} FROM users ORDER BY domain, address"
             ).fetchall()
             return [_user(row) for row in rows]
 

@@ -15,7 +15,13 @@ from twisted.internet.testing import StringTransport
 from twisted.mail.interfaces import IMailboxPOP3
 from zope.interface import implementer
 
-from appnet.auth import Authenticator, LoginThrottle, UserChecker, hashPassword
+from appnet.auth import (
+    APOPChecker,
+    Authenticator,
+    LoginThrottle,
+    UserChecker,
+    hashPassword,
+)
 from appnet.mail.imap import IIMAPAccount, IMAPServerFactory, accountFactory
 from appnet.mail.pop3 import POP3ServerFactory, maildropFactory
 from appnet.mail.realm import MailRealm
@@ -57,15 +63,25 @@ class MailWorld:
         catchAll: str | None = None,
         quota: int | None = None,
         domains: tuple[str, ...] = ("example.org",),
+        apop: bool = False,
     ) -> None:
+        """
+        @param apop: offer POP3 APOP (an APOP checker in the portal, and
+            L{pop3Factory} greets with a timestamp), as C{[pop3] apop}.
+        """
         self.clock = Clock()
+        self.apop = apop
         self.store = MemoryStore()
         self.store.mail._now = self.clock.seconds  # type: ignore[misc]
         for user in (ALICE, BOB):
             self.store.users.addUser(user, hashPassword(PASSWORD, log2n=4))
         checker = UserChecker(self.store.users, "example.org", inline)
         self.auth = Authenticator(
-            checker, LoginThrottle(self.clock, maxFailures=3), self.clock, 0.0
+            checker,
+            LoginThrottle(self.clock, maxFailures=3),
+            self.clock,
+            0.0,
+            APOPChecker(self.store.users, "example.org") if apop else None,
         )
         self.status = Status(self.clock)
         self.realm = MailRealm()
@@ -120,6 +136,7 @@ class MailWorld:
             clock=self.clock,
             tlsOptions=object() if tls else None,
             idleTimeout=600,
+            apop=self.apop,
         )
 
     def imapFactory(self, tls: bool = False, **kw: Any) -> IMAPServerFactory:

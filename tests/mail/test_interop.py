@@ -354,3 +354,119 @@ class CurlTests(InteropTestCase):
         fetched = await inThread(curl, *common, f"pop3://{host}:{port}/1")
         self.assertEqual(fetched.returncode, 0, fetched.stderr)
         self.assertEqual(fetched.stdout, body)
+
+
+class APOPTests(InteropTestCase):
+    """
+    APOP (C{[pop3] apop = true}) with real clients: poplib's C{apop()} and
+    curl's C{AUTH=+APOP}, over plain TCP (APOP never sends the secret).
+    """
+
+    async def apopStack(self) -> tuple[MailStack, tuple[str, int], bytes]:
+        """
+        A stack offering APOP, bob with the APOP secret C{tanstaaf-bob}
+        and one message in his INBOX.
+
+        @return: the stack, the POP3 address and the message.
+        """
+        mail, _ = await tlsMailStack(
+            self, USERS, config={"pop3": {"apop": True}, "auth": {"failure_delay": 0}}
+        )
+        await mail.store.users.setAPOPSecret("bob@example.org", "tanstaaf-bob")
+        body = b"Subject: by APOP\r\n\r\nfetched with APOP\r\n.dot\r\n"
+        staged = mail.store.mail.stage()
+        staged.write(body)
+        from appnet.store.interfaces import DeliveryTarget
+
+        await mail.store.mail.deliver(staged, [DeliveryTarget("bob@example.org")])
+        staged.discard()
+        return mail, mail.address("pop3"), body
+
+    async def test_poplib(self) -> None:
+        """
+        poplib reads the greeting's timestamp, logs in with C{apop()} and
+        retrieves the message; the login password and a wrong secret are
+        refused with C{-ERR [AUTH]}.
+        """
+        mail, (host, port), body = await self.apopStack()
+
+        def client() -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for secret in ("pw-bob-12", "wrong-secret"):
+                p = poplib.POP3(host, port, timeout=10)
+                try:
+                    p.apop("bob@example.org", secret)
+                except poplib.error_proto as e:
+                    out.setdefault("refused", []).append(e.args[0])
+                p.quit()
+            p = poplib.POP3(host, port, timeout=10)
+            out["welcome"] = p.getwelcome()
+            out["apop"] = p.apop("bob@example.org", "tanstaaf-bob")
+            out["retr"] = p.retr(1)[1]
+            out["quit"] = p.quit()
+            return out
+
+        out = await inThread(client)
+        self.assertRegex(out["welcome"], rb"^\+OK .* <\d+\.\d+\.[0-9a-f]+@[^>]+>$")
+        self.assertEqual(out["refused"], [b"-ERR [AUTH] Authentication failed"] * 2)
+        self.assertTrue(out["apop"].startswith(b"+OK Logged in, 1 messages"))
+        self.assertEqual(b"\r\n".join(out["retr"]) + b"\r\n", body)
+        self.assertTrue(out["quit"].startswith(b"+OK"))
+
+    async def test_offByDefault(self) -> None:
+        """
+        A stack with the default config greets without a timestamp (so
+        poplib's C{apop()} will not try) and refuses APOP, even for an
+        account that has an APOP secret.
+        """
+        mail, _ = await self.stack()
+        await mail.store.users.setAPOPSecret("bob@example.org", "tanstaaf-bob")
+        host, port = mail.address("pop3")
+
+        def client() -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            p = poplib.POP3(host, port, timeout=10)
+            out["welcome"] = p.getwelcome()
+            for attempt in (
+                lambda: p.apop("bob@example.org", "tanstaaf-bob"),
+                lambda: p._shortcmd("APOP bob@example.org " + "0" * 32),
+            ):
+                try:
+                    attempt()
+                except poplib.error_proto as e:
+                    out.setdefault("refused", []).append(e.args[0])
+            p.quit()
+            return out
+
+        out = await inThread(client)
+        self.assertNotIn(b"<", out["welcome"])
+        self.assertEqual(
+            out["refused"],
+            [
+                "-ERR APOP not supported by server",
+                b"-ERR [AUTH] APOP is off on this server;"
+                b" use STLS then USER/PASS or AUTH PLAIN",
+            ],
+        )
+
+    async def test_curl(self) -> None:
+        """
+        curl logs in with APOP (C{--login-options AUTH=+APOP}, used when
+        the greeting has a timestamp) and retrieves the message; a wrong
+        secret fails the transfer.
+        """
+        need("curl", "curl")
+        mail, (host, port), body = await self.apopStack()
+        url = f"pop3://{host}:{port}/1"
+        apop = ["--verbose", "--login-options", "AUTH=+APOP"]
+        fetched = await inThread(
+            curl, *apop, "--user", "bob@example.org:tanstaaf-bob", url
+        )
+        self.assertEqual(fetched.returncode, 0, fetched.stderr)
+        self.assertEqual(fetched.stdout, body)
+        self.assertIn(b"> APOP bob@example.org ", fetched.stderr)
+        self.assertNotIn(b"> USER", fetched.stderr)
+        self.assertNotIn(b"> AUTH", fetched.stderr)
+        wrong = await inThread(curl, *apop, "--user", "bob@example.org:pw-bob-12", url)
+        self.assertNotEqual(wrong.returncode, 0)
+        self.assertEqual(wrong.stdout, b"")

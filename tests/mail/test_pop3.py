@@ -6,6 +6,8 @@ transport over the in-memory store.
 from __future__ import annotations
 
 import base64
+import os
+import re
 
 from twisted.internet.error import ConnectionLost
 from twisted.internet.testing import EventLoggingObserver
@@ -15,6 +17,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from appnet.auth import apopDigest
 from appnet.mail.pop3 import POP3_MASK, Maildrop
 from appnet.trace import Transcript
 from tests.mail.helpers import ALICE, PASSWORD, MailWorld, Session, SlowUsers
@@ -161,13 +164,23 @@ class AuthorizationTests(POP3TestCase):
         self.assertEqual(session.command("AUTH PLAIN !!!")[0][:11], "-ERR [AUTH]")
         self.assertEqual(session.command("CAPA")[0], "+OK Capability list follows")
 
-    def test_apop(self) -> None:
-        """APOP is refused, naming the alternatives."""
+    def test_apopOff(self) -> None:
+        """
+        With APOP off (the default) APOP is refused, saying so and naming
+        the alternatives, whatever the digest.
+        """
         session = self.connect()
-        self.assertEqual(
-            session.command("APOP alice 0123456789abcdef")[0][:30],
-            "-ERR [AUTH] APOP is not availa",
-        )
+        self.world.store.users.setAPOPSecret(ALICE, "tanstaaf-alice")
+        digest = apopDigest(session.protocol.magic, "tanstaaf-alice").decode()
+        for line in ("APOP alice 0123456789abcdef", f"APOP alice {digest}"):
+            self.assertEqual(
+                session.command(line),
+                [
+                    "-ERR [AUTH] APOP is off on this server;"
+                    " use STLS then USER/PASS or AUTH PLAIN"
+                ],
+            )
+        self.assertIsNone(session.protocol.mbox)
 
     def test_stateRules(self) -> None:
         """
@@ -257,6 +270,205 @@ class AuthorizationTests(POP3TestCase):
             transcript._mask(b"AUTH PLAIN AGEAYg=="), "AUTH PLAIN ********"
         )
         self.assertEqual(transcript._mask(b"APOP alice d1g3st"), "APOP alice ********")
+
+
+APOP_SECRET = "tanstaaf-alice"
+_GREETING = re.compile(
+    r"^\+OK pop\.example\.org POP3 server ready"
+    r" (<(\d+)\.(\d+)\.([0-9a-f]{16})@pop\.example\.org>)$"
+)
+
+
+class APOPTests(POP3TestCase):
+    """
+    APOP with C{[pop3] apop = true}: a timestamp in the greeting and
+    logins with the account's APOP secret.
+    """
+
+    def setUp(self) -> None:
+        self.world = MailWorld(apop=True)
+        self.uids = [self.world.deliver(ALICE, m) for m in (M1, M2)]
+        self.world.store.users.setAPOPSecret(ALICE, APOP_SECRET)
+
+    def greet(self, peer: str = "192.0.2.7") -> tuple[Session, bytes]:
+        """A session (not from loopback, no TLS) and its greeting's timestamp."""
+        session = self.world.connect(self.world.pop3Factory(), peer=peer)
+        [greeting] = session.lines()
+        match = _GREETING.match(greeting)
+        assert match is not None, greeting
+        return session, match.group(1).encode()
+
+    def apop(
+        self, session: Session, timestamp: bytes, user: str = "alice", secret: str = ""
+    ) -> list[str]:
+        digest = apopDigest(timestamp, secret or APOP_SECRET).decode()
+        return session.command(f"APOP {user} {digest}")
+
+    def test_greetingTimestamp(self) -> None:
+        """
+        The greeting ends with an RFC 1939 timestamp naming this process,
+        a serial number and random hex at the host name, new for every
+        connection.
+        """
+        stamps = [self.greet()[1] for _ in range(3)]
+        parts = [
+            _GREETING.match(f"+OK pop.example.org POP3 server ready {s.decode()}")
+            for s in stamps
+        ]
+        self.assertEqual({int(p.group(2)) for p in parts if p}, {os.getpid()})
+        serials = [int(p.group(3)) for p in parts if p]
+        self.assertEqual(serials, sorted(set(serials)))
+        self.assertEqual(len(set(stamps)), 3)
+
+    def test_login(self) -> None:
+        """
+        The right digest logs in without TLS from a remote address, as
+        PASS does; the maildrop is usable.
+        """
+        session, timestamp = self.greet()
+        self.assertEqual(
+            self.apop(session, timestamp),
+            [f"+OK Logged in, 2 messages ({len(M1) + len(M2)} octets)"],
+        )
+        self.assertIsInstance(session.protocol.mbox, Maildrop)
+        self.assertEqual(session.command("STAT"), [f"+OK 2 {len(M1) + len(M2)}"])
+        self.assertEqual(
+            session.command("RETR 1")[1:-1], ["Subject: one", "", "first message"]
+        )
+
+    def test_fullAddressAndUpperCase(self) -> None:
+        """The name may be the full address; an upper-case digest is taken."""
+        session, timestamp = self.greet()
+        digest = apopDigest(timestamp, APOP_SECRET).decode().upper()
+        self.assertEqual(
+            session.command(f"APOP {ALICE} {digest}")[0][:13], "+OK Logged in"
+        )
+
+    def test_wrongDigest(self) -> None:
+        """
+        A wrong digest is -ERR [AUTH]; the session may try again. A digest
+        made for another connection's timestamp is wrong here.
+        """
+        session, timestamp = self.greet()
+        other, otherStamp = self.greet()
+        self.assertEqual(
+            self.apop(session, timestamp, secret="not-the-secret"),
+            ["-ERR [AUTH] Authentication failed"],
+        )
+        self.assertEqual(
+            self.apop(session, otherStamp), ["-ERR [AUTH] Authentication failed"]
+        )
+        self.assertIsNone(session.protocol.mbox)
+        self.assertEqual(self.apop(session, timestamp)[0][:13], "+OK Logged in")
+
+    def test_unknownUserAndNoSecret(self) -> None:
+        """
+        An unknown user and a user without an APOP secret get the same
+        reply as a wrong digest, even with a digest of bob's login
+        password.
+        """
+        session, timestamp = self.greet()
+        for user, secret in [
+            ("carol", PASSWORD),
+            ("bob", PASSWORD),
+            ("bob", APOP_SECRET),
+        ]:
+            self.assertEqual(
+                self.apop(session, timestamp, user, secret),
+                ["-ERR [AUTH] Authentication failed"],
+                user,
+            )
+
+    def test_throttled(self) -> None:
+        """
+        Wrong digests count against the address like wrong passwords:
+        then even the right digest gets -ERR [SYS/TEMP], and so does PASS.
+        """
+        session, timestamp = self.greet(peer="127.0.0.1")
+        for _ in range(3):
+            self.apop(session, timestamp, secret="not-the-secret")
+        self.assertEqual(
+            self.apop(session, timestamp),
+            ["-ERR [SYS/TEMP] Too many failed logins; try again later"],
+        )
+        session.command("USER alice")
+        self.assertEqual(
+            session.command(f"PASS {PASSWORD}")[0][:16], "-ERR [SYS/TEMP] "
+        )
+
+    def test_inUse(self) -> None:
+        """
+        APOP takes the maildrop lock as PASS does: -ERR [IN-USE] while a
+        PASS session holds it, and a PASS login while an APOP one does.
+        """
+        first = self.login()
+        session, timestamp = self.greet()
+        self.assertEqual(
+            self.apop(session, timestamp),
+            ["-ERR [IN-USE] Mailbox is in use by another session"],
+        )
+        first.command("QUIT")
+        first.protocol.connectionLost(None)
+        self.assertEqual(self.apop(session, timestamp)[0][:13], "+OK Logged in")
+        other = self.connect()
+        other.command("USER alice")
+        self.assertEqual(
+            other.command(f"PASS {PASSWORD}"),
+            ["-ERR [IN-USE] Mailbox is in use by another session"],
+        )
+
+    def test_afterLogin(self) -> None:
+        """APOP after a successful login is refused; the session goes on."""
+        session, timestamp = self.greet()
+        self.apop(session, timestamp)
+        self.assertEqual(
+            self.apop(session, timestamp), ["-ERR APOP not allowed after login"]
+        )
+        self.assertEqual(session.command("STAT")[0][:5], "+OK 2")
+
+    def test_syntax(self) -> None:
+        """A missing name or a digest that is not 32 hex digits is a syntax error."""
+        session, timestamp = self.greet()
+        digest = apopDigest(timestamp, APOP_SECRET).decode()
+        for line in (
+            "APOP",
+            "APOP alice",
+            f"APOP {digest}",
+            "APOP alice 0123456789abcdef",
+            f"APOP alice {digest}0",
+            "APOP alice " + "g" * 32,
+        ):
+            self.assertEqual(
+                session.command(line), ["-ERR Syntax: APOP name digest"], line
+            )
+        self.assertEqual(self.apop(session, timestamp)[0][:13], "+OK Logged in")
+
+    def test_pipelined(self) -> None:
+        """Commands pipelined after APOP wait for the login."""
+        session, timestamp = self.greet()
+        digest = apopDigest(timestamp, APOP_SECRET).decode()
+        replies = session.send(f"APOP alice {digest}\r\nSTAT\r\nQUIT\r\n")
+        self.assertEqual(replies[0][:13], "+OK Logged in")
+        self.assertEqual(replies[1], f"+OK 2 {len(M1) + len(M2)}")
+        self.assertEqual(replies[2][:7], "+OK Bye")
+
+    def test_capaUnchanged(self) -> None:
+        """
+        CAPA is the same with APOP on (RFC 2449 has no APOP capability:
+        the greeting's timestamp is the sign).
+        """
+        session, _ = self.greet(peer="127.0.0.1")
+        withAPOP = session.command("CAPA")
+        self.world.apop = False
+        self.assertEqual(self.connect().command("CAPA"), withAPOP)
+
+    def test_digestMasked(self) -> None:
+        """--trace pop3 masks APOP's digest, not the name."""
+        transcript = Transcript("pop3", "peer", POP3_MASK)
+        self.assertEqual(
+            transcript._mask(b"APOP alice c4c9334bac560ecc979e58001b3e22fb"),
+            "APOP alice ********",
+        )
 
 
 class TransactionTests(POP3TestCase):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import re
 
+from appnet.auth import apopDigest
 from appnet.mail.pop3 import POP3Server
 from tests.mail.helpers import ALICE, PASSWORD, MailWorld, Session
 from tests.robustness.fuzz import NUMBERS, Case, FuzzTestCase, Garbage
@@ -24,6 +25,8 @@ _MULTI = re.compile(
     rb"^\+OK( (Capability list follows|Mechanisms follow|\d+ messages \(\d+ octets\)"
     rb"|\d+ octets|Top of message follows))?$"
 )
+
+APOP_SECRET = "tanstaaf-alice"
 
 MESSAGES = (
     b"Subject: one\r\n\r\nfirst\r\n",
@@ -64,8 +67,9 @@ class POP3FuzzTestCase(FuzzTestCase):
         super().setUp()
         self.continued = 0
 
-    def open(self, peer: str = "127.0.0.1") -> Session:
-        self.world = MailWorld()
+    def open(self, peer: str = "127.0.0.1", apop: bool = False) -> Session:
+        self.world = MailWorld(apop=apop)
+        self.world.store.users.setAPOPSecret(ALICE, APOP_SECRET)
         self.world.auth.throttle.maxFailures = 10**6
         self.world.auth.throttle.maxAccountFailures = 10**6
         for message in MESSAGES:
@@ -244,6 +248,38 @@ class CommandTests(POP3FuzzTestCase):
                 self.assertFalse(line.startswith(b"+OK Logged in"), case.describe())
             self.say(session, b"", case)
             self.expect(session, b"STLS", b"+OK Begin TLS", case)
+            self.goesOn(session, b"", case)
+
+
+class APOPTests(POP3FuzzTestCase):
+    """APOP commands, mutated, with APOP on."""
+
+    def test_apop(self) -> None:
+        """
+        With APOP on, mutated APOP commands (the right one among them) from
+        a client without TLS get C{+OK} or C{-ERR}, and the session goes
+        on to log in, list, retrieve and quit.
+        """
+        for garbage, case in self.cases("pop3-apop", 200):
+            session = self.open(peer="192.0.2.7", apop=True)
+            digest = apopDigest(session.protocol.magic, APOP_SECRET)
+            right = (b"APOP", b"alice " + digest)
+            commands = []
+            for _ in range(garbage.count(1, 6)):
+                verb, argument = garbage.pick((right, right, (b"APOP", b"")))
+                line = garbage.pick(
+                    (
+                        verb + b" " + argument,
+                        verb + b" " + garbage.mutate(argument),
+                        garbage.mutate(verb + b" " + argument),
+                        verb + b" " + garbage.argument(),
+                    )
+                )
+                commands.append(line + garbage.ending())
+            self.deliver(session.protocol, b"".join(commands), garbage, case)
+            self.raw(session, b"\r\n", case)
+            if session.protocol.mbox is None:
+                self.expect(session, b"APOP alice " + digest, b"+OK Logged in", case)
             self.goesOn(session, b"", case)
 
 

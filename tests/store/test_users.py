@@ -92,6 +92,81 @@ class UserStoreContract:
             await users.domains(), frozenset({"crepes.fr", "hamburger.edu"})
         )
 
+    async def test_apopSecretNoneByDefault(self) -> None:
+        """A new account has no APOP secret; an unknown one reads as None."""
+        users = await self.makeStore()
+        added = await users.addUser("alice@example.org", "h1")
+        self.assertFalse(added.apop)  # type: ignore[attr-defined]
+        self.assertIsNone(await users.getAPOPSecret("alice@example.org"))  # type: ignore[attr-defined]
+        self.assertIsNone(await users.getAPOPSecret("nobody@example.org"))  # type: ignore[attr-defined]
+
+    async def test_apopSecretSetAndClear(self) -> None:
+        """
+        The APOP secret is stored as given, shows as the C{apop} flag in
+        getUser and listUsers (the record never carries the secret), and
+        C{None} removes it.
+        """
+        users = await self.makeStore()
+        await users.addUser("alice@example.org", "h1")
+        await users.addUser("bob@example.org", "h2")
+        await users.setAPOPSecret("alice@example.org", "tanstaaf-ü")
+        self.assertEqual(  # type: ignore[attr-defined]
+            await users.getAPOPSecret("alice@example.org"), "tanstaaf-ü"
+        )
+        alice = await users.getUser("alice@example.org")
+        assert alice is not None
+        self.assertTrue(alice.apop)  # type: ignore[attr-defined]
+        self.assertNotIn("tanstaaf", repr(alice))  # type: ignore[attr-defined]
+        flags = {u.address: u.apop for u in await users.listUsers()}
+        self.assertEqual(  # type: ignore[attr-defined]
+            flags, {"alice@example.org": True, "bob@example.org": False}
+        )
+        await users.setAPOPSecret("alice@example.org", "another-1")
+        self.assertEqual(  # type: ignore[attr-defined]
+            await users.getAPOPSecret("alice@example.org"), "another-1"
+        )
+        await users.setAPOPSecret("alice@example.org", None)
+        self.assertIsNone(await users.getAPOPSecret("alice@example.org"))  # type: ignore[attr-defined]
+        alice = await users.getUser("alice@example.org")
+        assert alice is not None
+        self.assertFalse(alice.apop)  # type: ignore[attr-defined]
+        # Clearing what is not there is not an error.
+        await users.setAPOPSecret("alice@example.org", None)
+
+    async def test_apopSecretUnknownUser(self) -> None:
+        """Setting or clearing an unknown account's APOP secret fails."""
+        users = await self.makeStore()
+        for secret in ("tanstaaf", None):
+            with self.assertRaises(NoSuchUser):  # type: ignore[attr-defined]
+                await users.setAPOPSecret("nobody@example.org", secret)
+
+    async def test_apopSecretSeparateFromPassword(self) -> None:
+        """Changing the login password leaves the APOP secret alone."""
+        users = await self.makeStore()
+        await users.addUser("alice@example.org", "h1")
+        await users.setAPOPSecret("alice@example.org", "tanstaaf")
+        await users.setPasswordHash("alice@example.org", "h2")
+        self.assertEqual(  # type: ignore[attr-defined]
+            await users.getAPOPSecret("alice@example.org"), "tanstaaf"
+        )
+        alice = await users.getUser("alice@example.org")
+        assert alice is not None
+        self.assertEqual((alice.passwordHash, alice.apop), ("h2", True))  # type: ignore[attr-defined]
+
+    async def test_apopSecretGoesWithUser(self) -> None:
+        """
+        Deleting an account deletes its APOP secret: an account added
+        again under the same address has none.
+        """
+        users = await self.makeStore()
+        await users.addUser("alice@example.org", "h1")
+        await users.setAPOPSecret("alice@example.org", "tanstaaf")
+        await users.deleteUser("alice@example.org")
+        self.assertIsNone(await users.getAPOPSecret("alice@example.org"))  # type: ignore[attr-defined]
+        again = await users.addUser("alice@example.org", "h2")
+        self.assertFalse(again.apop)  # type: ignore[attr-defined]
+        self.assertIsNone(await users.getAPOPSecret("alice@example.org"))  # type: ignore[attr-defined]
+
     async def test_reprHidesHash(self) -> None:
         """A user's repr never shows the password hash."""
         users = await self.makeStore()
@@ -135,6 +210,34 @@ class SQLiteUserStoreTests(UserStoreContract, TestCase):
         await again.start()
         self.addCleanup(again.stop)
         self.assertIsNotNone(await again.users.getUser("alice@example.org"))
+
+    async def test_apopMigration(self) -> None:
+        """
+        A store made before APOP secrets existed (users schema version 1)
+        is migrated on open; its accounts have no APOP secret and can be
+        given one.
+        """
+        path = self.mktemp()
+        old = dict(SCHEMAS, users=SCHEMAS["users"][:1])
+        migrateFile(path, old)
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute(
+                "INSERT INTO users (address, domain, password, created)"
+                " VALUES ('alice@example.org', 'example.org', 'h', 0)"
+            )
+        conn.close()
+        store = SQLiteStore.open(path, reactor)
+        await store.start()
+        self.addCleanup(store.stop)
+        alice = await store.users.getUser("alice@example.org")
+        assert alice is not None
+        self.assertEqual((alice.passwordHash, alice.apop), ("h", False))
+        self.assertIsNone(await store.users.getAPOPSecret("alice@example.org"))
+        await store.users.setAPOPSecret("alice@example.org", "tanstaaf")
+        self.assertEqual(
+            await store.users.getAPOPSecret("alice@example.org"), "tanstaaf"
+        )
 
     async def test_privateFile(self) -> None:
         """The database file (it holds password hashes) is mode 0600."""
