@@ -12,6 +12,7 @@ ended and its ports are closed. Readiness is polled on the reactor
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from collections.abc import Sequence
@@ -97,6 +98,26 @@ async def waitForClosed(host: str, port: int) -> None:
     while await _accepts(host, port):
         if time.monotonic() > deadline:
             raise AssertionError(f"{host}:{port} still listening after stop")
+        await _pause(0.05)
+
+
+async def waitForLog(path: str, pattern: str) -> str:
+    """
+    Poll until the server's log file at C{path} matches the regular
+    expression C{pattern} (a daemon's log is written by another process,
+    a moment after the event); the matching text.
+    """
+    deadline = time.monotonic() + DEADLINE
+    text = ""
+    while True:
+        if os.path.exists(path):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+            found = re.search(pattern, text)
+            if found is not None:
+                return found.group(0)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{pattern!r} not in {path}: {text[-2000:]}")
         await _pause(0.05)
 
 
