@@ -55,7 +55,7 @@ def freePort(host: str = "127.0.0.1", udp: bool = False) -> int:
 
 
 def _pause(seconds: float) -> Deferred[None]:
-    return deferLater(reactor, seconds, lambda: None)  # type: ignore[arg-type]
+    return deferLater(reactor, seconds, lambda: None)
 
 
 async def _accepts(host: str, port: int) -> bool:
@@ -134,7 +134,7 @@ def startServer(
     briefly).
     """
     collector = Collector()
-    process = reactor.spawnProcess(  # type: ignore[attr-defined]
+    process = reactor.spawnProcess(
         collector, argv[0], list(argv), env=dict(os.environ), path=cwd
     )
     pid: int = process.pid
@@ -152,7 +152,5 @@ def startServer(
 async def runProgram(argv: Sequence[str], cwd: str) -> Outcome:
     """Run a program (an absolute path) to completion, without blocking."""
     collector = Collector()
-    reactor.spawnProcess(  # type: ignore[attr-defined]
-        collector, argv[0], list(argv), env=dict(os.environ), path=cwd
-    )
+    reactor.spawnProcess(collector, argv[0], list(argv), env=dict(os.environ), path=cwd)
     return await collector.ended
