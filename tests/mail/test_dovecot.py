@@ -536,6 +536,18 @@ class CommandTests(TestCase):
         with open(os.path.join(out, name), "rb") as f:
             self.assertEqual(f.read(), SECOND)
 
+    async def test_imapFetchMissing(self) -> None:
+        """
+        C{imap fetch UID} of a UID the folder does not hold (Dovecot
+        answers UID FETCH with an empty OK) says so in one line and
+        exits 1.
+        """
+        await deliver(self.server, self, FIRST)
+        outcome = await self.imap("fetch", "7")
+        self.assertEqual(outcome.code, 1)
+        self.assertEqual(outcome.out, "")
+        self.assertEqual(outcome.err, "appnet: no message with UID 7 in INBOX\n")
+
     async def test_imapMove(self) -> None:
         """C{imap move} moves messages by UID to another folder."""
         await deliver(self.server, self, FIRST, SECOND)
