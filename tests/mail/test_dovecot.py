@@ -55,6 +55,7 @@ FIRST = (
     b"\r\n"
     b"Hello Alice.\r\n"
     b".a line starting with a dot\r\n"
+    b".\r\n"
     b"..and one with two\r\n"
     b"caf\xc3\xa9 \xe2\x82\xac\r\n"
 )
@@ -146,6 +147,12 @@ namespace inbox {{
   }}
   mailbox Archive {{
     special_use = \\Archive
+    auto = subscribe
+  }}
+  mailbox "Old Mail" {{
+    auto = subscribe
+  }}
+  mailbox "Entwürfe" {{
     auto = subscribe
   }}
 }}
@@ -320,7 +327,9 @@ class IMAPTests(TestCase):
         """
         session = await login(self.server, self)
         folders = {f.name: f for f in await session.listFolders()}
-        self.assertEqual(set(folders), {"INBOX", "Sent", "Trash", "Archive"})
+        self.assertEqual(
+            set(folders), {"INBOX", "Sent", "Trash", "Archive", "Old Mail", "Entwürfe"}
+        )
         self.assertIn("\\Sent", folders["Sent"].attributes)
         self.assertIn("\\Trash", folders["Trash"].attributes)
         self.assertIn("\\Archive", folders["Archive"].attributes)
@@ -356,6 +365,22 @@ class IMAPTests(TestCase):
         streamed: list[IMAPMessage] = []
         self.assertEqual(await session.fetch([1, 2], streamed.append), [])
         self.assertEqual([m.data for m in streamed], [FIRST, SECOND])
+
+    async def test_folderNames(self) -> None:
+        """
+        Folder names with spaces and non-ASCII letters (modified UTF-7
+        on the wire) work for APPEND, STATUS, SELECT and MOVE.
+        """
+        session = await login(self.server, self)
+        uid = await session.append("Entwürfe", FIRST)
+        self.assertEqual((await session.status("Entwürfe")).messages, 1)
+        await session.select("Entwürfe")
+        assert uid is not None
+        await session.move([uid], "Old Mail")
+        self.assertEqual(await session.search(), [])
+        self.assertEqual(await session.select("Old Mail"), 1)
+        [moved] = await session.search()
+        self.assertEqual(await session.fetch([moved]), [IMAPMessage(moved, FIRST)])
 
     async def test_search(self) -> None:
         """search returns the UIDs Dovecot finds for the search keys."""
