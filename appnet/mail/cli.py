@@ -406,7 +406,11 @@ class IMAPFetch(_IMAPCommand):
                 raise CommandError(
                     f"{len(uids)} messages match: name one UID, or give --out DIR"
                 )
-            [message] = await session.fetch(uids)
+            fetched = await session.fetch(uids)
+            if not fetched:
+                # UID FETCH of a UID the folder lacks is an empty OK.
+                raise CommandError(f"no message with UID {uids[0]} in {self['folder']}")
+            [message] = fetched
             stream = getattr(context.out, "buffer", None)
             if stream is None:
                 context.out.write(message.data.decode("utf-8", "replace"))
