@@ -27,6 +27,7 @@ from typing import IO, Any, TextIO
 import treq
 from attrs import define, frozen
 from OpenSSL import SSL
+from service_identity import VerificationError
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectError, DNSLookupError, TimeoutError
@@ -179,6 +180,8 @@ def _describe(url: str, failure: BaseException) -> FetchError:
         if isinstance(inner, SSL.Error):
             return FetchError(url, f"TLS failed: {_sslText(inner)}")
         failure = inner
+    if isinstance(failure, VerificationError):
+        return FetchError(url, f"TLS failed: {_mismatch(failure)}")
     if isinstance(failure, SSL.Error):
         return FetchError(url, f"TLS failed: {_sslText(failure)}")
     if isinstance(failure, DNSLookupError):
@@ -192,6 +195,21 @@ def _describe(url: str, failure: BaseException) -> FetchError:
     if isinstance(failure, SchemeNotSupported):
         return FetchError(url, "only http and https URLs are supported")
     return FetchError(url, str(failure) or type(failure).__name__)
+
+
+def _mismatch(error: VerificationError) -> str:
+    """
+    One line for a certificate that chains to a trusted root but names
+    another host (service-identity's own text is a repr).
+    """
+    for mismatch in error.errors:
+        identity = getattr(mismatch, "mismatched_id", None)
+        name = getattr(identity, "hostname", None) or getattr(identity, "ip", None)
+        if isinstance(name, bytes):
+            name = name.decode("ascii", "replace")
+        if name is not None:
+            return f"the certificate is not for {name}"
+    return "the certificate is not for this host"
 
 
 def _sslText(error: SSL.Error) -> str:

@@ -8,11 +8,21 @@ from __future__ import annotations
 import io
 import os
 
+from service_identity import VerificationError
+from service_identity.exceptions import DNSMismatch, IPAddressMismatch
+from service_identity.hazmat import DNS_ID, IPAddress_ID
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from appnet.web.client import FetchError, ProgressBar, download, fetch, makeClient
+from appnet.web.client import (
+    FetchError,
+    ProgressBar,
+    _describe,
+    download,
+    fetch,
+    makeClient,
+)
 from appnet.web.testing import RunningWeb, startWeb
 from tests.process import run
 
@@ -136,6 +146,22 @@ class TLSClientTests(TestCase):
             makeClient(reactor, insecure=True), self.web.url("/a.txt"), chunks.append
         )
         self.assertEqual(chunks, [b"over tls"])
+
+
+class DescribeTests(SynchronousTestCase):
+    def test_wrongName(self) -> None:
+        """
+        A certificate that chains to a trusted root but names another host
+        is one line naming the host, not service-identity's repr.
+        """
+        for mismatch, name in [
+            (IPAddressMismatch(IPAddress_ID("127.0.0.1")), "127.0.0.1"),
+            (DNSMismatch(DNS_ID("example.org")), "example.org"),
+        ]:
+            error = _describe("https://h/", VerificationError(errors=[mismatch]))
+            self.assertEqual(
+                error.problem, f"TLS failed: the certificate is not for {name}"
+            )
 
 
 class ProgressBarTests(SynchronousTestCase):
