@@ -21,8 +21,8 @@ from twisted.trial.unittest import TestCase
 from appnet.dns.client import DNSClient
 from appnet.dns.errors import NameNotFound, NoRecords, NullMX, TemporaryFailure
 from tests.interop import need
+from tests.peers import freePort, runProgram, startServer, waitForPort
 from tests.process import Outcome, run
-from tests.realservers import freePort, runProgram, startServer, waitForPort
 
 HOST = "127.0.0.1"
 

@@ -34,8 +34,8 @@ from appnet.mail.client import FetchedMessage, MailClientError, fetch
 from appnet.mail.imapclient import IMAPMessage, IMAPSession, connectIMAP
 from appnet.tls import makeSelfSigned
 from tests.interop import unavailable
+from tests.peers import freePort, startServer, waitForLog, waitForPort
 from tests.process import Outcome, run
-from tests.realservers import freePort, startServer, waitForLog, waitForPort
 
 HOST = "127.0.0.1"
 USER = "alice"

@@ -20,7 +20,7 @@ from twisted.trial.unittest import TestCase
 from appnet.tls import makeSelfSigned
 from appnet.web.client import FetchError, download, fetch, makeClient
 from tests.interop import unavailable
-from tests.peers import freePort, startProcess, waitForPort
+from tests.peers import freePort, startServer, waitForPort
 from tests.process import run
 
 BLOB = os.urandom(700_000)
@@ -68,6 +68,8 @@ def certificateOnlyFor(hostname: str) -> tuple[bytes, bytes]:
     )
     return keyPEM, cert.public_bytes(serialization.Encoding.PEM)
 
+
+HOST = "127.0.0.1"
 
 CONFIG = """\
 daemon off;
@@ -146,15 +148,18 @@ class NginxTests(TestCase):
                         wrong=self.wrong,
                     )
                 )
-            collector = startProcess(
+            ports = (self.plain, self.tls, self.wrong)
+            # One process (master_process off): it has ended when its
+            # ports close, and a port another process took is not ours
+            # to wait for.
+            collector = startServer(
                 self,
-                nginx,
-                ["-p", self.prefix, "-c", conf, "-e", "stderr"],
+                [nginx, "-p", self.prefix, "-c", conf, "-e", "stderr"],
                 self.prefix,
             )
             try:
-                for port in (self.plain, self.tls, self.wrong):
-                    await waitForPort(port, collector)
+                for port in ports:
+                    await waitForPort(collector, HOST, port, "nginx")
             except AssertionError:
                 if attempt == 2 or b"Address already in use" not in collector.err:
                     raise
