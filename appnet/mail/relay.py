@@ -337,6 +337,11 @@ class RelayClient(ESMTPClient):
         if not self.usable:
             self.usable = True
             self.ready.callback(self)
+        if self._quitting and self._pending is None:
+            # quit() came while RSET was unanswered.
+            self.usable = False
+            self._disconnectFromServer()
+            return
         if self._pending is not None:
             transaction, result = self._pending
             self._pending = None

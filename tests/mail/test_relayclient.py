@@ -510,6 +510,21 @@ class PipeliningTests(SynchronousTestCase):
         self.assertEqual(replies["b@h.example"][0], 451)
         self.assertFalse(s.client.usable)
 
+    def test_quitWhileResetting(self) -> None:
+        """
+        quit() while the RSET after a message is unanswered says QUIT as
+        soon as the RSET is answered.
+        """
+        s, result = self.start("a@h.example")
+        s.batch()
+        s.reply(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        self.assertEqual(s.reply(b"250 queued\r\n"), [b"RSET"])
+        self.successResultOf(result)
+        s.client.quit()
+        self.assertEqual(s.sent(), [])
+        self.assertEqual(s.reply(b"250 reset\r\n"), [b"QUIT"])
+        self.assertFalse(s.client.usable)
+
     def test_tlsAndAuthFirst(self) -> None:
         """
         STARTTLS and AUTH go one command at a time, before any
