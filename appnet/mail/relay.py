@@ -26,6 +26,21 @@ streamed from its file by L{FileSender}) where it does not fit a relay:
   - Every recipient gets its own reply: the RCPT reply if refused, else
     the reply to DATA or to the final dot (Twisted reports the final
     reply once, for the whole message).
+  - Twisted sends MAIL, each RCPT and DATA one at a time, waiting for
+    each reply. When the server's EHLO (the one over TLS, if STARTTLS
+    was used; the set-up is never pipelined) offers PIPELINING (RFC
+    2920), MAIL, every RCPT and DATA go in one write and the replies are
+    read in order, as Postfix does. A refused MAIL fails every recipient
+    with its reply, and the RCPT and DATA replies after it are read and
+    dropped; when every RCPT is refused the DATA's refusal is expected
+    and no body is sent (if the server answers 354 anyway it gets a lone
+    dot, section 3.1); a 421 in the middle keeps the refused recipients'
+    replies, gives the others the 421 and ends the session. The next
+    message's batch follows the previous RSET without waiting for its
+    reply.
+  - Twisted reads on in plain text after the 220 to STARTTLS: a reply
+    the server (or a man in the middle) sent with it would be taken as
+    the answer to the EHLO over TLS. Anything buffered then is dropped.
   - The body is stored with CRLF; Twisted's C{transformChunk} expects LF
     (CRLF would become CR CR LF), so L{appnet.mail.client}'s stuffer does
     line ends and dot-stuffing across chunks.
