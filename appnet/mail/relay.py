@@ -414,8 +414,7 @@ class RelayClient(ESMTPClient):
 
     @property
     def pipelining(self) -> bool:
-        """Whether the server's EHLO (the last one, after STARTTLS) offered
-        PIPELINING."""
+        """Whether the server's last EHLO (over TLS, if started) offered PIPELINING."""
         return b"PIPELINING" in self.serverExtensions
 
     # Pipelining (RFC 2920).
