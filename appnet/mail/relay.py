@@ -26,6 +26,21 @@ streamed from its file by L{FileSender}) where it does not fit a relay:
   - Every recipient gets its own reply: the RCPT reply if refused, else
     the reply to DATA or to the final dot (Twisted reports the final
     reply once, for the whole message).
+  - Twisted sends MAIL, each RCPT and DATA one at a time, waiting for
+    each reply. When the server's EHLO (the one over TLS, if STARTTLS
+    was used; the set-up is never pipelined) offers PIPELINING (RFC
+    2920), MAIL, every RCPT and DATA go in one write and the replies are
+    read in order, as Postfix does. A refused MAIL fails every recipient
+    with its reply, and the RCPT and DATA replies after it are read and
+    dropped; when every RCPT is refused the DATA's refusal is expected
+    and no body is sent (if the server answers 354 anyway it gets a lone
+    dot, section 3.1); a 421 in the middle keeps the refused recipients'
+    replies, gives the others the 421 and ends the session. The next
+    message's batch follows the previous RSET without waiting for its
+    reply.
+  - Twisted reads on in plain text after the 220 to STARTTLS: a reply
+    the server (or a man in the middle) sent with it would be taken as
+    the answer to the EHLO over TLS. Anything buffered then is dropped.
   - The body is stored with CRLF; Twisted's C{transformChunk} expects LF
     (CRLF would become CR CR LF), so L{appnet.mail.client}'s stuffer does
     line ends and dot-stuffing across chunks.
@@ -44,6 +59,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 
@@ -294,6 +310,12 @@ class RelayClient(ESMTPClient):
         self._file: BinaryIO | None = None
         self._stuffer = _Stuffer()
         self._quitting = False
+        #: The replies still owed to a pipelined batch, in order: what
+        #: each answers, and the recipient for RCPT.
+        self._awaiting: deque[tuple[str, bytes | None]] = deque()
+        #: The message's outcome is known (MAIL refused); the replies
+        #: left in the batch are read and dropped.
+        self._draining = False
 
     # Session set-up.
 
@@ -314,6 +336,10 @@ class RelayClient(ESMTPClient):
         super().esmtpState_serverConfig(code, resp)
 
     def esmtpState_starttls(self, code: int, resp: bytes) -> None:
+        # Whatever the server sent after its 220 came before the handshake
+        # and cannot be trusted (a reply injected in plain text would be
+        # read as the answer to the EHLO that follows): it is dropped.
+        self.clearLineBuffer()
         self._startedTLS = True
         self.tlsActive = True
         super().esmtpState_starttls(code, resp)
@@ -326,6 +352,11 @@ class RelayClient(ESMTPClient):
         if not self.usable:
             self.usable = True
             self.ready.callback(self)
+        if self._quitting and self._pending is None:
+            # quit() came while RSET was unanswered.
+            self.usable = False
+            self._disconnectFromServer()
+            return
         if self._pending is not None:
             transaction, result = self._pending
             self._pending = None
@@ -344,7 +375,7 @@ class RelayClient(ESMTPClient):
         if not self.usable or self._quitting or self._busy:
             raise RuntimeError("the session cannot take a message now")
         result: Deferred[TransactionResult] = Deferred()
-        if self._phase == "idle":
+        if self._phase == "idle" or (self._phase == "reset" and self.pipelining):
             self._start(transaction, result)
         else:
             self._pending = (transaction, result)
@@ -371,11 +402,130 @@ class RelayClient(ESMTPClient):
         if b"8BITMIME" in self.serverExtensions:
             params += b" BODY=8BITMIME"
         self._from = transaction.sender.encode("utf-8")
+        mail = b"MAIL FROM:<" + self._from + b">" + params
+        if self.pipelining:
+            self._startPipelined(mail)
+            return
         self._phase = "mail"
         self._expected = [250]
         self._okresponse = self.smtpState_to
         self._failresponse = self.smtpTransferFailed
-        self.sendLine(b"MAIL FROM:<" + self._from + b">" + params)
+        self.sendLine(mail)
+
+    @property
+    def pipelining(self) -> bool:
+        """Whether the server's last EHLO (over TLS, if started) offered PIPELINING."""
+        return b"PIPELINING" in self.serverExtensions
+
+    # Pipelining (RFC 2920).
+
+    def _startPipelined(self, mail: bytes) -> None:
+        """
+        Send MAIL, every RCPT and DATA in one write (after the previous
+        message's RSET if its reply is still owed) and read the replies
+        in order in L{_pipelinedReply}.
+        """
+        recipients = self.getMailTo()
+        lines = [mail, *(b"RCPT TO:<" + r + b">" for r in recipients), b"DATA"]
+        awaiting: list[tuple[str, bytes | None]] = [("mail", None)]
+        awaiting += [("rcpt", r) for r in recipients]
+        awaiting.append(("data", None))
+        if self._phase == "reset":
+            awaiting.insert(0, ("rset", None))
+        self._awaiting = deque(awaiting)
+        self._draining = False
+        self.toAddressesResult = []
+        self.successAddresses = []
+        self._phase = "mail"
+        self._expected = range(0, 1000)
+        self._okresponse = self._pipelinedReply
+        self._failresponse = self._pipelinedReply
+        self._writeLines(lines)
+
+    def _writeLines(self, lines: Sequence[bytes]) -> None:
+        assert self.transport is not None
+        if self.debug:
+            for line in lines:
+                self.log.append(b">>> " + line)
+        self.transport.write(b"".join(line + b"\r\n" for line in lines))
+
+    def _pipelinedReply(self, code: int, resp: bytes) -> None:
+        kind, address = self._awaiting.popleft()
+        if code == 421:
+            self._closing(kind, code, resp)
+            return
+        if kind == "rset":
+            if code not in SUCCESS:
+                # The server lost track of the session: it is not used
+                # again; the message is tried again (elsewhere first).
+                self.sendError(SMTPClientError(code, resp, self.log.str()))
+            return
+        if kind == "mail":
+            if code == 250:
+                self._phase = "rcpt"
+                return
+            # Every recipient gets the MAIL reply; the RCPT and DATA
+            # replies that follow answer commands the server refused to
+            # take in this transaction, and are read and dropped.
+            self._phase = "mail"
+            self._draining = True
+            self.sentMail(code, resp, 0, [], self.log)
+            return
+        if kind == "rcpt":
+            if not self._draining:
+                assert address is not None
+                self.toAddressesResult.append((address, code, resp))
+                if code in SUCCESS:
+                    self.successAddresses.append(address)
+            if self._awaiting[0][0] != "rcpt":
+                self._phase = "data"
+            return
+        if kind == "data" and code == 354:
+            if self.successAddresses and not self._draining:
+                self._failresponse = self.smtpTransferFailed
+                self.smtpState_data(code, resp)
+                return
+            # RFC 2920 section 3.1: a server that takes DATA although no
+            # recipient was accepted gets an empty message (a lone dot),
+            # whose reply is read and dropped.
+            self._writeLines([b"."])
+            self._awaiting.append(("dot", None))
+            return
+        # DATA refused (as it must be when no RCPT was accepted), or the
+        # reply to the lone dot.
+        if not self.successAddresses:
+            self._phase = "rcpt"
+        self.smtpState_msgSent(code, resp)
+
+    def _closing(self, kind: str, code: int, resp: bytes) -> None:
+        """
+        The server said 421 in the middle of a batch: it is closing the
+        connection. Recipients it refused keep their replies; the others
+        get the 421 and the message may be tried elsewhere.
+        """
+        self._awaiting.clear()
+        self.usable = False
+        self._expected = []
+        self._okresponse = self._failresponse = self._ignore
+        if self._result is not None and self._transaction is not None:
+            reply = Reply.fromServer(code, resp, self.hop)
+            refused = {} if kind in ("rset", "mail") else self._refused()
+            self._finish(
+                {r: refused.get(r, reply) for r in self._transaction.recipients},
+                tryElsewhere=True,
+            )
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def _refused(self) -> dict[str, Reply]:
+        return {
+            address.decode("utf-8"): Reply.fromServer(c, r, self.hop)
+            for address, c, r in self.toAddressesResult
+            if c not in SUCCESS
+        }
+
+    def _ignore(self, code: int, resp: bytes) -> None:
+        pass
 
     def getMailTo(self) -> list[bytes]:
         assert self._transaction is not None
@@ -463,6 +613,7 @@ class RelayClient(ESMTPClient):
         self.toAddressesResult = []
         self._from = None
         self._phase = "reset"
+        self._draining = False
         if self._quitting and self._pending is None:
             self.usable = False
             self._disconnectFromServer()
@@ -471,6 +622,11 @@ class RelayClient(ESMTPClient):
         self._expected = list(SUCCESS)
         self._okresponse = self.smtpState_from
         self._failresponse = self._failedIdle
+        if self._pending is not None and self.pipelining:
+            # The next message's batch follows the RSET at once.
+            transaction, result = self._pending
+            self._pending = None
+            self._start(transaction, result)
 
     # Ending.
 

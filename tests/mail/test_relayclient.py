@@ -211,6 +211,365 @@ class ClientTests(SynchronousTestCase):
         self.failureResultOf(s.client.ready, SessionFailed)
 
 
+PIPELINING = b"250-PIPELINING\r\n250-SIZE 100000\r\n250 8BITMIME\r\n"
+
+
+class WriteCountingTransport(StringTransport):
+    """A string transport that counts its writes and can start TLS."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.tlsStarted: list[object] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        super().write(data)
+
+    def startTLS(self, context: object) -> None:
+        self.tlsStarted.append(context)
+
+
+class PipelinedSession(Session):
+    """A session with a server that offers PIPELINING."""
+
+    def __init__(self, extensions: bytes = PIPELINING, **kw: Any) -> None:
+        self.clock = Clock()
+        self.client = RelayClient(HOP, SETTINGS, self.clock, **kw)
+        self.transport = WriteCountingTransport()
+        self.client.makeConnection(self.transport)
+        self.extensions = extensions
+
+    def batch(self) -> tuple[int, list[bytes]]:
+        """The writes since the last call, and the lines they held."""
+        writes = self.transport.writes
+        self.transport.writes = 0
+        return writes, self.sent()
+
+
+def outcome(case: SynchronousTestCase, result: Deferred[TransactionResult]) -> Any:
+    """Each recipient's code, enhanced code and text, and tryElsewhere."""
+    done = case.successResultOf(result)
+    replies = {r: (v.code, v.enhanced, v.text) for r, v in done.replies.items()}
+    return replies, done.tryElsewhere
+
+
+class PipeliningTests(SynchronousTestCase):
+    """
+    With a server that offers PIPELINING (RFC 2920), MAIL, every RCPT and
+    DATA go in one write and the replies are read in order, each still
+    given to its own command.
+    """
+
+    def start(self, *recipients: str) -> tuple[PipelinedSession, Any]:
+        s = PipelinedSession(context=None, requireTLS=False)
+        s.greet()
+        s.batch()
+        result = s.client.send(transaction(b"hello\r\n", *recipients))
+        return s, result
+
+    def test_oneWrite(self) -> None:
+        """
+        The batch (MAIL with SIZE and BODY=8BITMIME, one RCPT per
+        recipient, DATA) is one write; the body follows the 354; the
+        final reply goes to the recipients accepted, the refused one
+        keeps its RCPT reply.
+        """
+        s, result = self.start("a@h.example", "b@h.example", "c@h.example")
+        self.assertEqual(
+            s.batch(),
+            (
+                1,
+                [
+                    b"MAIL FROM:<alice@crepes.fr> SIZE=7 BODY=8BITMIME",
+                    b"RCPT TO:<a@h.example>",
+                    b"RCPT TO:<b@h.example>",
+                    b"RCPT TO:<c@h.example>",
+                    b"DATA",
+                ],
+            ),
+        )
+        s.client.dataReceived(
+            b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+            b"550 5.1.1 <b@h.example>: unknown\r\n"
+            b"450 4.2.0 <c@h.example>: greylisted\r\n"
+        )
+        self.assertEqual(s.batch(), (0, []))
+        self.assertNoResult(result)
+        self.assertEqual(s.reply(b"354 go ahead\r\n"), [b"hello", b"."])
+        self.assertEqual(s.reply(b"250 2.0.0 Ok: queued as Q\r\n"), [b"RSET"])
+        self.assertEqual(
+            outcome(self, result),
+            (
+                {
+                    "a@h.example": (250, "2.0.0", "Ok: queued as Q"),
+                    "b@h.example": (550, "5.1.1", "<b@h.example>: unknown"),
+                    "c@h.example": (450, "4.2.0", "<c@h.example>: greylisted"),
+                },
+                False,
+            ),
+        )
+
+    def test_notOffered(self) -> None:
+        """
+        Without PIPELINING in the EHLO reply, MAIL goes alone and each
+        command waits for the previous reply.
+        """
+        s = PipelinedSession(
+            extensions=b"250 SIZE 100000\r\n", context=None, requireTLS=False
+        )
+        s.greet()
+        s.batch()
+        s.client.send(transaction(b"x\r\n", "a@h.example", "b@h.example"))
+        self.assertEqual(s.batch(), (1, [b"MAIL FROM:<alice@crepes.fr> SIZE=3"]))
+        s.client.dataReceived(b"250 ok\r\n")
+        self.assertEqual(s.batch(), (1, [b"RCPT TO:<a@h.example>"]))
+
+    def test_dataRefused(self) -> None:
+        """
+        A refused DATA gives its reply to the recipients accepted; the
+        refused keep their own; a 4xx may go to another server.
+        """
+        s, result = self.start("a@h.example", "b@h.example")
+        s.batch()
+        written = s.reply(
+            b"250 ok\r\n250 ok\r\n550 5.1.1 no such user\r\n451 4.3.0 try later\r\n"
+        )
+        self.assertEqual(written, [b"RSET"])
+        self.assertEqual(
+            outcome(self, result),
+            (
+                {
+                    "a@h.example": (451, "4.3.0", "try later"),
+                    "b@h.example": (550, "5.1.1", "no such user"),
+                },
+                True,
+            ),
+        )
+
+    def test_allRecipientsRefused(self) -> None:
+        """
+        When every RCPT is refused, the DATA's refusal (RFC 2920 section
+        3.1) is read and dropped, no body is sent, each recipient keeps its
+        RCPT reply, and after RSET the session takes the next message.
+        """
+        s, result = self.start("a@h.example", "b@h.example")
+        s.batch()
+        written = s.reply(
+            b"250 ok\r\n550 5.1.1 a unknown\r\n"
+            b"551 5.1.6 b moved\r\n554 5.5.1 no valid recipients\r\n"
+        )
+        self.assertEqual(written, [b"RSET"])
+        self.assertEqual(
+            outcome(self, result),
+            (
+                {
+                    "a@h.example": (550, "5.1.1", "a unknown"),
+                    "b@h.example": (551, "5.1.6", "b moved"),
+                },
+                False,
+            ),
+        )
+        self.assertTrue(s.client.usable)
+        second = s.client.send(transaction(b"two\r\n", "c@h.example"))
+        # RSET's reply is still owed: the next batch follows it at once.
+        self.assertEqual(
+            s.batch()[1][0], b"MAIL FROM:<alice@crepes.fr> SIZE=5 BODY=8BITMIME"
+        )
+        self.assertEqual(
+            s.reply(b"250 2.0.0 reset\r\n250 ok\r\n250 ok\r\n354 go\r\n"),
+            [b"two", b"."],
+        )
+        s.reply(b"250 2.0.0 queued\r\n")
+        self.assertTrue(self.successResultOf(second).replies["c@h.example"].success)
+
+    def test_allRefusedButDataTaken(self) -> None:
+        """
+        A server that answers DATA with 354 although it refused every
+        recipient gets a lone dot, not the message; its reply is dropped
+        and the recipients keep their RCPT replies.
+        """
+        s, result = self.start("a@h.example")
+        s.batch()
+        written = s.reply(b"250 ok\r\n550 5.1.1 unknown\r\n354 go\r\n")
+        self.assertEqual(written, [b"."])
+        self.assertNoResult(result)
+        self.assertEqual(s.reply(b"250 2.0.0 queued, oddly\r\n"), [b"RSET"])
+        self.assertEqual(
+            outcome(self, result),
+            ({"a@h.example": (550, "5.1.1", "unknown")}, False),
+        )
+
+    def test_mailRefused(self) -> None:
+        """
+        A refused MAIL fails every recipient with its reply at once; the
+        RCPT and DATA replies after it are read without being given to
+        anyone, then RSET, and the next message goes out normally.
+        """
+        s, result = self.start("a@h.example", "b@h.example")
+        s.batch()
+        self.assertEqual(s.reply(b"553 5.1.8 sender domain unknown\r\n"), [])
+        expected = (553, "5.1.8", "sender domain unknown")
+        self.assertEqual(
+            outcome(self, result),
+            ({"a@h.example": expected, "b@h.example": expected}, False),
+        )
+        second = s.client.send(transaction(b"two\r\n", "c@h.example"))
+        self.assertEqual(s.reply(b"503 5.5.1 need MAIL\r\n"), [])
+        self.assertEqual(s.reply(b"503 5.5.1 need MAIL\r\n"), [])
+        written = s.reply(b"503 5.5.1 need RCPT\r\n")
+        self.assertEqual(
+            written,
+            [
+                b"RSET",
+                b"MAIL FROM:<alice@crepes.fr> SIZE=5 BODY=8BITMIME",
+                b"RCPT TO:<c@h.example>",
+                b"DATA",
+            ],
+        )
+        s.reply(b"250 reset\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+        s.reply(b"250 2.0.0 queued\r\n")
+        self.assertTrue(self.successResultOf(second).replies["c@h.example"].success)
+
+    def test_temporaryMailRefused(self) -> None:
+        """A 4xx to MAIL defers every recipient and asks for another host."""
+        s, result = self.start("a@h.example", "b@h.example")
+        s.batch()
+        s.reply(b"452 4.3.1 insufficient storage\r\n")
+        replies, elsewhere = outcome(self, result)
+        self.assertTrue(elsewhere)
+        self.assertEqual({v[0] for v in replies.values()}, {452})
+
+    def test_closingMidBatch(self) -> None:
+        """
+        A 421 in the middle of the batch: recipients refused before it
+        keep their replies, the others get the 421, the message may go to
+        another server, and the session closes without a body.
+        """
+        s, result = self.start("a@h.example", "b@h.example", "c@h.example")
+        s.batch()
+        written = s.reply(
+            b"250 ok\r\n250 ok\r\n550 5.1.1 unknown\r\n421 4.3.2 shutting down\r\n"
+        )
+        self.assertEqual(written, [])
+        closing = (421, "4.3.2", "shutting down")
+        self.assertEqual(
+            outcome(self, result),
+            (
+                {
+                    "a@h.example": closing,
+                    "b@h.example": (550, "5.1.1", "unknown"),
+                    "c@h.example": closing,
+                },
+                True,
+            ),
+        )
+        self.assertFalse(s.client.usable)
+        self.assertTrue(s.transport.disconnecting)
+        # Nothing after the 421 is read as a reply.
+        self.assertEqual(s.reply(b"354 go\r\n"), [])
+
+    def test_closingAtMail(self) -> None:
+        """A 421 to MAIL gives every recipient the 421."""
+        s, result = self.start("a@h.example")
+        s.batch()
+        s.reply(b"421 4.7.0 too many connections\r\n")
+        self.assertEqual(
+            outcome(self, result),
+            ({"a@h.example": (421, "4.7.0", "too many connections")}, True),
+        )
+
+    def test_rsetThenNextMessage(self) -> None:
+        """
+        A message sent as soon as the previous one is done goes out right
+        behind that message's RSET, without waiting for its reply; a
+        refused RSET ends the session and the message may go elsewhere.
+        """
+        s, result = self.start("a@h.example")
+        s.batch()
+        following: list[Deferred[TransactionResult]] = []
+        result.addCallback(
+            lambda _: following.append(
+                s.client.send(transaction(b"two\r\n", "b@h.example"))
+            )
+        )
+        s.reply(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        written = s.reply(b"250 queued\r\n")
+        self.assertEqual(
+            written,
+            [
+                b"RSET",
+                b"MAIL FROM:<alice@crepes.fr> SIZE=5 BODY=8BITMIME",
+                b"RCPT TO:<b@h.example>",
+                b"DATA",
+            ],
+        )
+        self.assertEqual(s.reply(b"500 5.5.1 what?\r\n"), [b"QUIT"])
+        replies, elsewhere = outcome(self, following[0])
+        self.assertTrue(elsewhere)
+        self.assertEqual(replies["b@h.example"][0], 451)
+        self.assertFalse(s.client.usable)
+
+    def test_quitWhileResetting(self) -> None:
+        """
+        quit() while the RSET after a message is unanswered says QUIT as
+        soon as the RSET is answered.
+        """
+        s, result = self.start("a@h.example")
+        s.batch()
+        s.reply(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        self.assertEqual(s.reply(b"250 queued\r\n"), [b"RSET"])
+        self.successResultOf(result)
+        s.client.quit()
+        self.assertEqual(s.sent(), [])
+        self.assertEqual(s.reply(b"250 reset\r\n"), [b"QUIT"])
+        self.assertFalse(s.client.usable)
+
+    def test_tlsAndAuthFirst(self) -> None:
+        """
+        STARTTLS and AUTH go one command at a time, before any
+        pipelining; plain text the server sent after its 220 to STARTTLS
+        is dropped, not read as the reply to the EHLO that follows; the
+        PIPELINING that counts is the one offered over TLS.
+        """
+        context = object()
+        s = PipelinedSession(
+            extensions=b"250-PIPELINING\r\n250 STARTTLS\r\n",
+            context=context,
+            requireTLS=True,
+            username="relay",
+            password="secret",
+        )
+        s.client.dataReceived(b"220 mx.hamburger.edu ESMTP\r\n")
+        self.assertEqual(s.batch(), (1, [b"EHLO mx.crepes.fr"]))
+        s.client.dataReceived(b"250-mx.hamburger.edu\r\n" + s.extensions)
+        self.assertEqual(s.batch(), (1, [b"STARTTLS"]))
+        s.client.dataReceived(b"220 go ahead\r\n250 AUTH PLAIN\r\n")
+        self.assertEqual(s.transport.tlsStarted, [context])
+        self.assertEqual(s.batch(), (1, [b"EHLO mx.crepes.fr"]))
+        s.client.dataReceived(
+            b"250-mx.hamburger.edu\r\n250-PIPELINING\r\n250 AUTH PLAIN LOGIN\r\n"
+        )
+        writes, lines = s.batch()
+        self.assertEqual((writes, lines[0][:11]), (1, b"AUTH PLAIN "))
+        self.assertNoResult(s.client.ready)
+        s.client.dataReceived(b"235 2.7.0 ok\r\n")
+        self.successResultOf(s.client.ready)
+        s.client.send(transaction(b"x\r\n", "a@h.example", "b@h.example"))
+        self.assertEqual(
+            s.batch(),
+            (
+                1,
+                [
+                    b"MAIL FROM:<alice@crepes.fr>",
+                    b"RCPT TO:<a@h.example>",
+                    b"RCPT TO:<b@h.example>",
+                    b"DATA",
+                ],
+            ),
+        )
+
+
 class ReplyTests(SynchronousTestCase):
     """Replies as stored and read back."""
 
