@@ -648,7 +648,8 @@ class PipeliningTests(SMTPTestCase):
             f"RCPT TO:<{BOB}>\r\nRCPT TO:<nobody@example.org>\r\nRCPT TO:<{ALICE}>\r\n"
             "DATA\r\nSubject: p\r\n\r\npipelined\r\n.\r\nQUIT\r\n"
         )
-        self.assertEqual(self.codes(replies), ["250", "250"])
+        # The replies so far wait for the pending RCPT's (RFC 2920 3.1).
+        self.assertEqual(replies, [])
         while slow.pending:
             slow.release()
             replies += session.lines()
@@ -657,6 +658,78 @@ class PipeliningTests(SMTPTestCase):
             ["250", "250", "250", "550", "250", "354", "250", "221"],
         )
         self.assertEqual(len(self.stored(ALICE)), 1)
+
+    def writes(self, session: Any) -> list[bytes]:
+        """Record every write to the session's transport."""
+        written: list[bytes] = []
+        write = session.transport.write
+
+        def recording(data: bytes) -> None:
+            written.append(data)
+            write(data)
+
+        session.transport.write = recording
+        return written
+
+    def test_oneWrite(self) -> None:
+        """
+        The replies to a pipelined group, asynchronous RCPTs included, go
+        out in one write once the group is answered.
+        """
+        slow = SlowUsers(self.world.store.users)
+        self.world.router._users = slow
+        session = self.mx()
+        session.command("EHLO c.example")
+        written = self.writes(session)
+        session.send(f"MAIL FROM:<a@crepes.fr>\r\nRCPT TO:<{BOB}>\r\n")
+        self.assertEqual(written, [])
+        slow.release()
+        self.assertEqual(written, [b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"])
+
+    def test_unpipelinedAtOnce(self) -> None:
+        """A command alone is answered at once, in its own write."""
+        session = self.mx()
+        written = self.writes(session)
+        session.command("EHLO c.example")
+        session.command("MAIL FROM:<a@crepes.fr>")
+        session.command(f"RCPT TO:<{BOB}>")
+        self.assertEqual(len(written), 3)
+        self.assertEqual(written[1:], [b"250 2.1.0 Ok\r\n", b"250 2.1.5 Ok\r\n"])
+
+    def test_quitFlushes(self) -> None:
+        """
+        A pipelined QUIT after a pending RCPT closes the connection only
+        after every reply was written.
+        """
+        slow = SlowUsers(self.world.store.users)
+        self.world.router._users = slow
+        session = self.mx()
+        session.command("EHLO c.example")
+        written = self.writes(session)
+        session.send(f"MAIL FROM:<a@crepes.fr>\r\nRCPT TO:<{BOB}>\r\nQUIT\r\n")
+        self.assertFalse(session.transport.disconnecting)
+        lose = session.transport.loseConnection
+
+        def losing() -> None:
+            self.assertEqual(
+                self.codes(b"".join(written).decode().splitlines()),
+                ["250", "250", "221"],
+            )
+            lose()
+
+        session.transport.loseConnection = losing
+        slow.release()
+        self.assertTrue(session.transport.disconnecting)
+
+    def test_manyRepliesBounded(self) -> None:
+        """
+        A long pipelined group is written in pieces of at most a dozen
+        lines (what C{--trace} logs of one write).
+        """
+        session = self.mx()
+        written = self.writes(session)
+        session.send("NOOP\r\n" * 30)
+        self.assertEqual([piece.count(b"\n") for piece in written], [12, 12, 6])
 
 
 class STARTTLSTests(SMTPTestCase):
