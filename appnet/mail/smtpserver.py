@@ -36,7 +36,8 @@ what TWISTED_GAPS lists as missing or wrong there:
   server says 421 and closes (as Postfix's hard error limit does).
 - On the MX role, MAIL FROM is checked with SPF (L{appnet.mail.spf}):
   the message gets a C{Received-SPF} field, and with C{[mail] spf =
-  "reject"} a C{fail} is refused (550 5.7.23).
+  "reject"} a C{fail} is refused (550 5.7.23). Clients in C{[mail]
+  spf_skip} (loopback by default) are not checked.
 """
 
 from __future__ import annotations
@@ -182,6 +183,7 @@ class SMTPServer(LineQueue, ESMTP):
         self._client = "unknown"
         self._closed = False
         self._replies: list[bytes] = []
+        self._spf: SPFPolicy | None = None
 
     # Connection.
 
@@ -189,6 +191,11 @@ class SMTPServer(LineQueue, ESMTP):
         self._client = hostOf(self.transport.getPeer())
         noDelay(self.transport)
         self._tls = ISSLTransport.providedBy(self.transport)
+        spf = self.factory.spf
+        if not self.factory.role.submission and spf is not None:
+            # Decided once: a client in [mail] spf_skip is never checked,
+            # and its MAIL is answered without a detour.
+            self._spf = None if spf.skipped(self._client) else spf
         self.mode = "COMMAND"
         self.sendCode(220, self.host + b" ESMTP appnet")
         self.setTimeout(self.timeout)
@@ -557,8 +564,8 @@ class SMTPServer(LineQueue, ESMTP):
         ):
             self._async(self._checkSender(sender, size), "MAIL FROM")
             return
-        spf = self.factory.spf
-        if not self.factory.role.submission and spf is not None:
+        spf = self._spf
+        if spf is not None:
             self._async(self._checkSPF(spf, sender, size), "SPF")
             return
         self._transaction = _Transaction(sender, size)

@@ -11,6 +11,8 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from appnet.auth import hashPassword
+from appnet.dns.testing import StaticResolver
+from appnet.mail.spf import SPFPolicy
 from appnet.store.interfaces import INBOX, DeliveryTarget
 from tests.mail.helpers import ALICE, BOB, PASSWORD, MailWorld, Session, SlowUsers
 
@@ -976,3 +978,42 @@ class SubmissionTests(SMTPTestCase):
         session = self.loggedIn()
         session.command(f"MAIL FROM:<{ALICE}>")
         self.assertEqual(session.command("AUTH PLAIN")[0][:10], "503 5.5.1 ")
+
+
+class SPFTests(SMTPTestCase):
+    """SPF on the MX role, and the clients it skips."""
+
+    ZONE = (
+        "@ SOA ns hostmaster 1 3600 900 604800 60\n@ NS ns\nns A 192.0.2.53\n"
+        '@ TXT "v=spf1 ip4:192.0.2.1 -all"\n'
+    )
+
+    def setUp(self) -> None:
+        super().setUp()
+        resolver = StaticResolver(zones={"crepes.fr": self.ZONE})
+        self.factory = self.world.smtpFactory()
+        self.factory.spf = SPFPolicy(
+            resolver, "mx.example.org", "reject", ("127.0.0.0/8",)
+        )
+
+    def test_checked(self) -> None:
+        """A client outside spf_skip failing SPF is refused (reject mode)."""
+        session = self.world.connect(self.factory, peer="192.0.2.7")
+        session.read()
+        session.command("EHLO c.example")
+        [reply] = session.command("MAIL FROM:<alice@crepes.fr>")
+        self.assertEqual(reply[:10], "550 5.7.23")
+
+    def test_skipped(self) -> None:
+        """
+        A client in spf_skip is not checked: its MAIL is accepted at once
+        and the message gets no Received-SPF field.
+        """
+        session = self.world.connect(self.factory, peer="127.0.0.1")
+        session.read()
+        session.command("EHLO c.example")
+        replies = self.transaction(session, [BOB])
+        self.assertEqual(self.codes(replies), ["250", "250", "354", "250"])
+        [stored] = self.stored()
+        self.assertNotIn(b"Received-SPF", stored)
+        self.assertIn(b"Received: from c.example ([127.0.0.1])", stored)
