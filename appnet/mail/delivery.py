@@ -13,6 +13,7 @@ C{Return-Path} out.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +31,14 @@ __all__ = ["Delivered", "Delivery", "Envelope", "receivedHeader", "returnPath"]
 
 def rfc5322Date(when: float) -> str:
     """A date for a header field: C{Mon, 01 Jan 2024 00:00:00 +0000}."""
-    return format_datetime(datetime.fromtimestamp(when, UTC))
+    return _dateOfSecond(int(when // 1))
+
+
+@functools.lru_cache(maxsize=4)
+def _dateOfSecond(second: int) -> str:
+    # Formatting costs more than the rest of a Received field, and a busy
+    # server needs it once a second.
+    return format_datetime(datetime.fromtimestamp(second, UTC))
 
 
 def returnPath(sender: Mailbox | None) -> bytes:

@@ -23,6 +23,11 @@ The rules, in order, for C{local@domain}:
 Local results carry the owner's quota (the account's own, else C{[mail]
 quota}), so the caller can check it at RCPT time and the store enforces it
 at delivery.
+
+The common case costs one store read: an address that neither rule 2 nor
+rule 3 can match is looked up as an account first (an account's domain is
+local by definition); the local domains, which scan every user, are read
+only when that account does not exist.
 """
 
 from __future__ import annotations
@@ -132,6 +137,16 @@ class Router:
             AUTH)? If not, a remote recipient is a relay attempt.
         @raise Rejected: with the reply to send.
         """
+        absent = None
+        account = self._plainAccount(mailbox)
+        if account is not None:
+            # The common case, an account's own address: one store read.
+            # An account's domain is local by definition, so the domain
+            # list (a scan of every user) is only needed otherwise.
+            found = await self._account(account)
+            if found is not None:
+                return Route(tuple(found.items()))
+            absent = account
         domains = await self._localDomains()
         if mailbox.domain == "":
             # RCPT TO:<postmaster> with no domain.
@@ -148,9 +163,38 @@ class Router:
         if any(c in mailbox.local for c in "%!@"):
             raise Rejected(554, "5.7.1", f"<{mailbox}>: Relay access denied")
         local, remote = await self._expand(
-            mailbox.local.lower(), mailbox.domain, domains, depth=0, seen=set()
+            mailbox.local.lower(), mailbox.domain, domains, 0, set(), absent
         )
         return Route(tuple(local.items()), tuple(dict.fromkeys(remote)))
+
+    def _aliasNames(self, localPart: str, domain: str) -> tuple[str, ...]:
+        """The names an alias for C{localPart@domain} may have, in order."""
+        base = localPart.split("+", 1)[0]
+        names = (f"{localPart}@{domain}", localPart, f"{base}@{domain}", base)
+        return tuple(dict.fromkeys(names))
+
+    def _plainAccount(self, mailbox: Mailbox) -> str | None:
+        """
+        The account C{mailbox} names if rules 2 and 3 cannot apply to it
+        (no source route, no alias): then, if that account exists, rule 4
+        decides, whatever the other local domains are.
+        """
+        localPart = mailbox.local.lower()
+        base = localPart.split("+", 1)[0]
+        if not mailbox.domain or not base or any(c in localPart for c in "%!@"):
+            return None
+        names = self._aliasNames(localPart, mailbox.domain)
+        if any(name in self._aliases for name in names):
+            return None
+        return f"{base}@{mailbox.domain}"
+
+    async def _account(self, account: str) -> dict[str, int | None] | None:
+        """Rule 4: the account and its quota, or C{None} if it has none."""
+        user = await self._users.getUser(account)
+        if user is None:
+            return None
+        quota = user.quota if user.quota is not None else self._defaultQuota
+        return {account: quota or None}
 
     async def _expand(
         self,
@@ -159,22 +203,25 @@ class Router:
         domains: frozenset[str],
         depth: int,
         seen: set[str],
+        absent: str | None = None,
     ) -> tuple[dict[str, int | None], list[str]]:
+        """
+        @param absent: an account just looked up and found missing (not
+            asked for again).
+        """
         address = f"{localPart}@{domain}"
         if address in seen or depth > MAX_ALIAS_DEPTH:
             raise Rejected(550, "5.4.6", f"<{address}>: alias loop")
         seen = seen | {address}
         base = localPart.split("+", 1)[0]
-        for name in dict.fromkeys((address, localPart, f"{base}@{domain}", base)):
+        for name in self._aliasNames(localPart, domain):
             targets = self._aliases.get(name)
             if targets is not None:
                 return await self._targets(targets, domains, depth, seen)
-        if base:
-            account = f"{base}@{domain}"
-            user = await self._users.getUser(account)
-            if user is not None:
-                quota = user.quota if user.quota is not None else self._defaultQuota
-                return {account: quota or None}, []
+        if base and f"{base}@{domain}" != absent:
+            found = await self._account(f"{base}@{domain}")
+            if found is not None:
+                return found, []
         if base == "postmaster":
             if self._postmaster is not None:
                 return await self._targets([self._postmaster], domains, depth, seen)
@@ -220,9 +267,7 @@ class Router:
         if sender.domain not in domains:
             return False
         try:
-            local, _ = await self._expand(
-                localPart, sender.domain, domains, depth=1, seen=set()
-            )
+            local, _ = await self._expand(localPart, sender.domain, domains, 1, set())
         except Rejected:
             return False
         return account in local

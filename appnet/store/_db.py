@@ -247,6 +247,10 @@ class Database:
             finally:
                 conn.execute("COMMIT")
 
+        if self._opened is True:
+            # The usual case: no need to wait for the database to open.
+            return deferToThreadPool(self._reactor, pool, run)
+
         async def afterReady() -> T:
             await self.whenReady()
             return await deferToThreadPool(self._reactor, pool, run)

@@ -17,7 +17,10 @@ Usage (from a checkout, with the test extras installed)::
     .venv/bin/python bench/smtp/run.py [--quick]
 
 Numbers depend on the disk's fsync latency; on a shared machine, run it
-twice and compare.
+twice and compare. On Linux a second table gives the CPU time (user +
+system, from /proc) each server spent per message during the SMTP runs:
+appnet's reactor thread alone and each whole process (threads included),
+the measure that counts when the machine's cores are all busy.
 """
 
 from __future__ import annotations
@@ -217,6 +220,20 @@ def stopProcess(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def cpuSeconds(pid: int, thread: int | None = None) -> float:
+    """
+    CPU time (user + system) of a process, or of one of its threads, from
+    Linux's /proc; 0 elsewhere.
+    """
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    try:
+        with open(path) as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     rule = "  ".join("=" * w for w in widths)
@@ -239,16 +256,34 @@ def main() -> None:
     loads = [(1024, 2000 // scale), (100 * 1024, 500 // scale)]
     work = tempfile.mkdtemp(prefix="appnet-bench-")
     rows = [["test", "appnet", "aiosmtpd (durable handler)"]]
+    cpu = [["CPU ms per message", "appnet", "aiosmtpd"]]
     try:
         appnet, ports = startAppnet(os.path.join(work, "appnet"))
         peer, peerPort = startAiosmtpd(os.path.join(work, "aiosmtpd"))
         try:
             for size, total in loads:
+                reactor = cpuSeconds(appnet.pid, appnet.pid)
+                process = cpuSeconds(appnet.pid)
                 ours, n1 = asyncio.run(smtpLoad(ports["smtp"], size, total))
-                theirs, n2 = asyncio.run(smtpLoad(peerPort, size, total))
+                reactor = cpuSeconds(appnet.pid, appnet.pid) - reactor
+                process = cpuSeconds(appnet.pid) - process
+                theirs = cpuSeconds(peer.pid)
+                rate, n2 = asyncio.run(smtpLoad(peerPort, size, total))
+                theirs = cpuSeconds(peer.pid) - theirs
                 label = f"SMTP {size // 1024} KiB x {total}, {CONNECTIONS} conns"
-                rows.append([label, f"{ours:.0f} msg/s", f"{theirs:.0f} msg/s"])
+                rows.append([label, f"{ours:.0f} msg/s", f"{rate:.0f} msg/s"])
                 assert n1 == n2 == total // CONNECTIONS * CONNECTIONS, (n1, n2)
+                short = f"{size // 1024} KiB"
+                cpu.append(
+                    [f"{short}: reactor thread", f"{1000 * reactor / n1:.2f}", "-"]
+                )
+                cpu.append(
+                    [
+                        f"{short}: whole process",
+                        f"{1000 * process / n1:.2f}",
+                        f"{1000 * theirs / n2:.2f}",
+                    ]
+                )
         finally:
             stopProcess(peer)
             stopProcess(appnet)
@@ -269,6 +304,9 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(table(rows))
+    if len(cpu) > 1 and os.path.isdir("/proc/self/task"):
+        print()
+        print(table(cpu))
 
 
 if __name__ == "__main__":
