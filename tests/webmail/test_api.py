@@ -194,7 +194,10 @@ class SessionTests(APITestCase):
         """A wrong method is a JSON 405 with Allow."""
         r = self.request("PUT", "/api/v1/folders", self.alice)
         self.json(r, 405)
-        self.assertEqual(r.header("allow"), "GET, HEAD")
+        self.assertEqual(r.header("allow"), "GET, HEAD, POST")
+        r = self.request("PUT", "/api/v1/folders/INBOX", self.alice)
+        self.json(r, 405)
+        self.assertEqual(r.header("allow"), "GET, HEAD, PATCH, DELETE")
         r = self.request("GET", "/api/v1/send", self.alice)
         self.json(r, 405)
         self.assertEqual(r.header("allow"), "POST")
@@ -212,6 +215,7 @@ class ReadingTests(APITestCase):
                 {
                     "name": "INBOX",
                     "role": "inbox",
+                    "special": True,
                     "messages": 1,
                     "unseen": 1,
                     "size": len(plain("one")),
@@ -219,6 +223,7 @@ class ReadingTests(APITestCase):
                 {
                     "name": "Trash",
                     "role": "trash",
+                    "special": True,
                     "messages": 0,
                     "unseen": 0,
                     "size": 0,
