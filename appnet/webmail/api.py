@@ -574,6 +574,10 @@ class FolderEndpoint(Endpoint):
             for start in range(0, len(uids), MAX_UIDS):
                 chunk = uids[start : start + MAX_UIDS]
                 moved += len(await mail.move(account, name, chunk, TRASH))
+            # A message filed here meanwhile is not deleted unasked.
+            left = (await mail.folder(account, name)).messages
+            if left:
+                raise APIError(409, "folder not empty", {"messages": left})
         await mail.deleteFolder(account, name)
         _log.info(
             "Webmail: {account} deleted folder {name} ({moved} messages to Trash)",
