@@ -789,6 +789,27 @@ class FolderTests(APITestCase):
         self.assertEqual(self.folderNames(ALICE), [INBOX, TRASH])
         self.assertEqual(len(self.flags(ALICE, TRASH)), 3)
 
+    def test_deleteRace(self) -> None:
+        """
+        A message filed in the folder while its messages move to Trash
+        keeps the folder (409) instead of going with it.
+        """
+        self.make("Trash", "Archive")
+        self.deliver(ALICE, plain("first"), "Archive")
+        kind = type(self.web.store.mail)  # Slotted: patch the class.
+        move = kind.move
+
+        def moveThenDeliver(store: Any, *args: Any) -> Any:
+            d = move(store, *args)
+            self.deliver(ALICE, plain("late"), "Archive")
+            return d
+
+        self.patch(kind, "move", moveThenDeliver)
+        value = self.send("DELETE", "/api/v1/folders/Archive?force=1", code=409)
+        self.assertEqual(value, {"error": "folder not empty", "messages": 1})
+        self.assertEqual(len(self.flags(ALICE, "Archive")), 1)
+        self.assertEqual(len(self.flags(ALICE, TRASH)), 1)
+
     def test_deleteNotEmptyWithoutTrash(self) -> None:
         """Without a Trash folder, ?force=1 deletes the messages too."""
         self.make("Archive")
