@@ -103,6 +103,9 @@ def pageHTML(account: str, admin: bool, csrfToken: str) -> bytes:
 </header>
 <nav aria-label="Folders">
 <ul id="folders"></ul>
+<form id="folder-form"><input id="folder-name" name="name" maxlength="255"
+required aria-label="New folder name" placeholder="New folder">
+<button type="submit">Create</button></form>
 <ul class="admin">{adminLinks}</ul>
 </nav>
 <main>
@@ -118,6 +121,8 @@ this server.</p></noscript>
 <button type="button" id="older">Older</button>
 <label>Move selected to <select id="move-selected"></select></label>
 <button type="button" id="delete-selected">Delete selected</button>
+<button type="button" id="rename-folder">Rename folder</button>
+<button type="button" id="delete-folder">Delete folder</button>
 </div>
 <table id="messages"><thead><tr><th><input type="checkbox" id="select-all"
 aria-label="Select all"></th><th>From</th><th>Subject</th><th>Date</th>

@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from appnet.auth import verifyPassword
 from appnet.mail.compose import Attachment, compose
 from appnet.store.interfaces import INBOX, DeliveryTarget
+from appnet.webmail import api
 from appnet.webmail.api import TRASH
 from tests.web.helpers import Harness, Response, harness, raw
 
@@ -194,7 +195,10 @@ class SessionTests(APITestCase):
         """A wrong method is a JSON 405 with Allow."""
         r = self.request("PUT", "/api/v1/folders", self.alice)
         self.json(r, 405)
-        self.assertEqual(r.header("allow"), "GET, HEAD")
+        self.assertEqual(r.header("allow"), "GET, HEAD, POST")
+        r = self.request("PUT", "/api/v1/folders/INBOX", self.alice)
+        self.json(r, 405)
+        self.assertEqual(r.header("allow"), "GET, HEAD, PATCH, DELETE")
         r = self.request("GET", "/api/v1/send", self.alice)
         self.json(r, 405)
         self.assertEqual(r.header("allow"), "POST")
@@ -212,6 +216,7 @@ class ReadingTests(APITestCase):
                 {
                     "name": "INBOX",
                     "role": "inbox",
+                    "special": True,
                     "messages": 1,
                     "unseen": 1,
                     "size": len(plain("one")),
@@ -219,6 +224,7 @@ class ReadingTests(APITestCase):
                 {
                     "name": "Trash",
                     "role": "trash",
+                    "special": True,
                     "messages": 0,
                     "unseen": 0,
                     "size": 0,
@@ -609,6 +615,245 @@ class ChangeTests(APITestCase):
         )
 
 
+class FolderTests(APITestCase):
+    """
+    Creating, renaming and deleting folders: IMAP's name rules, INBOX and
+    the special-use folders kept, nothing lost by a careless delete.
+    """
+
+    def make(self, *names: str) -> None:
+        for name in names:
+            self.successResultOf(self.web.store.mail.createFolder(ALICE, name))
+
+    def send(self, method: str, path: str, body: Any = None, code: int = 200) -> Any:
+        return self.json(self.request(method, path, self.alice, body), code)
+
+    def test_create(self) -> None:
+        """POST makes the folder (201, Location) and returns it."""
+        r = self.request("POST", "/api/v1/folders", self.alice, {"name": " Archive "})
+        self.assertEqual(
+            self.json(r, 201),
+            {
+                "folder": {
+                    "name": "Archive",
+                    "role": None,
+                    "special": False,
+                    "messages": 0,
+                    "unseen": 0,
+                    "size": 0,
+                }
+            },
+        )
+        self.assertEqual(r.header("location"), "/api/v1/folders/Archive")
+        self.assertEqual(self.folderNames(ALICE), [INBOX, "Archive"])
+
+    def test_createNested(self) -> None:
+        """A nested name makes its missing superiors, as IMAP CREATE does."""
+        r = self.request(
+            "POST", "/api/v1/folders", self.alice, {"name": "Work/2026/Q1"}
+        )
+        self.assertEqual(self.json(r, 201)["folder"]["name"], "Work/2026/Q1")
+        self.assertEqual(r.header("location"), "/api/v1/folders/Work%2F2026%2FQ1")
+        self.assertEqual(
+            self.folderNames(ALICE), [INBOX, "Work", "Work/2026", "Work/2026/Q1"]
+        )
+        self.send("POST", "/api/v1/folders", {"name": "inbox/Lists"}, 201)
+        self.assertIn("INBOX/Lists", self.folderNames(ALICE))
+
+    def test_createErrors(self) -> None:
+        """Bad names are 400, existing ones (INBOX in any case) 409."""
+        self.make("Archive")
+        for name in (
+            "",
+            "  ",
+            "a*",
+            "50%",
+            "tab\there",
+            "a\x7fb",
+            "a//b",
+            "/a",
+            "x" * 256,
+            "/".join("l" * 17),
+            17,
+            None,
+        ):
+            self.send("POST", "/api/v1/folders", {"name": name}, 400)
+        for name in ("Archive", "INBOX", "inbox"):
+            value = self.send("POST", "/api/v1/folders", {"name": name}, 409)
+            self.assertIn("exists already", value["error"])
+        self.send("POST", "/api/v1/folders", [], 400)
+        self.assertEqual(self.folderNames(ALICE), [INBOX, "Archive"])
+
+    def test_folderLimit(self) -> None:
+        """
+        An account has at most MAX_FOLDERS folders through the API,
+        counting the superiors a name would make.
+        """
+        self.patch(api, "MAX_FOLDERS", 3)
+        self.make("A")
+        self.send("POST", "/api/v1/folders", {"name": "B/C"}, 409)
+        self.send("POST", "/api/v1/folders", {"name": "B"}, 201)
+        value = self.send("POST", "/api/v1/folders", {"name": "C"}, 409)
+        self.assertEqual(value, {"error": "too many folders (at most 3)"})
+        self.send("PATCH", "/api/v1/folders/A", {"name": "X/A"}, 409)
+        self.send("PATCH", "/api/v1/folders/A", {"name": "D"}, 200)
+        self.assertEqual(self.folderNames(ALICE), [INBOX, "B", "D"])
+
+    def test_getOne(self) -> None:
+        """A folder is named by the rest of the path, / escaped or not."""
+        self.make("Work", "Work/Q1")
+        for path in ("Work%2FQ1", "Work/Q1", "Work%2fQ1"):
+            value = self.send("GET", "/api/v1/folders/" + path)
+            self.assertEqual(value["folder"]["name"], "Work/Q1")
+        self.assertEqual(
+            self.send("GET", "/api/v1/folders/inbox")["folder"]["name"], INBOX
+        )
+        self.send("GET", "/api/v1/folders/Nope", code=404)
+        self.send("GET", "/api/v1/folders/a%2A", code=400)
+
+    def test_rename(self) -> None:
+        """PATCH renames a folder with its subfolders, keeping messages."""
+        self.make("Archive", "Archive/2025")
+        uid = self.deliver(ALICE, plain("m"), "Archive/2025")
+        value = self.send("PATCH", "/api/v1/folders/Archive", {"name": "Old/Archive"})
+        self.assertEqual(
+            (value["from"], value["folder"]["name"]), ("Archive", "Old/Archive")
+        )
+        self.assertEqual(
+            self.folderNames(ALICE), [INBOX, "Old", "Old/Archive", "Old/Archive/2025"]
+        )
+        self.assertEqual(list(self.flags(ALICE, "Old/Archive/2025")), [uid])
+
+    def test_renameErrors(self) -> None:
+        """
+        INBOX and special-use folders are not renamed (409); a missing
+        folder is 404, an existing target 409, a bad one 400.
+        """
+        self.make("Sent", "Drafts", "Trash", "Junk", "A", "A/B", "C")
+        for name in ("INBOX", "inbox", "Sent", "Drafts", "Trash", "Junk"):
+            value = self.send("PATCH", f"/api/v1/folders/{name}", {"name": "X"}, 409)
+            self.assertIn("special folder", value["error"])
+        self.send("PATCH", "/api/v1/folders/Nope", {"name": "X"}, 404)
+        for target in ("C", "INBOX", "A", "Sent"):
+            self.send("PATCH", "/api/v1/folders/A", {"name": target}, 409)
+        for target in ("", "a*", "x//y", 5):
+            self.send("PATCH", "/api/v1/folders/A", {"name": target}, 400)
+        self.send("PATCH", "/api/v1/folders/A", {"name": "A/B/C"}, 400)
+        self.send("PATCH", "/api/v1/folders/A", {}, 400)
+        self.send("PATCH", "/api/v1/folders/%2A", {"name": "X"}, 400)
+        self.assertEqual(
+            self.folderNames(ALICE),
+            [INBOX, "A", "A/B", "C", "Drafts", "Junk", "Sent", "Trash"],
+        )
+
+    def test_delete(self) -> None:
+        """DELETE removes an empty folder."""
+        self.make("Archive", "Work", "Work/Q1")
+        value = self.send("DELETE", "/api/v1/folders/Archive")
+        self.assertEqual(value, {"deleted": "Archive", "movedToTrash": 0})
+        self.send("DELETE", "/api/v1/folders/Work%2FQ1")
+        self.assertEqual(self.folderNames(ALICE), [INBOX, "Work"])
+
+    def test_deleteErrors(self) -> None:
+        """
+        INBOX and special-use folders are not deleted (409), nor a folder
+        with subfolders (409); a missing folder is 404, a bad name 400.
+        """
+        self.make("Sent", "Drafts", "Trash", "Junk", "A", "A/B")
+        for name in ("INBOX", "Inbox", "Sent", "Drafts", "Trash", "Junk"):
+            value = self.send("DELETE", f"/api/v1/folders/{name}", code=409)
+            self.assertIn("special folder", value["error"])
+        value = self.send("DELETE", "/api/v1/folders/A?force=1", code=409)
+        self.assertEqual(
+            value, {"error": "folder has subfolders; delete or move them first"}
+        )
+        self.send("DELETE", "/api/v1/folders/Nope", code=404)
+        self.send("DELETE", "/api/v1/folders/a%25", code=400)
+        self.assertEqual(
+            self.folderNames(ALICE),
+            [INBOX, "A", "A/B", "Drafts", "Junk", "Sent", "Trash"],
+        )
+
+    def test_deleteNotEmpty(self) -> None:
+        """
+        A folder with messages is kept (409, with the count) unless
+        ?force=1; then its messages go to Trash.
+        """
+        self.make("Trash", "Archive")
+        uids = [self.deliver(ALICE, plain(f"m{i}"), "Archive") for i in range(3)]
+        value = self.send("DELETE", "/api/v1/folders/Archive", code=409)
+        self.assertEqual(value, {"error": "folder not empty", "messages": 3})
+        self.assertEqual(list(self.flags(ALICE, "Archive")), uids)
+        value = self.send("DELETE", "/api/v1/folders/Archive?force=1")
+        self.assertEqual(value, {"deleted": "Archive", "movedToTrash": 3})
+        self.assertEqual(self.folderNames(ALICE), [INBOX, TRASH])
+        self.assertEqual(len(self.flags(ALICE, TRASH)), 3)
+
+    def test_deleteRace(self) -> None:
+        """
+        A message filed in the folder while its messages move to Trash
+        keeps the folder (409) instead of going with it.
+        """
+        self.make("Trash", "Archive")
+        self.deliver(ALICE, plain("first"), "Archive")
+        kind = type(self.web.store.mail)  # Slotted: patch the class.
+        move = kind.move
+
+        def moveThenDeliver(store: Any, *args: Any) -> Any:
+            d = move(store, *args)
+            self.deliver(ALICE, plain("late"), "Archive")
+            return d
+
+        self.patch(kind, "move", moveThenDeliver)
+        value = self.send("DELETE", "/api/v1/folders/Archive?force=1", code=409)
+        self.assertEqual(value, {"error": "folder not empty", "messages": 1})
+        self.assertEqual(len(self.flags(ALICE, "Archive")), 1)
+        self.assertEqual(len(self.flags(ALICE, TRASH)), 1)
+
+    def test_deleteNotEmptyWithoutTrash(self) -> None:
+        """Without a Trash folder, ?force=1 deletes the messages too."""
+        self.make("Archive")
+        self.deliver(ALICE, plain("m"), "Archive")
+        value = self.send("DELETE", "/api/v1/folders/Archive?force=1")
+        self.assertEqual(value, {"deleted": "Archive", "movedToTrash": 0})
+        self.assertEqual(self.folderNames(ALICE), [INBOX])
+
+    def test_otherAccounts(self) -> None:
+        """Folder changes touch only the session's own account."""
+        self.successResultOf(self.web.store.mail.createFolder(BOB, "Bobs"))
+        self.send("DELETE", "/api/v1/folders/Bobs", code=404)
+        self.send("PATCH", "/api/v1/folders/Bobs", {"name": "Mine"}, 404)
+        self.send("POST", "/api/v1/folders", {"name": "Bobs"}, 201)
+        self.assertEqual(self.folderNames(BOB), [INBOX, "Bobs"])
+
+    def test_imapSeesIt(self) -> None:
+        """
+        IMAP's view of the account (LIST) shows folders made here, and
+        the API lists folders IMAP made, with their special use.
+        """
+        from appnet.mail.imap.account import IMAPAccount
+
+        self.send("POST", "/api/v1/folders", {"name": "Web/Made"}, 201)
+        account = IMAPAccount(ALICE, self.web.store.mail)
+        listed = self.successResultOf(account.list("", "*", False))
+        self.assertEqual(
+            [(f.name, f.attributes) for f in listed],
+            [
+                (INBOX, ("\\HasNoChildren",)),
+                ("Web", ("\\HasChildren",)),
+                ("Web/Made", ("\\HasNoChildren",)),
+            ],
+        )
+        self.successResultOf(account.ensureSpecialFolders())
+        self.successResultOf(account.create("Imap/Made"))
+        folders = {f["name"]: f for f in self.get("/api/v1/folders")["folders"]}
+        self.assertIn("Imap/Made", folders)
+        self.assertEqual(
+            [n for n, f in folders.items() if f["special"]],
+            [INBOX, "Drafts", "Junk", "Sent", "Trash"],
+        )
+
+
 class AdminTests(APITestCase):
     def test_notAdmin(self) -> None:
         """Accounts without admin get 403 from every admin endpoint."""
@@ -733,9 +978,15 @@ class CSRFTests(APITestCase):
     def changes(self) -> list[tuple[str, str, Any, dict[str, str]]]:
         """Every state change, with what makes it succeed."""
         uid = self.deliver(ALICE, plain("m"))
-        self.successResultOf(self.web.store.mail.createFolder(ALICE, "Archive"))
+        mail = self.web.store.mail
+        for owner in (ALICE, ADMIN):
+            for name in ("Archive", "Old", "Gone"):
+                self.successResultOf(mail.createFolder(owner, name))
         contentType, form = multipart([("to", BOB), ("text", "t")], [])
         return [
+            ("POST", "/api/v1/folders", {"name": "New"}, {}),
+            ("PATCH", "/api/v1/folders/Old", {"name": "Renamed"}, {}),
+            ("DELETE", "/api/v1/folders/Gone", None, {}),
             ("POST", "/api/v1/send", {"to": BOB, "text": "t"}, {}),
             ("POST", "/api/v1/send", form, {"Content-Type": contentType}),
             ("POST", "/api/v1/move", {"uids": [uid], "to": "Archive"}, {}),
@@ -757,6 +1008,7 @@ class CSRFTests(APITestCase):
             self.flags(ALICE),
             self.flags(BOB),
             self.folderNames(ALICE),
+            self.folderNames(ADMIN),
             [(u.address, u.passwordHash) for u in users],
             self.successResultOf(self.web.store.queue.list()),
         )
@@ -816,7 +1068,9 @@ class CSRFTests(APITestCase):
         changes = self.changes()
         before = self.state()
         for _, path, _, _ in changes:
-            if "/users" in path and not path.endswith("password"):
+            if "/folders" in path or (
+                "/users" in path and not path.endswith("password")
+            ):
                 continue  # GET there reads.
             r = self.request("GET", path + "?uids=1&to=Archive", self.admin)
             self.json(r, 405)

@@ -325,3 +325,73 @@ class WebmailBrowserTests(TestCase):
         [queued] = await web.stack.store.queue.list()
         self.assertEqual(queued.submitter, admin)
         self.assertEqual(await browser.do(consoleErrors), [])
+
+    async def test_folders(self) -> None:
+        """
+        The user makes a folder from the page (its name, markup and all,
+        shown as text), moves a message into it,
+        renames it (answering the prompt) and deletes it (confirming):
+        the message goes to Trash; INBOX offers neither rename nor delete.
+        """
+        web = await startWeb(self, users={ALICE: PASSWORD})
+        mail = web.stack.store.mail
+        await mail.createFolder(ALICE, "Trash")
+        staged = mail.stage()
+        staged.write(b"From: bob@example.org\r\nSubject: Receipt\r\n\r\nPaid.\r\n")
+        await mail.deliver(staged, [DeliveryTarget(ALICE)])
+        browser = await Browser.start(self)
+
+        def folders(driver: Any) -> list[str]:
+            from selenium.webdriver.support import expected_conditions
+            from selenium.webdriver.support.ui import Select
+
+            login(driver, web.url("/login?next=/mail/"), ALICE, PASSWORD)
+            wait(driver, textIn("#messages tbody", "Receipt"))
+            shown = [
+                str(driver.find_element("id", "rename-folder").is_enabled()),
+                str(driver.find_element("id", "delete-folder").is_enabled()),
+            ]
+            driver.find_element("id", "folder-name").send_keys("Receipts <b>")
+            driver.find_element("css selector", "#folder-form button").click()
+            wait(driver, textIn("#status", "Folder Receipts <b> created."))
+            wait(driver, textIn("#list-title", "Receipts <b>"))
+            driver.get(web.url("/mail/#folder=INBOX"))
+            wait(driver, textIn("#messages tbody", "Receipt"))
+            driver.find_element("css selector", "#messages input.select").click()
+            Select(driver.find_element("id", "move-selected")).select_by_value(
+                "Receipts <b>"
+            )
+            wait(driver, textIn("#status", "Moved 1 message(s) to Receipts <b>."))
+            driver.find_element(
+                "css selector", '[data-folder="Receipts <b>"] a'
+            ).click()
+            wait(driver, textIn("#messages tbody", "Receipt"))
+            driver.find_element("id", "rename-folder").click()
+            prompt = wait(driver, expected_conditions.alert_is_present())
+            prompt.send_keys("Paid/2026")
+            prompt.accept()
+            wait(driver, textIn("#list-title", "Paid/2026"))
+            shown.append(driver.find_element("id", "folders").text)
+            driver.find_element("id", "delete-folder").click()
+            confirm = wait(driver, expected_conditions.alert_is_present())
+            shown.append(confirm.text)
+            confirm.accept()
+            wait(driver, textIn("#status", "Folder Paid/2026 deleted."))
+            shown.append(driver.find_element("id", "status").text)
+            return shown
+
+        shown = await browser.do(folders)
+        self.assertEqual(
+            shown,
+            [
+                "False",
+                "False",
+                "INBOX\nPaid\nPaid/2026 (1)\nTrash",
+                "Delete the folder Paid/2026? Its 1 message(s) will be moved to Trash.",
+                "Folder Paid/2026 deleted. 1 message(s) moved to Trash.",
+            ],
+        )
+        names = [f.name for f in await mail.listFolders(ALICE)]
+        self.assertEqual(names, [INBOX, "Paid", "Trash"])
+        self.assertEqual(len(await self.stored(web, ALICE, "Trash")), 1)
+        self.assertEqual(await browser.do(consoleErrors), [])

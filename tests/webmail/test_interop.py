@@ -2,16 +2,20 @@
 The webmail API over real loopback sockets, SQLite and the reactor's
 thread pool, driven by curl as the README shows: JSON login with a cookie
 jar, a multipart upload with a file, reading, downloading, and the mail
-arriving where POP3 serves it.
+arriving where POP3 serves it; folders made and renamed through the API
+as an imaplib session lists them, and the other way round.
 """
 
 from __future__ import annotations
 
+import imaplib
 import json
 import os
 import poplib
+from collections.abc import Callable
 from typing import Any
 
+import twisted.mail.imap4  # noqa: F401 (registers the imap4-utf-7 codec)
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
@@ -145,3 +149,64 @@ class CurlTests(TestCase):
         )
         self.assertTrue(outcome.out.endswith("403"), outcome.out)
         self.assertEqual(await self.web.stack.store.mail.listMessages(BOB), [])
+
+    async def imap(self, work: Callable[[imaplib.IMAP4], Any]) -> Any:
+        """Run C{work(client)} in a thread on a logged-in imaplib session."""
+        host, port = self.web.stack.address("imap")
+
+        def run() -> Any:
+            client = imaplib.IMAP4(host, port, timeout=10)
+            try:
+                client.login(ALICE, PASSWORDS[ALICE])
+                return work(client)
+            finally:
+                client.logout()
+
+        return await deferToThread(run)
+
+    async def test_foldersSharedWithIMAP(self) -> None:
+        """
+        A folder curl makes through the API is in an imaplib session's
+        LIST (its name in modified UTF-7); one imaplib makes is in the
+        API's list; a rename through the API is what IMAP lists next.
+        """
+        jar, token = await self.login(ALICE)
+        headers = (
+            "-H",
+            f"X-CSRF-Token: {token}",
+            "-H",
+            "Content-Type: application/json",
+        )
+        made = await self.api(
+            jar, "/api/v1/folders", *headers, "-d", json.dumps({"name": "Pläne/Q1"})
+        )
+        self.assertEqual(made["folder"]["name"], "Pläne/Q1")
+        wire = "Pläne/Q1".encode("imap4-utf-7")
+
+        def listAndCreate(client: imaplib.IMAP4) -> list[Any]:
+            _, lines = client.list('""', "*")
+            client.create("FromIMAP")
+            return lines
+
+        lines = await self.imap(listAndCreate)
+        self.assertIn(b'(\\HasNoChildren) "/" "' + wire + b'"', lines)
+        folders = await self.api(jar, "/api/v1/folders")
+        self.assertIn("FromIMAP", [f["name"] for f in folders["folders"]])
+
+        await self.api(
+            jar,
+            "/api/v1/folders/FromIMAP",
+            *headers,
+            "-X",
+            "PATCH",
+            "-d",
+            json.dumps({"name": "Pläne/Renamed"}),
+        )
+
+        def listAll(client: imaplib.IMAP4) -> list[Any]:
+            _, lines = client.list('""', "*")
+            return lines
+
+        names = [line.rsplit(b" ", 1)[1] for line in await self.imap(listAll)]
+        self.assertIn(b'"' + "Pläne/Renamed".encode("imap4-utf-7") + b'"', names)
+        self.assertNotIn(b'"FromIMAP"', names)

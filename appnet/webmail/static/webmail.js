@@ -142,9 +142,62 @@
         ...data.folders.map((f) => el("option", { value: f.name, text: f.name })),
       );
     }
+    folderButtons();
   }
 
   const hasTrash = () => state.folders.some((f) => f.role === "trash");
+  const folderInfo = (name) => state.folders.find((f) => f.name === name);
+  const folderPath = (name) => "folders/" + encodeURIComponent(name);
+
+  // INBOX and the special-use folders are neither renamed nor deleted.
+  function folderButtons() {
+    const info = folderInfo(state.folder);
+    const fixed = !info || info.special;
+    $("rename-folder").disabled = fixed;
+    $("delete-folder").disabled = fixed;
+  }
+
+  async function openFolder(name) {
+    await loadFolders();
+    go("#" + query({ folder: name }));
+  }
+
+  async function createFolder(event) {
+    event.preventDefault();
+    const form = $("folder-form");
+    const name = form.elements["name"].value.trim();
+    if (!name) return;
+    const result = await api("POST", "folders", { name });
+    form.reset();
+    say(`Folder ${result.folder.name} created.`);
+    await openFolder(result.folder.name);
+  }
+
+  async function renameFolder() {
+    const old = state.folder;
+    const name = prompt(`New name for the folder ${old} (/ makes a subfolder):`, old);
+    if (!name || name.trim() === old) return;
+    const result = await api("PATCH", folderPath(old), { name: name.trim() });
+    say(`Folder ${old} renamed to ${result.folder.name}.`);
+    await openFolder(result.folder.name);
+  }
+
+  async function deleteFolder() {
+    const name = state.folder;
+    const count = (folderInfo(name) || { messages: 0 }).messages;
+    const fate = hasTrash() ? "moved to Trash" : "deleted for good";
+    const question = count
+      ? `Delete the folder ${name}? Its ${count} message(s) will be ${fate}.`
+      : `Delete the folder ${name}?`;
+    if (!confirm(question)) return;
+    // Without force, a message that arrived meanwhile makes the server
+    // refuse ("folder not empty") rather than go unasked.
+    const result = await api("DELETE", folderPath(name) + (count ? "?force=1" : ""));
+    const moved = result.movedToTrash ? ` ${result.movedToTrash} message(s) moved to Trash.` : "";
+    say(`Folder ${name} deleted.${moved}`);
+    state.folder = "INBOX";
+    await openFolder("INBOX");
+  }
 
   // The message list.
 
@@ -156,6 +209,7 @@
     state.offset = data.offset;
     state.total = data.total;
     $("list-title").textContent = data.folder;
+    folderButtons();
     document.title = `${data.folder} - Mail`;
     const rows = data.messages.map((m) => {
       const href = "#" + query({ folder: data.folder, uid: m.uid });
@@ -483,6 +537,9 @@
     });
     $("users").addEventListener("click", guarded(userAction));
     $("user-form").addEventListener("submit", guarded(addUser));
+    $("folder-form").addEventListener("submit", guarded(createFolder));
+    $("rename-folder").addEventListener("click", guarded(renameFolder));
+    $("delete-folder").addEventListener("click", guarded(deleteFolder));
   }
 
   async function start() {
