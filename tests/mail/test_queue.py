@@ -82,7 +82,21 @@ class HeldSession:
         self._close()
 
     def abort(self) -> None:
+        """
+        Drop the session: as with a real client's lost connection, each
+        transaction in flight ends with a temporary failure (nothing is
+        left waiting on a session that is gone).
+        """
         self._close()
+        held = [entry for entry in self.relay.sending if entry[0] is self]
+        for entry in held:
+            self.relay.sending.remove(entry)
+            _, transaction, result = entry
+            where = (self.hop.host, self.hop.address)
+            lost = Reply(451, "4.4.2", "connection lost", where)
+            result.callback(
+                TransactionResult(dict.fromkeys(transaction.recipients, lost))
+            )
 
     def _close(self) -> None:
         if self in self.relay.open:
