@@ -46,6 +46,7 @@ def makeSelfSigned(
     *,
     days: int = 825,
     now: datetime.datetime | None = None,
+    loopback: bool = True,
 ) -> tuple[bytes, bytes]:
     """
     Make a private key and a self-signed certificate for C{hostname}.
@@ -54,6 +55,9 @@ def makeSelfSigned(
     subject alternative names, so the development stack can be reached by
     name or by loopback address with verification on (trusting this
     certificate).
+
+    @param loopback: name C{localhost} and the loopback addresses too;
+        with C{False}, only C{hostname}.
 
     @return: C{(keyPEM, certPEM)}.
     """
@@ -66,12 +70,13 @@ def makeSelfSigned(
         ]
     )
     names: list[x509.GeneralName] = [x509.DNSName(hostname)]
-    if hostname != "localhost":
-        names.append(x509.DNSName("localhost"))
-    names += [
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address("::1")),
-    ]
+    if loopback:
+        if hostname != "localhost":
+            names.append(x509.DNSName("localhost"))
+        names += [
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.IPAddress(ipaddress.ip_address("::1")),
+        ]
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -45,6 +45,14 @@ class SelfSignedTests(SynchronousTestCase):
             {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")},
         )
 
+    def test_onlyHostname(self) -> None:
+        """With C{loopback=False} the certificate names the host alone."""
+        _, certPEM = makeSelfSigned("mail.example.org", loopback=False)
+        cert = x509.load_pem_x509_certificate(certPEM)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        self.assertEqual(san.get_values_for_type(x509.DNSName), ["mail.example.org"])
+        self.assertEqual(san.get_values_for_type(x509.IPAddress), [])
+
     def test_writeModes(self) -> None:
         """The key is written mode 0600; existing files are not replaced."""
         d = FilePath(self.mktemp())

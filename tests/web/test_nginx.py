@@ -6,14 +6,9 @@ with certificates made by the test.
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
@@ -34,39 +29,6 @@ def _nginx() -> str:
     if found is None:
         unavailable("nginx is not installed (Debian package nginx-light)")
     return found
-
-
-def certificateOnlyFor(hostname: str) -> tuple[bytes, bytes]:
-    """
-    A self-signed CA certificate naming only C{hostname} (unlike
-    L{makeSelfSigned}, which also names every loopback address), for a
-    server reached at an address it does not name.
-
-    @return: C{(keyPEM, certPEM)}.
-    """
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    keyPEM = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return keyPEM, cert.public_bytes(serialization.Encoding.PEM)
 
 
 HOST = "127.0.0.1"
@@ -123,7 +85,7 @@ class NginxTests(TestCase):
         with open(os.path.join(self.prefix, "www", "a.txt"), "wb") as f:
             f.write(TEXT)
         key, self.cert = makeSelfSigned("localhost")
-        wrongKey, self.wrongCert = certificateOnlyFor("elsewhere.example")
+        wrongKey, self.wrongCert = makeSelfSigned("elsewhere.example", loopback=False)
         for name, data in [
             ("right.key", key),
             ("right.pem", self.cert),
