@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from appnet.ftp.client import FTPClient, FTPControl, Reply, clientTLS, connectFTP
 from appnet.ftp.errors import FTPClientError
 from appnet.testing import startFTP
+from tests.interop import unavailable
 
 ALICE = "alice@example.org"
 PASSWORD = "pw-alice-1"
@@ -204,7 +205,7 @@ class ClientTests(TestCase):
             with socket.socket(socket.AF_INET6) as probe:
                 probe.bind(("::1", 0))
         except OSError:
-            self.skipTest("no IPv6 loopback here")
+            unavailable("no IPv6 loopback (::1) on this machine")
         ftp = await startFTP(
             self,
             users={ALICE: PASSWORD},

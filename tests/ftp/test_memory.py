@@ -18,6 +18,7 @@ from appnet.auth import hashPassword
 from appnet.ftp.shell import homeName
 from appnet.store.sqlite import SQLiteStore
 from appnet.testing import TEST_HASH_COST
+from tests.interop import unavailable
 from tests.process import TWISTD, spawn, stop
 
 ALICE = "alice@example.org"
@@ -80,7 +81,7 @@ class MemoryTests(TestCase):
         transfer.
         """
         if not os.path.exists("/proc/self/status"):
-            self.skipTest("needs /proc")
+            unavailable("/proc is missing: peak RSS cannot be read")
         cwd = os.path.abspath(self.mktemp())
         data = os.path.join(cwd, "data")
         os.makedirs(data)
