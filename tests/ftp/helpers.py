@@ -222,6 +222,18 @@ class Harness:
         protocol.connectionLost(Failure(reason))
         self.clock.advance(0)
 
+    def upload(self, command: str, content: bytes, clean: bool = True) -> list[str]:
+        """
+        Send C{content} with C{command} (STOR, APPE, STOU) over a passive
+        data connection that then closes; every reply line since.
+        """
+        self.passive()
+        data, _ = self.acceptData()
+        reply = self.send(command)
+        data.dataReceived(content)
+        self.close(data, clean)
+        return reply + self.received()
+
     def files(self, directory: str = "") -> Mapping[str, bytes]:
         result = {}
         base = self.path(directory)

@@ -757,14 +757,6 @@ class TransferTests(_Base):
         super().setUp()
         self.h.login()
 
-    def upload(self, command: str, content: bytes, clean: bool = True) -> list[str]:
-        self.h.passive()
-        data, _ = self.h.acceptData()
-        reply = self.h.send(command)
-        data.dataReceived(content)
-        self.h.close(data, clean)
-        return reply + self.h.received()
-
     def download(self, command: str) -> tuple[list[str], bytes]:
         self.h.passive()
         data, transport = self.h.acceptData()
@@ -810,7 +802,7 @@ class TransferTests(_Base):
 
     def test_stor(self) -> None:
         """STOR stores the data; 226 comes once it is on disk."""
-        reply = self.upload("STOR new.bin", b"payload")
+        reply = self.h.upload("STOR new.bin", b"payload")
         self.assertEqual(reply[0], "125 Ready to receive /new.bin")
         self.assertEqual(reply[-1], "226 Transfer complete; 7 bytes stored as /new.bin")
         self.assertEqual(self.h.read("new.bin"), b"payload")
@@ -819,7 +811,7 @@ class TransferTests(_Base):
     def test_storReplaces(self) -> None:
         """STOR over an existing file replaces it."""
         self.h.write("f", b"old content")
-        self.upload("STOR f", b"new")
+        self.h.upload("STOR f", b"new")
         self.assertEqual(self.h.read("f"), b"new")
 
     def test_storFailedKeepsOld(self) -> None:
@@ -828,7 +820,7 @@ class TransferTests(_Base):
         file as it was, with no temporary file left behind.
         """
         self.h.write("f", b"old content")
-        reply = self.upload("STOR f", b"half of the new", clean=False)
+        reply = self.h.upload("STOR f", b"half of the new", clean=False)
         self.assertEqual(reply[-1][:3], "426")
         self.assertEqual(self.h.read("f"), b"old content")
         self.assertEqual(os.listdir(self.h.staging), [])
@@ -860,8 +852,8 @@ class TransferTests(_Base):
     def test_storErrors(self) -> None:
         """STOR into a missing directory or onto a directory is 550."""
         os.makedirs(self.h.path("d"))
-        self.assertEqual(self.upload("STOR nope/f", b"x")[0][:3], "550")
-        self.assertEqual(self.upload("STOR d", b"x")[0][:3], "550")
+        self.assertEqual(self.h.upload("STOR nope/f", b"x")[0][:3], "550")
+        self.assertEqual(self.h.upload("STOR d", b"x")[0][:3], "550")
 
     def test_storAscii(self) -> None:
         """In TYPE A, uploaded CRLF line ends are stored as LF."""
@@ -877,33 +869,33 @@ class TransferTests(_Base):
     def test_appe(self) -> None:
         """APPE appends (and creates a missing file)."""
         self.h.write("log", b"one\n")
-        self.upload("APPE log", b"two\n")
+        self.h.upload("APPE log", b"two\n")
         self.assertEqual(self.h.read("log"), b"one\ntwo\n")
-        self.upload("APPE fresh", b"x")
+        self.h.upload("APPE fresh", b"x")
         self.assertEqual(self.h.read("fresh"), b"x")
 
     def test_restStor(self) -> None:
         """REST n then STOR continues the file from byte n."""
         self.h.write("f", b"0123456789")
         self.h.send("REST 4")
-        self.assertEqual(self.upload("STOR f", b"abc")[-1][:3], "226")
+        self.assertEqual(self.h.upload("STOR f", b"abc")[-1][:3], "226")
         self.assertEqual(self.h.read("f"), b"0123abc")
         self.h.send("REST 99")
-        self.assertEqual(self.upload("STOR f", b"x")[0][:3], "554")
+        self.assertEqual(self.h.upload("STOR f", b"x")[0][:3], "554")
 
     def test_stou(self) -> None:
         """STOU stores under a new name and says which (150 FILE: name)."""
         self.h.write("report", b"first")
-        reply = self.upload("STOU report", b"second")
+        reply = self.h.upload("STOU report", b"second")
         self.assertEqual(reply[0], "125 FILE: report.1")
         self.assertEqual(self.h.read("report.1"), b"second")
         self.assertEqual(self.h.read("report"), b"first")
-        reply = self.upload("STOU", b"third")
+        reply = self.h.upload("STOU", b"third")
         self.assertEqual(reply[0], "125 FILE: file")
 
     def test_stouFailed(self) -> None:
         """A failed STOU leaves no file behind."""
-        self.upload("STOU x", b"part", clean=False)
+        self.h.upload("STOU x", b"part", clean=False)
         self.assertFalse(os.path.exists(self.h.path("x")))
 
     def test_quota(self) -> None:
@@ -922,46 +914,30 @@ class TransferTests(_Base):
         h.close(data)
         self.assertEqual(h.received()[-1][:3], "552")
         self.assertFalse(os.path.exists(h.path("big")))
-        h.passive()
-        data, _ = h.acceptData()
-        h.send("STOR small")
-        data.dataReceived(b"z" * 40)
-        h.close(data)
-        self.assertEqual(h.received()[-1][:3], "226")
+        reply = h.upload("STOR small", b"z" * 40)
+        self.assertEqual(reply[-1][:3], "226")
 
     def test_quotaReplacing(self) -> None:
         """Replacing a file only counts the difference against the quota."""
         h = self.harness(quota=100)
         h.write("f", b"x" * 90)
         h.login()
-        h.passive()
-        data, _ = h.acceptData()
-        h.send("STOR f")
-        data.dataReceived(b"y" * 95)
-        h.close(data)
-        self.assertEqual(h.received()[-1][:3], "226")
+        reply = h.upload("STOR f", b"y" * 95)
+        self.assertEqual(reply[-1][:3], "226")
 
     def test_defaultQuota(self) -> None:
         """An account without its own quota gets the configured default."""
         h = self.harness(defaultQuota=10)
         h.login()
-        h.passive()
-        data, _ = h.acceptData()
-        h.send("STOR f")
-        data.dataReceived(b"y" * 11)
-        h.close(data)
-        self.assertEqual(h.received()[-1][:3], "552")
+        reply = h.upload("STOR f", b"y" * 11)
+        self.assertEqual(reply[-1][:3], "552")
 
     def test_maxUpload(self) -> None:
         """A file larger than the upload limit is refused (552)."""
         h = self.harness(maxUpload=10)
         h.login()
-        h.passive()
-        data, _ = h.acceptData()
-        h.send("STOR f")
-        data.dataReceived(b"y" * 11)
-        h.close(data)
-        self.assertIn("upload limit", h.received()[-1])
+        reply = h.upload("STOR f", b"y" * 11)
+        self.assertIn("upload limit", reply[-1])
         self.assertFalse(os.path.exists(h.path("f")))
 
     def test_diskFull(self) -> None:
@@ -975,12 +951,8 @@ class TransferTests(_Base):
         h = self.harness(run=full)
         h.login()
         h.write("f", b"old")
-        h.passive()
-        data, _ = h.acceptData()
-        h.send("STOR f")
-        data.dataReceived(b"new")
-        h.close(data)
-        self.assertEqual(h.received()[-1][:3], "452")
+        reply = h.upload("STOR f", b"new")
+        self.assertEqual(reply[-1][:3], "452")
         self.assertEqual(h.read("f"), b"old")
 
     def test_list(self) -> None:
