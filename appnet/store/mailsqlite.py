@@ -94,6 +94,21 @@ def _newFolder(conn: sqlite3.Connection, owner: str, name: str, now: float) -> i
     return cursor.lastrowid
 
 
+def _existingFolderId(conn: sqlite3.Connection, owner: str, name: str) -> int | None:
+    """
+    The id of a folder, or C{None} for an INBOX not made yet (readers see
+    it empty); any other folder must exist.
+    """
+    row = conn.execute(
+        "SELECT id FROM mail_folders WHERE owner = ? AND name = ?", (owner, name)
+    ).fetchone()
+    if row is not None:
+        return int(row[0])
+    if name == INBOX:
+        return None
+    raise NoSuchFolder(owner, name)
+
+
 def _folderId(
     conn: sqlite3.Connection, owner: str, name: str, now: float, create: bool
 ) -> int:
@@ -101,12 +116,10 @@ def _folderId(
     The id of a folder; INBOX is made on first use (only by writers:
     C{create}), other folders must exist.
     """
-    row = conn.execute(
-        "SELECT id FROM mail_folders WHERE owner = ? AND name = ?", (owner, name)
-    ).fetchone()
-    if row is not None:
-        return int(row[0])
-    if name == INBOX and create:
+    fid = _existingFolderId(conn, owner, name)
+    if fid is not None:
+        return fid
+    if create:
         return _newFolder(conn, owner, name, now)
     raise NoSuchFolder(owner, name)
 
@@ -541,15 +554,10 @@ class SQLiteMailStore:
         name = canonicalFolder(name)
 
         def select(conn: sqlite3.Connection) -> list[MessageInfo]:
-            row = conn.execute(
-                "SELECT id FROM mail_folders WHERE owner = ? AND name = ?",
-                (owner, name),
-            ).fetchone()
-            if row is None:
-                if name == INBOX:
-                    return []
-                raise NoSuchFolder(owner, name)
-            return [_info(r) for r in _selectRows(conn, row[0], uids, _INFO)]
+            fid = _existingFolderId(conn, owner, name)
+            if fid is None:
+                return []
+            return [_info(r) for r in _selectRows(conn, fid, uids, _INFO)]
 
         return self._db.read(select)
 
@@ -580,15 +588,10 @@ class SQLiteMailStore:
         name = canonicalFolder(name)
 
         def select(conn: sqlite3.Connection) -> list[Any]:
-            row = conn.execute(
-                "SELECT id FROM mail_folders WHERE owner = ? AND name = ?",
-                (owner, name),
-            ).fetchone()
-            if row is None:
-                if name == INBOX:
-                    return []
-                raise NoSuchFolder(owner, name)
-            return _selectRows(conn, row[0], uids, "uid, file, size")
+            fid = _existingFolderId(conn, owner, name)
+            if fid is None:
+                return []
+            return _selectRows(conn, fid, uids, "uid, file, size")
 
         async def run() -> Mapping[int, MessageBody]:
             rows = await self._db.read(select)
@@ -703,15 +706,10 @@ class SQLiteMailStore:
         name, dest = canonicalFolder(name), canonicalFolder(dest)
 
         def select(conn: sqlite3.Connection) -> list[Any]:
-            row = conn.execute(
-                "SELECT id FROM mail_folders WHERE owner = ? AND name = ?",
-                (owner, name),
-            ).fetchone()
-            if row is None:
+            fid = _existingFolderId(conn, owner, name)
+            if fid is None:
                 raise NoSuchFolder(owner, name)
-            return _selectRows(
-                conn, row[0], uids, "uid, file, size, flags, internaldate"
-            )
+            return _selectRows(conn, fid, uids, "uid, file, size, flags, internaldate")
 
         async def run() -> Mapping[int, int]:
             rows = await self._db.read(select)
