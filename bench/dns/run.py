@@ -33,6 +33,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import freePort  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
@@ -59,23 +62,6 @@ def queries(origin: str) -> str:
     lines = [f"host{i}.{origin} A" for i in range(HOSTS)]
     lines += [f"{origin} MX"] * 20
     return "\n".join(lines) + "\n"
-
-
-def freePort(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on C{host} (racy; fine here)."""
-    while True:
-        tcp = socket.socket()
-        tcp.bind((host, 0))
-        port = tcp.getsockname()[1]
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            udp.bind((host, port))
-        except OSError:
-            continue
-        finally:
-            udp.close()
-            tcp.close()
-        return port
 
 
 def answers(host: str, port: int, name: str) -> bool:
@@ -251,7 +237,7 @@ def main() -> None:
             servers.remove(server)
 
     try:
-        port = freePort()
+        port = freePort(udp=True)
         zoneFile = os.path.join(work, "bench.test.zone")
         authQueries = os.path.join(work, "bench.test.queries")
         run(
@@ -279,7 +265,7 @@ def main() -> None:
             authQueries,
             False,
         )
-        port = freePort()
+        port = freePort(udp=True)
         run(
             "appnet",
             "authoritative",
@@ -315,7 +301,7 @@ def main() -> None:
             resolv = os.path.join(work, "resolv.conf")
             with open(resolv, "w") as f:
                 f.write(f"nameserver {UPSTREAM[0]}\n")
-            port = freePort()
+            port = freePort(udp=True)
             run(
                 "twistd dns -c (Twisted 26.10)",
                 "cache hits",
@@ -342,7 +328,7 @@ def main() -> None:
                 cacheQueries,
                 True,
             )
-            port = freePort()
+            port = freePort(udp=True)
             run(
                 "appnet --dns-forward",
                 "cache hits",

@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,32 +32,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import TWISTD, freePort, stopProcess, waitForPort  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 MiB = 1024 * 1024
-TWISTD = "from twisted.scripts.twistd import run; run()"
-
-
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def waitForPort(
-    port: int, process: subprocess.Popen[bytes], seconds: float = 30
-) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with status {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.recv(100)
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on port {port}")
 
 
 def peakRSS(pid: int) -> int:
@@ -68,18 +46,6 @@ def peakRSS(pid: int) -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-def stopProcess(process: subprocess.Popen[bytes]) -> None:
-    """Stop a server we started, by its PID."""
-    if process.poll() is not None:
-        return
-    os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 @dataclass
@@ -249,7 +215,7 @@ def measure(server: Server, tree: str, work: str, sizeMiB: int, files: int) -> R
     port = freePort()
     process = server.start(port)
     try:
-        waitForPort(port, process)
+        waitForPort(port, process, greeting=True)
         url = f"ftp://{server.user}:{server.password}@127.0.0.1:{port}"
         lftp = [
             "lftp",

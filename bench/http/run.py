@@ -22,49 +22,17 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import TWISTD, freePort, stopProcess, waitForPort  # noqa: E402
 
 SMALL = "1k.bin"
 LARGE = "100m.bin"
-TWISTD = "from twisted.scripts.twistd import run; run()"
-
-
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def waitForPort(
-    port: int, process: subprocess.Popen[bytes], seconds: float = 20
-) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on {port}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def startAppnet(work: str, www: str, port: int) -> subprocess.Popen[bytes]:
@@ -259,7 +227,7 @@ def main() -> None:
             print(f"  round {round + 1} of {args.rounds} done", file=sys.stderr)
     finally:
         for _, _, process in running:
-            stop(process)
+            stopProcess(process)
         shutil.rmtree(work, ignore_errors=True)
     rows = [
         (name, statistics.median(rps[name]), statistics.median(mbps[name]))

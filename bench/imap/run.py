@@ -37,14 +37,16 @@ import imaplib
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import stopProcess, table  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 USER = "bench@example.org"
@@ -60,6 +62,7 @@ from appnet.store.interfaces import DeliveryTarget
 path, owner, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 sys.path.insert(0, sys.argv[4])
 from bench.imap.run import message
+
 
 async def main(reactor):
     store = SQLiteStore.open(path, reactor)
@@ -219,26 +222,6 @@ def measure(connect: Callable[[], imaplib.IMAP4], count: int) -> dict[str, float
         raise
     m.logout()
     return results
-
-
-def stopProcess(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    rule = "  ".join("=" * w for w in widths)
-    lines = [rule, "  ".join(c.ljust(w) for c, w in zip(rows[0], widths, strict=True))]
-    lines.append(rule)
-    for row in rows[1:]:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-    lines.append(rule)
-    return "\n".join(lines)
 
 
 def main() -> None:

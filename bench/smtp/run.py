@@ -30,12 +30,13 @@ import asyncio
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import stopProcess, table  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONNECTIONS = 10
@@ -209,17 +210,6 @@ def startAiosmtpd(data: str) -> tuple[subprocess.Popen[bytes], int]:
     return process, int(line[1])
 
 
-def stopProcess(process: subprocess.Popen[bytes]) -> None:
-    if process.stdin is not None:
-        process.stdin.close()
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def cpuSeconds(pid: int, thread: int | None = None) -> float:
     """
     CPU time (user + system) of a process, or of one of its threads, from
@@ -232,20 +222,6 @@ def cpuSeconds(pid: int, thread: int | None = None) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    rule = "  ".join("=" * w for w in widths)
-    lines = [
-        rule,
-        "  ".join(c.ljust(w) for c, w in zip(rows[0], widths, strict=True)),
-        rule,
-    ]
-    for row in rows[1:]:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-    lines.append(rule)
-    return "\n".join(lines)
 
 
 def main() -> None:
