@@ -76,12 +76,10 @@ from appnet.listen import hostOf
 from appnet.mail.lines import LineQueue, noDelay
 from appnet.mail.realm import AvatarFactory, MailRealm
 from appnet.mail.sasl import (
-    LOGIN_PASSWORD,
-    LOGIN_USERNAME,
     MECHANISMS,
+    LoginExchange,
+    SASLCancelled,
     SASLError,
-    decodeBase64,
-    decodePlain,
 )
 from appnet.mail.smtpserver import _isLoopback
 from appnet.status import Status
@@ -354,8 +352,7 @@ class POP3Server(LineQueue, POP3):
         self._client = "unknown"
         self._tls = False
         self._holder = uuid.uuid4().hex
-        self._authMechanism: bytes | None = None
-        self._authUser: bytes | None = None
+        self._sasl: LoginExchange | None = None
         self._closed = False
 
     @property
@@ -555,43 +552,34 @@ class POP3Server(LineQueue, POP3):
         if mechanism not in MECHANISMS:
             self.failResponse(b"Unsupported SASL mechanism")
             return
-        self._authMechanism = mechanism
-        self._authUser = None
+        self._sasl = LoginExchange(mechanism)
         self.state = "AUTH"
         if initial.strip():
             self.state_AUTH(initial.strip().encode())
-        elif self._authMechanism == b"PLAIN":
-            self.sendLine(b"+ ")
         else:
-            self.sendLine(b"+ " + LOGIN_USERNAME)
+            self.sendLine(b"+ " + self._sasl.firstPrompt)
 
     def _endAuth(self) -> None:
         self.state = "COMMAND"
-        self._authMechanism = self._authUser = None
+        self._sasl = None
 
     def state_AUTH(self, line: bytes) -> None:
-        if line.strip() == b"*":
+        assert self._sasl is not None
+        try:
+            step = self._sasl.respond(line)
+        except SASLCancelled:
             self._endAuth()
             self.failResponse(b"Authentication cancelled")
             return
-        try:
-            decoded = decodeBase64(line)
-            if self._authMechanism == b"PLAIN":
-                username, password = decodePlain(decoded)
-            elif self._authUser is None:
-                if not decoded:
-                    raise SASLError("empty user name")
-                self._authUser = decoded
-                self.sendLine(b"+ " + LOGIN_PASSWORD)
-                return
-            else:
-                username, password = self._authUser, decoded
         except SASLError as e:
             self._endAuth()
             self.failResponse(f"[AUTH] {e}")
             return
+        if isinstance(step, bytes):
+            self.sendLine(b"+ " + step)
+            return
         self._endAuth()
-        self._async(self._login(UsernamePassword(username, password)), "login")
+        self._async(self._login(UsernamePassword(*step)), "login")
 
     async def _login(self, credentials: ICredentials) -> None:
         """

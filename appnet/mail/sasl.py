@@ -14,7 +14,16 @@ from __future__ import annotations
 import base64
 import binascii
 
-__all__ = ["SASLError", "decodeBase64", "decodePlain", "MECHANISMS"]
+from attrs import define, field
+
+__all__ = [
+    "MECHANISMS",
+    "LoginExchange",
+    "SASLCancelled",
+    "SASLError",
+    "decodeBase64",
+    "decodePlain",
+]
 
 #: Mechanisms offered, in order of preference.
 MECHANISMS = (b"PLAIN", b"LOGIN")
@@ -59,3 +68,49 @@ def decodePlain(response: bytes) -> tuple[bytes, bytes]:
     if authzid and authzid.lower() != authcid.lower():
         raise SASLError("acting as another user is not allowed")
     return authcid, password
+
+
+class SASLCancelled(Exception):
+    """
+    The client cancelled the exchange (a response of C{*}).
+    """
+
+
+@define
+class LoginExchange:
+    """
+    The server side of one PLAIN or LOGIN exchange, for a line protocol
+    (SMTP AUTH, POP3 AUTH) that feeds it the client's responses a line at
+    a time and sends the prompts it returns in its own reply format.
+
+    @ivar mechanism: C{b"PLAIN"} or C{b"LOGIN"} (one of L{MECHANISMS}).
+    """
+
+    mechanism: bytes
+    _user: bytes | None = field(default=None, init=False)
+
+    @property
+    def firstPrompt(self) -> bytes:
+        """The prompt when the command carried no initial response."""
+        return b"" if self.mechanism == b"PLAIN" else LOGIN_USERNAME
+
+    def respond(self, line: bytes) -> bytes | tuple[bytes, bytes]:
+        """
+        Take the client's next response.
+
+        @return: the next prompt to send, or the user name and password
+            once the exchange is complete.
+        @raise SASLCancelled: if the client cancelled.
+        @raise SASLError: if the response is malformed.
+        """
+        if line.strip() == b"*":
+            raise SASLCancelled()
+        decoded = decodeBase64(line)
+        if self.mechanism == b"PLAIN":
+            return decodePlain(decoded)
+        if self._user is None:
+            if not decoded:
+                raise SASLError("empty user name")
+            self._user = decoded
+            return LOGIN_PASSWORD
+        return self._user, decoded

@@ -78,12 +78,10 @@ from appnet.mail.lines import LineQueue, noDelay
 from appnet.mail.realm import IMailAccount, MailRealm
 from appnet.mail.routing import Rejected, Route, Router
 from appnet.mail.sasl import (
-    LOGIN_PASSWORD,
-    LOGIN_USERNAME,
     MECHANISMS,
+    LoginExchange,
+    SASLCancelled,
     SASLError,
-    decodeBase64,
-    decodePlain,
 )
 from appnet.mail.spf import SPFPolicy
 from appnet.status import Status
@@ -177,8 +175,7 @@ class SMTPServer(LineQueue, ESMTP):
         self._account: str | None = None
         self._transaction: _Transaction | None = None
         self._errors = 0
-        self._authMechanism: bytes | None = None
-        self._authUser: bytes | None = None
+        self._sasl: LoginExchange | None = None
         self._staged: IStagedMessage | None = None
         self._client = "unknown"
         self._closed = False
@@ -451,44 +448,35 @@ class SMTPServer(LineQueue, ESMTP):
         if mechanism.encode() not in MECHANISMS:
             self.error(504, "5.5.4", "Unrecognized authentication type")
             return
-        self._authMechanism = mechanism.encode()
-        self._authUser = None
+        self._sasl = LoginExchange(mechanism.encode())
         self.mode = "AUTH"
         initial = initial.strip()
         if initial:
             self.state_AUTH(initial.encode())
-        elif mechanism == "PLAIN":
-            self.sendCode(334, b"")
         else:
-            self.sendCode(334, LOGIN_USERNAME)
+            self.sendCode(334, self._sasl.firstPrompt)
 
     def _endAuth(self) -> None:
         self.mode = "COMMAND"
-        self._authMechanism = self._authUser = None
+        self._sasl = None
 
     def state_AUTH(self, line: bytes) -> None:
-        if line.strip() == b"*":
+        assert self._sasl is not None
+        try:
+            step = self._sasl.respond(line)
+        except SASLCancelled:
             self._endAuth()
             self.error(501, "5.7.0", "Authentication cancelled")
             return
-        try:
-            decoded = decodeBase64(line)
-            if self._authMechanism == b"PLAIN":
-                username, password = decodePlain(decoded)
-            elif self._authUser is None:
-                if not decoded:
-                    raise SASLError("empty user name")
-                self._authUser = decoded
-                self.sendCode(334, LOGIN_PASSWORD)
-                return
-            else:
-                username, password = self._authUser, decoded
         except SASLError as e:
             self._endAuth()
             self.error(501, "5.5.2", f"Cannot decode response: {e}")
             return
+        if isinstance(step, bytes):
+            self.sendCode(334, step)
+            return
         self._endAuth()
-        self._async(self._login(username, password), "SMTP AUTH")
+        self._async(self._login(*step), "SMTP AUTH")
 
     async def _login(self, username: bytes, password: bytes) -> None:
         portal = self.factory.auth.portalFor(self.factory.realm, self._client)
