@@ -38,6 +38,7 @@ from twisted.internet.ssl import (
 )
 from twisted.mail.pop3client import POP3Client
 from twisted.mail.smtp import (
+    ESMTPClient,
     ESMTPSender,
     ESMTPSenderFactory,
     LOGINAuthenticator,
@@ -165,14 +166,16 @@ class _Stuffer:
         return b"\r" if held else b""
 
 
-class _Sender(ESMTPSender):
+class StuffingClient(ESMTPClient):
     """
-    Twisted's ESMTP sender with a correct body transform.
+    Twisted's ESMTP client with a correct body transform: its
+    C{transformChunk} expects LF line ends (CRLF would become CR CR LF)
+    and misses a dot at the start of a chunk; messages here are stored
+    with CRLF, so L{_Stuffer} does line ends and dot-stuffing across
+    chunks, and what it holds back goes out before the final dot.
     """
 
-    def _registerAuthenticators(self) -> None:
-        self.registerAuthenticator(PLAINAuthenticator(self.username))
-        self.registerAuthenticator(LOGINAuthenticator(self.username))
+    _stuffer: _Stuffer
 
     def smtpState_data(self, code: int, resp: bytes) -> None:
         self._stuffer = _Stuffer()
@@ -189,6 +192,16 @@ class _Sender(ESMTPSender):
             self.transport.write(rest)
             lastsent = rest[-1:]
         super().finishedFileTransfer(lastsent)
+
+
+class _Sender(StuffingClient, ESMTPSender):
+    """
+    Twisted's ESMTP sender with a correct body transform.
+    """
+
+    def _registerAuthenticators(self) -> None:
+        self.registerAuthenticator(PLAINAuthenticator(self.username))
+        self.registerAuthenticator(LOGINAuthenticator(self.username))
 
 
 class _SenderFactory(ESMTPSenderFactory):

@@ -42,8 +42,9 @@ streamed from its file by L{FileSender}) where it does not fit a relay:
     the server (or a man in the middle) sent with it would be taken as
     the answer to the EHLO over TLS. Anything buffered then is dropped.
   - The body is stored with CRLF; Twisted's C{transformChunk} expects LF
-    (CRLF would become CR CR LF), so L{appnet.mail.client}'s stuffer does
-    line ends and dot-stuffing across chunks.
+    (CRLF would become CR CR LF), so the client is a
+    L{appnet.mail.client.StuffingClient}, which does line ends and
+    dot-stuffing across chunks.
   - TLS to an MX is opportunistic and unauthenticated (Postfix's C{may}):
     STARTTLS when offered, with a context that does not verify the
     certificate, since a failed verification must not stop delivery. A
@@ -86,7 +87,7 @@ from appnet.dns.client import MailExchanger
 from appnet.dns.errors import NameNotFound, NoRecords, NullMX, TemporaryFailure
 from appnet.dns.interfaces import IDNSResolver
 from appnet.errors import AppnetError
-from appnet.mail.client import _Stuffer, tlsOptions
+from appnet.mail.client import StuffingClient, tlsOptions
 from appnet.mail.lines import noDelay
 
 __all__ = [
@@ -262,7 +263,7 @@ class RelaySettings:
     smarthostTrust: bytes | None = None
 
 
-class RelayClient(ESMTPClient):
+class RelayClient(StuffingClient):
     """
     One outbound SMTP session that sends messages one after another.
 
@@ -308,7 +309,6 @@ class RelayClient(ESMTPClient):
         self._pending: tuple[Transaction, Deferred[TransactionResult]] | None = None
         self._phase = "idle"
         self._file: BinaryIO | None = None
-        self._stuffer = _Stuffer()
         self._quitting = False
         #: The replies still owed to a pipelined batch, in order: what
         #: each answers, and the recipient for RCPT.
@@ -547,19 +547,9 @@ class RelayClient(ESMTPClient):
 
     def smtpState_data(self, code: int, resp: bytes) -> None:
         self._phase = "dot"
-        self._stuffer = _Stuffer()
         super().smtpState_data(code, resp)
 
-    def transformChunk(self, chunk: bytes) -> bytes:
-        self.resetTimeout()
-        return self._stuffer(chunk)
-
     def finishedFileTransfer(self, lastsent: bytes) -> None:
-        rest = self._stuffer.flush()
-        if rest:
-            assert self.transport is not None
-            self.transport.write(rest)
-            lastsent = rest[-1:]
         self._closeFile()
         super().finishedFileTransfer(lastsent)
 
