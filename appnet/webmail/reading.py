@@ -457,20 +457,7 @@ def parseMessage(
         for a in attachments
     ]
     return ParsedMessage(
-        headers={
-            "subject": _header(message, "subject"),
-            "messageId": _header(message, "message-id"),
-            "inReplyTo": _header(message, "in-reply-to"),
-            "references": _header(message, "references"),
-            "date": _header(message, "date"),
-        },
-        addresses={
-            "from": _addresses(message, "from"),
-            "to": _addresses(message, "to"),
-            "cc": _addresses(message, "cc"),
-            "replyTo": _addresses(message, "reply-to"),
-        },
-        date=_date(message),
+        **_envelope(message),
         text=text,
         html=sanitized.html if sanitized is not None else None,
         attachments=tuple(attachments),
@@ -478,6 +465,26 @@ def parseMessage(
         blockedInline=sanitized.blockedInline if sanitized else 0,
         rawHTML=rawHTML,
     )
+
+
+def _envelope(message: Message) -> dict[str, Any]:
+    """The header fields a parsed message shows, from either parser."""
+    return {
+        "headers": {
+            "subject": _header(message, "subject"),
+            "messageId": _header(message, "message-id"),
+            "inReplyTo": _header(message, "in-reply-to"),
+            "references": _header(message, "references"),
+            "date": _header(message, "date"),
+        },
+        "addresses": {
+            "from": _addresses(message, "from"),
+            "to": _addresses(message, "to"),
+            "cc": _addresses(message, "cc"),
+            "replyTo": _addresses(message, "reply-to"),
+        },
+        "date": _date(message),
+    }
 
 
 def parseHeadersOnly(
@@ -489,20 +496,7 @@ def parseHeadersOnly(
     """
     message = BytesHeaderParser(policy=READ_POLICY).parsebytes(head)
     return ParsedMessage(
-        headers={
-            "subject": _header(message, "subject"),
-            "messageId": _header(message, "message-id"),
-            "inReplyTo": _header(message, "in-reply-to"),
-            "references": _header(message, "references"),
-            "date": _header(message, "date"),
-        },
-        addresses={
-            "from": _addresses(message, "from"),
-            "to": _addresses(message, "to"),
-            "cc": _addresses(message, "cc"),
-            "replyTo": _addresses(message, "reply-to"),
-        },
-        date=_date(message),
+        **_envelope(message),
         text=None,
         html=None,
         attachments=(),
