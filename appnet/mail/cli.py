@@ -207,8 +207,11 @@ class MailSend(_ClientCommand):
                 verify=not self["insecure"],
             )
         except MailClientError as e:
+            # Recipients the server accepted before it refused the message
+            # got nothing: name only those it refused, then the failure.
             for r in e.results:
-                context.say(f"{r.address}: {r.code} {r.response}")
+                if not r.accepted:
+                    context.say(f"{r.address}: refused ({r.code} {r.response})")
             raise CommandError(f"not sent: {e}") from None
         for r in result.results:
             context.say(
