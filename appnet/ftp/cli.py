@@ -29,7 +29,7 @@ from twisted.python import usage
 from appnet.cli import Command, CommandError, Context, SubOptions, readSecret
 from appnet.errors import CannotConnect
 from appnet.ftp.client import FTPClient, clientTLS, connectFTP
-from appnet.ftp.errors import FTPError
+from appnet.ftp.errors import FTPClientError, FTPError
 from appnet.ftp.listing import Listed
 
 __all__ = ["FTPOptions"]
@@ -198,6 +198,12 @@ class _FTPCommand(Command):
                 passive=not self["active"],
                 implicit=where.scheme == "ftps",
             )
+        except FTPClientError as e:
+            if where.user is None and e.code == 530:
+                raise CommandError(
+                    f"{e} (anonymous FTP: give a user, as in ftp://USER@{where.host}/)"
+                ) from None
+            raise CommandError(str(e)) from None
         except (FTPError, CannotConnect) as e:
             raise CommandError(str(e)) from None
         except Exception as e:

@@ -574,21 +574,31 @@ class FTPClient:
             await final
         except BaseException as e:
             cancel()
+            refusal = None
             if started.called and not isinstance(e, FTPClientError):
                 # A server that refuses a transfer midway (552 over quota)
                 # closes the data connection and then says why: prefer its
                 # reply to "data connection closed".
                 refusal = await self._refusal(final)
-                if refusal is not None:
-                    raise refusal from None
             final.addErrback(lambda _: None)
+            if refusal is not None:
+                raise refusal from None
             raise
         return result
 
     async def _refusal(self, final: Deferred[Any]) -> FTPClientError | None:
         """The server's error reply to a failed transfer, if it sends one."""
+        waiter: Deferred[Any] = Deferred()
+
+        def relay(result: Any) -> Any:
+            if not waiter.called:
+                waiter.callback(result)
+            return result
+
+        final.addBoth(relay)
+        waiter.addTimeout(min(self.timeout, 5.0), self._reactor)
         try:
-            await _timeout(final, min(self.timeout, 5.0), self._reactor)
+            await waiter
         except FTPClientError as e:
             return e
         except Exception:

@@ -597,6 +597,11 @@ class FTPServer(FTP):
     def ftp_USER(self, arg: str = "") -> None:
         if self.shell is not None:
             raise _Reply(503, "Already logged in; use REIN to log in again")
+        if arg.lower() in _ANONYMOUS and not self.settings.anonymous:
+            # No account is called "anonymous" (accounts are addresses):
+            # say that anonymous FTP is off instead of asking for a
+            # password that can only fail and count as a failed login.
+            raise _Reply(530, "Anonymous FTP is off on this server; log in as a user")
         anonymous = arg.lower() in _ANONYMOUS and self.settings.anonymous
         if not anonymous and self._tlsNeeded():
             if self.factory.tlsOptions is None:
