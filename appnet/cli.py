@@ -431,9 +431,9 @@ def _leaf(options: usage.Options) -> usage.Options:
 
 def _helpHint(options: usage.Options) -> str:
     """C{appnet ftp --help} for a failure inside C{appnet ftp ...}."""
-    names = []
+    names: list[str] = []
     while getattr(options, "subOptions", None) is not None:
-        names.append(options.subCommand)
+        names.append(options.subCommand or "")
         options = options.subOptions
     return " ".join(["appnet", *names, "--help"])
 
