@@ -94,6 +94,7 @@ from appnet.ftp.paths import Segments, quote, render, resolve
 from appnet.ftp.shell import Accounts, Entry, FTPRealm
 from appnet.stack import Component, Listening, StackContext
 from appnet.status import Status
+from appnet.tls import LiveTLS
 from appnet.trace import MaskRule
 
 __all__ = ["FTPServer", "FTPServerFactory", "ServerSettings", "build"]
@@ -1396,7 +1397,7 @@ def _telnet(line: bytes) -> bytes:
 COMMANDS = frozenset(name[4:] for name in vars(FTPServer) if name.startswith("ftp_"))
 
 
-class FTPServerFactory(ServerFactory):
+class FTPServerFactory(LiveTLS, ServerFactory):
     """
     Makes L{FTPServer} protocols sharing one listener's policy.
 
@@ -1409,6 +1410,9 @@ class FTPServerFactory(ServerFactory):
     @ivar tlsOptions: the TLS context factory for AUTH TLS and C{PROT P}
         data connections, or C{None} without TLS.
     """
+
+    #: The command that upgrades a session to TLS (start-up lines name it).
+    tlsUpgrade = "AUTH TLS"
 
     protocol = FTPServer
 
@@ -1518,7 +1522,7 @@ def build(ctx: StackContext) -> Component:
         lambda host: ctx.auth.portalFor(realm, host),
         ctx.reactor,
         ctx.status,
-        ctx.tls.serverOptions() if ctx.tls is not None else None,
+        ctx.tlsKeeper,
     )
     return Component(
         listening=[
