@@ -14,9 +14,11 @@ import getopt
 import getpass
 import hmac
 import importlib
+import os
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, TextIO
 
 from attrs import define, field
@@ -34,7 +36,7 @@ from appnet.errors import AppnetError, ConfigError, NoSuchUser
 from appnet.store.sqlite import SQLiteStore
 from appnet.tls import writeSelfSigned
 
-__all__ = ["COMMANDS", "Command", "main"]
+__all__ = ["COMMANDS", "Command", "SubOptions", "main", "readSecret"]
 
 MIN_PASSWORD = 8
 
@@ -84,7 +86,62 @@ class Context:
         self.out.flush()
 
 
-class Command(usage.Options):
+class SubOptions(usage.Options):
+    """
+    The options of a subcommand or group of subcommands (C{appnet user},
+    C{appnet user add}): its usage line reads C{Usage: appnet user add
+    ADDRESS ...}, and C{--version} names appnet's version.
+    """
+
+    def getSynopsis(self) -> str:
+        names: list[str] = []
+        node: usage.Options = self
+        while node.parent is not None:
+            node = node.parent
+            names.append(node.subCommand or "")
+        own = getattr(self, "synopsis", "")
+        return " ".join(["Usage: appnet", *reversed(names), own]).rstrip()
+
+    def opt_version(self) -> None:
+        """Print appnet's version and exit."""
+        print(f"appnet {__version__}")
+        raise SystemExit(0)
+
+
+def _haveTerminal(stdin: TextIO) -> bool:
+    """Whether a password prompt can reach a person."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return bool(getattr(stdin, "isatty", lambda: False)())
+    os.close(fd)
+    return True
+
+
+def readSecret(
+    stdin: TextIO, fromStdin: bool, prompt: str, what: str = "password"
+) -> str:
+    """
+    Read a password from standard input (C{--password-stdin}) or the
+    terminal. Without a terminal to ask on, or when nothing is given, fail
+    with one line instead of prompting into the void.
+
+    @raise CommandError: if no password could be read.
+    """
+    if fromStdin:
+        secret = stdin.readline().rstrip("\r\n")
+    elif not _haveTerminal(stdin):
+        raise CommandError(
+            f"no {what} given and no terminal to ask on: use --password-stdin"
+        )
+    else:
+        secret = getpass.getpass(prompt)
+    if not secret:
+        raise CommandError(f"no {what} given")
+    return secret
+
+
+class Command(SubOptions):
     """
     A subcommand. Subclasses implement L{run}.
 
@@ -114,12 +171,9 @@ class Command(usage.Options):
 def _readPassword(
     stdin: TextIO, fromStdin: bool, confirm: bool = True, what: str = "password"
 ) -> str:
-    if fromStdin:
-        password = stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass(f"{what[0].upper()}{what[1:]}: ")
-        if confirm and getpass.getpass("Again: ") != password:
-            raise CommandError(f"{what}s do not match")
+    password = readSecret(stdin, fromStdin, f"{what[0].upper()}{what[1:]}: ", what)
+    if not fromStdin and confirm and getpass.getpass("Again: ") != password:
+        raise CommandError(f"{what}s do not match")
     if len(password) < MIN_PASSWORD:
         raise CommandError(f"{what} too short: use at least {MIN_PASSWORD} characters")
     return password
@@ -278,7 +332,7 @@ class UserList(Command):
             context.say(f"{user.address}\t{created}\t{' '.join(flags)}".rstrip())
 
 
-class UserOptions(usage.Options):
+class UserOptions(SubOptions):
     """Manage accounts (shared by SMTP AUTH, POP3, IMAP, FTP and webmail)."""
 
     synopsis = "add|passwd|apop|del|list ..."
@@ -339,14 +393,14 @@ COMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
-def _load(path: str) -> type[usage.Options]:
+def _make(path: str) -> usage.Options:
     module, _, name = path.partition(":")
-    cls: type[usage.Options] = getattr(importlib.import_module(module), name)
-    return cls
+    options: usage.Options = getattr(importlib.import_module(module), name)()
+    return options
 
 
 class AppnetOptions(usage.Options):
-    synopsis = "appnet [--data DIR] [--config FILE] COMMAND ..."
+    synopsis = "Usage: appnet [--data DIR] [--config FILE] COMMAND ..."
     longdesc = "Administer an appnet node and talk to servers as a client."
     optParameters = [
         ["data", "d", None, "Data directory (default $APPNET_DATA or ./appnet-data)."],
@@ -355,7 +409,9 @@ class AppnetOptions(usage.Options):
 
     @property
     def subCommands(self) -> list[tuple[str, None, Any, str]]:
-        return [(name, None, _load(path), doc) for name, path, doc in COMMANDS]
+        # Each command's module is imported only when it is the one asked
+        # for, so --help and every command start quickly.
+        return [(name, None, partial(_make, path), doc) for name, path, doc in COMMANDS]
 
     def opt_version(self) -> None:
         """Print the version and exit."""
@@ -373,6 +429,15 @@ def _leaf(options: usage.Options) -> usage.Options:
     return options
 
 
+def _helpHint(options: usage.Options) -> str:
+    """C{appnet ftp --help} for a failure inside C{appnet ftp ...}."""
+    names: list[str] = []
+    while getattr(options, "subOptions", None) is not None:
+        names.append(options.subCommand or "")
+        options = options.subOptions
+    return " ".join(["appnet", *names, "--help"])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """
     The C{appnet} console script.
@@ -382,8 +447,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         options.parseOptions(args)
     except usage.UsageError as e:
-        sys.stderr.write(f"appnet: {e}\n(see appnet --help)\n")
+        sys.stderr.write(f"appnet: {e}\n(see {_helpHint(options)})\n")
         raise SystemExit(2) from None
+    if options["data"] and not os.path.isdir(options["data"]):
+        sys.stderr.write(
+            f"appnet: data directory {options['data']} does not exist"
+            " (twistd -n appnet makes it on first start)\n"
+        )
+        raise SystemExit(1)
     command = _leaf(options)
     if not isinstance(command, Command):
         sys.stderr.write(f"{command}\n")

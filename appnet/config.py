@@ -13,6 +13,7 @@ certificate is a configuration error, found before anything starts).
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import socket
@@ -154,15 +155,19 @@ _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def _duration(value: Any) -> float:
     """
-    Seconds: a number, or a string like C{"30s"}, C{"5m"}, C{"4h"}, C{"5d"}.
+    Seconds: a string like C{"30s"}, C{"5m"}, C{"4h"}, C{"5d"}, or a bare
+    number, which is seconds (as the example config and README say).
     """
+    problem = (
+        f"expected a duration like 30s or 5m (a bare number is seconds), got {value!r}"
+    )
     if isinstance(value, str):
         m = _DURATION.match(value)
         if m is None:
-            raise _Invalid(f"expected a duration like 30s or 5m, got {value!r}")
+            raise _Invalid(problem)
         return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise _Invalid(f"expected a duration like 30s or 5m, got {value!r}")
+        raise _Invalid(problem)
     return float(value)
 
 
@@ -200,8 +205,18 @@ def parseEndpoint(value: Any) -> str:
         serverFromString(_ParseOnlyReactor(), desc)
     except Exception as e:
         detail = str(e) or type(e).__name__
+        option = _UNEXPECTED.search(detail)
+        if option is not None:
+            detail = f"unknown option {option.group(1)!r}"
+        elif isinstance(e, TypeError):
+            detail = "wrong options for this kind of endpoint"
         raise _Invalid(f"bad endpoint {desc!r}: {detail}") from None
     return desc
+
+
+#: How Python words a keyword argument the endpoint parser does not take;
+#: the parser's own (private) function name is never shown to the user.
+_UNEXPECTED = re.compile(r"unexpected keyword argument '([^']*)'")
 
 
 def parseHostPort(value: str, defaultPort: int | None = None) -> tuple[str, int]:
@@ -829,7 +844,12 @@ def _build(
     for key in raw:
         if key not in names:
             path = prefix + key
-            raise ConfigError(path, "unknown setting", sourceOf(path))
+            kind = "section" if isinstance(raw[key], Mapping) else "setting"
+            problem = f"unknown {kind}"
+            close = difflib.get_close_matches(key, sorted(names), n=1)
+            if close:
+                problem += f" (did you mean {prefix}{close[0]}?)"
+            raise ConfigError(path, problem, sourceOf(path))
     values: dict[str, Any] = {}
     for a in _fields(cls):
         path = prefix + a.name

@@ -10,6 +10,7 @@ shared across packages live here.
 from __future__ import annotations
 
 from attrs import frozen
+from twisted.internet import error as ierror
 
 
 class AppnetError(Exception):
@@ -160,3 +161,65 @@ class QuotaExceeded(StoreError):
             f"{self.owner} is over quota: {self.used} + {self.size} bytes"
             f" > {self.quota}"
         )
+
+
+def _hostPort(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@frozen(eq=False)
+class CannotConnect(AppnetError):
+    """
+    A client could not reach a server. Every client and the C{appnet}
+    command word it the same way: C{cannot connect to HOST:PORT: REASON}.
+
+    @ivar host: the server's name or address.
+    @ivar port: its port.
+    @ivar reason: a short reason (C{"connection refused"}).
+    """
+
+    host: str
+    port: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"cannot connect to {_hostPort(self.host, self.port)}: {self.reason}"
+
+    @classmethod
+    def explain(
+        cls, host: str, port: int, error: BaseException
+    ) -> CannotConnect | None:
+        """
+        The L{CannotConnect} for a failed connection attempt, or C{None}
+        if C{error} (or the error it wraps) is not one.
+        """
+        seen: set[int] = set()
+        current: BaseException | None = error
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            if isinstance(current, CannotConnect):
+                return current
+            if isinstance(
+                current, ierror.ConnectionRefusedError | ConnectionRefusedError
+            ):
+                return cls(host, port, "connection refused")
+            if isinstance(current, ierror.DNSLookupError):
+                return cls(host, port, "host name not found")
+            if isinstance(current, ierror.NoRouteError):
+                return cls(host, port, "no route to host")
+            if isinstance(
+                current, ierror.TCPTimedOutError | ierror.TimeoutError | TimeoutError
+            ):
+                return cls(host, port, "timed out")
+            if isinstance(current, ierror.ConnectError):
+                reason = current.osError or str(current)
+                return cls(host, port, str(reason).strip(" .:") or "failed")
+            inner = getattr(current, "value", None)  # a Failure inside an error
+            if not isinstance(inner, BaseException):
+                inner = current.__cause__ or current.__context__
+            if inner is None and current.args:
+                last = current.args[-1]
+                inner = last if isinstance(last, BaseException) else None
+                inner = inner or getattr(last, "value", None)
+            current = inner
+        return None

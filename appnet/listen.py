@@ -82,11 +82,14 @@ class Bound:
     address: IAddress
     transport: str
     tls: bool
+    #: How the listener offers TLS: C{"TLS"} from the first byte, the
+    #: upgrade command (C{"STARTTLS"}, C{"STLS"}, C{"AUTH TLS"}), or
+    #: C{"plain"}.
+    security: str = "plain"
 
     def __str__(self) -> str:
-        security = "TLS" if self.tls else "plain"
         where = formatAddress(self.address)
-        return f"{self.service} {self.transport} {where} ({security})"
+        return f"{self.service} {self.transport} {where} ({self.security})"
 
 
 @define
@@ -100,18 +103,27 @@ class AddressBook:
     _log = Logger()
 
     def record(
-        self, service: str, address: IAddress, tls: bool, transport: str = "tcp"
+        self,
+        service: str,
+        address: IAddress,
+        tls: bool,
+        transport: str = "tcp",
+        upgrade: str | None = None,
     ) -> None:
         """
         Note that C{service} listens on C{address} and log the fact.
+
+        @param upgrade: the command that starts TLS on this listener, when
+            a certificate is loaded (C{"STARTTLS"}).
         """
-        bound = Bound(service, address, transport, tls)
+        security = "TLS" if tls else upgrade or "plain"
+        bound = Bound(service, address, transport, tls, security)
         self._bound.append(bound)
         self._log.info(
             "{service} listening on {address} ({security})",
             service=service,
             address=f"{transport} {formatAddress(address)}",
-            security="TLS" if tls else "plain",
+            security=security,
         )
 
     def forget(self, service: str, address: IAddress) -> None:
@@ -374,7 +386,11 @@ class ListenerService(Service):
             strerror = getattr(text, "strerror", None)
             raise ListenError(self.serviceName, self.description, str(strerror or text))
         self.port = outcome
-        self.book.record(self.serviceName, outcome.getHost(), self.tls)
+        wrapped = self.factory.wrappedFactory
+        upgrade = None
+        if getattr(wrapped, "tlsOptions", None) is not None:
+            upgrade = getattr(wrapped, "tlsUpgrade", None)
+        self.book.record(self.serviceName, outcome.getHost(), self.tls, upgrade=upgrade)
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()

@@ -21,11 +21,14 @@ thread or timer.
 from __future__ import annotations
 
 import importlib
+import signal
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from attrs import define, field, frozen
 from twisted.application.service import IService, MultiService
+from twisted.internet.base import ReactorBase
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
@@ -40,7 +43,7 @@ from appnet.listen import AddressBook, GuardedFactory, ListenerService
 from appnet.status import Status
 from appnet.store.interfaces import IStore
 from appnet.store.sqlite import SQLiteStore
-from appnet.tls import TLSMaterial, loadTLS
+from appnet.tls import TLSKeeper, TLSMaterial, loadTLS
 from appnet.trace import MaskRule
 
 __all__ = ["BUILDERS", "Component", "Listening", "Stack", "StackContext"]
@@ -98,10 +101,15 @@ class StackContext:
     #: What schedules long waits (the queue's retries): the reactor, or a
     #: test's virtual clock while sockets stay on the reactor.
     clock: Any = None
+    #: The certificate STARTTLS, STLS and AUTH TLS offer, replaceable while
+    #: running; pass it as a factory's C{tlsOptions} (see L{LiveTLS}).
+    tlsKeeper: TLSKeeper = None  # type: ignore[assignment]
 
     def __attrs_post_init__(self) -> None:
         if self.clock is None:
             self.clock = self.reactor
+        if self.tlsKeeper is None:
+            self.tlsKeeper = TLSKeeper(lambda: None, self.tls)
 
     def traced(self, service: str) -> bool:
         """
@@ -173,6 +181,7 @@ class Stack(MultiService):
         self._readyResult: object = None
         self._bound = False
         self._released: Deferred[Any] | None = None
+        self._restoreSIGHUP: Callable[[], object] | None = None
 
     @property
     def context(self) -> StackContext:
@@ -229,10 +238,11 @@ class Stack(MultiService):
             reactor=self.reactor,
             store=store,
             auth=auth,
-            tls=self._loadTLS(),
+            tls=(tls := self._loadTLS()),
             status=self.status,
             addresses=self.addresses,
             clock=self.clock,
+            tlsKeeper=TLSKeeper(self._tlsPaths, tls),
         )
         served: set[str] = set()
         for builder in self._builders:
@@ -252,14 +262,53 @@ class Stack(MultiService):
                     version=__version__,
                 )
 
-    def _loadTLS(self) -> TLSMaterial | None:
+    def _tlsPaths(self) -> tuple[str, str, str | None] | None:
         tls = self.config.tls
         if tls.cert and tls.key:
-            return loadTLS(tls.cert, tls.key)
+            return tls.cert, tls.key, None
         cert, key = self.dataDir.tlsCert, self.dataDir.tlsKey
         if cert.exists() and key.exists():
-            return loadTLS(cert.path, key.path, "data directory")
+            return cert.path, key.path, "data directory"
         return None
+
+    def _loadTLS(self) -> TLSMaterial | None:
+        paths = self._tlsPaths()
+        return None if paths is None else loadTLS(*paths)
+
+    def reloadTLS(self) -> None:
+        """
+        Load the certificate and key again (on SIGHUP, after C{appnet cert}
+        or a renewal): the next STARTTLS, STLS or AUTH TLS uses them. A bad
+        file is logged in one line and the current certificate stays.
+        """
+        try:
+            self.context.tlsKeeper.reload()
+        except AppnetError as e:
+            self._log.error(
+                "tls: not reloaded, keeping the current certificate: {problem}",
+                problem=str(e),
+            )
+
+    def _installSIGHUP(self) -> None:
+        """
+        Reload TLS on SIGHUP, under a real reactor in the main thread. The
+        handler found (the DNS service's zone reload) runs too.
+        """
+        if not (
+            isinstance(self.reactor, ReactorBase)
+            and hasattr(signal, "SIGHUP")
+            and threading.current_thread() is threading.main_thread()
+        ):
+            return
+        previous = signal.getsignal(signal.SIGHUP)
+
+        def hangup(signum: int, frame: Any) -> None:
+            self.reactor.callFromThread(self.reloadTLS)
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(signal.SIGHUP, hangup)
+        self._restoreSIGHUP = lambda: signal.signal(signal.SIGHUP, previous)
 
     def _addListeners(self, listening: Listening) -> None:
         table = self.config.service(listening.service)
@@ -330,6 +379,7 @@ class Stack(MultiService):
 
         def started(_: None) -> None:
             self._background.startService()
+            self._installSIGHUP()
             self._log.info(
                 "appnet ready: {count} listeners", count=len(self.addresses.all())
             )
@@ -369,6 +419,9 @@ class Stack(MultiService):
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
+        restore, self._restoreSIGHUP = self._restoreSIGHUP, None
+        if restore is not None:
+            restore()
         await super().stopService()
         await DeferredList([f.closeAll(self.reactor) for f in self._factories])
         if self._background.running or self._bound:

@@ -14,6 +14,8 @@ twistd's traceback.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -197,6 +199,27 @@ class Options(usage.Options):
             put(f"{service}.enabled", False, "--disable")
         return raw, names
 
+    #: twistd's pidfile for this run (absolute), if it writes one.
+    pidfile: str | None = None
+
+    def postOptions(self) -> None:
+        """
+        Under twistd, refuse to start beside a running daemon that holds
+        the same pidfile, in one line naming its PID (twistd's own check
+        comes later and prints a paragraph).
+        """
+        parent = getattr(self, "parent", None)
+        pidfile = parent.get("pidfile") if parent is not None else None
+        if not pidfile:
+            return
+        self.pidfile = os.path.abspath(pidfile)
+        pid = runningPID(self.pidfile)
+        if pid is not None and pid != os.getpid():
+            _fatal(
+                f"already running here with PID {pid} ({pidfile}); stop it,"
+                " or start this one in another directory or with --pidfile"
+            )
+
     def loadConfig(self) -> Config:
         """
         Read the config file (if any) and apply these options over it.
@@ -207,13 +230,28 @@ class Options(usage.Options):
         return loadConfig(self["config"], raw, names)
 
 
-def _fatal(error: object) -> NoReturn:
+def runningPID(pidfile: str) -> int | None:
+    """The PID in C{pidfile} if that process is alive, else C{None}."""
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def _fatal(error: object, pidfile: str | None = None) -> NoReturn:
     """
-    Report a start-up failure as one line and exit with status 1.
+    Report a start-up failure as one line and exit with status 1, removing
+    the pidfile this process wrote (twistd leaves it after a failed start).
 
     Written to the process's real standard error: once twistd's logging has
     begun, C{sys.stderr} is redirected into the log.
     """
+    if pidfile is not None and runningPID(pidfile) == os.getpid():
+        with contextlib.suppress(OSError):
+            os.remove(pidfile)
     stream = sys.__stderr__ or sys.stderr
     stream.write(f"appnet: {error}\n")
     stream.flush()
@@ -232,9 +270,10 @@ class TwistdRunner(MultiService):
 
     _log = Logger()
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, pidfile: str | None = None) -> None:
         super().__init__()
         self.stack = stack
+        self.pidfile = pidfile
         stack.setServiceParent(self)
 
     def privilegedStartService(self) -> None:
@@ -243,7 +282,7 @@ class TwistdRunner(MultiService):
             migrateFile(self.stack.dataDir.store.path)
             super().privilegedStartService()
         except (AppnetError, OSError, sqlite3.Error) as e:
-            _fatal(_describe(e))
+            _fatal(_describe(e), self.pidfile)
 
     def startService(self) -> None:
         super().startService()
@@ -274,7 +313,7 @@ def makeService(options: Options) -> IService:
         _fatal(e)
     from twisted.internet import reactor
 
-    return TwistdRunner(Stack(config, reactor))
+    return TwistdRunner(Stack(config, reactor), options.pidfile)
 
 
 def makeApplication(argv: Sequence[str] = ()) -> Any:

@@ -20,8 +20,10 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+from collections.abc import Callable
+from typing import Any
 
-from attrs import frozen
+from attrs import define, field, frozen
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -29,10 +31,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.ssl import CertificateOptions, TLSVersion
+from twisted.logger import Logger
 
 from appnet.errors import ConfigError
 
 __all__ = [
+    "LiveTLS",
+    "TLSKeeper",
     "TLSMaterial",
     "loadTLS",
     "makeSelfSigned",
@@ -260,3 +265,77 @@ def tolerateALPN(contextFactory: object) -> None:
     """
     context = contextFactory.getContext()  # type: ignore[attr-defined]
     context.set_alpn_select_callback(_selectALPN)
+
+
+@define
+class TLSKeeper:
+    """
+    The stack's current certificate for STARTTLS, STLS and AUTH TLS, which
+    can be replaced while the stack runs (SIGHUP after C{appnet cert} or a
+    renewal): sessions started afterwards use the new one, sessions
+    already in TLS keep theirs. Before any certificate exists, no upgrade
+    is offered; one loaded by L{reload} is offered from the next session.
+
+    @ivar locate: returns the certificate and key paths and where they
+        came from (for messages), or C{None} when there are none.
+    """
+
+    _locate: Callable[[], tuple[str, str, str | None] | None]
+    material: TLSMaterial | None = None
+    _options: CertificateOptions | None = field(default=None, init=False)
+    _log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        if self.material is not None:
+            self._options = self.material.serverOptions()
+
+    @property
+    def options(self) -> CertificateOptions | None:
+        """The context factory for the next upgrade, or C{None} (no TLS)."""
+        return self._options
+
+    def reload(self) -> TLSMaterial | None:
+        """
+        Read the certificate and key again and serve them from now on.
+        Two small PEM files: cheap enough to read at a signal.
+
+        @raise ConfigError: if they cannot be loaded; the current ones stay.
+        """
+        where = self._locate()
+        if where is None:
+            self._log.info("tls: no certificate to load; keeping the current setting")
+            return self.material
+        cert, key, source = where
+        material = loadTLS(cert, key, source)
+        self.material, self._options = material, material.serverOptions()
+        self._log.info(
+            "tls: loaded {cert} for {name}, valid until {until}",
+            cert=cert,
+            name=material.leaf.subject.rfc4514_string(),
+            until=material.leaf.not_valid_after_utc.date().isoformat(),
+        )
+        return material
+
+
+class LiveTLS:
+    """
+    Mixin for server factories: C{tlsOptions} is read at each use, from a
+    L{TLSKeeper} when one was given, so a reloaded certificate serves the
+    next session. A plain context factory (tests, embedding) still works.
+    """
+
+    _tlsKeeper: TLSKeeper | None = None
+    _tlsFixed: Any = None
+
+    @property
+    def tlsOptions(self) -> Any:
+        if self._tlsKeeper is not None:
+            return self._tlsKeeper.options
+        return self._tlsFixed
+
+    @tlsOptions.setter
+    def tlsOptions(self, value: Any) -> None:
+        if isinstance(value, TLSKeeper):
+            self._tlsKeeper, self._tlsFixed = value, None
+        else:
+            self._tlsKeeper, self._tlsFixed = None, value

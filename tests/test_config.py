@@ -151,10 +151,44 @@ class ErrorTests(SynchronousTestCase):
         self.fails({"colour": "blue"}, "colour", "unknown setting")
 
     def test_unknownTable(self) -> None:
-        self.fails({"gopher": {"listen": []}}, "gopher", "unknown setting")
+        """A table that is no section of the config is called a section."""
+        self.fails({"gopher": {"listen": []}}, "gopher", "unknown section")
+
+    def test_sectionTypo(self) -> None:
+        """A mistyped section name is unknown, and the near one is named."""
+        error = self.fails({"pop": {"listen": ["tcp:1110"]}}, "pop", "unknown section")
+        self.assertEqual(error.problem, "unknown section (did you mean pop3?)")
 
     def test_unknownNestedKey(self) -> None:
-        self.fails({"smtp": {"lisen": ["tcp:25"]}}, "smtp.lisen", "unknown setting")
+        error = self.fails(
+            {"smtp": {"lisen": ["tcp:25"]}}, "smtp.lisen", "unknown setting"
+        )
+        self.assertEqual(error.problem, "unknown setting (did you mean smtp.listen?)")
+
+    def test_endpointOptionTypo(self) -> None:
+        """
+        A bad option in an endpoint is named; the endpoint parser's own
+        function name never reaches the user.
+        """
+        error = self.fails(
+            {"smtp": {"listen": ["tcp:2525:foo=bar"]}}, "smtp.listen[0]", "foo"
+        )
+        self.assertEqual(
+            error.problem, "bad endpoint 'tcp:2525:foo=bar': unknown option 'foo'"
+        )
+        self.assertNotIn("_parse", str(error))
+
+    def test_durationUnits(self) -> None:
+        """
+        A duration takes a unit; a bare number is seconds, as the example
+        config states, and a bad one says both.
+        """
+        config = loadConfig(None, {"smtp": {"idle_timeout": 5}}, env={})
+        self.assertEqual(config.smtp.idle_timeout, 5.0)
+        config = loadConfig(None, {"smtp": {"idle_timeout": "5m"}}, env={})
+        self.assertEqual(config.smtp.idle_timeout, 300.0)
+        error = self.fails({"smtp": {"idle_timeout": "5 min"}}, "smtp.idle_timeout", "")
+        self.assertIn("a bare number is seconds", error.problem)
 
     def test_tableExpected(self) -> None:
         self.fails({"smtp": 25}, "smtp", "expected a table, got an integer")

@@ -6,16 +6,20 @@ ephemeral ports, everything stopped afterwards.
 from __future__ import annotations
 
 import os
+import poplib
 import socket
+import ssl
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
+from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from appnet.errors import ListenError
 from appnet.testing import startStack
+from appnet.tls import writeSelfSigned
 from tests.helpers import echoBuilder, storeThreads
 
 
@@ -154,3 +158,92 @@ class StackTests(TestCase):
         tls = stack.stack.context.tls
         assert tls is not None
         self.assertIn("mail.example.org", tls.leaf.subject.rfc4514_string())
+
+
+def _popCertificate(host: str, port: int) -> tuple[bytes, bytes | None]:
+    """
+    (CAPA reply, DER certificate after STLS or None) from a real POP3
+    client; blocking, so tests run it in a thread.
+    """
+    client = poplib.POP3(host, port, timeout=10)
+    try:
+        capabilities = " ".join(client.capa()).encode("ascii")
+        if b"STLS" not in capabilities:
+            return capabilities, None
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        client.stls(context)
+        return capabilities, client.sock.getpeercert(binary_form=True)
+    finally:
+        client.quit()
+
+
+def _der(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return ssl.PEM_cert_to_DER_cert(f.read().decode("ascii"))
+
+
+class TLSReloadTests(TestCase):
+    """
+    The certificate for STARTTLS, STLS and AUTH TLS can be replaced while
+    the stack runs, and start-up lines say which listeners offer TLS.
+    """
+
+    def certificate(self, data: str, name: str) -> str:
+        os.makedirs(os.path.join(data, "tls"), exist_ok=True)
+        cert = os.path.join(data, "tls", "cert.pem")
+        writeSelfSigned(cert, os.path.join(data, "tls", "key.pem"), name, force=True)
+        return cert
+
+    async def test_startupLinesNameUpgrade(self) -> None:
+        """
+        With a certificate loaded, each listener's line names its upgrade
+        command instead of "plain".
+        """
+        data = self.mktemp()
+        self.certificate(data, "mail.example.org")
+        stack = await startStack(self, dataDir=data)
+        security = {
+            b.service: b.security
+            for b in stack.stack.addresses.all()
+            if b.transport == "tcp"
+        }
+        self.assertEqual(security["smtp"], "STARTTLS")
+        self.assertEqual(security["submission"], "STARTTLS")
+        self.assertEqual(security["imap"], "STARTTLS")
+        self.assertEqual(security["pop3"], "STLS")
+        self.assertEqual(security["ftp"], "AUTH TLS")
+        self.assertEqual(security["http"], "plain")
+        line = str([b for b in stack.stack.addresses.all() if b.service == "pop3"][0])
+        self.assertTrue(line.endswith("(STLS)"), line)
+
+    async def test_reloadOffersAndReplaces(self) -> None:
+        """
+        A certificate made after start is offered from the next session
+        once reloaded (SIGHUP's work); a renewed one replaces it; a broken
+        file is refused and the current certificate stays.
+        """
+        data = self.mktemp()
+        os.makedirs(data)
+        stack = await startStack(
+            self, dataDir=data, builders=["appnet.mail.server:buildMail"]
+        )
+        host, port = stack.address("pop3")
+        capabilities, cert = await deferToThread(_popCertificate, host, port)
+        self.assertIsNone(cert)
+        first = self.certificate(data, "first.example.org")
+        stack.stack.reloadTLS()
+        capabilities, cert = await deferToThread(_popCertificate, host, port)
+        self.assertIn(b"STLS", capabilities)
+        self.assertEqual(cert, _der(first))
+        second = _der(self.certificate(data, "second.example.org"))
+        stack.stack.reloadTLS()
+        _, cert = await deferToThread(_popCertificate, host, port)
+        self.assertEqual(cert, second)
+        with open(os.path.join(data, "tls", "cert.pem"), "wb") as f:
+            f.write(b"not a certificate\n")
+        stack.stack.reloadTLS()
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+        _, cert = await deferToThread(_popCertificate, host, port)
+        self.assertEqual(cert, second)

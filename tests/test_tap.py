@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
 import sys
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.python.filepath import FilePath
@@ -262,6 +264,84 @@ class ProcessTests(TestCase):
         self.addCleanup(stop, collector, pid)
         await collector.waitFor(b"appnet ready")
         self.assertTrue(os.path.isdir(os.path.join(data, "mail")))
+        terminate(pid)
+        outcome = await collector.ended
+        self.assertNotIn("Traceback", outcome.out + outcome.err)
+
+
+class DaemonPaperCutTests(TestCase):
+    """
+    A second daemon in one directory, a failed start, and SIGHUP for TLS,
+    with the real C{twistd}.
+    """
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.cwd = os.path.abspath(self.mktemp())
+        os.makedirs(self.cwd)
+        self.data = os.path.join(self.cwd, "data")
+        self.pidfile = os.path.join(self.cwd, "twistd.pid")
+
+    def start(self) -> tuple[Any, int]:
+        collector, pid = spawn(
+            ["-c", TWISTD, "-n", "appnet", *ephemeralArgs(self.data)], self.cwd
+        )
+        self.addCleanup(stop, collector, pid)
+        return collector, pid
+
+    async def test_secondInstance(self) -> None:
+        """
+        A second C{twistd -n appnet} in the same directory says in one
+        line that one is running, with its PID, and leaves it running.
+        """
+        collector, pid = self.start()
+        await collector.waitFor(b"appnet ready")
+        outcome = await run(
+            ["-c", TWISTD, "-n", "appnet", *ephemeralArgs(self.data)], self.cwd
+        )
+        self.assertEqual(outcome.code, 1)
+        self.assertEqual(
+            outcome.err,
+            f"appnet: already running here with PID {pid} (twistd.pid); stop it,"
+            " or start this one in another directory or with --pidfile\n",
+        )
+        self.assertTrue(os.path.exists(self.pidfile))
+        os.kill(pid, 0)
+
+    async def test_failedStartRemovesPidfile(self) -> None:
+        """A start that fails (port in use) leaves no pidfile behind."""
+        blocker = socket.socket()
+        self.addCleanup(blocker.close)
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        port = blocker.getsockname()[1]
+        outcome = await run(
+            [
+                "-c", TWISTD, "-n", "appnet", *ephemeralArgs(self.data),
+                "--pop3", f"tcp:{port}:interface=127.0.0.1",
+            ],
+            self.cwd,
+        )  # fmt: skip
+        self.assertEqual(outcome.code, 1)
+        self.assertIn("pop3: cannot listen on", outcome.err)
+        self.assertFalse(os.path.exists(self.pidfile))
+
+    async def test_sighupLoadsCertificate(self) -> None:
+        """
+        C{appnet cert} on a running stack takes effect on SIGHUP: the
+        certificate is loaded and logged, without a restart.
+        """
+        collector, pid = self.start()
+        await collector.waitFor(b"appnet ready")
+        made = await run(
+            ["-m", "appnet", "--data", self.data, "cert", "--hostname", "mx.test"],
+            self.cwd,
+        )
+        self.assertEqual(made.code, 0, made.err)
+        os.kill(pid, signal.SIGHUP)
+        await collector.waitFor(b"tls: loaded")
+        self.assertIn("mx.test", collector.out.decode())
         terminate(pid)
         outcome = await collector.ended
         self.assertNotIn("Traceback", outcome.out + outcome.err)

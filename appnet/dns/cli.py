@@ -24,6 +24,7 @@ from appnet.dns.client import DNSClient, Response, systemResolvers
 from appnet.dns.errors import TemporaryFailure
 from appnet.dns.names import display, reverseName
 from appnet.dns.records import className, rdataText, recordText, typeByName, typeName
+from appnet.errors import CannotConnect
 
 __all__ = ["DigOptions", "formatResponse"]
 
@@ -110,7 +111,9 @@ class DigOptions(Command):
         "NAME [TYPE] [@HOST[:PORT]] [+tcp] [+norecurse] [+short] [+noedns] "
         "[+time=S] [+tries=N] [-x ADDRESS]"
     )
-    optParameters = [["x", "x", None, "Reverse lookup: the PTR record of ADDRESS."]]
+    optParameters = [
+        ["reverse", "x", None, "Reverse lookup: the PTR record of ADDRESS."]
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -175,9 +178,9 @@ class DigOptions(Command):
             raise usage.UsageError(f"unknown option +{option}")
 
     def postOptions(self) -> None:
-        if self["x"] is not None:
+        if self["reverse"] is not None:
             try:
-                self.name = reverseName(self["x"]).decode("ascii")
+                self.name = reverseName(self["reverse"]).decode("ascii")
             except ValueError:
                 raise usage.UsageError(f"not an IP address: {self['x']!r}") from None
             if not any(w.upper() == typeName(self.type) for w in self.words[1:]):
@@ -208,10 +211,15 @@ class DigOptions(Command):
                 edns=self.edns,
             )
         except TemporaryFailure as e:
-            raise CommandError(
-                f"no answer from {_show(self.server)}: {e.reason}"
-            ) from None
-        command = " ".join(self.words) or self.name
+            where = _show(self.server)
+            reason = e.reason.removeprefix(f"{where}: ")
+            if "refused" in reason.lower():
+                raise CannotConnect(*self.server, "connection refused") from None
+            raise CommandError(f"no answer from {where}: {reason}") from None
+        words = self.words
+        if self["reverse"] is not None:
+            words = ["-x", self["reverse"], *words]
+        command = " ".join(words) or self.name
         context.out.write(formatResponse(response, command, self.short))
         context.out.flush()
 

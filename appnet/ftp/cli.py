@@ -16,7 +16,6 @@ the login is anonymous.
 
 from __future__ import annotations
 
-import getpass
 import os
 import time
 from collections.abc import Callable
@@ -27,9 +26,10 @@ from attrs import frozen
 from twisted.internet.threads import deferToThread
 from twisted.python import usage
 
-from appnet.cli import Command, CommandError, Context
+from appnet.cli import Command, CommandError, Context, SubOptions, readSecret
+from appnet.errors import CannotConnect
 from appnet.ftp.client import FTPClient, clientTLS, connectFTP
-from appnet.ftp.errors import FTPError
+from appnet.ftp.errors import FTPClientError, FTPError
 from appnet.ftp.listing import Listed
 
 __all__ = ["FTPOptions"]
@@ -162,10 +162,9 @@ class _FTPCommand(Command):
         where = self.location()
         if where.password is not None or where.user is None:
             return
-        if self["password-stdin"]:
-            self.password = stdin.readline().rstrip("\r\n")
-        else:
-            self.password = getpass.getpass(f"Password for {where.user}: ")
+        self.password = readSecret(
+            stdin, self["password-stdin"], f"Password for {where.user}: "
+        )
 
     def progress(self, context: Context, label: str, total: int | None) -> Progress:
         enabled = not self["no-progress"] and (
@@ -199,7 +198,13 @@ class _FTPCommand(Command):
                 passive=not self["active"],
                 implicit=where.scheme == "ftps",
             )
-        except FTPError as e:
+        except FTPClientError as e:
+            if where.user is None and e.code == 530:
+                raise CommandError(
+                    f"{e} (anonymous FTP: give a user, as in ftp://USER@{where.host}/)"
+                ) from None
+            raise CommandError(str(e)) from None
+        except (FTPError, CannotConnect) as e:
             raise CommandError(str(e)) from None
         except Exception as e:
             raise CommandError(f"{where.host}:{where.port}: {e}") from None
@@ -461,7 +466,7 @@ def _changed(files: list[tuple[str, str, Listed]]) -> list[tuple[str, str, Liste
     return wanted
 
 
-class FTPOptions(usage.Options):
+class FTPOptions(SubOptions):
     """Talk to FTP servers."""
 
     synopsis = "ls|get|put|mkdir|rm|mirror ..."

@@ -52,6 +52,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from appnet.errors import CannotConnect
 from appnet.ftp._files import FileReceiver, FileSender
 from appnet.ftp.data import noDelay, normalHost
 from appnet.ftp.errors import FTPClientError, FTPError
@@ -571,11 +572,38 @@ class FTPClient:
             await _timeout(protocol.connected_, self.timeout, self._reactor)
             result = await work(protocol)
             await final
-        except BaseException:
+        except BaseException as e:
             cancel()
+            refusal = None
+            if started.called and not isinstance(e, FTPClientError):
+                # A server that refuses a transfer midway (552 over quota)
+                # closes the data connection and then says why: prefer its
+                # reply to "data connection closed".
+                refusal = await self._refusal(final)
             final.addErrback(lambda _: None)
+            if refusal is not None:
+                raise refusal from None
             raise
         return result
+
+    async def _refusal(self, final: Deferred[Any]) -> FTPClientError | None:
+        """The server's error reply to a failed transfer, if it sends one."""
+        waiter: Deferred[Any] = Deferred()
+
+        def relay(result: Any) -> Any:
+            if not waiter.called:
+                waiter.callback(result)
+            return result
+
+        final.addBoth(relay)
+        waiter.addTimeout(min(self.timeout, 5.0), self._reactor)
+        try:
+            await waiter
+        except FTPClientError as e:
+            return e
+        except Exception:
+            return None
+        return None
 
     def _receive(self, command: str, sink: IConsumer) -> Deferred[None]:
         async def run() -> None:
@@ -854,7 +882,10 @@ async def _connect(
     if implicit:
         endpoint = wrapClientTLS(tls, endpoint)
     control = FTPControl()
-    await connectProtocol(endpoint, control)
+    try:
+        await connectProtocol(endpoint, control)
+    except Exception as e:
+        raise CannotConnect.explain(host, port, e) or e from None
     client = FTPClient(reactor, control, passive=passive, timeout=timeout)
     try:
         await _timeout(control.greeting, timeout, reactor)

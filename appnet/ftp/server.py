@@ -94,6 +94,7 @@ from appnet.ftp.paths import Segments, quote, render, resolve
 from appnet.ftp.shell import Accounts, Entry, FTPRealm
 from appnet.stack import Component, Listening, StackContext
 from appnet.status import Status
+from appnet.tls import LiveTLS
 from appnet.trace import MaskRule
 
 __all__ = ["FTPServer", "FTPServerFactory", "ServerSettings", "build"]
@@ -597,6 +598,11 @@ class FTPServer(FTP):
     def ftp_USER(self, arg: str = "") -> None:
         if self.shell is not None:
             raise _Reply(503, "Already logged in; use REIN to log in again")
+        if arg.lower() in _ANONYMOUS and not self.settings.anonymous:
+            # No account is called "anonymous" (accounts are addresses):
+            # say that anonymous FTP is off instead of asking for a
+            # password that can only fail and count as a failed login.
+            raise _Reply(530, "Anonymous FTP is off on this server; log in as a user")
         anonymous = arg.lower() in _ANONYMOUS and self.settings.anonymous
         if not anonymous and self._tlsNeeded():
             if self.factory.tlsOptions is None:
@@ -1391,7 +1397,7 @@ def _telnet(line: bytes) -> bytes:
 COMMANDS = frozenset(name[4:] for name in vars(FTPServer) if name.startswith("ftp_"))
 
 
-class FTPServerFactory(ServerFactory):
+class FTPServerFactory(LiveTLS, ServerFactory):
     """
     Makes L{FTPServer} protocols sharing one listener's policy.
 
@@ -1404,6 +1410,9 @@ class FTPServerFactory(ServerFactory):
     @ivar tlsOptions: the TLS context factory for AUTH TLS and C{PROT P}
         data connections, or C{None} without TLS.
     """
+
+    #: The command that upgrades a session to TLS (start-up lines name it).
+    tlsUpgrade = "AUTH TLS"
 
     protocol = FTPServer
 
@@ -1513,7 +1522,7 @@ def build(ctx: StackContext) -> Component:
         lambda host: ctx.auth.portalFor(realm, host),
         ctx.reactor,
         ctx.status,
-        ctx.tls.serverOptions() if ctx.tls is not None else None,
+        ctx.tlsKeeper,
     )
     return Component(
         listening=[

@@ -16,7 +16,6 @@ C{--insecure} turns verification off.
 
 from __future__ import annotations
 
-import getpass
 import os
 import re
 from typing import Any, TextIO
@@ -24,7 +23,7 @@ from typing import Any, TextIO
 from twisted.internet.threads import deferToThread
 from twisted.python import usage
 
-from appnet.cli import Command, CommandError, Context
+from appnet.cli import Command, CommandError, Context, SubOptions, readSecret
 from appnet.config import parseHostPort
 from appnet.mail.client import FetchedMessage, MailClientError, fetch, send
 from appnet.mail.compose import attachmentFromFile, compose
@@ -46,12 +45,9 @@ class _ClientCommand(Command):
     def prepare(self, stdin: TextIO) -> None:
         if not self["user"]:
             return
-        if self["password-stdin"]:
-            self.password = stdin.readline().rstrip("\r\n")
-        else:
-            self.password = getpass.getpass(f"Password for {self['user']}: ")
-        if not self.password:
-            raise CommandError("no password given")
+        self.password = readSecret(
+            stdin, self["password-stdin"], f"Password for {self['user']}: "
+        )
 
     def address(self, option: str, defaultPort: int) -> tuple[str, int]:
         try:
@@ -211,8 +207,11 @@ class MailSend(_ClientCommand):
                 verify=not self["insecure"],
             )
         except MailClientError as e:
+            # Recipients the server accepted before it refused the message
+            # got nothing: name only those it refused, then the failure.
             for r in e.results:
-                context.say(f"{r.address}: {r.code} {r.response}")
+                if not r.accepted:
+                    context.say(f"{r.address}: refused ({r.code} {r.response})")
             raise CommandError(f"not sent: {e}") from None
         for r in result.results:
             context.say(
@@ -472,7 +471,7 @@ class IMAPMove(_IMAPCommand):
         context.say(f"{len(uids)} messages moved from {self['folder']} to {self['to']}")
 
 
-class MailIMAP(usage.Options):
+class MailIMAP(SubOptions):
     """Work with an IMAP account."""
 
     synopsis = "ls|fetch|move ..."
@@ -487,7 +486,7 @@ class MailIMAP(usage.Options):
             raise usage.UsageError("say ls, fetch or move")
 
 
-class MailOptions(usage.Options):
+class MailOptions(SubOptions):
     """Send and fetch mail."""
 
     synopsis = "send|fetch|imap ..."

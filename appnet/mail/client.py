@@ -47,7 +47,7 @@ from twisted.mail.smtp import (
 )
 from twisted.python.failure import Failure
 
-from appnet.errors import AppnetError
+from appnet.errors import AppnetError, CannotConnect
 
 __all__ = [
     "FetchedMessage",
@@ -288,6 +288,9 @@ def send(
             if timedOut:
                 raise MailClientError(f"timed out after {timeout:g}s")
             error = outcome.value
+            unreachable = CannotConnect.explain(host, port, error)
+            if unreachable is not None:
+                raise unreachable
             if isinstance(error, SMTPClientError):
                 raise MailClientError(
                     _describe(error),
@@ -364,7 +367,10 @@ def fetch(
         client = _Fetcher()
         client.timeout = int(timeout)
         endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
-        await connectProtocol(endpoint, client)
+        try:
+            await connectProtocol(endpoint, client)
+        except Exception as e:
+            raise CannotConnect.explain(host, port, e) or e from None
         try:
             await client.greeted.addTimeout(timeout, reactor)
             capabilities = await client.capabilities(useCache=False)
@@ -395,7 +401,7 @@ def fetch(
             raise
 
     def translate(failure: Failure) -> Failure:
-        if failure.check(MailClientError):
+        if failure.check(MailClientError, CannotConnect):
             return failure
         error = failure.value
         text = error.args[0] if getattr(error, "args", None) else str(error)

@@ -25,6 +25,7 @@ from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
 from twisted.mail.imap4 import Command, IMAP4Client, IMAP4Exception
 from twisted.python.failure import Failure
 
+from appnet.errors import CannotConnect
 from appnet.mail.client import TLS_MODES, MailClientError, _isLoopback, tlsOptions
 from appnet.mail.imap.wire import encodeMailbox, string
 
@@ -346,7 +347,10 @@ def connectIMAP(
     async def run() -> IMAPSession:
         client = _Client()
         endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
-        await connectProtocol(endpoint, client)
+        try:
+            await connectProtocol(endpoint, client)
+        except Exception as e:
+            raise CannotConnect.explain(host, port, e) or e from None
         try:
             caps = await client.greeted.addTimeout(timeout, reactor)
             if caps is None:
@@ -369,7 +373,7 @@ def connectIMAP(
 
 
 def _translate(failure: Failure) -> Failure:
-    if failure.check(MailClientError):
+    if failure.check(MailClientError, CannotConnect):
         return failure
     error = failure.value
     if isinstance(error, IMAP4Exception):

@@ -84,6 +84,7 @@ from appnet.mail.sasl import (
 from appnet.mail.smtpserver import _isLoopback
 from appnet.status import Status
 from appnet.store.interfaces import INBOX, FolderInfo, IMailStore, MessageInfo
+from appnet.tls import LiveTLS
 from appnet.trace import MaskRule
 
 __all__ = [
@@ -741,10 +742,13 @@ class POP3Server(LineQueue, POP3):
         self.transport.loseConnection()
 
 
-class POP3ServerFactory(ServerFactory):
+class POP3ServerFactory(LiveTLS, ServerFactory):
     """
     Makes POP3 sessions; holds what they share.
     """
+
+    #: The command that upgrades a session to TLS (start-up lines name it).
+    tlsUpgrade = "STLS"
 
     protocol = POP3Server  # type: ignore[assignment]
 

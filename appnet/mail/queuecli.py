@@ -15,7 +15,7 @@ import time
 from twisted.internet.threads import deferToThread
 from twisted.python import usage
 
-from appnet.cli import Command, CommandError, Context
+from appnet.cli import Command, CommandError, Context, SubOptions
 from appnet.errors import NoSuchMessage
 from appnet.mail.bounce import readHeader
 from appnet.store.interfaces import QueuedMessage, RecipientState
@@ -183,7 +183,7 @@ class QueueRelease(_OneId):
         context.say(f"released {id}")
 
 
-class QueueOptions(usage.Options):
+class QueueOptions(SubOptions):
     """The outgoing mail queue."""
 
     synopsis = "list|show ID|retry [ID]|delete ID|hold ID|release ID"

@@ -180,7 +180,7 @@ def buildMail(ctx: StackContext) -> Component:
         IIMAPAccount,
         accountFactory(ctx.store.mail, ctx.store.users, config.mail.quota or None),
     )
-    tlsOptions = ctx.tls.serverOptions() if ctx.tls is not None else None
+    tlsOptions = ctx.tlsKeeper
     delivery = Delivery(ctx.store, ctx.reactor.seconds)
     hostname = config.hostname
     resolver = resolverFor(ctx)

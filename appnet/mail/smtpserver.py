@@ -86,6 +86,7 @@ from appnet.mail.sasl import (
 from appnet.mail.spf import SPFPolicy
 from appnet.status import Status
 from appnet.store.interfaces import IStagedMessage, IStore
+from appnet.tls import LiveTLS
 from appnet.trace import MaskRule
 
 __all__ = ["SMTPRole", "SMTPServer", "SMTPServerFactory", "SMTP_MASK"]
@@ -773,10 +774,13 @@ class SMTPServer(LineQueue, ESMTP):
         self.reply(250, "2.0.0", f"Ok: queued as {envelope.id}")
 
 
-class SMTPServerFactory(ServerFactory):
+class SMTPServerFactory(LiveTLS, ServerFactory):
     """
     Makes SMTP sessions of one role; holds what they share.
     """
+
+    #: The command that upgrades a session to TLS (start-up lines name it).
+    tlsUpgrade = "STARTTLS"
 
     protocol = SMTPServer  # type: ignore[assignment]
 

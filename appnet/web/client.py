@@ -26,11 +26,12 @@ from typing import IO, Any, TextIO
 
 import treq
 from attrs import define, frozen
+from hyperlink import DecodedURL
 from OpenSSL import SSL
 from service_identity import VerificationError
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectError, DNSLookupError, TimeoutError
+from twisted.internet.error import ConnectError, TimeoutError
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
 from twisted.internet.ssl import (
     Certificate,
@@ -44,7 +45,7 @@ from twisted.web.error import InfiniteRedirection, SchemeNotSupported
 from twisted.web.iweb import IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
-from appnet.errors import AppnetError
+from appnet.errors import AppnetError, CannotConnect
 
 __all__ = [
     "Download",
@@ -70,9 +71,11 @@ class FetchError(AppnetError):
     url: str
     problem: str
     code: int | None = None
+    #: The problem names the server already (C{cannot connect to ...}).
+    standalone: bool = False
 
     def __str__(self) -> str:
-        return f"{self.url}: {self.problem}"
+        return self.problem if self.standalone else f"{self.url}: {self.problem}"
 
 
 @implementer(IPolicyForHTTPS)
@@ -184,12 +187,11 @@ def _describe(url: str, failure: BaseException) -> FetchError:
         return FetchError(url, f"TLS failed: {_mismatch(failure)}")
     if isinstance(failure, SSL.Error):
         return FetchError(url, f"TLS failed: {_sslText(failure)}")
-    if isinstance(failure, DNSLookupError):
-        return FetchError(url, "host name not found")
-    if isinstance(failure, TimeoutError):
-        return FetchError(url, "connection timed out")
-    if isinstance(failure, ConnectError):
-        return FetchError(url, f"cannot connect: {failure.osError or failure}")
+    if isinstance(failure, ConnectError | TimeoutError):
+        where = DecodedURL.from_text(url)
+        unreachable = CannotConnect.explain(where.host, where.port or 80, failure)
+        if unreachable is not None:
+            return FetchError(url, str(unreachable), standalone=True)
     if isinstance(failure, InfiniteRedirection):
         return FetchError(url, "too many redirects")
     if isinstance(failure, SchemeNotSupported):

@@ -186,7 +186,7 @@ class LoginResource(Resource):
         request.setHeader(b"cache-control", b"no-store")
         return sendBody(
             request,
-            page("Log in", _loginForm(token, nextPath, message, username)),
+            page("Log in to appnet", _loginForm(token, nextPath, message, username)),
             b"text/html; charset=utf-8",
             code=code,
         )
@@ -209,7 +209,12 @@ class LoginResource(Resource):
             if e.throttled:
                 request.setHeader(b"retry-after", b"60")
                 return self._page(request, 429, str(e), username)
-            return self._page(request, 403, str(e).capitalize() + ".", username)
+            # 401, with the challenge RFC 9110 11.6.1 asks of it: the
+            # "Cookie" scheme of the HTTP cookie-auth draft, naming the form.
+            request.setHeader(
+                b"www-authenticate", b'Cookie realm="appnet" form-action="/login"'
+            )
+            return self._page(request, 401, str(e).capitalize() + ".", username)
         target = safeNext(formValue(request, b"next"))
         request.setResponseCode(303)
         request.setHeader(b"location", target)

@@ -77,7 +77,7 @@ from appnet.stack import Component, Listening, StackContext
 from appnet.status import Status
 from appnet.trace import MaskRule
 from appnet.web.login import LoginResource, LoginService, LogoutResource
-from appnet.web.pages import ErrorResource, errorBody, reason
+from appnet.web.pages import ErrorResource, FaviconResource, errorBody, reason
 from appnet.web.sessions import SessionGate, SessionManager
 from appnet.web.static import StaticFiles
 from appnet.web.status import MetricsResource, StatusResource
@@ -600,7 +600,14 @@ class WebRoot(Resource):
         query = b""
         if b"?" in request.uri:
             query = b"?" + request.uri.split(b"?", 1)[1]
-        return self.static.resolve(segments, query)
+        found = self.static.resolve(segments, query)
+        if (
+            segments == [b"favicon.ico"]
+            and isinstance(found, ErrorResource)
+            and found.code == 404
+        ):
+            return FaviconResource()
+        return found
 
     def render(self, request: Request) -> bytes | int:
         # Only reached for an empty path (a proxy's "GET  HTTP/1.1").

@@ -113,6 +113,41 @@ class CommandTests(TestCase):
     def remote(self, path: str) -> str:
         return os.path.join(self.ftp.home(ALICE), path)
 
+    async def test_anonymousOff(self) -> None:
+        """
+        Without a user in the URL the login is anonymous; a server with
+        anonymous FTP off says so, and the command hints at a user.
+        """
+        host, port = self.ftp.address
+        out = await self.appnet("ls", f"ftp://{host}:{port}/", ok=False)
+        self.assertEqual(out.code, 1)
+        self.assertEqual(
+            out.err,
+            "appnet: USER anonymous: 530 Anonymous FTP is off on this server;"
+            f" log in as a user (anonymous FTP: give a user, as in"
+            f" ftp://USER@{host}/)\n",
+        )
+
+    async def test_putOverQuota(self) -> None:
+        """
+        An upload the server stops at the quota reports the server's
+        reason (552 ... quota), not a closed data connection.
+        """
+        ftp = await startFTP(
+            self, users={ALICE: PASSWORD}, config={"ftp": {"quota": "100K"}}
+        )
+        host, port = ftp.address
+        local = os.path.join(self.cwd, "big.bin")
+        with open(local, "wb") as f:
+            f.write(os.urandom(1_000_000))
+        out = await self.appnet(
+            "put", local, f"ftp://alice%40example.org@{host}:{port}/", ok=False
+        )
+        self.assertEqual(out.code, 1)
+        self.assertIn("552", out.err)
+        self.assertIn("quota", out.err)
+        self.assertEqual(len(out.err.splitlines()), 1, out.err)
+
     async def test_ls(self) -> None:
         """ls lists names (directories with /); -l the server's lines."""
         out = await self.appnet("ls", f"{self.base}/docs/")

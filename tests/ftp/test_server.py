@@ -130,10 +130,16 @@ class LoginTests(_Base):
         self.assertEqual(h.send(f"USER {ALICE}")[0][:3], "530")
 
     def test_anonymousOff(self) -> None:
-        """Anonymous logins fail unless enabled."""
+        """
+        Anonymous logins fail unless enabled, at USER, with a reply that
+        says anonymous FTP is off (no password asked, none counted).
+        """
         self.h.received()
-        self.assertReply("USER anonymous", 331)
-        self.assertReply("PASS me@example.org", 530)
+        lines = self.h.send("USER anonymous")
+        self.assertEqual(
+            lines, ["530 Anonymous FTP is off on this server; log in as a user"]
+        )
+        self.assertReply("USER ftp", 530)
 
     def test_anonymousReadOnly(self) -> None:
         """

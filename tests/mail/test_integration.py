@@ -368,6 +368,32 @@ class CommandTests(TestCase):
         self.assertTrue(outcome.err.startswith("appnet: not sent: "), outcome.err)
         self.assertNotIn("Traceback", outcome.err)
 
+    async def test_sendRejectedMessage(self) -> None:
+        """
+        A message the server refuses after accepting its recipients (too
+        big, 552 at the end of DATA) prints no recipient as accepted: only
+        the failure, with the server's reason.
+        """
+        mail, cert = await tlsMailStack(
+            self,
+            {"alice@example.org": "pw-alice-1"},
+            config={"mail": {"max_message_size": "2K"}},
+        )
+        host, port = mail.address("submission")
+        outcome = await self.appnet(
+            "mail", "send", "--from", "alice@example.org",
+            "--to", "alice@example.org", "--to", "bob@elsewhere.example",
+            "--body", "x" * 10_000, "--server", f"{host}:{port}",
+            "--user", "alice@example.org", "--password-stdin", "--cafile", cert,
+            stdin=b"pw-alice-1\n",
+        )  # fmt: skip
+        self.assertEqual(outcome.code, 1, outcome.err)
+        self.assertNotIn("accepted", outcome.out)
+        self.assertNotIn("250", outcome.out)
+        self.assertTrue(outcome.err.startswith("appnet: not sent: "), outcome.err)
+        self.assertIn("552", outcome.err)
+        self.assertEqual(await mail.deliveredTo("alice@example.org"), [])
+
     def appnet(self, *args: str, stdin: bytes | None = None) -> Deferred[Outcome]:
         """Run C{python -m appnet args...} from the source tree."""
         return Deferred.fromCoroutine(

@@ -59,8 +59,9 @@ class BrowserSmokeTests(TestCase):
             driver.get(web.url("/logout"))
             shown: str = driver.find_element("tag name", "p").text
             driver.find_element("css selector", "button[type=submit]").click()
-            return shown + " | " + waitForTitle(driver, "Log in")
+            return shown + " | " + waitForTitle(driver, "Log in to appnet")
 
         self.assertEqual(
-            await browser.do(logout), "Logged in as alice@example.org. | Log in"
+            await browser.do(logout),
+            "Logged in as alice@example.org. | Log in to appnet",
         )

@@ -136,10 +136,18 @@ class LoginTests(SessionTestCase):
         self.assertNotIn("Domain", cookie)
 
     def test_wrongPassword(self) -> None:
-        """A wrong password gets 403 with the form again and no session."""
+        """
+        A wrong password gets 401, with a challenge naming the form (RFC
+        9110 asks one of every 401), the form again, and no session.
+        """
         r = self.postLogin(password="wrong-password")
-        self.assertEqual(r.status, 403)
+        self.assertEqual(r.status, 401)
+        self.assertEqual(
+            r.headers["www-authenticate"],
+            ['Cookie realm="appnet" form-action="/login"'],
+        )
         self.assertIn(b"Wrong user name or password.", r.body)
+        self.assertIn(b"<title>Log in to appnet</title>", r.body)
         self.assertNotIn("appnet_session", cookies(r))
 
     def test_throttled(self) -> None:

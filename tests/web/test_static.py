@@ -66,6 +66,20 @@ class GetAndHeadTests(StaticTestCase):
         self.assertEqual(r.status, 404)
         self.assertIn(b"404 Not Found", r.body)
 
+    def test_favicon(self) -> None:
+        """
+        Without a favicon.ico of the site's own, one is served (an SVG
+        icon, cacheable); the site's own file wins when there is one.
+        """
+        r = self.web.request("GET", "/favicon.ico")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("content-type"), "image/svg+xml")
+        self.assertTrue(r.body.startswith(b"<svg "), r.body)
+        self.assertEqual(self.web.request("HEAD", "/favicon.ico").status, 200)
+        self.web.write("favicon.ico", b"\x00\x00\x01\x00own")
+        r = self.web.request("GET", "/favicon.ico")
+        self.assertEqual(r.body, b"\x00\x00\x01\x00own")
+
     def test_nameTooLong(self) -> None:
         """
         A path segment longer than the file system allows is 404, not a

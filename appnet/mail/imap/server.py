@@ -108,6 +108,7 @@ from appnet.mail.sasl import (
 from appnet.mail.smtpserver import _isLoopback
 from appnet.status import Status
 from appnet.store.interfaces import Changes, IMailStore
+from appnet.tls import LiveTLS
 from appnet.trace import MaskRule
 
 __all__ = ["IMAP_MASK", "IMAPServer", "IMAPServerFactory", "refusal"]
@@ -1358,13 +1359,16 @@ _COMMANDS: dict[str, _Command] = {
 _UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"}
 
 
-class IMAPServerFactory(ServerFactory):
+class IMAPServerFactory(LiveTLS, ServerFactory):
     """
     Makes IMAP sessions; holds what they share.
 
     @ivar blocking: runs a blocking function in a worker thread (message
         file reads, MIME parsing, search), returning a Deferred.
     """
+
+    #: The command that upgrades a session to TLS (start-up lines name it).
+    tlsUpgrade = "STARTTLS"
 
     protocol = IMAPServer  # type: ignore[assignment]
 
