@@ -1,5 +1,6 @@
 """
-Account addresses: the one spelling of C{alice@example.org} everything uses.
+Addresses: the one spelling of C{alice@example.org} everything uses, and
+the one test of whether a peer or server is on this machine (loopback).
 
 An account is named by its mail address. Addresses are compared in lower
 case (RFC 5321 leaves local-part case to the receiving host; every common
@@ -9,11 +10,12 @@ delivered to C{alice@}), so it cannot appear in an account's name.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from appnet.errors import BadAddress
 
-__all__ = ["normalizeAccount", "splitAddress"]
+__all__ = ["isLoopback", "normalizeAccount", "splitAddress"]
 
 _LOCAL = re.compile(r"^[a-z0-9!#$%&'*/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*/=?^_`{|}~-]+)*$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -54,3 +56,21 @@ def normalizeAccount(address: str | bytes) -> str:
     if len(domain) > 253 or len(labels) < 2 or not all(_LABEL.match(x) for x in labels):
         raise BadAddress(address, "bad domain")
     return f"{local}@{domain}"
+
+
+def isLoopback(host: str) -> bool:
+    """
+    Is C{host} this machine: a loopback address (IPv4-mapped and scoped
+    IPv6 spellings included), C{localhost}, or C{unix} (how appnet names a
+    peer on a UNIX socket)? Servers relax TLS-before-AUTH for such peers;
+    clients accept plain text to such servers.
+    """
+    if host in ("localhost", "unix"):
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback

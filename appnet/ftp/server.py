@@ -62,6 +62,7 @@ from twisted.protocols.ftp import FTP, RESPONSE, FTPCmdError
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from appnet.address import isLoopback
 from appnet.auth import LoginThrottled
 from appnet.config import FTPConfig
 from appnet.ftp._files import (
@@ -152,13 +153,6 @@ class ServerSettings:
             requireTLS=config.require_tls,
             anonymous=config.anonymous,
         )
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(normalHost(host)).is_loopback
-    except ValueError:
-        return False
 
 
 def _ipv4(host: str) -> bool:
@@ -593,7 +587,7 @@ class FTPServer(FTP):
         """Must this client use TLS before sending a password?"""
         if self._tls:
             return False
-        return self.settings.requireTLS or not _loopback(self._peer)
+        return self.settings.requireTLS or not isLoopback(self._peer)
 
     def ftp_USER(self, arg: str = "") -> None:
         if self.shell is not None:
@@ -968,7 +962,7 @@ class FTPServer(FTP):
             raise _Reply(502, "PASV is for IPv4 only; use EPSV")
         port = self._passive()
         announced = local
-        if self.settings.publicAddress and not _loopback(self._peer):
+        if self.settings.publicAddress and not isLoopback(self._peer):
             announced = self.settings.publicAddress
         numbers = announced.split(".") + [str(port >> 8), str(port & 0xFF)]
         self.respond(227, f"Entering Passive Mode ({','.join(numbers)})")

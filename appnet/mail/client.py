@@ -22,7 +22,6 @@ C{"none"} (never TLS; loopback use and tests only).
 from __future__ import annotations
 
 import io
-import ipaddress
 from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from typing import Any
@@ -47,6 +46,7 @@ from twisted.mail.smtp import (
 )
 from twisted.python.failure import Failure
 
+from appnet.address import isLoopback
 from appnet.errors import AppnetError, CannotConnect
 
 __all__ = [
@@ -109,15 +109,6 @@ class SendResult:
     @property
     def refused(self) -> list[RecipientResult]:
         return [r for r in self.results if not r.accepted]
-
-
-def _isLoopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def tlsOptions(host: str, trustRoot: bytes | None = None, verify: bool = True) -> Any:
@@ -269,7 +260,7 @@ def send(
         heloFallback=False,
         requireAuthentication=bool(username),
         requireTransportSecurity=tls == "require"
-        or (tls == "auto" and not _isLoopback(host)),
+        or (tls == "auto" and not isLoopback(host)),
     )
     factory.domain = helo.encode()
     connector = reactor.connectTCP(host, port, factory, timeout=timeout)
@@ -376,7 +367,7 @@ def fetch(
             capabilities = await client.capabilities(useCache=False)
             if tls != "none" and b"STLS" in capabilities:
                 await client.startTLS(tlsOptions(host, trustRoot, verify))
-            elif tls == "require" or (tls == "auto" and not _isLoopback(host)):
+            elif tls == "require" or (tls == "auto" and not isLoopback(host)):
                 raise MailClientError(f"{host} does not offer STLS")
             else:
                 client.allowInsecureLogin = True

@@ -25,8 +25,9 @@ from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
 from twisted.mail.imap4 import Command, IMAP4Client, IMAP4Exception
 from twisted.python.failure import Failure
 
+from appnet.address import isLoopback
 from appnet.errors import CannotConnect
-from appnet.mail.client import TLS_MODES, MailClientError, _isLoopback, tlsOptions
+from appnet.mail.client import TLS_MODES, MailClientError, tlsOptions
 from appnet.mail.imap.wire import encodeMailbox, string
 
 __all__ = [
@@ -358,7 +359,7 @@ def connectIMAP(
             client._capCache = caps
             if tls != "none" and b"STARTTLS" in caps:
                 caps = await client.startTLS(tlsOptions(host, trustRoot, verify))
-            elif tls == "require" or (tls == "auto" and not _isLoopback(host)):
+            elif tls == "require" or (tls == "auto" and not isLoopback(host)):
                 raise MailClientError(f"{host} does not offer STARTTLS")
             login = string(username.encode()) + b" " + string(password.encode())
             await client.sendCommand(Command(b"LOGIN", login))

@@ -70,6 +70,7 @@ from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from appnet.address import isLoopback
 from appnet.auth import Authenticator, LoginThrottled
 from appnet.errors import AppnetError, NoSuchMessage
 from appnet.listen import hostOf
@@ -81,7 +82,6 @@ from appnet.mail.sasl import (
     SASLCancelled,
     SASLError,
 )
-from appnet.mail.smtpserver import _isLoopback
 from appnet.status import Status
 from appnet.store.interfaces import INBOX, FolderInfo, IMailStore, MessageInfo
 from appnet.tls import LiveTLS
@@ -403,7 +403,7 @@ class POP3Server(LineQueue, POP3):
 
     @property
     def _plaintextAllowed(self) -> bool:
-        return self._tls or _isLoopback(self._client)
+        return self._tls or isLoopback(self._client)
 
     @property
     def _canSTLS(self) -> bool:

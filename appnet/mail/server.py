@@ -8,13 +8,13 @@ the one L{MailRealm} this builder makes (see L{buildMail}).
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.mail.interfaces import IMailboxPOP3
 
+from appnet.address import isLoopback
 from appnet.dns.client import resolverFor
 from appnet.dns.interfaces import IDNSResolver
 from appnet.errors import ConfigError
@@ -138,10 +138,7 @@ def makeQueueRunner(
                 continue
             if host == hop.address:
                 return True
-            if (
-                host in ("0.0.0.0", "::")
-                and ipaddress.ip_address(hop.address).is_loopback
-            ):
+            if host in ("0.0.0.0", "::") and isLoopback(hop.address):
                 return True
         return False
 

@@ -42,7 +42,6 @@ what TWISTED_GAPS lists as missing or wrong there:
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Coroutine
 from typing import Any
 
@@ -56,6 +55,7 @@ from twisted.logger import Logger
 from twisted.mail.smtp import ESMTP
 from twisted.python.failure import Failure
 
+from appnet.address import isLoopback
 from appnet.auth import Authenticator, LoginThrottled
 from appnet.errors import QuotaExceeded
 from appnet.listen import hostOf
@@ -144,15 +144,6 @@ def _printable(text: str) -> str:
     ASCII, so control characters (DEL, NUL, ESC) become C{?}.
     """
     return "".join(c if 32 <= ord(c) < 127 else "?" for c in text)
-
-
-def _isLoopback(host: str) -> bool:
-    if host == "unix":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class SMTPServer(LineQueue, ESMTP):
@@ -312,7 +303,7 @@ class SMTPServer(LineQueue, ESMTP):
 
     @property
     def _authOffered(self) -> bool:
-        return self.factory.role.submission and (self._tls or _isLoopback(self._client))
+        return self.factory.role.submission and (self._tls or isLoopback(self._client))
 
     @property
     def _canStartTLS(self) -> bool:

@@ -123,10 +123,23 @@ class FtplibTests(TestCase):
         await deferToThread(lambda: self.session(self.secure(), False))
 
     async def test_abort(self) -> None:
-        """ftplib's abort() (urgent data) stops a download mid-way."""
+        """
+        ftplib's abort() (urgent data) stops a download mid-way. The server
+        sends at 64 KiB/s, so the 2 MB file is still flowing when ABOR
+        arrives: the transfer cannot finish first, however fast the machine.
+        """
+        slow = await startFTP(
+            self,
+            users={ALICE: PASSWORD},
+            files={ALICE: self.files},
+            config={"ftp": {"rate_limit": "64K"}},
+        )
 
         def run() -> None:
-            client = self.plain()
+            host, port = slow.address
+            client = ftplib.FTP()
+            client.connect(host, port, timeout=20)
+            client.login(ALICE, PASSWORD)
             conn = client.transfercmd("RETR docs/big.bin")
             conn.recv(1024)
             # RFC 959: 426 for the transfer, then 226 for ABOR itself

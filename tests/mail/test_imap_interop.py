@@ -318,9 +318,11 @@ class ImaplibTests(TestCase):
 
     async def test_idleSeesSMTPDelivery(self) -> None:
         """
-        An IDLE session sees a message delivered by SMTP (another
-        protocol in the same process) within a second, as EXISTS and
-        RECENT.
+        An IDLE session is told of a message delivered by SMTP (another
+        protocol in the same process), as EXISTS then RECENT, without
+        ending its IDLE. The store pushes the change to watchers when the
+        delivery commits, so no wall-clock bound is asserted: a lost
+        notification fails by the test's timeout instead.
         """
         mail, cert = await tlsMailStack(self, USERS)
         host, port = mail.address("imap")
@@ -335,22 +337,19 @@ class ImaplibTests(TestCase):
 
         await inThread(idle)
 
-        def smtp() -> float:
+        def smtp() -> None:
             with smtplib.SMTP(smtpHost, smtpPort, timeout=10) as s:
                 s.sendmail(
                     "carol@remote.example", [ALICE], b"Subject: ping\r\n\r\nhi\r\n"
                 )
-            return time.monotonic()
 
-        def waitExists() -> tuple[bytes, float, bytes]:
-            line = m.readline()
-            return line, time.monotonic(), m.readline()
+        def waitExists() -> tuple[bytes, bytes]:
+            return m.readline(), m.readline()
 
         waiting = inThread(waitExists)
-        sent = await inThread(smtp)
-        line, seen, recent = await waiting
+        await inThread(smtp)
+        line, recent = await waiting
         self.assertEqual(line, b"* 1 EXISTS\r\n")
-        self.assertLess(seen - sent, 1.0)
         self.assertEqual(recent, b"* 1 RECENT\r\n")
 
         def done() -> bytes:

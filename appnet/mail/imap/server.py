@@ -79,6 +79,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from appnet import __version__
+from appnet.address import isLoopback
 from appnet.auth import Authenticator, LoginThrottled
 from appnet.errors import NoSuchFolder
 from appnet.listen import hostOf
@@ -105,7 +106,6 @@ from appnet.mail.sasl import (
     decodeBase64,
     decodePlain,
 )
-from appnet.mail.smtpserver import _isLoopback
 from appnet.status import Status
 from appnet.store.interfaces import Changes, IMailStore
 from appnet.tls import LiveTLS
@@ -236,7 +236,7 @@ class IMAPServer(LineQueue, IMAP4Server):
 
     @property
     def _plaintextAllowed(self) -> bool:
-        return self._tls or _isLoopback(self._client)
+        return self._tls or isLoopback(self._client)
 
     @property
     def _canSTARTTLS(self) -> bool:
