@@ -319,3 +319,31 @@ def exchange(
 
 def _newID() -> int:
     return int.from_bytes(os.urandom(2), "big")
+
+
+def update(
+    reactor: Any,
+    server: Address,
+    zone: bytes,
+    updates: Any,
+    prerequisites: Any = (),
+    key: tsig.Key | None = None,
+    timeout: float = 10.0,
+) -> Deferred[Decoded]:
+    """
+    Send a dynamic UPDATE (RFC 2136) of C{zone} to C{server} over TCP.
+
+    @param updates: the update section: records of the zone's class to
+        add; class ANY with no data to delete an RRset (type ANY: the
+        name); class NONE to delete one record.
+    @param prerequisites: the prerequisite section, in the same shape
+        (RFC 2136 section 2.4).
+    @return: the response; its C{rcode} says how it went.
+    """
+    from twisted.names import dns
+
+    message = dns.Message(opCode=dns.OP_UPDATE, maxSize=0)
+    message.queries = [dns.Query(zone, dns.SOA, dns.IN)]
+    message.answers = list(prerequisites)
+    message.authority = list(updates)
+    return exchange(reactor, server, message, key, timeout)

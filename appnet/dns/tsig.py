@@ -27,6 +27,8 @@ from appnet.dns.errors import DNSError
 
 __all__ = [
     "ALGORITHMS",
+    "algorithmName",
+    "badTime",
     "BADKEY",
     "BADSIG",
     "BADTIME",
@@ -112,7 +114,11 @@ class Key:
         return hmac.new(self.secret, data, ALGORITHMS[self.algorithm]).digest()
 
 
-def _algorithm(text: str | bytes) -> bytes:
+def algorithmName(text: str | bytes) -> bytes:
+    """An algorithm's canonical name (C{hmac-md5} is the long one).
+
+    @raise ValueError: for an algorithm we do not know.
+    """
     name = (text.encode() if isinstance(text, str) else text).lower().rstrip(b".")
     name = _SHORT.get(name, name)
     if name not in ALGORITHMS:
@@ -122,7 +128,7 @@ def _algorithm(text: str | bytes) -> bytes:
 
 def newKey(name: str, algorithm: str = "hmac-sha256") -> Key:
     """A new key with a random secret as long as the algorithm's MAC."""
-    alg = _algorithm(algorithm)
+    alg = algorithmName(algorithm)
     size = hashlib.new(ALGORITHMS[alg]).digest_size
     return Key(name.lower().rstrip(".").encode("ascii"), alg, os.urandom(size))
 
@@ -158,7 +164,7 @@ def parseKeys(text: str, source: str) -> list[Key]:
         if "algorithm" not in fields or "secret" not in fields:
             raise ValueError(f"{source}: key {name} needs an algorithm and a secret")
         try:
-            alg = _algorithm(fields["algorithm"])
+            alg = algorithmName(fields["algorithm"])
             secret = base64.b64decode(fields["secret"], validate=True)
         except ValueError as e:
             raise ValueError(f"{source}: key {name}: {e}") from None
