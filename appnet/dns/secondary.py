@@ -80,8 +80,10 @@ class SecondaryCopy:
         path: str | None,
         interface: str | None = None,
         timeout: float = 30.0,
+        transferer: Any = transfer,
     ) -> None:
         self._reactor = reactor
+        self._transfer = transferer
         self.config = config
         self.origin = normalize(config.zone.encode("ascii"))
         self.authority = authority
@@ -172,7 +174,7 @@ class SecondaryCopy:
         for primary in self.primaries:
             serial = self.zone.serial if self.zone is not None else None
             try:
-                result = await transfer(
+                result = await self._transfer(
                     self._reactor,
                     primary,
                     self.origin,
