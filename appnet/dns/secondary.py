@@ -93,6 +93,8 @@ class SecondaryCopy:
         self._timeout = timeout
         self.zone: Zone | None = None
         self.journal = Journal(None)
+        #: How each change arrived: C{"AXFR"} or C{"IXFR"}, in order.
+        self.kinds: list[str] = []
         self.lastSuccess: float | None = None
         self._timer: Any = None
         self._expiry: Any = None
@@ -234,6 +236,7 @@ class SecondaryCopy:
             self.journal.history = []
         self.journal.history.extend(diffs)
         self.zone = new
+        self.kinds.append(result.kind)
         self.authority.apply([new])
         self._log.info(
             "dns: {zone} now at serial {serial} by {kind}",

@@ -125,6 +125,8 @@ class _Stream(Int16StringReceiver):
 
 
 class _Exchange(ClientFactory):
+    noisy = False
+
     def __init__(
         self,
         reactor: Any,
