@@ -301,7 +301,9 @@ def _aliases(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
 
 def _zoneKeys(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
     if not isinstance(value, Mapping):
-        raise _Invalid(f"expected a table of zone = [key names], got {_typeName(value)}")
+        raise _Invalid(
+            f"expected a table of zone = [key names], got {_typeName(value)}"
+        )
     result = []
     for zone, keys in value.items():
         try:

@@ -156,7 +156,9 @@ def parseStatements(lines: list[str], zone: bytes | None) -> list[dict[str, Any]
                 rest = rest[1:]
             if verb == "update" and action == "add":
                 _, type, ttl, payload = _record(" ".join([words[2], *rest]), zone, True)
-                current["updates"].append(dns.RRHeader(name, type, dns.IN, ttl, payload))
+                current["updates"].append(
+                    dns.RRHeader(name, type, dns.IN, ttl, payload)
+                )
             elif verb == "update" and action in ("delete", "del"):
                 if rest and rest[0].isdigit():
                     rest = rest[1:]
@@ -241,7 +243,9 @@ class Update(Command):
                 with open(self["keyfile"], encoding="utf-8") as f:
                     keys = tsig.parseKeys(f.read(), self["keyfile"])
             except OSError as e:
-                raise CommandError(f"cannot read {self['keyfile']}: {e.strerror}") from None
+                raise CommandError(
+                    f"cannot read {self['keyfile']}: {e.strerror}"
+                ) from None
             except ValueError as e:
                 raise CommandError(str(e)) from None
             self.key = keys[0]

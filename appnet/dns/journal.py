@@ -153,7 +153,8 @@ class Journal:
             if diff.oldSerial == serial:
                 chain = self.history[i:]
                 if all(
-                    a.newSerial == b.oldSerial for a, b in zip(chain, chain[1:])
+                    a.newSerial == b.oldSerial
+                    for a, b in zip(chain, chain[1:], strict=False)
                 ):
                     return chain
         return None

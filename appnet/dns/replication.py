@@ -171,7 +171,11 @@ class Replication:
     # Signatures.
 
     def _rejected(
-        self, response: dns.Message, error: tsig.TSIGRejected, client: Address, reply: Reply
+        self,
+        response: dns.Message,
+        error: tsig.TSIGRejected,
+        client: Address,
+        reply: Reply,
     ) -> None:
         """RFC 8945 section 5.2: NOTAUTH with the TSIG error."""
         self.status.increment("dns", "tsig_rejected")
@@ -363,7 +367,7 @@ class Replication:
                 response.rCode = dns.EFORMAT
                 return self._send(response, verified, reply)
             serial = theirs[0].payload.serial  # type: ignore[union-attr]
-            chain = None
+            chain: list[Diff] | None = None
             if serial == zone.serial or serialGreater(serial, zone.serial):
                 chain = []
             else:
@@ -463,7 +467,7 @@ class Notifier:
         for target in self.targets:
             self._nextID = (self._nextID + 1) & 0xFFFF
             message = dns.Message(
-                id=self._nextID, opCode=dns.OP_NOTIFY, auth=1, maxSize=0
+                id=self._nextID, opCode=dns.OP_NOTIFY, auth=True, maxSize=0
             )
             message.queries = [dns.Query(origin, dns.SOA, dns.IN)]
             message.answers = list(zone.soa.headers)

@@ -257,9 +257,7 @@ class SecondaryCopy:
             zone = attrs.evolve(zone, expired=False)
             self.zone = zone
             self.authority.apply([zone])
-        self._expiry = self._reactor.callLater(
-            zone.soa.records[0].expire, self._expire
-        )
+        self._expiry = self._reactor.callLater(zone.soa.records[0].expire, self._expire)
 
     def _expire(self) -> None:
         zone = self.zone

@@ -63,8 +63,8 @@ from appnet.dns.interfaces import IRecursiveResolver
 from appnet.dns.journal import Journal, rollForward
 from appnet.dns.names import display, normalize
 from appnet.dns.policy import Policy, RateLimiter, Verdict
-from appnet.dns.records import NOTAUTH, RCODES, typeName
 from appnet.dns.primary import Primary
+from appnet.dns.records import NOTAUTH, RCODES, typeName
 from appnet.dns.recursion import (
     ForwardingResolver,
     IterativeResolver,
@@ -758,7 +758,7 @@ class DNSService(Service):
             previous,
             journals,
         )
-        return d.addCallback(lambda result: self._apply(*result, journals))
+        return d.addCallback(lambda result: self._apply(result[0], result[1], journals))
 
     # Start and stop.
 

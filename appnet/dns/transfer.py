@@ -150,11 +150,11 @@ class _Exchange(ClientFactory):
         self.firstSerial: int | None = None
         self.incremental: bool | None = None
         self.result: Deferred[Any] = Deferred()
-        self.protocol: _Stream | None = None
+        self.connection: _Stream | None = None
 
     def buildProtocol(self, addr: Any) -> _Stream:
-        self.protocol = _Stream(self)
-        return self.protocol
+        self.connection = _Stream(self)
+        return self.connection
 
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
         self.fail(f"cannot connect: {reason.getErrorMessage()}")
@@ -162,14 +162,14 @@ class _Exchange(ClientFactory):
     def fail(self, reason: str) -> None:
         if not self.result.called:
             self.result.errback(TransferFailed(self.server, reason))
-        if self.protocol is not None and self.protocol.transport is not None:
-            self.protocol.transport.abortConnection()  # type: ignore[attr-defined]
+        if self.connection is not None and self.connection.transport is not None:
+            self.connection.transport.abortConnection()  # type: ignore[attr-defined]
 
     def finish(self, value: Any) -> None:
         if not self.result.called:
             self.result.callback(value)
-        if self.protocol is not None and self.protocol.transport is not None:
-            self.protocol.transport.loseConnection()
+        if self.connection is not None and self.connection.transport is not None:
+            self.connection.transport.loseConnection()
 
     def lost(self, reason: Failure | None) -> None:
         self.fail("the connection closed before the response was complete")

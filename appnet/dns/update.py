@@ -154,7 +154,7 @@ class _Editor:
     def add(self, name: bytes, type: int, ttl: int, payload: Any) -> bool:
         oldTTL, records = self.rrset(name, type)
         key = rdataKey(payload)
-        for i, existing in enumerate(records):
+        for existing in records:
             if rdataKey(existing) == key:
                 if oldTTL == ttl:
                     return False
@@ -336,10 +336,10 @@ def prepare(
         name = normalize(record.name.name)
         type = record.type
         if record.cls == dns.IN:
-            present = editor.types(name)
-            if type == dns.CNAME and present - {dns.CNAME}:
+            types = editor.types(name)
+            if type == dns.CNAME and types - {dns.CNAME}:
                 continue
-            if type != dns.CNAME and dns.CNAME in present:
+            if type != dns.CNAME and dns.CNAME in types:
                 continue
             if type == dns.SOA:
                 if name != origin or not serialGreater(
@@ -354,10 +354,10 @@ def prepare(
             editor.add(name, type, record.ttl, record.payload)
         elif record.cls == dns.ANY:
             if type == dns.ALL_RECORDS:
-                for present in sorted(editor.types(name)):
-                    if name == origin and present in (dns.SOA, dns.NS):
+                for each in sorted(editor.types(name)):
+                    if name == origin and each in (dns.SOA, dns.NS):
                         continue
-                    editor.delete(name, present)
+                    editor.delete(name, each)
             elif name == origin and type in (dns.SOA, dns.NS):
                 continue
             else:

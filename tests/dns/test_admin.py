@@ -49,9 +49,7 @@ class StatementTests(SynchronousTestCase):
             None,
         )
         self.assertEqual(message["zone"], b"example.org")
-        shape = [
-            (r.name.name, r.type, r.cls, r.ttl) for r in message["prerequisites"]
-        ]
+        shape = [(r.name.name, r.type, r.cls, r.ttl) for r in message["prerequisites"]]
         self.assertEqual(
             shape,
             [

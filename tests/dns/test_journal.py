@@ -46,8 +46,14 @@ class JournalFileTests(SynchronousTestCase):
         journal.write(diffs[1:])
         again = Journal(self.path).read()
         self.assertEqual(
-            [(d.oldSerial, d.newSerial, [recordText(r) for r in d.added]) for d in again],
-            [(d.oldSerial, d.newSerial, [recordText(r) for r in d.added]) for d in diffs],
+            [
+                (d.oldSerial, d.newSerial, [recordText(r) for r in d.added])
+                for d in again
+            ],
+            [
+                (d.oldSerial, d.newSerial, [recordText(r) for r in d.added])
+                for d in diffs
+            ],
         )
 
     def test_tornTail(self) -> None:
@@ -88,7 +94,9 @@ class RollForwardTests(SynchronousTestCase):
     def test_fromFileSerial(self) -> None:
         """The diffs from the file's serial on are applied."""
         new, diffs = changes(zone(), 3)
-        self.assertEqual(rollForward(zone(), self.journal(diffs)).records(), new.records())
+        self.assertEqual(
+            rollForward(zone(), self.journal(diffs)).records(), new.records()
+        )
 
     def test_partly(self) -> None:
         """
@@ -97,7 +105,9 @@ class RollForwardTests(SynchronousTestCase):
         """
         new, diffs = changes(zone(), 3)
         middle = applyDiff(zone(), diffs[0])
-        self.assertEqual(rollForward(middle, self.journal(diffs)).records(), new.records())
+        self.assertEqual(
+            rollForward(middle, self.journal(diffs)).records(), new.records()
+        )
 
     def test_upToDate(self) -> None:
         """A file at the journal's last serial is used as it is."""
@@ -126,7 +136,9 @@ class RollForwardTests(SynchronousTestCase):
         entry deletes fails the roll-forward, naming the journal.
         """
         _, diffs = changes(zone(), 1)
-        _, delete = prepare(zone(), [], [rr("www.example.org", dns.A, cls=dns.ANY, ttl=0)])
+        _, delete = prepare(
+            zone(), [], [rr("www.example.org", dns.A, cls=dns.ANY, ttl=0)]
+        )
         assert delete is not None
         edited = zone(ZONE.replace("www    A     192.0.2.1\n", ""))
         with self.assertRaises(ZoneError) as caught:

@@ -139,9 +139,7 @@ class ReplicationTests(SynchronousTestCase):
         reply = self.one(
             updateMessage(
                 rr("www.example.org", dns.A, a("192.0.2.9")),
-                prerequisites=[
-                    rr("www.example.org", dns.ALL_RECORDS, cls=254, ttl=0)
-                ],
+                prerequisites=[rr("www.example.org", dns.ALL_RECORDS, cls=254, ttl=0)],
             ),
             UPDATER,
         )
@@ -192,9 +190,7 @@ class ReplicationTests(SynchronousTestCase):
         found = tsig.find(replies[0])
         assert found is not None
         self.assertEqual(found[2].error, tsig.BADTIME)
-        self.assertIsNotNone(
-            tsig.verify(replies[0], tsig.Keyring([UPDATER]), NOW, mac)
-        )
+        self.assertIsNotNone(tsig.verify(replies[0], tsig.Keyring([UPDATER]), NOW, mac))
 
     def test_tsigNotLast(self) -> None:
         """A TSIG record that is not the last record is FORMERR (5.1)."""
@@ -239,7 +235,9 @@ class ReplicationTests(SynchronousTestCase):
         """
         for i in range(300):
             self.one(
-                updateMessage(rr(f"h{i}.example.org", dns.TXT, dns.Record_TXT(b"x" * 200))),
+                updateMessage(
+                    rr(f"h{i}.example.org", dns.TXT, dns.Record_TXT(b"x" * 200))
+                ),
                 UPDATER,
             )
         axfr = encode(newQuery(3, b"example.org", dns.AXFR, recursionDesired=False))
@@ -267,7 +265,9 @@ class ReplicationTests(SynchronousTestCase):
         self.assertEqual(
             [(d.oldSerial, d.newSerial) for d in result.diffs], [(10, 11), (11, 12)]
         )
-        self.assertEqual([r.name.name for r in result.diffs[0].added], [b"n1.example.org"])
+        self.assertEqual(
+            [r.name.name for r in result.diffs[0].added], [b"n1.example.org"]
+        )
         self.assertEqual(
             [r.payload.dottedQuad() for r in result.diffs[1].deleted],  # type: ignore[union-attr]
             ["192.0.2.1"],

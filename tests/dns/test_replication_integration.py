@@ -150,7 +150,11 @@ class ClientTests(TestCase):
             },
         )
         response = await update(
-            reactor, server.address, b"example.org", [add(b"a.example.org", "192.0.2.7")], key=KEY
+            reactor,
+            server.address,
+            b"example.org",
+            [add(b"a.example.org", "192.0.2.7")],
+            key=KEY,
         )
         self.assertEqual(response.rcode, dns.OK)
         whole = await transfer(reactor, server.address, b"example.org", key=KEY)
@@ -166,7 +170,10 @@ class ClientTests(TestCase):
         """An unsigned update through the API is REFUSED."""
         server = await startDNS(self, zones={"example.org": ZONE})
         response = await update(
-            reactor, server.address, b"example.org", [add(b"a.example.org", "192.0.2.7")]
+            reactor,
+            server.address,
+            b"example.org",
+            [add(b"a.example.org", "192.0.2.7")],
         )
         self.assertEqual(response.rcode, dns.EREFUSED)
 
@@ -194,12 +201,18 @@ class DurabilityTests(TestCase):
         args += ephemeralArgs("data")
         collector, pid = spawn(args, cwd)
         await collector.waitFor(b"appnet ready")
-        port = re.search(r"dns listening on tcp 127\.0\.0\.1:(\d+)", collector.out.decode())
+        port = re.search(
+            r"dns listening on tcp 127\.0\.0\.1:(\d+)", collector.out.decode()
+        )
         assert port is not None
         server = ("127.0.0.1", int(port.group(1)))
         for i in range(20):
             response = await update(
-                reactor, server, b"example.org", [add(b"n.example.org", f"192.0.2.{i + 1}")], key=KEY
+                reactor,
+                server,
+                b"example.org",
+                [add(b"n.example.org", f"192.0.2.{i + 1}")],
+                key=KEY,
             )
             self.assertEqual(response.rcode, dns.OK)
         os.kill(pid, signal.SIGKILL)
@@ -207,7 +220,9 @@ class DurabilityTests(TestCase):
         collector, pid = spawn(args, cwd)
         self.addCleanup(stop, collector, pid)
         await collector.waitFor(b"appnet ready")
-        port = re.search(r"dns listening on tcp 127\.0\.0\.1:(\d+)", collector.out.decode())
+        port = re.search(
+            r"dns listening on tcp 127\.0\.0\.1:(\d+)", collector.out.decode()
+        )
         assert port is not None
         got = await addresses(("127.0.0.1", int(port.group(1))), "n.example.org")
         self.assertEqual(got, sorted(f"192.0.2.{i + 1}" for i in range(20)))

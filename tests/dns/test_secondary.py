@@ -98,9 +98,7 @@ class TimerTests(SynchronousTestCase):
         """
         self.primary.results.append(axfr(self.first))
         self.copy.start()
-        self.primary.results.extend(
-            [TransferFailed(PRIMARY, "refused")] * 20
-        )
+        self.primary.results.extend([TransferFailed(PRIMARY, "refused")] * 20)
         self.clock.advance(100)
         self.assertEqual(len(self.primary.asked), 2)
         self.clock.advance(20)
@@ -129,9 +127,7 @@ class TimerTests(SynchronousTestCase):
         self.assertEqual(len(self.primary.asked), 1)
         _, diff = prepare(self.first, [], [rr("n.example.org", dns.A, a("192.0.2.7"))])
         assert diff is not None
-        self.primary.results.append(
-            Transfer("IXFR", diff.newSOA, diffs=(diff,))
-        )
+        self.primary.results.append(Transfer("IXFR", diff.newSOA, diffs=(diff,)))
         self.assertTrue(self.copy.notifiedBy("127.0.0.2", None))
         self.assertEqual(self.primary.asked, [None, 10])
         self.assertEqual(self.authority.get(b"example.org").serial, 11)  # type: ignore[union-attr]
@@ -144,7 +140,9 @@ class TimerTests(SynchronousTestCase):
         """
         self.primary.results.append(axfr(self.first))
         self.copy.start()
-        _, diff = prepare(self.first, [], [rr("www.example.org", dns.A, cls=dns.ANY, ttl=0)])
+        _, diff = prepare(
+            self.first, [], [rr("www.example.org", dns.A, cls=dns.ANY, ttl=0)]
+        )
         assert diff is not None
         _, stale = prepare(
             zone(TIMED.replace(" 10 100", " 5 100")),

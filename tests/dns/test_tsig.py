@@ -39,8 +39,12 @@ class KeyFileTests(SynchronousTestCase):
             'key b { algorithm HMAC-SHA256; secret "YWJj"; };\n'
         )
         a, b = tsig.parseKeys(text, "f")
-        self.assertEqual((a.name, a.algorithm, a.secret), (b"a", b"hmac-sha512", b"secret"))
-        self.assertEqual((b.name, b.algorithm, b.secret), (b"b", b"hmac-sha256", b"abc"))
+        self.assertEqual(
+            (a.name, a.algorithm, a.secret), (b"a", b"hmac-sha512", b"secret")
+        )
+        self.assertEqual(
+            (b.name, b.algorithm, b.secret), (b"b", b"hmac-sha256", b"abc")
+        )
 
     def test_badFiles(self) -> None:
         """Errors name the file and the key."""

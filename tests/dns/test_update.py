@@ -43,7 +43,9 @@ def zone(text: str = ZONE) -> Zone:
     return zoneFromText(text, "example.org", b"example.org")
 
 
-def rr(name: str, type: int, payload: Any = None, cls: int = dns.IN, ttl: int = 300) -> dns.RRHeader:
+def rr(
+    name: str, type: int, payload: Any = None, cls: int = dns.IN, ttl: int = 300
+) -> dns.RRHeader:
     """A record of the update or prerequisite section."""
     if payload is None:
         payload = dns.UnknownRecord(b"")
@@ -87,23 +89,42 @@ class PrerequisiteTests(SynchronousTestCase):
 
     def test_nameInUse(self) -> None:
         """Class ANY, type ANY: the name has records, else NXDOMAIN (2.4.4)."""
-        self.assertEqual(self.check([rr("www.example.org", dns.ALL_RECORDS, cls=dns.ANY, ttl=0)]), dns.OK)
-        self.assertEqual(self.check([rr("no.example.org", dns.ALL_RECORDS, cls=dns.ANY, ttl=0)]), dns.ENAME)
+        self.assertEqual(
+            self.check([rr("www.example.org", dns.ALL_RECORDS, cls=dns.ANY, ttl=0)]),
+            dns.OK,
+        )
+        self.assertEqual(
+            self.check([rr("no.example.org", dns.ALL_RECORDS, cls=dns.ANY, ttl=0)]),
+            dns.ENAME,
+        )
 
     def test_nameNotInUse(self) -> None:
         """Class NONE, type ANY: the name has no records, else YXDOMAIN (2.4.5)."""
-        self.assertEqual(self.check([rr("no.example.org", dns.ALL_RECORDS, cls=NONE, ttl=0)]), dns.OK)
-        self.assertEqual(self.check([rr("www.example.org", dns.ALL_RECORDS, cls=NONE, ttl=0)]), YXDOMAIN)
+        self.assertEqual(
+            self.check([rr("no.example.org", dns.ALL_RECORDS, cls=NONE, ttl=0)]), dns.OK
+        )
+        self.assertEqual(
+            self.check([rr("www.example.org", dns.ALL_RECORDS, cls=NONE, ttl=0)]),
+            YXDOMAIN,
+        )
 
     def test_rrsetExists(self) -> None:
         """Class ANY: the RRset exists, else NXRRSET (2.4.1)."""
-        self.assertEqual(self.check([rr("www.example.org", dns.A, cls=dns.ANY, ttl=0)]), dns.OK)
-        self.assertEqual(self.check([rr("www.example.org", dns.MX, cls=dns.ANY, ttl=0)]), NXRRSET)
+        self.assertEqual(
+            self.check([rr("www.example.org", dns.A, cls=dns.ANY, ttl=0)]), dns.OK
+        )
+        self.assertEqual(
+            self.check([rr("www.example.org", dns.MX, cls=dns.ANY, ttl=0)]), NXRRSET
+        )
 
     def test_rrsetDoesNotExist(self) -> None:
         """Class NONE: the RRset does not exist, else YXRRSET (2.4.3)."""
-        self.assertEqual(self.check([rr("www.example.org", dns.MX, cls=NONE, ttl=0)]), dns.OK)
-        self.assertEqual(self.check([rr("www.example.org", dns.A, cls=NONE, ttl=0)]), YXRRSET)
+        self.assertEqual(
+            self.check([rr("www.example.org", dns.MX, cls=NONE, ttl=0)]), dns.OK
+        )
+        self.assertEqual(
+            self.check([rr("www.example.org", dns.A, cls=NONE, ttl=0)]), YXRRSET
+        )
 
     def test_valueDependent(self) -> None:
         """
@@ -123,14 +144,18 @@ class PrerequisiteTests(SynchronousTestCase):
 
     def test_formatErrors(self) -> None:
         """A TTL other than 0, or data with class ANY, is FORMERR (3.2.1)."""
-        self.assertEqual(self.check([rr("www.example.org", dns.A, cls=dns.ANY, ttl=5)]), dns.EFORMAT)
+        self.assertEqual(
+            self.check([rr("www.example.org", dns.A, cls=dns.ANY, ttl=5)]), dns.EFORMAT
+        )
         bad = rr("www.example.org", dns.A, a("192.0.2.1"), cls=dns.ANY, ttl=0)
         bad.rdlength = 4
         self.assertEqual(self.check([bad]), dns.EFORMAT)
 
     def test_notZone(self) -> None:
         """A prerequisite outside the zone is NOTZONE (3.2.1)."""
-        self.assertEqual(self.check([rr("www.example.net", dns.A, cls=dns.ANY, ttl=0)]), NOTZONE)
+        self.assertEqual(
+            self.check([rr("www.example.net", dns.A, cls=dns.ANY, ttl=0)]), NOTZONE
+        )
 
     def test_failedPrerequisiteChangesNothing(self) -> None:
         """When a prerequisite fails the update section is not applied."""
@@ -200,8 +225,16 @@ class UpdateTests(SynchronousTestCase):
     def test_lastNS(self) -> None:
         """The apex's last NS record is never deleted (3.4.2.4)."""
         new = self.apply(
-            rr("example.org", dns.NS, dns.Record_NS(b"ns.example.org"), cls=NONE, ttl=0),
-            rr("example.org", dns.NS, dns.Record_NS(b"ns2.example.org"), cls=NONE, ttl=0),
+            rr(
+                "example.org", dns.NS, dns.Record_NS(b"ns.example.org"), cls=NONE, ttl=0
+            ),
+            rr(
+                "example.org",
+                dns.NS,
+                dns.Record_NS(b"ns2.example.org"),
+                cls=NONE,
+                ttl=0,
+            ),
         )
         self.assertEqual(
             [r.name.name for r in new.nodes[b"example.org"][dns.NS].records],
@@ -218,7 +251,9 @@ class UpdateTests(SynchronousTestCase):
             rr("alias.example.org", dns.A, a("192.0.2.7")),
         )
         self.assertEqual(new.serial, 10)
-        new = self.apply(rr("alias.example.org", dns.CNAME, dns.Record_CNAME(b"ns.example.org")))
+        new = self.apply(
+            rr("alias.example.org", dns.CNAME, dns.Record_CNAME(b"ns.example.org"))
+        )
         self.assertEqual(
             new.nodes[b"alias.example.org"][dns.CNAME].records[0].name.name,
             b"ns.example.org",
@@ -229,7 +264,9 @@ class UpdateTests(SynchronousTestCase):
         An SOA with a greater serial replaces the SOA; with a smaller one
         it is ignored (3.4.2.2).
         """
-        soa = dns.Record_SOA(b"ns.example.org", b"h.example.org", serial=500, minimum=30)
+        soa = dns.Record_SOA(
+            b"ns.example.org", b"h.example.org", serial=500, minimum=30
+        )
         self.assertEqual(self.apply(rr("example.org", dns.SOA, soa)).serial, 500)
         soa = dns.Record_SOA(b"ns.example.org", b"h.example.org", serial=5)
         self.assertEqual(self.apply(rr("example.org", dns.SOA, soa)).serial, 10)
@@ -252,12 +289,16 @@ class UpdateTests(SynchronousTestCase):
             (rr("x.example.org", dns.A, a("192.0.2.1"), cls=dns.CH), dns.EFORMAT),
             (rr("x.example.org", dns.A, cls=dns.ANY, ttl=3), dns.EFORMAT),
         ]:
-            result = prepare(zone(), [], [rr("ok.example.org", dns.A, a("192.0.2.1")), record])
+            result = prepare(
+                zone(), [], [rr("ok.example.org", dns.A, a("192.0.2.1")), record]
+            )
             self.assertEqual(result, (rcode, None))
 
     def test_delegation(self) -> None:
         """NS records added below the apex make a delegation."""
-        new = self.apply(rr("sub.example.org", dns.NS, dns.Record_NS(b"ns.sub.example.org")))
+        new = self.apply(
+            rr("sub.example.org", dns.NS, dns.Record_NS(b"ns.sub.example.org"))
+        )
         self.assertIn(b"sub.example.org", new.cuts)
 
 
@@ -269,7 +310,9 @@ class DiffTests(SynchronousTestCase):
         A diff whose old serial is not the zone's, or that deletes a
         record the zone lacks, does not apply.
         """
-        _, diff = prepare(zone(), [], [rr("www.example.org", dns.A, cls=dns.ANY, ttl=0)])
+        _, diff = prepare(
+            zone(), [], [rr("www.example.org", dns.A, cls=dns.ANY, ttl=0)]
+        )
         assert diff is not None
         new = applyDiff(zone(), diff)
         self.assertRaises(ZoneError, applyDiff, new, diff)

@@ -116,7 +116,9 @@ class NsupdateTests(TestCase):
             self.script("update add new.example.org 60 A 192.0.2.9"),
         )
         self.assertEqual(done.code, 0, done.err)
-        self.assertEqual(await answers(self.server.address, "new.example.org"), ["192.0.2.9"])
+        self.assertEqual(
+            await answers(self.server.address, "new.example.org"), ["192.0.2.9"]
+        )
         failed = await runWith(
             [self.nsupdate, "-k", self.keyFile],
             self.script(
@@ -134,11 +136,13 @@ class NsupdateTests(TestCase):
             self.script(
                 "prereq yxrrset new.example.org A 192.0.2.9",
                 "update delete new.example.org A",
-                "update add txt.example.org 60 TXT \"a b\"",
+                'update add txt.example.org 60 TXT "a b"',
             ),
         )
         self.assertEqual(done.code, 0, done.err)
-        self.assertEqual(await answers(self.server.address, "new.example.org"), ["rcode 3"])
+        self.assertEqual(
+            await answers(self.server.address, "new.example.org"), ["rcode 3"]
+        )
         self.assertEqual(
             await answers(self.server.address, "txt.example.org", dns.TXT), ['"a b"']
         )
@@ -163,7 +167,9 @@ class NsupdateTests(TestCase):
             [self.nsupdate], self.script("update add new.example.org 60 A 192.0.2.9")
         )
         self.assertIn("REFUSED", outcome.out + outcome.err)
-        self.assertEqual(await answers(self.server.address, "new.example.org"), ["rcode 3"])
+        self.assertEqual(
+            await answers(self.server.address, "new.example.org"), ["rcode 3"]
+        )
 
     async def test_digTransfers(self) -> None:
         """
@@ -182,9 +188,9 @@ class NsupdateTests(TestCase):
         axfr = await runWith([*base, "example.org", "AXFR"])
         self.assertEqual(axfr.code, 0, axfr.err)
         self.assertNotIn("tsig verify failure", axfr.out)
-        records = [l for l in axfr.out.splitlines() if l and not l.startswith(";")]
+        records = [line for line in axfr.out.splitlines() if line and line[0] != ";"]
         self.assertIn("192.0.2.21", axfr.out)
-        self.assertEqual(len([l for l in records if "\tSOA\t" in l]), 2)
+        self.assertEqual(len([line for line in records if "\tSOA\t" in line]), 2)
         ixfr = await runWith([*base, "example.org", "IXFR=2"])
         self.assertEqual(ixfr.code, 0, ixfr.err)
         self.assertNotIn("tsig verify failure", ixfr.out)
@@ -272,12 +278,24 @@ class KnotSecondaryTests(TestCase):
         for i in range(5):
             name = f"h{i}.example.org".encode()
             names.append(name.decode())
-            changes = [dns.RRHeader(name, dns.A, dns.IN, 300, dns.Record_A(f"192.0.2.{100 + i}"))]
+            changes = [
+                dns.RRHeader(
+                    name, dns.A, dns.IN, 300, dns.Record_A(f"192.0.2.{100 + i}")
+                )
+            ]
             if i:
                 changes.append(
-                    dns.RRHeader(b"www.example.org", dns.A, dns.IN, 300, dns.Record_A(f"192.0.2.{i + 1}"))
+                    dns.RRHeader(
+                        b"www.example.org",
+                        dns.A,
+                        dns.IN,
+                        300,
+                        dns.Record_A(f"192.0.2.{i + 1}"),
+                    )
                 )
-            response = await update(reactor, primary.address, b"example.org", changes, key=KEY)
+            response = await update(
+                reactor, primary.address, b"example.org", changes, key=KEY
+            )
             self.assertEqual(response.rcode, dns.OK)
             await eventually(self, secondary, name.decode(), [f"192.0.2.{100 + i}"])
         for name in [*names, "www.example.org", "ns.example.org", "example.org"]:
@@ -342,7 +360,10 @@ class NamedPrimaryTests(TestCase):
                 )
             )
         server = startServer(
-            self, [named, "-g", "-n", "1", "-c", config], base, [("127.0.0.1", namedPort)]
+            self,
+            [named, "-g", "-n", "1", "-c", config],
+            base,
+            [("127.0.0.1", namedPort)],
         )
         await waitForPort(server, "127.0.0.1", namedPort, "named")
         secondary = await startDNS(
