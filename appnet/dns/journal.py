@@ -29,7 +29,7 @@ from twisted.names import dns
 
 from appnet.dns.errors import ZoneError
 from appnet.dns.records import recordClass
-from appnet.dns.update import Diff, applyDiff
+from appnet.dns.update import Diff, applyDiffs
 from appnet.dns.zones import Zone
 
 __all__ = ["Journal", "JournalWriter", "rollForward"]
@@ -183,8 +183,7 @@ def rollForward(zone: Zone, journal: Journal) -> Zone:
             "merge or remove the journal",
         )
     try:
-        for diff in chain:
-            zone = applyDiff(zone, diff)
+        zone = applyDiffs(zone, chain)
     except ZoneError as e:
         raise ZoneError(
             journal.path or zone.source, 0, f"journal rollforward failed: {e.problem}"

@@ -28,7 +28,7 @@ from appnet.dns.journal import Journal
 from appnet.dns.names import display, normalize
 from appnet.dns.records import recordText
 from appnet.dns.transfer import Transfer, transfer
-from appnet.dns.update import applyDiff, diffZones, zoneFromRecords
+from appnet.dns.update import applyDiffs, diffZones, zoneFromRecords
 from appnet.dns.zonefile import readFile
 from appnet.dns.zones import Authority, Zone, zoneFromText
 
@@ -215,9 +215,7 @@ class SecondaryCopy:
             return
         if result.kind == "IXFR":
             assert old is not None
-            new = old
-            for diff in result.diffs:
-                new = applyDiff(new, diff)
+            new = applyDiffs(old, result.diffs)
             diffs = list(result.diffs)
         else:
             new = zoneFromRecords(result.records, f"transfer of {display(self.origin)}")

@@ -30,6 +30,7 @@ __all__ = [
     "YXRRSET",
     "Diff",
     "applyDiff",
+    "applyDiffs",
     "nextSerial",
     "prepare",
     "rdataKey",
@@ -205,8 +206,29 @@ class _Editor:
                 nodes[name] = byType
             else:
                 nodes.pop(name, None)
-        zone = _index(self.origin, nodes)
-        zone.source = self.zone.source
+        old = self.zone
+        if any(not byType and name in old.nodes for name, byType in changed.items()):
+            # A name went away: which empty non-terminals remain is found
+            # by indexing again.
+            zone = _index(self.origin, nodes)
+        else:
+            added: set[bytes] = set()
+            for name in changed:
+                up: bytes | None = name
+                while up is not None and up not in old.names and up not in added:
+                    added.add(up)
+                    if up == self.origin:
+                        break
+                    up = parent(up)
+            cuts = set(old.cuts)
+            for name, byType in changed.items():
+                if name != self.origin and dns.NS in byType:
+                    cuts.add(name)
+                else:
+                    cuts.discard(name)
+            names = old.names | added if added else old.names
+            zone = Zone(self.origin, "", nodes, names, frozenset(cuts))
+        zone.source = old.source
         return zone
 
 
@@ -217,24 +239,43 @@ def applyDiff(zone: Zone, diff: Diff) -> Zone:
 
     @raise ZoneError: if it does not.
     """
-    if diff.oldSerial != zone.serial:
-        raise ZoneError(
-            zone.source,
-            0,
-            f"a change from serial {diff.oldSerial} does not apply to serial "
-            f"{zone.serial}",
-        )
+    return applyDiffs(zone, [diff])
+
+
+def applyDiffs(zone: Zone, diffs: Sequence[Diff]) -> Zone:
+    """
+    The zone after a chain of diffs (see L{applyDiff}), built once: an
+    IXFR of many changes, a journal's roll-forward.
+
+    @raise ZoneError: if one does not apply.
+    """
+    if not diffs:
+        return zone
     editor = _Editor(zone)
-    for record in diff.deleted:
-        if not editor.delete(record.name.name.lower(), record.type, record.payload):
+    serial = zone.serial
+    for diff in diffs:
+        if diff.oldSerial != serial:
             raise ZoneError(
                 zone.source,
                 0,
-                f"serial {diff.newSerial} deletes a record the zone does not hold",
+                f"a change from serial {diff.oldSerial} does not apply to serial "
+                f"{serial}",
             )
-    for record in diff.added:
-        editor.add(record.name.name.lower(), record.type, record.ttl, record.payload)
-    return editor.zoneWith((diff.newSOA.ttl, diff.newSOA.payload))
+        for record in diff.deleted:
+            name = record.name.name.lower()
+            if not editor.delete(name, record.type, record.payload):
+                raise ZoneError(
+                    zone.source,
+                    0,
+                    f"serial {diff.newSerial} deletes a record the zone does not hold",
+                )
+        for record in diff.added:
+            editor.add(
+                record.name.name.lower(), record.type, record.ttl, record.payload
+            )
+        serial = diff.newSerial
+    last = diffs[-1].newSOA
+    return editor.zoneWith((last.ttl, last.payload))
 
 
 def _diff(editor: _Editor, zone: Zone, soaTTL: int, soa: Any) -> Diff:

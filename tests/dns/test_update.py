@@ -326,3 +326,28 @@ class DiffTests(SynchronousTestCase):
         diff = diffZones(old, new)
         self.assertEqual((diff.oldSerial, diff.newSerial), (10, 12))
         self.assertEqual(applyDiff(old, diff).records(), new.records())
+
+    def test_indexKeptInStep(self) -> None:
+        """
+        Names, empty non-terminals and delegation points of an updated
+        zone are what loading its records afresh gives, through adds,
+        delegations and deletes.
+        """
+        from appnet.dns.update import applyDiffs, zoneFromRecords
+
+        current = zone()
+        diffs = []
+        for updates in [
+            [rr("a.b.c.example.org", dns.A, a("192.0.2.5"))],
+            [rr("sub.example.org", dns.NS, dns.Record_NS(b"ns.example.org"))],
+            [rr("a.b.c.example.org", dns.ALL_RECORDS, cls=dns.ANY, ttl=0)],
+            [rr("sub.example.org", dns.NS, cls=dns.ANY, ttl=0)],
+            [rr("x.y.example.org", dns.TXT, dns.Record_TXT(b"t"))],
+        ]:
+            _, diff = prepare(current, [], updates)
+            assert diff is not None
+            diffs.append(diff)
+            current = applyDiff(current, diff)
+            fresh = zoneFromRecords(current.records()[:-1], "fresh")
+            self.assertEqual((current.names, current.cuts), (fresh.names, fresh.cuts))
+        self.assertEqual(applyDiffs(zone(), diffs).records(), current.records())
