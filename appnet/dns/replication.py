@@ -325,8 +325,8 @@ class Replication:
     # Transfers out.
 
     def _mayTransfer(self, client: Address, verified: tsig.Verified | None) -> bool:
-        if verified is not None:
-            return verified.key.name in self.policy.transferKeys
+        if verified is not None and verified.key.name in self.policy.transferKeys:
+            return True
         return self.access.mayTransfer(client[0])
 
     def _transfer(

@@ -36,6 +36,8 @@ __all__ = ["Secondaries", "SecondaryCopy"]
 
 #: Retry time before the first copy exists (no SOA to read it from).
 FIRST_RETRY = 30.0
+#: Changes kept for IXFR out of a secondary copy (older serials get AXFR).
+MAX_HISTORY = 10000
 
 
 def _write(path: str, text: str) -> None:
@@ -232,9 +234,12 @@ class SecondaryCopy:
             )
         if result.kind != "IXFR" and old is None:
             self.journal.history = []
-        self.journal.history.extend(diffs)
+        history = self.journal.history
+        history.extend(diffs)
+        del history[: max(0, len(history) - MAX_HISTORY)]
         self.zone = new
         self.kinds.append(result.kind)
+        del self.kinds[: max(0, len(self.kinds) - MAX_HISTORY)]
         self.authority.apply([new])
         self._log.info(
             "dns: {zone} now at serial {serial} by {kind}",
@@ -306,6 +311,8 @@ class Secondaries:
 
     def start(self, interface: str | None) -> None:
         """Start refreshing every copy."""
+        if interface in ("", "0.0.0.0", "::"):
+            interface = None
         for copy in self.copies.values():
             copy.interface = interface
             copy.start()

@@ -50,7 +50,9 @@ def zoneText(names: int) -> str:
         "@ IN NS ns",
         "ns IN A 192.0.2.53",
     ]
-    lines += [f"h{i} IN A 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(names)]
+    lines += [
+        f"h{i} IN A 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(names)
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -79,7 +81,9 @@ def startAppnet(directory: str, names: int) -> tuple[subprocess.Popen[bytes], in
     return process, port
 
 
-def startNamed(directory: str, names: int) -> tuple[subprocess.Popen[bytes], int] | None:
+def startNamed(
+    directory: str, names: int
+) -> tuple[subprocess.Popen[bytes], int] | None:
     named = shutil.which("named") or (
         "/usr/sbin/named" if os.path.exists("/usr/sbin/named") else None
     )
