@@ -29,7 +29,6 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchlib import TWISTD, freePort, stopProcess, table, waitForPort  # noqa: E402
-
 from twisted.internet import defer, task  # noqa: E402
 from twisted.names import dns  # noqa: E402
 
