@@ -325,3 +325,82 @@ class AuthorityListenerTests(SynchronousTestCase):
         authority.removeListener(heard.append)
         authority.apply([first])
         self.assertEqual(len(heard), 3)
+
+
+class _FakeUDPPort:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+        self.closed = False
+
+    def write(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+    def stopListening(self) -> None:
+        self.closed = True
+
+
+class _UDPClock(Clock):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ports: list[tuple[Any, str, _FakeUDPPort]] = []
+
+    def listenUDP(self, port: int, protocol: Any, interface: str = "") -> _FakeUDPPort:
+        fake = _FakeUDPPort()
+        self.ports.append((protocol, interface, fake))
+        return fake
+
+
+class NotifierTests(SynchronousTestCase):
+    """NOTIFY out (RFC 1996 sections 3.6 and 4.7), on a C{Clock}."""
+
+    def setUp(self) -> None:
+        from appnet.dns.replication import Notifier
+
+        self.clock = _UDPClock()
+        self.notifier = Notifier(
+            self.clock, [("127.0.0.3", 5300), ("127.0.0.4", 53)], "127.0.0.2"
+        )
+        self.notifier.start()
+        self.protocol, self.interface, self.port = self.clock.ports[0]
+
+    def test_message(self) -> None:
+        """
+        A NOTIFY goes to each secondary from the server's own address:
+        opcode NOTIFY, AA set, the zone's SOA as the question, the new SOA
+        in the answer section.
+        """
+        self.notifier.notify(b"example.org", zone())
+        self.assertEqual(self.interface, "127.0.0.2")
+        self.assertEqual(
+            [addr for _, addr in self.port.sent],
+            [("127.0.0.3", 5300), ("127.0.0.4", 53)],
+        )
+        message = decode(self.port.sent[0][0]).message
+        self.assertEqual((message.opCode, message.auth), (dns.OP_NOTIFY, True))
+        self.assertEqual(
+            (message.queries[0].name.name, message.queries[0].type),
+            (b"example.org", dns.SOA),
+        )
+        self.assertEqual(message.answers[0].payload.serial, 10)  # type: ignore[union-attr]
+
+    def test_retriedUntilAnswered(self) -> None:
+        """
+        A NOTIFY without an answer is sent again every interval, five
+        times in all; an answer from the secondary stops its retries.
+        """
+        self.notifier.notify(b"example.org", zone())
+        first = self.port.sent[0][0]
+        answer = bytearray(first)
+        answer[2] |= 0x80
+        self.protocol.datagramReceived(bytes(answer), ("127.0.0.3", 5300))
+        self.clock.pump([2.0] * 30)
+        toFirst = [d for d, addr in self.port.sent if addr == ("127.0.0.3", 5300)]
+        toSecond = [d for d, addr in self.port.sent if addr == ("127.0.0.4", 53)]
+        self.assertEqual((len(toFirst), len(toSecond)), (1, 5))
+
+    def test_stop(self) -> None:
+        """Stopping cancels the retries and closes the socket."""
+        self.notifier.notify(b"example.org", zone())
+        self.notifier.stop()
+        self.assertTrue(self.port.closed)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
