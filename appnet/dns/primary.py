@@ -76,6 +76,7 @@ class Primary:
         self.replication = Replication(
             reactor, factory.authority, keyring, policy, factory.policy, status
         )
+        self.replication.maxUDPSize = config.max_udp_size
         factory.replication = self.replication
         self.notifier = Notifier(reactor, config.notify, config.listen[0])
         self.replication.notifier = self.notifier

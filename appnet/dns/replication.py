@@ -27,7 +27,7 @@ from appnet.dns.names import display, normalize
 from appnet.dns.policy import Policy
 from appnet.dns.records import NOTAUTH
 from appnet.dns.update import Diff, applyDiff, prepare, serialGreater
-from appnet.dns.wire import Decoded, encode, responseTo
+from appnet.dns.wire import EDNS, STANDARD_UDP_SIZE, Decoded, encode, responseTo
 from appnet.dns.zones import Authority, Zone
 from appnet.status import Status
 
@@ -109,6 +109,8 @@ class Replication:
         self.journals: dict[bytes, JournalWriter] = {}
         self.secondaries: dict[bytes, Any] = {}
         self.notifier: Notifier | None = None
+        #: Largest UDP reply, as the server's C{dns.max_udp_size}.
+        self.maxUDPSize = 1232
         self._pending: dict[bytes, Zone] = {}
 
     def journalFor(self, origin: bytes) -> JournalWriter:
@@ -166,7 +168,7 @@ class Replication:
         question = message.queries[0]
         if question.type in (dns.AXFR, dns.IXFR):
             return self._transfer(response, request, verified, client, transport, reply)
-        return self._query(response, verified, reply)
+        return self._query(response, request, verified, transport, reply)
 
     # Signatures.
 
@@ -193,9 +195,18 @@ class Replication:
             reply(tsig.unsignedError(data, error.keyName, error.record, error.error))
 
     def _send(
-        self, response: dns.Message, verified: tsig.Verified | None, reply: Reply
+        self,
+        response: dns.Message,
+        verified: tsig.Verified | None,
+        reply: Reply,
+        edns: EDNS | None = None,
+        limit: int = 65535,
     ) -> None:
-        data = encode(response)
+        if verified is not None:
+            # Room for the TSIG record, added after any truncation.
+            limit -= 40 + len(verified.key.name) + len(verified.key.algorithm)
+            limit -= len(verified.mac)
+        data = encode(response, edns, limit)
         if verified is not None:
             data, _ = tsig.sign(
                 data, verified.key, self._reactor.seconds(), verified.mac
@@ -203,9 +214,23 @@ class Replication:
         reply(data)
 
     def _query(
-        self, response: dns.Message, verified: tsig.Verified | None, reply: Reply
+        self,
+        response: dns.Message,
+        request: Decoded,
+        verified: tsig.Verified | None,
+        transport: str,
+        reply: Reply,
     ) -> None:
-        """A signed plain query: our zones' data only, signed."""
+        """
+        A signed plain query: our zones' data only, signed, within the
+        client's UDP size (truncated, TC set, when it does not fit).
+        """
+        edns = EDNS(self.maxUDPSize) if request.optCount else None
+        limit = 65535
+        if transport == "udp":
+            limit = STANDARD_UDP_SIZE
+            if request.edns is not None:
+                limit = max(limit, min(request.edns.udpSize, self.maxUDPSize))
         question = response.queries[0]
         answer = self.authority.answer(normalize(question.name.name), question.type)
         if answer is None:
@@ -216,7 +241,7 @@ class Replication:
             response.answers = list(answer.answers)
             response.authority = list(answer.authority)
             response.additional = list(answer.additional)
-        self._send(response, verified, reply)
+        self._send(response, verified, reply, edns, limit)
 
     # Dynamic update.
 

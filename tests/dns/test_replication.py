@@ -208,6 +208,25 @@ class ReplicationTests(SynchronousTestCase):
         self.assertEqual(reply.rcode, dns.OK)
         self.assertEqual(len(reply.message.answers), 2)
 
+    def test_truncatedThenSigned(self) -> None:
+        """
+        A signed query over UDP whose answer does not fit in 512 bytes is
+        answered truncated (TC set), and the signature, added after the
+        truncation, still verifies.
+        """
+        for i in range(40):
+            self.one(
+                updateMessage(rr("big.example.org", dns.A, a(f"192.0.2.{i + 1}"))),
+                UPDATER,
+            )
+        replies, mac = self.ask(
+            encode(newQuery(4, b"big.example.org", dns.A)), READER, transport="udp"
+        )
+        self.assertLessEqual(len(replies[0]), 512)
+        reply = decode(replies[0])
+        self.assertTrue(reply.message.trunc)
+        self.assertIsNotNone(tsig.verify(replies[0], tsig.Keyring([READER]), NOW, mac))
+
     # Transfers: RFC 5936 section 4.2 and RFC 1995.
 
     def test_transferRefused(self) -> None:
