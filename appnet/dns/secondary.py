@@ -28,7 +28,7 @@ from appnet.dns.journal import Journal
 from appnet.dns.names import display, normalize
 from appnet.dns.records import recordText
 from appnet.dns.transfer import Transfer, transfer
-from appnet.dns.update import applyDiffs, diffZones, zoneFromRecords
+from appnet.dns.update import applyDiffs, diffZones, serialGreater, zoneFromRecords
 from appnet.dns.zonefile import readFile
 from appnet.dns.zones import Authority, Zone, zoneFromText
 
@@ -177,28 +177,34 @@ class SecondaryCopy:
         ok = False
         for primary in self.primaries:
             serial = self.zone.serial if self.zone is not None else None
-            try:
-                result = await self._transfer(
-                    self._reactor,
-                    primary,
-                    self.origin,
-                    serial,
-                    self.key,
-                    self._timeout,
-                    bindAddress=self.interface,
-                )
-                await self._install(result)
-            except Exception as e:
-                self._log.info(
-                    "dns: refresh of {zone} from {host}:{port} failed: {e}",
-                    zone=display(self.origin),
-                    host=primary[0],
-                    port=primary[1],
-                    e=str(e),
-                )
-                continue
-            ok = True
-            break
+            # IXFR from the serial held, then AXFR if that fails (an
+            # error answer, a change that does not apply).
+            for asked in (serial, None) if serial is not None else (None,):
+                try:
+                    result = await self._transfer(
+                        self._reactor,
+                        primary,
+                        self.origin,
+                        asked,
+                        self.key,
+                        self._timeout,
+                        bindAddress=self.interface,
+                    )
+                    await self._install(result)
+                except Exception as e:
+                    self._log.info(
+                        "dns: {kind} of {zone} from {host}:{port} failed: {e}",
+                        kind="AXFR" if asked is None else "IXFR",
+                        zone=display(self.origin),
+                        host=primary[0],
+                        port=primary[1],
+                        e=str(e),
+                    )
+                    continue
+                ok = True
+                break
+            if ok:
+                break
         if self._stopped:
             return
         zone = self.zone
@@ -224,7 +230,7 @@ class SecondaryCopy:
             if new.origin != self.origin:
                 raise ZoneError(new.source, 0, "the transfer is of another zone")
             diffs = [diffZones(old, new)] if old is not None else []
-            if old is not None and new.serial == old.serial:
+            if old is not None and not serialGreater(new.serial, old.serial):
                 return
         new.source = self.path or new.source
         if self.path is not None:

@@ -98,11 +98,11 @@ class TimerTests(SynchronousTestCase):
         """
         self.primary.results.append(axfr(self.first))
         self.copy.start()
-        self.primary.results.extend([TransferFailed(PRIMARY, "refused")] * 20)
+        self.primary.results.extend([TransferFailed(PRIMARY, "refused")] * 40)
         self.clock.advance(100)
-        self.assertEqual(len(self.primary.asked), 2)
+        self.assertEqual(self.primary.asked, [None, 10, None])
         self.clock.advance(20)
-        self.assertEqual(len(self.primary.asked), 3)
+        self.assertEqual(len(self.primary.asked), 5)
         answer = self.authority.answer(b"www.example.org", dns.A)
         assert answer is not None
         self.assertEqual(answer.rcode, dns.OK)
@@ -133,10 +133,36 @@ class TimerTests(SynchronousTestCase):
         self.assertEqual(self.authority.get(b"example.org").serial, 11)  # type: ignore[union-attr]
         self.assertEqual(self.copy.journal.history, [diff])
 
+    def test_ixfrFallsBackToAXFR(self) -> None:
+        """
+        An IXFR answered with an error is followed at once by an AXFR
+        from the same primary (RFC 1995 section 4's fallback).
+        """
+        self.primary.results.append(axfr(self.first))
+        self.copy.start()
+        newer = zone(TIMED.replace(" 10 100", " 12 100"))
+        self.primary.results.extend(
+            [TransferFailed(PRIMARY, "the transfer was answered NOTIMP"), axfr(newer)]
+        )
+        self.copy.refresh()
+        self.assertEqual(self.primary.asked, [None, 10, None])
+        self.assertEqual(self.authority.get(b"example.org").serial, 12)  # type: ignore[union-attr]
+        self.assertEqual(self.copy.kinds, ["AXFR", "AXFR"])
+
+    def test_olderAXFRIgnored(self) -> None:
+        """An AXFR of a serial not greater than the copy's changes nothing."""
+        self.primary.results.append(axfr(self.first))
+        self.copy.start()
+        older = zone(TIMED.replace(" 10 100", " 9 100"))
+        self.primary.results.extend([TransferFailed(PRIMARY, "x"), axfr(older)])
+        self.copy.refresh()
+        self.assertEqual(self.authority.get(b"example.org").serial, 10)  # type: ignore[union-attr]
+
     def test_badTransferKeepsCopy(self) -> None:
         """
         A transfer that fails midway (here: an IXFR whose diff does not
-        apply) leaves the good copy served, and is retried.
+        apply, then an AXFR cut short) leaves the good copy served, and is
+        retried.
         """
         self.primary.results.append(axfr(self.first))
         self.copy.start()
@@ -151,6 +177,9 @@ class TimerTests(SynchronousTestCase):
         )
         assert stale is not None
         self.primary.results.append(Transfer("IXFR", diff.newSOA, diffs=(stale,)))
+        self.primary.results.append(
+            TransferFailed(PRIMARY, "the connection closed before the end")
+        )
         self.copy.refresh()
         served = self.authority.get(b"example.org")
         assert served is not None
@@ -158,7 +187,7 @@ class TimerTests(SynchronousTestCase):
         self.assertIn(b"www.example.org", served.nodes)
         self.primary.results.append(Transfer("UPTODATE", self.first.soa.headers[0]))
         self.clock.advance(20)
-        self.assertEqual(len(self.primary.asked), 3)
+        self.assertEqual(self.primary.asked, [None, 10, None, 10])
 
 
 class SavedCopyTests(TestCase):
