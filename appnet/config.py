@@ -665,6 +665,11 @@ class DNSConfig:
     notify: tuple[tuple[str, int], ...] = _setting(
         (), _listOf(_hostPort(53)), "secondaries sent NOTIFY after every change"
     )
+    journal_limit: int = _setting(
+        10000,
+        _int(2, 100_000_000),
+        "changes a zone's journal holds before the zone file is rewritten",
+    )
     secondary: tuple[SecondaryZone, ...] = _setting(
         (), _listOf(_secondary), "zones copied from primaries by AXFR/IXFR"
     )

@@ -22,17 +22,19 @@ from collections.abc import Sequence
 from io import BytesIO
 from typing import Any
 
+from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.names import dns
 
 from appnet.dns.errors import ZoneError
-from appnet.dns.records import recordClass
+from appnet.dns.names import display
+from appnet.dns.records import recordClass, recordText
 from appnet.dns.update import Diff, applyDiffs
 from appnet.dns.zones import Zone
 
-__all__ = ["Journal", "JournalWriter", "rollForward"]
+__all__ = ["Journal", "JournalWriter", "rollForward", "writeDurably", "zoneText"]
 
 MAGIC = b"appnet-journal 1\n"
 _ENTRY = struct.Struct("!II")
@@ -130,9 +132,7 @@ class Journal:
             return
         fresh = not os.path.exists(self.path)
         chunks = [MAGIC] if fresh else []
-        for diff in diffs:
-            body = encodeDiff(diff)
-            chunks.append(_ENTRY.pack(len(body), zlib.crc32(body)) + body)
+        chunks.extend(_entry(diff) for diff in diffs)
         with open(self.path, "ab") as f:
             f.write(b"".join(chunks))
             f.flush()
@@ -191,11 +191,51 @@ def rollForward(zone: Zone, journal: Journal) -> Zone:
     return zone
 
 
+def writeDurably(path: str, data: bytes) -> None:
+    """
+    Replace C{path} with C{data}: written aside, fsynced, renamed over,
+    the directory fsynced (blocking: in a thread).
+    """
+    temporary = path + ".new"
+    with open(temporary, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+    directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def zoneText(zone: Zone) -> str:
+    """The zone as a zone file (every name absolute)."""
+    lines = [f"; {display(zone.origin)} as served at serial {zone.serial}"]
+    lines.extend(recordText(r) for r in zone.records()[:-1])
+    return "\n".join(lines) + "\n"
+
+
+def _entry(diff: Diff) -> bytes:
+    body = encodeDiff(diff)
+    return _ENTRY.pack(len(body), zlib.crc32(body)) + body
+
+
+@frozen
+class _Compaction:
+    zone: Zone
+    keep: int
+
+
 class JournalWriter:
     """
     Group commit for one journal: L{append} returns a Deferred that fires
     once the diff is on disk; diffs queued while a write runs go in the
     next write, with one fsync for all.
+
+    L{compact} bounds the journal, as BIND does with its zone files: the
+    zone file is rewritten with the zone as served, and the journal keeps
+    only its newest entries (the history IXFR answers from).
     """
 
     _log = Logger()
@@ -203,8 +243,10 @@ class JournalWriter:
     def __init__(self, reactor: Any, journal: Journal) -> None:
         self._reactor = reactor
         self.journal = journal
-        self._queue: list[tuple[Diff, Deferred[None]]] = []
+        self._queue: list[tuple[Diff | _Compaction, Deferred[None]]] = []
         self._writing = False
+        #: A compaction is queued or running.
+        self.compacting = False
 
     def append(self, diff: Diff) -> Deferred[None]:
         """Write C{diff}; the Deferred fires once it is durable."""
@@ -214,23 +256,43 @@ class JournalWriter:
             self._flush()
         return d
 
-    def _flush(self) -> None:
-        batch, self._queue = self._queue, []
-        if not batch:
-            self._writing = False
-            return
-        self._writing = True
-        diffs = [diff for diff, _ in batch]
+    def compact(self, zone: Zone, keep: int) -> Deferred[None]:
+        """
+        After the writes queued now, write C{zone} (a version the journal
+        holds) to the zone file and cut the journal to its newest C{keep}
+        entries (fewer never than those after C{zone}'s serial).
+        """
+        d: Deferred[None] = Deferred()
+        self.compacting = True
+        self._queue.append((_Compaction(zone, keep), d))
+        if not self._writing:
+            self._flush()
+        return d
+
+    def _run(self, function: Any, *args: Any) -> Deferred[None]:
         if self.journal.path is None:
             done: Deferred[None] = Deferred()
             done.callback(None)
-        else:
-            done = deferToThreadPool(
-                self._reactor,
-                self._reactor.getThreadPool(),
-                self.journal.write,
-                diffs,
-            )
+            return done
+        return deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), function, *args
+        )
+
+    def _flush(self) -> None:
+        if not self._queue:
+            self._writing = False
+            return
+        self._writing = True
+        first = self._queue[0][0]
+        if isinstance(first, _Compaction):
+            self._compact(first, self._queue.pop(0)[1])
+            return
+        count = 0
+        while count < len(self._queue) and isinstance(self._queue[count][0], Diff):
+            count += 1
+        batch, self._queue = self._queue[:count], self._queue[count:]
+        diffs = [diff for diff, _ in batch if isinstance(diff, Diff)]
+        done = self._run(self.journal.write, diffs)
 
         def written(result: object) -> None:
             self.journal.history.extend(diffs)
@@ -241,9 +303,48 @@ class JournalWriter:
             self._log.failure("dns: journal write failed", failure)
             # Changes queued since were prepared on top of these: they
             # fail too.
-            later, self._queue = self._queue, []
+            later = [item for item in self._queue if isinstance(item[0], Diff)]
+            self._queue = [i for i in self._queue if not isinstance(i[0], Diff)]
             for _, d in batch + later:
                 d.errback(failure)
 
         done.addCallbacks(written, failed)
         done.addBoth(lambda _: self._flush())
+
+    def _compact(self, job: _Compaction, d: Deferred[None]) -> None:
+        history = list(self.journal.history)
+        after = len(history)
+        for i, diff in enumerate(history):
+            if diff.newSerial == job.zone.serial:
+                after = i + 1
+        kept = history[min(after, max(0, len(history) - job.keep)) :]
+        path = self.journal.path
+        if path is None:
+            done = self._run(lambda: None)
+        else:
+            done = self._run(self._rewrite, path, zoneText(job.zone), kept)
+
+        def compacted(result: object) -> None:
+            self.journal.history = kept
+            self.compacting = False
+            self._log.info(
+                "dns: journal of {zone} compacted to {count} changes",
+                zone=display(job.zone.origin),
+                count=len(kept),
+            )
+            d.callback(None)
+
+        def failed(failure: Any) -> None:
+            self.compacting = False
+            self._log.failure("dns: journal compaction failed", failure)
+            d.errback(failure)
+
+        done.addCallbacks(compacted, failed)
+        done.addBoth(lambda _: self._flush())
+
+    @staticmethod
+    def _rewrite(path: str, text: str, kept: list[Diff]) -> None:
+        # The zone file first: a crash between the two leaves a file at
+        # the journal's newest serial, which loads as up to date.
+        writeDurably(path[: -len(".jnl")], text.encode("utf-8"))
+        writeDurably(path, MAGIC + b"".join(_entry(d) for d in kept))

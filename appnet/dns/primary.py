@@ -77,6 +77,7 @@ class Primary:
             reactor, factory.authority, keyring, policy, factory.policy, status
         )
         self.replication.maxUDPSize = config.max_udp_size
+        self.replication.journalLimit = config.journal_limit
         factory.replication = self.replication
         self.notifier = Notifier(reactor, config.notify, config.listen[0])
         self.replication.notifier = self.notifier

@@ -111,6 +111,9 @@ class Replication:
         self.notifier: Notifier | None = None
         #: Largest UDP reply, as the server's C{dns.max_udp_size}.
         self.maxUDPSize = 1232
+        #: Changes a journal holds before it is compacted to half as many
+        #: (C{dns.journal_limit}).
+        self.journalLimit = 10000
         self._pending: dict[bytes, Zone] = {}
 
     def journalFor(self, origin: bytes) -> JournalWriter:
@@ -300,7 +303,8 @@ class Replication:
         """
         new = applyDiff(zone, diff)
         self._pending[origin] = new
-        d = self.journalFor(origin).append(diff)
+        writer = self.journalFor(origin)
+        d = writer.append(diff)
 
         def written(_: object) -> Zone:
             if self._pending.get(origin) is new:
@@ -314,6 +318,11 @@ class Replication:
             )
             if self.notifier is not None:
                 self.notifier.notify(origin, new)
+            if (
+                len(writer.journal.history) >= self.journalLimit
+                and not writer.compacting
+            ):
+                writer.compact(new, self.journalLimit // 2).addErrback(lambda _: None)
             return new
 
         def failed(failure: Failure) -> Failure:

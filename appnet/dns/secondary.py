@@ -24,9 +24,8 @@ from twisted.logger import Logger
 from appnet.config import SecondaryZone
 from appnet.dns import tsig
 from appnet.dns.errors import ZoneError
-from appnet.dns.journal import Journal
+from appnet.dns.journal import Journal, writeDurably, zoneText
 from appnet.dns.names import display, normalize
-from appnet.dns.records import recordText
 from appnet.dns.transfer import Transfer, transfer
 from appnet.dns.update import applyDiffs, diffZones, serialGreater, zoneFromRecords
 from appnet.dns.zonefile import readFile
@@ -38,28 +37,6 @@ __all__ = ["Secondaries", "SecondaryCopy"]
 FIRST_RETRY = 30.0
 #: Changes kept for IXFR out of a secondary copy (older serials get AXFR).
 MAX_HISTORY = 10000
-
-
-def _write(path: str, text: str) -> None:
-    """Write C{text} to C{path} durably (blocking: in a thread)."""
-    temporary = path + ".new"
-    with open(temporary, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
-    directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def zoneText(zone: Zone) -> str:
-    """The zone as a zone file."""
-    lines = [f"; {display(zone.origin)}, copied by zone transfer"]
-    lines.extend(recordText(r) for r in zone.records()[:-1])
-    return "\n".join(lines) + "\n"
 
 
 class SecondaryCopy:
@@ -236,7 +213,11 @@ class SecondaryCopy:
         if self.path is not None:
             text = zoneText(new)
             await deferToThreadPool(
-                self._reactor, self._reactor.getThreadPool(), _write, self.path, text
+                self._reactor,
+                self._reactor.getThreadPool(),
+                writeDurably,
+                self.path,
+                text.encode("utf-8"),
             )
         if result.kind != "IXFR" and old is None:
             self.journal.history = []

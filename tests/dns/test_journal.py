@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from appnet.dns.errors import ZoneError
 from appnet.dns.journal import Journal, JournalWriter, rollForward
 from appnet.dns.records import recordText
-from appnet.dns.update import Diff, applyDiff, prepare
+from appnet.dns.update import Diff, applyDiff, applyDiffs, prepare
 from appnet.dns.zones import Zone
 from tests.dns.test_update import ZONE, a, rr, zone
 
@@ -174,3 +174,38 @@ class GroupCommitTests(TestCase):
         self.assertEqual(writes[0], 1)
         self.assertEqual(len(Journal(journal.path).read()), 20)
         self.assertEqual(len(journal.history), 20)
+
+    async def test_compaction(self) -> None:
+        """
+        Compaction writes the zone as served to the zone file and keeps
+        only the newest entries; the pair loads as the same zone, and
+        appends after it follow on.
+        """
+        from appnet.dns.zones import loadZone
+
+        directory = self.mktemp()
+        os.makedirs(directory)
+        zonePath = os.path.join(directory, "example.org.zone")
+        with open(zonePath, "w") as f:
+            f.write(ZONE)
+        journal = Journal(zonePath + ".jnl")
+        writer = JournalWriter(reactor, journal)
+        final, diffs = changes(zone(), 12)
+        middle = applyDiffs(zone(), diffs[:10])
+        for diff in diffs[:10]:
+            writer.append(diff)
+        compacted = writer.compact(middle, 4)
+        self.assertTrue(writer.compacting)
+        await DeferredList([*(writer.append(d) for d in diffs[10:]), compacted])
+        self.assertFalse(writer.compacting)
+        self.assertEqual(
+            [d.newSerial for d in journal.history], [17, 18, 19, 20, 21, 22]
+        )
+        loaded = loadZone(zonePath)
+        self.assertEqual(loaded.serial, 20)
+        again = Journal(journal.path)
+        again.read()
+        self.assertEqual(
+            [recordText(r) for r in rollForward(loaded, again).records()],
+            [recordText(r) for r in final.records()],
+        )
