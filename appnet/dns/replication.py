@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
@@ -30,6 +30,9 @@ from appnet.dns.update import Diff, applyDiff, prepare, serialGreater
 from appnet.dns.wire import EDNS, STANDARD_UDP_SIZE, Decoded, encode, responseTo
 from appnet.dns.zones import Authority, Zone
 from appnet.status import Status
+
+if TYPE_CHECKING:
+    from appnet.dns.secondary import SecondaryCopy
 
 __all__ = ["Notifier", "Replication", "ReplicationPolicy"]
 
@@ -107,7 +110,7 @@ class Replication:
         self.access = access
         self.status = status
         self.journals: dict[bytes, JournalWriter] = {}
-        self.secondaries: dict[bytes, Any] = {}
+        self.secondaries: dict[bytes, SecondaryCopy] = {}
         self.notifier: Notifier | None = None
         #: Largest UDP reply, as the server's C{dns.max_udp_size}.
         self.maxUDPSize = 1232
@@ -129,7 +132,7 @@ class Replication:
         message = request.message
         if message.opCode in (dns.OP_UPDATE, dns.OP_NOTIFY):
             return True
-        if message.additional and message.additional[-1].type == dns.TSIG:
+        if any(r.type == dns.TSIG for r in message.additional):
             return True
         return any(q.type in (dns.AXFR, dns.IXFR) for q in message.queries)
 

@@ -315,6 +315,18 @@ class ReplicationTests(SynchronousTestCase):
         answers = decode(replies[0]).message.answers
         self.assertEqual([(r.type, r.payload.serial) for r in answers], [(dns.SOA, 11)])  # type: ignore[union-attr]
 
+    def test_misplacedSignatureOnQuery(self) -> None:
+        """A plain query with a TSIG record before its last is FORMERR."""
+        signed, _ = tsig.sign(
+            encode(newQuery(4, b"www.example.org", dns.A)), READER, NOW
+        )
+        message = decode(signed).message
+        message.additional.append(
+            dns.RRHeader(b"x.example.org", dns.A, dns.IN, 0, a("192.0.2.1"))
+        )
+        replies, _ = self.ask(encode(message))
+        self.assertEqual(decode(replies[0]).rcode, dns.EFORMAT)
+
     def test_plainQueriesUntouched(self) -> None:
         """Unsigned plain queries are not the replication's to answer."""
         request = decode(encode(newQuery(4, b"www.example.org", dns.A)))
