@@ -56,8 +56,12 @@ class Primary:
             keyring = (
                 tsig.Keyring.load(keyDirectory) if keyDirectory else tsig.Keyring()
             )
-        except (OSError, ValueError) as e:
-            raise ZoneError(keyDirectory or "keys", 0, str(e)) from None
+        except OSError as e:
+            raise ZoneError(keyDirectory or "keys", 0, str(e.strerror)) from None
+        except ValueError as e:
+            # parseKeys names the file first.
+            where, _, problem = str(e).partition(": ")
+            raise ZoneError(where, 0, problem) from None
         self.keyring = keyring
         policy = ReplicationPolicy(
             updateKeys={

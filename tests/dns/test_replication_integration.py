@@ -232,3 +232,18 @@ class DurabilityTests(TestCase):
         self.assertEqual(got, sorted(f"192.0.2.{i + 1}" for i in range(20)))
         with open(os.path.join(data, "zones", "example.org.zone")) as f:
             self.assertIn("n.example.org.", f.read())
+
+    async def test_badKeyFile(self) -> None:
+        """A key file that does not parse stops start-up, naming the file."""
+        from appnet.dns.errors import ZoneError
+
+        keys = os.path.abspath(self.mktemp())
+        os.makedirs(keys)
+        with open(os.path.join(keys, "x.key"), "w") as f:
+            f.write('key "x" { algorithm hmac-foo; secret "YWJj"; };\n')
+        with self.assertRaises(ZoneError) as caught:
+            await startDNS(self, keyDirectory=keys)
+        self.assertEqual(
+            str(caught.exception),
+            f"{keys}/x.key: key x: unknown TSIG algorithm hmac-foo",
+        )
