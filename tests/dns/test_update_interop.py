@@ -1,10 +1,11 @@
 """
 Interop for dynamic update and replication with real DNS software
-(Debian packages bind9, bind9-dnsutils, knot), started on loopback:
+(Debian packages bind9, bind9-dnsutils, knot, nsd), started on loopback:
 
   - BIND's C{nsupdate} (C{-k} and C{-y}) against appnet;
   - C{dig axfr} and C{dig ixfr=SERIAL}, signed, against appnet;
-  - Knot as a secondary of appnet, following UPDATEs by NOTIFY and IXFR;
+  - Knot and NSD as secondaries of appnet, following UPDATEs by NOTIFY
+    and IXFR;
   - appnet as a secondary of BIND's C{named}, following changes made on
     it with C{nsupdate}.
 """
@@ -20,12 +21,13 @@ import time
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
+from twisted.logger import globalLogPublisher
 from twisted.names import dns
 from twisted.trial.unittest import TestCase
 
 from appnet.dns import tsig
 from appnet.dns.client import DNSClient, update
-from appnet.dns.testing import startDNS
+from appnet.dns.testing import RunningDNS, startDNS
 from tests.interop import need
 from tests.peers import freePort, startServer, waitForPort
 from tests.process import Collector, Outcome
@@ -230,6 +232,59 @@ zone:
 """
 
 
+async def followUpdates(
+    test: TestCase, primary: RunningDNS, secondary: tuple[str, int]
+) -> None:
+    """
+    Make a series of UPDATEs on C{primary}; C{secondary} (a real server
+    notified by it) follows each, and its answers then match ours.
+    """
+    await eventually(test, secondary, "www.example.org", ["192.0.2.1"])
+    names = []
+    for i in range(5):
+        name = f"h{i}.example.org".encode()
+        names.append(name.decode())
+        changes = [
+            dns.RRHeader(name, dns.A, dns.IN, 300, dns.Record_A(f"192.0.2.{100 + i}"))
+        ]
+        if i:
+            changes.append(
+                dns.RRHeader(
+                    b"www.example.org",
+                    dns.A,
+                    dns.IN,
+                    300,
+                    dns.Record_A(f"192.0.2.{i + 1}"),
+                )
+            )
+        response = await update(
+            reactor, primary.address, b"example.org", changes, key=KEY
+        )
+        test.assertEqual(response.rcode, dns.OK)
+        await eventually(test, secondary, name.decode(), [f"192.0.2.{100 + i}"])
+    for name in [*names, "www.example.org", "ns.example.org", "example.org"]:
+        for type in (dns.A, dns.SOA, dns.NS):
+            test.assertEqual(
+                await answers(secondary, name, type),
+                await answers(primary.address, name, type),
+                f"{name} {type}",
+            )
+
+
+async def startPrimary(test: TestCase, base: str, notify: int) -> RunningDNS:
+    """appnet as the primary of example.org, notifying 127.0.0.1:C{notify}."""
+    return await startDNS(
+        test,
+        zones={"example.org": ZONE},
+        keyDirectory=keyDirectory(base),
+        config={
+            "update": {"example.org": ["update.key"]},
+            "transfer_keys": ["update.key"],
+            "notify": [f"127.0.0.1:{notify}"],
+        },
+    )
+
+
 class KnotSecondaryTests(TestCase):
     """Knot pulls from appnet as its primary."""
 
@@ -242,18 +297,8 @@ class KnotSecondaryTests(TestCase):
         """
         knotd = need("knotd", "knot")
         base = os.path.abspath(self.mktemp())
-        keys = keyDirectory(base)
         knotPort = freePort(udp=True)
-        primary = await startDNS(
-            self,
-            zones={"example.org": ZONE},
-            keyDirectory=keys,
-            config={
-                "update": {"example.org": ["update.key"]},
-                "transfer_keys": ["update.key"],
-                "notify": [f"127.0.0.1:{knotPort}"],
-            },
-        )
+        primary = await startPrimary(self, base, knotPort)
         # The control socket's path must be short (a UNIX socket).
         rundir = tempfile.mkdtemp(prefix="knot")
         self.addCleanup(shutil.rmtree, rundir, True)
@@ -272,41 +317,77 @@ class KnotSecondaryTests(TestCase):
             os.makedirs(os.path.join(base, sub), exist_ok=True)
         knot = startServer(self, [knotd, "-c", config], base, [("127.0.0.1", knotPort)])
         await waitForPort(knot, "127.0.0.1", knotPort, "knotd")
-        secondary = ("127.0.0.1", knotPort)
-        await eventually(self, secondary, "www.example.org", ["192.0.2.1"])
-        names = []
-        for i in range(5):
-            name = f"h{i}.example.org".encode()
-            names.append(name.decode())
-            changes = [
-                dns.RRHeader(
-                    name, dns.A, dns.IN, 300, dns.Record_A(f"192.0.2.{100 + i}")
-                )
-            ]
-            if i:
-                changes.append(
-                    dns.RRHeader(
-                        b"www.example.org",
-                        dns.A,
-                        dns.IN,
-                        300,
-                        dns.Record_A(f"192.0.2.{i + 1}"),
-                    )
-                )
-            response = await update(
-                reactor, primary.address, b"example.org", changes, key=KEY
-            )
-            self.assertEqual(response.rcode, dns.OK)
-            await eventually(self, secondary, name.decode(), [f"192.0.2.{100 + i}"])
-        for name in [*names, "www.example.org", "ns.example.org", "example.org"]:
-            for type in (dns.A, dns.SOA, dns.NS):
-                self.assertEqual(
-                    await answers(secondary, name, type),
-                    await answers(primary.address, name, type),
-                    f"{name} {type}",
-                )
+        await followUpdates(self, primary, ("127.0.0.1", knotPort))
         log = (knot.out + knot.err).decode(errors="replace")
-        self.assertRegex(log, r"IXFR, incoming.*finished|IXFR.*finished")
+        self.assertRegex(log, r"IXFR, incoming.*finished")
+
+
+NSD_CONF = """\
+server:
+    ip-address: 127.0.0.1@{port}
+    username: ""
+    chroot: ""
+    zonesdir: "{dir}"
+    database: ""
+    pidfile: "{dir}/nsd.pid"
+    xfrdfile: "{dir}/xfrd.state"
+    zonelistfile: "{dir}/zone.list"
+    xfrdir: "{dir}"
+    logfile: "{dir}/nsd.log"
+    verbosity: 2
+remote-control:
+    control-enable: no
+key:
+    name: update.key
+    algorithm: hmac-sha256
+    secret: "{secret}"
+zone:
+    name: example.org
+    zonefile: "example.org.zone"
+    allow-notify: 127.0.0.1 NOKEY
+    request-xfr: 127.0.0.1@{primary} update.key
+"""
+
+
+class NSDSecondaryTests(TestCase):
+    """NSD pulls from appnet as its primary."""
+
+    timeout = 60
+
+    async def test_followsUpdates(self) -> None:
+        """
+        NSD takes the zone from appnet and follows a series of UPDATEs by
+        NOTIFY and IXFR; its answers match appnet's.
+        """
+        nsd = need("nsd", "nsd")
+        base = os.path.abspath(self.mktemp())
+        nsdPort = freePort(udp=True)
+        primary = await startPrimary(self, base, nsdPort)
+        config = os.path.join(base, "nsd.conf")
+        with open(config, "w") as f:
+            f.write(
+                NSD_CONF.format(
+                    dir=base, port=nsdPort, secret=SECRET, primary=primary.address[1]
+                )
+            )
+        served: list[str] = []
+
+        def observe(event: dict[str, object]) -> None:
+            namespace = str(event.get("log_namespace", ""))
+            if namespace.endswith(".Replication") and "kind" in event:
+                served.append(str(event["kind"]))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        server = startServer(
+            self, [nsd, "-d", "-c", config], base, [("127.0.0.1", nsdPort)]
+        )
+        await waitForPort(server, "127.0.0.1", nsdPort, "nsd")
+        await followUpdates(self, primary, ("127.0.0.1", nsdPort))
+        # The first copy whole, then every change incrementally.
+        self.assertEqual(served[0], "AXFR")
+        self.assertEqual(set(served[1:]), {"IXFR"})
+        self.assertGreaterEqual(len(served), 6)
 
 
 NAMED_CONF = """\
