@@ -17,7 +17,9 @@ connection tracking and protocol plumbing and replaces the query path
      is BADVERS (RFC 6891).
   3. Opcodes other than QUERY get NOTIMP; a count of questions other than
      one gets FORMERR; classes other than IN get REFUSED.
-  4. AXFR, only over TCP and only from C{dns.allow_transfer} addresses.
+  4. UPDATE, NOTIFY, AXFR/IXFR and TSIG-signed requests go to
+     L{appnet.dns.replication} (transfers to C{dns.allow_transfer}
+     addresses or C{dns.transfer_keys} only).
   5. Names in our zones are answered from the L{Authority} (AA set).
   6. Other names are answered by the recursive resolver, only when the
      query has RD set and the client is in C{dns.allow_recursion};
