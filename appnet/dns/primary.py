@@ -99,6 +99,7 @@ class Primary:
         secondaries.load()
         for origin, copy in secondaries.copies.items():
             self.replication.secondaries[origin] = copy
+            copy.changed = self.notifier.notify
             self.replication.journals[origin] = JournalWriter(
                 self._reactor, copy.journal
             )

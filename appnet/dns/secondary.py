@@ -13,7 +13,7 @@ over) so a restart serves it at once.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -72,6 +72,9 @@ class SecondaryCopy:
         self._timeout = timeout
         self.zone: Zone | None = None
         self.journal = Journal(None)
+        #: Called with the origin and the new copy after each change (the
+        #: notifier: our own secondaries hear of it).
+        self.changed: Callable[[bytes, Zone], None] | None = None
         #: How each change arrived: C{"AXFR"} or C{"IXFR"}, in order.
         self.kinds: list[str] = []
         self.lastSuccess: float | None = None
@@ -228,6 +231,8 @@ class SecondaryCopy:
         self.kinds.append(result.kind)
         del self.kinds[: max(0, len(self.kinds) - MAX_HISTORY)]
         self.authority.apply([new])
+        if self.changed is not None:
+            self.changed(self.origin, new)
         self._log.info(
             "dns: {zone} now at serial {serial} by {kind}",
             zone=display(self.origin),

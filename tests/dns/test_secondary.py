@@ -119,7 +119,8 @@ class TimerTests(SynchronousTestCase):
     def test_notify(self) -> None:
         """
         A NOTIFY from a primary starts a refresh at once; from another
-        address it is refused and nothing is asked.
+        address it is refused and nothing is asked. A change is passed
+        on (to our own secondaries' notifier).
         """
         self.primary.results.append(axfr(self.first))
         self.copy.start()
@@ -128,7 +129,10 @@ class TimerTests(SynchronousTestCase):
         _, diff = prepare(self.first, [], [rr("n.example.org", dns.A, a("192.0.2.7"))])
         assert diff is not None
         self.primary.results.append(Transfer("IXFR", diff.newSOA, diffs=(diff,)))
+        told: list[tuple[bytes, int]] = []
+        self.copy.changed = lambda origin, z: told.append((origin, z.serial))
         self.assertTrue(self.copy.notifiedBy("127.0.0.2", None))
+        self.assertEqual(told, [(b"example.org", 11)])
         self.assertEqual(self.primary.asked, [None, 10])
         self.assertEqual(self.authority.get(b"example.org").serial, 11)  # type: ignore[union-attr]
         self.assertEqual(self.copy.journal.history, [diff])
