@@ -388,6 +388,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ),
     ("fetch", "appnet.web.cli:FetchOptions", "Download a URL over HTTP or HTTPS."),
     ("dig", "appnet.dns.cli:DigOptions", "Ask a DNS server, print it like dig."),
+    ("dns", "appnet.dns.admin:DNSOptions", "TSIG keys and dynamic DNS updates."),
     ("queue", "appnet.mail.queuecli:QueueOptions", "Manage the outgoing mail queue."),
     ("ftp", "appnet.ftp.cli:FTPOptions", "FTP: ls, get, put, mkdir, rm, mirror."),
 ]

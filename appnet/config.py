@@ -314,6 +314,57 @@ def _aliases(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple(result)
 
 
+def _zoneKeys(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if not isinstance(value, Mapping):
+        raise _Invalid(
+            f"expected a table of zone = [key names], got {_typeName(value)}"
+        )
+    result = []
+    for zone, keys in value.items():
+        try:
+            result.append((_domain(zone), _listOf(_domain)(keys)))
+        except _Invalid as e:
+            raise _Invalid(f"zone {zone!r}: {e}") from None
+    return tuple(result)
+
+
+@frozen
+class SecondaryZone:
+    """
+    A zone copied from primaries by zone transfer.
+
+    @ivar zone: its origin.
+    @ivar primaries: the servers it is copied from (and whose NOTIFY is
+        heeded).
+    @ivar key: the TSIG key transfers are signed with, if any.
+    """
+
+    zone: str
+    primaries: tuple[tuple[str, int], ...]
+    key: str | None = None
+
+
+def _secondary(value: Any) -> SecondaryZone:
+    if not isinstance(value, Mapping):
+        raise _Invalid(
+            f"expected a table with zone, primaries and key, got {_typeName(value)}"
+        )
+    unknown = set(value) - {"zone", "primaries", "key"}
+    if unknown:
+        raise _Invalid(f"unknown setting {sorted(unknown)[0]!r}")
+    if "zone" not in value or "primaries" not in value:
+        raise _Invalid("a secondary zone needs zone and primaries")
+    primaries = _listOf(_hostPort(53))(value["primaries"])
+    for host, _ in primaries:
+        _ipAddress(host)
+    if not primaries:
+        raise _Invalid("a secondary zone needs at least one primary")
+    key = value.get("key")
+    return SecondaryZone(
+        _domain(value["zone"]), primaries, _domain(key) if key else None
+    )
+
+
 def _positiveDuration(value: Any) -> float:
     seconds = _duration(value)
     if seconds <= 0:
@@ -616,6 +667,26 @@ class DNSConfig:
     )
     idle_timeout: float = _setting(
         30.0, _duration, "close a TCP connection idle this long"
+    )
+    keys: str | None = _setting(
+        None, _optStr, "directory of TSIG key files (default DATA/keys)"
+    )
+    update: tuple[tuple[str, tuple[str, ...]], ...] = _setting(
+        (), _zoneKeys, "zone = [TSIG key names] that may UPDATE it"
+    )
+    transfer_keys: tuple[str, ...] = _setting(
+        (), _listOf(_domain), "TSIG keys that may AXFR/IXFR our zones"
+    )
+    notify: tuple[tuple[str, int], ...] = _setting(
+        (), _listOf(_hostPort(53)), "secondaries sent NOTIFY after every change"
+    )
+    journal_limit: int = _setting(
+        10000,
+        _int(2, 100_000_000),
+        "changes a zone's journal holds before the zone file is rewritten",
+    )
+    secondary: tuple[SecondaryZone, ...] = _setting(
+        (), _listOf(_secondary), "zones copied from primaries by AXFR/IXFR"
     )
 
 

@@ -55,14 +55,19 @@ from appnet.dns.interfaces import IDNSResolver
 from appnet.dns.names import display, normalize
 from appnet.dns.records import typeByName
 from appnet.dns.server import RCODES
+from appnet.dns.transfer import Transfer, TransferFailed, transfer, update
 from appnet.dns.wire import EDNS, newQuery
 
 __all__ = [
     "DNSClient",
     "MailExchanger",
     "Response",
+    "Transfer",
+    "TransferFailed",
     "resolverFor",
     "systemResolvers",
+    "transfer",
+    "update",
 ]
 
 Address = tuple[str, int]

@@ -17,7 +17,9 @@ connection tracking and protocol plumbing and replaces the query path
      is BADVERS (RFC 6891).
   3. Opcodes other than QUERY get NOTIMP; a count of questions other than
      one gets FORMERR; classes other than IN get REFUSED.
-  4. AXFR, only over TCP and only from C{dns.allow_transfer} addresses.
+  4. UPDATE, NOTIFY, AXFR/IXFR and TSIG-signed requests go to
+     L{appnet.dns.replication} (transfers to C{dns.allow_transfer}
+     addresses or C{dns.transfer_keys} only).
   5. Names in our zones are answered from the L{Authority} (AA set).
   6. Other names are answered by the recursive resolver, only when the
      query has RD set and the client is in C{dns.allow_recursion};
@@ -60,8 +62,10 @@ from appnet.dns.cache import Cache
 from appnet.dns.errors import MalformedMessage, ResolutionFailed, ZoneError
 from appnet.dns.exchange import Exchanger
 from appnet.dns.interfaces import IRecursiveResolver
+from appnet.dns.journal import Journal, rollForward
 from appnet.dns.names import display, normalize
 from appnet.dns.policy import Policy, RateLimiter, Verdict
+from appnet.dns.primary import Primary
 from appnet.dns.records import NOTAUTH, RCODES, typeName
 from appnet.dns.recursion import (
     ForwardingResolver,
@@ -69,6 +73,8 @@ from appnet.dns.recursion import (
     Recursor,
     parseHints,
 )
+from appnet.dns.replication import Replication
+from appnet.dns.secondary import Secondaries
 from appnet.dns.wire import (
     EDNS,
     STANDARD_UDP_SIZE,
@@ -233,6 +239,9 @@ class DNSServerFactory(server.DNSServerFactory):
         self.recursionTimeout = recursionTimeout
         self.traced = traced
         self.observers: list[Callable[[SeenQuery], None]] = []
+        #: Set by L{DNSService}: answers UPDATE, NOTIFY, transfers and
+        #: signed requests (L{appnet.dns.replication}).
+        self.replication: Replication | None = None
 
     def buildProtocol(self, addr: IAddress | None) -> DNSStreamServer:
         protocol = DNSStreamServer(self, self._reactor)
@@ -310,6 +319,10 @@ class DNSServerFactory(server.DNSServerFactory):
         message = request.message
         if message.answer:
             self._count("ignored_responses")
+            return
+        if self.replication is not None and self.replication.wants(request):
+            # UPDATE, NOTIFY, transfers and signed requests.
+            self.replication.handle(data, request, client, transport, reply)
             return
         response = responseTo(message)
         edns = EDNS(self.maxUDPSize) if request.optCount else None
@@ -587,11 +600,15 @@ class _Source:
 
 
 def _loadSources(
-    sources: Sequence[_Source], previous: Mapping[str, Zone]
+    sources: Sequence[_Source],
+    previous: Mapping[str, Zone],
+    journals: dict[str, Journal] | None = None,
 ) -> tuple[dict[str, Zone], list[ZoneError]]:
     """
     Load every source; a source that fails keeps its previous zone (if
-    any). Runs in a thread on reload: nothing here touches the reactor.
+    any). A zone file's journal (C{FILE.jnl}) is rolled forward and put
+    in C{journals}. Runs in a thread on reload: nothing here touches the
+    reactor.
     """
     loaded: dict[str, Zone] = {}
     failed: list[ZoneError] = []
@@ -603,6 +620,11 @@ def _loadSources(
             else:
                 assert source.path is not None
                 zone = loadZone(source.path, source.origin)
+                journal = Journal(source.path + ".jnl")
+                journal.read()
+                zone = rollForward(zone, journal)
+                if journals is not None:
+                    journals[source.name] = journal
         except ZoneError as e:
             failed.append(e)
             if source.name in previous:
@@ -654,6 +676,8 @@ class DNSService(Service):
         traced: bool = False,
         connectionsPerAddress: int = 32,
         cacheClock: Any = None,
+        keyDirectory: str | None = None,
+        secondaryDirectory: str | None = None,
     ) -> None:
         self._reactor = reactor
         self._cacheClock = cacheClock if cacheClock is not None else reactor
@@ -674,6 +698,12 @@ class DNSService(Service):
         self._zones: dict[str, Zone] = {}
         self._previousHandler: Any = None
         self._signalInstalled = False
+        self._keyDirectory = keyDirectory
+        self._secondaryDirectory = secondaryDirectory
+        #: Dynamic update, transfers and NOTIFY, once built.
+        self.primary: Primary | None = None
+        #: The zones copied from primaries, once built.
+        self.secondaries: Secondaries | None = None
 
     # Zones.
 
@@ -689,12 +719,20 @@ class DNSService(Service):
             sources.append(_Source(path, path=path))
         return sources
 
-    def _apply(self, loaded: dict[str, Zone], failed: list[ZoneError]) -> ReloadResult:
+    def _apply(
+        self,
+        loaded: dict[str, Zone],
+        failed: list[ZoneError],
+        journals: Mapping[str, Journal] | None = None,
+    ) -> ReloadResult:
         for error in failed:
             self._log.error("dns: zone not loaded: {error}", error=str(error))
-        self._zones = loaded
         assert self.factory is not None
-        self.factory.authority.replace(loaded.values())
+        if self.primary is not None:
+            loaded = self.primary.adopt(loaded, journals or {})
+        self._zones = loaded
+        extra = self.secondaries.zones() if self.secondaries is not None else []
+        self.factory.authority.apply([*loaded.values(), *extra], everything=True)
         origins = tuple(sorted(display(z.origin) for z in loaded.values()))
         self._log.info(
             "dns: serving {count} zones: {zones}",
@@ -713,14 +751,16 @@ class DNSService(Service):
 
         sources = self._sources()
         previous = dict(self._zones)
+        journals: dict[str, Journal] = {}
         d: Deferred[tuple[dict[str, Zone], list[ZoneError]]] = deferToThreadPool(
             self._reactor,
             self._reactor.getThreadPool(),
             _loadSources,
             sources,
             previous,
+            journals,
         )
-        return d.addCallback(lambda result: self._apply(*result))
+        return d.addCallback(lambda result: self._apply(result[0], result[1], journals))
 
     # Start and stop.
 
@@ -766,7 +806,16 @@ class DNSService(Service):
             recursionTimeout=config.recursion_timeout,
             traced=self._traced,
         )
-        self._apply(*_loadSources(self._sources(), {}))
+        self.primary = Primary(
+            reactor,
+            self.factory,
+            config,
+            self._keyDirectory,
+            self._status,
+        )
+        self.secondaries = self.primary.secondaries(self._secondaryDirectory)
+        journals: dict[str, Journal] = {}
+        self._apply(*_loadSources(self._sources(), {}, journals), journals)
         status = self._status
         status.gauge("dns", "cache_entries", lambda: float(len(cache)))
         status.gauge("dns", "zones", lambda: float(len(self._zones)))
@@ -827,6 +876,8 @@ class DNSService(Service):
             self.privilegedStartService()
         super().startService()
         self._installSignal()
+        if self.primary is not None:
+            self.primary.start(self.config.listen[0])
 
     def _installSignal(self) -> None:
         """
@@ -868,6 +919,8 @@ class DNSService(Service):
             waits.append(self._guarded.closeAll(self._reactor))
         if self.recursor is not None:
             waits.append(self.recursor.stop())
+        if self.primary is not None:
+            waits.append(self.primary.stop())
         if waits:
             await DeferredList(waits)
 
@@ -906,6 +959,8 @@ def buildDNS(ctx: Any) -> Any:
         ctx.status,
         ctx.addresses,
         zoneDirectory=ctx.dataDir.zones.path,
+        keyDirectory=config.keys or ctx.dataDir.root.child("keys").path,
+        secondaryDirectory=ctx.dataDir.root.child("secondary").path,
         traced=ctx.traced("dns"),
         connectionsPerAddress=ctx.config.limits.connections_per_ip,
     )

@@ -102,6 +102,9 @@ async def startDNS(
     reactor: Any = None,
     traced: bool = False,
     cacheClock: Any = None,
+    zoneDirectory: str | None = None,
+    keyDirectory: str | None = None,
+    secondaryDirectory: str | None = None,
 ) -> RunningDNS:
     """
     Start a DNS server on C{listen} (UDP and TCP).
@@ -119,6 +122,11 @@ async def startDNS(
     @param cacheClock: the cache's clock (an C{IReactorTime}, such as a
         C{Clock} the test advances to age cached answers); default: the
         reactor.
+    @param zoneDirectory: a directory of C{*.zone} files (with their
+        journals) to serve as well.
+    @param keyDirectory: a directory of TSIG C{*.key} files.
+    @param secondaryDirectory: where copies of C{dns.secondary} zones are
+        kept.
     @raise ZoneError: if a zone does not load.
     """
     if reactor is None:
@@ -143,6 +151,9 @@ async def startDNS(
         hintsText=rootHints,
         traced=traced,
         cacheClock=cacheClock,
+        zoneDirectory=zoneDirectory,
+        keyDirectory=keyDirectory,
+        secondaryDirectory=secondaryDirectory,
     )
     running = RunningDNS(service, status, reactor)
     service.startService()

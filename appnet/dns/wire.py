@@ -194,8 +194,12 @@ def _decodeRecord(stream: BytesIO, total: int, auth: bool) -> dns.RRHeader:
         raise EOFError()
     if record.ttl > MAX_TTL:
         record.ttl = 0
-    payload = recordClass(record.type)(ttl=record.ttl)
-    payload.decode(stream, length)
+    if length == 0 and record.cls != dns.IN:
+        # RFC 2136 prerequisites and deletions: no data, class ANY/NONE.
+        payload = dns.UnknownRecord(b"", ttl=record.ttl)
+    else:
+        payload = recordClass(record.type)(ttl=record.ttl)
+        payload.decode(stream, length)
     if stream.tell() != start + length:
         raise ValueError("record data does not match its length")
     record.payload = payload

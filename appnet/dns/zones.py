@@ -25,7 +25,7 @@ about names in them:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from attrs import define, field, frozen
@@ -96,6 +96,8 @@ class Zone:
     nodes: dict[bytes, dict[int, RRSet]]
     names: frozenset[bytes]
     cuts: frozenset[bytes]
+    #: A secondary's copy past its SOA's expire time: answered SERVFAIL.
+    expired: bool = False
 
     @property
     def soa(self) -> RRSet:
@@ -249,16 +251,64 @@ class Authority:
     def __init__(self, zones: Iterable[Zone] = ()) -> None:
         self._zones: dict[bytes, Zone] = {zone.origin: zone for zone in zones}
         self._rotation: dict[tuple[bytes, int], int] = {}
+        self._listeners: list[Callable[[frozenset[bytes]], None]] = []
 
     @property
     def zones(self) -> dict[bytes, Zone]:
         """Origin to zone."""
         return dict(self._zones)
 
+    def get(self, origin: bytes) -> Zone | None:
+        """The zone whose apex is C{origin}, if we serve it."""
+        return self._zones.get(origin)
+
+    def addListener(self, listener: Callable[[frozenset[bytes]], None]) -> None:
+        """
+        Call C{listener} with the origins changed, after every change made
+        through L{apply} (reloads, dynamic updates, zone transfers in,
+        secondary zones expiring).
+        """
+        self._listeners.append(listener)
+
+    def removeListener(self, listener: Callable[[frozenset[bytes]], None]) -> None:
+        """Stop calling C{listener}."""
+        self._listeners.remove(listener)
+
+    def apply(
+        self,
+        zones: Iterable[Zone] = (),
+        removed: Iterable[bytes] = (),
+        everything: bool = False,
+    ) -> None:
+        """
+        The one way zone data changes: serve C{zones} (replacing those of
+        the same origins), stop serving C{removed}, or with C{everything}
+        serve exactly C{zones}; then tell the listeners which origins
+        changed.
+        """
+        new = {zone.origin: zone for zone in zones}
+        before = self._zones
+        if everything:
+            after = new
+        else:
+            after = dict(before)
+            for origin in removed:
+                after.pop(origin, None)
+            after.update(new)
+        changed = frozenset(
+            origin
+            for origin in set(before) | set(after)
+            if before.get(origin) is not after.get(origin)
+        )
+        self._zones = after
+        if everything:
+            self._rotation.clear()
+        for listener in list(self._listeners):
+            listener(changed)
+
     def replace(self, zones: Iterable[Zone]) -> None:
         """Serve exactly these zones from now on."""
-        self._zones = {zone.origin: zone for zone in zones}
-        self._rotation.clear()
+        self.apply(zones, everything=True)
 
     def zoneFor(self, name: bytes) -> Zone | None:
         """The most specific zone holding C{name}, if we serve one."""
@@ -279,6 +329,8 @@ class Authority:
         zone = self.zoneFor(name)
         if zone is None:
             return None
+        if zone.expired:
+            return Answer(dns.ESERVER)
         answers: list[dns.RRHeader] = []
         seen = {name}
         current = name
