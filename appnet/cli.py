@@ -335,6 +335,11 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("fetch", "appnet.web.cli:FetchOptions", "Download a URL over HTTP or HTTPS."),
     ("dig", "appnet.dns.cli:DigOptions", "Ask a DNS server, print it like dig."),
     ("queue", "appnet.mail.queuecli:QueueOptions", "Manage the outgoing mail queue."),
+    (
+        "dkim",
+        "appnet.mail.dkimcli:DKIMOptions",
+        "DKIM signing keys: keygen, list, retire.",
+    ),
     ("ftp", "appnet.ftp.cli:FTPOptions", "FTP: ls, get, put, mkdir, rm, mirror."),
 ]
 

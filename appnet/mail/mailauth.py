@@ -78,7 +78,8 @@ class MailAuth:
         C{none}.
     """
 
-    resolver: IDNSResolver
+    #: C{None} when only signing (the webmail).
+    resolver: IDNSResolver | None
     authservId: str
     keys: Sequence[DKIMKey] = ()
     blocking: Blocking = inline
@@ -147,6 +148,7 @@ class MailAuth:
     # Receiving.
 
     async def _texts(self, names: Sequence[str]) -> dict[str, list[bytes] | str]:
+        assert self.resolver is not None
         fetching = Deferred.fromCoroutine(dkimmod.fetchTexts(self.resolver, names))
         if self.clock is not None:
             fetching.addTimeout(self.timeout, self.clock)
@@ -180,6 +182,7 @@ class MailAuth:
         fromDomain = dmarcmod.fromDomain(_fromValues(message))
         lookups: list[Deferred[Any]] = [Deferred.fromCoroutine(self._texts(names))]
         if fromDomain is not None:
+            assert self.resolver is not None
             lookups.append(
                 Deferred.fromCoroutine(dmarcmod.lookupPolicy(self.resolver, fromDomain))
             )
@@ -271,7 +274,7 @@ class MailAuth:
         return b""
 
 
-def mailAuthFor(ctx: Any, resolver: IDNSResolver) -> MailAuth:
+def mailAuthFor(ctx: Any, resolver: IDNSResolver | None) -> MailAuth:
     """
     The stack's L{MailAuth}: keys from the data directory's C{dkim/}
     (read at start), settings from C{[dkim]}.
