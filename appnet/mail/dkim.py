@@ -467,6 +467,8 @@ def _verifyOne(
         return result("temperror", f"key lookup of {name} failed")
     except dkimpy.DKIMException as e:
         return result("permerror", str(e))
+    except Exception as e:  # the crypto libraries on hostile input
+        return result("permerror", f"unusable signature or key: {e}")
     if ok:
         return result("pass")
     return result("fail", "signature did not verify")
