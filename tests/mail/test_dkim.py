@@ -101,9 +101,10 @@ MESSAGE = (
 @functools.lru_cache(maxsize=1)
 def keys() -> tuple[DKIMKey, DKIMKey]:
     """An RSA and an Ed25519 key for example.org, made once."""
-    directory = FilePath(tempfile.mkdtemp())
-    rsa = generateKey(directory, "example.org", "rsa1", "rsa")
-    ed = generateKey(directory, "example.org", "ed1", "ed25519")
+    with tempfile.TemporaryDirectory() as path:
+        directory = FilePath(path)
+        rsa = generateKey(directory, "example.org", "rsa1", "rsa")
+        ed = generateKey(directory, "example.org", "ed1", "ed25519")
     return rsa, ed
 
 
@@ -316,7 +317,7 @@ class FailureTests(SynchronousTestCase):
         Another key at the selector fails the signature made with it.
         """
         other = generateKey(
-            FilePath(tempfile.mkdtemp()), "example.org", "ed1", "ed25519"
+            FilePath(self.mktemp()), "example.org", "ed1", "ed25519"
         )
         texts = records(self.keys[0]) | {other.recordName: [other.record().encode()]}
         self.assertEqual(results(self.signed, texts), ["pass", "fail"])
@@ -357,7 +358,7 @@ class KeyFileTests(SynchronousTestCase):
         Generated keys load back, private files are mode 0600, and a
         retired one loads as inactive.
         """
-        directory = FilePath(tempfile.mkdtemp())
+        directory = FilePath(self.mktemp())
         made = generateKey(directory, "Example.ORG", "s1", "rsa")
         path = directory.child("example.org").child("s1.pem")
         self.assertEqual(path.getPermissions().shorthand(), "rw-------")
@@ -371,7 +372,7 @@ class KeyFileTests(SynchronousTestCase):
         """
         Bad names, unknown algorithms and existing selectors are refused.
         """
-        directory = FilePath(tempfile.mkdtemp())
+        directory = FilePath(self.mktemp())
         generateKey(directory, "example.org", "s1", "ed25519")
         for args in [
             ("example.org", "s1", "ed25519"),
