@@ -316,9 +316,7 @@ class FailureTests(SynchronousTestCase):
         """
         Another key at the selector fails the signature made with it.
         """
-        other = generateKey(
-            FilePath(self.mktemp()), "example.org", "ed1", "ed25519"
-        )
+        other = generateKey(FilePath(self.mktemp()), "example.org", "ed1", "ed25519")
         texts = records(self.keys[0]) | {other.recordName: [other.record().encode()]}
         self.assertEqual(results(self.signed, texts), ["pass", "fail"])
 

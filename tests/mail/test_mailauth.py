@@ -16,10 +16,13 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from appnet.dns.testing import StaticResolver
 from appnet.mail.authresults import authenticationResults, stripOwn
 from appnet.mail.client import MailClientError, send
-from appnet.mail.dkim import DKIMKey, generateKey, signMessage
+from appnet.mail.dkim import DKIMKey, generateKey, signMessage, verifySignatures
 from appnet.mail.mailauth import MailAuth
 from appnet.mail.relaytesting import MailNetwork, startMailNetwork
 from appnet.mail.spf import SPFResult
+from appnet.webmail.sending import Draft
+from tests.mail.helpers import BOB
+from tests.webmail.test_sending import SubmitterTestCase
 
 from .test_dkim import keys
 
@@ -185,7 +188,8 @@ class NetworkTests(TestCase):
         """
         Nodes for a.example (alice), b.example (bob; fwd@ forwards to
         carol@c.example) and c.example (carol), each with an RSA key
-        published; a.example's DMARC policy is p=reject.
+        published; their DMARC policies are p=reject, q.example's (a domain
+        without a node) p=quarantine.
         """
         made: dict[str, DKIMKey] = {}
         with tempfile.TemporaryDirectory() as path:
@@ -199,6 +203,9 @@ class NetworkTests(TestCase):
             f"_dmarc.{d}": zone(f"_dmarc.{d}", ['@ 300 IN TXT "v=DMARC1; p=reject"'])
             for d in made
         }
+        zones["_dmarc.q.example"] = zone(
+            "_dmarc.q.example", ['@ 300 IN TXT "v=DMARC1; p=quarantine"']
+        )
         net = await startMailNetwork(
             self,
             domains={
@@ -281,6 +288,53 @@ class NetworkTests(TestCase):
             )
         self.assertIn("5.7.1", str(caught.exception))
         self.assertEqual(await net.mailbox("bob@b.example"), [])
+
+    async def test_quarantinedIntoJunk(self) -> None:
+        """
+        Mail failing DMARC under p=quarantine is accepted and filed into
+        the recipient's Junk folder, with its Authentication-Results.
+        """
+        net, _ = await self.network()
+        node = net.node("b.example")
+        host, port = node.address("smtp")
+        message = _message("bob@b.example").replace(b"alice@a.example", b"x@q.example")
+        await send(
+            node._reactor,
+            host,
+            port,
+            sender="alice@a.example",
+            recipients=["bob@b.example"],
+            message=message,
+            tls="none",
+        )
+        self.assertEqual(await net.mailbox("bob@b.example"), [])
+        mail = node.running.store.mail
+        [info] = await mail.listMessages("bob@b.example", "Junk")
+        body = await mail.openMessage("bob@b.example", "Junk", info.uid)
+        with body.open() as f:
+            data = f.read()
+        self.assertIn(b"dmarc=fail header.from=q.example policy.dmarc=quarantine", data)
+
+
+class WebmailSigningTests(SubmitterTestCase):
+    """
+    The webmail's hook: what it sends from a domain with a key is signed.
+    """
+
+    def test_signed(self) -> None:
+        """
+        A message sent from the webmail carries DKIM signatures that
+        verify.
+        """
+        self.submitter = self.makeSubmitter(
+            mailauth=MailAuth(None, "mx.example.org", keys=keys())
+        )
+        self.send(Draft(to=("Bob <bob@example.org>",), subject="Hi", text="hello"))
+        [(_, data)] = self.messages(BOB)
+        self.assertEqual(data.count(b"\r\nDKIM-Signature: "), 2)
+        texts = {k.recordName: [k.record().encode()] for k in keys()}
+        found = verifySignatures(data, texts)
+        self.assertEqual([r.result for r in found], ["pass", "pass"])
 
 
 def _strings(key: DKIMKey) -> str:
