@@ -13,8 +13,8 @@ for remote.example (key, SPF and DMARC records in a zone the stack
 serves itself, so lookups go through appnet's resolver and its cache)
 arrive at the MX from 127.0.0.1, which is made untrusted
 (C{spf_skip = []}); the DNS rate limit is off, since the default (200
-responses/s per client) throttles the stack's own lookups. The figure that matters is each "on" row against
-the "off" row of the same run.
+responses/s per client) throttles the stack's own lookups. The figure
+that matters is each "on" row against the "off" row of the same run.
 
 Usage (from a checkout)::
 
