@@ -12,6 +12,7 @@ answers from those results (L{TextAnswers}).
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,13 +20,15 @@ from typing import Any
 
 import dkim as dkimpy
 from attrs import frozen
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from twisted.internet.defer import DeferredList
 from twisted.python.filepath import FilePath
 
 from appnet.dns.errors import NameNotFound, NoRecords
 from appnet.dns.interfaces import IDNSResolver
+from appnet.errors import AppnetError
 
 __all__ = [
     "ALGORITHMS",
@@ -84,7 +87,7 @@ _DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,6
 RETIRED = ".retired"
 
 
-class DKIMKeyError(ValueError):
+class DKIMKeyError(AppnetError, ValueError):
     """A key file or key name that cannot be used."""
 
 
@@ -247,6 +250,52 @@ def loadKeys(directory: FilePath[str]) -> list[DKIMKey]:
                 )
             )
     return keys
+
+
+_PURE_SIGN = dkimpy.RSASSA_PKCS1_v1_5_sign
+_HASHES = {"sha256": hashes.SHA256, "sha1": hashes.SHA1}
+
+
+@functools.lru_cache(maxsize=64)
+def _opensslKey(numbers: tuple[int, ...]) -> rsa.RSAPrivateKey:
+    n, e, d, p, q, dmp1, dmq1, iqmp = numbers
+    return rsa.RSAPrivateNumbers(
+        p, q, d, dmp1, dmq1, iqmp, rsa.RSAPublicNumbers(e, n)
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+
+
+def _opensslSign(hash: Any, privateKey: dict[str, int]) -> bytes:
+    """
+    dkimpy's RSASSA-PKCS1-v1_5 signing done by OpenSSL: the same bytes
+    (the scheme is deterministic), without holding the GIL for the
+    pure-Python modular exponentiation.
+    """
+    algorithm = _HASHES.get(hash.name.lower())
+    if algorithm is None:
+        return bytes(_PURE_SIGN(hash, privateKey))
+    key = _opensslKey(
+        tuple(
+            privateKey[name]
+            for name in (
+                "modulus",
+                "publicExponent",
+                "privateExponent",
+                "prime1",
+                "prime2",
+                "exponent1",
+                "exponent2",
+                "coefficient",
+            )
+        )
+    )
+    return key.sign(hash.digest(), padding.PKCS1v15(), Prehashed(algorithm()))
+
+
+# dkimpy signs RSA in pure Python (pow on 2048-bit numbers, ~4x slower
+# than OpenSSL and holding the GIL, so the reactor thread waits); its
+# module-level function is replaced by one giving identical signatures
+# (tests/mail/test_dkim.py pins that).
+dkimpy.RSASSA_PKCS1_v1_5_sign = _opensslSign
 
 
 def signMessage(

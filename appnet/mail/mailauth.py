@@ -234,7 +234,7 @@ class MailAuth:
                 )
             elif wanted == "quarantine":
                 action = "quarantine"
-        self._log.info(
+        self._log.debug(
             "mail auth: dkim={dkim} dmarc={dmarc} arc={arc} action={action}",
             dkim=",".join(f"{r.result}:{r.domain}" for r in dkim) or "none",
             dmarc=dmarc.result if dmarc is not None else "none",

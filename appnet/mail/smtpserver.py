@@ -110,6 +110,10 @@ SMTP_MASK = MaskRule(
 #: Errors after which a client is disconnected.
 MAX_ERRORS = 20
 
+#: Collected messages larger than this are written to the staged file
+#: in a thread.
+INLINE_WRITE = 256 * 1024
+
 #: Reply lines written in one piece at most (C{--trace} logs a dozen lines
 #: of one write and counts the rest).
 MAX_BATCHED_LINES = 12
@@ -726,10 +730,14 @@ class SMTPServer(LineQueue, ESMTP):
         return [] if self._verify else None
 
     def _ownDomains(self, transaction: _Transaction) -> list[str]:
+        """
+        The domains an authenticated sender may sign for: its account's,
+        and its MAIL FROM's when that is checked to be its own.
+        """
         domains = []
         if self._account is not None:
             domains.append(self._account.rpartition("@")[2].lower())
-        if transaction.sender is not None:
+        if transaction.sender is not None and self.factory.role.senderMustMatch:
             domains.append(str(transaction.sender).rpartition("@")[2].lower())
         return domains
 
@@ -826,7 +834,11 @@ class SMTPServer(LineQueue, ESMTP):
         except BaseException:
             staged.discard()
             raise
-        await auth.blocking(_writeAll, staged, [head, trace, message])
+        parts = [head, trace, message]
+        if len(message) > INLINE_WRITE:
+            await auth.blocking(_writeAll, staged, parts)
+        else:
+            _writeAll(staged, parts)  # As DATA's own writes: a small file write.
         await self._deliver(envelope, staged, prefix)
 
     async def _signed(

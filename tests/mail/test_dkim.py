@@ -28,6 +28,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from appnet.dns.testing import StaticResolver
+from appnet.mail import dkim as dkimmod
 from appnet.mail.dkim import (
     MISSING,
     TEMPFAIL,
@@ -208,6 +209,19 @@ class SigningTests(SynchronousTestCase):
             b"Subject: Lunch", b"From: Mallory <boss@example.org>\r\nSubject: Lunch"
         )
         self.assertEqual(results(forged, records(rsa, ed)), ["fail", "fail"])
+
+    def test_opensslSigning(self) -> None:
+        """
+        RSA signing through OpenSSL gives exactly dkimpy's own signature
+        (PKCS#1 v1.5 is deterministic), and dkimpy uses it.
+        """
+        rsa, _ = keys()
+        digest = hashlib.sha256(b"a message")
+        key = parse_pem_private_key(rsa.private)
+        self.assertEqual(
+            dkimmod._opensslSign(digest, key), dkimmod._PURE_SIGN(digest, key)
+        )
+        self.assertIs(dkimpy.RSASSA_PKCS1_v1_5_sign, dkimmod._opensslSign)
 
     def test_keySizes(self) -> None:
         """
