@@ -199,6 +199,16 @@ def start(data: str, config: str) -> tuple[subprocess.Popen[bytes], dict[str, in
     return process, ports
 
 
+def cpuSeconds(pid: int) -> float:
+    """CPU time (user + system) of a process from Linux's /proc; 0 elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
     work: str,
     name: str,
@@ -206,19 +216,24 @@ def measure(
     sign: str | None = None,
     verify: bool = False,
     mx: bool = False,
-) -> float:
+) -> tuple[float, float]:
+    """Messages/s, and the server's CPU milliseconds per message."""
     data = os.path.join(work, name)
     config = prepare(data, sign=sign, verify=verify)
     body = remoteSigned(data) if mx else message("alice@example.org")
     process, ports = start(data, config)
     try:
+        before = cpuSeconds(process.pid)
         if mx:
-            return asyncio.run(
+            rate = asyncio.run(
                 load(ports["smtp"], body, total, "load@remote.example", False)
             )
-        return asyncio.run(
-            load(ports["submission"], body, total, "alice@example.org", True)
-        )
+        else:
+            rate = asyncio.run(
+                load(ports["submission"], body, total, "alice@example.org", True)
+            )
+        cpu = cpuSeconds(process.pid) - before
+        return rate, 1000 * cpu / (total // CONNECTIONS * CONNECTIONS)
     finally:
         stopProcess(process)
         shutil.rmtree(data, ignore_errors=True)
@@ -245,15 +260,22 @@ def main() -> None:
     ]
     try:
         results: dict[str, list[str]] = {}
+        cpu: dict[str, list[str]] = {}
         for run in range(options.runs):
             for index, (label, kw) in enumerate(CASES):
-                rate = measure(work, f"run{run}-case{index}", total, **kw)
+                rate, ms = measure(work, f"run{run}-case{index}", total, **kw)
                 results.setdefault(label, []).append(f"{rate:.0f} msg/s")
+                cpu.setdefault(label, []).append(f"{ms:.2f} ms")
         for label, _ in CASES:
             rows.append([label, *results[label]])
+        cpuRows = [["server CPU per message", *rows[0][1:]]]
+        for label, _ in CASES:
+            cpuRows.append([label, *cpu[label]])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(table(rows))
+    print()
+    print(table(cpuRows))
 
 
 if __name__ == "__main__":
