@@ -95,6 +95,7 @@ class MailAuth:
     skip: Sequence[str] = ()
     _networks: list[Any] = field(init=False, factory=list)
     _byDomain: dict[str, list[DKIMKey]] = field(init=False, factory=dict)
+    _pslLoaded: bool = field(init=False, default=False)
     _log = Logger()
 
     def __attrs_post_init__(self) -> None:
@@ -177,6 +178,11 @@ class MailAuth:
         spf: SPFResult | None,
         spfIdentity: tuple[str, str] | None,
     ) -> Verdict:
+        if not self._pslLoaded:
+            # Parsing the Public Suffix List takes about a second: once,
+            # in a thread.
+            await self.blocking(dmarcmod.organisationalDomain, "example.com")
+            self._pslLoaded = True
         message = stripOwn(message, self.authservId)
         names = dkimmod.keyNames(message, self.maxSignatures)
         fromDomain = dmarcmod.fromDomain(_fromValues(message))
