@@ -834,7 +834,12 @@ class SMTPServer(LineQueue, ESMTP):
         except BaseException:
             staged.discard()
             raise
-        parts = [head, trace, message]
+        # Our trace fields stay above a signature (it is made before they
+        # are seen downstream), below the MX's Authentication-Results.
+        if self.factory.role.submission:
+            parts = [trace, head, message]
+        else:
+            parts = [head, trace, message]
         if len(message) > INLINE_WRITE:
             await auth.blocking(_writeAll, staged, parts)
         else:

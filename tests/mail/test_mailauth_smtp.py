@@ -114,7 +114,8 @@ class HookTests(SMTPTestCase):
     def test_submissionSigned(self) -> None:
         """
         Submission from a domain with keys signs before storing: the
-        stored message carries two signatures that verify.
+        stored message carries two signatures that verify, below our
+        Received field.
         """
         session = self.world.connect(
             self.factory(submission=True, maxMessageSize=100_000), peer="127.0.0.1"
@@ -129,6 +130,8 @@ class HookTests(SMTPTestCase):
         self.assertEqual(replies[-1][:3], "250")
         [stored] = self.stored()
         self.assertEqual(stored.count(b"DKIM-Signature:"), 2)
+        # Our Received stays on top of the signatures it does not cover.
+        self.assertLess(stored.index(b"Received:"), stored.index(b"DKIM-Signature:"))
         texts = {k.recordName: [k.record().encode()] for k in keys()}
         results = [r.result for r in verifySignatures(stored, texts)]
         self.assertEqual(results, ["pass", "pass"])
