@@ -464,7 +464,21 @@ def verifySignatures(
     tags = signatureTags(message, b"dkim-signature")[:limit]
     if not tags:
         return []
-    verifier = dkimpy.DKIM(message, minkey=1024)
+    try:
+        verifier = dkimpy.DKIM(message, minkey=1024)
+    except Exception as e:  # dkimpy's header parser refuses the message
+        reason = f"message not parseable: {e}"[:200]
+        return [
+            DKIMResult(
+                "permerror",
+                t.get(b"d", b"").decode("ascii", "replace").lower(),
+                t.get(b"s", b"").decode("ascii", "replace").lower(),
+                t.get(b"a", b"").decode("ascii", "replace"),
+                "",
+                reason,
+            )
+            for t in tags
+        ]
     results = []
     for index, t in enumerate(tags):
         results.append(_verifyOne(verifier, index, t, answers))

@@ -143,7 +143,12 @@ class MailAuth:
         keys = self.signingKeys(domain)
         if not keys:
             return b""
-        signed: bytes = await self.blocking(dkimmod.signMessage, message, keys)
+        try:
+            signed: bytes = await self.blocking(dkimmod.signMessage, message, keys)
+        except Exception:
+            # A message dkimpy cannot parse goes out unsigned, not lost.
+            self._log.failure("DKIM signing failed for {domain}", domain=domain)
+            return b""
         return signed
 
     # Receiving.

@@ -353,6 +353,15 @@ class FailureTests(SynchronousTestCase):
         found = verifySignatures(changed, dict(RFC8463_KEYS))
         self.assertEqual(found[0].result, "permerror")
 
+    def test_unparseable(self) -> None:
+        """
+        A message dkimpy cannot parse gives permerror, not an exception.
+        """
+        broken = self.signed.replace(b"Subject: Lunch", b"\xff\xfe: x\r\nSubject: L")
+        found = verifySignatures(broken, self.texts)
+        self.assertEqual([r.result for r in found], ["permerror", "permerror"])
+        self.assertIn("not parseable", found[0].reason)
+
     def test_limit(self) -> None:
         """
         Only the first C{limit} signatures are verified.

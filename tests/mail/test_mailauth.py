@@ -149,6 +149,23 @@ class VerdictTests(SynchronousTestCase):
         self.assertEqual(signed.count(b"DKIM-Signature:"), 2)
 
 
+class UnparseableTests(SynchronousTestCase):
+    """
+    Messages dkimpy refuses to parse are neither lost nor fatal.
+    """
+
+    def test_signingGivesUp(self) -> None:
+        """
+        Signing such a message gives no signature, and logs the failure.
+        """
+        auth = MailAuth(None, "mx.example.org", keys=keys())
+        broken = MESSAGE.replace(b"To:", b"\xff\xfe: x\r\nTo:")
+        self.assertEqual(
+            self.successResultOf(auth.signMessage(broken, ["example.org"])), b""
+        )
+        self.assertEqual(len(self.flushLoggedErrors()), 1)
+
+
 class HeaderTests(SynchronousTestCase):
     """
     L{authenticationResults} and L{stripOwn}.
