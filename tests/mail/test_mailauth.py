@@ -14,6 +14,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from appnet.dns.testing import StaticResolver
+from appnet.mail.arc import seal, verifyChain
 from appnet.mail.authresults import authenticationResults, stripOwn
 from appnet.mail.client import MailClientError, send
 from appnet.mail.dkim import DKIMKey, generateKey, signMessage, verifySignatures
@@ -367,3 +368,51 @@ def _message(to: str) -> bytes:
         b"\r\n"
         b"Hello through the relay.\r\n"
     )
+
+
+class ARCTests(SynchronousTestCase):
+    """
+    L{appnet.mail.arc}: a seal we add validates, and breaks when the
+    message changes.
+    """
+
+    def sealed(self) -> tuple[bytes, dict[str, list[bytes] | str]]:
+        rsa, _ = keys()
+        results = authenticationResults(
+            "mx.example.org",
+            spf=("pass", "mailfrom", "a@example.org"),
+            arc=("none", ""),
+        )
+        message = results + MESSAGE
+        arcSet = seal(message, rsa, "mx.example.org")
+        texts: dict[str, list[bytes] | str] = {rsa.recordName: [rsa.record().encode()]}
+        return arcSet + message, texts
+
+    def test_valid(self) -> None:
+        """
+        One ARC set (i=1, cv=none) that validates.
+        """
+        message, texts = self.sealed()
+        self.assertIn(b"ARC-Seal: i=1; cv=none; a=rsa-sha256; d=example.org", message)
+        self.assertEqual(verifyChain(message, texts).result, "pass")
+
+    def test_tampered(self) -> None:
+        """
+        A changed body breaks the chain.
+        """
+        message, texts = self.sealed()
+        broken = message.replace(b"Shall we?", b"Shall we not?")
+        self.assertEqual(verifyChain(broken, texts).result, "fail")
+
+    def test_ed25519Only(self) -> None:
+        """
+        ARC signs with RSA only: an Ed25519 key gives no seal.
+        """
+        _, ed = keys()
+        self.assertEqual(seal(MESSAGE, ed, "mx.example.org"), b"")
+
+    def test_none(self) -> None:
+        """
+        No ARC headers: none.
+        """
+        self.assertEqual(verifyChain(MESSAGE, {}).result, "none")
