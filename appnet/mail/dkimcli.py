@@ -3,7 +3,8 @@ C{appnet dkim}: the DKIM signing keys of a data directory.
 
 C{keygen} writes C{dkim/DOMAIN/SELECTOR.pem} and prints the TXT record;
 when a zone file in C{zones/} covers the domain, the record is appended
-to it (the DNS service serves it after a reload, SIGHUP). C{list} shows
+to it with the SOA serial raised (the DNS service serves it after a
+reload, SIGHUP). C{list} shows
 the keys and their records, C{retire} stops a selector signing while its
 record stays published, so mail signed with it keeps verifying. A
 running daemon reads the keys at start.
@@ -12,6 +13,7 @@ running daemon reads the keys at start.
 from __future__ import annotations
 
 import os
+import re
 import time
 
 from twisted.internet.threads import deferToThread
@@ -34,10 +36,13 @@ def _keyDirectory(context: Context) -> FilePath[str]:
 
 def publish(zones: FilePath[str], key: DKIMKey) -> str | None:
     """
-    Append C{key}'s record to the zone file in C{zones} whose origin is
-    the key's domain or the nearest parent; the file's path, or C{None}
-    if no zone covers it. A file that would no longer load is restored.
-    Blocking: run it in a thread.
+    Add C{key}'s record to the zone file in C{zones} whose origin is the
+    key's domain or the nearest parent, with the SOA serial one higher
+    (so secondaries follow); the file's path, or C{None} if no zone covers
+    it. A file that would no longer load is restored. Blocking: run it in
+    a thread.
+
+    @raise DKIMKeyError: if the record cannot be added.
     """
     if not zones.isdir():
         return None
@@ -56,18 +61,51 @@ def publish(zones: FilePath[str], key: DKIMKey) -> str | None:
     path = best[1]
     with open(path, "rb") as f:
         before = f.read()
+    serial = loadZone(path).serial
     line = ("" if before.endswith(b"\n") or not before else "\n") + key.zoneLine()
-    with open(path, "ab") as f:
-        f.write((line + "\n").encode("ascii"))
+    added = before + (line + "\n").encode("ascii")
+    bumped = _bumpSerial(added, serial)
+    for candidate, wanted in ((bumped, serial + 1), (added, serial)):
+        if candidate is None:
+            continue
+        _replace(path, candidate)
+        try:
+            zone = loadZone(path)
+        except AppnetError:
+            continue
+        if zone.serial == wanted:
+            return path
+    _replace(path, before)
+    raise DKIMKeyError(f"{path} would not load with the record added; left as it was")
+
+
+_SOA_SERIAL = re.compile(
+    rb"(\sSOA\s+\S+\s+\S+\s+(?:\(\s*)?(?:;[^\n]*\n\s*)*)(\d+)", re.IGNORECASE
+)
+
+
+def _bumpSerial(text: bytes, serial: int) -> bytes | None:
+    """C{text} with its SOA serial one higher, if it can be found."""
+    match = _SOA_SERIAL.search(text)
+    if match is None or int(match.group(2)) != serial:
+        return None
+    following = str((serial + 1) % 2**32).encode()
+    return text[: match.start(2)] + following + text[match.end(2) :]
+
+
+def _replace(path: str, data: bytes) -> None:
+    """Write a file durably: a temporary file, fsynced, renamed over it."""
+    temporary = path + ".dkim-tmp"
+    with open(temporary, "wb") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    os.replace(temporary, path)
+    directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
     try:
-        loadZone(path)
-    except AppnetError:
-        with open(path, "wb") as f:
-            f.write(before)
-        raise
-    return path
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 class DKIMKeygen(Command):

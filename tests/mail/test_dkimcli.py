@@ -64,6 +64,9 @@ class KeygenTests(TestCase):
             )
         )
         self.assertIn("; published in ", made.out)
+        self.assertIn(
+            b"@ IN SOA ns hostmaster 2 3600", self.zone.getContent()
+        )  # The serial went up, so secondaries follow.
         [key] = loadKeys(FilePath(self.data).child("dkim"))
         texts = await self.texts([key.recordName])
         signed = signMessage(MESSAGE, [key]) + MESSAGE
