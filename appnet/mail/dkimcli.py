@@ -2,12 +2,11 @@
 C{appnet dkim}: the DKIM signing keys of a data directory.
 
 C{keygen} writes C{dkim/DOMAIN/SELECTOR.pem} and prints the TXT record;
-when a zone file in C{zones/} covers the domain, the record is appended
-to it with the SOA serial raised (the DNS service serves it after a
-reload, SIGHUP). C{list} shows
-the keys and their records, C{retire} stops a selector signing while its
-record stays published, so mail signed with it keeps verifying. A
-running daemon reads the keys at start.
+when a zone file in C{zones/} covers the domain, the record is added to
+it with the SOA serial raised (the DNS service serves it after a reload,
+SIGHUP). C{list} shows the keys and their records, C{retire} stops a
+selector signing while its record stays published, so mail signed with
+it keeps verifying. A running daemon reads the keys at start.
 """
 
 from __future__ import annotations
