@@ -48,6 +48,9 @@ class OpenDKIMTests(TestCase):
         self.unshare = need("unshare", "util-linux")
         if os.geteuid() != 0:
             unavailable("a private /etc/resolv.conf needs root")
+        probe = await runProgram([self.unshare, "-m", "true"], b"")
+        if probe.code != 0:
+            unavailable(f"unshare -m is not permitted here: {probe.err.strip()}")
         rsa, ed = keys()
         text = "\n".join(
             [
