@@ -390,6 +390,11 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("dig", "appnet.dns.cli:DigOptions", "Ask a DNS server, print it like dig."),
     ("dns", "appnet.dns.admin:DNSOptions", "TSIG keys and dynamic DNS updates."),
     ("queue", "appnet.mail.queuecli:QueueOptions", "Manage the outgoing mail queue."),
+    (
+        "dkim",
+        "appnet.mail.dkimcli:DKIMOptions",
+        "DKIM signing keys: keygen, list, retire.",
+    ),
     ("ftp", "appnet.ftp.cli:FTPOptions", "FTP: ls, get, put, mkdir, rm, mirror."),
 ]
 

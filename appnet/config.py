@@ -799,6 +799,46 @@ class MailConfig:
 
 
 @frozen
+class DKIMConfig:
+    """
+    Mail authentication: DKIM signing of submitted mail, DKIM, DMARC and
+    ARC verification on the MX role (appnet.mail.mailauth).
+    """
+
+    sign: bool = _setting(
+        True, _bool, "DKIM-sign mail submitted from domains with a key in dkim/"
+    )
+    verify: bool = _setting(
+        True,
+        _bool,
+        "verify DKIM, DMARC and ARC on the MX role (clients in mail.spf_skip"
+        " are trusted and not checked)",
+    )
+    authserv_id: str = _setting(
+        "", _str, "authserv-id of Authentication-Results (default: hostname)"
+    )
+    max_signatures: int = _setting(
+        5, _int(1, 50), "DKIM signatures verified per message at most"
+    )
+    dns_timeout: float = _setting(
+        20.0, _positiveDuration, "give up on the key and policy lookups after this"
+    )
+    dmarc_reject: str = _setting(
+        "reject",
+        _choice(("reject", "quarantine", "none")),
+        "what a DMARC failure under p=reject gets: 550 5.7.1, Junk, or nothing",
+    )
+    dmarc_quarantine: str = _setting(
+        "quarantine",
+        _choice(("quarantine", "none")),
+        "what a DMARC failure under p=quarantine gets: Junk, or nothing",
+    )
+    arc_seal: bool = _setting(
+        True, _bool, "ARC-seal mail forwarded through aliases to other domains"
+    )
+
+
+@frozen
 class TLSConfig:
     """
     The certificate and key for STARTTLS, STLS and AUTH TLS. When neither is
@@ -866,6 +906,7 @@ class Config:
     auth: AuthConfig = field(factory=AuthConfig)
     limits: LimitsConfig = field(factory=LimitsConfig)
     mail: MailConfig = field(factory=MailConfig)
+    dkim: DKIMConfig = field(factory=DKIMConfig)
     dns: DNSConfig = field(factory=DNSConfig)
     smtp: SMTPConfig = field(factory=SMTPConfig)
     submission: SubmissionConfig = field(factory=SubmissionConfig)

@@ -22,9 +22,9 @@ from email.utils import format_datetime
 
 from attrs import define, frozen
 
-from appnet.errors import QuotaExceeded
+from appnet.errors import FolderExists, QuotaExceeded
 from appnet.mail.envelope import Mailbox
-from appnet.store.interfaces import DeliveryTarget, IStagedMessage, IStore
+from appnet.store.interfaces import INBOX, DeliveryTarget, IStagedMessage, IStore
 
 __all__ = ["Delivered", "Delivery", "Envelope", "receivedHeader", "returnPath"]
 
@@ -91,6 +91,8 @@ class Envelope:
     @ivar local: owners and their quotas (deduplicated).
     @ivar remote: addresses to queue.
     @ivar submitter: the authenticated account, if any.
+    @ivar folder: where local recipients get it (C{Junk} for mail that
+        DMARC quarantines); made if missing.
     """
 
     id: str
@@ -98,6 +100,7 @@ class Envelope:
     local: tuple[tuple[str, int | None], ...]
     remote: tuple[str, ...]
     submitter: str | None = None
+    folder: str = INBOX
 
 
 @frozen
@@ -138,7 +141,16 @@ class Delivery:
             delivery filled the mailbox meanwhile) nothing was queued.
         """
         uids: Sequence[int] = ()
-        local = [DeliveryTarget(owner, quota=quota) for owner, quota in envelope.local]
+        local = [
+            DeliveryTarget(owner, envelope.folder, quota=quota)
+            for owner, quota in envelope.local
+        ]
+        if envelope.folder != INBOX:
+            for target in local:
+                try:
+                    await self._store.mail.createFolder(target.owner, target.folder)
+                except FolderExists:
+                    pass
         if local and envelope.remote:
             # Check quota before queueing, so a refusal leaves no trace.
             for target in local:

@@ -21,6 +21,7 @@ from appnet.errors import ConfigError
 from appnet.mail.delivery import Delivery
 from appnet.mail.imap import IMAP_MASK, IIMAPAccount, IMAPServerFactory, accountFactory
 from appnet.mail.imap import refusal as imapRefusal
+from appnet.mail.mailauth import mailAuthFor
 from appnet.mail.pop3 import POP3_MASK, POP3ServerFactory, maildropFactory
 from appnet.mail.pop3 import refusal as pop3Refusal
 from appnet.mail.queue import QueueRunner, Schedule
@@ -192,6 +193,8 @@ def buildMail(ctx: StackContext) -> Component:
             ctx.reactor,
         )
 
+    mailauth = mailAuthFor(ctx, resolver)
+
     def smtpFactory(role: SMTPRole, idleTimeout: float) -> SMTPServerFactory:
         return SMTPServerFactory(
             role=role,
@@ -207,6 +210,7 @@ def buildMail(ctx: StackContext) -> Component:
             maxMessageSize=config.mail.max_message_size,
             hopLimit=config.mail.hop_limit,
             delivery=delivery,
+            mailauth=mailauth,
         )
 
     mx = smtpFactory(

@@ -38,6 +38,13 @@ what TWISTED_GAPS lists as missing or wrong there:
   the message gets a C{Received-SPF} field, and with C{[mail] spf =
   "reject"} a C{fail} is refused (550 5.7.23). Clients in C{[mail]
   spf_skip} (loopback by default) are not checked.
+- Mail authentication (L{appnet.mail.mailauth}): with a C{mailauth},
+  the body is collected in memory (bounded by the message size limit)
+  instead of written through, and at the end of DATA submission signs it
+  with DKIM (L{SMTPServer._signed}) and the MX verifies it
+  (L{SMTPServer._verified}): C{Authentication-Results} on top, DMARC
+  C{reject} answered 550 5.7.1, C{quarantine} filed into Junk, an ARC
+  seal on mail forwarded to other domains.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any
 
+import attrs
 from attrs import frozen
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
@@ -75,6 +83,7 @@ from appnet.mail.envelope import (
     parsePath,
 )
 from appnet.mail.lines import LineQueue, noDelay
+from appnet.mail.mailauth import MailAuth
 from appnet.mail.realm import IMailAccount, MailRealm
 from appnet.mail.routing import Rejected, Route, Router
 from appnet.mail.sasl import (
@@ -83,7 +92,7 @@ from appnet.mail.sasl import (
     SASLCancelled,
     SASLError,
 )
-from appnet.mail.spf import SPFPolicy
+from appnet.mail.spf import SPFPolicy, SPFResult
 from appnet.status import Status
 from appnet.store.interfaces import IStagedMessage, IStore
 from appnet.tls import LiveTLS
@@ -101,6 +110,10 @@ SMTP_MASK = MaskRule(
 
 #: Errors after which a client is disconnected.
 MAX_ERRORS = 20
+
+#: Collected messages larger than this are written to the staged file
+#: in a thread.
+INLINE_WRITE = 256 * 1024
 
 #: Reply lines written in one piece at most (C{--trace} logs a dozen lines
 #: of one write and counts the rest).
@@ -136,6 +149,8 @@ class _Transaction:
         self.recipients: list[str] = []
         self.attempts = 0
         self.spfHeader = b""
+        self.spf: SPFResult | None = None
+        self.spfIdentity: tuple[str, str] | None = None
 
 
 def _printable(text: str) -> str:
@@ -173,6 +188,7 @@ class SMTPServer(LineQueue, ESMTP):
         self._closed = False
         self._replies: list[bytes] = []
         self._spf: SPFPolicy | None = None
+        self._verify = False
 
     # Connection.
 
@@ -185,6 +201,9 @@ class SMTPServer(LineQueue, ESMTP):
             # Decided once: a client in [mail] spf_skip is never checked,
             # and its MAIL is answered without a detour.
             self._spf = None if spf.skipped(self._client) else spf
+        auth = self.factory.mailauth
+        if not self.factory.role.submission and auth is not None and auth.verify:
+            self._verify = not auth.skipped(self._client)
         self.mode = "COMMAND"
         self.sendCode(220, self.host + b" ESMTP appnet")
         self.setTimeout(self.timeout)
@@ -564,6 +583,10 @@ class SMTPServer(LineQueue, ESMTP):
         transaction = _Transaction(sender, size)
         if decision is not None:
             transaction.spfHeader = decision.header
+            transaction.spf = decision.result
+            transaction.spfIdentity = (
+                ("mailfrom", address) if address else ("helo", self._heloName)
+            )
         self._transaction = transaction
         self.reply(250, "2.1.0", "Ok")
 
@@ -653,8 +676,10 @@ class SMTPServer(LineQueue, ESMTP):
         staged = self._staged = factory.delivery.stage()
         prefix = returnPath(transaction.sender)
         staged.write(prefix)
-        staged.write(transaction.spfHeader)
-        staged.write(
+        held = self._authHold(transaction)
+        write = staged.write if held is None else held.append
+        write(transaction.spfHeader)
+        write(
             receivedHeader(
                 helo=self._heloName or "unknown",
                 peer=self._client,
@@ -671,16 +696,42 @@ class SMTPServer(LineQueue, ESMTP):
             )
         )
         addHeaders = self._missingHeaders if factory.role.submission else None
-        decoder = DataDecoder(staged.write, factory.maxMessageSize, addHeaders)
+        decoder = DataDecoder(write, factory.maxMessageSize, addHeaders)
 
         def feed(data: bytes) -> bytes | None:
             rest = decoder.feed(data)
             if rest is not None:
-                self._endOfData(transaction, decoder, id, len(prefix))
+                self._endOfData(transaction, decoder, id, len(prefix), held)
             return rest
 
         self.readRaw(feed)
         self.reply(354, "2.0.0", "End data with <CR><LF>.<CR><LF>")
+
+    def _authHold(self, transaction: _Transaction) -> list[bytes] | None:
+        """
+        A list to collect the trace fields and body in, when mail
+        authentication needs the whole message before it is stored.
+        """
+        auth = self.factory.mailauth
+        if auth is None:
+            return None
+        if self.factory.role.submission:
+            if self._account is None or not auth.signs(self._ownDomains(transaction)):
+                return None
+            return []
+        return [] if self._verify else None
+
+    def _ownDomains(self, transaction: _Transaction) -> list[str]:
+        """
+        The domains an authenticated sender may sign for: its account's,
+        and its MAIL FROM's when that is checked to be its own.
+        """
+        domains = []
+        if self._account is not None:
+            domains.append(self._account.rpartition("@")[2].lower())
+        if transaction.sender is not None and self.factory.role.senderMustMatch:
+            domains.append(str(transaction.sender).rpartition("@")[2].lower())
+        return domains
 
     def _missingHeaders(self, decoder: DataDecoder) -> bytes:
         """
@@ -713,7 +764,12 @@ class SMTPServer(LineQueue, ESMTP):
         return f"using {version} with cipher {cipher}"
 
     def _endOfData(
-        self, transaction: _Transaction, decoder: DataDecoder, id: str, prefix: int
+        self,
+        transaction: _Transaction,
+        decoder: DataDecoder,
+        id: str,
+        prefix: int,
+        held: list[bytes] | None = None,
     ) -> None:
         self._transaction = None
         staged, self._staged = self._staged, None
@@ -733,7 +789,87 @@ class SMTPServer(LineQueue, ESMTP):
             remote=tuple(transaction.remote),
             submitter=self._account,
         )
+        if held is not None:
+            work = self._authenticated(transaction, envelope, staged, prefix, held)
+            self._async(work, "mail authentication")
+            return
         self._async(self._deliver(envelope, staged, prefix), "delivery")
+
+    async def _authenticated(
+        self,
+        transaction: _Transaction,
+        envelope: Envelope,
+        staged: IStagedMessage,
+        prefix: int,
+        held: list[bytes],
+    ) -> None:
+        """
+        The mail authentication hook at the end of DATA: sign (submission)
+        or verify (MX) the collected message, then store it.
+        """
+        auth = self.factory.mailauth
+        assert auth is not None
+        trace = held[0] + held[1]
+        message = b"".join(held[2:])
+        del held[:]
+        try:
+            if self.factory.role.submission:
+                head = await self._signed(auth, transaction, message)
+            else:
+                verdict = await self._verified(
+                    auth, transaction, envelope, trace, message
+                )
+                if verdict is None:
+                    staged.discard()
+                    return
+                head, message, envelope = verdict
+        except BaseException:
+            staged.discard()
+            raise
+        # Our trace fields stay above a signature (it is made before they
+        # are seen downstream), below the MX's Authentication-Results.
+        if self.factory.role.submission:
+            parts = [trace, head, message]
+        else:
+            parts = [head, trace, message]
+        if len(message) > INLINE_WRITE:
+            await auth.blocking(_writeAll, staged, parts)
+        else:
+            _writeAll(staged, parts)  # As DATA's own writes: a small file write.
+        await self._deliver(envelope, staged, prefix)
+
+    async def _signed(
+        self, auth: MailAuth, transaction: _Transaction, message: bytes
+    ) -> bytes:
+        """The submission hook: DKIM signatures to put before the message."""
+        return await auth.signMessage(message, self._ownDomains(transaction))
+
+    async def _verified(
+        self,
+        auth: MailAuth,
+        transaction: _Transaction,
+        envelope: Envelope,
+        trace: bytes,
+        message: bytes,
+    ) -> tuple[bytes, bytes, Envelope] | None:
+        """
+        The MX hook: the fields to put on top (Authentication-Results, and
+        an ARC seal when forwarding), the message without forged
+        Authentication-Results, and the envelope (Junk for quarantine);
+        C{None} once refused.
+        """
+        verdict = await auth.check(message, transaction.spf, transaction.spfIdentity)
+        if verdict.action == "reject" and verdict.reply is not None:
+            self.error(*verdict.reply)
+            return None
+        head = verdict.header
+        if envelope.remote:
+            domains = [r.rpartition("@")[2] for r in transaction.recipients]
+            arcSet = await auth.sealMessage(head + trace + verdict.message, domains)
+            head = arcSet + head
+        if verdict.action == "quarantine":
+            envelope = attrs.evolve(envelope, folder="Junk")
+        return head, verdict.message, envelope
 
     async def _deliver(
         self, envelope: Envelope, staged: IStagedMessage, prefix: int
@@ -792,6 +928,7 @@ class SMTPServerFactory(LiveTLS, ServerFactory):
         hopLimit: int = 50,
         delivery: Delivery | None = None,
         spf: SPFPolicy | None = None,
+        mailauth: MailAuth | None = None,
     ) -> None:
         self.role = role
         self.hostname = hostname
@@ -807,9 +944,15 @@ class SMTPServerFactory(LiveTLS, ServerFactory):
         self.hopLimit = hopLimit
         self.delivery = delivery or Delivery(store, clock.seconds)
         self.spf = spf
+        self.mailauth = mailauth
 
     def buildProtocol(self, addr: Any) -> SMTPServer:  # type: ignore[override]
         return SMTPServer(self)
+
+
+def _writeAll(staged: IStagedMessage, parts: list[bytes]) -> None:
+    for part in parts:
+        staged.write(part)
 
 
 def refusal(hostname: str) -> bytes:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from twisted.web.resource import IResource
 
 from appnet.mail.delivery import Delivery
+from appnet.mail.mailauth import mailAuthFor
 from appnet.mail.server import makeRouter
 from appnet.web.server import WebContext
 from appnet.webmail.api import apiTree
@@ -37,6 +38,7 @@ def buildWebmail(web: WebContext) -> Webmail:
         maxMessageSize=config.mail.max_message_size,
         maxRecipients=config.submission.max_recipients,
         defaultQuota=config.mail.quota or None,
+        mailauth=mailAuthFor(ctx, None),
     )
     return Webmail(
         store=ctx.store,

@@ -47,6 +47,7 @@ from appnet.errors import FolderExists, NoSuchFolder, NoSuchMessage, QuotaExceed
 from appnet.mail.compose import POLICY, Attachment, compose
 from appnet.mail.delivery import Delivery, Envelope, newId, returnPath, rfc5322Date
 from appnet.mail.envelope import EnvelopeSyntaxError, Mailbox, parsePath
+from appnet.mail.mailauth import MailAuth
 from appnet.mail.routing import Rejected, Router
 from appnet.status import Status
 from appnet.store.interfaces import DeliveryTarget, IStore
@@ -394,6 +395,8 @@ class Submitter:
     maxMessageSize: int
     maxRecipients: int
     defaultQuota: int | None = None
+    #: DKIM-signs what is sent from a domain with a key.
+    mailauth: MailAuth | None = None
     _log = Logger()
 
     def send(
@@ -509,6 +512,12 @@ class Submitter:
             forwarded=forwarded,
             forwardName=forwardName,
         )
+        if self.mailauth is not None:
+            # The mail authentication hook: DKIM before it is queued.
+            signature = await self.mailauth.signMessage(
+                deliveredBytes, [account.rpartition("@")[2].lower()]
+            )
+            deliveredBytes = signature + deliveredBytes
         id = newId()
         localPart, _, domain = account.rpartition("@")
         sender = Mailbox(localPart, domain)
