@@ -287,11 +287,11 @@ def varyKey(responseFields: Fields, requestFields: Fields) -> Fields | None:
                 names.append(name)
     key = []
     for field in sorted(names):
-        value = joined(requestFields, field)
-        normal = b"" if value is None else _SPACES.sub(b" ", value.strip())
+        requested = joined(requestFields, field)
+        normal = b"" if requested is None else _SPACES.sub(b" ", requested.strip())
         if field == b"accept-encoding":
             normal = normal.lower()
-        key.append((field, normal if value is not None else b"\x00absent"))
+        key.append((field, normal if requested is not None else b"\x00absent"))
     return tuple(key)
 
 
