@@ -735,7 +735,10 @@ def buildWeb(
         function = _load(mount) if isinstance(mount, str) else mount
         for name, resource in function(web).items():
             root.putChild(name, resource)
-    site = WebSite(root, config=config, status=ctx.status, reactor=ctx.reactor)
+    from appnet.web.proxy.mount import proxyRoot
+
+    siteRoot, proxyServices = proxyRoot(ctx, config, root)
+    site = WebSite(siteRoot, config=config, status=ctx.status, reactor=ctx.reactor)
     site.web = web
     return Component(
         listening=[
@@ -749,7 +752,7 @@ def buildWeb(
                 mask=HTTP_MASK,
             )
         ],
-        services=[SessionPurger(sessions, ctx.reactor)],
+        services=[SessionPurger(sessions, ctx.reactor), *proxyServices],
     )
 
 
