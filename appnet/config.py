@@ -505,6 +505,25 @@ class HTTPConfig(ListenerConfig):
     cache_max_object: int = _setting(
         16 * 1024**2, _size, "larger responses stream through uncached"
     )
+    forward_proxy: bool = _setting(
+        False, _bool, "serve as a forward proxy (absolute-form and CONNECT)"
+    )
+    forward_allow: tuple[str, ...] = _setting(
+        ("127.0.0.0/8", "::1/128"),
+        _listOf(_network),
+        "client networks allowed to use the forward proxy",
+    )
+    forward_deny: tuple[str, ...] = _setting(
+        ("0.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "fe80::/10", "ff00::/8"),
+        _listOf(_network),
+        "destination networks the forward proxy never connects to",
+    )
+    forward_connect_ports: tuple[int, ...] = _setting(
+        (443,), _listOf(_int(1, 65535)), "ports CONNECT may reach"
+    )
+    forward_cache: bool = _setting(
+        True, _bool, "forward proxy responses go through the cache"
+    )
 
 
 def _passivePorts(value: Any) -> tuple[int, int]:

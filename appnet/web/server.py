@@ -306,9 +306,15 @@ class WebChannel(HTTPChannel):
     _headLines = 0
     _headTimer: Any = None
     _lingerTimer: Any = None
+    #: Set by a CONNECT tunnel (L{appnet.web.proxy.forward}): from then on
+    #: the client's bytes go to its C{dataReceived}, not to the parser.
+    tunnel: Any = None
     _log = Logger()
 
     def dataReceived(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.dataReceived(data)
+            return
         if self.rejected:
             return
         super().dataReceived(data)
@@ -395,6 +401,10 @@ class WebChannel(HTTPChannel):
         super().allContentReceived()
 
     def rawDataReceived(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            # Sent right behind the CONNECT head, in the same read.
+            self.tunnel.dataReceived(data)
+            return
         if self.rejected:
             return
         super().rawDataReceived(data)
@@ -471,6 +481,8 @@ class WebChannel(HTTPChannel):
             self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.tunnel is not None:
+            self.tunnel.connectionLost(reason)
         self._cancelHeadTimer()
         if self._lingerTimer is not None and self._lingerTimer.active():
             self._lingerTimer.cancel()

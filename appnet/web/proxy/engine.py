@@ -187,10 +187,10 @@ class ProxyEngine:
             if reason.check(_UpstreamFailed):
                 error = reason.value
                 assert isinstance(error, _UpstreamFailed)
-                self._error(request, error.code, error.detail)
+                self.fail(request, error.code, error.detail)
                 return
             self._log.failure("Proxying {uri} failed", reason, uri=request.uri)
-            self._error(request, 502, "The proxy failed; it has been logged.")
+            self.fail(request, 502, "The proxy failed; it has been logged.")
 
         d.addErrback(failed)
         return NOT_DONE_YET
@@ -248,7 +248,7 @@ class ProxyEngine:
                     stored = None
         if control.has(b"only-if-cached"):
             # RFC 9111 5.2.1.7.
-            self._error(
+            self.fail(
                 request,
                 504,
                 "The response is not in the cache.",
@@ -664,9 +664,13 @@ class ProxyEngine:
         if not request.finished and not getattr(request, "_disconnected", False):
             request.finish()
 
-    def _error(
+    def fail(
         self, request: Request, code: int, detail: str, status: bytes | None = None
     ) -> None:
+        """
+        Answer with a short error page (or close, if the response has
+        already begun).
+        """
         if request.finished or getattr(request, "_disconnected", False):
             return
         if request.startedWriting:
@@ -720,22 +724,43 @@ class ProxyResource(Resource):
         return self.engine.render(request, self.route)
 
 
+class _ForwardLeaf(Resource):
+    isLeaf = True
+
+    def __init__(self, forward: Any) -> None:
+        super().__init__()
+        self.forward = forward
+
+    def render(self, request: Request) -> int:
+        result: int = self.forward.render(request)
+        return result
+
+
 class ProxyRouter(Resource):
     """
-    The site's root when proxy routes are configured: a request matching a
-    route goes to the upstream, anything else to the normal tree.
+    The site's root when the proxy is configured: a forward proxy request
+    goes to C{forward} (if enabled), a request matching a route to its
+    upstream, anything else to the normal tree.
     """
 
     def __init__(
-        self, engine: ProxyEngine, routes: Sequence[Route], fallback: Resource
+        self,
+        engine: ProxyEngine,
+        routes: Sequence[Route],
+        fallback: Resource,
+        forward: Any = None,
     ) -> None:
         super().__init__()
         self.engine = engine
         self.routes = list(routes)
         self.fallback = fallback
+        self.forward = forward
         self._leaves = [ProxyResource(engine, r) for r in self.routes]
+        self._forwardLeaf = _ForwardLeaf(forward) if forward is not None else None
 
     def _route(self, request: Request) -> Resource | None:
+        if self._forwardLeaf is not None and self.forward.handles(request):
+            return self._forwardLeaf
         host = request.getHeader(b"host")
         path = request.uri.split(b"?", 1)[0]
         for route, leaf in zip(self.routes, self._leaves, strict=True):

@@ -5,6 +5,7 @@ tree, and the service that loads the on-disk cache at start.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from twisted.web.resource import IResource, Resource
 from appnet.config import HTTPConfig
 from appnet.stack import StackContext
 from appnet.web.proxy.engine import ProxyEngine, ProxyRouter, Route
+from appnet.web.proxy.forward import ForwardPolicy, ForwardProxy, systemResolver
 from appnet.web.proxy.store import CacheStore
 from appnet.webmail.service import threadRunner
 
@@ -29,9 +31,12 @@ class CacheService(Service):
     name = "http-cache"  # type: ignore[assignment]
     _log = Logger()
 
-    def __init__(self, store: CacheStore, routes: list[Route]) -> None:
+    def __init__(
+        self, store: CacheStore, routes: list[Route], forward: ForwardProxy | None
+    ) -> None:
         self.store = store
         self.routes = routes
+        self.forward = forward
 
     def startService(self) -> Any:
         super().startService()
@@ -42,9 +47,10 @@ class CacheService(Service):
     def stopService(self) -> Any:
         """Close the upstreams' kept-alive connections."""
         super().stopService()
-        return gatherResults(
-            [r.upstream.pool.closeCachedConnections() for r in self.routes]
-        )
+        closing = [r.upstream.pool.closeCachedConnections() for r in self.routes]
+        if self.forward is not None:
+            closing.append(self.forward.close())
+        return gatherResults(closing)
 
 
 def _routes(ctx: StackContext, config: HTTPConfig) -> list[Route]:
@@ -85,7 +91,7 @@ def proxyRoot(
     The site's root resource and extra services: C{root} itself when no
     proxy route is configured, else a L{ProxyRouter} in front of it.
     """
-    if not config.proxy:
+    if not config.proxy and not config.forward_proxy:
         return root, []
     directory = config.cache_dir or os.path.join(ctx.dataDir.root.path, "cache", "http")
     store = CacheStore(
@@ -103,5 +109,32 @@ def proxyRoot(
     for counter in ("hit", "miss", "revalidated", "stale", "coalesced", "bytes"):
         ctx.status.increment("cache", counter, 0)
     routes = _routes(ctx, config)
-    router = ProxyRouter(engine, routes, root)
-    return router, [CacheService(store, routes)]
+    forward = None
+    if config.forward_proxy:
+        forward = ForwardProxy(
+            engine,
+            ForwardPolicy(
+                clients=[ipaddress.ip_network(n) for n in config.forward_allow],
+                deny=[ipaddress.ip_network(n) for n in config.forward_deny],
+                connectPorts=frozenset(config.forward_connect_ports),
+                listeners=lambda: _listeners(ctx),
+            ),
+            systemResolver(threadRunner(ctx.reactor)),
+            ctx.reactor,
+            connectTimeout=10.0,
+            readTimeout=60.0,
+            idleTimeout=config.idle_timeout,
+            cache=config.forward_cache,
+        )
+    router = ProxyRouter(engine, routes, root, forward)
+    return router, [CacheService(store, routes, forward)]
+
+
+def _listeners(ctx: StackContext) -> list[tuple[str, int]]:
+    result = []
+    for bound in ctx.addresses.all():
+        host = getattr(bound.address, "host", None)
+        port = getattr(bound.address, "port", None)
+        if host is not None and port is not None:
+            result.append((host, port))
+    return result

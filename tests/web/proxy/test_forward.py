@@ -1,0 +1,124 @@
+"""
+The forward proxy with curl (C{-x}, and C{-p} for CONNECT tunnels): an
+appnet static site is the origin, another stack the proxy. Off by
+default, only for allowed clients, CONNECT only to allowed ports, never to
+denied networks or the proxy's own listeners.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.trial.unittest import TestCase
+
+from appnet.testing import startWeb
+from appnet.web.testing import RunningWeb
+from tests.web.helpers import runCommand
+
+BODY = b"origin text\n"
+
+
+class ForwardTests(TestCase):
+    """curl through the forward proxy."""
+
+    async def setUp(self) -> None:
+        self.origin: RunningWeb = await startWeb(self, files={"o.txt": BODY})
+        self.originPort = urlsplit(self.origin.baseURL).port or 0
+
+    async def proxy(self, **http: Any) -> RunningWeb:
+        """A stack with the forward proxy on, and these settings."""
+        settings = {"forward_proxy": True, **http}
+        return await startWeb(self, config={"http": settings})
+
+    async def curl(self, *args: str) -> tuple[int, str, str]:
+        """Run curl; its exit code, output and errors."""
+        outcome = await runCommand(["curl", "-sS", *args])
+        return outcome.code, str(outcome.out), str(outcome.err)
+
+    async def test_absoluteForm(self) -> None:
+        """
+        curl -x sends absolute-form requests; the proxy fetches them through
+        the cache and says so in Cache-Status.
+        """
+        proxy = await self.proxy()
+        url = self.origin.url("/o.txt")
+        code, out, err = await self.curl("-x", proxy.baseURL, url)
+        self.assertEqual((code, out), (0, BODY.decode()), err)
+        code, out, err = await self.curl("-x", proxy.baseURL, "-D", "-", url)
+        self.assertIn("Cache-Status: appnet;", out)
+        self.assertTrue(out.endswith(BODY.decode()))
+
+    async def test_connectTunnel(self) -> None:
+        """curl -p tunnels through CONNECT to an allowed port."""
+        proxy = await self.proxy(forward_connect_ports=[self.originPort])
+        code, out, err = await self.curl(
+            "-p", "-x", proxy.baseURL, self.origin.url("/o.txt")
+        )
+        self.assertEqual((code, out), (0, BODY.decode()), err)
+
+    async def test_connectPortRefused(self) -> None:
+        """CONNECT to a port not in forward_connect_ports gets 403."""
+        proxy = await self.proxy()
+        code, out, err = await self.curl(
+            "-p", "-x", proxy.baseURL, self.origin.url("/o.txt")
+        )
+        self.assertNotEqual(code, 0)
+        self.assertIn("403", err)
+
+    async def test_clientNotAllowed(self) -> None:
+        """A client outside forward_allow gets 403: never an open proxy."""
+        proxy = await self.proxy(forward_allow=["10.0.0.0/8"])
+        code, out, err = await self.curl(
+            "-x",
+            proxy.baseURL,
+            "-w",
+            "%{http_code}",
+            "-o",
+            "/dev/null",
+            self.origin.url("/o.txt"),
+        )
+        self.assertEqual(out, "403")
+
+    async def test_deniedNetwork(self) -> None:
+        """A destination in forward_deny is refused with 403."""
+        proxy = await self.proxy(forward_deny=["127.0.0.0/8"])
+        code, out, err = await self.curl(
+            "-x",
+            proxy.baseURL,
+            "-w",
+            "%{http_code}",
+            "-o",
+            "/dev/null",
+            self.origin.url("/o.txt"),
+        )
+        self.assertEqual(out, "403")
+
+    async def test_ownListener(self) -> None:
+        """The proxy never connects to its own listeners (no loops)."""
+        proxy = await self.proxy()
+        port = urlsplit(proxy.baseURL).port
+        code, out, err = await self.curl(
+            "-x",
+            proxy.baseURL,
+            "-w",
+            "%{http_code}",
+            "-o",
+            "/dev/null",
+            f"http://127.0.0.1:{port}/status",
+        )
+        self.assertEqual(out, "403")
+
+    async def test_offByDefault(self) -> None:
+        """Without forward_proxy the origin is never contacted."""
+        plain = await startWeb(self)
+        code, out, err = await self.curl(
+            "-x",
+            plain.baseURL,
+            "-w",
+            "%{http_code}",
+            "-o",
+            "/dev/null",
+            self.origin.url("/o.txt"),
+        )
+        self.assertEqual(out, "404")
