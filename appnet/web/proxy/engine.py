@@ -8,6 +8,7 @@ happened in C{Cache-Status}.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
@@ -194,6 +195,25 @@ class ProxyEngine:
 
         d.addErrback(failed)
         return NOT_DONE_YET
+
+    def purge(self, request: Request) -> bytes:
+        """
+        Answer a C{PURGE} request: remove the target URI's stored responses
+        (both schemes), or all of them with C{Cache-Purge: all}.
+        """
+        if (request.getHeader(b"cache-purge") or b"").strip().lower() == b"all":
+            count = self.store.clear()
+        else:
+            host = request.getHeader(b"host") or b""
+            count = sum(
+                self.store.remove(cacheKey(scheme, host, request.uri))
+                for scheme in (b"http", b"https")
+            )
+        self._log.info("Purged {count} cached responses", count=count)
+        request.setResponseCode(200 if count else 404)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return b'{"purged": %d}\n' % (count,)
 
     # The decision.
 
@@ -724,6 +744,37 @@ class ProxyResource(Resource):
         return self.engine.render(request, self.route)
 
 
+#: The server's own paths, never proxied.
+RESERVED = frozenset({b"/status", b"/metrics"})
+
+
+class _PurgeLeaf(Resource):
+    isLeaf = True
+
+    def __init__(self, engine: ProxyEngine, allow: Sequence[Any]) -> None:
+        super().__init__()
+        self.engine = engine
+        self.allow = list(allow)
+
+    def render(self, request: Request) -> bytes:
+        if not _fromNetworks(request, self.allow):
+            request.setResponseCode(403)
+            request.setHeader(b"content-type", b"application/json")
+            return b'{"error": "PURGE is only accepted from configured networks"}\n'
+        return self.engine.purge(request)
+
+
+def _fromNetworks(request: Request, networks: Sequence[Any]) -> bool:
+    host = hostOf(request.getClientAddress())
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in n for n in networks)
+
+
 class _ForwardLeaf(Resource):
     isLeaf = True
 
@@ -738,9 +789,11 @@ class _ForwardLeaf(Resource):
 
 class ProxyRouter(Resource):
     """
-    The site's root when the proxy is configured: a forward proxy request
-    goes to C{forward} (if enabled), a request matching a route to its
-    upstream, anything else to the normal tree.
+    The site's root when the proxy is configured: C{PURGE} (from the
+    C{admin} networks) to the cache, a forward proxy request to C{forward}
+    (if enabled), a request matching a route to its upstream, anything
+    else (and the server's own C{/status} and C{/metrics}) to the normal
+    tree.
     """
 
     def __init__(
@@ -749,6 +802,7 @@ class ProxyRouter(Resource):
         routes: Sequence[Route],
         fallback: Resource,
         forward: Any = None,
+        admin: Sequence[Any] = (),
     ) -> None:
         super().__init__()
         self.engine = engine
@@ -757,8 +811,13 @@ class ProxyRouter(Resource):
         self.forward = forward
         self._leaves = [ProxyResource(engine, r) for r in self.routes]
         self._forwardLeaf = _ForwardLeaf(forward) if forward is not None else None
+        self._purgeLeaf = _PurgeLeaf(engine, admin)
 
     def _route(self, request: Request) -> Resource | None:
+        if request.method == b"PURGE":
+            return self._purgeLeaf
+        if request.uri.split(b"?", 1)[0] in RESERVED:
+            return None
         if self._forwardLeaf is not None and self.forward.handles(request):
             return self._forwardLeaf
         host = request.getHeader(b"host")

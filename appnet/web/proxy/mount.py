@@ -126,7 +126,8 @@ def proxyRoot(
             idleTimeout=config.idle_timeout,
             cache=config.forward_cache,
         )
-    router = ProxyRouter(engine, routes, root, forward)
+    admin = [ipaddress.ip_network(n) for n in config.status_allow]
+    router = ProxyRouter(engine, routes, root, forward, admin)
     return router, [CacheService(store, routes, forward)]
 
 
