@@ -50,9 +50,9 @@ HEURISTIC_STATUS = frozenset(
     {200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501}
 )
 
-#: Status codes this cache understands for storage (RFC 9111 3: "the
-#: response status code is final" and, for C{must-understand}, known).
-#: 206 is understood but never stored: partial responses pass through.
+#: Status codes this cache understands, for C{must-understand} (RFC 9111
+#: 5.2.2.3). Other final statuses are stored only with explicit freshness;
+#: 206 is never stored: partial responses pass through.
 UNDERSTOOD_STATUS = frozenset(
     {200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501}
 )
@@ -218,7 +218,11 @@ def storable(
         return "partial"
     reqCC = requestControl(requestFields)
     resCC = responseControl(responseFields)
+    if status < 200 or status == 304:
+        # Only final responses; a 304 is only used to update (4.3.4).
+        return "status"
     if resCC.has(b"must-understand"):
+        # 5.2.2.3: no-store is overridden only for understood statuses.
         if status not in UNDERSTOOD_STATUS:
             return "status"
     else:
@@ -226,8 +230,6 @@ def storable(
             return "request-no-store"
         if resCC.has(b"no-store"):
             return "no-store"
-        if status not in UNDERSTOOD_STATUS:
-            return "status"
     if resCC.has(b"private") and resCC.argument(b"private") is None:
         return "private"
     if get(requestFields, b"authorization") and not (

@@ -136,14 +136,14 @@ class StorableTests(SynchronousTestCase):
     def test_status(self) -> None:
         """
         Heuristically cacheable statuses store without explicit freshness;
-        others (302, 500) need it; 206 is never stored (passed through).
+        other final statuses (302, 500) need it (RFC 9111 3); 206 is never
+        stored (passed through).
         """
         self.assertIsNone(storable(b"GET", 404, (), ()))
         self.assertEqual(storable(b"GET", 302, (), ()), "not-cacheable")
         self.assertIsNone(storable(b"GET", 302, (), f(("Cache-Control", "max-age=6"))))
-        self.assertEqual(
-            storable(b"GET", 500, (), f(("Cache-Control", "max-age=6"))), "status"
-        )
+        self.assertIsNone(storable(b"GET", 500, (), f(("Cache-Control", "max-age=6"))))
+        self.assertEqual(storable(b"GET", 500, (), ()), "not-cacheable")
         self.assertEqual(
             storable(b"GET", 206, (), f(("Cache-Control", "max-age=6"))), "partial"
         )
