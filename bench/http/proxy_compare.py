@@ -694,6 +694,8 @@ enabled = false
 enabled = false
 [dns]
 enabled = false
+[limits]
+connections_per_ip = 10000
 """
         )
     process = subprocess.Popen(
