@@ -9,6 +9,7 @@ happened. Nothing here does I/O or reads a clock: callers pass C{now}.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from urllib.parse import urljoin, urlsplit
@@ -187,8 +188,9 @@ def parseCacheControl(values: Sequence[bytes]) -> CacheControl:
     return CacheControl(directives)
 
 
+@functools.lru_cache(maxsize=4096)
 def responseControl(fields: Fields) -> CacheControl:
-    """The response's C{Cache-Control}."""
+    """The response's C{Cache-Control} (memoized: stored fields repeat)."""
     return parseCacheControl(get(fields, b"cache-control"))
 
 
@@ -379,6 +381,7 @@ class Freshness:
     heuristic: bool = False
 
 
+@functools.lru_cache(maxsize=4096)
 def freshness(status: int, fields: Fields) -> Freshness:
     """
     The freshness lifetime of a response in a shared cache (RFC 9111
