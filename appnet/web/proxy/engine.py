@@ -31,6 +31,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from appnet.listen import hostOf
 from appnet.status import Status
 from appnet.web.pages import errorBody
+from appnet.web.proxy.interfaces import ICacheStore
 from appnet.web.proxy.policy import (
     Fields,
     StoredResponse,
@@ -52,7 +53,6 @@ from appnet.web.proxy.policy import (
     varyKey,
     without,
 )
-from appnet.web.proxy.store import CacheStore
 from appnet.web.proxy.upstream import (
     BodyRelay,
     Upstream,
@@ -166,7 +166,7 @@ class ProxyEngine:
     @ivar maxObject: the largest body stored; larger ones stream through.
     """
 
-    store: CacheStore
+    store: ICacheStore
     clock: IReactorTime
     status: Status
     maxObject: int

@@ -24,7 +24,9 @@ from typing import Any
 from attrs import define, field
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+from zope.interface import implementer
 
+from appnet.web.proxy.interfaces import ICacheStore
 from appnet.web.proxy.policy import StoredResponse
 
 __all__ = ["CacheStore", "entryId"]
@@ -115,6 +117,7 @@ class _Entry:
     onDisk: bool = False
 
 
+@implementer(ICacheStore)
 @define
 class CacheStore:
     """

@@ -10,7 +10,9 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
+from appnet.web.proxy.interfaces import ICacheStore
 from appnet.web.proxy.policy import StoredResponse
 from appnet.web.proxy.store import CacheStore, entryId
 
@@ -49,6 +51,10 @@ class StoreTests(SynchronousTestCase):
         """The body, or None when gone."""
         d = store.body(stored)
         return None if d is None else self.successResultOf(d)
+
+    def test_interface(self) -> None:
+        """CacheStore provides ICacheStore."""
+        self.assertTrue(verifyObject(ICacheStore, self.make(None)))
 
     def test_memoryOnly(self) -> None:
         """Without a directory, bodies live in memory under an LRU byte cap."""
