@@ -16,7 +16,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
-from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 from twisted.web.resource import Resource
@@ -50,6 +50,7 @@ class Origin(Resource):
         self.seen: list[Request] = []
         self.answers: dict[bytes, Callable[[Request], Answer]] = {}
         self.hold: Deferred[None] | None = None
+        self.stall: set[bytes] = set()
 
     def render(self, request: Request) -> Any:
         self.hits[request.path] += 1
@@ -67,6 +68,11 @@ class Origin(Resource):
         request.setHeader(b"date", httpDate(self.clock.seconds()))
         for name, value in headers.items():
             request.setHeader(name, value)
+        if request.path in self.stall:
+            # Half the body, then silence.
+            request.setHeader(b"content-length", b"%d" % len(body))
+            request.write(body[: len(body) // 2])
+            return
         if code != 304:
             request.setHeader(b"content-length", b"%d" % len(body))
             request.write(body)
@@ -418,3 +424,17 @@ class TimeoutTests(Harness):
         self.assertIn(b"in time", body)
         hold, self.origin.hold = self.origin.hold, None
         hold.callback(None)
+
+    async def test_stallMidBody(self) -> None:
+        """
+        An upstream that goes quiet in the middle of a body: the client's
+        connection is closed (its response is visibly short) and nothing
+        is stored.
+        """
+        self.origin.answers[b"/half"] = fixed(
+            200, b"x" * 100, cache_control="max-age=60"
+        )
+        self.origin.stall.add(b"/half")
+        with self.assertRaises(ResponseFailed):
+            await self.get(b"/half")
+        self.assertEqual(self.store.variants(b"http://" + self.base[7:] + b"/half"), [])
