@@ -283,10 +283,9 @@ class ProxyEngine:
                 fresh, data = result
                 if varyKey(fresh.fields, fields) == fresh.vary:
                     decision = decide(fresh, fields, self.clock.seconds())
-                    if (
-                        decision.verdict is not Verdict.REVALIDATE
-                        or not decision.forced
-                    ):
+                    # A response that needs validation for every use
+                    # (no-cache, max-age=0) is not shared: waiters fetch.
+                    if decision.verdict is not Verdict.REVALIDATE:
                         self.count("hit")
                         status = cacheStatus(
                             hit=False, fwd="miss", collapsed=True, ttl=decision.ttl
