@@ -7,12 +7,14 @@ denied networks or the proxy's own listeners.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from appnet.testing import startWeb
+from appnet.web.proxy.forward import ForwardPolicy
 from appnet.web.testing import RunningWeb
 from tests.web.helpers import runCommand
 
@@ -122,3 +124,36 @@ class ForwardTests(TestCase):
             self.origin.url("/o.txt"),
         )
         self.assertEqual(out, "404")
+
+
+class PolicyTests(SynchronousTestCase):
+    """L{ForwardPolicy}: who may use the proxy and where it may connect."""
+
+    def policy(self) -> ForwardPolicy:
+        """Loopback clients; link-local denied; listening on 8080 everywhere."""
+        return ForwardPolicy(
+            clients=[ipaddress.ip_network("127.0.0.0/8")],
+            deny=[ipaddress.ip_network("169.254.0.0/16")],
+            connectPorts=frozenset({443}),
+            listeners=lambda: [("0.0.0.0", 8080), ("127.0.0.1", 2525)],
+        )
+
+    def test_clients(self) -> None:
+        """Only allowed networks; v4-mapped v6 is the v4 address."""
+        policy = self.policy()
+        self.assertTrue(policy.clientAllowed("127.0.0.1"))
+        self.assertTrue(policy.clientAllowed("::ffff:127.0.0.1"))
+        self.assertFalse(policy.clientAllowed("10.0.0.1"))
+        self.assertFalse(policy.clientAllowed("not-an-address"))
+
+    def test_targets(self) -> None:
+        """Denied networks, own listeners, unspecified and multicast refused."""
+        policy = self.policy()
+        self.assertIsNone(policy.targetProblem("127.0.0.1", 80))
+        self.assertIsNotNone(policy.targetProblem("169.254.169.254", 80))
+        self.assertIsNotNone(policy.targetProblem("127.0.0.1", 8080))
+        self.assertIsNotNone(policy.targetProblem("127.0.0.1", 2525))
+        self.assertIsNone(policy.targetProblem("127.0.0.2", 2525))
+        self.assertIsNotNone(policy.targetProblem("0.0.0.0", 80))
+        self.assertIsNotNone(policy.targetProblem("224.0.0.1", 80))
+        self.assertIsNotNone(policy.targetProblem("example.org", 80))
