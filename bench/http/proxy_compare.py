@@ -861,11 +861,12 @@ FOOTER = """
 Notes:
 
 - Varnish ignores request ``Cache-Control`` (``no-cache``, ``max-age``,
-  ``min-fresh``, ``max-stale``, ``only-if-cached``), serves stale objects
-  for ``default_grace`` (10 s) whatever ``must-revalidate`` says, does not
-  cache responses with ``Set-Cookie`` or requests with ``Cookie`` or
-  ``Authorization`` in its built-in VCL, and does not invalidate on unsafe
-  methods; most of this is policy an operator changes in VCL.
+  ``min-fresh``, ``max-stale``, ``only-if-cached``); within
+  ``default_grace`` (10 s) it answers with the stale object while it
+  refetches in the background, and when the origin fails; its built-in
+  VCL does not cache responses with ``Set-Cookie`` or requests with
+  ``Cookie`` or ``Authorization``; it does not invalidate on unsafe
+  methods. Most of this is policy an operator changes in VCL.
 - 206 responses are passed through by appnet and not stored (Range
   requests bypass the cache).
 """
