@@ -9,12 +9,12 @@ happened in C{Cache-Status}.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from attrs import define, field
 from twisted.internet import error
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.error import (
     ConnectError,
     DNSLookupError,
@@ -22,7 +22,6 @@ from twisted.internet.error import (
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import FileBodyProducer
 from twisted.web.http import NOT_MODIFIED, datetimeToString
 from twisted.web.iweb import IResponse
 from twisted.web.resource import Resource
@@ -55,6 +54,7 @@ from appnet.web.proxy.policy import (
 )
 from appnet.web.proxy.upstream import (
     BodyRelay,
+    RequestBody,
     Upstream,
     endToEnd,
     forwardFields,
@@ -162,6 +162,7 @@ class ProxyEngine:
     @ivar store: the L{CacheStore}.
     @ivar clock: the time ages are computed with.
     @ivar timers: schedules timeouts (the reactor).
+    @ivar inThread: runs blocking reads (a large request body's file).
     @ivar status: where the C{cache} counters go.
     @ivar maxObject: the largest body stored; larger ones stream through.
     """
@@ -171,6 +172,7 @@ class ProxyEngine:
     status: Status
     maxObject: int
     timers: IReactorTime
+    inThread: Callable[..., Deferred[Any]] = maybeDeferred
     _fills: dict[bytes, _Fill] = field(factory=dict, init=False)
     _log = Logger()
 
@@ -346,7 +348,7 @@ class ProxyEngine:
             size = body.tell()
             body.seek(0)
             if size or method in (b"POST", b"PUT", b"PATCH"):
-                producer = FileBodyProducer(body, cooperator=_cooperator(self.timers))
+                producer = RequestBody(body, size, self.inThread)
         upstream = route.upstream
         d = upstream.agent.request(
             method, upstream.url(target), toHeaders(fields), producer
@@ -721,12 +723,6 @@ def _validatorsOf(fields: Fields) -> tuple[Any, int | None]:
             etag = parsed[0]
     modified = get(fields, b"last-modified")
     return etag, parseDate(modified[0]) if modified else None
-
-
-def _cooperator(clock: IReactorTime) -> Any:
-    from twisted.internet.task import Cooperator
-
-    return Cooperator(scheduler=lambda f: clock.callLater(0, f))
 
 
 class ProxyResource(Resource):

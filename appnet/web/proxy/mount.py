@@ -102,7 +102,12 @@ def proxyRoot(
         inThread=threadRunner(ctx.reactor),
     )
     engine = ProxyEngine(
-        store, ctx.clock, ctx.status, config.cache_max_object, ctx.reactor
+        store,
+        ctx.clock,
+        ctx.status,
+        config.cache_max_object,
+        ctx.reactor,
+        threadRunner(ctx.reactor),
     )
     for name in store.stats():
         ctx.status.gauge("cache", name, _reader(store, name))

@@ -8,6 +8,7 @@ connection, with a read timeout.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import Any
 
@@ -25,13 +26,20 @@ from twisted.web.client import (
 )
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgent, IResponse
+from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from appnet.web.client import TrustPolicy
 from appnet.web.proxy.policy import HOP_BY_HOP, Fields, get
 
-__all__ = ["BodyRelay", "ReadTimeout", "Upstream", "forwardFields", "responseFields"]
+__all__ = [
+    "BodyRelay",
+    "ReadTimeout",
+    "RequestBody",
+    "Upstream",
+    "forwardFields",
+    "responseFields",
+]
 
 
 class ReadTimeout(Exception):
@@ -248,3 +256,64 @@ class BodyRelay(Protocol):
         self._disarm()
         if self.transport is not None:
             self.transport.stopProducing()
+
+
+@implementer(IBodyProducer)
+class RequestBody:
+    """
+    A request body Twisted has received (in memory, or in a temporary file
+    when large) sent upstream in chunks; file chunks are read by
+    C{inThread}, never on the reactor. Paused and resumed by the upstream
+    connection.
+    """
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, content: Any, length: int, inThread: Callable[..., Any]) -> None:
+        self.length = length
+        self._content = content
+        self._inThread = inThread
+        self._inMemory = isinstance(content, io.BytesIO)
+        self._paused: Deferred[None] | None = None
+        self._stopped = False
+        self._done: Deferred[None] | None = None
+
+    def startProducing(self, consumer: Any) -> Deferred[None]:
+        self._content.seek(0)
+        self._done = Deferred()
+        Deferred.fromCoroutine(self._run(consumer)).addErrback(self._failed)
+        return self._done
+
+    def _failed(self, reason: Failure) -> None:
+        if not self._stopped and self._done is not None:
+            self._done.errback(reason)
+
+    async def _run(self, consumer: Any) -> None:
+        while not self._stopped:
+            if self._paused is not None:
+                await self._paused
+                continue
+            if self._inMemory:
+                chunk = self._content.read(self.CHUNK)
+            else:
+                chunk = await self._inThread(self._content.read, self.CHUNK)
+            if self._stopped:
+                return
+            if not chunk:
+                assert self._done is not None
+                self._done.callback(None)
+                return
+            consumer.write(chunk)
+
+    def pauseProducing(self) -> None:
+        if self._paused is None:
+            self._paused = Deferred()
+
+    def resumeProducing(self) -> None:
+        paused, self._paused = self._paused, None
+        if paused is not None:
+            paused.callback(None)
+
+    def stopProducing(self) -> None:
+        self._stopped = True
+        self.resumeProducing()

@@ -7,6 +7,7 @@ tests fire.
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,13 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed, readBody
+from twisted.web.client import (
+    Agent,
+    FileBodyProducer,
+    HTTPConnectionPool,
+    ResponseFailed,
+    readBody,
+)
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 from twisted.web.resource import Resource
@@ -51,10 +58,12 @@ class Origin(Resource):
         self.answers: dict[bytes, Callable[[Request], Answer]] = {}
         self.hold: Deferred[None] | None = None
         self.stall: set[bytes] = set()
+        self.bodies: list[bytes] = []
 
     def render(self, request: Request) -> Any:
         self.hits[request.path] += 1
         self.seen.append(request)
+        self.bodies.append(request.content.read())
         if self.hold is not None:
             self.hold.addCallback(lambda _: self._answer(request))
             return NOT_DONE_YET
@@ -156,7 +165,12 @@ class Harness(TestCase):
         )
         self.status = WatchedStatus(self.clock)
         self.engine = ProxyEngine(
-            self.store, self.clock, self.status, self.maxObject, reactor
+            self.store,
+            self.clock,
+            self.status,
+            self.maxObject,
+            reactor,
+            threadRunner(reactor),
         )
         route = Route(b"/", None, self.upstream)
         port = reactor.listenTCP(
@@ -285,6 +299,21 @@ class ProxyTests(Harness):
         self.assertEqual(response.code, 200)
         await self.get(b"/i")
         self.assertEqual(self.origin.hits[b"/i"], 3)
+
+    async def test_requestBodies(self) -> None:
+        """
+        Request bodies reach the upstream whole: a small one (held in
+        memory) and a large one (in a temporary file, read in a thread).
+        """
+        self.origin.answers[b"/up"] = fixed(201, b"ok")
+        for size in (10, 500_000):
+            data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+            response = await self.agent.request(
+                b"POST", self.base + b"/up", None, FileBodyProducer(io.BytesIO(data))
+            )
+            await readBody(response)
+            self.assertEqual(response.code, 201)
+            self.assertEqual(self.origin.bodies[-1], data)
 
     async def test_headFromGet(self) -> None:
         """HEAD is answered from a stored GET, with its fields and no body."""
