@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, BinaryIO
+from weakref import WeakSet
 
 from attrs import define, field
 from twisted.internet import error
@@ -19,13 +20,14 @@ from twisted.internet.error import (
     ConnectError,
     DNSLookupError,
 )
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import NOT_MODIFIED, datetimeToString
 from twisted.web.iweb import IResponse
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
 
 from appnet.listen import hostOf
 from appnet.status import Status
@@ -113,23 +115,26 @@ class Route:
         return path.startswith(self.prefix)
 
 
+_Shared = tuple[StoredResponse, bytes | None]
+
+
 @define
 class _Fill:
     """An upstream fetch for one key that other requests wait on."""
 
-    waiters: list[Deferred[tuple[StoredResponse, bytes] | None]] = field(factory=list)
-    result: tuple[StoredResponse, bytes] | None = None
+    waiters: list[Deferred[_Shared | None]] = field(factory=list)
+    result: _Shared | None = None
     settled: bool = False
 
-    def wait(self) -> Deferred[tuple[StoredResponse, bytes] | None]:
-        d: Deferred[tuple[StoredResponse, bytes] | None] = Deferred()
+    def wait(self) -> Deferred[_Shared | None]:
+        d: Deferred[_Shared | None] = Deferred()
         if self.settled:
             d.callback(self.result)
         else:
             self.waiters.append(d)
         return d
 
-    def settle(self, result: tuple[StoredResponse, bytes] | None) -> None:
+    def settle(self, result: _Shared | None) -> None:
         if self.settled:
             return
         self.settled = True
@@ -174,7 +179,12 @@ class ProxyEngine:
     timers: IReactorTime
     inThread: Callable[..., Deferred[Any]] = maybeDeferred
     _fills: dict[bytes, _Fill] = field(factory=dict, init=False)
+    _gone: WeakSet[Request] = field(factory=WeakSet, init=False)
     _log = Logger()
+
+    def watch(self, request: Request) -> None:
+        """Note when C{request}'s client goes away before the answer."""
+        request.notifyFinish().addErrback(lambda _: self._gone.add(request))
 
     def count(self, name: str, amount: int = 1) -> None:
         """Add to a C{cache} counter."""
@@ -182,6 +192,7 @@ class ProxyEngine:
 
     def render(self, request: Request, route: Route) -> int:
         """Answer C{request} through C{route}; for a resource's C{render}."""
+        self.watch(request)
         d = Deferred.fromCoroutine(self._handle(request, route))
 
         def failed(reason: Failure) -> None:
@@ -282,8 +293,12 @@ class ProxyEngine:
             self.count("coalesced")
             result = await fill.wait()
             if result is not None:
-                fresh, data = result
-                if varyKey(fresh.fields, fields) == fresh.vary:
+                fresh, shared = result
+                source: bytes | BinaryIO | None = shared
+                if source is None:
+                    pending = self.store.body(fresh)
+                    source = await pending if pending is not None else None
+                if source is not None and varyKey(fresh.fields, fields) == fresh.vary:
                     decision = decide(fresh, fields, self.clock.seconds())
                     # A response that needs validation for every use
                     # (no-cache, max-age=0) is not shared: waiters fetch.
@@ -292,8 +307,10 @@ class ProxyEngine:
                         status = cacheStatus(
                             hit=False, fwd="miss", collapsed=True, ttl=decision.ttl
                         )
-                        self._serveStored(request, fresh, data, status, decision.hide)
+                        self._serveStored(request, fresh, source, status, decision.hide)
                         return
+                if source is not None and not isinstance(source, bytes):
+                    source.close()
         fill = _Fill() if key not in self._fills else None
         if fill is not None:
             self._fills[key] = fill
@@ -508,7 +525,7 @@ class ProxyEngine:
                 self.store.update(updated)
                 self.count("revalidated")
                 if fill is not None:
-                    fill.result = (updated, data)
+                    fill.result = (updated, data if isinstance(data, bytes) else None)
                 if request is not None:
                     decision = decide(updated, (), self.clock.seconds())
                     status = cacheStatus(
@@ -655,12 +672,17 @@ class ProxyEngine:
         self,
         request: Request,
         stored: StoredResponse,
-        body: bytes,
+        body: bytes | BinaryIO,
         status: bytes,
         hide: frozenset[bytes],
     ) -> None:
-        """Answer from a stored response, with C{Age} (RFC 9111 4)."""
-        if getattr(request, "_disconnected", False) or request.finished:
+        """
+        Answer from a stored response, with C{Age} (RFC 9111 4); C{body} is
+        bytes, or an open file streamed in chunks read in the thread pool.
+        """
+        if self._done(request):
+            if not isinstance(body, bytes):
+                body.close()
             return
         fields = without(stored.fields, hide | {b"age"})
         age = int(
@@ -668,7 +690,9 @@ class ProxyEngine:
         )
         fields += ((b"age", b"%d" % (age,)),)
         self._head(request, stored.status, fields, status)
-        request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % (len(body),)])
+        request.responseHeaders.setRawHeaders(
+            b"content-length", [b"%d" % (stored.size,)]
+        )
         etag, lastModified = _validatorsOf(stored.fields)
         condition = evaluate(request.method, request.requestHeaders, etag, lastModified)
         if condition is Condition.NOT_MODIFIED and stored.status == 200:
@@ -676,13 +700,48 @@ class ProxyEngine:
             request.write(b"")
         elif request.method == b"HEAD":
             request.write(b"")
-        else:
+        elif isinstance(body, bytes):
             request.write(body)
             self.count("bytes", len(body))
+        else:
+            Deferred.fromCoroutine(self._stream(request, body)).addErrback(
+                self._streamFailed, request
+            )
+            return
+        if not isinstance(body, bytes):
+            body.close()
         self._finish(request)
 
+    async def _stream(self, request: Request, body: BinaryIO) -> None:
+        """Send a stored body from its file, paced by the client."""
+        pacer = _Pacer()
+        request.registerProducer(pacer, True)
+        request.notifyFinish().addErrback(lambda _: pacer.stopProducing())
+        try:
+            while not pacer.stopped:
+                if pacer.paused is not None:
+                    await pacer.paused
+                    continue
+                chunk = await self.inThread(body.read, CHUNK)
+                if not chunk or pacer.stopped:
+                    break
+                request.write(chunk)
+                self.count("bytes", len(chunk))
+        finally:
+            body.close()
+            request.unregisterProducer()
+        self._finish(request)
+
+    def _streamFailed(self, reason: Failure, request: Request) -> None:
+        self._log.failure("Reading a cached body failed", reason)
+        request.loseConnection()
+
+    def _done(self, request: Request) -> bool:
+        """Has C{request} been answered, or its client gone?"""
+        return bool(request.finished) or request in self._gone
+
     def _finish(self, request: Request) -> None:
-        if not request.finished and not getattr(request, "_disconnected", False):
+        if not self._done(request):
             request.finish()
 
     def fail(
@@ -692,7 +751,7 @@ class ProxyEngine:
         Answer with a short error page (or close, if the response has
         already begun).
         """
-        if request.finished or getattr(request, "_disconnected", False):
+        if self._done(request):
             return
         if request.startedWriting:
             request.loseConnection()
@@ -708,6 +767,32 @@ class ProxyEngine:
             request.responseHeaders.setRawHeaders(b"cache-status", [status])
         request.write(b"" if request.method == b"HEAD" else body)
         request.finish()
+
+
+#: Bytes read at a time from a stored body on disk.
+CHUNK = 64 * 1024
+
+
+@implementer(IPushProducer)
+class _Pacer:
+    """Tells L{ProxyEngine._stream} when the client can take more."""
+
+    def __init__(self) -> None:
+        self.paused: Deferred[None] | None = None
+        self.stopped = False
+
+    def pauseProducing(self) -> None:
+        if self.paused is None:
+            self.paused = Deferred()
+
+    def resumeProducing(self) -> None:
+        paused, self.paused = self.paused, None
+        if paused is not None:
+            paused.callback(None)
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+        self.resumeProducing()
 
 
 class _Aborted(Exception):

@@ -262,6 +262,7 @@ class ForwardProxy:
 
     def render(self, request: Request) -> int:
         """Answer a forward proxy request."""
+        self.engine.watch(request)
         d = Deferred.fromCoroutine(self._handle(request))
         d.addErrback(self._failed, request)
         return NOT_DONE_YET

@@ -4,6 +4,8 @@ The seam between the proxy's engine and where cached responses live.
 
 from __future__ import annotations
 
+from typing import BinaryIO
+
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
@@ -20,10 +22,11 @@ class ICacheStore(Interface):
     def variants(key: bytes) -> list[StoredResponse]:
         """The L{StoredResponse}s under primary key C{key}."""
 
-    def body(stored: StoredResponse) -> Deferred[bytes] | None:
+    def body(stored: StoredResponse) -> Deferred[bytes | BinaryIO] | None:
         """
-        A C{Deferred} firing with the body of C{stored}, or C{None} if it is
-        no longer stored.
+        A C{Deferred} firing with the body of C{stored} (bytes, or an open
+        file to read in chunks and close), or C{None} if it is no longer
+        stored.
         """
 
     def put(stored: StoredResponse, body: bytes) -> Deferred[None]:

@@ -19,7 +19,7 @@ import os
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 from attrs import define, field
 from twisted.internet.defer import Deferred, succeed
@@ -148,10 +148,12 @@ class CacheStore:
         """The stored responses under primary key C{key}."""
         return [self._entries[i].stored for i in self._byKey.get(key, ())]
 
-    def body(self, stored: StoredResponse) -> Deferred[bytes] | None:
+    def body(self, stored: StoredResponse) -> Deferred[bytes | BinaryIO] | None:
         """
-        The body of C{stored} (from memory, or read from disk in a thread),
-        or C{None} if it is no longer stored.
+        The body of C{stored}, or C{None} if it is no longer stored: bytes
+        from memory, or read from disk in a thread when small; an open file
+        (opened in a thread, its size checked) for larger bodies on disk,
+        to be read in chunks.
         """
         ident = entryId(stored.key, stored.vary)
         entry = self._entries.get(ident)
@@ -166,15 +168,25 @@ class CacheStore:
             return None
         path = self._bodyPath(ident, entry.gen)
         expected = entry.stored.size
+        whole = expected <= self.memoryObjectLimit
 
-        def read() -> bytes:
-            with open(path, "rb") as f:
+        def read() -> bytes | BinaryIO:
+            f = open(path, "rb")
+            try:
+                if os.fstat(f.fileno()).st_size != expected:
+                    raise OSError(f"cache body {path} has the wrong size")
+                if not whole:
+                    return f
                 data = f.read(expected + 1)
+            except BaseException:
+                f.close()
+                raise
+            f.close()
             if len(data) != expected:
                 raise OSError(f"cache body {path} has the wrong size")
             return data
 
-        d: Deferred[bytes] = self.inThread(read)
+        d: Deferred[bytes | BinaryIO] = self.inThread(read)
         return d
 
     def stats(self) -> dict[str, float]:

@@ -315,6 +315,27 @@ class ProxyTests(Harness):
             self.assertEqual(response.code, 201)
             self.assertEqual(self.origin.bodies[-1], data)
 
+    async def test_hitFromDisk(self) -> None:
+        """
+        A body too large for the memory tier is served from its file on
+        disk, streamed in chunks; HEAD and a client's 304 close it unread.
+        """
+        big = bytes(range(256)) * 20
+        self.origin.answers[b"/d"] = fixed(
+            200, big, cache_control="max-age=60", etag='"d"'
+        )
+        stored = self.store.nextPut()
+        await self.get(b"/d")
+        await stored
+        response, body = await self.get(b"/d")
+        self.assertEqual(body, big)
+        self.assertIn(b"hit", self.header(response, b"cache-status") or b"")
+        response, body = await self.get(b"/d", method=b"HEAD")
+        self.assertEqual((response.code, body), (200, b""))
+        response, body = await self.get(b"/d", if_none_match='"d"')
+        self.assertEqual(response.code, 304)
+        self.assertEqual(self.origin.hits[b"/d"], 1)
+
     async def test_headFromGet(self) -> None:
         """HEAD is answered from a stored GET, with its fields and no body."""
         self.origin.answers[b"/h"] = fixed(200, b"hello", cache_control="max-age=60")

@@ -14,7 +14,7 @@ from appnet.testing import startWeb
 from appnet.tls import makeSelfSigned
 from appnet.web.testing import RunningWeb
 from tests.interop import unavailable
-from tests.peers import freePort, startServer, waitForPort
+from tests.peers import freePort, startServer, waitForLog, waitForPort
 from tests.web.helpers import runCommand
 
 BLOB = os.urandom(300_000)
@@ -111,9 +111,14 @@ class NginxOriginTests(TestCase):
         self.assertEqual(outcome.code, 0, outcome.err)
         return str(outcome.out)
 
-    def originRequests(self) -> int:
-        """How many requests nginx has logged."""
-        with open(os.path.join(self.prefix, "access.log"), "rb") as f:
+    async def originRequests(self, expected: int) -> int:
+        """
+        How many requests nginx has logged, once at least C{expected} are
+        (nginx writes a line just after its response).
+        """
+        path = os.path.join(self.prefix, "access.log")
+        await waitForLog(path, rf"(?:[^\n]*\n){{{expected}}}")
+        with open(path, "rb") as f:
             return f.read().count(b"\n")
 
     async def test_hitAfterMiss(self) -> None:
@@ -125,7 +130,7 @@ class NginxOriginTests(TestCase):
         self.assertIn("Cache-Status: appnet; hit", second)
         self.assertIn("\r\nAge: ", second)
         self.assertTrue(second.endswith(TEXT.decode()))
-        self.assertEqual(self.originRequests(), 1)
+        self.assertEqual(await self.originRequests(1), 1)
 
     async def test_revalidateWithNginx(self) -> None:
         """
@@ -139,8 +144,10 @@ class NginxOriginTests(TestCase):
         )
         self.assertIn("fwd-status=304", out)
         self.assertTrue(out.endswith(TEXT.decode()))
-        with open(os.path.join(self.prefix, "access.log"), "rb") as f:
-            self.assertIn(b'"GET /plain.txt HTTP/1.1" 304', f.read())
+        # nginx writes its log line after the response: wait for it.
+        await waitForLog(
+            os.path.join(self.prefix, "access.log"), '"GET /plain.txt HTTP/1.1" 304'
+        )
 
     async def test_privateNotStored(self) -> None:
         """nginx's Cache-Control: private is never stored by the shared cache."""
@@ -148,7 +155,7 @@ class NginxOriginTests(TestCase):
         for _ in range(2):
             out = await self.curl("-D", "-", web.url("/private/p.txt"))
         self.assertIn('detail="private"', out)
-        self.assertEqual(self.originRequests(), 2)
+        self.assertEqual(await self.originRequests(2), 2)
 
     async def test_largeStreamsThrough(self) -> None:
         """A body over cache_max_object arrives whole and is not stored."""
@@ -158,7 +165,7 @@ class NginxOriginTests(TestCase):
             await self.curl("-o", path, web.url("/fresh/blob.bin"))
             with open(path, "rb") as f:
                 self.assertEqual(f.read(), BLOB)
-        self.assertEqual(self.originRequests(), 2)
+        self.assertEqual(await self.originRequests(2), 2)
 
     async def test_httpsUpstreamVerified(self) -> None:
         """An https upstream is verified against the route's CA."""

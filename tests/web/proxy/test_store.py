@@ -48,9 +48,35 @@ class StoreTests(SynchronousTestCase):
         return CacheStore(directory, inThread=inline, **limits)
 
     def body(self, store: CacheStore, stored: StoredResponse) -> bytes | None:
-        """The body, or None when gone."""
+        """The body (read whole if it came as a file), or None when gone."""
         d = store.body(stored)
-        return None if d is None else self.successResultOf(d)
+        if d is None:
+            return None
+        result = self.successResultOf(d)
+        if isinstance(result, bytes):
+            return result
+        with result:
+            return result.read()
+
+    def test_largeBodyAsFile(self) -> None:
+        """
+        A body on disk larger than the memory tier's objects comes as an
+        open file, to be streamed; a smaller one as bytes.
+        """
+        directory = self.mktemp()
+        store = self.make(directory, memoryLimit=0)
+        self.successResultOf(store.load())
+        big, small = response(b"big", 120), response(b"small", 10)
+        store.put(big, b"b" * 120)
+        store.put(small, b"s" * 10)
+        d = store.body(big)
+        assert d is not None
+        f = self.successResultOf(d)
+        self.assertNotIsInstance(f, bytes)
+        f.close()
+        d = store.body(small)
+        assert d is not None
+        self.assertEqual(self.successResultOf(d), b"s" * 10)
 
     def test_interface(self) -> None:
         """CacheStore provides ICacheStore."""
