@@ -433,6 +433,15 @@ def _proxyRoute(value: Any) -> ProxyRoute:
         )
     if not values.get("prefix", "/").startswith("/"):
         raise _Invalid("prefix: must start with /")
+    ca = values.get("ca")
+    if ca is not None:
+        try:
+            with open(ca, "rb") as f:
+                pem = f.read()
+        except OSError as e:
+            raise _Invalid(f"ca: cannot read {ca}: {e.strerror}") from None
+        if b"-----BEGIN CERTIFICATE-----" not in pem:
+            raise _Invalid(f"ca: no PEM certificate in {ca}")
     if values.get("host"):
         values["host"] = values["host"].lower()
     return ProxyRoute(**values)
