@@ -186,8 +186,19 @@ class CacheStore:
                 raise OSError(f"cache body {path} has the wrong size")
             return data
 
+        def warm(result: bytes | BinaryIO) -> bytes | BinaryIO:
+            # A small body read from disk (after a restart) joins the
+            # memory tier again, if its entry is still the same.
+            current = self._entries.get(ident)
+            if isinstance(result, bytes) and current is entry:
+                if ident not in self._memory:
+                    self._memory[ident] = result
+                    self._memoryBytes += len(result)
+                    self._evictMemory()
+            return result
+
         d: Deferred[bytes | BinaryIO] = self.inThread(read)
-        return d
+        return d.addCallback(warm)
 
     def stats(self) -> dict[str, float]:
         """Entry count and bytes held."""

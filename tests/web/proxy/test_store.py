@@ -109,6 +109,7 @@ class StoreTests(SynchronousTestCase):
         self.assertEqual(again.variants(b"http://h/big"), [big])
         self.assertEqual(self.body(again, big), b"b" * 120)
         self.assertEqual(self.body(again, small), b"s" * 10)
+        self.assertEqual(again.stats()["memory_bytes"], 10)
 
     def test_diskLimit(self) -> None:
         """Over the disk cap, the least recently used entries are removed."""
