@@ -334,7 +334,16 @@ class ForwardProxy:
             return
         target = (url.path or "/") + (f"?{url.query}" if url.query else "")
         request.uri = target.encode("latin-1")
-        request.requestHeaders.setRawHeaders(b"host", [url.netloc.encode("latin-1")])
+        # The Host is the URI's authority without any userinfo (RFC 9112
+        # 3.2.2: a proxy replaces the client's Host with it).
+        name = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+        authority = name if url.port is None else f"{name}:{url.port}"
+        try:
+            hostField = authority.encode("ascii")
+        except UnicodeError:
+            self.engine.fail(request, 400, "The host name is not ASCII.")
+            return
+        request.requestHeaders.setRawHeaders(b"host", [hostField])
         self.engine.render(request, self._route(address, port))
 
     async def _connect(self, request: Request) -> None:
