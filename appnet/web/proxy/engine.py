@@ -8,6 +8,7 @@ happened in C{Cache-Status}.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
@@ -799,6 +800,7 @@ class _Aborted(Exception):
     """The upstream body broke off; the client connection was closed."""
 
 
+@functools.lru_cache(maxsize=4096)
 def _validatorsOf(fields: Fields) -> tuple[Any, int | None]:
     etag = None
     tags = get(fields, b"etag")

@@ -276,11 +276,9 @@ def cacheKey(scheme: bytes, host: bytes, target: bytes) -> bytes:
 _SPACES = re.compile(rb"\s*,\s*|\s+")
 
 
-def varyKey(responseFields: Fields, requestFields: Fields) -> Fields | None:
-    """
-    The secondary key (RFC 9111 4.1): for each field C{Vary} names, the
-    request's value, whitespace-normalized; C{None} for C{Vary: *}.
-    """
+@functools.lru_cache(maxsize=4096)
+def _varyNames(responseFields: Fields) -> tuple[bytes, ...] | None:
+    """The field names C{Vary} lists, sorted; C{None} for C{*}."""
     names: list[bytes] = []
     for value in get(responseFields, b"vary"):
         for name in value.split(b","):
@@ -289,8 +287,19 @@ def varyKey(responseFields: Fields, requestFields: Fields) -> Fields | None:
                 return None
             if name and name not in names:
                 names.append(name)
+    return tuple(sorted(names))
+
+
+def varyKey(responseFields: Fields, requestFields: Fields) -> Fields | None:
+    """
+    The secondary key (RFC 9111 4.1): for each field C{Vary} names, the
+    request's value, whitespace-normalized; C{None} for C{Vary: *}.
+    """
+    names = _varyNames(responseFields)
+    if names is None:
+        return None
     key = []
-    for field in sorted(names):
+    for field in names:
         requested = joined(requestFields, field)
         normal = b"" if requested is None else _SPACES.sub(b" ", requested.strip())
         if field == b"accept-encoding":
