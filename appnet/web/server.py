@@ -78,6 +78,7 @@ from appnet.status import Status
 from appnet.trace import MaskRule
 from appnet.web.login import LoginResource, LoginService, LogoutResource
 from appnet.web.pages import ErrorResource, errorBody, reason
+from appnet.web.proxy.mount import proxyRoot
 from appnet.web.sessions import SessionGate, SessionManager
 from appnet.web.static import StaticFiles
 from appnet.web.status import MetricsResource, StatusResource
@@ -747,8 +748,6 @@ def buildWeb(
         function = _load(mount) if isinstance(mount, str) else mount
         for name, resource in function(web).items():
             root.putChild(name, resource)
-    from appnet.web.proxy.mount import proxyRoot
-
     siteRoot, proxyServices = proxyRoot(ctx, config, root)
     site = WebSite(siteRoot, config=config, status=ctx.status, reactor=ctx.reactor)
     site.web = web

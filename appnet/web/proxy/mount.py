@@ -20,7 +20,6 @@ from appnet.stack import StackContext
 from appnet.web.proxy.engine import ProxyEngine, ProxyRouter, Route
 from appnet.web.proxy.forward import ForwardPolicy, ForwardProxy, systemResolver
 from appnet.web.proxy.store import CacheStore
-from appnet.webmail.service import threadRunner
 
 __all__ = ["CacheService", "proxyRoot"]
 
@@ -93,6 +92,10 @@ def proxyRoot(
     """
     if not config.proxy and not config.forward_proxy:
         return root, []
+    # Imported here: appnet.webmail imports the web server, which imports
+    # this module.
+    from appnet.webmail.service import threadRunner
+
     directory = config.cache_dir or os.path.join(ctx.dataDir.root.path, "cache", "http")
     store = CacheStore(
         directory,
