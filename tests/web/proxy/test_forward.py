@@ -11,10 +11,12 @@ import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from appnet.testing import startWeb
-from appnet.web.proxy.forward import ForwardPolicy
+from appnet.web.proxy.forward import ForwardPolicy, Tunnel
 from appnet.web.testing import RunningWeb
 from tests.web.helpers import runCommand
 
@@ -157,3 +159,61 @@ class PolicyTests(SynchronousTestCase):
         self.assertIsNotNone(policy.targetProblem("0.0.0.0", 80))
         self.assertIsNotNone(policy.targetProblem("224.0.0.1", 80))
         self.assertIsNotNone(policy.targetProblem("example.org", 80))
+
+
+class _Channel:
+    """Stands in for the client's HTTP channel: just its transport."""
+
+    def __init__(self) -> None:
+        self.transport = StringTransport()
+
+
+class _Request:
+    """Stands in for the CONNECT request: its channel and producer slot."""
+
+    def __init__(self) -> None:
+        self.channel = _Channel()
+        self.producer: object = None
+
+    def registerProducer(self, producer: object, streaming: bool) -> None:
+        self.producer = producer
+
+
+class TunnelTests(SynchronousTestCase):
+    """L{Tunnel}: bytes both ways, early bytes kept, idle tunnels closed."""
+
+    def test_relayAndIdle(self) -> None:
+        """
+        Bytes the client sends before the upstream is connected are passed
+        on after the 200; traffic flows both ways; after the idle timeout
+        without traffic both sides are closed.
+        """
+        clock = Clock()
+        request = _Request()
+        tunnel = Tunnel(request, clock, 30.0)  # type: ignore[arg-type]
+        client = request.channel.transport
+        tunnel.dataReceived(b"early")
+        upstream = StringTransport()
+        tunnel.connected(upstream)
+        self.assertEqual(client.value(), b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        self.assertEqual(upstream.value(), b"early")
+        self.assertIs(request.producer, upstream)
+        tunnel.fromUpstream(b"reply")
+        self.assertTrue(client.value().endswith(b"reply"))
+        clock.advance(29)
+        tunnel.dataReceived(b"more")
+        clock.advance(29)
+        self.assertFalse(upstream.disconnecting)
+        clock.advance(2)
+        self.assertTrue(upstream.disconnecting)
+        self.assertTrue(client.disconnecting)
+
+    def test_pendingLimit(self) -> None:
+        """Too much early data pauses reading from the client until connected."""
+        request = _Request()
+        tunnel = Tunnel(request, Clock(), 30.0)  # type: ignore[arg-type]
+        client = request.channel.transport
+        tunnel.dataReceived(b"x" * (70 * 1024))
+        self.assertEqual(client.producerState, "paused")
+        tunnel.connected(StringTransport())
+        self.assertEqual(client.producerState, "producing")
