@@ -28,12 +28,22 @@ def serverURL(config: Config) -> str:
     unspecified address is reached over loopback).
     """
     for endpoint in config.http.listen:
-        m = re.match(r"^tcp6?:(?:port=)?(\d+)(.*)$", endpoint)
-        if m is None:
+        kind, _, rest = endpoint.partition(":")
+        if kind not in ("tcp", "tcp6"):
             continue
-        port = m.group(1)
-        iface = re.search(r"interface=([^:]+(?:\\:[^:]+)*)", m.group(2))
-        host = iface.group(1).replace("\\:", ":") if iface else "127.0.0.1"
+        parts = [p.replace("\\:", ":") for p in re.split(r"(?<!\\):", rest)]
+        port = None
+        host = "127.0.0.1"
+        for part in parts:
+            name, eq, value = part.partition("=")
+            if not eq and port is None:
+                port = name
+            elif name == "port":
+                port = value
+            elif name == "interface":
+                host = value
+        if port is None or not port.isdigit():
+            continue
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
         if ":" in host:

@@ -9,8 +9,10 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from appnet.cli import CommandError
 from appnet.config import ProxyRoute, loadConfig
 from appnet.errors import ConfigError
+from appnet.web.proxy.cli import serverURL
 
 
 class ProxyConfigTests(SynchronousTestCase):
@@ -94,3 +96,25 @@ class ProxyConfigTests(SynchronousTestCase):
             {"forward_connect_ports": [0]}, "http.forward_connect_ports[0]", "between"
         )
         self.fails({"forward_allow": ["nowhere"]}, "http.forward_allow[0]", "network")
+
+
+class ServerURLTests(SynchronousTestCase):
+    """C{appnet cache} finds the running server from the config."""
+
+    def url(self, *listen: str) -> str:
+        """The URL for these http.listen endpoints."""
+        config = loadConfig(None, {"http": {"listen": list(listen)}}, env={})
+        return serverURL(config)
+
+    def test_first(self) -> None:
+        """The first plain TCP listener; a wildcard address means loopback."""
+        self.assertEqual(
+            self.url("tcp:8080:interface=127.0.0.1"), "http://127.0.0.1:8080"
+        )
+        self.assertEqual(self.url("tcp:8081"), "http://127.0.0.1:8081")
+        self.assertEqual(self.url("tcp6:8082:interface=\\:\\:1"), "http://[::1]:8082")
+
+    def test_none(self) -> None:
+        """Without a plain TCP listener, the command asks for --server."""
+        with self.assertRaises(CommandError):
+            self.url("unix:/tmp/appnet.sock")
