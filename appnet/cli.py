@@ -396,6 +396,11 @@ COMMANDS: list[tuple[str, str, str]] = [
         "DKIM signing keys: keygen, list, retire.",
     ),
     ("ftp", "appnet.ftp.cli:FTPOptions", "FTP: ls, get, put, mkdir, rm, mirror."),
+    (
+        "cache",
+        "appnet.web.proxy.cli:CacheOptions",
+        "The web proxy cache: stats, purge.",
+    ),
 ]
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "IMAPConfig",
     "ListenerConfig",
     "POP3Config",
+    "ProxyRoute",
     "SMTPConfig",
     "SubmissionConfig",
     "MailConfig",
@@ -449,6 +450,70 @@ class ListenerConfig:
 
 
 @frozen
+class ProxyRoute:
+    """
+    One C{[[http.proxy]]} entry: requests whose path starts with C{prefix}
+    (and whose C{Host} is C{host}, when set) go to C{upstream}.
+    """
+
+    upstream: str
+    prefix: str = "/"
+    host: str | None = None
+    cache: bool = True
+    ca: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+
+
+_ROUTE_KEYS = {
+    "upstream": _str,
+    "prefix": _str,
+    "host": _optStr,
+    "cache": _bool,
+    "ca": _optStr,
+    "connect_timeout": _positiveDuration,
+    "read_timeout": _positiveDuration,
+}
+
+
+def _proxyRoute(value: Any) -> ProxyRoute:
+    if not isinstance(value, Mapping):
+        raise _Invalid(f"expected a table, got {_typeName(value)}")
+    values: dict[str, Any] = {}
+    for key, raw in value.items():
+        parse = _ROUTE_KEYS.get(key)
+        if parse is None:
+            raise _Invalid(f"unknown key {key!r} in a proxy route")
+        try:
+            values[key] = parse(raw)
+        except _Invalid as e:
+            raise _Invalid(f"{key}: {e}") from None
+    upstream = values.get("upstream")
+    if upstream is None:
+        raise _Invalid("a proxy route needs an upstream")
+    m = re.match(r"^(https?)://(\[[0-9A-Fa-f:.]+\]|[^/:\[\]]+)(:\d+)?/?$", upstream)
+    if m is None:
+        raise _Invalid(
+            "upstream: expected http://HOST:PORT or https://HOST:PORT, "
+            f"got {upstream!r}"
+        )
+    if not values.get("prefix", "/").startswith("/"):
+        raise _Invalid("prefix: must start with /")
+    ca = values.get("ca")
+    if ca is not None:
+        try:
+            with open(ca, "rb") as f:
+                pem = f.read()
+        except OSError as e:
+            raise _Invalid(f"ca: cannot read {ca}: {e.strerror}") from None
+        if b"-----BEGIN CERTIFICATE-----" not in pem:
+            raise _Invalid(f"ca: no PEM certificate in {ca}")
+    if values.get("host"):
+        values["host"] = values["host"].lower()
+    return ProxyRoute(**values)
+
+
+@frozen
 class HTTPConfig(ListenerConfig):
     """The web server."""
 
@@ -493,6 +558,46 @@ class HTTPConfig(ListenerConfig):
         ("127.0.0.0/8", "::1/128"),
         _listOf(_network),
         "client networks allowed to read /status and /metrics",
+    )
+    proxy: tuple[ProxyRoute, ...] = _setting(
+        (),
+        _listOf(_proxyRoute),
+        "reverse proxy routes ([[http.proxy]] tables: upstream, prefix, host, "
+        "cache, ca, connect_timeout, read_timeout)",
+    )
+    cache_dir: str | None = _setting(
+        None, _optStr, "the proxy cache's directory (default DATA/cache/http)"
+    )
+    cache_memory: int = _setting(
+        64 * 1024**2, _size, "bytes of small cached bodies kept in memory"
+    )
+    cache_memory_object: int = _setting(
+        256 * 1024, _size, "cached bodies up to this size are also kept in memory"
+    )
+    cache_disk: int = _setting(
+        1024**3, _size, "bytes of cached bodies on disk (least recently used go)"
+    )
+    cache_max_object: int = _setting(
+        16 * 1024**2, _size, "larger responses stream through uncached"
+    )
+    forward_proxy: bool = _setting(
+        False, _bool, "serve as a forward proxy (absolute-form and CONNECT)"
+    )
+    forward_allow: tuple[str, ...] = _setting(
+        ("127.0.0.0/8", "::1/128"),
+        _listOf(_network),
+        "client networks allowed to use the forward proxy",
+    )
+    forward_deny: tuple[str, ...] = _setting(
+        ("0.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "fe80::/10", "ff00::/8"),
+        _listOf(_network),
+        "destination networks the forward proxy never connects to",
+    )
+    forward_connect_ports: tuple[int, ...] = _setting(
+        (443,), _listOf(_int(1, 65535)), "ports CONNECT may reach"
+    )
+    forward_cache: bool = _setting(
+        True, _bool, "forward proxy responses go through the cache"
     )
 
 

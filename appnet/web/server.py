@@ -78,6 +78,7 @@ from appnet.status import Status
 from appnet.trace import MaskRule
 from appnet.web.login import LoginResource, LoginService, LogoutResource
 from appnet.web.pages import ErrorResource, FaviconResource, errorBody, reason
+from appnet.web.proxy.mount import proxyRoot
 from appnet.web.sessions import SessionGate, SessionManager
 from appnet.web.static import StaticFiles
 from appnet.web.status import MetricsResource, StatusResource
@@ -306,9 +307,15 @@ class WebChannel(HTTPChannel):
     _headLines = 0
     _headTimer: Any = None
     _lingerTimer: Any = None
+    #: Set by a CONNECT tunnel (L{appnet.web.proxy.forward}): from then on
+    #: the client's bytes go to its C{dataReceived}, not to the parser.
+    tunnel: Any = None
     _log = Logger()
 
     def dataReceived(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.dataReceived(data)
+            return
         if self.rejected:
             return
         super().dataReceived(data)
@@ -395,6 +402,10 @@ class WebChannel(HTTPChannel):
         super().allContentReceived()
 
     def rawDataReceived(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            # Sent right behind the CONNECT head, in the same read.
+            self.tunnel.dataReceived(data)
+            return
         if self.rejected:
             return
         super().rawDataReceived(data)
@@ -471,6 +482,8 @@ class WebChannel(HTTPChannel):
             self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.tunnel is not None:
+            self.tunnel.connectionLost(reason)
         self._cancelHeadTimer()
         if self._lingerTimer is not None and self._lingerTimer.active():
             self._lingerTimer.cancel()
@@ -742,7 +755,8 @@ def buildWeb(
         function = _load(mount) if isinstance(mount, str) else mount
         for name, resource in function(web).items():
             root.putChild(name, resource)
-    site = WebSite(root, config=config, status=ctx.status, reactor=ctx.reactor)
+    siteRoot, proxyServices = proxyRoot(ctx, config, root)
+    site = WebSite(siteRoot, config=config, status=ctx.status, reactor=ctx.reactor)
     site.web = web
     return Component(
         listening=[
@@ -756,7 +770,7 @@ def buildWeb(
                 mask=HTTP_MASK,
             )
         ],
-        services=[SessionPurger(sessions, ctx.reactor)],
+        services=[SessionPurger(sessions, ctx.reactor), *proxyServices],
     )
 
 
