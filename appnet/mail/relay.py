@@ -753,11 +753,14 @@ class Relay:
             ) from None
         except NameNotFound:
             raise DestinationFailed(
-                permanent("5.1.2", f"domain {domain} not found")
+                permanent(
+                    "5.1.2",
+                    f"DNS lookup of MX for {domain} failed: no such domain (NXDOMAIN)",
+                )
             ) from None
         except TemporaryFailure as e:
             raise DestinationFailed(
-                temporary("4.4.3", f"MX lookup for {domain} failed: {e}")
+                temporary("4.4.3", f"DNS lookup of MX for {domain} failed: {e.reason}")
             ) from None
         port = self._settings.port
         hops: list[Hop] = []
@@ -798,13 +801,20 @@ class Relay:
     async def _addresses(self, host: str) -> list[str]:
         try:
             addresses = await self._resolver.lookupAddresses(host)
-        except (NameNotFound, NoRecords):
+        except (NameNotFound, NoRecords) as e:
+            why = (
+                "no such domain (NXDOMAIN)"
+                if isinstance(e, NameNotFound)
+                else "no A or AAAA records"
+            )
             raise DestinationFailed(
-                permanent("5.4.4", f"host {host} has no address")
+                permanent("5.4.4", f"DNS lookup of the address of {host} failed: {why}")
             ) from None
         except TemporaryFailure as e:
             raise DestinationFailed(
-                temporary("4.4.3", f"address lookup for {host} failed: {e}")
+                temporary(
+                    "4.4.3", f"DNS lookup of the address of {host} failed: {e.reason}"
+                )
             ) from None
         return addresses
 

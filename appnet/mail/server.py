@@ -11,9 +11,12 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.mail.interfaces import IMailboxPOP3
+from twisted.python.failure import Failure
 
 from appnet.dns.client import resolverFor
 from appnet.dns.interfaces import IDNSResolver
@@ -119,6 +122,32 @@ def relaySettings(ctx: StackContext) -> RelaySettings:
         smarthostTLS=mail.smarthost_tls,
         smarthostTrust=trust,
     )
+
+
+class ResolverNotice(Service):
+    """
+    Says in one line of the start-up log which resolver mail uses (the
+    relay's MX lookups, SPF).
+    """
+
+    name = "mail-resolver"  # type: ignore[assignment]
+    _log = Logger()
+
+    def __init__(self, resolver: IDNSResolver) -> None:
+        self._resolver = resolver
+
+    def startService(self) -> None:
+        super().startService()
+        describe = getattr(self._resolver, "describe", None)
+        if describe is None:
+            return
+        describe().addCallbacks(self._say, self._failed)
+
+    def _say(self, text: str) -> None:
+        self._log.info("mail resolves names through {resolver}", resolver=text)
+
+    def _failed(self, failure: Failure) -> None:
+        self._log.failure("cannot tell which resolver mail uses", failure)
 
 
 def makeQueueRunner(
@@ -263,5 +292,5 @@ def buildMail(ctx: StackContext) -> Component:
             Listening("pop3", pop3, pop3Refusal(hostname), POP3_MASK),
             Listening("imap", imap, imapRefusal(hostname), IMAP_MASK),
         ],
-        services=[makeQueueRunner(ctx, router, resolver)],
+        services=[makeQueueRunner(ctx, router, resolver), ResolverNotice(resolver)],
     )
