@@ -255,7 +255,13 @@ def buildMail(ctx: StackContext) -> Component:
         ),
         config.submission.idle_timeout,
     )
+    reactor = ctx.reactor
+
+    def blocking(fn: Any, *args: Any) -> Deferred[Any]:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+
     pop3 = POP3ServerFactory(
+        blocking=blocking,
         hostname=hostname,
         store=ctx.store.mail,
         auth=ctx.auth,
@@ -266,11 +272,6 @@ def buildMail(ctx: StackContext) -> Component:
         idleTimeout=config.pop3.idle_timeout,
         apop=config.pop3.apop,
     )
-    reactor = ctx.reactor
-
-    def blocking(fn: Any, *args: Any) -> Deferred[Any]:
-        return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
-
     imap = IMAPServerFactory(
         hostname=hostname,
         store=ctx.store.mail,
