@@ -14,7 +14,8 @@ C{[mail] smarthost} every message goes there instead.
 
 L{RelayClient} extends Twisted's L{ESMTPClient} (greeting, EHLO with HELO
 fallback, STARTTLS, AUTH PLAIN/LOGIN, one RCPT per recipient, the body
-streamed from its file by L{FileSender}) where it does not fit a relay:
+streamed from its file in threads by L{appnet.files.ThreadedFileSender})
+where it does not fit a relay:
 
   - Twisted asks C{getMailFrom} synchronously for the next message and
     closes when it gets C{None}; here the session goes idle after RSET
@@ -72,7 +73,9 @@ from twisted.internet.endpoints import (
     connectProtocol,
 )
 from twisted.internet.error import ConnectError, ConnectionDone
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.ssl import CertificateOptions
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.mail.smtp import (
     SUCCESS,
@@ -87,6 +90,7 @@ from appnet.dns.client import MailExchanger
 from appnet.dns.errors import NameNotFound, NoRecords, NullMX, TemporaryFailure
 from appnet.dns.interfaces import IDNSResolver
 from appnet.errors import AppnetError
+from appnet.files import InThread, inline
 from appnet.mail.client import StuffingClient, tlsOptions
 from appnet.mail.lines import noDelay
 
@@ -704,6 +708,9 @@ class Relay:
     _resolver: IDNSResolver
     _settings: RelaySettings
     _isSelf: Callable[[Hop], bool] = lambda hop: False
+    #: Runs message file reads (default: the reactor's thread pool, or
+    #: inline for a reactor without threads, such as a test's Clock).
+    _blocking: InThread | None = None
     _noTLS: dict[str, float] = field(factory=dict)
     _log = Logger()
 
@@ -841,6 +848,18 @@ class Relay:
         self._noTLS[hop.address] = self._reactor.seconds() + self.NO_TLS_FOR
         return await self._connect(hop, plain=True)
 
+    def _fileThreads(self) -> InThread:
+        if self._blocking is not None:
+            return self._blocking
+        reactor = self._reactor
+        if not IReactorThreads.providedBy(reactor):
+            return inline
+
+        def threaded(fn: Any, *args: Any) -> Deferred[Any]:
+            return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+
+        return threaded
+
     def _plainOnly(self, hop: Hop) -> bool:
         until = self._noTLS.get(hop.address)
         if until is None:
@@ -873,6 +892,7 @@ class Relay:
             if settings.tls == "may" and not plain:
                 context = CertificateOptions(verify=False)
             client = RelayClient(hop, settings, self._reactor, context, False)
+        client.fileThreads = self._fileThreads()
         version = ipaddress.ip_address(hop.address).version
         endpointType = TCP6ClientEndpoint if version == 6 else TCP4ClientEndpoint
         bind = (settings.bindAddress, 0) if settings.bindAddress else None
