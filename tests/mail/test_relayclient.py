@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from appnet.dns.testing import StaticResolver
 from appnet.files import inline
+from appnet.mail.bounce import Reported, report
 from appnet.mail.queue import Schedule
 from appnet.mail.relay import (
     DestinationFailed,
@@ -709,6 +710,33 @@ class HopsTests(SynchronousTestCase):
         """A DNS failure defers."""
         reply = self.failure("broken.example")
         self.assertEqual((reply.code, reply.enhanced), (451, "4.4.3"))
+
+    def test_dnsFailuresSaidPlainly(self) -> None:
+        """
+        A reply caused by DNS says which lookup failed and how, and the
+        DSN built from it carries that text.
+        """
+        self.assertEqual(
+            self.failure("broken.example").text,
+            "DNS lookup of MX for broken.example failed: SERVFAIL from static:0",
+        )
+        self.assertEqual(
+            self.failure("gone.example.org").text,
+            "DNS lookup of MX for gone.example.org failed: no such domain (NXDOMAIN)",
+        )
+        dsn = report(
+            hostname="mx.crepes.fr",
+            queueId=7,
+            sender="alice@crepes.fr",
+            arrived=0.0,
+            now=0.0,
+            failures=[
+                Reported("bob@broken.example", self.failure("broken.example"), 0.0)
+            ],
+            header=b"Subject: x\r\n\r\n",
+        )
+        text = dsn.replace(b"=\r\n", b"").decode()
+        self.assertIn("DNS lookup of MX for broken.example failed: SERVFAIL", text)
 
     def test_smarthost(self) -> None:
         """With a smarthost every domain goes there."""
