@@ -736,7 +736,13 @@ class DNSConfig:
     resolver: tuple[str, int] | None = _setting(
         None,
         _hostPort(53),
-        "DNS server appnet's own lookups use (default: its own DNS service)",
+        "DNS server appnet's own lookups use (default: its own DNS service "
+        "if it recurses, else the system's resolvers)",
+    )
+    resolv_conf: str = _setting(
+        "/etc/resolv.conf",
+        _str,
+        "the system's resolvers, used by mail when neither resolver nor recursion is",
     )
     zones: tuple[str, ...] = _setting(
         (), _listOf(_str), "zone files served besides DATA/zones/*.zone"

@@ -70,7 +70,8 @@ class Options(usage.Options):
             None,
             None,
             "HOST:PORT of the DNS server appnet's own lookups use; "
-            "default: its own DNS service [dns.resolver].",
+            "default: its own DNS service if it recurses, else the "
+            "system's resolvers [dns.resolver].",
         ],
         [
             "relay-port",

@@ -22,6 +22,7 @@ Protocol packages add their own fixtures on top of this one.
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -74,13 +75,16 @@ _EPHEMERAL = "tcp:0:interface=127.0.0.1"
 def ephemeralConfig(dataDir: str, overrides: Mapping[str, Any] = {}) -> Config:
     """
     A config with every service on an ephemeral loopback port, data in
-    C{dataDir}, host name C{appnet.test}, then C{overrides} (TOML-shaped)
+    C{dataDir}, host name C{appnet.test}, no system resolvers (so a test
+    never asks the machine's DNS servers), then C{overrides} (TOML-shaped)
     on top.
     """
     raw: dict[str, Any] = {"data": dataDir, "hostname": "appnet.test"}
     for name in SERVICES:
         raw[name] = (
-            {"listen": "127.0.0.1:0"} if name == "dns" else {"listen": [_EPHEMERAL]}
+            {"listen": "127.0.0.1:0", "resolv_conf": os.devnull}
+            if name == "dns"
+            else {"listen": [_EPHEMERAL]}
         )
     return loadConfig(None, mergeTables(raw, overrides))
 

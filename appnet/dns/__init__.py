@@ -5,7 +5,8 @@ iterating from root hints), a client, and C{appnet dig}.
 The public surface:
 
   - L{resolverFor}: the resolver appnet's own lookups use (the mail
-    relay's MX and address lookups), an L{IDNSResolver};
+    relay's MX and address lookups, SPF), an L{IDNSResolver}, and
+    L{SystemResolvers}, the servers of a C{resolv.conf};
   - L{DNSClient}, L{Response}, L{MailExchanger}: lookups against a given
     server;
   - the errors lookups raise (L{NameNotFound}, L{NoRecords}, L{NullMX},
@@ -16,7 +17,13 @@ The server itself (L{appnet.dns.server}) joins a stack through
 L{appnet.stack.BUILDERS}.
 """
 
-from appnet.dns.client import DNSClient, MailExchanger, Response, resolverFor
+from appnet.dns.client import (
+    DNSClient,
+    MailExchanger,
+    Response,
+    SystemResolvers,
+    resolverFor,
+)
 from appnet.dns.errors import (
     DNSError,
     LookupFailed,
@@ -38,6 +45,7 @@ __all__ = [
     "NoRecords",
     "NullMX",
     "Response",
+    "SystemResolvers",
     "TemporaryFailure",
     "ZoneError",
     "resolverFor",

@@ -12,8 +12,9 @@ errors of L{appnet.dns.errors} that say whether to give up (NXDOMAIN,
 null MX) or try later (SERVFAIL, REFUSED, timeout).
 
 L{resolverFor} gives the client appnet's own lookups use: C{dns.resolver}
-if configured, else this stack's own DNS service (so the relay shares its
-cache), else the system's resolvers from C{/etc/resolv.conf}::
+if configured, else this stack's own DNS service when it recurses (so the
+relay shares its cache), else the system's resolvers from
+C{dns.resolv_conf} (L{SystemResolvers}, read in a thread)::
 
     from appnet.dns import resolverFor
     from appnet.dns.errors import NoRecords, NullMX, NameNotFound, TemporaryFailure
@@ -27,19 +28,21 @@ cache), else the system's resolvers from C{/etc/resolv.conf}::
         addresses = await resolver.lookupAddresses(mx.host)
 
 The stack's own service resolves names outside its zones only with
-C{dns.forward} or C{dns.root_hints} configured; otherwise it answers
-REFUSED, which lookups report as L{TemporaryFailure}.
+C{dns.forward} or C{dns.root_hints} configured, which is why it is asked
+only then.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from attrs import frozen
-from twisted.internet.defer import Deferred, DeferredList
+from attrs import define, field, frozen
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.threads import deferToThreadPool
 from twisted.names import dns
 from zope.interface import implementer
 
@@ -62,6 +65,7 @@ __all__ = [
     "DNSClient",
     "MailExchanger",
     "Response",
+    "SystemResolvers",
     "Transfer",
     "TransferFailed",
     "resolverFor",
@@ -165,7 +169,9 @@ class MailExchanger:
 
 def systemResolvers(path: str = "/etc/resolv.conf") -> list[Address]:
     """
-    The C{nameserver} lines of C{resolv.conf}, as (address, 53).
+    The C{nameserver} lines of C{resolv.conf}, as (address, 53); an
+    address written C{[127.0.0.1]:5353} (OpenBSD's syntax, which other
+    resolvers skip) brings its own port. Blocking: call it in a thread.
     """
     servers: list[Address] = []
     try:
@@ -176,12 +182,92 @@ def systemResolvers(path: str = "/etc/resolv.conf") -> list[Address]:
     for line in lines:
         words = line.split()
         if len(words) >= 2 and words[0] == "nameserver":
+            text, port = words[1], 53
+            if text.startswith("["):
+                text, _, rest = text[1:].partition("]")
+                if rest:
+                    if not rest.startswith(":") or not rest[1:].isdigit():
+                        continue
+                    port = int(rest[1:])
+                    if not 0 < port < 65536:
+                        continue
             try:
-                address = str(ipaddress.ip_address(words[1].split("%", 1)[0]))
+                address = str(ipaddress.ip_address(text.split("%", 1)[0]))
             except ValueError:
                 continue
-            servers.append((address, 53))
+            servers.append((address, port))
     return servers
+
+
+@define
+class SystemResolvers:
+    """
+    The system's resolvers, as a server list for L{DNSClient}: the
+    nameservers of a C{resolv.conf}, read in a thread and read again once
+    they are C{maxAge} seconds old (as C{twisted.names.client.Resolver}
+    notices changes to the file).
+
+    @ivar path: the file.
+    @ivar blocking: runs a function in a thread, giving a Deferred of its
+        result (default: the reactor's thread pool).
+    """
+
+    _reactor: Any
+    path: str = "/etc/resolv.conf"
+    blocking: (
+        Callable[[Callable[[], list[Address]]], Deferred[list[Address]]] | None
+    ) = None
+    maxAge: float = 60.0
+    _servers: list[Address] | None = field(default=None, init=False)
+    _readAt: float = field(default=-math.inf, init=False)
+    _waiters: list[Deferred[list[Address]]] | None = field(default=None, init=False)
+
+    def __call__(self) -> Deferred[list[Address]]:
+        """The servers, read again if they are old."""
+        if (
+            self._servers is not None
+            and self._reactor.seconds() - self._readAt < self.maxAge
+        ):
+            return succeed(list(self._servers))
+        waiter: Deferred[list[Address]] = Deferred()
+        if self._waiters is None:
+            self._waiters = [waiter]
+            self._read().addBoth(self._done)
+        else:
+            self._waiters.append(waiter)
+        return waiter
+
+    def _read(self) -> Deferred[list[Address]]:
+        path = self.path
+
+        def read() -> list[Address]:
+            return systemResolvers(path)
+
+        if self.blocking is not None:
+            return self.blocking(read)
+        reactor = self._reactor
+        return deferToThreadPool(reactor, reactor.getThreadPool(), read)
+
+    def _done(self, result: Any) -> None:
+        servers = result if isinstance(result, list) else []
+        self._servers = servers
+        self._readAt = self._reactor.seconds()
+        waiters, self._waiters = self._waiters or [], None
+        for waiter in waiters:
+            waiter.callback(list(servers))
+
+    @property
+    def missing(self) -> str:
+        """Why there is no server to ask, if there is none."""
+        return f"no nameserver in {self.path}"
+
+    async def describe(self) -> str:
+        """Which servers these are, for the start-up log."""
+        servers = await self()
+        if not servers:
+            return f"no DNS server ({self.missing}): remote mail will wait"
+        shown = ", ".join(_show(s) for s in servers)
+        return f"the system's resolvers {shown} (from {self.path})"
 
 
 def _address(record: dns.RRHeader) -> str:
@@ -206,7 +292,8 @@ class DNSClient:
     def __init__(
         self,
         reactor: Any,
-        servers: Sequence[Address] | Callable[[], Sequence[Address]],
+        servers: Sequence[Address]
+        | Callable[[], Sequence[Address] | Awaitable[Sequence[Address]]],
         timeout: float = 2.0,
         attempts: int = 2,
         udpSize: int = 1232,
@@ -221,9 +308,25 @@ class DNSClient:
         self._exchanger = exchanger if exchanger is not None else Exchanger(reactor)
         self._random = rng if rng is not None else random.Random()
 
-    def _servers(self) -> list[Address]:
+    async def _servers(self) -> list[Address]:
         servers = self.servers
-        return list(servers() if callable(servers) else servers)
+        if not callable(servers):
+            return list(servers)
+        found = servers()
+        if isinstance(found, Deferred):
+            return list(await found)
+        return list(found)  # type: ignore[arg-type]
+
+    def describe(self) -> Deferred[str]:
+        """Which servers this client asks, in a few words."""
+        return Deferred.fromCoroutine(self._describe())
+
+    async def _describe(self) -> str:
+        describe = getattr(self.servers, "describe", None)
+        if describe is not None:
+            return str(await describe())
+        servers = await self._servers()
+        return ", ".join(_show(s) for s in servers) or "no DNS server"
 
     def query(
         self,
@@ -252,9 +355,10 @@ class DNSClient:
     async def _query(
         self, name: bytes, type: int, recursionDesired: bool, tcp: bool, edns: bool
     ) -> Response:
-        servers = self._servers()
+        servers = await self._servers()
         if not servers:
-            raise TemporaryFailure(display(name), "no DNS server to ask")
+            why = getattr(self.servers, "missing", "no DNS server to ask")
+            raise TemporaryFailure(display(name), why)
         problems: list[str] = []
         fallback: Response | None = None
         for _ in range(self.attempts):
@@ -427,26 +531,68 @@ _LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 def resolverFor(ctx: Any) -> DNSClient:
     """
     The resolver appnet's own lookups (the mail relay's MX and address
-    lookups) use, for a stack's L{appnet.stack.StackContext}:
+    lookups, SPF) use, for a stack's L{appnet.stack.StackContext}:
 
       1. C{dns.resolver}, if configured;
-      2. else this stack's own DNS service (its UDP address is looked up
-         at query time, since it is known only once bound);
-      3. else the system's resolvers from C{/etc/resolv.conf}.
+      2. else this stack's own DNS service, if it recurses (C{dns.forward}
+         or C{dns.root_hints}) for the address mail asks it from (its UDP
+         address is looked up at query time, since it is known only once
+         bound);
+      3. else the system's resolvers from C{dns.resolv_conf}.
+
+    L{DNSClient.describe} says which, for the start-up log.
     """
     config = ctx.config.dns
     if config.resolver is not None:
-        return DNSClient(ctx.reactor, [config.resolver])
-    addresses = ctx.addresses
-    system: list[list[Address]] = []
+        return DNSClient(ctx.reactor, _Configured(config.resolver))
+    if _recurses(config):
+        return DNSClient(ctx.reactor, _OwnService(ctx.addresses, config))
+    return DNSClient(ctx.reactor, SystemResolvers(ctx.reactor, config.resolv_conf))
 
-    def servers() -> list[Address]:
-        for bound in addresses.of("dns"):
+
+def _recurses(config: Any) -> bool:
+    """Whether the stack's own DNS service recurses for its own host."""
+    if not config.enabled or not (config.forward or config.root_hints):
+        return False
+    host = _LOOPBACK.get(config.listen[0], config.listen[0])
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(
+        address in ipaddress.ip_network(net, strict=False)
+        for net in config.allow_recursion
+    )
+
+
+@frozen
+class _Configured:
+    server: Address
+
+    def __call__(self) -> list[Address]:
+        return [self.server]
+
+    def describe(self) -> Deferred[str]:
+        return succeed(f"the configured resolver {_show(self.server)} (dns.resolver)")
+
+
+@frozen
+class _OwnService:
+    addresses: Any
+    config: Any
+
+    def __call__(self) -> list[Address]:
+        for bound in self.addresses.of("dns"):
             if bound.transport == "udp":
                 host = bound.address.host
                 return [(_LOOPBACK.get(host, host), bound.address.port)]
-        if not system:
-            system.append(systemResolvers())
-        return system[0]
+        return []
 
-    return DNSClient(ctx.reactor, servers)
+    @property
+    def missing(self) -> str:
+        return "this stack's DNS service is not listening"
+
+    def describe(self) -> Deferred[str]:
+        how = "dns.forward" if self.config.forward else "dns.root_hints"
+        servers = ", ".join(_show(s) for s in self())
+        return succeed(f"this stack's own DNS recursion {servers} ({how})")

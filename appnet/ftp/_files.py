@@ -8,7 +8,8 @@ producer/consumer pair around it:
 
   - L{FileSender} is a streaming producer reading chunks in the thread and
     writing them to a consumer (the data connection), keeping one chunk read
-    ahead and stopping while the consumer says it is full.
+    ahead and stopping while the consumer says it is full (the shared
+    L{appnet.files.ThreadedFileSender}, with FTP's errors).
   - L{FileReceiver} is a consumer writing what the data connection delivers;
     it pauses the connection while more than C{high} bytes wait for the
     disk, and resumes it below C{low}.
@@ -30,10 +31,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import (
     IConsumer,
-    IDelayedCall,
     IPushProducer,
     IReactorTime,
 )
@@ -43,6 +43,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from appnet.files import InThread, ThreadedFileSender, fire, inline, whenQuiet
 from appnet.ftp.errors import (
     DiskFull,
     FTPCommandError,
@@ -64,20 +65,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-#: Runs a blocking callable somewhere it may block; returns its Deferred.
-InThread = Callable[..., Deferred[Any]]
-
-#: Bytes read from a file at a time.
-CHUNK = 256 * 1024
-
-
-def inline(f: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
-    """
-    An L{InThread} that runs the call right away, for deterministic unit
-    tests.
-    """
-    return maybeDeferred(f, *args, **kwargs)
 
 
 class FileThreads(Service):
@@ -214,38 +201,16 @@ class TokenBucket:
         return -self._tokens / self.rate
 
 
-def _whenQuiet(busy: bool, waiters: list[Deferred[None]]) -> Deferred[None]:
-    d: Deferred[None] = Deferred()
-    if busy:
-        waiters.append(d)
-    else:
-        d.callback(None)
-    return d
+_whenQuiet = whenQuiet
+_fire = fire
 
 
-def _fire(waiters: list[Deferred[None]]) -> None:
-    pending = waiters[:]
-    del waiters[:]
-    for d in pending:
-        d.callback(None)
-
-
-Transform = Callable[[bytes], bytes]
-Throttle = Callable[[int], float]
-
-
-@implementer(IPushProducer)
-class FileSender:
+class FileSender(ThreadedFileSender):
     """
     Streams a file descriptor's contents, from its current position to the
-    end, into a consumer.
-
-    At most one read is in flight and one chunk waits read-ahead, so memory
-    stays at a few chunks plus whatever the consumer buffers before it
-    pauses us.
+    end, into a consumer (L{appnet.files.ThreadedFileSender} reading with
+    C{os.read}), failing with FTP's reply-carrying errors.
     """
-
-    _log = Logger()
 
     def __init__(
         self,
@@ -253,142 +218,20 @@ class FileSender:
         fd: int,
         consumer: IConsumer,
         clock: IReactorTime,
-        *,
-        chunkSize: int = CHUNK,
-        transform: Transform | None = None,
-        throttle: Throttle | None = None,
-        progress: Callable[[int], None] | None = None,
-        length: int | None = None,
+        **kwargs: Any,
     ) -> None:
-        self._run = run
-        self._fd = fd
-        self._remaining = length
-        self._consumer = consumer
-        self._clock = clock
-        self._chunkSize = chunkSize
-        self._transform = transform
-        self._throttle = throttle
-        self._progress = progress
-        self._paused = False
-        self._held: IDelayedCall | None = None
-        self._reading = False
-        self._ready: bytes | None = None
-        self._eof = False
-        self._finished = False
-        self.sent = 0
-        self._done: Deferred[int] = Deferred()
-        self._quiet: list[Deferred[None]] = []
+        def read(size: int) -> bytes:
+            return os.read(fd, size)
 
-    def quiet(self) -> Deferred[None]:
-        """
-        Fires once no read is in flight, so the descriptor may be closed
-        (closing it under a read could let the read hit a reused number).
-        """
-        return _whenQuiet(self._reading, self._quiet)
+        super().__init__(run, read, consumer, clock, **kwargs)
 
-    def start(self) -> Deferred[int]:
-        """
-        Register with the consumer and start sending.
+    def stopped(self) -> Exception:
+        return TransferAborted()
 
-        @return: fires with the number of file bytes sent once all are
-            written to the consumer (and the producer unregistered); fails
-            with L{TransferAborted} if the consumer stops us first, or with
-            another L{FTPCommandError} if the file cannot be read.
-        """
-        self._consumer.registerProducer(self, True)
-        self._pump()
-        return self._done
-
-    def _pump(self) -> None:
-        while (
-            not self._finished
-            and not self._paused
-            and self._held is None
-            and self._ready is not None
-        ):
-            data, self._ready = self._ready, None
-            self.sent += len(data)
-            if self._progress is not None:
-                self._progress(len(data))
-            self._consumer.write(self._transform(data) if self._transform else data)
-            if self._throttle is not None:
-                delay = self._throttle(len(data))
-                if delay > 0 and not self._finished:
-                    self._held = self._clock.callLater(delay, self._release)
-        if self._finished:
-            return
-        if self._eof and self._ready is None:
-            self._finish(None)
-            return
-        if not self._reading and not self._eof and self._ready is None:
-            self._reading = True
-            size = self._chunkSize
-            if self._remaining is not None:
-                size = min(size, self._remaining)
-            self._run(os.read, self._fd, size).addCallbacks(
-                self._read, self._readFailed
-            )
-
-    def _release(self) -> None:
-        self._held = None
-        self._pump()
-
-    def _read(self, data: bytes) -> None:
-        self._reading = False
-        _fire(self._quiet)
-        if self._finished:
-            return
-        if data:
-            self._ready = data
-            if self._remaining is not None:
-                # The length is known: no extra read just to see the end.
-                self._remaining -= len(data)
-                if self._remaining <= 0:
-                    self._eof = True
-        else:
-            self._eof = True
-        self._pump()
-
-    def _readFailed(self, failure: Failure) -> None:
-        self._reading = False
-        _fire(self._quiet)
-        if self._finished:
-            return
+    def readFailed(self, failure: Failure) -> Failure:
         if failure.check(OSError):
-            error: FTPCommandError = errorFor(failure.value)
-        else:
-            error = LocalError()
-        self._log.failure("Reading a file for a transfer failed", failure)
-        self._finish(Failure(error))
-
-    def _finish(self, failure: Failure | None) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        if self._held is not None:
-            self._held.cancel()
-            self._held = None
-        self._consumer.unregisterProducer()
-        if failure is None:
-            self._done.callback(self.sent)
-        else:
-            self._done.errback(failure)
-
-    def pauseProducing(self) -> None:
-        self._paused = True
-
-    def resumeProducing(self) -> None:
-        self._paused = False
-        self._pump()
-
-    def stopProducing(self) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        if self._held is not None:
-            self._held.cancel()
-            self._held = None
-        self._done.errback(TransferAborted())
+            return Failure(errorFor(failure.value))
+        return Failure(LocalError())
 
 
 Limit = Callable[[int], FTPCommandError | None]

@@ -37,6 +37,7 @@ from twisted.internet.ssl import (
 )
 from twisted.mail.pop3client import POP3Client
 from twisted.mail.smtp import (
+    SUCCESS,
     ESMTPClient,
     ESMTPSender,
     ESMTPSenderFactory,
@@ -48,6 +49,7 @@ from twisted.python.failure import Failure
 
 from appnet.address import isLoopback
 from appnet.errors import AppnetError, CannotConnect
+from appnet.files import InThread, ThreadedFileSender
 
 __all__ = [
     "FetchedMessage",
@@ -168,9 +170,35 @@ class StuffingClient(ESMTPClient):
 
     _stuffer: _Stuffer
 
+    #: Runs the body's reads (L{appnet.files.InThread}): the relay sets
+    #: it, so a message file is read in threads with back-pressure; when
+    #: C{None} (a body in memory), Twisted's C{FileSender} sends it.
+    fileThreads: InThread | None = None
+
     def smtpState_data(self, code: int, resp: bytes) -> None:
         self._stuffer = _Stuffer()
-        super().smtpState_data(code, resp)
+        if self.fileThreads is None:
+            super().smtpState_data(code, resp)
+            return
+        assert self.transport is not None
+        sender = ThreadedFileSender(
+            self.fileThreads,
+            self.getMailData().read,
+            self.transport,  # type: ignore[arg-type]
+            transform=self.transformChunk,
+        )
+
+        def sent(_: int) -> None:
+            self.finishedFileTransfer(sender.last)
+
+        def failed(failure: Failure) -> None:
+            self.sendError(failure.value)
+
+        sender.start().addCallbacks(sent, failed)
+        # What SMTPClient.smtpState_data expects next: the reply to the
+        # final dot.
+        self._expected = SUCCESS
+        self._okresponse = self.smtpState_msgSent
 
     def transformChunk(self, chunk: bytes) -> bytes:
         self.resetTimeout()

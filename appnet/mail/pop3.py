@@ -16,7 +16,9 @@ Twisted gets wrong or lacks is replaced:
   after STLS before the handshake is discarded.
 - STAT, LIST and UIDL leave out messages marked deleted, as RFC 1939
   requires (Twisted counts them with size 0).
-- RETR and TOP byte-stuff across chunk boundaries (Twisted's
+- RETR and TOP read the message in threads with back-pressure
+  (L{appnet.files.ThreadedFileSender}), not on the reactor, and
+  byte-stuff across chunk boundaries (Twisted's
   C{transformChunk} misses a line starting with C{.} at the start of a
   chunk) and do not rewrite line ends (messages are stored with CRLF);
   TOP finds the end of the header section wherever it falls.
@@ -63,16 +65,17 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import ISSLTransport, ITLSTransport
 from twisted.internet.protocol import ServerFactory
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.mail.interfaces import IMailboxPOP3
 from twisted.mail.pop3 import POP3, APOPCredentials
-from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from appnet.address import isLoopback
 from appnet.auth import Authenticator, LoginThrottled
 from appnet.errors import AppnetError, NoSuchMessage
+from appnet.files import InThread, SendingStopped, ThreadedFileSender
 from appnet.listen import hostOf
 from appnet.mail.lines import LineQueue, noDelay
 from appnet.mail.realm import AvatarFactory, MailRealm
@@ -270,6 +273,10 @@ def _isNumber(text: str) -> bool:
     digits).
     """
     return text.isascii() and text.isdigit() and len(text) <= 40
+
+
+#: Bytes of a message read (in a thread) at a time for RETR and TOP.
+READ_CHUNK = 64 * 1024
 
 
 class _Stuffer:
@@ -679,26 +686,37 @@ class POP3Server(LineQueue, POP3):
             self.failResponse(f"Message {index + 1} was removed by another session")
             return
         source: Any = file if lines is None else _Top(file, lines)
+        sender: ThreadedFileSender | None = None
         try:
             if lines is None:
                 self.successResponse(f"{drop.messages[index].size} octets")
             else:
                 self.successResponse("Top of message follows")
+            sender = ThreadedFileSender(
+                self.factory.blocking,
+                source.read,
+                self.transport,
+                chunkSize=READ_CHUNK,
+                transform=_Stuffer(),
+            )
             try:
-                last = await FileSender().beginFileTransfer(
-                    source, self.transport, _Stuffer()
-                )
-            except Exception:
-                # FileSender fails only when the transport stops it: the
-                # client went away in the middle of the message (a read
-                # error would be raised into the transport instead).
+                await sender.start()
+            except SendingStopped:
                 self._log.info(
                     "pop3: {client} disconnected during a download",
                     client=self._client,
                 )
                 return
+            except Exception:
+                # Logged by the sender; the message cannot be finished.
+                self.transport.loseConnection()
+                return
         finally:
+            if sender is not None:
+                # No read may still be running on the file being closed.
+                await sender.quiet()
             source.close()
+        last = sender.last
         self.transport.write(b".\r\n" if last == b"\n" else b"\r\n.\r\n")
         if lines is None:
             drop.retrieved.add(index)
@@ -764,12 +782,24 @@ class POP3ServerFactory(LiveTLS, ServerFactory):
         tlsOptions: Any = None,
         idleTimeout: float = 600,
         apop: bool = False,
+        blocking: InThread | None = None,
     ) -> None:
         """
         @param apop: offer APOP (a timestamp in the greeting); the
             C{auth} portal must then have an APOP checker
             (L{appnet.auth.Authenticator.apop}).
+        @param blocking: runs message file reads (RETR, TOP) in a thread;
+            default: the reactor's (C{clock}'s) thread pool. Unit tests
+            pass L{appnet.files.inline}.
         """
+        if blocking is None:
+            reactor = clock
+
+            def threaded(fn: Any, *args: Any) -> Deferred[Any]:
+                return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+
+            blocking = threaded
+        self.blocking: InThread = blocking
         self.hostname = hostname
         self.store = store
         self.auth = auth

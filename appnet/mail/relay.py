@@ -14,7 +14,8 @@ C{[mail] smarthost} every message goes there instead.
 
 L{RelayClient} extends Twisted's L{ESMTPClient} (greeting, EHLO with HELO
 fallback, STARTTLS, AUTH PLAIN/LOGIN, one RCPT per recipient, the body
-streamed from its file by L{FileSender}) where it does not fit a relay:
+streamed from its file in threads by L{appnet.files.ThreadedFileSender})
+where it does not fit a relay:
 
   - Twisted asks C{getMailFrom} synchronously for the next message and
     closes when it gets C{None}; here the session goes idle after RSET
@@ -72,7 +73,9 @@ from twisted.internet.endpoints import (
     connectProtocol,
 )
 from twisted.internet.error import ConnectError, ConnectionDone
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.ssl import CertificateOptions
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.mail.smtp import (
     SUCCESS,
@@ -87,6 +90,7 @@ from appnet.dns.client import MailExchanger
 from appnet.dns.errors import NameNotFound, NoRecords, NullMX, TemporaryFailure
 from appnet.dns.interfaces import IDNSResolver
 from appnet.errors import AppnetError
+from appnet.files import InThread, inline
 from appnet.mail.client import StuffingClient, tlsOptions
 from appnet.mail.lines import noDelay
 
@@ -704,6 +708,9 @@ class Relay:
     _resolver: IDNSResolver
     _settings: RelaySettings
     _isSelf: Callable[[Hop], bool] = lambda hop: False
+    #: Runs message file reads (default: the reactor's thread pool, or
+    #: inline for a reactor without threads, such as a test's Clock).
+    _blocking: InThread | None = None
     _noTLS: dict[str, float] = field(factory=dict)
     _log = Logger()
 
@@ -753,11 +760,14 @@ class Relay:
             ) from None
         except NameNotFound:
             raise DestinationFailed(
-                permanent("5.1.2", f"domain {domain} not found")
+                permanent(
+                    "5.1.2",
+                    f"DNS lookup of MX for {domain} failed: no such domain (NXDOMAIN)",
+                )
             ) from None
         except TemporaryFailure as e:
             raise DestinationFailed(
-                temporary("4.4.3", f"MX lookup for {domain} failed: {e}")
+                temporary("4.4.3", f"DNS lookup of MX for {domain} failed: {e.reason}")
             ) from None
         port = self._settings.port
         hops: list[Hop] = []
@@ -798,13 +808,20 @@ class Relay:
     async def _addresses(self, host: str) -> list[str]:
         try:
             addresses = await self._resolver.lookupAddresses(host)
-        except (NameNotFound, NoRecords):
+        except (NameNotFound, NoRecords) as e:
+            why = (
+                "no such domain (NXDOMAIN)"
+                if isinstance(e, NameNotFound)
+                else "no A or AAAA records"
+            )
             raise DestinationFailed(
-                permanent("5.4.4", f"host {host} has no address")
+                permanent("5.4.4", f"DNS lookup of the address of {host} failed: {why}")
             ) from None
         except TemporaryFailure as e:
             raise DestinationFailed(
-                temporary("4.4.3", f"address lookup for {host} failed: {e}")
+                temporary(
+                    "4.4.3", f"DNS lookup of the address of {host} failed: {e.reason}"
+                )
             ) from None
         return addresses
 
@@ -830,6 +847,18 @@ class Relay:
         self._log.info("TLS with {hop} failed; retrying in plain text", hop=str(hop))
         self._noTLS[hop.address] = self._reactor.seconds() + self.NO_TLS_FOR
         return await self._connect(hop, plain=True)
+
+    def _fileThreads(self) -> InThread:
+        if self._blocking is not None:
+            return self._blocking
+        reactor = self._reactor
+        if not IReactorThreads.providedBy(reactor):
+            return inline
+
+        def threaded(fn: Any, *args: Any) -> Deferred[Any]:
+            return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+
+        return threaded
 
     def _plainOnly(self, hop: Hop) -> bool:
         until = self._noTLS.get(hop.address)
@@ -863,6 +892,7 @@ class Relay:
             if settings.tls == "may" and not plain:
                 context = CertificateOptions(verify=False)
             client = RelayClient(hop, settings, self._reactor, context, False)
+        client.fileThreads = self._fileThreads()
         version = ipaddress.ip_address(hop.address).version
         endpointType = TCP6ClientEndpoint if version == 6 else TCP4ClientEndpoint
         bind = (settings.bindAddress, 0) if settings.bindAddress else None

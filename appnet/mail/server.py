@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.mail.interfaces import IMailboxPOP3
+from twisted.python.failure import Failure
 
 from appnet.address import isLoopback
 from appnet.dns.client import resolverFor
@@ -122,6 +125,32 @@ def relaySettings(ctx: StackContext) -> RelaySettings:
     )
 
 
+class ResolverNotice(Service):
+    """
+    Says in one line of the start-up log which resolver mail uses (the
+    relay's MX lookups, SPF).
+    """
+
+    name = "mail-resolver"  # type: ignore[assignment]
+    _log = Logger()
+
+    def __init__(self, resolver: IDNSResolver) -> None:
+        self._resolver = resolver
+
+    def startService(self) -> None:
+        super().startService()
+        describe = getattr(self._resolver, "describe", None)
+        if describe is None:
+            return
+        describe().addCallbacks(self._say, self._failed)
+
+    def _say(self, text: str) -> None:
+        self._log.info("mail resolves names through {resolver}", resolver=text)
+
+    def _failed(self, failure: Failure) -> None:
+        self._log.failure("cannot tell which resolver mail uses", failure)
+
+
 def makeQueueRunner(
     ctx: StackContext, router: Router, resolver: IDNSResolver | None = None
 ) -> QueueRunner:
@@ -227,7 +256,13 @@ def buildMail(ctx: StackContext) -> Component:
         ),
         config.submission.idle_timeout,
     )
+    reactor = ctx.reactor
+
+    def blocking(fn: Any, *args: Any) -> Deferred[Any]:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+
     pop3 = POP3ServerFactory(
+        blocking=blocking,
         hostname=hostname,
         store=ctx.store.mail,
         auth=ctx.auth,
@@ -238,11 +273,6 @@ def buildMail(ctx: StackContext) -> Component:
         idleTimeout=config.pop3.idle_timeout,
         apop=config.pop3.apop,
     )
-    reactor = ctx.reactor
-
-    def blocking(fn: Any, *args: Any) -> Deferred[Any]:
-        return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
-
     imap = IMAPServerFactory(
         hostname=hostname,
         store=ctx.store.mail,
@@ -264,5 +294,5 @@ def buildMail(ctx: StackContext) -> Component:
             Listening("pop3", pop3, pop3Refusal(hostname), POP3_MASK),
             Listening("imap", imap, imapRefusal(hostname), IMAP_MASK),
         ],
-        services=[makeQueueRunner(ctx, router, resolver)],
+        services=[makeQueueRunner(ctx, router, resolver), ResolverNotice(resolver)],
     )

@@ -9,7 +9,9 @@ import random
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import Clock
 from twisted.names import dns
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
@@ -25,7 +27,7 @@ from appnet.dns import (
     TemporaryFailure,
     resolverFor,
 )
-from appnet.dns.client import systemResolvers
+from appnet.dns.client import SystemResolvers, systemResolvers
 from appnet.testing import StaticResolver, startDNS, startStack
 from tests.dns.fakenet import FakeNetwork, ScriptedServer, reply, rr
 
@@ -193,20 +195,81 @@ class ResolverForTests(TestCase):
             addresses: Any = None
 
         client = resolverFor(Context())
-        self.assertEqual(client.servers, [("127.0.0.9", 5300)])
+        self.assertEqual(client.servers(), [("127.0.0.9", 5300)])  # type: ignore[operator]
+        self.assertEqual(
+            self.successResultOf(client.describe()),
+            "the configured resolver 127.0.0.9:5300 (dns.resolver)",
+        )
 
     async def test_ownService(self) -> None:
-        """Without one, the stack's own DNS service answers (its zones)."""
+        """
+        Without one, the stack's own DNS service answers when it recurses
+        (here: forwards), zones included.
+        """
         data = self.mktemp()
         import os
 
         os.makedirs(os.path.join(data, "zones"))
         with open(os.path.join(data, "zones", "hamburger.edu.zone"), "w") as f:
             f.write(ZONE)
-        stack = await startStack(self, dataDir=data)
+        stack = await startStack(
+            self, dataDir=data, config={"dns": {"forward": ["127.0.0.1:9"]}}
+        )
         resolver = resolverFor(stack.stack.context)
         exchangers = await resolver.lookupMX("hamburger.edu")
         self.assertEqual(exchangers[0].host, "mx1.hamburger.edu")
+        host, port = stack.address("dns", "udp")
+        self.assertEqual(
+            await resolver.describe(),
+            f"this stack's own DNS recursion {host}:{port} (dns.forward)",
+        )
+
+    async def test_systemWithoutRecursion(self) -> None:
+        """
+        When the stack's DNS service does not recurse (the default) or
+        does not recurse for its own address, the system's resolvers are
+        used, from C{dns.resolv_conf}.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("nameserver 192.0.2.53\n")
+        for dns_ in (
+            {"resolv_conf": path},
+            {
+                "resolv_conf": path,
+                "forward": ["127.0.0.1:9"],
+                "allow_recursion": ["192.0.2.0/24"],
+            },
+            {"resolv_conf": path, "root_hints": "hints", "enabled": False},
+        ):
+
+            class Context:
+                config = loadConfig(None, {"dns": dns_}, env={})
+                reactor: Any = reactor
+                addresses: Any = None
+
+            client = resolverFor(Context())
+            self.assertIsInstance(client.servers, SystemResolvers)
+            self.assertEqual(
+                await client.describe(),
+                f"the system's resolvers 192.0.2.53:53 (from {path})",
+            )
+
+    async def test_noSystemResolver(self) -> None:
+        """
+        Without any nameserver, lookups fail at once as temporary
+        failures that say where none was found.
+        """
+        path = self.mktemp()
+        client = DNSClient(reactor, SystemResolvers(reactor, path))
+        failure = await self.assertFailure(
+            client.lookupMX("example.com"), TemporaryFailure
+        )
+        self.assertEqual(failure.reason, f"no nameserver in {path}")
+        self.assertEqual(
+            await client.describe(),
+            f"no DNS server (no nameserver in {path}): remote mail will wait",
+        )
 
     def test_systemResolvers(self) -> None:
         """nameserver lines of resolv.conf, port 53."""
@@ -218,6 +281,83 @@ class ResolverForTests(TestCase):
             )
         self.assertEqual(systemResolvers(path), [("192.0.2.53", 53), ("::1", 53)])
         self.assertEqual(systemResolvers(path + ".missing"), [])
+
+    def test_systemResolversPort(self) -> None:
+        """
+        C{[ADDRESS]:PORT} (OpenBSD's syntax) gives a port; a bad one is
+        skipped.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(
+                "nameserver [127.0.0.1]:5353\nnameserver [::1]:53000\n"
+                "nameserver [::1]\nnameserver [127.0.0.1]:99999\n"
+                "nameserver [127.0.0.1]x\n"
+            )
+        self.assertEqual(
+            systemResolvers(path),
+            [("127.0.0.1", 5353), ("::1", 53000), ("::1", 53)],
+        )
+
+
+class SystemResolversTests(SynchronousTestCase):
+    """
+    The system's resolvers are read off the reactor, once for every
+    caller at the time, and read again when old.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.path = self.mktemp()
+        with open(self.path, "w") as f:
+            f.write("nameserver 192.0.2.1\n")
+        self.reads: list[Deferred[list[Any]]] = []
+        self.functions: list[Any] = []
+
+        def blocking(fn: Any) -> Deferred[list[Any]]:
+            d: Deferred[list[Any]] = Deferred()
+            self.functions.append(fn)
+            self.reads.append(d)
+            return d
+
+        self.servers = SystemResolvers(self.clock, self.path, blocking)
+
+    def finishRead(self) -> None:
+        self.reads.pop(0).callback(self.functions.pop(0)())
+
+    def test_readInThread(self) -> None:
+        """
+        The file is read through the blocking runner (never on the
+        reactor); callers waiting meanwhile share that one read.
+        """
+        first, second = self.servers(), self.servers()
+        self.assertNoResult(first)
+        self.assertEqual(len(self.reads), 1)
+        self.finishRead()
+        self.assertEqual(self.successResultOf(first), [("192.0.2.1", 53)])
+        self.assertEqual(self.successResultOf(second), [("192.0.2.1", 53)])
+
+    def test_cachedThenReread(self) -> None:
+        """
+        Within C{maxAge} the list is answered at once; after it, the file
+        is read again and changes are seen.
+        """
+        self.servers()
+        self.finishRead()
+        self.assertEqual(self.successResultOf(self.servers()), [("192.0.2.1", 53)])
+        self.assertEqual(self.reads, [])
+        with open(self.path, "w") as f:
+            f.write("nameserver 192.0.2.2\n")
+        self.clock.advance(self.servers.maxAge)
+        later = self.servers()
+        self.finishRead()
+        self.assertEqual(self.successResultOf(later), [("192.0.2.2", 53)])
+
+    def test_readFails(self) -> None:
+        """A failed read counts as no servers, not as an error."""
+        waiting = self.servers()
+        self.reads.pop(0).errback(OSError("gone"))
+        self.assertEqual(self.successResultOf(waiting), [])
 
 
 class StaticResolverTests(SynchronousTestCase):

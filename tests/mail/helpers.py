@@ -41,6 +41,40 @@ def inline(fn: Any, *args: Any) -> Deferred[Any]:
     return succeed(fn(*args))
 
 
+class ManualThreads:
+    """
+    A thread runner whose calls wait until the test runs them: what it
+    holds was not run on the reactor's turn that asked for it.
+
+    @ivar calls: the functions waiting, in order.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, tuple[Any, ...], Deferred[Any]]] = []
+        self.ran: list[Any] = []
+
+    def __call__(self, fn: Any, *args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.calls.append((fn, args, d))
+        return d
+
+    def runOne(self) -> None:
+        """Run the oldest waiting call and fire its Deferred."""
+        fn, args, d = self.calls.pop(0)
+        self.ran.append(fn)
+        try:
+            result = fn(*args)
+        except BaseException:
+            d.errback()
+        else:
+            d.callback(result)
+
+    def runAll(self) -> None:
+        """Run calls until none waits (new ones included)."""
+        while self.calls:
+            self.runOne()
+
+
 @implementer(ITLSTransport)
 class TLSStringTransport(StringTransport):
     """A string transport that records STARTTLS."""
@@ -71,6 +105,9 @@ class MailWorld:
         """
         self.clock = Clock()
         self.apop = apop
+        #: What POP3 runs its file reads in (inline; a test may replace it
+        #: before making a factory).
+        self.blocking: Any = inline
         self.store = MemoryStore()
         self.store.mail._now = self.clock.seconds  # type: ignore[misc]
         for user in (ALICE, BOB):
@@ -128,6 +165,7 @@ class MailWorld:
 
     def pop3Factory(self, tls: bool = False) -> POP3ServerFactory:
         return POP3ServerFactory(
+            blocking=self.blocking,
             hostname="pop.example.org",
             store=self.store.mail,
             auth=self.auth,

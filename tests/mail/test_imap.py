@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from typing import Any
 
+import attrs
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.mail.interfaces import INamespacePresenter
@@ -17,6 +19,7 @@ from zope.interface.verify import verifyObject
 
 from appnet.auth import hashPassword
 from appnet.mail.imap import IIMAPAccount, IMAPAccount
+from appnet.mail.imap import fetch as fetching
 from appnet.mail.imap.server import IMAP_MASK, MAX_BAD
 from appnet.store.interfaces import INBOX, DeliveryTarget, MessageBody
 from appnet.trace import Transcript
@@ -1203,6 +1206,9 @@ class StoreTests(IMAPTestCase):
         self.assertEqual(
             self.session.command("t STORE 1:2 +FLAGS (\\Seen $Work)"),
             [
+                "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)",
+                "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen"
+                " \\Draft $Work \\*)] Flags permitted",
                 "* 1 FETCH (FLAGS ($Work \\Seen))",
                 "* 2 FETCH (FLAGS ($Work \\Seen))",
                 "t OK STORE completed",
@@ -1826,3 +1832,180 @@ class LargeMailboxTests(IMAPTestCase):
         self.assertEqual(lines[-1], "f OK FETCH completed")
         self.assertEqual(sum(self.store.batches), 200)
         self.assertLessEqual(max(self.store.batches), 64)
+
+
+class _VanishingStore:
+    """
+    A mail store whose message files vanish after lookup: C{openMessages}
+    still finds the messages in C{gone}, but opening their files fails as
+    when another session's EXPUNGE removed them in between.
+    """
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.gone: set[int] = set()
+
+    def openMessages(self, owner: str, name: str, uids: Any) -> Any:
+        def vanish() -> Any:
+            raise FileNotFoundError(2, "No such file or directory")
+
+        def wrap(bodies: Any) -> Any:
+            return {
+                uid: MessageBody(body.size, vanish) if uid in self.gone else body
+                for uid, body in bodies.items()
+            }
+
+        return self.real.openMessages(owner, name, uids).addCallback(wrap)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+class ExpungeRaceTests(IMAPTestCase):
+    """
+    A FETCH racing another session's EXPUNGE (the file removed between
+    lookup and open) answers the other messages and says EXPUNGEISSUED
+    (RFC 2180 4.1.2, RFC 5530), never SERVERBUG or a logged traceback.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.fill(M1, M2, M3)
+        self.store = _VanishingStore(self.world.store.mail)
+        self.session = self.selected(session=self.connect(store=self.store))
+        self.events = EventLoggingObserver()
+        globalLogPublisher.addObserver(self.events)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events)
+
+    def test_bodyGoneMeanwhile(self) -> None:
+        """
+        The rest of the FETCH answers; the vanished message gets only its
+        index items; the tagged reply is NO [EXPUNGEISSUED]; nothing is
+        logged as a failure.
+        """
+        self.store.gone.add(2)
+        lines = self.session.command(
+            "f FETCH 1:3 (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])"
+        )
+        self.assertEqual(
+            lines,
+            [
+                "* 1 FETCH (UID 1 BODY[HEADER.FIELDS (SUBJECT)] {16}",
+                "Subject: one",
+                "",
+                ")",
+                "* 2 FETCH (UID 2)",
+                "* 3 FETCH (UID 3 BODY[HEADER.FIELDS (SUBJECT)] {18}",
+                "Subject: three",
+                "",
+                ")",
+                "f NO [EXPUNGEISSUED] Some messages were expunged by another session",
+            ],
+        )
+        self.assertEqual([e for e in self.events if e.get("log_failure")], [])
+
+    def test_onlyContentAsked(self) -> None:
+        """Asked for content only, the vanished message is left out."""
+        self.store.gone.add(1)
+        lines = self.session.command("f FETCH 1:2 RFC822.SIZE")
+        self.assertEqual(lines[-1], "f OK FETCH completed")
+        lines = self.session.command("f FETCH 1 BODY.PEEK[TEXT]")
+        self.assertEqual(
+            lines,
+            ["f NO [EXPUNGEISSUED] Some messages were expunged by another session"],
+        )
+        self.assertEqual([e for e in self.events if e.get("log_failure")], [])
+
+    def test_streamedAfterUnlink(self) -> None:
+        """
+        A large body is opened once while rendering, so unlinking its
+        file before it is streamed changes nothing: the literal is
+        complete.
+        """
+        path = self.mktemp()
+        data = b"Subject: big\r\n\r\n" + b"x" * 200_000 + b"\r\n"
+        with open(path, "wb") as f:
+            f.write(data)
+        info = attrs.evolve(self.rows()[0], size=len(data))
+        item = fetching.FetchItem("BODY[]", fetching.Section(), peek=True)
+        pieces, gone = fetching.renderMessage(
+            1,
+            info,
+            MessageBody(len(data), lambda: open(path, "rb")),
+            [item],
+            frozenset(),
+            False,
+            1024,
+        )
+        self.assertFalse(gone)
+        os.unlink(path)
+        [marker, content, end] = pieces
+        assert isinstance(content, fetching.Range)
+        self.assertEqual(fetching.readRange(content.file, 0, len(data)), data)
+        fetching.closeFiles(pieces)
+        self.assertTrue(content.file.closed)
+
+
+class KeywordAnnouncementTests(IMAPTestCase):
+    """
+    A keyword is never reported in FLAGS before a FLAGS response
+    announced it (RFC 3501 7.2.6).
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.fill(M1, M2)
+        self.a = self.selected()
+        self.b = self.selected()
+
+    def test_otherSessionsKeyword(self) -> None:
+        """
+        Another session sets C{$Label3}: before the FETCH responses that
+        report it (the catch-up, then the answer), new FLAGS and
+        PERMANENTFLAGS responses list it; once only.
+        """
+        self.b.command("t STORE 1 +FLAGS.SILENT ($Label3)")
+        lines = self.a.command("f FETCH 1:2 (UID FLAGS)")
+        self.assertEqual(
+            lines,
+            [
+                "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label3)",
+                "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen"
+                " \\Draft $Label3 \\*)] Flags permitted",
+                "* 1 FETCH (UID 1 FLAGS ($Label3 \\Recent))",
+                "* 1 FETCH (UID 1 FLAGS ($Label3 \\Recent))",
+                "* 2 FETCH (UID 2 FLAGS (\\Recent))",
+                "f OK FETCH completed",
+            ],
+        )
+        self.assertEqual(
+            self.a.command("f FETCH 1 FLAGS"),
+            ["* 1 FETCH (FLAGS ($Label3 \\Recent))", "f OK FETCH completed"],
+        )
+
+    def test_announcedBeforeUnsolicitedFetch(self) -> None:
+        """NOOP's unsolicited FETCH FLAGS is preceded by the FLAGS update."""
+        self.b.command("t STORE 2 +FLAGS.SILENT (work)")
+        lines = self.a.command("n NOOP")
+        self.assertEqual(
+            lines[0], "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft work)"
+        )
+        self.assertTrue(lines[1].startswith("* OK [PERMANENTFLAGS ("), lines)
+        self.assertEqual(
+            lines[2:],
+            ["* 2 FETCH (UID 2 FLAGS (\\Recent work))", "n OK NOOP completed"],
+        )
+
+    def test_ownStore(self) -> None:
+        """The session's own STORE announces a new keyword before its FETCH."""
+        lines = self.b.command("t STORE 1 +FLAGS ($Label3)")
+        self.assertTrue(lines[0].startswith("* FLAGS ("), lines)
+        self.assertIn("$Label3", lines[0])
+        self.assertEqual(
+            lines[2:], ["* 1 FETCH (FLAGS ($Label3))", "t OK STORE completed"]
+        )
+        # Known from SELECT on: no new FLAGS response.
+        self.assertEqual(
+            self.selected(session=self.connect()).command("f FETCH 1 FLAGS"),
+            ["* 1 FETCH (FLAGS ($Label3))", "f OK FETCH completed"],
+        )

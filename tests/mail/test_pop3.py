@@ -18,9 +18,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from appnet.auth import apopDigest
-from appnet.mail.pop3 import POP3_MASK, Maildrop
+from appnet.mail.pop3 import POP3_MASK, READ_CHUNK, Maildrop
 from appnet.trace import Transcript
-from tests.mail.helpers import ALICE, PASSWORD, MailWorld, Session, SlowUsers
+from tests.mail.helpers import (
+    ALICE,
+    PASSWORD,
+    MailWorld,
+    ManualThreads,
+    Session,
+    SlowUsers,
+)
 
 M1 = b"Subject: one\r\n\r\nfirst message\r\n"
 M2 = b"Subject: two\r\nX-Long: yes\r\n\r\nline 1\r\n.starts with dot\r\nline 3\r\n"
@@ -531,13 +538,15 @@ class TransactionTests(POP3TestCase):
         marked as retrieved (found by tests.robustness.test_pop3).
         """
         self.world.deliver(ALICE, b"Subject: big\r\n\r\n" + b"x" * 100000)
+        threads = self.world.blocking = ManualThreads()
         session = self.login()
         logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         session.protocol.dataReceived(b"RETR 3\r\n")
+        threads.runOne()
         producer = session.transport.producer
-        producer.resumeProducing()
         session.transport.producer = None
         producer.stopProducing()
+        threads.runAll()
         session.protocol.connectionLost(Failure(ConnectionLost()))
         self.assertEqual([e for e in logged if "log_failure" in e], [])
         self.assertEqual(session.protocol.mbox.retrieved, set())
@@ -558,7 +567,7 @@ class TransactionTests(POP3TestCase):
         A line starting with '.' exactly at a read-chunk boundary is still
         stuffed (Twisted's transform misses it).
         """
-        body = b"x" * (2**14 - 2) + b"\r\n.hidden\r\n"
+        body = b"x" * (READ_CHUNK - 2) + b"\r\n.hidden\r\n"
         self.world.deliver(ALICE, body)
         session = self.login()
         session.protocol.dataReceived(b"RETR 3\r\n")
@@ -578,6 +587,49 @@ class TransactionTests(POP3TestCase):
             ["-ERR Message 1 was removed by another session"],
         )
         self.assertEqual(session.command("NOOP"), ["+OK "])
+
+    def test_readsInThreadsWithBackPressure(self) -> None:
+        """
+        RETR reads the message only in the blocking runner (the file
+        threads), one chunk at a time, and reads no further while the
+        client's connection is paused; the output is unchanged.
+        """
+        body = (b"line\r\n.dot\r\n" * 20000)[: READ_CHUNK * 3]
+        message = b"Subject: big\r\n\r\n" + body + b"\r\n"
+        self.world.deliver(ALICE, message)
+        threads = self.world.blocking = ManualThreads()
+        session = self.login()
+        session.protocol.dataReceived(b"RETR 3\r\n")
+        self.assertEqual(session.read(), b"+OK %d octets\r\n" % len(message))
+        self.assertEqual(len(threads.calls), 1)
+        threads.runOne()
+        # The first chunk went out and the next read was asked for.
+        first = session.read()
+        self.assertEqual(len(first), READ_CHUNK + message[:READ_CHUNK].count(b"\n."))
+        self.assertEqual(len(threads.calls), 1)
+        producer = session.transport.producer
+        producer.pauseProducing()
+        threads.runOne()
+        # Read ahead, but neither sent nor read further while paused.
+        self.assertEqual(session.read(), b"")
+        self.assertEqual(threads.calls, [])
+        producer.resumeProducing()
+        threads.runAll()
+        rest = session.read()
+        self.assertEqual(first + rest, message.replace(b"\n.", b"\n..") + b".\r\n")
+        self.assertIsNone(session.transport.producer)
+
+    def test_topInThreads(self) -> None:
+        """TOP's reads go through the file threads too; same output."""
+        threads = self.world.blocking = ManualThreads()
+        session = self.login()
+        session.protocol.dataReceived(b"TOP 2 2\r\n")
+        self.assertEqual(session.lines(), ["+OK Top of message follows"])
+        threads.runAll()
+        self.assertEqual(
+            session.lines(),
+            ["Subject: two", "X-Long: yes", "", "line 1", "..starts with dot", "."],
+        )
 
     def test_top(self) -> None:
         """TOP sends the header section and the first N body lines."""

@@ -18,6 +18,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from appnet.dns.testing import StaticResolver
+from appnet.files import inline
+from appnet.mail.bounce import Reported, report
 from appnet.mail.queue import Schedule
 from appnet.mail.relay import (
     DestinationFailed,
@@ -30,6 +32,7 @@ from appnet.mail.relay import (
     Transaction,
     TransactionResult,
 )
+from tests.mail.helpers import ManualThreads
 
 HOP = Hop("mx.hamburger.edu", "192.0.2.25", 25)
 SETTINGS = RelaySettings(hostname="mx.crepes.fr", timeout=60)
@@ -47,9 +50,16 @@ def transaction(body: bytes, *recipients: str) -> Transaction:
 class Session:
     """A relay client on a string transport, and the server's side of it."""
 
-    def __init__(self, extensions: bytes = b"250-SIZE 100000\r\n250 8BITMIME\r\n"):
+    def __init__(
+        self,
+        extensions: bytes = b"250-SIZE 100000\r\n250 8BITMIME\r\n",
+        threads: Any = inline,
+    ):
         self.clock = Clock()
         self.client = RelayClient(HOP, SETTINGS, self.clock, None, False)
+        # The body is read through the file threads' runner, as the
+        # relay does (inline here unless a test holds the reads).
+        self.client.fileThreads = threads
         self.transport = StringTransport()
         self.client.makeConnection(self.transport)
         self.extensions = extensions
@@ -123,6 +133,38 @@ class ClientTests(SynchronousTestCase):
         bob = outcome.replies["bob@hamburger.edu"]
         self.assertTrue(bob.success)
         self.assertEqual(bob.text, "Ok: queued as X")
+
+    def test_bodyReadInThreads(self) -> None:
+        """
+        The body is read only in the file threads, a chunk at a time
+        with one read ahead, and reading stops while the connection is
+        paused; what is sent is the same dot-stuffed body and final dot.
+        """
+        threads = ManualThreads()
+        s = Session(b"250-SIZE 10000000\r\n250 8BITMIME\r\n", threads=threads)
+        s.greet()
+        body = b"Subject: x\r\n\r\n" + (b".dot\r\nline\r\n" * 40000)
+        result = s.client.send(transaction(body))
+        s.reply(b"250 2.1.0 Ok\r\n")
+        self.assertEqual(s.reply(b"250 2.1.5 Ok\r\n"), [b"DATA"])
+        s.client.dataReceived(b"354 go ahead\r\n")
+        self.assertEqual(s.transport.value(), b"")
+        self.assertEqual(len(threads.calls), 1)
+        threads.runOne()
+        self.assertEqual(len(threads.calls), 1)
+        s.transport.producer.pauseProducing()
+        threads.runOne()
+        self.assertEqual(threads.calls, [])
+        s.transport.producer.resumeProducing()
+        threads.runAll()
+        self.assertIsNone(s.transport.producer)
+        sent = s.transport.value()
+        s.transport.clear()
+        self.assertEqual(sent, body.replace(b"\n.", b"\n..") + b".\r\n")
+        self.assertEqual(s.reply(b"250 2.0.0 Ok\r\n"), [b"RSET"])
+        self.assertTrue(
+            self.successResultOf(result).replies["bob@hamburger.edu"].success
+        )
 
     def test_reuse(self) -> None:
         """
@@ -668,6 +710,33 @@ class HopsTests(SynchronousTestCase):
         """A DNS failure defers."""
         reply = self.failure("broken.example")
         self.assertEqual((reply.code, reply.enhanced), (451, "4.4.3"))
+
+    def test_dnsFailuresSaidPlainly(self) -> None:
+        """
+        A reply caused by DNS says which lookup failed and how, and the
+        DSN built from it carries that text.
+        """
+        self.assertEqual(
+            self.failure("broken.example").text,
+            "DNS lookup of MX for broken.example failed: SERVFAIL from static:0",
+        )
+        self.assertEqual(
+            self.failure("gone.example.org").text,
+            "DNS lookup of MX for gone.example.org failed: no such domain (NXDOMAIN)",
+        )
+        dsn = report(
+            hostname="mx.crepes.fr",
+            queueId=7,
+            sender="alice@crepes.fr",
+            arrived=0.0,
+            now=0.0,
+            failures=[
+                Reported("bob@broken.example", self.failure("broken.example"), 0.0)
+            ],
+            header=b"Subject: x\r\n\r\n",
+        )
+        text = dsn.replace(b"=\r\n", b"").decode()
+        self.assertIn("DNS lookup of MX for broken.example failed: SERVFAIL", text)
 
     def test_smarthost(self) -> None:
         """With a smarthost every domain goes there."""

@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from attrs import frozen
 
+from appnet.errors import NoSuchMessage
 from appnet.mail.imap import mime
 from appnet.mail.imap.errors import BadCommand
 from appnet.mail.imap.parse import Arguments
@@ -228,11 +229,22 @@ class Range:
     """
     Content to stream from a message file: C{length} bytes from
     C{start}, after a literal marker already rendered.
+
+    @ivar file: the message, opened while rendering (so it stays readable
+        if another session expunges it meanwhile); whoever streams the
+        pieces closes it (L{closeFiles}).
     """
 
-    body: MessageBody
+    file: BinaryIO
     start: int
     length: int
+
+
+def closeFiles(pieces: Sequence[Piece]) -> None:
+    """Close the files the L{Range}s among C{pieces} hold."""
+    for piece in pieces:
+        if isinstance(piece, Range) and not piece.file.closed:
+            piece.file.close()
 
 
 Piece = bytes | Range
@@ -261,25 +273,70 @@ def render(
     (blocking when items need the message: run it in a thread).
 
     @param body: the message's bytes, or C{None} if it was expunged
-        meanwhile (content items are then left out).
+        meanwhile (content items are then left out, as when its file is
+        gone by the time it is opened: RFC 2180 section 4.1.2).
     @param flags: the flags to report (they may have just gained
         C{\\Seen}; the session's C{\\Recent} added).
     @param uid: add C{UID} (a UID FETCH) unless asked for.
     @param inline: content longer than this is returned as a L{Range}
         to stream, when the message is not in memory anyway.
     """
+    return renderMessage(seq, info, body, items, flags, uid, inline)[0]
+
+
+def renderMessage(
+    seq: int,
+    info: MessageInfo,
+    body: MessageBody | None,
+    items: Sequence[FetchItem],
+    flags: frozenset[str],
+    uid: bool,
+    inline: int,
+) -> tuple[list[Piece], bool]:
+    """
+    L{render}, and whether the message's content was wanted but gone
+    (C{body} is C{None}, or its file was removed before it was opened).
+    """
+    needs = max((item.needs for item in items), default=INDEX)
+    loaded = _Loaded()
+    file: BinaryIO | None = None
+    if needs > INDEX and body is not None:
+        try:
+            file = body.open()
+        except (FileNotFoundError, NoSuchMessage):
+            # Expunged by another session since it was looked up.
+            body = None
+    try:
+        pieces = _render(seq, info, file, loaded, items, flags, uid, inline)
+    except BaseException:
+        if file is not None:
+            file.close()
+        raise
+    if file is not None and not any(isinstance(p, Range) for p in pieces):
+        file.close()
+    return pieces, needs > INDEX and file is None
+
+
+def _render(
+    seq: int,
+    info: MessageInfo,
+    file: BinaryIO | None,
+    loaded: _Loaded,
+    items: Sequence[FetchItem],
+    flags: frozenset[str],
+    uid: bool,
+    inline: int,
+) -> list[Piece]:
     needs = max((item.needs for item in items), default=INDEX)
     structure = any(item.needs == STRUCTURE for item in items)
-    loaded = _Loaded()
-    if needs > INDEX and body is not None:
-        with body.open() as f:
-            if structure or (needs == CONTENT and info.size <= inline):
-                loaded.data = f.read()
-                loaded.header = loaded.data[: mime.headerEnd(loaded.data)]
-                if structure:
-                    loaded.top = mime.parse(loaded.data)
-            else:
-                loaded.header = readHeader(f)
+    if file is not None:
+        if structure or (needs == CONTENT and info.size <= inline):
+            loaded.data = file.read()
+            loaded.header = loaded.data[: mime.headerEnd(loaded.data)]
+            if structure:
+                loaded.top = mime.parse(loaded.data)
+        else:
+            loaded.header = readHeader(file)
     pieces: list[Piece] = []
     text = [b"* %d FETCH (" % seq]
     added = [0]
@@ -300,7 +357,7 @@ def render(
             add(b"INTERNALDATE", formatDateTime(info.internalDate))
         elif name == "RFC822.SIZE":
             add(b"RFC822.SIZE", b"%d" % info.size)
-        elif body is None:
+        elif file is None:
             continue
         elif name == "ENVELOPE":
             add(b"ENVELOPE", encode(mime.envelope(mime.Headers(loaded.header))))
@@ -309,7 +366,7 @@ def render(
             tree = mime.bodyStructure(loaded.top, loaded.data, name == "BODYSTRUCTURE")
             add(name.encode("ascii"), encode(tree))
         else:
-            content = _content(item, info, body, loaded, inline)
+            content = _content(item, info, file, loaded, inline)
             if content is None:
                 add(item.label(), b"NIL")
             elif isinstance(content, bytes):
@@ -336,7 +393,7 @@ class _Loaded:
 
 
 def _content(
-    item: FetchItem, info: MessageInfo, body: MessageBody, loaded: _Loaded, inline: int
+    item: FetchItem, info: MessageInfo, file: BinaryIO, loaded: _Loaded, inline: int
 ) -> bytes | Range | None:
     """
     An item's content: bytes, a L{Range} of the file to stream, or
@@ -382,10 +439,8 @@ def _content(
     if loaded.data or info.size == 0:
         return loaded.data[start:end]
     if end - start <= inline:
-        with body.open() as f:
-            f.seek(start)
-            return f.read(end - start)
-    return Range(body, start, end - start)
+        return readRange(file, start, end - start)
+    return Range(file, start, end - start)
 
 
 def _fields(header: bytes, section: Section) -> bytes:

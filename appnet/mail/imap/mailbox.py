@@ -85,6 +85,8 @@ class SelectedMailbox:
     #: Where the next claim starts: UIDs below it were claimed by this
     #: session, or by others before it could.
     _claimedTo: int = 0
+    #: The keywords the client has been told of in a FLAGS response.
+    keywords: set[str] = field(factory=set)
 
     @classmethod
     def open(
@@ -139,6 +141,22 @@ class SelectedMailbox:
         for row in self._rows.values():
             flags |= row.flags
         return {f for f in flags if not f.startswith("\\")}
+
+    def newKeywords(self, flagSets: Sequence[frozenset[str]]) -> set[str]:
+        """
+        The keywords among C{flagSets} the client has not been told of;
+        from now on they count as told.
+        """
+        new: set[str] = set()
+        for flags in flagSets:
+            if flags - self.keywords:
+                new |= {
+                    f
+                    for f in flags
+                    if not f.startswith("\\") and f not in self.keywords
+                }
+        self.keywords |= new
+        return new
 
     def isRecent(self, uid: int) -> bool:
         """Is this message C{\\Recent} in this session?"""

@@ -575,11 +575,35 @@ class IMAPServer(LineQueue, IMAP4Server):
             lines.append(b"%d EXISTS" % updates.exists)
         if updates.recent is not None:
             lines.append(b"%d RECENT" % updates.recent)
+        self._announceKeywords(mailbox, [row.flags for _, row in updates.flags])
         for seq, row in updates.flags:
             flags = atoms(sorted(mailbox.flagsOf(row)))
             lines.append(b"%d FETCH (UID %d FLAGS %s)" % (seq, row.uid, flags))
         for line in lines:
             self.sendUntaggedResponse(line)
+
+    def _sendFlags(self, mailbox: SelectedMailbox) -> None:
+        """The FLAGS and PERMANENTFLAGS responses for the keywords known."""
+        keywords = sorted(mailbox.keywords)
+        self.sendUntaggedResponse(b"FLAGS " + atoms([*_SYSTEM, *keywords]))
+        permanent = atoms([*_SYSTEM, *keywords, "\\*"])
+        if mailbox.readOnly:
+            permanent = b"()"
+        self.sendUntaggedResponse(
+            b"OK [PERMANENTFLAGS " + permanent + b"] Flags permitted"
+        )
+
+    def _announceKeywords(
+        self, mailbox: SelectedMailbox, flagSets: Sequence[frozenset[str]]
+    ) -> None:
+        """
+        Before flags are reported, announce keywords the client has not
+        been told of (RFC 3501 section 7.2.6) with new FLAGS and
+        PERMANENTFLAGS responses.
+        """
+        new = mailbox.newKeywords(flagSets)
+        if new and not self._closed:
+            self._sendFlags(mailbox)
 
     def _deselect(self) -> None:
         mailbox, self.selected = self.selected, None
@@ -807,14 +831,8 @@ class IMAPServer(LineQueue, IMAP4Server):
         mailbox.dirty = True
         self.selected = mailbox
         self.state = "select"
-        keywords = sorted(mailbox.flagsInUse())
-        self.sendUntaggedResponse(b"FLAGS " + atoms([*_SYSTEM, *keywords]))
-        permanent = atoms([*_SYSTEM, *keywords, "\\*"])
-        if readOnly:
-            permanent = b"()"
-        self.sendUntaggedResponse(
-            b"OK [PERMANENTFLAGS " + permanent + b"] Flags permitted"
-        )
+        mailbox.keywords = mailbox.flagsInUse()
+        self._sendFlags(mailbox)
         self.sendUntaggedResponse(b"%d EXISTS" % mailbox.count)
         mailbox.reportedRecent = mailbox.recentCount
         self.sendUntaggedResponse(b"%d RECENT" % mailbox.reportedRecent)
@@ -1092,6 +1110,7 @@ class IMAPServer(LineQueue, IMAP4Server):
                 batch = messages[i : i + _INDEX_BATCH]
                 i += len(batch)
                 render, flagsOf = fetching.renderIndex, mailbox.flagsOf
+                self._announceKeywords(mailbox, [row.flags for _, row in batch])
                 self.transport.write(
                     b"".join(
                         [
@@ -1134,41 +1153,46 @@ class IMAPServer(LineQueue, IMAP4Server):
             for seq, row in batch:
                 current = mailbox.row(row.uid) or row
                 body = bodies.get(row.uid)
-                missing = missing or body is None
                 wanted = withFlags if row.uid in seen and not hasFlags else items
                 flags = mailbox.flagsOf(current)
                 jobs.append((seq, current, body, wanted, flags, uid, _CHUNK))
+            self._announceKeywords(mailbox, [job[4] for job in jobs])
             rendered = await self._blocking(_renderAll, jobs)
-            for pieces in rendered:
-                for piece in pieces:
-                    if self._closed:
-                        return missing
-                    if isinstance(piece, bytes):
-                        self.transport.write(piece)
-                    else:
-                        await self._stream(piece)
-                await self._drained()
+            try:
+                for pieces, gone in rendered:
+                    missing = missing or gone
+                    for piece in pieces:
+                        if self._closed:
+                            return missing
+                        if isinstance(piece, bytes):
+                            self.transport.write(piece)
+                        else:
+                            await self._stream(piece)
+                    await self._drained()
+            finally:
+                for pieces, _ in rendered:
+                    fetching.closeFiles(pieces)
         return missing
 
     async def _stream(self, piece: fetching.Range) -> None:
-        """Send a range of a message file in chunks, as the client reads."""
-        file = await self._blocking(piece.body.open)
-        try:
-            position, left = piece.start, piece.length
-            while left > 0 and not self._closed:
-                chunk = await self._blocking(
-                    fetching.readRange, file, position, min(left, _CHUNK)
-                )
-                if not chunk:
-                    # The file is shorter than its index row says: pad, so
-                    # the literal keeps its announced length.
-                    chunk = b" " * min(left, _CHUNK)
-                self.transport.write(chunk)
-                position += len(chunk)
-                left -= len(chunk)
-                await self._drained()
-        finally:
-            file.close()
+        """
+        Send a range of a message file (open since rendering) in chunks,
+        as the client reads.
+        """
+        file = piece.file
+        position, left = piece.start, piece.length
+        while left > 0 and not self._closed:
+            chunk = await self._blocking(
+                fetching.readRange, file, position, min(left, _CHUNK)
+            )
+            if not chunk:
+                # The file is shorter than its index row says: pad, so
+                # the literal keeps its announced length.
+                chunk = b" " * min(left, _CHUNK)
+            self.transport.write(chunk)
+            position += len(chunk)
+            left -= len(chunk)
+            await self._drained()
 
     async def cmd_STORE(self, tag: bytes, args: Arguments, uid: bool) -> Done:
         mailbox = self._mailbox()
@@ -1194,6 +1218,8 @@ class IMAPServer(LineQueue, IMAP4Server):
             )
             mailbox.updated(changed)
         if not silent:
+            rows = [mailbox.row(row.uid) for _, row in messages]
+            self._announceKeywords(mailbox, [r.flags for r in rows if r is not None])
             for seq, row in messages:
                 current = mailbox.row(row.uid)
                 if current is None or mailbox.isGone(row.uid):
@@ -1282,9 +1308,14 @@ class IMAPServer(LineQueue, IMAP4Server):
         return cancel
 
 
-def _renderAll(jobs: Sequence[tuple[Any, ...]]) -> list[list[fetching.Piece]]:
-    """Render a batch of FETCH responses (blocking)."""
-    return [fetching.render(*job) for job in jobs]
+def _renderAll(
+    jobs: Sequence[tuple[Any, ...]],
+) -> list[tuple[list[fetching.Piece], bool]]:
+    """
+    Render a batch of FETCH responses (blocking): each message's pieces,
+    and whether its content was gone.
+    """
+    return [fetching.renderMessage(*job) for job in jobs]
 
 
 def _uidSet(uids: Sequence[int]) -> bytes:
