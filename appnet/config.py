@@ -602,6 +602,11 @@ class DNSConfig:
     idle_timeout: float = _setting(
         30.0, _duration, "close a TCP connection idle this long"
     )
+    answer_cache_size: int = _setting(
+        10000,
+        _int(0, 10_000_000),
+        "encoded responses kept for repeated questions (0: off)",
+    )
 
 
 @frozen

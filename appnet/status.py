@@ -9,7 +9,7 @@ at snapshot time, so nothing is computed unless someone asks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from attrs import define, field
 from twisted.internet.interfaces import IReactorTime
@@ -29,6 +29,9 @@ class Status:
     _gauges: dict[tuple[str, str], Callable[[], float]] = field(
         factory=dict, init=False
     )
+    _recording: list[tuple[tuple[str, str], int]] | None = field(
+        default=None, init=False
+    )
 
     def started(self) -> None:
         """Note the start time, for uptime."""
@@ -38,6 +41,30 @@ class Status:
         """Add C{amount} to counter C{name} of C{service}."""
         key = (service, name)
         self._counters[key] = self._counters.get(key, 0) + amount
+        if self._recording is not None:
+            self._recording.append((key, amount))
+
+    def record(self) -> None:
+        """
+        Start noting every increment, so a fast path can repeat exactly
+        what the full path counted (see L{recorded}).
+        """
+        self._recording = []
+
+    def recorded(self) -> tuple[tuple[tuple[str, str], int], ...]:
+        """
+        Stop noting increments; the C{((service, name), amount)} noted
+        since L{record}.
+        """
+        noted = tuple(self._recording or ())
+        self._recording = None
+        return noted
+
+    def incrementAll(self, increments: Sequence[tuple[tuple[str, str], int]]) -> None:
+        """Apply increments as L{recorded} returned them."""
+        counters = self._counters
+        for key, amount in increments:
+            counters[key] = counters.get(key, 0) + amount
 
     def counter(self, service: str, name: str) -> int:
         """The current value of a counter (0 if never incremented)."""

@@ -38,6 +38,7 @@ from __future__ import annotations
 import glob
 import os
 import signal
+import struct
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -59,6 +60,7 @@ from appnet.dns.answer import Answer
 from appnet.dns.cache import Cache
 from appnet.dns.errors import MalformedMessage, ResolutionFailed, ZoneError
 from appnet.dns.exchange import Exchanger
+from appnet.dns.fastpath import Key, WireCache
 from appnet.dns.interfaces import IRecursiveResolver
 from appnet.dns.names import display, normalize
 from appnet.dns.policy import Policy, RateLimiter, Verdict
@@ -219,9 +221,12 @@ class DNSServerFactory(server.DNSServerFactory):
         idleTimeout: float = 30.0,
         recursionTimeout: float = 10.0,
         traced: bool = False,
+        wireCache: WireCache | None = None,
     ) -> None:
         super().__init__()
         self._reactor = reactor
+        self.wireCache = wireCache
+        self._cacheable: str | None = None
         self.authority = authority
         self.recursor = recursor
         self.canRecurse = recursor is not None
@@ -257,6 +262,25 @@ class DNSServerFactory(server.DNSServerFactory):
                     self._slip(data, protocol, addr)
                 return
 
+        wire = self.wireCache
+        if wire is not None and not self.traced:
+            key = wire.keyOf(data, self.policy.mayRecurse(host), False)
+            if key is not None:
+                found = wire.answer(key, data)
+                if found is not None:
+                    if self.observers:
+                        self._notify(found[1].seen, addr, "udp")
+                    protocol.send(found[0], addr)
+                    return
+                self._fill(
+                    key,
+                    data,
+                    (host, addr[1]),
+                    "udp",
+                    lambda payload: protocol.send(payload, addr),
+                )
+                return
+
         def reply(payload: bytes) -> None:
             protocol.send(payload, addr)
 
@@ -265,12 +289,61 @@ class DNSServerFactory(server.DNSServerFactory):
     def handleStream(self, data: bytes, protocol: DNSStreamServer) -> None:
         """A TCP query on C{protocol}'s connection."""
         peer = protocol.transport.getPeer()  # type: ignore[union-attr]
-        self.handleRequest(
-            data,
-            (getattr(peer, "host", "?"), getattr(peer, "port", 0)),
-            "tcp",
-            protocol.send,
-        )
+        client = (getattr(peer, "host", "?"), getattr(peer, "port", 0))
+        wire = self.wireCache
+        if wire is not None and not self.traced:
+            key = wire.keyOf(data, self.policy.mayRecurse(client[0]), True)
+            if key is not None:
+                found = wire.answer(key, data)
+                if found is not None:
+                    if self.observers:
+                        self._notify(found[1].seen, client, "tcp")
+                    protocol.send(found[0])
+                    return
+                self._fill(key, data, client, "tcp", protocol.send)
+                return
+        self.handleRequest(data, client, "tcp", protocol.send)
+
+    def _notify(self, seen: tuple[str, int, bool], client: Any, transport: str) -> None:
+        query = SeenQuery(seen[0], seen[1], (client[0], client[1]), transport, seen[2])
+        for observer in self.observers:
+            observer(query)
+
+    def _fill(
+        self,
+        key: Key,
+        data: bytes,
+        client: tuple[str, int],
+        transport: str,
+        send: Reply,
+    ) -> None:
+        """
+        Answer by the full path, keeping the response in the wire cache
+        when it was answered at once from data the cache can follow.
+        """
+        wire = self.wireCache
+        assert wire is not None
+        sent: list[bytes] = []
+        capturing = True
+
+        def reply(payload: bytes) -> None:
+            if capturing:
+                sent.append(payload)
+            else:
+                send(payload)
+
+        self._cacheable = None
+        done = wire.capture()
+        try:
+            self.handleRequest(data, client, transport, reply)
+        finally:
+            capturing = False
+            noted = done()
+        kind, self._cacheable = self._cacheable, None
+        if kind is not None and len(sent) == 1:
+            wire.store(key, sent[0], kind, noted, _seen(key[0], data[2] & 1))
+        for payload in sent:
+            send(payload)
 
     def messageReceived(
         self, message: dns.Message, proto: Any, address: Any = None
@@ -344,6 +417,7 @@ class DNSServerFactory(server.DNSServerFactory):
         response.recAv = int(mayRecurse)
 
         def fail(rcode: int) -> None:
+            self._cacheable = "zones"
             response.rCode = rcode
             self._send(response, edns, limit, reply, client, request)
 
@@ -373,6 +447,7 @@ class DNSServerFactory(server.DNSServerFactory):
             answer = None
         if answer is not None:
             if answer.pending is None or not recurse:
+                self._cacheable = "zones"
                 return self._finish(
                     response, answer, edns, limit, reply, client, request
                 )
@@ -390,6 +465,7 @@ class DNSServerFactory(server.DNSServerFactory):
             assert self.recursor is not None
             found = self.recursor.cached(name, qtype)
             if found is not None:
+                self._cacheable = "cache"
                 return self._finish(
                     response, found, edns, limit, reply, client, request
                 )
@@ -539,6 +615,19 @@ class DNSServerFactory(server.DNSServerFactory):
                     reply(encode(response, edns))
                 return
         self._send(response, edns, 65535, reply, client, request)
+
+
+def _seen(question: bytes, rd: int) -> tuple[str, int, bool]:
+    """What a query observer is told about a question section."""
+    labels = []
+    offset = 0
+    while question[offset]:
+        length = question[offset]
+        labels.append(question[offset + 1 : offset + 1 + length])
+        offset += length + 1
+    (type,) = struct.unpack_from("!H", question, offset + 1)
+    name = normalize(b".".join(labels)).decode("ascii", "replace")
+    return name, type, bool(rd)
 
 
 def _chunks(records: Sequence[dns.RRHeader], size: int) -> list[list[dns.RRHeader]]:
@@ -754,9 +843,19 @@ class DNSService(Service):
         limiter = RateLimiter(reactor, config.rate_limit) if config.rate_limit else None
         self.cache = cache
         self.recursor = recursor
+        authority = Authority()
+        wire = None
+        if config.answer_cache_size:
+            wire = WireCache(
+                authority,
+                cache if recursor is not None else None,
+                self._status,
+                maxUDPSize=config.max_udp_size,
+                maxEntries=config.answer_cache_size,
+            )
         self.factory = DNSServerFactory(
             reactor,
-            Authority(),
+            authority,
             recursor,
             Policy(config.allow_recursion, config.allow_transfer),
             self._status,
@@ -765,11 +864,14 @@ class DNSService(Service):
             idleTimeout=config.idle_timeout,
             recursionTimeout=config.recursion_timeout,
             traced=self._traced,
+            wireCache=wire,
         )
         self._apply(*_loadSources(self._sources(), {}))
         status = self._status
         status.gauge("dns", "cache_entries", lambda: float(len(cache)))
         status.gauge("dns", "zones", lambda: float(len(self._zones)))
+        if wire is not None:
+            status.gauge("dns", "answer_cache_entries", lambda: float(len(wire)))
 
         def hitRatio() -> float:
             hits = status.counter("dns", "cache_hits")

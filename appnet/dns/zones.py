@@ -25,7 +25,7 @@ about names in them:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from attrs import define, field, frozen
@@ -249,6 +249,36 @@ class Authority:
     def __init__(self, zones: Iterable[Zone] = ()) -> None:
         self._zones: dict[bytes, Zone] = {zone.origin: zone for zone in zones}
         self._rotation: dict[tuple[bytes, int], int] = {}
+        self._watchers: list[Callable[[], None]] = []
+        #: When set, answers note C{(key, size, turn)} of every rotated
+        #: RRset in it (for the wire-level answer cache).
+        self.trail: list[tuple[tuple[bytes, int], int, int]] | None = None
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """
+        Call C{callback} (no arguments) whenever any zone changes: a
+        reload, or any other change of zone data (L{changed}). Whatever
+        keeps answers derived from the zones (the wire-level answer cache)
+        drops them there.
+        """
+        self._watchers.append(callback)
+
+    def changed(self) -> None:
+        """
+        Say that zone data changed. Every code path that changes what a
+        zone answers (L{replace}, dynamic updates, zone transfers into a
+        secondary) must call this after the change.
+        """
+        for callback in list(self._watchers):
+            callback()
+
+    def turn(self, key: tuple[bytes, int]) -> int:
+        """How many times the RRset C{key} has been rotated."""
+        return self._rotation.get(key, 0)
+
+    def advance(self, key: tuple[bytes, int]) -> None:
+        """Rotate the RRset C{key} once, as an answer holding it does."""
+        self._rotation[key] = self._rotation.get(key, 0) + 1
 
     @property
     def zones(self) -> dict[bytes, Zone]:
@@ -259,6 +289,7 @@ class Authority:
         """Serve exactly these zones from now on."""
         self._zones = {zone.origin: zone for zone in zones}
         self._rotation.clear()
+        self.changed()
 
     def zoneFor(self, name: bytes) -> Zone | None:
         """The most specific zone holding C{name}, if we serve one."""
@@ -351,6 +382,8 @@ class Authority:
         key = (rrset.name, rrset.type)
         turn = self._rotation.get(key, 0)
         self._rotation[key] = turn + 1
+        if self.trail is not None:
+            self.trail.append((key, len(headers), turn))
         start = turn % len(headers)
         return headers[start:] + headers[:start]
 
