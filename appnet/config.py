@@ -428,6 +428,15 @@ class HTTPConfig(ListenerConfig):
         _listOf(_network),
         "client networks allowed to read /status and /metrics",
     )
+    file_cache_size: int = _setting(
+        16 * 1024**2, _size, "small files kept in memory for the fast path (0: off)"
+    )
+    file_cache_max_file: int = _setting(
+        256 * 1024, _size, "largest file the fast path's cache holds"
+    )
+    file_cache_valid: float = _setting(
+        1.0, _duration, "a cached file is checked again (stat) after this long"
+    )
 
 
 def _passivePorts(value: Any) -> tuple[int, int]:
