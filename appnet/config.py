@@ -768,6 +768,17 @@ class LimitsConfig:
     )
 
 
+@frozen
+class StackConfig:
+    """
+    How the stack runs on this machine.
+    """
+
+    workers: int = _setting(
+        1, _int(1, 256), "processes sharing every listening socket (one per core)"
+    )
+
+
 def _trace(value: Any) -> frozenset[str]:
     names = _listOf(_choice(TRACEABLE))(
         value.split(",") if isinstance(value, str) else value
@@ -793,6 +804,7 @@ class Config:
     tls: TLSConfig = field(factory=TLSConfig)
     auth: AuthConfig = field(factory=AuthConfig)
     limits: LimitsConfig = field(factory=LimitsConfig)
+    stack: StackConfig = field(factory=StackConfig)
     mail: MailConfig = field(factory=MailConfig)
     dns: DNSConfig = field(factory=DNSConfig)
     smtp: SMTPConfig = field(factory=SMTPConfig)

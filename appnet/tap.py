@@ -14,6 +14,7 @@ twistd's traceback.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -77,6 +78,12 @@ class Options(usage.Options):
             "Port for outbound SMTP to MX hosts, default 25 [mail.relay_port].",
         ],
         ["hostname", None, None, "Host name in greetings and Received [hostname]."],
+        [
+            "workers",
+            None,
+            None,
+            "Run N processes sharing every listening socket [stack.workers].",
+        ],
         [
             "trace",
             None,
@@ -177,13 +184,16 @@ class Options(usage.Options):
         for option, dotted in (
             ("dns-upstream-port", "dns.upstream_port"),
             ("relay-port", "mail.relay_port"),
+            ("workers", "stack.workers"),
         ):
             if self[option] is not None:
                 try:
                     number = int(self[option])
                 except ValueError:
+                    kind = "number" if option == "workers" else "port number"
                     raise ConfigError(
-                        "--" + option, f"expected a port number, got {self[option]!r}"
+                        "--" + option,
+                        f"expected a {kind}, got {self[option]!r}",
                     ) from None
                 put(dotted, number, "--" + option)
         if self.domains:
@@ -274,7 +284,29 @@ def makeService(options: Options) -> IService:
         _fatal(e)
     from twisted.internet import reactor
 
+    from appnet.workers import ENVIRONMENT, WorkerParent
+
+    if config.stack.workers > 1 and ENVIRONMENT not in os.environ:
+        return ParentRunner(WorkerParent(config, reactor, config.stack.workers))
     return TwistdRunner(Stack(config, reactor))
+
+
+class ParentRunner(MultiService):
+    """
+    Runs the parent of several workers under twistd, turning start-up
+    failures into one line and exit status 1.
+    """
+
+    def __init__(self, workers: Any) -> None:
+        super().__init__()
+        self.workers = workers
+        workers.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except (AppnetError, OSError, sqlite3.Error) as e:
+            _fatal(_describe(e))
 
 
 def makeApplication(argv: Sequence[str] = ()) -> Any:

@@ -82,7 +82,7 @@ from appnet.dns.wire import (
 from appnet.dns.zonefile import readFile
 from appnet.dns.zones import Authority, Zone, loadZone, zoneFromText
 from appnet.errors import ListenError
-from appnet.listen import AddressBook, GuardedFactory
+from appnet.listen import AddressBook, GuardedFactory, socketFamily
 from appnet.status import Status
 
 __all__ = [
@@ -743,8 +743,10 @@ class DNSService(Service):
         traced: bool = False,
         connectionsPerAddress: int = 32,
         cacheClock: Any = None,
+        inherited: tuple[int, int] | None = None,
     ) -> None:
         self._reactor = reactor
+        self._inherited = inherited
         self._cacheClock = cacheClock if cacheClock is not None else reactor
         self.config = config
         self._status = status
@@ -889,6 +891,17 @@ class DNSService(Service):
         )
         udpProtocol = DNSDatagramServer(self.factory, reactor)
         shown = f"[{host}]" if ":" in host else host
+        if self._inherited is not None:
+            # A worker process: serve the sockets the parent bound.
+            udpFd, tcpFd = self._inherited
+            tcp = reactor.adoptStreamPort(tcpFd, socketFamily(tcpFd), self._guarded)
+            udp = reactor.adoptDatagramPort(
+                udpFd, socketFamily(udpFd), udpProtocol, 65535
+            )
+            self._tcp, self._udp = tcp, udp
+            self._addresses.record("dns", udp.getHost(), tls=False, transport="udp")
+            self._addresses.record("dns", tcp.getHost(), tls=False, transport="tcp")
+            return
         for _ in range(20 if port == 0 else 1):
             try:
                 tcp = reactor.listenTCP(port, self._guarded, interface=host)
@@ -1010,5 +1023,6 @@ def buildDNS(ctx: Any) -> Any:
         zoneDirectory=ctx.dataDir.zones.path,
         traced=ctx.traced("dns"),
         connectionsPerAddress=ctx.config.limits.connections_per_ip,
+        inherited=ctx.worker.dnsSockets() if ctx.worker is not None else None,
     )
     return Component(services=[service], serves=("dns",))

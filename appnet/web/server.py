@@ -860,7 +860,7 @@ def buildWeb(
                 mask=HTTP_MASK,
             )
         ],
-        services=[SessionPurger(sessions, ctx.reactor)],
+        once=[SessionPurger(sessions, ctx.reactor)],
     )
 
 
