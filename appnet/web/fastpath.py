@@ -310,6 +310,9 @@ class FastStatic:
         self._second = -1
         self._date = b""
         self._logDate = ""
+        self._ok = b""
+        self._notModified = b""
+        self._parsed: dict[bytes, Any] = {}
 
     def _dates(self) -> None:
         now = self.clock.seconds()
@@ -318,6 +321,14 @@ class FastStatic:
             self._second = second
             self._date = datetimeToString(now)
             self._logDate = datetimeToLogString(now)
+            self._ok = b"HTTP/1.1 200 OK\r\nServer: %s\r\nDate: %s\r\n" % (
+                self.server,
+                self._date,
+            )
+            self._notModified = (
+                b"HTTP/1.1 304 Not Modified\r\nServer: %s\r\nDate: %s\r\n"
+                % (self.server, self._date)
+            )
 
     def serve(self, data: bytes, write: Callable[[bytes], None], client: str) -> int:
         """
@@ -341,82 +352,110 @@ class FastStatic:
         return pos
 
     def _one(self, head: bytes, write: Callable[[bytes], None], client: str) -> bool:
-        if not head.isascii() or head.count(b"\n") != head.count(b"\r\n"):
-            return False
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ")
-        if len(parts) != 3:
-            return False
-        method, target, version = parts
-        if (
-            version != b"HTTP/1.1"
-            or method not in (b"GET", b"HEAD")
-            or not _TARGET.fullmatch(target)
-        ):
-            return False
-        first = target[1:].split(b"/", 1)[0]
+        parsed = self._parsed.get(head)
+        if parsed is None:
+            parsed = _parse(head)
+            if parsed is None:
+                return False
+            if len(self._parsed) >= _PARSED:
+                self._parsed.clear()
+            self._parsed[head] = parsed
+        method, target, first, conditions, encoding, logged = parsed
         if self.reserved(first):
-            return False
-        fields: dict[bytes, bytes] = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name[-1:] in (b" ", b"\t"):
-                return False
-            if line[:1] in (b" ", b"\t"):
-                return False
-            name = name.lower()
-            if name not in _FIELDS or name in fields:
-                return False
-            fields[name] = value.strip(b" \t")
-        if not fields.get(b"host"):
-            return False
-        connection = fields.get(b"connection")
-        if connection is not None and connection.lower() != b"keep-alive":
             return False
         found = self.cache.get(target)
         if found is None:
             return False
-        if found.gzippable and b"accept-encoding" in fields:
+        if encoding and found.gzippable:
             return False
         code = 200
-        if b"if-none-match" in fields or b"if-modified-since" in fields:
-            headers = Headers()
-            for name in (b"if-none-match", b"if-modified-since"):
-                if name in fields:
-                    headers.setRawHeaders(name, [fields[name]])
-            condition = evaluate(method, headers, found.etag, found.lastModified)
+        if conditions is not None:
+            condition = evaluate(method, conditions, found.etag, found.lastModified)
             if condition is Condition.NOT_MODIFIED:
                 code = 304
             elif condition is not Condition.PROCEED:
                 return False
         self._dates()
-        start = b"HTTP/1.1 %s\r\nServer: %s\r\nDate: %s\r\n" % (
-            b"200 OK" if code == 200 else b"304 Not Modified",
-            self.server,
-            self._date,
-        )
         sent = 0
         if code == 304:
-            write(start + found.notModified)
+            write(self._notModified + found.notModified)
         elif method == b"HEAD":
-            write(start + found.ok)
+            write(self._ok + found.ok)
         else:
-            write(start + found.ok + found.body)
+            write(self._ok + found.ok + found.body)
             sent = len(found.body)
         self.count(code)
         if self.log is not None:
             self.log(
-                _combined(
-                    client,
-                    self._logDate,
-                    lines[0],
-                    code,
-                    sent,
-                    fields.get(b"referer"),
-                    fields.get(b"user-agent"),
-                )
+                f"{client} - - {self._logDate} {logged[0]} {code} {sent or '-'} "
+                f"{logged[1]}"
             )
         return True
+
+
+#: Request heads remembered with what they parse to (clients send the same
+#: head again and again).
+_PARSED = 4096
+
+
+def _parse(
+    head: bytes,
+) -> tuple[bytes, bytes, bytes, Headers | None, bool, tuple[str, str]] | None:
+    """
+    Read a request head the fast path may answer: the method, target, its
+    first segment, the conditional headers, whether it names encodings,
+    and the access log's request line and referer/agent parts (escaped);
+    C{None} for anything else.
+    """
+    if not head.isascii() or head.count(b"\n") != head.count(b"\r\n"):
+        return None
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3:
+        return None
+    method, target, version = parts
+    if (
+        version != b"HTTP/1.1"
+        or method not in (b"GET", b"HEAD")
+        or not _TARGET.fullmatch(target)
+    ):
+        return None
+    fields: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name[-1:] in (b" ", b"\t"):
+            return None
+        if line[:1] in (b" ", b"\t"):
+            return None
+        name = name.lower()
+        if name not in _FIELDS or name in fields:
+            return None
+        fields[name] = value.strip(b" \t")
+    if not fields.get(b"host"):
+        return None
+    connection = fields.get(b"connection")
+    if connection is not None and connection.lower() != b"keep-alive":
+        return None
+    conditions = None
+    if b"if-none-match" in fields or b"if-modified-since" in fields:
+        conditions = Headers()
+        for name in (b"if-none-match", b"if-modified-since"):
+            if name in fields:
+                conditions.setRawHeaders(name, [fields[name]])
+    logLine = _combined(
+        "C", "W", lines[0], 0, 0, fields.get(b"referer"), fields.get(b"user-agent")
+    )
+    # "C - - W "<request line>" 0 - "<referer>" "<agent>"": keep the parts.
+    requestLine, _, rest = logLine[len("C - - W ") :].partition(" 0 - ")
+    first = target[1:].split(b"/", 1)[0]
+    return (
+        method,
+        target,
+        first,
+        conditions,
+        b"accept-encoding" in fields,
+        (requestLine, rest),
+    )
 
 
 def _combined(

@@ -673,8 +673,9 @@ class WebSite(Site):
 
     def fastAnswered(self, code: int) -> None:
         """Count a request the fast path answered."""
-        self.status.increment("http", "requests")
-        self.status.increment("http", f"responses_{code // 100}xx")
+        self.status.incrementAll(
+            ((("http", "requests"), 1), (("http", f"responses_{code // 100}xx"), 1))
+        )
 
 
 class WebRoot(Resource):
