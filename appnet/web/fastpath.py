@@ -118,6 +118,7 @@ def _load(
     resource = static.resolve(segments)
     if not isinstance(resource, FileResource):
         return None
+    resource.close()
     try:
         with open(resource.path, "rb") as f:
             st = os.fstat(f.fileno())

@@ -693,7 +693,7 @@ class WebRoot(Resource):
         query = b""
         if b"?" in request.uri:
             query = b"?" + request.uri.split(b"?", 1)[1]
-        return self.static.resolve(segments, query)
+        return self.static.resolveLater(segments, query)
 
     def render(self, request: Request) -> bytes | int:
         # Only reached for an empty path (a proxy's "GET  HTTP/1.1").
@@ -808,10 +808,13 @@ def buildWeb(
     """
     config = ctx.config.http
     rootDir = config.root or ctx.dataDir.www.path
+    from appnet.webmail.service import threadRunner
+
     static = StaticFiles(
         rootDir,
         listing=config.listing,
         gzipTypes=tuple(config.gzip_types) if config.gzip else (),
+        runner=threadRunner(ctx.reactor),
     )
     root = WebRoot(static)
     sessions = SessionManager(
@@ -831,8 +834,6 @@ def buildWeb(
     site = WebSite(root, config=config, status=ctx.status, reactor=ctx.reactor)
     site.web = web
     if config.file_cache_size and config.file_cache_max_file:
-        from appnet.webmail.service import threadRunner
-
         files = FileCache(
             static,
             ctx.reactor,

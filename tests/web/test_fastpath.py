@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
+import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from appnet.web.fastpath import FastStatic
@@ -262,3 +264,33 @@ class AccessLogTests(SynchronousTestCase):
         web.site.stopFactory()
         with open(log) as f:
             self.assertEqual(len(f.readlines()), 4)
+
+
+class OffReactorTests(SynchronousTestCase):
+    """
+    The full static path does its file-system work through the runner
+    (threads in a real server), not on the reactor thread.
+    """
+
+    def test_largeFile(self) -> None:
+        """
+        Resolving, opening and reading a file too large for the cache all
+        go through the runner.
+        """
+        web = harness(self, {"file_cache_max_file": "1K"})
+        data = os.urandom(600 * 1024)
+        web.write("big.bin", data)
+        ran: list[str] = []
+        static = web.web.root.static
+        inline = static.runner
+        assert inline is not None
+
+        def runner(f: Any, *args: Any) -> Any:
+            ran.append(getattr(f, "__name__", repr(f)))
+            return inline(f, *args)
+
+        web.web.root.static = attrs.evolve(static, runner=runner)
+        response = web.request("GET", "/big.bin")
+        self.assertEqual(response.body, data)
+        self.assertEqual(ran[0], "_resolveAndOpen")
+        self.assertEqual(ran[1:], ["pread"] * 3)
