@@ -119,6 +119,12 @@ class Status:
                     service, _, name = key.partition(" ")
                     pair = (service, name)
                     into[pair] = into.get(pair, 0) + value
+        if self._peers:
+            # A ratio is not a quantity: the workers' mean, not their sum.
+            share = 1 + len(self._peers)
+            for pair in gauges:
+                if pair[1].endswith("_ratio"):
+                    gauges[pair] /= share
         return counters, gauges
 
     def snapshot(self) -> dict[str, dict[str, float]]:
