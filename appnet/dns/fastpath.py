@@ -47,6 +47,8 @@ class _Entry:
         "expires",
         "stamps",
         "touched",
+        "restamped",
+        "until",
     )
 
     def __init__(self, counters: Increments, seen: tuple[str, int, bool]) -> None:
@@ -59,6 +61,8 @@ class _Entry:
         self.expires = 0.0
         self.stamps: tuple[tuple[int, float], ...] = ()
         self.touched: tuple[tuple[bytes, int], ...] = ()
+        self.restamped = b""
+        self.until = 0.0
 
 
 def _skipName(data: bytes, offset: int) -> int:
@@ -202,11 +206,19 @@ class WireCache:
         if cache.generation != entry.generation or now >= entry.expires:
             return None
         cache.touch(entry.touched)
+        if now < entry.until:
+            return entry.restamped
         buffer = bytearray(entry.variants[()])
         pack = _TTL.pack_into
+        until = entry.expires
         for offset, expires in entry.stamps:
-            pack(buffer, offset, max(0, int(expires - now)))
-        return bytes(buffer)
+            left = expires - now
+            pack(buffer, offset, max(0, int(left)))
+            # The TTL written stays right until the fraction runs out.
+            until = min(until, now + left % 1)
+        entry.restamped = bytes(buffer)
+        entry.until = until
+        return entry.restamped
 
     def capture(self) -> Callable[[], tuple[Increments, Any, Any]]:
         """
