@@ -78,6 +78,9 @@ __all__ = ["FileResource", "StaticFiles", "contentType"]
 #: whenever its send buffer is full, so this bounds memory per response).
 CHUNK = 256 * 1024
 
+#: Chunks read per trip to a thread.
+READ_AHEAD = 4
+
 #: More ranges than this in one request and the Range header is ignored.
 MAX_RANGES = 64
 
@@ -462,6 +465,12 @@ class FileResource(Resource):
         return NOT_DONE_YET
 
 
+def _readAhead(fd: int, offset: int, size: int) -> list[bytes]:
+    """Read C{size} bytes at C{offset} as chunks of L{CHUNK} (a thread)."""
+    data = os.pread(fd, size, offset)
+    return [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
+
+
 class _Resolving(Resource):
     """
     A static path being resolved in a thread: renders the resource it
@@ -532,6 +541,7 @@ class BodyProducer:
         self._reading = False
         self._left = 0
         self._offset = 0
+        self._ready: list[bytes] = []
 
     def start(self) -> None:
         """Register with the request and begin sending."""
@@ -580,9 +590,19 @@ class BodyProducer:
                 return
         wanted = min(CHUNK, self._left)
         if self._runner is not None:
-            # Read in a thread; the loop waits for it (L{_read}).
+            if self._ready:
+                self._got(request, self._ready.pop(0))
+                return
+            # Read a few chunks in a thread; the loop waits for them
+            # (L{_read}) and writes them one at a time, as the connection
+            # asks for more.
             self._reading = True
-            d = self._runner(os.pread, self._file.fileno(), wanted, self._offset)
+            d = self._runner(
+                _readAhead,
+                self._file.fileno(),
+                self._offset,
+                min(CHUNK * READ_AHEAD, self._left),
+            )
             d.addBoth(self._read, request)
             return
         self._file.seek(self._offset)
@@ -592,14 +612,14 @@ class BodyProducer:
         self._reading = False
         if self._request is not request:
             return
-        if not isinstance(data, bytes):
+        if not isinstance(data, list):
             self._log.failure("reading {path}", data, path=self._file.name)
             self._request = None
             self._file.close()
             request.unregisterProducer()
             request.loseConnection()
             return
-        self._got(request, data)
+        self._ready = data or [b""]
         if not self._paused:
             self.resumeProducing()
 

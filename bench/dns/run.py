@@ -127,6 +127,10 @@ def loadCommand(tool: str, port: int, file: str, seconds: float) -> list[str]:
             str(seconds),
             "-q",
             "100",
+            # Four source ports, so servers that spread queries over
+            # threads or processes by source address (SO_REUSEPORT) can.
+            "-c",
+            "4",
         ]
     return [
         sys.executable,
