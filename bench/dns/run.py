@@ -12,6 +12,12 @@ Two workloads:
     and the row is skipped otherwise). A warm-up pass fills the caches, so
     the measured pass is all cache hits.
 
+Rows: the bare Twisted floor (bench/dns/bare.py: pre-encoded answers),
+stock twistd dns, appnet with one worker and with two, and Unbound with
+one and two threads (an auth-zone from the same file, or forwarding to
+the same upstream). p50/p99 come from a separate 3-second ``dnsperf -v``
+pass at the same load.
+
 Each server is its own process, started and stopped by PID; the load
 generator (dnsperf if installed, else bench/dns/loadgen.py) is another.
 Servers are measured one at a time so they do not share the CPU::

@@ -2,12 +2,16 @@
 HTTP benchmark: appnet's web server beside stock ``twistd web`` and nginx,
 serving the same files from the same directory, in one run.
 
-- requests/s for a 1 KiB file: ``wrk`` (keep-alive, one thread, 32
-  connections, 10 s per server and round by default);
+- requests/s for a 1 KiB file, with p50/p99 latency: ``wrk --latency``
+  (keep-alive, one thread, 32 connections, 10 s per server and round by
+  default);
 - MB/s for a 100 MiB file: ``curl`` downloading it to /dev/null.
 
-All three run at once; the measurements alternate between them for
-several rounds (3 by default) and the medians are printed.
+Rows: the bare Twisted floor (bench/http/bare.py: one pre-built response
+per request), appnet with one and two workers, stock twistd web, nginx
+with one and two workers (``--only NAME`` picks some). All run at once;
+the measurements alternate between them for several rounds (3 by
+default) and the medians are printed.
 
 Every server writes a combined-format access log to a file (the same work
 for all three), listens on loopback only, and is started and stopped by
