@@ -270,7 +270,18 @@ class DNSServerFactory(server.DNSServerFactory):
                 if found is not None:
                     if self.observers:
                         self._notify(found[1].seen, addr, "udp")
-                    protocol.send(found[0], addr)
+                    transport = protocol.transport
+                    try:
+                        if transport is None:
+                            raise OSError("not listening")
+                        transport.write(found[0], addr)
+                    except OSError as e:
+                        self._log.info(
+                            "cannot send a reply to {client}: {error}",
+                            client=addr,
+                            error=e,
+                        )
+                        self.status.increment("dns", "bytes_out", -len(found[0]))
                     return
                 self._fill(
                     key,
@@ -341,6 +352,14 @@ class DNSServerFactory(server.DNSServerFactory):
             noted = done()
         kind, self._cacheable = self._cacheable, None
         if kind is not None and len(sent) == 1:
+            if transport == "udp":
+                # Counted by the UDP protocol's send, which a hit skips.
+                counters, rotations, trail = noted
+                noted = (
+                    counters + ((("dns", "bytes_out"), len(sent[0])),),
+                    rotations,
+                    trail,
+                )
             wire.store(key, sent[0], kind, noted, _seen(key[0], data[2] & 1))
         for payload in sent:
             send(payload)
