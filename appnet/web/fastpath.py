@@ -358,9 +358,10 @@ class FastStatic:
             parsed = _parse(head)
             if parsed is None:
                 return False
-            if len(self._parsed) >= _PARSED:
-                self._parsed.clear()
-            self._parsed[head] = parsed
+            if len(head) <= _PARSED_HEAD:
+                if len(self._parsed) >= _PARSED:
+                    self._parsed.clear()
+                self._parsed[head] = parsed
         method, target, first, conditions, encoding, logged = parsed
         if self.reserved(first):
             return False
@@ -397,6 +398,8 @@ class FastStatic:
 #: Request heads remembered with what they parse to (clients send the same
 #: head again and again).
 _PARSED = 4096
+#: Longer heads are parsed every time (bounds that memory to 8 MiB).
+_PARSED_HEAD = 2048
 
 
 def _parse(
