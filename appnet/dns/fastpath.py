@@ -29,6 +29,8 @@ __all__ = ["WireCache", "ttlOffsets"]
 
 _TTL = struct.Struct("!I")
 _MAX_VARIANTS = 64
+#: Queries up to this size have their keys remembered.
+_KEPT_QUERY = 300
 
 Key = tuple[bytes, int, int]
 Increments = tuple[tuple[tuple[str, str], int], ...]
@@ -115,6 +117,7 @@ class WireCache:
         self.maxUDPSize = maxUDPSize
         self.maxEntries = maxEntries
         self._entries: dict[Key, _Entry] = {}
+        self._keys: dict[tuple[bytes, bool, bool], Key] = {}
         self._clock = cache.clock if cache is not None else None
         authority.watch(self.clear)
 
@@ -131,6 +134,18 @@ class WireCache:
         cache can hold (several questions, compression, EDNS options the
         full path must judge, a response ...).
         """
+        # Clients repeat the same bytes but the ID: remember their keys.
+        raw = (data[2:], mayRecurse, tcp)
+        key = self._keys.get(raw)
+        if key is None:
+            key = self._keyOf(data, mayRecurse, tcp)
+            if key is not None and len(data) <= _KEPT_QUERY:
+                if len(self._keys) >= 2 * self.maxEntries:
+                    self._keys.clear()
+                self._keys[raw] = key
+        return key
+
+    def _keyOf(self, data: bytes, mayRecurse: bool, tcp: bool) -> Key | None:
         size = len(data)
         if size < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
             return None
