@@ -599,6 +599,15 @@ class HTTPConfig(ListenerConfig):
     forward_cache: bool = _setting(
         True, _bool, "forward proxy responses go through the cache"
     )
+    file_cache_size: int = _setting(
+        16 * 1024**2, _size, "small files kept in memory for the fast path (0: off)"
+    )
+    file_cache_max_file: int = _setting(
+        256 * 1024, _size, "largest file the fast path's cache holds"
+    )
+    file_cache_valid: float = _setting(
+        1.0, _duration, "a cached file is checked again (stat) after this long"
+    )
 
 
 def _passivePorts(value: Any) -> tuple[int, int]:
@@ -799,6 +808,11 @@ class DNSConfig:
     secondary: tuple[SecondaryZone, ...] = _setting(
         (), _listOf(_secondary), "zones copied from primaries by AXFR/IXFR"
     )
+    answer_cache_size: int = _setting(
+        10000,
+        _int(0, 10_000_000),
+        "encoded responses kept for repeated questions (0: off)",
+    )
 
 
 @frozen
@@ -991,6 +1005,17 @@ class LimitsConfig:
     )
 
 
+@frozen
+class StackConfig:
+    """
+    How the stack runs on this machine.
+    """
+
+    workers: int = _setting(
+        1, _int(1, 256), "processes sharing every listening socket (one per core)"
+    )
+
+
 def _trace(value: Any) -> frozenset[str]:
     names = _listOf(_choice(TRACEABLE))(
         value.split(",") if isinstance(value, str) else value
@@ -1016,6 +1041,7 @@ class Config:
     tls: TLSConfig = field(factory=TLSConfig)
     auth: AuthConfig = field(factory=AuthConfig)
     limits: LimitsConfig = field(factory=LimitsConfig)
+    stack: StackConfig = field(factory=StackConfig)
     mail: MailConfig = field(factory=MailConfig)
     dkim: DKIMConfig = field(factory=DKIMConfig)
     dns: DNSConfig = field(factory=DNSConfig)

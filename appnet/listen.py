@@ -16,6 +16,7 @@ and endpoint, and records the bound address in an L{AddressBook}.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -321,6 +322,17 @@ class GuardedFactory(WrappingFactory[GuardedProtocol]):
         return DeferredList(waits)
 
 
+def socketFamily(fd: int) -> int:
+    """The address family of the socket C{fd}."""
+    import socket
+
+    probe = socket.socket(fileno=os.dup(fd))
+    try:
+        return int(probe.family)
+    finally:
+        probe.close()
+
+
 def _cancelCall(result: object, call: Any) -> object:
     if call.active():
         call.cancel()
@@ -341,12 +353,14 @@ class ListenerService(Service):
         description: str,
         factory: GuardedFactory,
         book: AddressBook,
+        inherited: int | None = None,
     ) -> None:
         self.reactor = reactor
         self.serviceName = serviceName
         self.description = description
         self.factory = factory
         self.book = book
+        self.inherited = inherited
         self.port: IListeningPort | None = None
 
     @property
@@ -375,6 +389,19 @@ class ListenerService(Service):
         contextFactory = getattr(endpoint, "_sslContextFactory", None)
         if contextFactory is not None:
             tolerateALPN(contextFactory)
+        if self.inherited is not None:
+            # A worker process: accept on the socket its parent bound
+            # (appnet.workers), wrapped in TLS as the endpoint would be.
+            factory: Any = self.factory
+            if contextFactory is not None:
+                from twisted.protocols.tls import TLSMemoryBIOFactory
+
+                factory = TLSMemoryBIOFactory(contextFactory, False, factory)
+            self.port = self.reactor.adoptStreamPort(
+                self.inherited, socketFamily(self.inherited), factory
+            )
+            self.book.record(self.serviceName, self.port.getHost(), self.tls)
+            return
         result: list[Any] = []
         endpoint.listen(self.factory).addBoth(result.append)
         if not result:  # pragma: no cover - stream endpoints bind synchronously

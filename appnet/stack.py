@@ -45,6 +45,7 @@ from appnet.store.interfaces import IStore
 from appnet.store.sqlite import SQLiteStore
 from appnet.tls import TLSKeeper, TLSMaterial, loadTLS
 from appnet.trace import MaskRule
+from appnet.workers import WorkerRole
 
 __all__ = ["BUILDERS", "Component", "Listening", "Stack", "StackContext"]
 
@@ -77,11 +78,15 @@ class Component:
         (a queue runner, the DNS server binding its own UDP and TCP ports).
     @ivar serves: services this component runs without an endpoint list
         (C{"dns"}), so the stack does not report them as missing.
+    @ivar once: background services that must run in one process only
+        when the stack runs several workers (the queue runner, purges):
+        worker 0 runs them.
     """
 
     listening: Sequence[Listening] = ()
     services: Sequence[IService] = ()
     serves: Sequence[str] = ()
+    once: Sequence[IService] = ()
 
 
 @define
@@ -104,6 +109,9 @@ class StackContext:
     #: The certificate STARTTLS, STLS and AUTH TLS offer, replaceable while
     #: running; pass it as a factory's C{tlsOptions} (see L{LiveTLS}).
     tlsKeeper: TLSKeeper = None  # type: ignore[assignment]
+    #: In a worker process (C{--workers N}): its index and the listening
+    #: sockets its parent bound; C{None} in a single process.
+    worker: WorkerRole | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.clock is None:
@@ -163,8 +171,10 @@ class Stack(MultiService):
         store: IStore | None = None,
         builders: Sequence[str | Builder] | None = None,
         clock: Any = None,
+        worker: WorkerRole | None = None,
     ) -> None:
         super().__init__()
+        self.worker = worker
         self.config = config
         self.reactor = reactor
         self.clock = reactor if clock is None else clock
@@ -243,6 +253,7 @@ class Stack(MultiService):
             addresses=self.addresses,
             clock=self.clock,
             tlsKeeper=TLSKeeper(self._tlsPaths, tls),
+            worker=self.worker,
         )
         served: set[str] = set()
         for builder in self._builders:
@@ -250,10 +261,20 @@ class Stack(MultiService):
             component = build(ctx)
             for service in component.services:
                 service.setServiceParent(self._background)
+            if self.worker is None or self.worker.index == 0:
+                for service in component.once:
+                    service.setServiceParent(self._background)
             served.update(component.serves)
             for listening in component.listening:
                 served.add(listening.service)
                 self._addListeners(listening)
+        if self.worker is not None:
+            self.worker.shareStatus(ctx).setServiceParent(self._background)
+            if self.worker.index == 0:
+                self._log.info(
+                    "worker 0 runs the once-only services: {names}",
+                    names=" ".join(str(s.name) for s in self._background if s.name),
+                )
         for name in config.enabled():
             if name not in served:
                 self._log.warn(
@@ -324,8 +345,16 @@ class Stack(MultiService):
         )
         self._factories.append(guarded)
         for description in table.listen:
+            inherited = None
+            if self.worker is not None:
+                inherited = self.worker.socketFor(listening.service, description)
             ListenerService(
-                self.reactor, listening.service, description, guarded, self.addresses
+                self.reactor,
+                listening.service,
+                description,
+                guarded,
+                self.addresses,
+                inherited,
             ).setServiceParent(self)
 
     def privilegedStartService(self) -> None:

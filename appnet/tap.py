@@ -81,6 +81,12 @@ class Options(usage.Options):
         ],
         ["hostname", None, None, "Host name in greetings and Received [hostname]."],
         [
+            "workers",
+            None,
+            None,
+            "Run N processes sharing every listening socket [stack.workers].",
+        ],
+        [
             "trace",
             None,
             None,
@@ -180,13 +186,16 @@ class Options(usage.Options):
         for option, dotted in (
             ("dns-upstream-port", "dns.upstream_port"),
             ("relay-port", "mail.relay_port"),
+            ("workers", "stack.workers"),
         ):
             if self[option] is not None:
                 try:
                     number = int(self[option])
                 except ValueError:
+                    kind = "number" if option == "workers" else "port number"
                     raise ConfigError(
-                        "--" + option, f"expected a port number, got {self[option]!r}"
+                        "--" + option,
+                        f"expected a {kind}, got {self[option]!r}",
                     ) from None
                 put(dotted, number, "--" + option)
         if self.domains:
@@ -314,7 +323,29 @@ def makeService(options: Options) -> IService:
         _fatal(e)
     from twisted.internet import reactor
 
+    from appnet.workers import ENVIRONMENT, WorkerParent
+
+    if config.stack.workers > 1 and ENVIRONMENT not in os.environ:
+        return ParentRunner(WorkerParent(config, reactor, config.stack.workers))
     return TwistdRunner(Stack(config, reactor), options.pidfile)
+
+
+class ParentRunner(MultiService):
+    """
+    Runs the parent of several workers under twistd, turning start-up
+    failures into one line and exit status 1.
+    """
+
+    def __init__(self, workers: Any) -> None:
+        super().__init__()
+        self.workers = workers
+        workers.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except (AppnetError, OSError, sqlite3.Error) as e:
+            _fatal(_describe(e))
 
 
 def makeApplication(argv: Sequence[str] = ()) -> Any:

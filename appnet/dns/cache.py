@@ -28,11 +28,11 @@ from collections.abc import Sequence
 from enum import IntEnum
 from typing import Any
 
-from attrs import frozen
+from attrs import define, field, frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.names import dns
 
-__all__ = ["Cache", "CachedNegative", "CachedRRSet", "Trust"]
+__all__ = ["Cache", "CacheTrail", "CachedNegative", "CachedRRSet", "Trust"]
 
 _NXDOMAIN = -1  # the type slot of a name's NXDOMAIN entry
 
@@ -88,6 +88,23 @@ class CachedNegative:
     soa: dns.RRHeader
 
 
+@define
+class CacheTrail:
+    """
+    What one walk through the cache read, for the wire-level answer cache
+    (L{appnet.dns.fastpath}), which repeats it without the walk.
+
+    @ivar touched: C{(key, expires)} of every live entry looked at, in
+        order (each is moved to the recently used end).
+    @ivar returned: C{(expires, count)} of every RRset or negative answer
+        handed out, in order: C{count} records whose TTL counts down to
+        C{expires}.
+    """
+
+    touched: list[tuple[tuple[bytes, int], float]] = field(factory=list)
+    returned: list[tuple[float, int]] = field(factory=list)
+
+
 @frozen
 class _Positive:
     records: tuple[Any, ...]
@@ -121,6 +138,25 @@ class Cache:
         self._entries: OrderedDict[tuple[bytes, int], _Positive | _Negative] = (
             OrderedDict()
         )
+        #: Changes whenever an entry is stored, replaced or removed.
+        self.generation = 0
+        #: When set, lookups note what they read in it.
+        self.trail: CacheTrail | None = None
+
+    @property
+    def clock(self) -> IReactorTime:
+        """Where the cache's time comes from."""
+        return self._clock
+
+    def touch(self, keys: Sequence[tuple[bytes, int]]) -> None:
+        """
+        Mark entries as just used, as a lookup would (keys from a
+        L{CacheTrail}).
+        """
+        entries = self._entries
+        for key in keys:
+            if key in entries:
+                entries.move_to_end(key)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -128,9 +164,11 @@ class Cache:
     def clear(self) -> None:
         """Forget everything."""
         self._entries.clear()
+        self.generation += 1
 
     def _store(self, key: tuple[bytes, int], entry: _Positive | _Negative) -> None:
         entries = self._entries
+        self.generation += 1
         entries[key] = entry
         entries.move_to_end(key)
         while len(entries) > self.maxEntries:
@@ -142,8 +180,11 @@ class Cache:
             return None
         if entry.expires <= self._clock.seconds():
             del self._entries[key]
+            self.generation += 1
             return None
         self._entries.move_to_end(key)
+        if self.trail is not None:
+            self.trail.touched.append((key, entry.expires))
         return entry
 
     def _remaining(self, expires: float) -> int:
@@ -165,7 +206,8 @@ class Cache:
         if isinstance(held, _Positive) and held.trust > trust:
             return
         if trust >= Trust.ANSWER:
-            self._entries.pop((name, _NXDOMAIN), None)
+            if self._entries.pop((name, _NXDOMAIN), None) is not None:
+                self.generation += 1
         self._store(key, _Positive(tuple(records), self._clock.seconds() + ttl, trust))
 
     def putNegative(
@@ -186,6 +228,7 @@ class Cache:
             held = self._live(key)
             if isinstance(held, _Positive) and held.trust >= Trust.ANSWER:
                 del self._entries[key]
+                self.generation += 1
         self._store(
             key,
             _Negative(soa.name.name.lower(), payload, self._clock.seconds() + ttl),
@@ -201,6 +244,8 @@ class Cache:
         entry = self._live((name, type))
         if not isinstance(entry, _Positive) or entry.trust < minimum:
             return None
+        if self.trail is not None:
+            self.trail.returned.append((entry.expires, len(entry.records)))
         return CachedRRSet(
             name, type, self._remaining(entry.expires), entry.records, entry.trust
         )
@@ -212,6 +257,8 @@ class Cache:
         for key, rcode in (((name, _NXDOMAIN), dns.ENAME), ((name, type), dns.OK)):
             entry = self._live(key)
             if isinstance(entry, _Negative):
+                if self.trail is not None:
+                    self.trail.returned.append((entry.expires, 1))
                 soa = dns.RRHeader(
                     entry.soaName,
                     dns.SOA,

@@ -40,6 +40,7 @@ from __future__ import annotations
 import glob
 import os
 import signal
+import struct
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -61,6 +62,7 @@ from appnet.dns.answer import Answer
 from appnet.dns.cache import Cache
 from appnet.dns.errors import MalformedMessage, ResolutionFailed, ZoneError
 from appnet.dns.exchange import Exchanger
+from appnet.dns.fastpath import Key, WireCache
 from appnet.dns.interfaces import IRecursiveResolver
 from appnet.dns.journal import Journal, rollForward
 from appnet.dns.names import display, normalize
@@ -86,7 +88,7 @@ from appnet.dns.wire import (
 from appnet.dns.zonefile import readFile
 from appnet.dns.zones import Authority, Zone, loadZone, zoneFromText
 from appnet.errors import ListenError
-from appnet.listen import AddressBook, GuardedFactory
+from appnet.listen import AddressBook, GuardedFactory, socketFamily
 from appnet.status import Status
 
 __all__ = [
@@ -225,9 +227,12 @@ class DNSServerFactory(server.DNSServerFactory):
         idleTimeout: float = 30.0,
         recursionTimeout: float = 10.0,
         traced: bool = False,
+        wireCache: WireCache | None = None,
     ) -> None:
         super().__init__()
         self._reactor = reactor
+        self.wireCache = wireCache
+        self._cacheable: str | None = None
         self.authority = authority
         self.recursor = recursor
         self.canRecurse = recursor is not None
@@ -266,6 +271,36 @@ class DNSServerFactory(server.DNSServerFactory):
                     self._slip(data, protocol, addr)
                 return
 
+        wire = self.wireCache
+        if wire is not None and not self.traced:
+            key = wire.keyOf(data, self.policy.mayRecurse(host), False)
+            if key is not None:
+                found = wire.answer(key, data)
+                if found is not None:
+                    if self.observers:
+                        self._notify(found[1].seen, addr, "udp")
+                    transport = protocol.transport
+                    try:
+                        if transport is None:
+                            raise OSError("not listening")
+                        transport.write(found[0], addr)
+                    except OSError as e:
+                        self._log.info(
+                            "cannot send a reply to {client}: {error}",
+                            client=addr,
+                            error=e,
+                        )
+                        self.status.increment("dns", "bytes_out", -len(found[0]))
+                    return
+                self._fill(
+                    key,
+                    data,
+                    (host, addr[1]),
+                    "udp",
+                    lambda payload: protocol.send(payload, addr),
+                )
+                return
+
         def reply(payload: bytes) -> None:
             protocol.send(payload, addr)
 
@@ -274,12 +309,69 @@ class DNSServerFactory(server.DNSServerFactory):
     def handleStream(self, data: bytes, protocol: DNSStreamServer) -> None:
         """A TCP query on C{protocol}'s connection."""
         peer = protocol.transport.getPeer()  # type: ignore[union-attr]
-        self.handleRequest(
-            data,
-            (getattr(peer, "host", "?"), getattr(peer, "port", 0)),
-            "tcp",
-            protocol.send,
-        )
+        client = (getattr(peer, "host", "?"), getattr(peer, "port", 0))
+        wire = self.wireCache
+        if wire is not None and not self.traced:
+            key = wire.keyOf(data, self.policy.mayRecurse(client[0]), True)
+            if key is not None:
+                found = wire.answer(key, data)
+                if found is not None:
+                    if self.observers:
+                        self._notify(found[1].seen, client, "tcp")
+                    protocol.send(found[0])
+                    return
+                self._fill(key, data, client, "tcp", protocol.send)
+                return
+        self.handleRequest(data, client, "tcp", protocol.send)
+
+    def _notify(self, seen: tuple[str, int, bool], client: Any, transport: str) -> None:
+        query = SeenQuery(seen[0], seen[1], (client[0], client[1]), transport, seen[2])
+        for observer in self.observers:
+            observer(query)
+
+    def _fill(
+        self,
+        key: Key,
+        data: bytes,
+        client: tuple[str, int],
+        transport: str,
+        send: Reply,
+    ) -> None:
+        """
+        Answer by the full path, keeping the response in the wire cache
+        when it was answered at once from data the cache can follow.
+        """
+        wire = self.wireCache
+        assert wire is not None
+        sent: list[bytes] = []
+        capturing = True
+
+        def reply(payload: bytes) -> None:
+            if capturing:
+                sent.append(payload)
+            else:
+                send(payload)
+
+        self._cacheable = None
+        done = wire.capture()
+        try:
+            self.handleRequest(data, client, transport, reply)
+        finally:
+            capturing = False
+            noted = done()
+        kind, self._cacheable = self._cacheable, None
+        if kind is not None and len(sent) == 1:
+            if transport == "udp":
+                # Counted by the UDP protocol's send, which a hit skips.
+                counters, rotations, trail = noted
+                noted = (
+                    counters + ((("dns", "bytes_out"), len(sent[0])),),
+                    rotations,
+                    trail,
+                )
+            wire.store(key, sent[0], kind, noted, _seen(key[0], data[2] & 1))
+        for payload in sent:
+            send(payload)
 
     def messageReceived(
         self, message: dns.Message, proto: Any, address: Any = None
@@ -357,6 +449,7 @@ class DNSServerFactory(server.DNSServerFactory):
         response.recAv = int(mayRecurse)
 
         def fail(rcode: int) -> None:
+            self._cacheable = "zones"
             response.rCode = rcode
             self._send(response, edns, limit, reply, client, request)
 
@@ -386,6 +479,7 @@ class DNSServerFactory(server.DNSServerFactory):
             answer = None
         if answer is not None:
             if answer.pending is None or not recurse:
+                self._cacheable = "zones"
                 return self._finish(
                     response, answer, edns, limit, reply, client, request
                 )
@@ -403,6 +497,7 @@ class DNSServerFactory(server.DNSServerFactory):
             assert self.recursor is not None
             found = self.recursor.cached(name, qtype)
             if found is not None:
+                self._cacheable = "cache"
                 return self._finish(
                     response, found, edns, limit, reply, client, request
                 )
@@ -554,6 +649,19 @@ class DNSServerFactory(server.DNSServerFactory):
         self._send(response, edns, 65535, reply, client, request)
 
 
+def _seen(question: bytes, rd: int) -> tuple[str, int, bool]:
+    """What a query observer is told about a question section."""
+    labels = []
+    offset = 0
+    while question[offset]:
+        length = question[offset]
+        labels.append(question[offset + 1 : offset + 1 + length])
+        offset += length + 1
+    (type,) = struct.unpack_from("!H", question, offset + 1)
+    name = normalize(b".".join(labels)).decode("ascii", "replace")
+    return name, type, bool(rd)
+
+
 def _chunks(records: Sequence[dns.RRHeader], size: int) -> list[list[dns.RRHeader]]:
     """Split records into groups whose encoding stays under C{size}."""
     from io import BytesIO
@@ -678,8 +786,10 @@ class DNSService(Service):
         cacheClock: Any = None,
         keyDirectory: str | None = None,
         secondaryDirectory: str | None = None,
+        inherited: tuple[int, int] | None = None,
     ) -> None:
         self._reactor = reactor
+        self._inherited = inherited
         self._cacheClock = cacheClock if cacheClock is not None else reactor
         self.config = config
         self._status = status
@@ -794,9 +904,19 @@ class DNSService(Service):
         limiter = RateLimiter(reactor, config.rate_limit) if config.rate_limit else None
         self.cache = cache
         self.recursor = recursor
+        authority = Authority()
+        wire = None
+        if config.answer_cache_size:
+            wire = WireCache(
+                authority,
+                cache if recursor is not None else None,
+                self._status,
+                maxUDPSize=config.max_udp_size,
+                maxEntries=config.answer_cache_size,
+            )
         self.factory = DNSServerFactory(
             reactor,
-            Authority(),
+            authority,
             recursor,
             Policy(config.allow_recursion, config.allow_transfer),
             self._status,
@@ -805,6 +925,7 @@ class DNSService(Service):
             idleTimeout=config.idle_timeout,
             recursionTimeout=config.recursion_timeout,
             traced=self._traced,
+            wireCache=wire,
         )
         self.primary = Primary(
             reactor,
@@ -819,6 +940,8 @@ class DNSService(Service):
         status = self._status
         status.gauge("dns", "cache_entries", lambda: float(len(cache)))
         status.gauge("dns", "zones", lambda: float(len(self._zones)))
+        if wire is not None:
+            status.gauge("dns", "answer_cache_entries", lambda: float(len(wire)))
 
         def hitRatio() -> float:
             hits = status.counter("dns", "cache_hits")
@@ -836,6 +959,17 @@ class DNSService(Service):
         )
         udpProtocol = DNSDatagramServer(self.factory, reactor)
         shown = f"[{host}]" if ":" in host else host
+        if self._inherited is not None:
+            # A worker process: serve the sockets the parent bound.
+            udpFd, tcpFd = self._inherited
+            tcp = reactor.adoptStreamPort(tcpFd, socketFamily(tcpFd), self._guarded)
+            udp = reactor.adoptDatagramPort(
+                udpFd, socketFamily(udpFd), udpProtocol, 65535
+            )
+            self._tcp, self._udp = tcp, udp
+            self._addresses.record("dns", udp.getHost(), tls=False, transport="udp")
+            self._addresses.record("dns", tcp.getHost(), tls=False, transport="tcp")
+            return
         for _ in range(20 if port == 0 else 1):
             try:
                 tcp = reactor.listenTCP(port, self._guarded, interface=host)
@@ -963,5 +1097,6 @@ def buildDNS(ctx: Any) -> Any:
         secondaryDirectory=ctx.dataDir.root.child("secondary").path,
         traced=ctx.traced("dns"),
         connectionsPerAddress=ctx.config.limits.connections_per_ip,
+        inherited=ctx.worker.dnsSockets() if ctx.worker is not None else None,
     )
     return Component(services=[service], serves=("dns",))

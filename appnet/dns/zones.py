@@ -252,6 +252,25 @@ class Authority:
         self._zones: dict[bytes, Zone] = {zone.origin: zone for zone in zones}
         self._rotation: dict[tuple[bytes, int], int] = {}
         self._listeners: list[Callable[[frozenset[bytes]], None]] = []
+        #: When set, answers note C{(key, size, turn)} of every rotated
+        #: RRset in it (for the wire-level answer cache).
+        self.trail: list[tuple[tuple[bytes, int], int, int]] | None = None
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """
+        Call C{callback} (no arguments) after any change of zone data
+        (everything goes through L{apply}): whatever keeps answers derived
+        from every zone (the wire-level answer cache) drops them there.
+        """
+        self.addListener(lambda origins: callback())
+
+    def turn(self, key: tuple[bytes, int]) -> int:
+        """How many times the RRset C{key} has been rotated."""
+        return self._rotation.get(key, 0)
+
+    def advance(self, key: tuple[bytes, int]) -> None:
+        """Rotate the RRset C{key} once, as an answer holding it does."""
+        self._rotation[key] = self._rotation.get(key, 0) + 1
 
     @property
     def zones(self) -> dict[bytes, Zone]:
@@ -403,6 +422,8 @@ class Authority:
         key = (rrset.name, rrset.type)
         turn = self._rotation.get(key, 0)
         self._rotation[key] = turn + 1
+        if self.trail is not None:
+            self.trail.append((key, len(headers), turn))
         start = turn % len(headers)
         return headers[start:] + headers[:start]
 

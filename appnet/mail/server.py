@@ -294,5 +294,6 @@ def buildMail(ctx: StackContext) -> Component:
             Listening("pop3", pop3, pop3Refusal(hostname), POP3_MASK),
             Listening("imap", imap, imapRefusal(hostname), IMAP_MASK),
         ],
-        services=[makeQueueRunner(ctx, router, resolver), ResolverNotice(resolver)],
+        services=[ResolverNotice(resolver)],
+        once=[makeQueueRunner(ctx, router, resolver)],
     )

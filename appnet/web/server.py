@@ -57,7 +57,7 @@ from typing import Any
 from attrs import define, field, frozen
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.internet.protocol import connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -76,8 +76,9 @@ from appnet.listen import hostOf
 from appnet.stack import Component, Listening, StackContext
 from appnet.status import Status
 from appnet.trace import MaskRule
+from appnet.web.fastpath import FastStatic, FileCache
 from appnet.web.login import LoginResource, LoginService, LogoutResource
-from appnet.web.pages import ErrorResource, FaviconResource, errorBody, reason
+from appnet.web.pages import ErrorResource, errorBody, reason
 from appnet.web.proxy.mount import proxyRoot
 from appnet.web.sessions import SessionGate, SessionManager
 from appnet.web.static import StaticFiles
@@ -105,6 +106,8 @@ SERVER = b"appnet"
 #: client's data before closing, so the client reads our status first.
 LINGER = 2.0
 
+
+_BODY = re.compile(rb"\n(?:content-length|transfer-encoding)[ \t]*:", re.IGNORECASE)
 
 _PLAIN = re.compile(rb"[\x20-\x21\x23-\x5b\x5d-\x7e]*")
 
@@ -167,13 +170,24 @@ def combinedLine(
 @define
 class AccessLog:
     """
-    Where access log lines go: a file (appended, one write per request, as
-    nginx does), the daemon's log (C{""}), or nowhere (C{"off"}).
+    Where access log lines go: a file (appended, buffered as nginx's
+    C{buffer=} does: written when 64 KiB are waiting, a second after the
+    first waiting line, and on close), the daemon's log (C{""}), or nowhere
+    (C{"off"}).
     """
 
     target: str
+    clock: IReactorTime | None = None
     _fd: int | None = field(default=None, init=False)
+    _waiting: list[bytes] = field(factory=list, init=False)
+    _size: int = field(default=0, init=False)
+    _timer: Any = field(default=None, init=False)
     _log = Logger()
+
+    #: Bytes of lines held before they are written.
+    BUFFER = 64 * 1024
+    #: Seconds a line may wait.
+    FLUSH = 1.0
 
     def open(self) -> None:
         """Open the file, if the target is one."""
@@ -183,17 +197,45 @@ class AccessLog:
             )
 
     def close(self) -> None:
-        """Close the file."""
+        """Write what is waiting and close the file."""
+        self.flush()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
+    def flush(self) -> None:
+        """Write the waiting lines now."""
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        if self._waiting and self._fd is not None:
+            data = b"".join(self._waiting)
+            while data:
+                data = data[os.write(self._fd, data) :]
+        self._waiting = []
+        self._size = 0
+
     def write(self, line: str) -> None:
         """Record one request."""
         if self._fd is not None:
-            os.write(self._fd, (line + "\n").encode("utf-8"))
+            data = (line + "\n").encode("utf-8")
+            if self.clock is None:
+                os.write(self._fd, data)
+                return
+            self._waiting.append(data)
+            self._size += len(data)
+            if self._size >= self.BUFFER:
+                self.flush()
+            elif self._timer is None:
+                self._timer = self.clock.callLater(self.FLUSH, self.flush)
         elif self.target == "":
             self._log.info("{line}", line=line)
+
+    @property
+    def enabled(self) -> bool:
+        """Are lines recorded at all?"""
+        return self.target != "off"
 
 
 class WebRequest(Request):
@@ -312,12 +354,46 @@ class WebChannel(HTTPChannel):
     tunnel: Any = None
     _log = Logger()
 
+    #: The static fast path, if the site has one and this connection may
+    #: use it.
+    fast: FastStatic | None = None
+    #: Nothing of the full path is pending: the next bytes start a request.
+    fastIdle = True
+    _fastResume = False
+    _client = ""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        site: Any = getattr(self, "site", None)
+        fast = getattr(site, "fast", None)
+        if fast is not None and not (
+            site.hsts and ISSLTransport.providedBy(self.transport)
+        ):
+            self.fast = fast
+            self._client = hostOf(self.transport.getPeer())  # type: ignore[union-attr]
+
     def dataReceived(self, data: bytes) -> None:
         if self.tunnel is not None:
             self.tunnel.dataReceived(data)
             return
         if self.rejected:
             return
+        fast = self.fast
+        if fast is not None:
+            if self.fastIdle:
+                self.resetTimeout()
+                used = fast.serve(data, self.transport.write, self._client)  # type: ignore[union-attr]
+                if used == len(data):
+                    return
+                data = data[used:]
+                self.fastIdle = False
+                # The full path takes over; it hands back once it has
+                # answered, if what it got was one request head and no more.
+                self._fastResume = data.endswith(b"\r\n\r\n") and (
+                    data.count(b"\r\n\r\n") == 1 and not _BODY.search(data)
+                )
+            else:
+                self._fastResume = False
         super().dataReceived(data)
         # Most requests arrive whole in one read; only a header section
         # still incomplete afterwards needs the clock.
@@ -428,6 +504,15 @@ class WebChannel(HTTPChannel):
     def requestDone(self, request: Any) -> None:
         self._awaitingHead = True
         super().requestDone(request)
+        if (
+            self._fastResume
+            and not self.requests
+            and not self.rejected
+            and self.persistent
+            and self.transport is not None
+        ):
+            self.fastIdle = True
+        self._fastResume = False
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         self.reject(400, "The request is malformed.")
@@ -516,8 +601,10 @@ class WebSite(Site):
         self.status = status
         self.hsts = int(config.hsts)
         self.gzipEnabled = config.gzip
-        self.accessLog = accessLog or AccessLog(config.access_log)
+        self.accessLog = accessLog or AccessLog(config.access_log, reactor)
         self.active = 0
+        #: The static fast path (L{appnet.web.fastpath}), if on.
+        self.fast: FastStatic | None = None
         status.gauge("http", "requests_active", lambda: float(self.active))
 
     def acceptableProtocols(self) -> list[bytes]:
@@ -597,6 +684,12 @@ class WebSite(Site):
     def _count(self, code: int) -> None:
         self.status.increment("http", f"responses_{code // 100}xx")
 
+    def fastAnswered(self, code: int) -> None:
+        """Count a request the fast path answered."""
+        self.status.incrementAll(
+            ((("http", "requests"), 1), (("http", f"responses_{code // 100}xx"), 1))
+        )
+
 
 class WebRoot(Resource):
     """
@@ -613,14 +706,7 @@ class WebRoot(Resource):
         query = b""
         if b"?" in request.uri:
             query = b"?" + request.uri.split(b"?", 1)[1]
-        found = self.static.resolve(segments, query)
-        if (
-            segments == [b"favicon.ico"]
-            and isinstance(found, ErrorResource)
-            and found.code == 404
-        ):
-            return FaviconResource()
-        return found
+        return self.static.resolveLater(segments, query)
 
     def render(self, request: Request) -> bytes | int:
         # Only reached for an empty path (a proxy's "GET  HTTP/1.1").
@@ -735,10 +821,13 @@ def buildWeb(
     """
     config = ctx.config.http
     rootDir = config.root or ctx.dataDir.www.path
+    from appnet.webmail.service import threadRunner
+
     static = StaticFiles(
         rootDir,
         listing=config.listing,
         gzipTypes=tuple(config.gzip_types) if config.gzip else (),
+        runner=threadRunner(ctx.reactor),
     )
     root = WebRoot(static)
     sessions = SessionManager(
@@ -758,6 +847,23 @@ def buildWeb(
     siteRoot, proxyServices = proxyRoot(ctx, config, root)
     site = WebSite(siteRoot, config=config, status=ctx.status, reactor=ctx.reactor)
     site.web = web
+    if config.file_cache_size and config.file_cache_max_file:
+        files = FileCache(
+            static,
+            ctx.reactor,
+            threadRunner(ctx.reactor),
+            maxBytes=config.file_cache_size,
+            maxFileSize=config.file_cache_max_file,
+            valid=config.file_cache_valid,
+        )
+        site.fast = FastStatic(
+            files,
+            ctx.reactor,
+            lambda name: name in root.children,
+            SERVER,
+            site.fastAnswered,
+            site.accessLog.write if site.accessLog.enabled else None,
+        )
     return Component(
         listening=[
             Listening(
@@ -770,7 +876,8 @@ def buildWeb(
                 mask=HTTP_MASK,
             )
         ],
-        services=[SessionPurger(sessions, ctx.reactor), *proxyServices],
+        services=[*proxyServices],
+        once=[SessionPurger(sessions, ctx.reactor)],
     )
 
 

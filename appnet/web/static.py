@@ -41,11 +41,12 @@ import secrets
 import stat
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 from urllib.parse import quote
 
 from attrs import frozen
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.web.http import NO_BODY_CODES
@@ -56,6 +57,7 @@ from zope.interface import implementer
 from appnet.web.pages import (
     GZIP_MIN_SIZE,
     ErrorResource,
+    FaviconResource,
     RedirectResource,
     page,
     sendBody,
@@ -76,6 +78,9 @@ __all__ = ["FileResource", "StaticFiles", "contentType"]
 #: Bytes read from a file per step (the connection pauses the producer
 #: whenever its send buffer is full, so this bounds memory per response).
 CHUNK = 256 * 1024
+
+#: Chunks read per trip to a thread.
+READ_AHEAD = 4
 
 #: More ranges than this in one request and the Range header is ignored.
 MAX_RANGES = 64
@@ -183,6 +188,36 @@ class StaticFiles:
     root: str
     listing: bool = True
     gzipTypes: tuple[str, ...] = ()
+    #: Runs blocking file-system work (path resolution, opening, reads)
+    #: off the reactor thread; C{None} runs it inline.
+    runner: Callable[..., Deferred[Any]] | None = None
+
+    def resolveLater(self, segments: Sequence[bytes], query: bytes = b"") -> IResource:
+        """
+        L{resolve} in the runner's thread: a resource that renders what it
+        resolves to once known, a file already opened (also in the
+        thread).
+        """
+        if self.runner is None:
+            return self._resolveOrIcon(segments, query)
+        return _Resolving(self.runner(self._resolveAndOpen, list(segments), query))
+
+    def _resolveOrIcon(self, segments: Sequence[bytes], query: bytes) -> IResource:
+        """L{resolve}, with appnet's icon for a root that has no favicon.ico."""
+        found = self.resolve(segments, query)
+        if (
+            list(segments) == [b"favicon.ico"]
+            and isinstance(found, ErrorResource)
+            and found.code == 404
+        ):
+            return FaviconResource()
+        return found
+
+    def _resolveAndOpen(self, segments: Sequence[bytes], query: bytes) -> IResource:
+        resource = self._resolveOrIcon(segments, query)
+        if isinstance(resource, FileResource):
+            resource.openNow()
+        return resource
 
     def resolve(self, segments: Sequence[bytes], query: bytes = b"") -> IResource:
         """
@@ -242,7 +277,9 @@ class StaticFiles:
 
     def _file(self, path: str) -> FileResource:
         mediaType = contentType(os.path.basename(path))
-        return FileResource(path, mediaType, _matchesType(mediaType, self.gzipTypes))
+        return FileResource(
+            path, mediaType, _matchesType(mediaType, self.gzipTypes), self.runner
+        )
 
     def _directory(self, path: str, names: list[str]) -> IResource:
         index = os.path.join(path, "index.html")
@@ -263,20 +300,59 @@ class FileResource(Resource):
     isLeaf = True
     _log = Logger()
 
-    def __init__(self, path: str, mediaType: str, compressible: bool) -> None:
+    def __init__(
+        self,
+        path: str,
+        mediaType: str,
+        compressible: bool,
+        runner: Callable[..., Deferred[Any]] | None = None,
+    ) -> None:
         super().__init__()
         self.path = path
         self.mediaType = mediaType
         self.compressible = compressible
+        self.runner = runner
+        self._opened: tuple[IO[bytes], os.stat_result] | OSError | None = None
+
+    def openNow(self) -> None:
+        """
+        Open the file and read its status now (in a thread, before
+        L{render} runs on the reactor).
+        """
+        try:
+            f = open(self.path, "rb")  # noqa: SIM115 - closed by the producer
+        except OSError as e:
+            self._opened = e
+            return
+        try:
+            self._opened = (f, os.fstat(f.fileno()))
+        except OSError as e:
+            f.close()
+            self._opened = e
+
+    def close(self) -> None:
+        """Close a file L{openNow} opened and nobody used."""
+        opened, self._opened = self._opened, None
+        if isinstance(opened, tuple):
+            opened[0].close()
 
     def render(self, request: Request) -> bytes | int:
+        opened, self._opened = self._opened, None
         if request.method not in (b"GET", b"HEAD"):
+            if isinstance(opened, tuple):
+                opened[0].close()
             request.setHeader(b"allow", b"GET, HEAD")
             return ErrorResource(405, "Only GET and HEAD are allowed here.").render(
                 request
             )
+        st = None
         try:
-            f = open(self.path, "rb")  # noqa: SIM115 - closed by the producer
+            if isinstance(opened, OSError):
+                raise opened
+            if opened is not None:
+                f, st = opened
+            else:
+                f = open(self.path, "rb")  # noqa: SIM115 - closed by the producer
         except FileNotFoundError:
             return ErrorResource(404, "No such file.").render(request)
         except OSError as e:
@@ -284,13 +360,14 @@ class FileResource(Resource):
                 return ErrorResource(403, "Not readable.").render(request)
             raise
         try:
-            return self._respond(request, f)
+            return self._respond(request, f, st or os.fstat(f.fileno()))
         except BaseException:
             f.close()
             raise
 
-    def _respond(self, request: Request, f: IO[bytes]) -> bytes | int:
-        st = os.fstat(f.fileno())
+    def _respond(
+        self, request: Request, f: IO[bytes], st: os.stat_result
+    ) -> bytes | int:
         size = st.st_size
         lastModified = int(st.st_mtime)
         identity = entityTag(st)
@@ -396,7 +473,44 @@ class FileResource(Resource):
         if request.method == b"HEAD" or request.code in NO_BODY_CODES:
             f.close()
             return _empty(request)
-        BodyProducer(request, f, parts, compressor).start()
+        BodyProducer(request, f, parts, compressor, self.runner).start()
+        return NOT_DONE_YET
+
+
+def _readAhead(fd: int, offset: int, size: int) -> list[bytes]:
+    """Read C{size} bytes at C{offset} as chunks of L{CHUNK} (a thread)."""
+    data = os.pread(fd, size, offset)
+    return [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
+
+
+class _Resolving(Resource):
+    """
+    A static path being resolved in a thread: renders the resource it
+    resolves to once it is known, unless the client has gone.
+    """
+
+    isLeaf = True
+
+    def __init__(self, resolving: Deferred[IResource]) -> None:
+        super().__init__()
+        self.resolving = resolving
+
+    def render(self, request: Request) -> int:
+        gone: list[object] = []
+        request.notifyFinish().addErrback(gone.append)
+
+        def resolved(resource: IResource) -> None:
+            if gone:
+                if isinstance(resource, FileResource):
+                    resource.close()
+                return
+            request.render(resource)
+
+        def failed(failure: Any) -> None:
+            if not gone:
+                request.processingFailed(failure)
+
+        self.resolving.addCallback(resolved).addErrback(failed)
         return NOT_DONE_YET
 
 
@@ -427,14 +541,19 @@ class BodyProducer:
         f: IO[bytes],
         parts: list[bytes | tuple[int, int]],
         compressor: Any = None,
+        runner: Callable[..., Deferred[Any]] | None = None,
     ) -> None:
         self._request: Request | None = request
         self._file = f
         self._parts = list(reversed(parts))
         self._compressor = compressor
+        self._runner = runner
         self._paused = False
         self._running = False
+        self._reading = False
         self._left = 0
+        self._offset = 0
+        self._ready: list[bytes] = []
 
     def start(self) -> None:
         """Register with the request and begin sending."""
@@ -448,11 +567,11 @@ class BodyProducer:
 
     def resumeProducing(self) -> None:
         self._paused = False
-        if self._running:
+        if self._running or self._reading:
             return
         self._running = True
         try:
-            while not self._paused and self._request is not None:
+            while not self._paused and self._request is not None and not self._reading:
                 self._step()
         finally:
             self._running = False
@@ -478,11 +597,45 @@ class BodyProducer:
             if isinstance(part, bytes):
                 self._write(part)
                 return
-            offset, self._left = part
-            self._file.seek(offset)
+            self._offset, self._left = part
             if self._left == 0:
                 return
-        data = self._file.read(min(CHUNK, self._left))
+        wanted = min(CHUNK, self._left)
+        if self._runner is not None:
+            if self._ready:
+                self._got(request, self._ready.pop(0))
+                return
+            # Read a few chunks in a thread; the loop waits for them
+            # (L{_read}) and writes them one at a time, as the connection
+            # asks for more.
+            self._reading = True
+            d = self._runner(
+                _readAhead,
+                self._file.fileno(),
+                self._offset,
+                min(CHUNK * READ_AHEAD, self._left),
+            )
+            d.addBoth(self._read, request)
+            return
+        self._file.seek(self._offset)
+        self._got(request, self._file.read(wanted))
+
+    def _read(self, data: Any, request: Request) -> None:
+        self._reading = False
+        if self._request is not request:
+            return
+        if not isinstance(data, list):
+            self._log.failure("reading {path}", data, path=self._file.name)
+            self._request = None
+            self._file.close()
+            request.unregisterProducer()
+            request.loseConnection()
+            return
+        self._ready = data or [b""]
+        if not self._paused:
+            self.resumeProducing()
+
+    def _got(self, request: Request, data: bytes) -> None:
         if not data:
             # The file shrank while being sent: the promised length cannot
             # be met, so the connection must end without a clean finish.
@@ -493,6 +646,7 @@ class BodyProducer:
             request.loseConnection()
             return
         self._left -= len(data)
+        self._offset += len(data)
         self._write(data)
 
     def _finish(self, request: Request) -> None:

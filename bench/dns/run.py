@@ -12,6 +12,12 @@ Two workloads:
     and the row is skipped otherwise). A warm-up pass fills the caches, so
     the measured pass is all cache hits.
 
+Rows: the bare Twisted floor (bench/dns/bare.py: pre-encoded answers),
+stock twistd dns, appnet with one worker and with two, and Unbound with
+one and two threads (an auth-zone from the same file, or forwarding to
+the same upstream). p50/p99 come from a separate 3-second ``dnsperf -v``
+pass at the same load.
+
 Each server is its own process, started and stopped by PID; the load
 generator (dnsperf if installed, else bench/dns/loadgen.py) is another.
 Servers are measured one at a time so they do not share the CPU::
@@ -32,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchlib import freePort  # noqa: E402
@@ -126,6 +133,10 @@ def loadCommand(tool: str, port: int, file: str, seconds: float) -> list[str]:
             str(seconds),
             "-q",
             "100",
+            # Four source ports, so servers that spread queries over
+            # threads or processes by source address (SO_REUSEPORT) can.
+            "-c",
+            "4",
         ]
     return [
         sys.executable,
@@ -158,7 +169,78 @@ def measure(tool: str, port: int, file: str, seconds: float) -> dict[str, str]:
     found["command"] = " ".join(
         os.path.basename(c) if c == file else c for c in command
     )
+    found["p50"], found["p99"] = percentiles(tool, port, file)
     return found
+
+
+def percentiles(tool: str, port: int, file: str) -> tuple[str, str]:
+    """
+    p50 and p99 latency in ms, from a separate 3-second pass at the same
+    load with dnsperf -v (one line per answer with its latency).
+    """
+    if tool != "dnsperf":
+        return "?", "?"
+    command = loadCommand(tool, port, file, 3) + ["-v"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    times = sorted(
+        float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if line[:2] == "> "
+    )
+    if not times:
+        return "?", "?"
+    return (
+        f"{times[len(times) // 2] * 1000:.2f}",
+        f"{times[min(len(times) - 1, len(times) * 99 // 100)] * 1000:.2f}",
+    )
+
+
+def unboundArgs(
+    work: str, name: str, port: int, threads: int, zone: str | None
+) -> list[str]:
+    """
+    Unbound with C{threads} threads on 127.0.0.1:C{port}: authoritative for
+    C{zone} (an auth-zone from the same file), else forwarding to the
+    upstream with its cache.
+    """
+    directory = os.path.join(work, name)
+    os.makedirs(directory, exist_ok=True)
+    config = os.path.join(directory, "unbound.conf")
+    if zone is not None:
+        tail = (
+            'auth-zone:\n  name: "bench.test."\n'
+            f'  zonefile: "{zone}"\n  for-downstream: yes\n  for-upstream: no\n'
+        )
+    else:
+        tail = (
+            'forward-zone:\n  name: "upstream.test."\n'
+            f"  forward-addr: {UPSTREAM[0]}@{UPSTREAM[1]}\n"
+        )
+    with open(config, "w") as f:
+        f.write(
+            f"""server:
+  interface: 127.0.0.1@{port}
+  port: {port}
+  do-daemonize: no
+  chroot: ""
+  username: ""
+  directory: "{directory}"
+  pidfile: "{directory}/unbound.pid"
+  use-syslog: no
+  logfile: "{directory}/unbound.log"
+  verbosity: 0
+  num-threads: {threads}
+  so-reuseport: yes
+  do-ip6: no
+  do-not-query-localhost: no
+  access-control: 127.0.0.0/8 allow
+  domain-insecure: "upstream.test."
+  local-zone: "test." nodefault
+  module-config: "iterator"
+remote-control:
+  control-enable: no
+{tail}"""
+        )
+    unbound = shutil.which("unbound") or "/usr/sbin/unbound"
+    return [unbound, "-d", "-c", config]
 
 
 def appnetArgs(data: str, port: int, *extra: str, host: str = "127.0.0.1") -> list[str]:
@@ -236,51 +318,99 @@ def main() -> None:
             server.stop()
             servers.remove(server)
 
-    try:
-        port = freePort(udp=True)
-        zoneFile = os.path.join(work, "bench.test.zone")
-        authQueries = os.path.join(work, "bench.test.queries")
-        run(
-            "twistd dns (Twisted 26.10)",
-            "authoritative",
-            Server(
-                "twistd dns",
-                [
-                    *TWISTD,
-                    "-n",
-                    "--pidfile=",
-                    "dns",
-                    "--bindzone",
-                    zoneFile,
-                    "-p",
-                    str(port),
-                    "-i",
-                    "127.0.0.1",
-                ],
-                work,
-                os.path.join(work, "twistd-auth.log"),
-            ),
-            port,
-            "host1.bench.test",
-            authQueries,
-            False,
-        )
-        port = freePort(udp=True)
-        run(
-            "appnet",
-            "authoritative",
-            Server(
-                "appnet",
-                appnetArgs(appnetData("auth", "bench.test"), port),
-                work,
-                os.path.join(work, "appnet-auth.log"),
-            ),
-            port,
-            "host1.bench.test",
-            authQueries,
-            False,
-        )
+    zoneFile = os.path.join(work, "bench.test.zone")
+    authQueries = os.path.join(work, "bench.test.queries")
+    cacheQueries = os.path.join(work, "upstream.test.queries")
+    forward = ["--dns-forward", f"{UPSTREAM[0]}:{UPSTREAM[1]}"]
+    workers = ["--workers", "2"]
 
+    def twistdAuth(port: int) -> list[str]:
+        return [*TWISTD, "-n", "--pidfile=", "dns", "--bindzone", zoneFile]
+
+    # (label, workload, how to start it on a port, warm the cache first)
+    auth: list[tuple[str, Any]] = [
+        (
+            "bare Twisted UDP (pre-encoded)",
+            lambda port: [
+                sys.executable,
+                os.path.join(HERE, "bare.py"),
+                zoneFile,
+                str(port),
+            ],
+        ),
+        (
+            "twistd dns (Twisted 26.10)",
+            lambda port: twistdAuth(port) + ["-p", str(port), "-i", "127.0.0.1"],
+        ),
+        (
+            "appnet",
+            lambda port: appnetArgs(appnetData(f"auth{port}", "bench.test"), port),
+        ),
+        (
+            "appnet --workers 2",
+            lambda port: appnetArgs(
+                appnetData(f"auth{port}", "bench.test"), port, *workers
+            ),
+        ),
+    ]
+    cache: list[tuple[str, Any]] = [
+        (
+            "twistd dns -c (Twisted 26.10)",
+            lambda port: [
+                *TWISTD,
+                "-n",
+                "--pidfile=",
+                "dns",
+                "-c",
+                "--resolv-conf",
+                os.path.join(work, "resolv.conf"),
+                "-p",
+                str(port),
+                "-i",
+                "127.0.0.1",
+            ],
+        ),
+        (
+            "appnet --dns-forward",
+            lambda port: appnetArgs(appnetData(f"cache{port}", None), port, *forward),
+        ),
+        (
+            "appnet --dns-forward --workers 2",
+            lambda port: appnetArgs(
+                appnetData(f"cache{port}", None), port, *forward, *workers
+            ),
+        ),
+    ]
+    if shutil.which("unbound") or os.path.exists("/usr/sbin/unbound"):
+        for threads in (1, 2):
+            auth.append(
+                (
+                    f"Unbound {threads} thread{'s' if threads > 1 else ''}",
+                    lambda port, t=threads: unboundArgs(
+                        work, f"unbound-auth-{port}", port, t, zoneFile
+                    ),
+                )
+            )
+            cache.append(
+                (
+                    f"Unbound {threads} thread{'s' if threads > 1 else ''}",
+                    lambda port, t=threads: unboundArgs(
+                        work, f"unbound-cache-{port}", port, t, None
+                    ),
+                )
+            )
+    try:
+        for label, start in auth:
+            port = freePort(udp=True)
+            run(
+                label,
+                "authoritative",
+                Server(label, start(port), work, os.path.join(work, f"{port}.log")),
+                port,
+                "host1.bench.test",
+                authQueries,
+                False,
+            )
         upstream = Server(
             "upstream",
             appnetArgs(
@@ -290,7 +420,6 @@ def main() -> None:
             os.path.join(work, "upstream.log"),
         )
         servers.append(upstream)
-        cacheQueries = os.path.join(work, "upstream.test.queries")
         try:
             upstream.wait(UPSTREAM[0], UPSTREAM[1], "host1.upstream.test")
             upstreamOK = True
@@ -298,56 +427,19 @@ def main() -> None:
             print(f"no upstream on {UPSTREAM[0]}:53 ({e}); skipping cache rows")
             upstreamOK = False
         if upstreamOK:
-            resolv = os.path.join(work, "resolv.conf")
-            with open(resolv, "w") as f:
+            with open(os.path.join(work, "resolv.conf"), "w") as f:
                 f.write(f"nameserver {UPSTREAM[0]}\n")
-            port = freePort(udp=True)
-            run(
-                "twistd dns -c (Twisted 26.10)",
-                "cache hits",
-                Server(
-                    "twistd dns",
-                    [
-                        *TWISTD,
-                        "-n",
-                        "--pidfile=",
-                        "dns",
-                        "-c",
-                        "--resolv-conf",
-                        resolv,
-                        "-p",
-                        str(port),
-                        "-i",
-                        "127.0.0.1",
-                    ],
-                    work,
-                    os.path.join(work, "twistd-cache.log"),
-                ),
-                port,
-                "host1.upstream.test",
-                cacheQueries,
-                True,
-            )
-            port = freePort(udp=True)
-            run(
-                "appnet --dns-forward",
-                "cache hits",
-                Server(
-                    "appnet",
-                    appnetArgs(
-                        appnetData("cache", None),
-                        port,
-                        "--dns-forward",
-                        f"{UPSTREAM[0]}:{UPSTREAM[1]}",
-                    ),
-                    work,
-                    os.path.join(work, "appnet-cache.log"),
-                ),
-                port,
-                "host1.upstream.test",
-                cacheQueries,
-                True,
-            )
+            for label, start in cache:
+                port = freePort(udp=True)
+                run(
+                    label,
+                    "cache hits",
+                    Server(label, start(port), work, os.path.join(work, f"{port}.log")),
+                    port,
+                    "host1.upstream.test",
+                    cacheQueries,
+                    True,
+                )
     finally:
         for server in list(servers):
             server.stop()
@@ -359,16 +451,15 @@ def main() -> None:
     )
     print()
     width = max(len(label) for label, _, _ in rows)
-    rule = f"{'=' * width}  ==============  ==========  ===========  ====="
+    rule = f"{'=' * width}  ==============  ==========  ========  ========  ====="
     print(rule)
     heading = f"{'server':{width}}  {'workload':14}  {'answers/s':>10}"
-    print(f"{heading}  {'latency ms':>11}  lost")
+    print(f"{heading}  {'p50 ms':>8}  {'p99 ms':>8}  lost")
     print(rule)
     for label, workload, result in rows:
-        latency = float(result["latency"]) * 1000 if result["latency"] != "?" else 0
         print(
             f"{label:{width}}  {workload:14}  {float(result['qps']):10.0f}  "
-            f"{latency:11.2f}  {result['lost']}"
+            f"{result['p50']:>8}  {result['p99']:>8}  {result['lost']}"
         )
     print(rule)
     print()

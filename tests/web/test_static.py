@@ -96,10 +96,14 @@ class GetAndHeadTests(StaticTestCase):
         self.assertEqual(self.web.request("GET", "/loop/x").status, 404)
 
     def test_etagChangesWithContent(self) -> None:
-        """Rewriting a file gives it a new entity tag."""
+        """
+        Rewriting a file gives it a new entity tag, once the file cache's
+        revalidation interval (C{http.file_cache_valid}) has passed.
+        """
         before = self.web.request("GET", "/small.txt").header("etag")
         path = self.web.write("small.txt", b"other")
         os.utime(path, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
+        self.web.clock.advance(self.web.site.config.file_cache_valid)
         after = self.web.request("GET", "/small.txt").header("etag")
         self.assertNotEqual(before, after)
 

@@ -1,0 +1,299 @@
+"""
+Tests for L{appnet.dns.fastpath}: the wire-level answer cache gives the
+same bytes as the full query path, for a corpus of queries.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import FakeDatagramTransport, StringTransport
+from twisted.names import dns
+from twisted.trial.unittest import SynchronousTestCase
+
+from appnet.dns.cache import Cache, Trust
+from appnet.dns.fastpath import WireCache, ttlOffsets
+from appnet.dns.policy import Policy
+from appnet.dns.recursion import ForwardingResolver
+from appnet.dns.server import DNSDatagramServer, DNSServerFactory, SeenQuery
+from appnet.dns.wire import EDNS, encode, newQuery
+from appnet.dns.zones import Authority, zoneFromText
+from appnet.status import Status
+
+ZONE = """\
+$TTL 300
+@      SOA ns hostmaster 1 3600 900 604800 60
+       NS ns
+       MX 10 mail
+ns     A 192.0.2.53
+mail   A 192.0.2.25
+       AAAA 2001:db8::25
+www    A 192.0.2.1
+rr     A 192.0.2.11
+rr     A 192.0.2.12
+rr     A 192.0.2.13
+txt    TXT "hello" "world"
+_sip._tcp SRV 10 5 5060 www
+one    CNAME two
+two    CNAME www
+out    CNAME www.cached.test.
+*.wild A 192.0.2.77
+a.b.ent A 192.0.2.9
+big    TXT "{}"
+big    TXT "{}"
+big    TXT "{}"
+sub    NS ns.sub
+ns.sub A 192.0.2.54
+""".format("a" * 200, "b" * 200, "c" * 200)
+
+ORIGIN = b"hamburger.edu"
+LOCAL = ("127.0.0.1", 5353)
+REMOTE = ("192.0.2.99", 5353)
+
+SOA = dns.Record_SOA(
+    mname=b"ns.cached.test", rname=b"h.cached.test", serial=1, minimum=120
+)
+
+
+def fill(cache: Cache) -> None:
+    """The recursive cache both sides start with."""
+    cache.putRRSet(
+        b"www.cached.test",
+        dns.A,
+        100,
+        [dns.Record_A("198.51.100.1"), dns.Record_A("198.51.100.2")],
+        Trust.ANSWER,
+    )
+    cache.putRRSet(
+        b"alias.cached.test",
+        dns.CNAME,
+        40,
+        [dns.Record_CNAME(b"www.cached.test")],
+        Trust.ANSWER,
+    )
+    cache.putRRSet(
+        b"glue.cached.test", dns.A, 300, [dns.Record_A("198.51.100.9")], Trust.GLUE
+    )
+    cache.putNegative(
+        b"gone.cached.test",
+        None,
+        dns.RRHeader(b"cached.test", dns.SOA, dns.IN, 200, SOA),
+    )
+    cache.putNegative(
+        b"www.cached.test",
+        dns.MX,
+        dns.RRHeader(b"cached.test", dns.SOA, dns.IN, 200, SOA),
+    )
+
+
+class Side:
+    """One server: a factory, its UDP protocol, its counters."""
+
+    def __init__(self, clock: Clock, wire: bool) -> None:
+        self.clock = clock
+        self.status = Status(clock)
+        self.authority = Authority([zoneFromText(ZONE, "z", ORIGIN)])
+        self.cache = Cache(clock)
+        fill(self.cache)
+        recursor = ForwardingResolver(
+            clock, self.cache, [("127.0.0.1", 53)], status=self.status
+        )
+        self.wire = (
+            WireCache(self.authority, self.cache, self.status, maxUDPSize=1232)
+            if wire
+            else None
+        )
+        self.factory = DNSServerFactory(
+            clock,
+            self.authority,
+            recursor,
+            Policy(["127.0.0.0/8"], []),
+            self.status,
+            None,
+            maxUDPSize=1232,
+            wireCache=self.wire,
+        )
+        self.seen: list[SeenQuery] = []
+        self.factory.observers.append(self.seen.append)
+        self.udp = DNSDatagramServer(self.factory, clock)
+        self.transport = FakeDatagramTransport()
+        self.udp.makeConnection(self.transport)
+
+    def udpAsk(self, data: bytes, client: tuple[str, int]) -> bytes:
+        before = len(self.transport.written)
+        self.udp.datagramReceived(data, client)
+        assert len(self.transport.written) == before + 1, "no single reply"
+        payload: bytes = self.transport.written[-1][0]
+        return payload
+
+    def tcpAsk(self, data: bytes, client: tuple[str, int]) -> bytes:
+        peer = IPv4Address("TCP", *client)
+        protocol: Any = self.factory.buildProtocol(peer)
+        transport = StringTransport(peerAddress=peer)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(struct.pack("!H", len(data)) + data)
+        value = transport.value()
+        protocol.connectionLost(None)
+        (length,) = struct.unpack("!H", value[:2])
+        assert len(value) == length + 2, "no single reply"
+        return value[2:]
+
+
+def query(
+    name: bytes,
+    type: int = dns.A,
+    rd: bool = True,
+    edns: EDNS | None = None,
+    cd: bool = False,
+    id: int = 1,
+) -> bytes:
+    message = newQuery(id, name, type, recursionDesired=rd)
+    message.checkingDisabled = int(cd)
+    return encode(message, edns)
+
+
+def corpus() -> list[bytes]:
+    """Every kind of question, with and without EDNS, RD and CD."""
+    questions = [
+        (b"www.hamburger.edu", dns.A),
+        (b"WWW.Hamburger.EDU", dns.A),
+        (b"hamburger.edu", dns.SOA),
+        (b"hamburger.edu", dns.NS),
+        (b"hamburger.edu", dns.MX),
+        (b"mail.hamburger.edu", dns.AAAA),
+        (b"txt.hamburger.edu", dns.TXT),
+        (b"_sip._tcp.hamburger.edu", dns.SRV),
+        (b"rr.hamburger.edu", dns.A),
+        (b"one.hamburger.edu", dns.A),
+        (b"one.hamburger.edu", dns.CNAME),
+        (b"out.hamburger.edu", dns.A),
+        (b"x.wild.hamburger.edu", dns.A),
+        (b"x.wild.hamburger.edu", dns.MX),
+        (b"b.ent.hamburger.edu", dns.A),
+        (b"nope.hamburger.edu", dns.A),
+        (b"www.hamburger.edu", dns.MX),
+        (b"host.sub.hamburger.edu", dns.A),
+        (b"big.hamburger.edu", dns.TXT),
+        (b"hamburger.edu", dns.ALL_RECORDS),
+        (b"www.cached.test", dns.A),
+        (b"alias.cached.test", dns.A),
+        (b"gone.cached.test", dns.A),
+        (b"www.cached.test", dns.MX),
+        (b"glue.cached.test", dns.A),
+        (b"unknown.test", dns.A),
+    ]
+    variants: list[dict[str, Any]] = [
+        {},
+        {"rd": False},
+        {"cd": True},
+        {"edns": EDNS(512)},
+        {"edns": EDNS(4096, dnssecOK=True)},
+        {"edns": EDNS(1232, version=1)},
+    ]
+    out = [query(name, type, **v) for name, type in questions for v in variants]
+    out.append(query(b"www.hamburger.edu", dns.A, cd=True, id=9)[:-1])
+    return out
+
+
+class DifferentialTests(SynchronousTestCase):
+    """
+    The same queries, in the same order, to a server with the wire cache
+    and to one without, give the same bytes and the same counters.
+    """
+
+    def compare(self, ask: str) -> None:
+        clock = Clock()
+        clock.advance(1000)
+        fast, full = Side(clock, True), Side(clock, False)
+        queries = corpus()
+        for round in range(4):
+            for client in (LOCAL, REMOTE):
+                for number, data in enumerate(queries):
+                    data = (
+                        struct.pack("!H", (round * 1000 + number) & 0xFFFF) + data[2:]
+                    )
+                    if len(data) < 12:
+                        continue
+                    got = getattr(fast, ask)(data, client)
+                    expected = getattr(full, ask)(data, client)
+                    self.assertEqual(
+                        got, expected, f"round {round}, {client}, query {number}"
+                    )
+            clock.advance(15.5)
+        self.assertEqual(fast.status.snapshot(), full.status.snapshot())
+        self.assertEqual(fast.seen, full.seen)
+        self.assertEqual(len(fast.cache), len(full.cache))
+        assert fast.wire is not None
+        self.assertGreater(len(fast.wire), 100)
+
+    def test_udp(self) -> None:
+        """
+        Over UDP: every record type, CNAME chains, wildcards, NXDOMAIN,
+        NODATA, referrals, truncation, EDNS on and off, both access
+        classes, recursive cache hits counting their TTLs down, and
+        round-robin rotation.
+        """
+        self.compare("udpAsk")
+
+    def test_tcp(self) -> None:
+        """Over TCP, with its larger limit, the same holds."""
+        self.compare("tcpAsk")
+
+    def test_answeredFromCache(self) -> None:
+        """
+        A repeated question is answered without the full path, with the
+        query's own ID.
+        """
+        side = Side(Clock(), True)
+        first = side.udpAsk(query(b"www.hamburger.edu", id=5), LOCAL)
+        side.factory.handleRequest = None  # type: ignore[assignment,method-assign]
+        second = side.udpAsk(query(b"www.hamburger.edu", id=6), LOCAL)
+        self.assertEqual(second[:2], b"\x00\x06")
+        self.assertEqual(first[2:], second[2:])
+        self.assertEqual(side.status.counter("dns", "queries"), 2)
+        self.assertEqual(side.status.counter("dns", "rcode_noerror"), 2)
+
+    def test_ttlCountsDown(self) -> None:
+        """
+        An answer from the recursive cache carries the seconds left, and
+        is not served from the wire cache once its data expired.
+        """
+        clock = Clock()
+        side = Side(clock, True)
+        side.udpAsk(query(b"alias.cached.test"), LOCAL)
+        clock.advance(30.2)
+        data = side.udpAsk(query(b"alias.cached.test"), LOCAL)
+        ttls = [struct.unpack_from("!I", data, o)[0] for o in ttlOffsets(data)]
+        self.assertEqual(ttls, [9, 69, 69])
+        clock.advance(10)
+        data = side.udpAsk(query(b"alias.cached.test"), LOCAL)
+        self.assertEqual(struct.unpack("!H", data[6:8])[0], 0)
+
+    def test_zoneChangeInvalidates(self) -> None:
+        """
+        A change of zone data (a reload, or anything calling
+        L{Authority.changed}) drops the cached answers.
+        """
+        side = Side(Clock(), True)
+        before = side.udpAsk(query(b"www.hamburger.edu"), LOCAL)
+        assert side.wire is not None
+        self.assertTrue(len(side.wire))
+        side.authority.replace(
+            [zoneFromText(ZONE.replace("192.0.2.1", "192.0.2.2"), "z", ORIGIN)]
+        )
+        self.assertEqual(len(side.wire), 0)
+        after = side.udpAsk(query(b"www.hamburger.edu"), LOCAL)
+        self.assertNotEqual(before, after)
+        self.assertIn(bytes([192, 0, 2, 2]), after)
+
+    def test_bounded(self) -> None:
+        """The wire cache holds at most C{maxEntries} responses."""
+        side = Side(Clock(), True)
+        assert side.wire is not None
+        side.wire.maxEntries = 3
+        for name in (b"www", b"ns", b"mail", b"rr", b"txt"):
+            side.udpAsk(query(name + b".hamburger.edu"), LOCAL)
+        self.assertEqual(len(side.wire), 3)
