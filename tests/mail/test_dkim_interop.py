@@ -12,6 +12,7 @@ address, publishing the keys.
 from __future__ import annotations
 
 import os
+import random
 from typing import Any
 
 from twisted.internet import reactor
@@ -20,6 +21,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
 from appnet.dns.testing import startDNS
+from appnet.errors import ListenError
 from appnet.mail.dkim import signMessage, verifySignatures
 from tests.interop import need, unavailable
 from tests.process import Collector, Outcome
@@ -61,10 +63,16 @@ class OpenDKIMTests(TestCase):
                 ed.zoneLine(),
             ]
         )
-        for host in (DNS_HOST, "127.0.0.153"):
+        # Port 53 on some loopback address: several of these tests may run
+        # at once (trial -j), so each tries addresses until one is free.
+        candidates = [DNS_HOST] + [
+            f"127.53.{random.randrange(256)}.{random.randrange(1, 255)}"
+            for _ in range(20)
+        ]
+        for host in candidates:
             try:
                 await startDNS(self, zones={"example.org": text}, listen=f"{host}:53")
-            except CannotListenError:
+            except (CannotListenError, ListenError):
                 continue
             self.dnsHost = host
             break
