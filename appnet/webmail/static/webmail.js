@@ -463,7 +463,11 @@
     document.title = "Compose - Mail";
     show("compose-view");
     const text = form.elements["text"];
-    if (draft.to && draft.to.length) {
+    if (draft.draft) {
+      // A saved draft goes on where it stopped.
+      text.focus();
+      text.setSelectionRange(text.value.length, text.value.length);
+    } else if (draft.to && draft.to.length) {
       text.focus();
       text.setSelectionRange(0, 0);
     } else {
@@ -490,6 +494,7 @@
     const form = $("compose-form");
     const button = $("save-draft");
     button.disabled = true;
+    say("Saving the draft…");
     try {
       const replaces = state.draftUid ? "?" + query({ replaces: state.draftUid }) : "";
       const result = await api("POST", "drafts" + replaces, new FormData(form));
