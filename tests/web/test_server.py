@@ -515,6 +515,16 @@ class VersionAndAPIErrorTests(SynchronousTestCase):
             )
             self.assertIn("error", json.loads(r.body))
 
+    def test_apiMalformedIsJSON(self) -> None:
+        """A malformed request to /api gets its 400 as JSON."""
+        c = self.web.connect()
+        c.send(b"GET /api/v1/session HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n")
+        r = c.responses()[0]
+        self.assertEqual(
+            (r.status, r.header("content-type")), (400, "application/json")
+        )
+        self.assertEqual(json.loads(r.body), {"error": "The request is malformed."})
+
     def test_pipelinedAfterAPIRequest(self) -> None:
         """
         The request line read for one request does not colour the next: a

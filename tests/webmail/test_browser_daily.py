@@ -122,9 +122,18 @@ class DailyUseTests(TestCase):
         midnight = time.mktime(time.localtime(now)[:3] + (0, 0, 0, 0, 0, -1))
         today = [max(now - age, midnight + 3 - age / 60) for age in (300, 120, 60)]
         long = "Quarterly planning for the " + "very " * 30 + "long subject"
+        link = "https://example.com/" + "x" * 300
         messages = [
             (WITH_FILE, now - 3600 * 24 * 400),
-            (message(long, "Somebody With A Long Name <x@example.com>", today[0]), 0),
+            (
+                message(
+                    long,
+                    "Somebody With A Long Name <x@example.com>",
+                    today[0],
+                    f"See {link} and Averyveryverylongwordwithoutanyspaces" * 3,
+                ),
+                0,
+            ),
             (message("Crepes on Friday", "Bob <bob@example.org>", today[1]), 0),
             (
                 message(
@@ -173,6 +182,16 @@ class DailyUseTests(TestCase):
                 )[:2]
             ]
             driver.save_screenshot(os.path.join(shots, "phone-list.png"))
+            driver.find_element("id", "search-more-button").click()
+            wait(driver, visible("#search-more"))
+            found["search"] = driver.execute_script(GEOMETRY)
+            driver.find_element("id", "search-more-button").click()
+            driver.find_element("partial link text", "Quarterly planning").click()
+            wait(driver, textIn("#message-body", "https://example.com/"))
+            found["message"] = driver.execute_script(GEOMETRY)
+            driver.save_screenshot(os.path.join(shots, "phone-message.png"))
+            driver.back()
+            wait(driver, visible("#messages"))
             driver.find_element("id", "menu-button").click()
             wait(driver, visible("#folders"))
             found["menu"] = driver.execute_script(GEOMETRY)
@@ -193,7 +212,7 @@ class DailyUseTests(TestCase):
             return found
 
         found = await browser.do(phone)
-        for view in ("list", "menu", "compose"):
+        for view in ("list", "search", "message", "menu", "compose"):
             geometry = found[view]
             self.assertEqual(geometry["width"], PHONE[0], view)
             self.assertEqual(geometry["outside"], [], view)
@@ -207,7 +226,7 @@ class DailyUseTests(TestCase):
         cells = found["cells"]
         self.assertEqual(cells["from"]["top"], cells["date"]["top"])
         self.assertGreater(cells["subject"]["top"], cells["from"]["top"])
-        self.assertEqual(found["folders"], "INBOX (4)\nDrafts\nJunk\nSent\nTrash")
+        self.assertEqual(found["folders"], "INBOX (3)\nDrafts\nJunk\nSent\nTrash")
         self.assertFalse(found["navAfter"])
         self.assertFalse(found["forwardNote"])
         for field in ("text", "to"):
@@ -244,6 +263,7 @@ class DailyUseTests(TestCase):
                 "phone-compose.png",
                 "phone-folders.png",
                 "phone-list.png",
+                "phone-message.png",
             ],
         )
         for name in os.listdir(shots):
