@@ -43,7 +43,7 @@ from datetime import date, timedelta
 from email import policy as emailPolicy
 from email.parser import BytesParser
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from attrs import frozen
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
@@ -114,6 +114,11 @@ TRASH = "Trash"
 
 #: Where drafts are saved (made with the other special-use folders).
 DRAFTS = "Drafts"
+
+#: Fields of a saved draft naming the message it answers or forwards
+#: (C{FOLDER UID}, the folder percent-encoded), so that it threads when
+#: sent after being reopened.
+DRAFT_REFS = {"reply": "X-Appnet-Reply", "forward": "X-Appnet-Forward"}
 
 #: Longest search text accepted per field, in characters.
 MAX_SEARCH = 200
@@ -1034,6 +1039,8 @@ class DraftEndpoint(Endpoint):
             if "\\Draft" not in row.flags:
                 raise APIError(409, "only a draft can be edited")
             fields = await webmail.heavy(_draftFields, body, webmail.parseLimit)
+            for kind in DRAFT_REFS:
+                fields[kind] = await _stillThere(webmail, session.account, fields[kind])
             fields["draft"] = {"folder": folder, "uid": uid}
             return _json(request, fields)
         parsed: ParsedMessage = await webmail.heavy(
@@ -1085,15 +1092,35 @@ def _draftFields(body: MessageBody, limit: int) -> dict[str, Any]:
             text = str(part.get_content()).replace("\r\n", "\n")
     except Exception:
         text = ""
+    refs: dict[str, Any] = {}
+    for kind, name in DRAFT_REFS.items():
+        folder, _, uid = field(name).partition(" ")
+        refs[kind] = None
+        if folder and uid.isdigit() and 0 < int(uid) <= MAX_UID:
+            refs[kind] = {"folder": unquote(folder), "uid": int(uid)}
     return {
         "to": [field("to")] if field("to") else [],
         "cc": [field("cc")] if field("cc") else [],
         "bcc": [field("bcc")] if field("bcc") else [],
         "subject": field("subject"),
         "text": text,
-        "reply": None,
-        "forward": None,
+        **refs,
     }
+
+
+async def _stillThere(
+    webmail: Webmail, account: str, ref: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """C{ref} if the message it names still exists, else C{None}."""
+    if ref is None:
+        return None
+    try:
+        rows = await webmail.store.mail.listMessages(
+            account, ref["folder"], [ref["uid"]]
+        )
+    except NoSuchFolder:
+        return None
+    return ref if rows else None
 
 
 async def _dropDraft(webmail: Webmail, account: str, uid: int) -> list[int]:
@@ -1133,6 +1160,16 @@ class DraftsEndpoint(Endpoint):
             raise APIError(415, "send multipart/form-data or application/json")
         now = webmail.clock.seconds()
 
+        refs = b"".join(
+            b"%s: %s %d\r\n"
+            % (name.encode(), quote(ref.folder, safe="").encode(), ref.uid)
+            for name, ref in (
+                (DRAFT_REFS["reply"], draft.reply),
+                (DRAFT_REFS["forward"], draft.forward),
+            )
+            if ref is not None
+        )
+
         def build() -> bytes:
             try:
                 _, saved = buildMessage(
@@ -1147,7 +1184,7 @@ class DraftsEndpoint(Endpoint):
                 )
             except Exception:
                 raise APIError(400, "the draft's address fields do not parse") from None
-            return saved
+            return refs + saved
 
         data: bytes = await webmail.heavy(build)
         if len(data) > webmail.submitter.maxMessageSize:

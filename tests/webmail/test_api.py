@@ -1435,3 +1435,32 @@ class DraftsTests(APITestCase):
             "POST", "/api/v1/drafts", session, body, {"Content-Type": contentType}
         )
         self.json(r, 403)
+
+    def test_replyKept(self) -> None:
+        """
+        A draft of a reply remembers the message it answers (and a forward
+        its original), so it threads when sent after reopening; a reference
+        to a message gone meanwhile is dropped.
+        """
+        original = self.deliver(ALICE, plain("question"))
+        self.successResultOf(self.web.store.mail.createFolder(ALICE, "Ä/b c"))
+        other = self.deliver(ALICE, plain("forward me"), folder="Ä/b c")
+        uid = self.save(
+            [
+                ("to", BOB),
+                ("subject", "Re: question"),
+                ("text", "answer"),
+                ("reply.folder", INBOX),
+                ("reply.uid", str(original)),
+                ("forward.folder", "Ä/b c"),
+                ("forward.uid", str(other)),
+            ]
+        )["uid"]
+        path = f"/api/v1/draft?mode=edit&folder=Drafts&uid={uid}"
+        value = self.get(path)
+        self.assertEqual(value["reply"], {"folder": INBOX, "uid": original})
+        self.assertEqual(value["forward"], {"folder": "Ä/b c", "uid": other})
+        self.successResultOf(self.web.store.mail.expunge(ALICE, INBOX, [original]))
+        self.successResultOf(self.web.store.mail.deleteFolder(ALICE, "Ä/b c"))
+        value = self.get(path)
+        self.assertEqual((value["reply"], value["forward"]), (None, None))
