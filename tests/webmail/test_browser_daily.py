@@ -166,9 +166,13 @@ class DailyUseTests(TestCase):
 
         def phone(driver: Any) -> dict[str, Any]:
             viewport(driver, PHONE)
+            driver.get(web.url("/login?next=/mail/"))
+            wait(driver, visible("#username"))
+            loginPage = driver.execute_script(GEOMETRY)
             login(driver, web.url("/login?next=/mail/"), ALICE, PASSWORD)
             wait(driver, textIn("#messages tbody", "Crepes on Friday"))
-            found: dict[str, Any] = {"list": driver.execute_script(GEOMETRY)}
+            found: dict[str, Any] = {"login": loginPage}
+            found["list"] = driver.execute_script(GEOMETRY)
             found["navShown"] = driver.find_element("id", "folders").is_displayed()
             row = "#messages tbody tr"
             found["cells"] = {
@@ -212,7 +216,7 @@ class DailyUseTests(TestCase):
             return found
 
         found = await browser.do(phone)
-        for view in ("list", "search", "message", "menu", "compose"):
+        for view in ("login", "list", "search", "message", "menu", "compose"):
             geometry = found[view]
             self.assertEqual(geometry["width"], PHONE[0], view)
             self.assertEqual(geometry["outside"], [], view)
