@@ -724,8 +724,9 @@ def searchCriterion(request: Request) -> tuple[searching.Criterion, dict[str, st
     """
     The IMAP search keys (L{appnet.mail.imap.search}) for a search
     request's fields: C{from}, C{to}, C{subject}, C{body} (substrings,
-    any case), C{q} (in the sender, the subject or the text), C{since}
-    and C{until} (dates of the C{Date} field, both included). All given
+    any case), C{q} (in the sender, the subject or the text), C{thread}
+    (a message id: that message and those that follow it), C{since} and
+    C{until} (dates of the C{Date} field, both included). All given
     fields must match.
 
     @return: the criterion, and the fields as given (for the answer).
@@ -754,6 +755,20 @@ def searchCriterion(request: Request) -> tuple[searching.Criterion, dict[str, st
             )
         )
         asked["q"] = anywhere
+    thread = _searchText(request, "thread")
+    if thread is not None:
+        if not (thread.startswith("<") and thread.endswith(">")):
+            raise APIError(400, "thread must be a message id, <...>")
+        keys.append(
+            searching.Or(
+                searching.Header("message-id", thread),
+                searching.Or(
+                    searching.Header("references", thread),
+                    searching.Header("in-reply-to", thread),
+                ),
+            )
+        )
+        asked["thread"] = thread
     since = _searchDate(request, "since")
     if since is not None:
         keys.append(searching.Sent("SINCE", since))
@@ -763,7 +778,9 @@ def searchCriterion(request: Request) -> tuple[searching.Criterion, dict[str, st
         keys.append(searching.Sent("BEFORE", until + timedelta(days=1)))
         asked["until"] = until.isoformat()
     if not keys:
-        raise APIError(400, "search for something: from, to, subject, body, q, dates")
+        raise APIError(
+            400, "search for something: from, to, subject, body, q, thread, dates"
+        )
     return (keys[0] if len(keys) == 1 else searching.And(tuple(keys))), asked
 
 

@@ -164,6 +164,10 @@ aria-label="Select all"></th><th>From</th><th>Subject</th><th>Date</th>
 </div>
 <h2 id="message-subject"></h2>
 <dl id="message-headers"></dl>
+<section id="thread" hidden aria-label="Conversation">
+<h3>Conversation</h3>
+<ol id="thread-list"></ol>
+</section>
 <p id="images-note" hidden><span></span>
 <button type="button" id="show-images">Show images</button></p>
 <ul id="attachments"></ul>

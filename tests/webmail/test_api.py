@@ -1319,6 +1319,43 @@ class SearchTests(APITestCase):
         )
         self.assertEqual(value["messages"][0]["from"][0]["name"], "Carol")
 
+    def test_thread(self) -> None:
+        """
+        thread names a message id: that message and those following it
+        (References or In-Reply-To), in any case.
+        """
+        self.deliver(
+            ALICE,
+            dated(
+                "Re: Re: Crepes on Friday",
+                BOB,
+                "Tue, 08 Dec 2026 10:00:00 +0000",
+                "x",
+                "References: <CrepesonFriday@x> <Re:CrepesonFriday@x>\r\n",
+            ),
+            date=2_000_000_010,
+        )
+        self.deliver(
+            ALICE,
+            dated(
+                "Re: Budget",
+                BOB,
+                "Tue, 08 Dec 2026 11:00:00 +0000",
+                "x",
+                "In-Reply-To: <Budget@x>\r\n",
+            ),
+            date=2_000_000_011,
+        )
+        self.assertEqual(
+            self.subjects("thread=" + quote("<crepesonfriday@x>")),
+            ["Re: Re: Crepes on Friday", "Crepes on Friday"],
+        )
+        self.assertEqual(
+            self.subjects("thread=" + quote("<Budget@x>")), ["Re: Budget", "Budget"]
+        )
+        r = self.request("GET", "/api/v1/search?thread=nobrackets", self.alice)
+        self.json(r, 400)
+
     def test_bad(self) -> None:
         """No field, a bad date or an overlong text is a JSON 400."""
         for query in ("", "since=2026-13-01", "until=yesterday", "q=" + "x" * 201):

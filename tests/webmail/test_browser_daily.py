@@ -343,6 +343,9 @@ class DailyUseTests(TestCase):
                 " (r.querySelector('.thread-count') || {textContent: ''})"
                 ".textContent]);"
             )
+            driver.find_element("link text", "Crepes on Friday").click()
+            wait(driver, visible("#thread"))
+            found["conversation"] = driver.find_element("id", "thread-list").text
             return found
 
         found = await browser.do(run)
@@ -371,6 +374,9 @@ class DailyUseTests(TestCase):
             [["Re: Crepes on Friday", False, "2"], ["Crepes on Friday", True, ""]],
         )
         self.assertEqual([t[1] for t in threads[2:]], [False, False])
+        first, second = found["conversation"].split("\n")
+        self.assertTrue(first.startswith("Bob: Crepes on Friday, "), first)
+        self.assertTrue(second.startswith("Carol: Re: Crepes on Friday, "), second)
         self.assertEqual(await browser.do(consoleErrors), [])
 
     async def test_draftsAndShortcuts(self) -> None:

@@ -22,6 +22,7 @@
     message: null,
     search: null, // the search's fields, while a search is shown
     uids: [], // the messages of the list shown, in order
+    listed: new Map(), // their list entries, by UID
     cursor: -1, // the list row j/k point at
     draftUid: null, // the saved draft being edited
   };
@@ -308,6 +309,7 @@
       rows = data.messages.map((m) => messageRow(data.folder, m, 0));
     }
     state.uids = rows.map((row) => Number(row.dataset.uid));
+    state.listed = new Map(data.messages.map((m) => [m.uid, m]));
     state.cursor = -1;
     $("messages").tBodies[0].replaceChildren(...rows);
     $("select-all").checked = false;
@@ -434,11 +436,30 @@
       body.replaceChildren();
     }
     $("raw-link").href = m.raw;
+    $("thread").hidden = true;
     show("message-view");
+    if (threadsOn()) showThread(m).catch(() => null);
     if (!m.flags.includes("\\Seen")) {
       await api("POST", "flags", { folder: m.folder, uids: [m.uid], add: ["\\Seen"] });
       await loadFolders();
     }
+  }
+
+  // The conversation of the message shown, oldest first (when asked).
+  async function showThread(m) {
+    const listed = state.listed.get(m.uid);
+    const root = ((listed && listed.references) || [])[0] || m.messageId;
+    if (!root) return;
+    const mine = navigation;
+    const data = await api("GET", "search?" + query({ folder: m.folder, thread: root, limit: 200 }));
+    if (!current(mine) || data.total < 2) return;
+    const items = [...data.messages].reverse().map((t) => {
+      const text = `${shortAddress(t.from) || "?"}: ${t.subject || "(no subject)"}, ${dateText(t.date || t.internalDate)}`;
+      if (t.uid === m.uid) return el("li", { class: "current" }, text);
+      return el("li", {}, el("a", { href: "#" + query({ folder: m.folder, uid: t.uid }) }, text));
+    });
+    $("thread-list").replaceChildren(...items);
+    $("thread").hidden = false;
   }
 
   // Composing.
