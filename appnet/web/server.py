@@ -17,7 +17,11 @@ this module adds what it lacks, in subclasses:
   client sees the status rather than a reset. C{Connection} is parsed as
   the comma-separated list it is (Twisted splits on spaces, missing
   C{close,}), and HTTP/1.0 clients asking for C{keep-alive} get it
-  whenever the response has a length (Twisted always closes).
+  whenever the response has a length (Twisted always closes). A
+  well-formed request line of an HTTP version other than 1.0 and 1.1
+  gets 505 (Twisted answers 400); a refusal of a request under C{/api}
+  is a JSON object, as every API error is (the channel parses the
+  request line itself for both: Twisted keeps it in private attributes).
 - L{WebRequest}: the server's response headers (C{Server},
   C{X-Content-Type-Options}, HSTS over TLS), per-status counters, and the
   access log line in combined format (Twisted's quotes the client
@@ -48,6 +52,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -110,6 +115,31 @@ LINGER = 2.0
 _BODY = re.compile(rb"\n(?:content-length|transfer-encoding)[ \t]*:", re.IGNORECASE)
 
 _PLAIN = re.compile(rb"[\x20-\x21\x23-\x5b\x5d-\x7e]*")
+
+#: An HTTP-version (RFC 9112 2.3).
+_VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
+
+#: The versions served (HTTP/2 and later have no request line).
+SERVED_VERSIONS = (b"HTTP/1.0", b"HTTP/1.1")
+
+
+def requestLine(line: bytes) -> tuple[bytes, bytes, bytes]:
+    """
+    A request line's method, target and version, as far as they are
+    there (empty where missing); the channel's own reading, for answers
+    it gives before or instead of Twisted's parser.
+    """
+    parts = line.split(b" ")
+    parts += [b""] * (3 - len(parts))
+    return parts[0], parts[1], parts[-1] if len(parts) >= 3 else b""
+
+
+def isAPI(target: bytes) -> bool:
+    """Does a request target (origin or absolute form) lie under C{/api}?"""
+    if b"://" in target:
+        target = b"/" + target.partition(b"://")[2].partition(b"/")[2]
+    path = target.split(b"?", 1)[0]
+    return path == b"/api" or path.startswith(b"/api/")
 
 
 def _escape(value: bytes | str) -> str:
@@ -336,6 +366,9 @@ class WebChannel(HTTPChannel):
         status; everything the client sends after is discarded.
     @ivar keepAlive10: the current request is HTTP/1.0 with
         C{Connection: keep-alive}.
+    @ivar requestMethod: the method of the request being received, as
+        this channel read its request line.
+    @ivar requestTarget: its target, likewise.
     """
 
     site: WebSite
@@ -343,6 +376,8 @@ class WebChannel(HTTPChannel):
     requestTimeout: float | None = 30.0
     rejected = False
     keepAlive10 = False
+    requestMethod = b""
+    requestTarget = b""
     _inHead = False
     _awaitingHead = True
     _headSize = 0
@@ -427,8 +462,13 @@ class WebChannel(HTTPChannel):
             self._inHead = True
             self._headSize = 0
             self._headLines = 0
+            method, target, version = requestLine(line)
+            self.requestMethod, self.requestTarget = method, target
             if len(line) > self.totalHeadersSize:
                 self.reject(414, "The request line is too long.")
+                return
+            if _VERSION.fullmatch(version) and version not in SERVED_VERSIONS:
+                self.reject(505, "Only HTTP/1.0 and HTTP/1.1 are served.")
                 return
         elif not line:
             self._inHead = False
@@ -503,6 +543,7 @@ class WebChannel(HTTPChannel):
 
     def requestDone(self, request: Any) -> None:
         self._awaitingHead = True
+        self.requestMethod = self.requestTarget = b""
         super().requestDone(request)
         if (
             self._fastResume
@@ -527,20 +568,26 @@ class WebChannel(HTTPChannel):
         self.rejected = True
         self._cancelHeadTimer()
         self.setTimeout(None)
-        body = errorBody(code, detail)
+        if isAPI(self.requestTarget):
+            body = json.dumps({"error": detail}).encode("utf-8") + b"\n"
+            contentType = b"application/json"
+        else:
+            body = errorBody(code, detail)
+            contentType = b"text/html; charset=utf-8"
         head = (
             b"HTTP/1.1 %d %s\r\nDate: %s\r\nServer: %s\r\n"
-            b"Content-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n"
+            b"Content-Type: %s\r\nContent-Length: %d\r\n"
             b"X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n"
         ) % (
             code,
             reason(code).encode("ascii"),
             datetimeToString(),
             SERVER,
+            contentType,
             len(body),
         )
         # A response to HEAD has no body (RFC 9110 9.3.2), even this one.
-        method = getattr(self, "_command", None)
+        method = self.requestMethod
         self.transport.write(head if method == b"HEAD" else head + body)
         site = getattr(self, "site", None)
         if site is not None:

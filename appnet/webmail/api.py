@@ -10,10 +10,13 @@ too. README.rst documents every endpoint; in short::
     PATCH  /api/v1/folders/NAME      rename it (and its subfolders)
     DELETE /api/v1/folders/NAME      delete it (?force=1 if not empty)
     GET    /api/v1/messages          one page of a folder, newest first
+    GET    /api/v1/search            one page of a folder's matches
     GET    /api/v1/message           one message, parsed and sanitised
     GET    /api/v1/attachment        one part, as a download
     GET    /api/v1/raw               the whole message, as a download
-    GET    /api/v1/draft             a reply or forward, filled in
+    GET    /api/v1/draft             a reply, forward or saved draft, filled in
+    POST   /api/v1/drafts            save a draft (APPEND to Drafts)
+    DELETE /api/v1/drafts?uid=N      throw a saved draft away
     POST   /api/v1/send              send (multipart/form-data or JSON)
     POST   /api/v1/move              move messages to another folder
     POST   /api/v1/delete            to Trash, or expunge
@@ -36,8 +39,11 @@ page asks for that with C{flags}).
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import date, timedelta
+from email import policy as emailPolicy
+from email.parser import BytesParser
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from attrs import frozen
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
@@ -57,6 +63,7 @@ from appnet.errors import (
     UserExists,
 )
 from appnet.listen import hostOf
+from appnet.mail.imap import search as searching
 from appnet.mail.imap.account import DELIMITER, SPECIAL_USE, IMAPAccount, checkName
 from appnet.mail.imap.errors import CommandFailed
 from appnet.store.interfaces import (
@@ -90,6 +97,7 @@ from appnet.webmail.reading import (
 )
 from appnet.webmail.sending import (
     SENT,
+    buildMessage,
     forwardSubject,
     replyRecipients,
     replySubject,
@@ -103,6 +111,17 @@ __all__ = ["APIRoot", "Endpoint", "NotFound", "TRASH", "apiTree", "renderAPI"]
 
 #: Where deleted messages go, when the account has this folder.
 TRASH = "Trash"
+
+#: Where drafts are saved (made with the other special-use folders).
+DRAFTS = "Drafts"
+
+#: Fields of a saved draft naming the message it answers or forwards
+#: (C{FOLDER UID}, the folder percent-encoded), so that it threads when
+#: sent after being reopened.
+DRAFT_REFS = {"reply": "X-Appnet-Reply", "forward": "X-Appnet-Forward"}
+
+#: Longest search text accepted per field, in characters.
+MAX_SEARCH = 200
 
 #: Messages per page unless asked; the most one page may hold.
 PAGE_SIZE = 50
@@ -318,7 +337,7 @@ def _messageURL(kind: str, folder: str, uid: int, **extra: Any) -> str:
 
 
 def _role(name: str) -> str | None:
-    return {INBOX: "inbox", SENT: "sent", TRASH: "trash"}.get(name)
+    return {INBOX: "inbox", SENT: "sent", TRASH: "trash", DRAFTS: "drafts"}.get(name)
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -428,6 +447,23 @@ def _newFolderName(value: Any) -> str:
         raise APIError(400, e.text) from None
 
 
+async def allFolders(webmail: Webmail, account: str) -> Sequence[FolderInfo]:
+    """
+    Every folder of the account, INBOX first; the special-use folders
+    (C{Sent}, C{Drafts}, C{Trash}, C{Junk}) are made first if missing,
+    as the account's first IMAP login would make them.
+    """
+    mail = webmail.store.mail
+    folders = await mail.listFolders(account)
+    names = {f.name for f in folders}
+    if not names.issuperset(SPECIAL_USE):
+        await IMAPAccount(account, mail).ensureSpecialFolders()
+        folders = await mail.listFolders(account)
+    if not folders:
+        folders = [await mail.folder(account, INBOX)]
+    return folders
+
+
 def _missingLevels(name: str, existing: set[str]) -> int:
     """How many folders making C{name} makes: it and absent superiors."""
     levels = name.split(DELIMITER)
@@ -473,9 +509,7 @@ class FoldersEndpoint(Endpoint):
 
     async def GET(self, request: Request) -> bytes:
         account = _session(request).account
-        folders = await self.webmail.store.mail.listFolders(account)
-        if not folders:
-            folders = [await self.webmail.store.mail.folder(account, INBOX)]
+        folders = await allFolders(self.webmail, account)
         return _json(request, {"folders": [_folderJSON(f) for f in folders]})
 
     async def POST(self, request: Request) -> bytes:
@@ -597,12 +631,14 @@ def _summaryJSON(info: MessageInfo, summary: Summary | None) -> dict[str, Any]:
     }
     if summary is None:
         value.update(subject="", date=None, attachments=False)
-        value.update({"from": [], "to": []})
+        value.update({"from": [], "to": [], "messageId": "", "references": []})
         return value
     value.update(
         subject=summary.subject,
         date=summary.date,
         attachments=summary.hasAttachments,
+        messageId=summary.messageId,
+        references=list(summary.references),
     )
     value["from"] = addressList(summary.sender)
     value["to"] = addressList(summary.to)
@@ -660,6 +696,166 @@ class MessagesEndpoint(Endpoint):
                 "messages": [
                     _summaryJSON(r, s) for r, s in zip(page, summaries, strict=True)
                 ],
+            },
+        )
+
+
+def _searchText(request: Request, name: str) -> str | None:
+    text = argument(request, name)
+    if text is None or not text.strip():
+        return None
+    if len(text) > MAX_SEARCH or any(ord(c) < 32 for c in text):
+        raise APIError(400, f"{name} must be text of at most {MAX_SEARCH} characters")
+    return text.strip().casefold()
+
+
+def _searchDate(request: Request, name: str) -> date | None:
+    text = argument(request, name)
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        pass
+    raise APIError(400, f"{name} must be a date, YYYY-MM-DD")
+
+
+def searchCriterion(request: Request) -> tuple[searching.Criterion, dict[str, str]]:
+    """
+    The IMAP search keys (L{appnet.mail.imap.search}) for a search
+    request's fields: C{from}, C{to}, C{subject}, C{body} (substrings,
+    any case), C{q} (in the sender, the subject or the text), C{thread}
+    (a message id: that message and those that follow it), C{since} and
+    C{until} (dates of the C{Date} field, both included). All given
+    fields must match.
+
+    @return: the criterion, and the fields as given (for the answer).
+    @raise APIError: 400 for a bad field or none at all.
+    """
+    keys: list[searching.Criterion] = []
+    asked: dict[str, str] = {}
+    for name, header in (("from", "from"), ("to", "to"), ("subject", "subject")):
+        text = _searchText(request, name)
+        if text is not None:
+            keys.append(searching.Header(header, text))
+            asked[name] = text
+    body = _searchText(request, "body")
+    if body is not None:
+        keys.append(searching.Body(body, withHeaders=False))
+        asked["body"] = body
+    anywhere = _searchText(request, "q")
+    if anywhere is not None:
+        keys.append(
+            searching.Or(
+                searching.Or(
+                    searching.Header("from", anywhere),
+                    searching.Header("subject", anywhere),
+                ),
+                searching.Body(anywhere, withHeaders=False),
+            )
+        )
+        asked["q"] = anywhere
+    thread = _searchText(request, "thread")
+    if thread is not None:
+        if not (thread.startswith("<") and thread.endswith(">")):
+            raise APIError(400, "thread must be a message id, <...>")
+        keys.append(
+            searching.Or(
+                searching.Header("message-id", thread),
+                searching.Or(
+                    searching.Header("references", thread),
+                    searching.Header("in-reply-to", thread),
+                ),
+            )
+        )
+        asked["thread"] = thread
+    since = _searchDate(request, "since")
+    if since is not None:
+        keys.append(searching.Sent("SINCE", since))
+        asked["since"] = since.isoformat()
+    until = _searchDate(request, "until")
+    if until is not None:
+        keys.append(searching.Sent("BEFORE", until + timedelta(days=1)))
+        asked["until"] = until.isoformat()
+    if not keys:
+        raise APIError(
+            400, "search for something: from, to, subject, body, q, thread, dates"
+        )
+    return (keys[0] if len(keys) == 1 else searching.And(tuple(keys))), asked
+
+
+async def _listed(
+    webmail: Webmail, account: str, folder: str, page: Sequence[MessageInfo]
+) -> list[dict[str, Any]]:
+    """The list entries of C{page}'s messages (header sections only)."""
+    mail = webmail.store.mail
+
+    async def open(uid: int) -> MessageBody | None:
+        try:
+            return await mail.openMessage(account, folder, uid)
+        except NoSuchMessage:
+            return None  # Expunged meanwhile.
+
+    bodies = await gatherResults(
+        [Deferred.fromCoroutine(open(row.uid)) for row in page],
+        consumeErrors=True,
+    )
+    summaries = await webmail.inThread(_summaries, bodies)
+    return [_summaryJSON(r, s) for r, s in zip(page, summaries, strict=True)]
+
+
+class SearchEndpoint(Endpoint):
+    """
+    C{GET /api/v1/search?folder=INBOX&from=bob&subject=crepes&since=
+    2026-01-01&until=2026-12-31&body=noon&offset=0&limit=50}: the
+    folder's matching messages, newest first, paged as
+    C{/api/v1/messages} pages a folder (same members, plus C{search}).
+    The matching is IMAP SEARCH's (L{appnet.mail.imap.search}), in
+    batches in a worker thread: only the header section is read unless
+    C{body} or C{q} asks for the text.
+    """
+
+    async def GET(self, request: Request) -> bytes:
+        account = _session(request).account
+        folder = _folderArgument(request)
+        offset = _number(request, "offset", 0, 0, 10**9)
+        limit = _number(request, "limit", PAGE_SIZE, 1, MAX_PAGE)
+        criterion, asked = searchCriterion(request)
+        webmail = self.webmail
+        mail = webmail.store.mail
+        info = await mail.folder(account, folder)
+        rows = list(await mail.listMessages(account, info.name))
+        limits = searching.Limits(len(rows), rows[-1].uid if rows else 0)
+        found: list[searching.Candidate] = []
+        size = searching.BATCH[criterion.needs]
+        for start in range(0, len(rows), size):
+            batch = rows[start : start + size]
+            bodies = await mail.openMessages(
+                account, info.name, [row.uid for row in batch]
+            )
+            candidates = [
+                searching.Candidate(start + i + 1, row, bodies.get(row.uid))
+                for i, row in enumerate(batch)
+                if row.uid in bodies
+            ]
+            found += await webmail.heavy(
+                searching.evaluate, criterion, candidates, limits
+            )
+        matches = sorted(
+            (c.info for c in found), key=lambda m: (m.internalDate, m.uid), reverse=True
+        )
+        page = matches[offset : offset + limit]
+        webmail.status.increment("webmail", "searches")
+        return _json(
+            request,
+            {
+                "folder": info.name,
+                "search": asked,
+                "total": len(matches),
+                "unseen": sum(1 for m in matches if "\\Seen" not in m.flags),
+                "offset": offset,
+                "limit": limit,
+                "messages": await _listed(webmail, account, info.name, page),
             },
         )
 
@@ -840,9 +1036,11 @@ class RawEndpoint(Endpoint):
 
 class DraftEndpoint(Endpoint):
     """
-    C{GET /api/v1/draft?mode=reply|all|forward&folder=INBOX&uid=7}: the
-    fields of a reply (to the sender), a reply to all, or a forward,
-    filled in from the original, for the page's compose form.
+    C{GET /api/v1/draft?mode=reply|all|forward|edit&folder=INBOX&uid=7}:
+    the fields of a reply (to the sender), a reply to all, or a forward,
+    filled in from the original, for the page's compose form; with
+    C{edit}, a saved draft's own fields (409 for a message not flagged
+    C{\\Draft}).
     """
 
     async def GET(self, request: Request) -> bytes:
@@ -850,10 +1048,18 @@ class DraftEndpoint(Endpoint):
         folder = _folderArgument(request)
         uid = _number(request, "uid", None, 1, MAX_UID)
         mode = argument(request, "mode") or "reply"
-        if mode not in ("reply", "all", "forward"):
-            raise APIError(400, "mode must be reply, all or forward")
+        if mode not in ("reply", "all", "forward", "edit"):
+            raise APIError(400, "mode must be reply, all, forward or edit")
         webmail = self.webmail
-        _, body = await _stored(webmail, session.account, folder, uid)
+        row, body = await _stored(webmail, session.account, folder, uid)
+        if mode == "edit":
+            if "\\Draft" not in row.flags:
+                raise APIError(409, "only a draft can be edited")
+            fields = await webmail.heavy(_draftFields, body, webmail.parseLimit)
+            for kind in DRAFT_REFS:
+                fields[kind] = await _stillThere(webmail, session.account, fields[kind])
+            fields["draft"] = {"folder": folder, "uid": uid}
+            return _json(request, fields)
         parsed: ParsedMessage = await webmail.heavy(
             _readForDisplay, body, webmail.parseLimit, False, folder, uid
         )
@@ -879,6 +1085,159 @@ class DraftEndpoint(Endpoint):
                 "forward": None,
             }
         return _json(request, value)
+
+
+def _draftFields(body: MessageBody, limit: int) -> dict[str, Any]:
+    """A saved draft's fields for the compose form. Blocking."""
+    data = readAll(body, limit)
+    if data is None:
+        raise APIError(413, "the draft is too large to open")
+    message = BytesParser(policy=emailPolicy.default).parsebytes(data)
+
+    def field(name: str) -> str:
+        try:
+            value = message.get(name)
+        except Exception:
+            return ""
+        text = "" if value is None else " ".join(str(value).split())
+        return "" if text == "undisclosed-recipients:;" else text
+
+    text = ""
+    try:
+        part = message.get_body(("plain",))
+        if part is not None:
+            text = str(part.get_content()).replace("\r\n", "\n")
+    except Exception:
+        text = ""
+    refs: dict[str, Any] = {}
+    for kind, name in DRAFT_REFS.items():
+        folder, _, uid = field(name).partition(" ")
+        refs[kind] = None
+        if folder and uid.isdigit() and 0 < int(uid) <= MAX_UID:
+            refs[kind] = {"folder": unquote(folder), "uid": int(uid)}
+    return {
+        "to": [field("to")] if field("to") else [],
+        "cc": [field("cc")] if field("cc") else [],
+        "bcc": [field("bcc")] if field("bcc") else [],
+        "subject": field("subject"),
+        "text": text,
+        **refs,
+    }
+
+
+async def _stillThere(
+    webmail: Webmail, account: str, ref: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """C{ref} if the message it names still exists, else C{None}."""
+    if ref is None:
+        return None
+    try:
+        rows = await webmail.store.mail.listMessages(
+            account, ref["folder"], [ref["uid"]]
+        )
+    except NoSuchFolder:
+        return None
+    return ref if rows else None
+
+
+async def _dropDraft(webmail: Webmail, account: str, uid: int) -> list[int]:
+    """Expunge draft C{uid} of C{Drafts}, if it is flagged C{\\Draft}."""
+    mail = webmail.store.mail
+    rows = await mail.listMessages(account, DRAFTS, [uid])
+    if not rows or "\\Draft" not in rows[0].flags:
+        return []
+    return list(await mail.expunge(account, DRAFTS, [uid]))
+
+
+class DraftsEndpoint(Endpoint):
+    """
+    C{POST /api/v1/drafts[?replaces=UID]} with the compose form (as
+    C{send} takes it): save the message, unsent, in C{Drafts} flagged
+    C{\\Draft} and C{\\Seen}, through IMAP's APPEND (quota applies); the
+    draft it C{replaces} is then removed. C{DELETE
+    /api/v1/drafts?uid=UID} removes a saved draft for good. Reopen one
+    with C{GET /api/v1/draft?mode=edit&folder=Drafts&uid=UID}.
+    """
+
+    async def POST(self, request: Request) -> bytes:
+        account = _session(request).account
+        replaces = _number(request, "replaces", 0, 0, MAX_UID)
+        webmail = self.webmail
+        contentType = request.getHeader(b"content-type") or b""
+        kind = contentType.split(b";")[0].strip().lower()
+        if request.content is None:
+            raise APIError(400, "nothing to save")
+        if kind == b"multipart/form-data":
+            draft = await webmail.heavy(
+                draftFromMultipart, request.content, contentType
+            )
+        elif kind == b"application/json":
+            draft = await webmail.heavy(draftFromJSON, request.content)
+        else:
+            raise APIError(415, "send multipart/form-data or application/json")
+        now = webmail.clock.seconds()
+
+        refs = b"".join(
+            b"%s: %s %d\r\n"
+            % (name.encode(), quote(ref.folder, safe="").encode(), ref.uid)
+            for name, ref in (
+                (DRAFT_REFS["reply"], draft.reply),
+                (DRAFT_REFS["forward"], draft.forward),
+            )
+            if ref is not None
+        )
+
+        def build() -> bytes:
+            try:
+                _, saved = buildMessage(
+                    sender=account,
+                    to=[" ".join(t.split()) for t in draft.to if t.strip()],
+                    cc=[" ".join(t.split()) for t in draft.cc if t.strip()],
+                    bcc=[" ".join(t.split()) for t in draft.bcc if t.strip()],
+                    subject=draft.subject,
+                    text=draft.text,
+                    attachments=draft.attachments,
+                    when=now,
+                )
+            except Exception:
+                raise APIError(400, "the draft's address fields do not parse") from None
+            return refs + saved
+
+        data: bytes = await webmail.heavy(build)
+        if len(data) > webmail.submitter.maxMessageSize:
+            raise APIError(413, "draft too large")
+        await allFolders(webmail, account)
+        user = await webmail.store.users.getUser(account)
+        quota = webmail.submitter.defaultQuota
+        if user is not None and user.quota is not None:
+            quota = user.quota
+        mail = webmail.store.mail
+        staged = mail.stage()
+        try:
+            staged.write(data)
+            _, uid = await IMAPAccount(account, mail, quota or None).append(
+                DRAFTS, staged, frozenset({"\\Draft", "\\Seen"}), now
+            )
+        except CommandFailed as e:
+            code = 507 if e.code == "OVERQUOTA" else 409
+            raise APIError(code, e.text) from None
+        finally:
+            staged.discard()
+        replaced = await _dropDraft(webmail, account, replaces) if replaces else []
+        webmail.status.increment("webmail", "drafts_saved")
+        return _json(
+            request,
+            {"folder": DRAFTS, "uid": uid, "size": len(data), "replaced": replaced},
+            201,
+        )
+
+    async def DELETE(self, request: Request) -> bytes:
+        account = _session(request).account
+        uid = _number(request, "uid", None, 1, MAX_UID)
+        removed = await _dropDraft(self.webmail, account, uid)
+        if not removed:
+            raise APIError(404, "no such draft")
+        return _json(request, {"deleted": removed})
 
 
 class SendEndpoint(Endpoint):
@@ -1225,10 +1584,12 @@ def apiTree(webmail: Webmail, gate: Callable[[IResource], IResource]) -> APIRoot
         b"session": SessionEndpoint(webmail),
         b"folders": FoldersEndpoint(webmail),
         b"messages": MessagesEndpoint(webmail),
+        b"search": SearchEndpoint(webmail),
         b"message": MessageEndpoint(webmail),
         b"attachment": AttachmentEndpoint(webmail),
         b"raw": RawEndpoint(webmail),
         b"draft": DraftEndpoint(webmail),
+        b"drafts": DraftsEndpoint(webmail),
         b"send": SendEndpoint(webmail),
         b"move": MoveEndpoint(webmail),
         b"delete": DeleteEndpoint(webmail),

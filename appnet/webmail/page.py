@@ -92,8 +92,25 @@ def pageHTML(account: str, admin: bool, csrfToken: str) -> bytes:
 </head>
 <body>
 <header>
+<button type="button" id="menu-button" aria-controls="folder-nav"
+aria-expanded="false" title="Folders">Folders</button>
 <h1><a href="#folder=INBOX">Mail</a></h1>
-<button type="button" id="compose-button">Compose</button>
+<button type="button" id="compose-button" title="Compose (c)">Compose</button>
+<form id="search-form" role="search">
+<input id="search-q" name="q" type="search" maxlength="200"
+placeholder="Search (/)" aria-label="Search this folder">
+<button type="submit">Search</button>
+<button type="button" id="search-more-button" aria-controls="search-more"
+aria-expanded="false">More</button>
+<fieldset id="search-more" hidden>
+<label>From <input name="from" maxlength="200"></label>
+<label>To <input name="to" maxlength="200"></label>
+<label>Subject <input name="subject" maxlength="200"></label>
+<label>Text <input name="body" maxlength="200"></label>
+<label>Since <input name="since" type="date"></label>
+<label>Until <input name="until" type="date"></label>
+</fieldset>
+</form>
 <span class="account">{a}</span>
 <form method="post" action="/logout" class="logout">
 <input type="hidden" name="csrf_token" value="{token}">
@@ -101,12 +118,15 @@ def pageHTML(account: str, admin: bool, csrfToken: str) -> bytes:
 <button type="submit">Log out</button>
 </form>
 </header>
-<nav aria-label="Folders">
+<nav id="folder-nav" aria-label="Folders">
 <ul id="folders"></ul>
 <form id="folder-form"><input id="folder-name" name="name" maxlength="255"
 required aria-label="New folder name" placeholder="New folder">
 <button type="submit">Create</button></form>
 <ul class="admin">{adminLinks}</ul>
+<p class="shortcuts">Keys: <kbd>j</kbd>/<kbd>k</kbd> next/previous,
+<kbd>Enter</kbd> open, <kbd>r</kbd> reply, <kbd>c</kbd> compose,
+<kbd>/</kbd> search</p>
 </nav>
 <main>
 <p id="status" role="status" aria-live="polite"></p>
@@ -115,10 +135,13 @@ this server.</p></noscript>
 
 <section id="list-view" hidden>
 <h2 id="list-title"></h2>
+<p id="search-note" hidden><span></span>
+<button type="button" id="clear-search">Clear search</button></p>
 <div class="toolbar">
 <button type="button" id="newer">Newer</button>
 <span id="range"></span>
 <button type="button" id="older">Older</button>
+<label><input type="checkbox" id="threads"> Conversations</label>
 <label>Move selected to <select id="move-selected"></select></label>
 <button type="button" id="delete-selected">Delete selected</button>
 <button type="button" id="rename-folder">Rename folder</button>
@@ -141,6 +164,10 @@ aria-label="Select all"></th><th>From</th><th>Subject</th><th>Date</th>
 </div>
 <h2 id="message-subject"></h2>
 <dl id="message-headers"></dl>
+<section id="thread" hidden aria-label="Conversation">
+<h3>Conversation</h3>
+<ol id="thread-list"></ol>
+</section>
 <p id="images-note" hidden><span></span>
 <button type="button" id="show-images">Show images</button></p>
 <ul id="attachments"></ul>
@@ -166,7 +193,8 @@ aria-label="Message"></textarea></p>
 <p><label for="compose-files">Attach</label>
 <input id="compose-files" name="attachment" type="file" multiple></p>
 <p><button type="submit" id="send">Send</button>
-<button type="button" id="discard">Discard</button></p>
+<button type="button" id="save-draft">Save draft</button>
+<button type="button" id="discard">Close</button></p>
 </form>
 </section>
 

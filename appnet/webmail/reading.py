@@ -88,6 +88,10 @@ class Summary:
     to: tuple[Address, ...]
     date: float | None
     hasAttachments: bool
+    #: Its C{Message-ID}, and the ids of the messages it answers (from
+    #: C{References}, else C{In-Reply-To}), oldest first: for threads.
+    messageId: str = ""
+    references: tuple[str, ...] = ()
 
 
 @frozen
@@ -225,7 +229,30 @@ def summarize(body: MessageBody) -> Summary:
         to=_addresses(message, "to"),
         date=_date(message),
         hasAttachments=contentType.startswith("multipart/mixed"),
+        messageId=next(iter(_ids(_header(message, "message-id"))), ""),
+        references=threadReferences(message),
     )
+
+
+#: At most this many ids of a C{References} field are kept.
+MAX_REFERENCES = 50
+
+_MESSAGE_ID = re.compile(r"<[^<>\s]{1,250}>")
+
+
+def _ids(value: str) -> list[str]:
+    return _MESSAGE_ID.findall(value)
+
+
+def threadReferences(message: Message) -> tuple[str, ...]:
+    """
+    The ids of the messages C{message} follows, oldest first: its
+    C{References} field, else its C{In-Reply-To} (RFC 5322 3.6.4).
+    """
+    found = _ids(_header(message, "references"))
+    if not found:
+        found = _ids(_header(message, "in-reply-to"))[:1]
+    return tuple(found[-MAX_REFERENCES:])
 
 
 def readAll(body: MessageBody, limit: int) -> bytes | None:

@@ -6,6 +6,7 @@ and the masked transcript.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -435,3 +436,105 @@ class FormBodyTests(SynchronousTestCase):
             r = web.request("POST", "/echo", {"Content-Type": contentType}, b"a=1")
             self.assertEqual(r.status, 200)
         self.assertEqual(seen, [({}, b"a=1"), ({}, b"a=1")])
+
+
+class VersionAndAPIErrorTests(SynchronousTestCase):
+    """
+    The channel's own reading of the request line: 505 for an HTTP
+    version it does not serve, and JSON refusals under C{/api}. These
+    pin behaviour Twisted gives no public hook for (it answers 400 to
+    any version but 1.0 and 1.1, and keeps the request line private).
+    """
+
+    def setUp(self) -> None:
+        self.web: Harness = harness(self, {"max_body_size": 1000})
+        self.web.write("a.txt", b"hello")
+
+    def test_unsupportedVersion(self) -> None:
+        """GET / HTTP/9.9 (or HTTP/2.0) gets 505 and the connection closes."""
+        for version in (b"HTTP/9.9", b"HTTP/2.0", b"HTTP/0.9"):
+            c = self.web.connect()
+            c.send(b"GET /a.txt " + version + b"\r\nHost: x\r\n\r\n")
+            r = c.responses()[0]
+            self.assertEqual(r.status, 505, version)
+            self.assertIn(b"505", r.body)
+            self.assertTrue(c.closed)
+
+    def test_malformedVersionStill400(self) -> None:
+        """A version that is not HTTP/d.d at all is a malformed request: 400."""
+        c = self.web.connect()
+        c.send(b"GET /a.txt HTTX/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(c.responses()[0].status, 400)
+
+    def test_servedVersions(self) -> None:
+        """HTTP/1.0 and HTTP/1.1 are served as before."""
+        for version in ("HTTP/1.0", "HTTP/1.1"):
+            r = self.web.connect()
+            r.send(raw("GET", "/a.txt", version=version))
+            self.assertEqual(r.responses()[0].body, b"hello")
+
+    def test_apiBodyTooLargeIsJSON(self) -> None:
+        """
+        A body over the limit sent to /api gets its 413 as a JSON object,
+        declared or chunked; elsewhere the HTML page.
+        """
+        c = self.web.connect()
+        c.send(b"POST /api/v1/send HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        r = c.responses()[0]
+        self.assertEqual(
+            (r.status, r.header("content-type")), (413, "application/json")
+        )
+        self.assertEqual(
+            json.loads(r.body), {"error": "The request body is too large."}
+        )
+        c = self.web.connect()
+        c.send(
+            b"POST /api/v1/drafts HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for _ in range(3):
+            c.send(b"190\r\n" + b"x" * 400 + b"\r\n")
+        r = c.responses()[0]
+        self.assertEqual(
+            (r.status, r.header("content-type")), (413, "application/json")
+        )
+        c = self.web.connect()
+        c.send(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        r = c.responses()[0]
+        self.assertEqual(r.status, 413)
+        self.assertTrue(r.header("content-type").startswith("text/html"))
+
+    def test_apiVersionIsJSON(self) -> None:
+        """A 505 for an /api target (absolute form too) is JSON."""
+        for target in (b"/api/v1/session", b"http://x/api/v1/folders?a=1"):
+            c = self.web.connect()
+            c.send(b"GET " + target + b" HTTP/9.9\r\nHost: x\r\n\r\n")
+            r = c.responses()[0]
+            self.assertEqual(
+                (r.status, r.header("content-type")), (505, "application/json")
+            )
+            self.assertIn("error", json.loads(r.body))
+
+    def test_apiMalformedIsJSON(self) -> None:
+        """A malformed request to /api gets its 400 as JSON."""
+        c = self.web.connect()
+        c.send(b"GET /api/v1/session HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n")
+        r = c.responses()[0]
+        self.assertEqual(
+            (r.status, r.header("content-type")), (400, "application/json")
+        )
+        self.assertEqual(json.loads(r.body), {"error": "The request is malformed."})
+
+    def test_pipelinedAfterAPIRequest(self) -> None:
+        """
+        The request line read for one request does not colour the next: a
+        static request refused after an API one gets the HTML page.
+        """
+        c = self.web.connect()
+        c.send(raw("GET", "/api/v1/nothing") + raw("GET", "/a.txt", version="HTTP/9.9"))
+        first, second = c.responses(["GET", "GET"])
+        self.assertEqual(
+            (first.status, first.header("content-type")), (404, "application/json")
+        )
+        self.assertEqual(second.status, 505)
+        self.assertTrue(second.header("content-type").startswith("text/html"))

@@ -208,34 +208,49 @@ class ReadingTests(APITestCase):
     def test_folders(self) -> None:
         """Folders come with counts and roles, INBOX first."""
         self.deliver(ALICE, plain("one"))
-        self.successResultOf(self.web.store.mail.createFolder(ALICE, TRASH))
         value = self.get("/api/v1/folders")
         self.assertEqual(
-            value["folders"],
-            [
-                {
-                    "name": "INBOX",
-                    "role": "inbox",
-                    "special": True,
-                    "messages": 1,
-                    "unseen": 1,
-                    "size": len(plain("one")),
-                },
-                {
-                    "name": "Trash",
-                    "role": "trash",
-                    "special": True,
-                    "messages": 0,
-                    "unseen": 0,
-                    "size": 0,
-                },
-            ],
+            value["folders"][0],
+            {
+                "name": "INBOX",
+                "role": "inbox",
+                "special": True,
+                "messages": 1,
+                "unseen": 1,
+                "size": len(plain("one")),
+            },
+        )
+        self.assertEqual(
+            value["folders"][-1],
+            {
+                "name": "Trash",
+                "role": "trash",
+                "special": True,
+                "messages": 0,
+                "unseen": 0,
+                "size": 0,
+            },
         )
 
     def test_foldersOfNewAccount(self) -> None:
-        """A new account has its INBOX."""
+        """
+        A new account has its INBOX and, from its first webmail login, the
+        special-use folders IMAP's first login makes (the same code).
+        """
+        self.assertNotIn("Drafts", self.folderNames(ALICE))
+        folders = self.get("/api/v1/folders")["folders"]
         self.assertEqual(
-            [f["name"] for f in self.get("/api/v1/folders")["folders"]], ["INBOX"]
+            [(f["name"], f["role"]) for f in folders],
+            [
+                ("INBOX", "inbox"),
+                ("Drafts", "drafts"),
+                ("Junk", None),
+                ("Sent", "sent"),
+                ("Trash", "trash"),
+            ],
+        )
+        self.assertEqual(
+            self.folderNames(ALICE)[1:], ["Drafts", "Junk", "Sent", "Trash"]
         )
 
     def test_paging(self) -> None:
@@ -1233,3 +1248,256 @@ class BrokenMessageTests(APITestCase):
         self.assertEqual(
             forwarded["attachments"][0]["contentType"], "application/octet-stream"
         )
+
+
+def dated(subject: str, sender: str, when: str, text: str, extra: str = "") -> bytes:
+    return (
+        f"From: {sender}\r\nTo: alice@example.org\r\nSubject: {subject}\r\n"
+        f"Date: {when}\r\nMessage-ID: <{subject.replace(' ', '')}@x>\r\n{extra}"
+        f"\r\n{text}\r\n"
+    ).encode()
+
+
+class SearchTests(APITestCase):
+    """
+    C{GET /api/v1/search}: IMAP SEARCH's matching over a folder, paged
+    like C{/api/v1/messages}.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        messages = [
+            ("Crepes on Friday", "Bob <bob@example.org>", "01 Dec 2026", "at noon"),
+            ("Budget", "Carol <carol@example.net>", "03 Dec 2026", "numbers"),
+            ("Re: Crepes on Friday", "Carol <carol@example.net>", "05 Dec 2026", "ok"),
+            ("Minutes", "Bob <bob@example.org>", "07 Dec 2026", "crepes NOON x"),
+        ]
+        for i, (subject, sender, day, text) in enumerate(messages):
+            self.deliver(
+                ALICE,
+                dated(subject, sender, f"Tue, {day} 10:00:00 +0000", text),
+                date=2_000_000_000 + i,
+            )
+
+    def subjects(self, query: str) -> list[str]:
+        value = self.get("/api/v1/search?" + query)
+        return [m["subject"] for m in value["messages"]]
+
+    def test_fields(self) -> None:
+        """From, to, subject and body match substrings in any case; all must."""
+        self.assertEqual(self.subjects("from=BOB"), ["Minutes", "Crepes on Friday"])
+        self.assertEqual(self.subjects("to=alice&subject=budget"), ["Budget"])
+        self.assertEqual(self.subjects("body=noon"), ["Minutes", "Crepes on Friday"])
+        self.assertEqual(
+            self.subjects("subject=crepes&from=carol"), ["Re: Crepes on Friday"]
+        )
+        self.assertEqual(
+            self.subjects("q=crepes"),
+            ["Minutes", "Re: Crepes on Friday", "Crepes on Friday"],
+        )
+        self.assertEqual(self.subjects("from=nobody"), [])
+
+    def test_dates(self) -> None:
+        """since and until take the Date field's day, both ends included."""
+        self.assertEqual(
+            self.subjects("since=2026-12-03&until=2026-12-05"),
+            ["Re: Crepes on Friday", "Budget"],
+        )
+        self.assertEqual(self.subjects("until=2026-12-01"), ["Crepes on Friday"])
+
+    def test_paged(self) -> None:
+        """Results come newest first, a page at a time, with the total."""
+        value = self.get("/api/v1/search?folder=INBOX&q=e&offset=1&limit=2")
+        self.assertEqual(
+            (value["folder"], value["total"], value["offset"], value["limit"]),
+            ("INBOX", 4, 1, 2),
+        )
+        self.assertEqual(value["search"], {"q": "e"})
+        self.assertEqual(
+            [m["subject"] for m in value["messages"]],
+            ["Re: Crepes on Friday", "Budget"],
+        )
+        self.assertEqual(value["messages"][0]["from"][0]["name"], "Carol")
+
+    def test_thread(self) -> None:
+        """
+        thread names a message id: that message and those following it
+        (References or In-Reply-To), in any case.
+        """
+        self.deliver(
+            ALICE,
+            dated(
+                "Re: Re: Crepes on Friday",
+                BOB,
+                "Tue, 08 Dec 2026 10:00:00 +0000",
+                "x",
+                "References: <CrepesonFriday@x> <Re:CrepesonFriday@x>\r\n",
+            ),
+            date=2_000_000_010,
+        )
+        self.deliver(
+            ALICE,
+            dated(
+                "Re: Budget",
+                BOB,
+                "Tue, 08 Dec 2026 11:00:00 +0000",
+                "x",
+                "In-Reply-To: <Budget@x>\r\n",
+            ),
+            date=2_000_000_011,
+        )
+        self.assertEqual(
+            self.subjects("thread=" + quote("<crepesonfriday@x>")),
+            ["Re: Re: Crepes on Friday", "Crepes on Friday"],
+        )
+        self.assertEqual(
+            self.subjects("thread=" + quote("<Budget@x>")), ["Re: Budget", "Budget"]
+        )
+        r = self.request("GET", "/api/v1/search?thread=nobrackets", self.alice)
+        self.json(r, 400)
+
+    def test_bad(self) -> None:
+        """No field, a bad date or an overlong text is a JSON 400."""
+        for query in ("", "since=2026-13-01", "until=yesterday", "q=" + "x" * 201):
+            r = self.request("GET", "/api/v1/search?" + query, self.alice)
+            self.assertIn("error", self.json(r, 400))
+        r = self.request("GET", "/api/v1/search?folder=Nope&q=x", self.alice)
+        self.assertIn("error", self.json(r, 404))
+
+    def test_needsSession(self) -> None:
+        """Searching needs a session."""
+        self.json(self.request("GET", "/api/v1/search?q=x", None), 401)
+
+
+class ThreadTests(APITestCase):
+    def test_threadIds(self) -> None:
+        """
+        List entries carry the message's id and the ids it follows
+        (References, else In-Reply-To), for the conversation view.
+        """
+        self.deliver(ALICE, plain("first"), date=1_000_000)
+        self.deliver(
+            ALICE,
+            dated(
+                "second",
+                BOB,
+                "Tue, 01 Dec 2026 11:00:00 +0000",
+                "x",
+                "In-Reply-To: <first@x>\r\n",
+            ),
+            date=1_000_001,
+        )
+        self.deliver(
+            ALICE,
+            dated(
+                "third",
+                BOB,
+                "Tue, 01 Dec 2026 12:00:00 +0000",
+                "x",
+                "In-Reply-To: <second@x>\r\nReferences: <first@x>\r\n <second@x>\r\n",
+            ),
+            date=1_000_002,
+        )
+        messages = self.get("/api/v1/messages")["messages"]
+        self.assertEqual(
+            [(m["messageId"], m["references"]) for m in messages],
+            [
+                ("<third@x>", ["<first@x>", "<second@x>"]),
+                ("<second@x>", ["<first@x>"]),
+                ("<first@x>", []),
+            ],
+        )
+
+
+class DraftsTests(APITestCase):
+    """Drafts: saved to Drafts through IMAP's APPEND, reopened, replaced."""
+
+    def save(self, fields: list[tuple[str, str]], replaces: int = 0) -> Any:
+        contentType, body = multipart(fields, [])
+        path = "/api/v1/drafts" + (f"?replaces={replaces}" if replaces else "")
+        r = self.request("POST", path, self.alice, body, {"Content-Type": contentType})
+        return self.json(r, 201)
+
+    def test_saveAndReopen(self) -> None:
+        """
+        A saved draft sits in Drafts flagged \\Draft and \\Seen, and opens
+        again with its fields; saving again replaces it.
+        """
+        fields = [
+            ("to", "Bob <bob@example.org>, carol@example.net"),
+            ("cc", ""),
+            ("bcc", "dave@example.com"),
+            ("subject", "Half written"),
+            ("text", "Dear Bob,\n\nmore later"),
+        ]
+        saved = self.save(fields)
+        self.assertEqual(saved["folder"], "Drafts")
+        uid = saved["uid"]
+        self.assertEqual(
+            self.flags(ALICE, "Drafts"), {uid: frozenset({"\\Draft", "\\Seen"})}
+        )
+        value = self.get(f"/api/v1/draft?mode=edit&folder=Drafts&uid={uid}")
+        self.assertEqual(value["to"], ["Bob <bob@example.org>, carol@example.net"])
+        self.assertEqual(value["bcc"], ["dave@example.com"])
+        self.assertEqual(value["cc"], [])
+        self.assertEqual(value["subject"], "Half written")
+        self.assertEqual(value["text"].rstrip("\n"), "Dear Bob,\n\nmore later")
+        self.assertEqual(value["draft"], {"folder": "Drafts", "uid": uid})
+
+        again = self.save([("to", ""), ("subject", "Later"), ("text", "x")], uid)
+        self.assertEqual(again["replaced"], [uid])
+        self.assertEqual(list(self.flags(ALICE, "Drafts")), [again["uid"]])
+        value = self.get(f"/api/v1/draft?mode=edit&folder=Drafts&uid={again['uid']}")
+        self.assertEqual((value["to"], value["subject"]), ([], "Later"))
+
+    def test_delete(self) -> None:
+        """DELETE removes a draft for good; a message not a draft stays."""
+        uid = self.save([("subject", "gone"), ("text", "x")])["uid"]
+        r = self.request("DELETE", f"/api/v1/drafts?uid={uid}", self.alice)
+        self.assertEqual(self.json(r), {"deleted": [uid]})
+        self.assertEqual(self.flags(ALICE, "Drafts"), {})
+        other = self.deliver(ALICE, plain("not a draft"), folder="Drafts")
+        r = self.request("DELETE", f"/api/v1/drafts?uid={other}", self.alice)
+        self.json(r, 404)
+        r = self.request(
+            "GET", f"/api/v1/draft?mode=edit&folder=Drafts&uid={other}", self.alice
+        )
+        self.json(r, 409)
+
+    def test_needsCSRF(self) -> None:
+        """Saving a draft is a state change: the CSRF token is required."""
+        contentType, body = multipart([("subject", "x")], [])
+        session = {"Cookie": self.alice["Cookie"]}
+        r = self.request(
+            "POST", "/api/v1/drafts", session, body, {"Content-Type": contentType}
+        )
+        self.json(r, 403)
+
+    def test_replyKept(self) -> None:
+        """
+        A draft of a reply remembers the message it answers (and a forward
+        its original), so it threads when sent after reopening; a reference
+        to a message gone meanwhile is dropped.
+        """
+        original = self.deliver(ALICE, plain("question"))
+        self.successResultOf(self.web.store.mail.createFolder(ALICE, "Ä/b c"))
+        other = self.deliver(ALICE, plain("forward me"), folder="Ä/b c")
+        uid = self.save(
+            [
+                ("to", BOB),
+                ("subject", "Re: question"),
+                ("text", "answer"),
+                ("reply.folder", INBOX),
+                ("reply.uid", str(original)),
+                ("forward.folder", "Ä/b c"),
+                ("forward.uid", str(other)),
+            ]
+        )["uid"]
+        path = f"/api/v1/draft?mode=edit&folder=Drafts&uid={uid}"
+        value = self.get(path)
+        self.assertEqual(value["reply"], {"folder": INBOX, "uid": original})
+        self.assertEqual(value["forward"], {"folder": "Ä/b c", "uid": other})
+        self.successResultOf(self.web.store.mail.expunge(ALICE, INBOX, [original]))
+        self.successResultOf(self.web.store.mail.deleteFolder(ALICE, "Ä/b c"))
+        value = self.get(path)
+        self.assertEqual((value["reply"], value["forward"]), (None, None))

@@ -386,12 +386,12 @@ class WebmailBrowserTests(TestCase):
             [
                 "False",
                 "False",
-                "INBOX\nPaid\nPaid/2026 (1)\nTrash",
+                "INBOX\nDrafts\nJunk\nPaid\nPaid/2026 (1)\nSent\nTrash",
                 "Delete the folder Paid/2026? Its 1 message(s) will be moved to Trash.",
                 "Folder Paid/2026 deleted. 1 message(s) moved to Trash.",
             ],
         )
         names = [f.name for f in await mail.listFolders(ALICE)]
-        self.assertEqual(names, [INBOX, "Paid", "Trash"])
+        self.assertEqual(names, [INBOX, "Drafts", "Junk", "Paid", "Sent", "Trash"])
         self.assertEqual(len(await self.stored(web, ALICE, "Trash")), 1)
         self.assertEqual(await browser.do(consoleErrors), [])

@@ -20,6 +20,11 @@
     total: 0,
     folders: [],
     message: null,
+    search: null, // the search's fields, while a search is shown
+    uids: [], // the messages of the list shown, in order
+    listed: new Map(), // their list entries, by UID
+    cursor: -1, // the list row j/k point at
+    draftUid: null, // the saved draft being edited
   };
 
   class APIError extends Error {
@@ -93,9 +98,42 @@
   const shortAddress = (list) =>
     (list || []).map((a) => a.name || a.address).join(", ");
 
-  function dateText(seconds) {
+  // One date format for the list and the reader, in local time: today's
+  // mail by its time alone, this year's without the year.
+  const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
+  const dayFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" });
+  const yearFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
+
+  function dateText(seconds, withTime = true) {
     if (seconds === null || seconds === undefined) return "";
-    return new Date(seconds * 1000).toLocaleString();
+    const when = new Date(seconds * 1000);
+    const now = new Date();
+    const time = timeFormat.format(when);
+    if (when.toDateString() === now.toDateString()) return time;
+    const day = (when.getFullYear() === now.getFullYear() ? dayFormat : yearFormat).format(when);
+    return withTime ? `${day}, ${time}` : day;
+  }
+
+  // The attachment marker: a paper clip drawn in SVG (no emoji font needed).
+  const SVG = "http://www.w3.org/2000/svg";
+  function clip() {
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "clip");
+    svg.setAttribute("viewBox", "0 0 16 16");
+    svg.setAttribute("width", "14");
+    svg.setAttribute("height", "14");
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", "has attachments");
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = "Has attachments";
+    const path = document.createElementNS(SVG, "path");
+    path.setAttribute("d", "M11 4.5v6a3 3 0 0 1-6 0v-7a2 2 0 0 1 4 0v6.5a1 1 0 0 1-2 0V5");
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", "currentColor");
+    path.setAttribute("stroke-width", "1.4");
+    path.setAttribute("stroke-linecap", "round");
+    svg.append(title, path);
+    return svg;
   }
 
   function sizeText(bytes) {
@@ -130,6 +168,7 @@
     list.replaceChildren(
       ...data.folders.map((f) => {
         const link = el("a", { href: "#" + query({ folder: f.name }) }, f.name);
+        link.addEventListener("click", () => menu(false));
         if (f.unseen) link.append(" ", el("span", { class: "unseen-count", text: `(${f.unseen})` }));
         const item = el("li", { "data-folder": f.name }, link);
         if (f.name === state.folder) item.className = "current";
@@ -201,40 +240,138 @@
 
   // The message list.
 
-  async function showList(folder, offset) {
-    const mine = ticket();
-    const data = await api("GET", "messages?" + query({ folder, offset, limit: PAGE }));
-    if (!current(mine)) return;
+  // Conversations: the messages of one thread (joined by Message-ID,
+  // References and In-Reply-To) grouped together, newest thread first.
+  function threaded(messages) {
+    const parent = new Map();
+    const find = (id) => {
+      while (parent.has(id) && parent.get(id) !== id) id = parent.get(id);
+      return id;
+    };
+    const join = (a, b) => {
+      for (const id of [a, b]) if (!parent.has(id)) parent.set(id, id);
+      const ra = find(a), rb = find(b);
+      if (ra !== rb) parent.set(rb, ra);
+    };
+    const keys = messages.map((m) => {
+      const own = m.messageId || `uid:${m.uid}`;
+      join(own, own);
+      for (const ref of m.references || []) join(own, ref);
+      return own;
+    });
+    const groups = new Map();
+    messages.forEach((m, i) => {
+      const root = find(keys[i]);
+      if (!groups.has(root)) groups.set(root, []);
+      groups.get(root).push(m);
+    });
+    return [...groups.values()];
+  }
+
+  const threadsOn = () => localStorage.getItem("appnet.threads") === "1";
+
+  function messageRow(folder, m, thread) {
+    const draft = folder === "Drafts" && m.flags.includes("\\Draft");
+    const href = "#" + (draft ? query({ view: "compose", folder, draft: m.uid }) : query({ folder, uid: m.uid }));
+    const who = folder === "Sent" || draft ? "To: " + shortAddress(m.to) : shortAddress(m.from);
+    const subject = el("td", { class: "subject" }, el("a", { href }, m.subject || "(no subject)"));
+    if (thread > 1) subject.prepend(el("span", { class: "thread-count", title: `${thread} messages in this conversation` }, String(thread)));
+    if (m.attachments) subject.append(" ", clip());
+    const row = el(
+      "tr",
+      { "data-uid": String(m.uid), "data-href": href },
+      el("td", { class: "check" }, el("input", { type: "checkbox", class: "select", value: String(m.uid), "aria-label": "Select" })),
+      el("td", { class: "from" }, who),
+      subject,
+      el("td", { class: "date" }, dateText(m.date || m.internalDate)),
+      el("td", { class: "size" }, sizeText(m.size)),
+    );
+    if (!m.flags.includes("\\Seen")) row.classList.add("unseen");
+    if (m.flags.includes("\\Flagged")) row.classList.add("flagged");
+    return row;
+  }
+
+  function renderList(data) {
     state.folder = data.folder;
     state.offset = data.offset;
     state.total = data.total;
-    $("list-title").textContent = data.folder;
     folderButtons();
-    document.title = `${data.folder} - Mail`;
-    const rows = data.messages.map((m) => {
-      const href = "#" + query({ folder: data.folder, uid: m.uid });
-      const who = data.folder === "Sent" ? "To: " + shortAddress(m.to) : shortAddress(m.from);
-      const row = el(
-        "tr",
-        { "data-uid": String(m.uid) },
-        el("td", {}, el("input", { type: "checkbox", class: "select", value: String(m.uid), "aria-label": "Select" })),
-        el("td", { class: "from" }, who),
-        el("td", { class: "subject" }, el("a", { href }, m.subject || "(no subject)"), m.attachments ? " 📎" : ""),
-        el("td", { class: "date" }, dateText(m.date || m.internalDate)),
-        el("td", { class: "size" }, sizeText(m.size)),
+    let rows;
+    if (threadsOn()) {
+      rows = threaded(data.messages).flatMap((group) =>
+        group.map((m, i) => {
+          const row = messageRow(data.folder, m, i === 0 ? group.length : 0);
+          if (i > 0) row.classList.add("in-thread");
+          return row;
+        }),
       );
-      if (!m.flags.includes("\\Seen")) row.classList.add("unseen");
-      if (m.flags.includes("\\Flagged")) row.classList.add("flagged");
-      return row;
-    });
+    } else {
+      rows = data.messages.map((m) => messageRow(data.folder, m, 0));
+    }
+    state.uids = rows.map((row) => Number(row.dataset.uid));
+    state.listed = new Map(data.messages.map((m) => [m.uid, m]));
+    state.cursor = -1;
     $("messages").tBodies[0].replaceChildren(...rows);
     $("select-all").checked = false;
+    $("threads").checked = threadsOn();
     const last = Math.min(data.offset + data.messages.length, data.total);
-    $("range").textContent = data.total ? `${data.offset + 1}–${last} of ${data.total}` : "No messages";
+    const none = state.search ? "No messages match" : "No messages";
+    $("range").textContent = data.total ? `${data.offset + 1}–${last} of ${data.total}` : none;
     $("newer").disabled = data.offset === 0;
     $("older").disabled = last >= data.total;
     show("list-view");
   }
+
+  async function showList(folder, offset) {
+    const mine = ticket();
+    const data = await api("GET", "messages?" + query({ folder, offset, limit: PAGE }));
+    if (!current(mine)) return;
+    state.search = null;
+    $("search-note").hidden = true;
+    $("list-title").textContent = data.folder;
+    document.title = `${data.folder} - Mail`;
+    renderList(data);
+  }
+
+  const SEARCH_FIELDS = ["q", "from", "to", "subject", "body", "since", "until"];
+
+  function searchWords(fields) {
+    const names = { q: "", from: "from ", to: "to ", subject: "subject ", body: "text ", since: "since ", until: "until " };
+    return Object.entries(fields).map(([k, v]) => `${names[k]}“${v}”`).join(", ");
+  }
+
+  async function showSearch(folder, fields, offset) {
+    const mine = ticket();
+    const data = await api("GET", "search?" + query({ folder, ...fields, offset, limit: PAGE }));
+    if (!current(mine)) return;
+    state.search = fields;
+    $("list-title").textContent = `Search in ${data.folder}`;
+    $("search-note").querySelector("span").textContent = `Messages matching ${searchWords(fields)}. `;
+    $("search-note").hidden = false;
+    document.title = `Search in ${data.folder} - Mail`;
+    renderList(data);
+  }
+
+  function search(event) {
+    event.preventDefault();
+    const form = $("search-form");
+    const fields = {};
+    for (const name of SEARCH_FIELDS) {
+      const value = form.elements[name].value.trim();
+      if (value) fields[name] = value;
+    }
+    if (!Object.keys(fields).length) return;
+    go("#" + query({ folder: state.folder, ...fields }));
+  }
+
+  function clearSearch() {
+    $("search-form").reset();
+    go("#" + query({ folder: state.folder }));
+  }
+
+  // The list's own hash: its folder, page and search.
+  const pageHash = (offset) =>
+    "#" + query({ folder: state.folder, ...(state.search || {}), ...(offset ? { offset } : {}) });
 
   const selectedUids = () =>
     [...document.querySelectorAll("#messages input.select:checked")].map((box) => Number(box.value));
@@ -266,7 +403,7 @@
       ["From", addressText(m.from)],
       ["To", addressText(m.to)],
       ["Cc", addressText(m.cc)],
-      ["Date", m.dateText || dateText(m.internalDate)],
+      ["Date", dateText(m.date || m.internalDate)],
     ].filter(([, value]) => value);
     $("message-headers").replaceChildren(
       ...headers.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]),
@@ -299,11 +436,30 @@
       body.replaceChildren();
     }
     $("raw-link").href = m.raw;
+    $("thread").hidden = true;
     show("message-view");
+    if (threadsOn()) showThread(m).catch(() => null);
     if (!m.flags.includes("\\Seen")) {
       await api("POST", "flags", { folder: m.folder, uids: [m.uid], add: ["\\Seen"] });
       await loadFolders();
     }
+  }
+
+  // The conversation of the message shown, oldest first (when asked).
+  async function showThread(m) {
+    const listed = state.listed.get(m.uid);
+    const root = ((listed && listed.references) || [])[0] || m.messageId;
+    if (!root) return;
+    const mine = navigation;
+    const data = await api("GET", "search?" + query({ folder: m.folder, thread: root, limit: 200 }));
+    if (!current(mine) || data.total < 2) return;
+    const items = [...data.messages].reverse().map((t) => {
+      const text = `${shortAddress(t.from) || "?"}: ${t.subject || "(no subject)"}, ${dateText(t.date || t.internalDate)}`;
+      if (t.uid === m.uid) return el("li", { class: "current" }, text);
+      return el("li", {}, el("a", { href: "#" + query({ folder: m.folder, uid: t.uid }) }, text));
+    });
+    $("thread-list").replaceChildren(...items);
+    $("thread").hidden = false;
   }
 
   // Composing.
@@ -312,10 +468,11 @@
     ticket();
     const form = $("compose-form");
     form.reset();
+    state.draftUid = draft.draft ? draft.draft.uid : null;
     const join = (value) => (Array.isArray(value) ? value.join(", ") : value || "");
     form.elements["to"].value = join(draft.to);
     form.elements["cc"].value = join(draft.cc);
-    form.elements["bcc"].value = "";
+    form.elements["bcc"].value = join(draft.bcc);
     form.elements["subject"].value = draft.subject || "";
     form.elements["text"].value = draft.text || "";
     for (const kind of ["reply", "forward"]) {
@@ -324,9 +481,14 @@
       form.elements[`${kind}.uid`].value = ref ? String(ref.uid) : "";
     }
     $("forward-note").hidden = !draft.forward;
+    document.title = "Compose - Mail";
     show("compose-view");
     const text = form.elements["text"];
-    if (draft.to && draft.to.length) {
+    if (draft.draft) {
+      // A saved draft goes on where it stopped.
+      text.focus();
+      text.setSelectionRange(text.value.length, text.value.length);
+    } else if (draft.to && draft.to.length) {
       text.focus();
       text.setSelectionRange(0, 0);
     } else {
@@ -342,6 +504,31 @@
     history.pushState(null, "", "#view=compose");
   }
 
+  async function openSavedDraft(folder, uid) {
+    const mine = ticket();
+    const draft = await api("GET", "draft?" + query({ mode: "edit", folder, uid }));
+    if (!current(mine)) return;
+    compose(draft);
+  }
+
+  async function saveDraft() {
+    const form = $("compose-form");
+    const button = $("save-draft");
+    button.disabled = true;
+    say("Saving the draft…");
+    try {
+      const replaces = state.draftUid ? "?" + query({ replaces: state.draftUid }) : "";
+      const result = await api("POST", "drafts" + replaces, new FormData(form));
+      state.draftUid = result.uid;
+      await loadFolders();
+      say("Draft saved in Drafts.");
+    } catch (error) {
+      failed(error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   async function send(event) {
     event.preventDefault();
     const form = $("compose-form");
@@ -354,8 +541,13 @@
       if (result.delivered.length) where.push(`delivered to ${result.delivered.join(", ")}`);
       if (result.queued.length) where.push(`queued for ${result.queued.join(", ")}`);
       form.reset();
+      if (state.draftUid) {
+        // Sent: the saved draft has done its work.
+        await api("DELETE", "drafts?" + query({ uid: state.draftUid })).catch(() => null);
+        state.draftUid = null;
+      }
       await loadFolders();
-      go("#" + query({ folder: state.folder }));
+      go("#" + query({ folder: state.folder === "Drafts" ? "INBOX" : state.folder }));
       say(`Message sent: ${where.join("; ")}.`);
     } catch (error) {
       failed(error);
@@ -367,7 +559,7 @@
   // Moving and deleting.
 
   const listHash = (folder) =>
-    "#" + query(state.offset ? { folder, offset: state.offset } : { folder });
+    folder === state.folder ? pageHash(state.offset) : "#" + query({ folder });
 
   async function move(folder, uids, target) {
     if (!target || !uids.length) return;
@@ -466,6 +658,73 @@
     await showUsers();
   }
 
+  // The folder list on a narrow screen: shown when asked.
+  function menu(open) {
+    document.body.classList.toggle("nav-open", open);
+    $("menu-button").setAttribute("aria-expanded", String(open));
+  }
+
+  // Keyboard shortcuts, ignored while typing in a field.
+  const NOT_TYPED = new Set(["checkbox", "radio", "button", "submit", "reset", "file"]);
+  function typing(target) {
+    if (!(target instanceof Element)) return false;
+    if (target.closest("textarea, select, [contenteditable]")) return true;
+    return target instanceof HTMLInputElement && !NOT_TYPED.has(target.type);
+  }
+
+  function moveCursor(step) {
+    const rows = [...$("messages").tBodies[0].rows];
+    if (!rows.length) return;
+    state.cursor = Math.max(0, Math.min(rows.length - 1, state.cursor + step));
+    rows.forEach((row, i) => row.classList.toggle("cursor", i === state.cursor));
+    rows[state.cursor].scrollIntoView({ block: "nearest" });
+  }
+
+  function neighbour(step) {
+    const m = state.message;
+    const at = state.uids.indexOf(m.uid);
+    const uid = state.uids[at + step];
+    if (at === -1 || uid === undefined) return;
+    location.hash = "#" + query({ folder: m.folder, uid });
+  }
+
+  function shortcut(event) {
+    if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
+    const inList = !$("list-view").hidden;
+    const reading = !$("message-view").hidden && state.message;
+    switch (event.key) {
+      case "j":
+      case "k": {
+        const step = event.key === "j" ? 1 : -1;
+        if (inList) moveCursor(step);
+        else if (reading) neighbour(step);
+        else return;
+        break;
+      }
+      case "Enter":
+      case "o": {
+        if (event.key === "Enter" && event.target !== document.body) return;
+        const row = inList && $("messages").tBodies[0].rows[state.cursor];
+        if (!row) return;
+        location.hash = row.dataset.href;
+        break;
+      }
+      case "r":
+        if (!reading) return;
+        openDraft("reply").catch(failed);
+        break;
+      case "c":
+        $("compose-button").click();
+        break;
+      case "/":
+        $("search-q").focus();
+        break;
+      default:
+        return;
+    }
+    event.preventDefault();
+  }
+
   // Navigation: the URL fragment names the view.
 
   async function route() {
@@ -474,7 +733,8 @@
     const folder = params.get("folder") || state.folder || "INBOX";
     try {
       if (view === "compose") {
-        if ($("compose-view").hidden) compose();
+        if (params.get("draft")) await openSavedDraft(folder, Number(params.get("draft")));
+        else if ($("compose-view").hidden) compose();
       } else if (view === "queue") {
         await showQueue();
       } else if (view === "users") {
@@ -483,7 +743,10 @@
         await showMessage(folder, Number(params.get("uid")));
       } else {
         const offset = Number(params.get("offset") || 0);
-        await showList(folder, offset);
+        const fields = {};
+        for (const name of SEARCH_FIELDS) if (params.get(name)) fields[name] = params.get(name);
+        if (Object.keys(fields).length) await showSearch(folder, fields, offset);
+        else await showList(folder, offset);
         for (const item of $("folders").children) {
           item.className = item.dataset.folder === state.folder ? "current" : "";
         }
@@ -530,11 +793,25 @@
       for (const box of document.querySelectorAll("#messages input.select")) box.checked = event.target.checked;
     });
     $("newer").addEventListener("click", () => {
-      location.hash = "#" + query({ folder: state.folder, offset: Math.max(0, state.offset - PAGE) });
+      location.hash = pageHash(Math.max(0, state.offset - PAGE));
     });
     $("older").addEventListener("click", () => {
-      location.hash = "#" + query({ folder: state.folder, offset: state.offset + PAGE });
+      location.hash = pageHash(state.offset + PAGE);
     });
+    $("threads").addEventListener("change", (event) => {
+      localStorage.setItem("appnet.threads", event.target.checked ? "1" : "0");
+      route();
+    });
+    $("search-form").addEventListener("submit", search);
+    $("search-more-button").addEventListener("click", () => {
+      const more = $("search-more");
+      more.hidden = !more.hidden;
+      $("search-more-button").setAttribute("aria-expanded", String(!more.hidden));
+    });
+    $("clear-search").addEventListener("click", clearSearch);
+    $("save-draft").addEventListener("click", saveDraft);
+    $("menu-button").addEventListener("click", () => menu(!document.body.classList.contains("nav-open")));
+    document.addEventListener("keydown", shortcut);
     $("users").addEventListener("click", guarded(userAction));
     $("user-form").addEventListener("submit", guarded(addUser));
     $("folder-form").addEventListener("submit", guarded(createFolder));
