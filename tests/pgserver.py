@@ -22,6 +22,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from typing import Any
 from urllib.parse import quote
 
 from attrs import define, field
@@ -242,3 +243,19 @@ async def freshDatabase(test: object) -> str:
 
     test.addCleanup(drop)  # type: ignore[attr-defined]
     return server.url(name)
+
+
+async def startStore(test: object, **kwargs: object) -> Any:
+    """
+    A started L{PostgreSQLStore} on a fresh database, stopped after the
+    test.
+    """
+    from twisted.internet import reactor
+
+    from appnet.store.pg import PostgreSQLStore
+
+    url = await freshDatabase(test)
+    store = PostgreSQLStore.open(url, reactor, **kwargs)  # type: ignore[arg-type]
+    await store.start()
+    test.addCleanup(store.stop)  # type: ignore[attr-defined]
+    return store

@@ -1,0 +1,117 @@
+"""
+Every seam of the store over one PostgreSQL database, shared by any number
+of appnet nodes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from attrs import define
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads
+from zope.interface import implementer
+
+from appnet.store._db import Migration
+from appnet.store.interfaces import IStore
+from appnet.store.pg.database import PGDatabase
+from appnet.store.pg.mail import MAIL_CHANNEL, PGMailStore
+from appnet.store.pg.notify import Listener
+from appnet.store.pg.queue import QUEUE_CHANNEL, PGQueueStore
+from appnet.store.pg.schema import SCHEMAS
+from appnet.store.pg.users import PGSessionStore, PGUserStore
+
+__all__ = ["PostgreSQLStore"]
+
+
+@implementer(IStore)
+@define
+class PostgreSQLStore:
+    """
+    Accounts, sessions, mail and the queue in PostgreSQL.
+    """
+
+    _db: PGDatabase
+    users: PGUserStore
+    sessions: PGSessionStore
+    mail: PGMailStore
+    queue: PGQueueStore
+    _listener: Listener
+    _reactor: IReactorFromThreads
+
+    @classmethod
+    def open(
+        cls,
+        conninfo: str,
+        reactor: IReactorFromThreads,
+        schemas: Mapping[str, Sequence[Migration]] = SCHEMAS,
+        spoolDir: str | None = None,
+        now: Callable[[], float] | None = None,
+        connections: int = 8,
+    ) -> PostgreSQLStore:
+        """
+        A store over the database named by C{conninfo} (a
+        C{postgresql://} URL or a libpq connection string; the password
+        comes from C{PGPASSFILE} or C{~/.pgpass}, C{sslmode} and the
+        other libpq parameters pass through). Nothing is opened until
+        L{start}.
+
+        @param spoolDir: local directory for staged and opened message
+            bodies; default: the system's temporary directory.
+        @param now: the queue's time (see L{appnet.store.sqlite.SQLiteStore}).
+        @param connections: database connections (and threads) this node
+            uses at most.
+        """
+        db = PGDatabase(conninfo, reactor, schemas, connections)
+        clock = now or time.time
+        mail = PGMailStore(db, reactor, spoolDir=spoolDir)
+        queue = PGQueueStore(db, reactor, clock, spoolDir=spoolDir)
+
+        def reconnected(again: bool) -> None:
+            mail.catchUp()
+            if again:
+                queue.heard()
+
+        listener = Listener(
+            conninfo,
+            reactor,
+            {MAIL_CHANNEL: mail.heard, QUEUE_CHANNEL: queue.remote},
+            reconnected,
+        )
+        return cls(
+            db, PGUserStore(db), PGSessionStore(db), mail, queue, listener, reactor
+        )
+
+    @property
+    def database(self) -> PGDatabase:
+        """The underlying L{PGDatabase}."""
+        return self._db
+
+    def start(self) -> Deferred[None]:
+        async def run() -> None:
+            await self._db.start()
+            self._listener.start()
+
+        return Deferred.fromCoroutine(run())
+
+    def stop(self) -> Deferred[None]:
+        self.mail.stop()
+        listener = self._listener
+        done: Deferred[None] = Deferred()
+        reactor = self._reactor
+
+        def stopListening() -> None:
+            listener.stop()
+            reactor.callFromThread(done.callback, None)
+
+        thread = threading.Thread(target=stopListening, daemon=True)
+        thread.start()
+
+        async def run() -> None:
+            await done
+            thread.join()
+            await self._db.stop()
+
+        return Deferred.fromCoroutine(run())
