@@ -106,6 +106,9 @@ class PGDatabase:
     _reactor: IReactorFromThreads
     _schemas: Mapping[str, Sequence[Migration]]
     size: int = 8
+    #: How long a call waits for a connection before failing with
+    #: L{StoreUnavailable} (the server down: SMTP then answers 451).
+    timeout: float = 5.0
     _threads: ThreadPool | None = field(default=None, init=False)
     _pool: ConnectionPool[Any] | None = field(default=None, init=False)
     _log = Logger()
@@ -130,7 +133,8 @@ class PGDatabase:
             min_size=1,
             max_size=self.size,
             open=False,
-            timeout=10,
+            timeout=self.timeout,
+            reconnect_timeout=0,
             check=ConnectionPool.check_connection,
             name="appnet",
         )

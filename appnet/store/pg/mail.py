@@ -299,7 +299,9 @@ class PGMailStore:
                 adding[t.owner] = (t.quota if quota is None else quota, total + size)
             _checkQuota(conn, adding)
             # Folders are locked in one order (owner, name) everywhere.
-            order = sorted(range(len(targets)), key=lambda i: (targets[i].owner, targets[i].folder))
+            order = sorted(
+                range(len(targets)), key=lambda i: (targets[i].owner, targets[i].folder)
+            )
             uids = [0] * len(targets)
             for i in order:
                 t = targets[i]
@@ -341,7 +343,7 @@ class PGMailStore:
                     row[0]
                     for row in conn.execute(
                         "SELECT name FROM mail_folders WHERE owner = %s"
-                        " AND name != %s ORDER BY name COLLATE \"C\"",
+                        ' AND name != %s ORDER BY name COLLATE "C"',
                         (owner, INBOX),
                     ).fetchall()
                 ]
@@ -614,9 +616,7 @@ class PGMailStore:
             fid = _existingFolderId(conn, owner, name)
             if fid is None:
                 raise NoSuchFolder(owner, name)
-            rows = _selectRows(
-                conn, fid, uids, "uid, body, size, flags, internaldate"
-            )
+            rows = _selectRows(conn, fid, uids, "uid, body, size, flags, internaldate")
             if not rows:
                 return {}
             total = sum(int(r[2]) for r in rows)
@@ -769,8 +769,7 @@ class PGMailStore:
     def unlock(self, owner: str, name: str, holder: str) -> Deferred[None]:
         def release(conn: Connection) -> None:
             conn.execute(
-                "DELETE FROM mail_locks WHERE owner = %s AND name = %s"
-                " AND holder = %s",
+                "DELETE FROM mail_locks WHERE owner = %s AND name = %s AND holder = %s",
                 (owner, name, holder),
             )
 

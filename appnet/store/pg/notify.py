@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 import psycopg
 from attrs import define, field
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.logger import Logger
 
@@ -38,15 +39,29 @@ class Listener:
     tick: float = 0.25
     _stopping: threading.Event = field(factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
+    _listening: Deferred[None] | None = field(default=None, init=False)
     _log = Logger()
 
-    def start(self) -> None:
-        """Start listening in a thread of its own."""
+    def start(self) -> Deferred[None]:
+        """
+        Start listening in a thread of its own.
+
+        @return: fires once the first C{LISTEN} is in place.
+        """
+        listening: Deferred[None] = Deferred()
+        self._listening = listening
         self._stopping.clear()
         self._thread = threading.Thread(
             target=self._run, name="appnet-pg-listen", daemon=True
         )
         self._thread.start()
+        return listening
+
+    def _connected(self, again: bool) -> None:
+        listening, self._listening = self._listening, None
+        if listening is not None:
+            listening.callback(None)
+        self.reconnected(again)
 
     def stop(self) -> None:
         """Stop and join the thread (blocking: call from a thread)."""
@@ -67,7 +82,7 @@ class Listener:
                         conn.execute(f'LISTEN "{channel}"')  # type: ignore[call-overload]
                     if lost:
                         self._log.info("Listening to the database again")
-                    self._reactor.callFromThread(self.reconnected, lost)
+                    self._reactor.callFromThread(self._connected, lost)
                     delay = 0.1
                     lost = False
                     while not self._stopping.is_set():
@@ -78,8 +93,7 @@ class Listener:
             except psycopg.Error as e:
                 if not lost:
                     self._log.warn(
-                        "Lost the database's notifications ({error});"
-                        " reconnecting",
+                        "Lost the database's notifications ({error}); reconnecting",
                         error=str(e).strip(),
                     )
                 lost = True

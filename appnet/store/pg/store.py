@@ -50,6 +50,7 @@ class PostgreSQLStore:
         spoolDir: str | None = None,
         now: Callable[[], float] | None = None,
         connections: int = 8,
+        timeout: float = 5.0,
     ) -> PostgreSQLStore:
         """
         A store over the database named by C{conninfo} (a
@@ -63,8 +64,10 @@ class PostgreSQLStore:
         @param now: the queue's time (see L{appnet.store.sqlite.SQLiteStore}).
         @param connections: database connections (and threads) this node
             uses at most.
+        @param timeout: how long a call waits for a connection (the
+            server down or every connection busy) before it fails.
         """
-        db = PGDatabase(conninfo, reactor, schemas, connections)
+        db = PGDatabase(conninfo, reactor, schemas, connections, timeout)
         clock = now or time.time
         mail = PGMailStore(db, reactor, spoolDir=spoolDir)
         queue = PGQueueStore(db, reactor, clock, spoolDir=spoolDir)
@@ -92,7 +95,8 @@ class PostgreSQLStore:
     def start(self) -> Deferred[None]:
         async def run() -> None:
             await self._db.start()
-            self._listener.start()
+            # Watchers must not miss a change made right after start.
+            await self._listener.start().addTimeout(30, self._reactor)  # type: ignore[arg-type]
 
         return Deferred.fromCoroutine(run())
 

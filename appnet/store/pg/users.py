@@ -99,9 +99,7 @@ class PGUserStore:
         return self._db.run(select)
 
     def deleteUser(self, address: str) -> Deferred[None]:
-        return self._update(
-            "DELETE FROM users WHERE address = %s", (address,), address
-        )
+        return self._update("DELETE FROM users WHERE address = %s", (address,), address)
 
     def listUsers(self) -> Deferred[Sequence[User]]:
         def select(conn: Connection) -> Sequence[User]:
