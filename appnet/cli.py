@@ -31,7 +31,7 @@ from appnet.auth import hashPassword, verifyPassword
 from appnet.config import Config, loadConfig, parseSize
 from appnet.datadir import DataDir
 from appnet.errors import AppnetError, ConfigError, NoSuchUser
-from appnet.store.sqlite import SQLiteStore
+from appnet.store.interfaces import IStore
 from appnet.tls import writeSelfSigned
 
 __all__ = ["COMMANDS", "Command", "main"]
@@ -57,19 +57,22 @@ class Context:
     out: TextIO = sys.stdout
     err: TextIO = sys.stderr
     stdin: TextIO = sys.stdin
-    _store: SQLiteStore | None = field(default=None, init=False)
+    _store: IStore | None = field(default=None, init=False)
 
     @property
     def dataDir(self) -> DataDir:
         return DataDir.at(self.config.data)
 
-    async def store(self) -> SQLiteStore:
+    async def store(self) -> IStore:
         """
-        The data directory's store, opened (and created) on first use.
+        The configured store (the data directory's SQLite file, or the
+        PostgreSQL database of C{[store] url}), opened on first use.
         """
         if self._store is None:
+            from appnet.stack import openStore
+
             self.dataDir.create()
-            store = SQLiteStore.open(self.dataDir.store.path, self.reactor)
+            store = openStore(self.config, self.dataDir, self.reactor, time.time)
             await store.start()
             self._store = store
         return self._store

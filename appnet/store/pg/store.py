@@ -9,21 +9,23 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+import psycopg
 from attrs import define
+from psycopg.conninfo import make_conninfo
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
 from zope.interface import implementer
 
 from appnet.store._db import Migration
 from appnet.store.interfaces import IStore
-from appnet.store.pg.database import PGDatabase
+from appnet.store.pg.database import PGDatabase, StoreUnavailable, migrate
 from appnet.store.pg.mail import MAIL_CHANNEL, PGMailStore
 from appnet.store.pg.notify import Listener
 from appnet.store.pg.queue import QUEUE_CHANNEL, PGQueueStore
 from appnet.store.pg.schema import SCHEMAS
 from appnet.store.pg.users import PGSessionStore, PGUserStore
 
-__all__ = ["PostgreSQLStore"]
+__all__ = ["PostgreSQLStore", "conninfoFor", "migrateDatabase"]
 
 
 @implementer(IStore)
@@ -119,3 +121,36 @@ class PostgreSQLStore:
             await self._db.stop()
 
         return Deferred.fromCoroutine(run())
+
+
+def conninfoFor(url: str, passwordFile: str | None = None) -> str:
+    """
+    The connection string for C{url}, with the password read from
+    C{passwordFile} when one is given (else libpq finds it in
+    C{PGPASSFILE} or C{~/.pgpass}).
+
+    @raise OSError: if the password file cannot be read.
+    """
+    if passwordFile is None:
+        return url
+    with open(passwordFile, encoding="utf-8") as f:
+        password = f.readline().rstrip("\r\n")
+    return make_conninfo(url, password=password)
+
+
+def migrateDatabase(
+    conninfo: str, schemas: Mapping[str, Sequence[Migration]] = SCHEMAS
+) -> None:
+    """
+    Connect, apply pending migrations and disconnect, synchronously: only
+    for start-up before the reactor runs, where a database that is
+    unreachable or newer than this appnet stops the daemon with one line.
+
+    @raise StoreUnavailable: if the database cannot be reached.
+    @raise appnet.store._db.SchemaTooNew: if it is newer.
+    """
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+            migrate(conn, schemas)
+    except psycopg.OperationalError as e:
+        raise StoreUnavailable(f"cannot reach the database: {e}") from e

@@ -1,0 +1,169 @@
+"""
+Two appnet nodes (127.0.0.2 and 127.0.0.3) over one PostgreSQL database:
+mail submitted on one is read on the other over IMAP and POP3, and an IMAP
+IDLE on one hears of a delivery made through the other.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.protocols.basic import LineReceiver
+from twisted.trial.unittest import TestCase
+
+from appnet.config import SERVICES
+from appnet.mail.client import fetch, send
+from appnet.mail.imapclient import connectIMAP
+from appnet.testing import RunningStack, startStack
+from tests import pgserver
+
+ALICE = "alice@example.org"
+PASSWORD = "correct horse"
+
+
+def nodeConfig(host: str, url: str) -> dict[str, Any]:
+    """Every service of one node on C{host}, the store at C{url}."""
+    raw: dict[str, Any] = {"store": {"url": url}}
+    for name in SERVICES:
+        raw[name] = (
+            {"listen": f"{host}:0"}
+            if name == "dns"
+            else {"listen": [f"tcp:0:interface={host}"]}
+        )
+    raw["mail"] = {"domains": ["example.org"]}
+    return raw
+
+
+async def twoNodes(test: TestCase) -> tuple[RunningStack, RunningStack]:
+    """Start nodes A (127.0.0.2) and B (127.0.0.3) on a fresh database."""
+    url = await pgserver.freshDatabase(test)
+    a = await startStack(
+        test, config=nodeConfig("127.0.0.2", url), users={ALICE: PASSWORD}
+    )
+    b = await startStack(test, config=nodeConfig("127.0.0.3", url))
+    return a, b
+
+
+async def submit(node: RunningStack, subject: str) -> None:
+    host, port = node.address("submission")
+    await send(
+        reactor,
+        host,
+        port,
+        sender=ALICE,
+        recipients=[ALICE],
+        message=f"Subject: {subject}\r\n\r\nbody of {subject}\r\n".encode(),
+        username=ALICE,
+        password=PASSWORD,
+        tls="auto",
+    )
+
+
+class IdleClient(LineReceiver):
+    """Just enough IMAP to log in, select INBOX and IDLE."""
+
+    delimiter = b"\r\n"
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[re.Pattern[bytes], Deferred[bytes]]] = []
+        self.lines: list[bytes] = []
+
+    def lineReceived(self, line: bytes) -> None:
+        self.lines.append(line)
+        for pattern, d in list(self.waiting):
+            if pattern.search(line):
+                self.waiting.remove((pattern, d))
+                d.callback(line)
+
+    def expect(self, pattern: bytes) -> Deferred[bytes]:
+        compiled = re.compile(pattern)
+        for line in self.lines:
+            if compiled.search(line):
+                self.lines.remove(line)
+                d: Deferred[bytes] = Deferred()
+                d.callback(line)
+                return d
+        d = Deferred()
+        self.waiting.append((compiled, d))
+        return d.addTimeout(5, reactor)
+
+    def send(self, line: bytes) -> None:
+        self.sendLine(line)
+
+
+class TwoNodesTests(TestCase):
+    """Nodes sharing one database serve the same mailboxes."""
+
+    async def test_submitOnAReadOnB(self) -> None:
+        """
+        A message submitted on node A is read on node B over IMAP and
+        over POP3.
+        """
+        a, b = await twoNodes(self)
+        await submit(a, "hello from A")
+        host, port = b.address("imap")
+        session = await connectIMAP(
+            reactor, host, port, username=ALICE, password=PASSWORD, tls="auto"
+        )
+        try:
+            await session.select("INBOX")
+            uids = await session.search("ALL")
+            self.assertEqual(len(uids), 1)
+            [message] = await session.fetch(uids)
+            self.assertIn(b"body of hello from A", message.data)
+        finally:
+            await session.logout()
+        host, port = b.address("pop3")
+        fetched = await fetch(
+            reactor, host, port, username=ALICE, password=PASSWORD, tls="auto"
+        )
+        self.assertEqual(len(fetched), 1)
+        self.assertIn(b"Subject: hello from A", fetched[0].data)
+
+    async def test_idleOnBHearsA(self) -> None:
+        """
+        An IMAP client idling on node B is told of a message delivered
+        through node A within a second.
+        """
+        a, b = await twoNodes(self)
+        client = IdleClient()
+        host, port = b.address("imap")
+        await connectProtocol(TCP4ClientEndpoint(reactor, host, port), client)
+        self.addCleanup(client.transport.loseConnection)
+        await client.expect(rb"^\* OK")
+        client.send(b"l LOGIN " + ALICE.encode() + b' "' + PASSWORD.encode() + b'"')
+        await client.expect(rb"^l OK")
+        client.send(b"s SELECT INBOX")
+        await client.expect(rb"^s OK")
+        client.send(b"i IDLE")
+        await client.expect(rb"^\+ ")
+        started = reactor.seconds()
+        await gatherResults(
+            [
+                Deferred.fromCoroutine(submit(a, "wake up")),
+                client.expect(rb"^\* 1 EXISTS"),
+            ]
+        )
+        self.assertLess(reactor.seconds() - started, 1.0)
+        client.send(b"DONE")
+        await client.expect(rb"^i OK")
+
+    async def test_concurrentSubmissions(self) -> None:
+        """
+        Messages submitted through both nodes at once get distinct UIDs
+        in one mailbox.
+        """
+        a, b = await twoNodes(self)
+        await gatherResults(
+            [
+                Deferred.fromCoroutine(submit(node, f"{name} {i}"))
+                for i in range(5)
+                for name, node in (("a", a), ("b", b))
+            ]
+        )
+        listed = await b.store.mail.listMessages(ALICE)
+        self.assertEqual([m.uid for m in listed], list(range(1, 11)))
