@@ -165,7 +165,7 @@ class ChunkReader(io.RawIOBase):
 
 def openChunks(db: PGDatabase, body: int, size: int) -> BinaryIO:
     """A buffered reader over a stored body (blocking reads)."""
-    return io.BufferedReader(ChunkReader(db, body, size), CHUNK)  # type: ignore[return-value]
+    return io.BufferedReader(ChunkReader(db, body, size), CHUNK)
 
 
 class _Spooled:
@@ -204,7 +204,7 @@ def spoolBody(
             "SELECT data FROM body_chunks WHERE body = %s AND seq = 0", (body,)
         ).fetchone()
         data = b"" if row is None else bytes(row[0])
-        return MessageBody(len(data), lambda: io.BytesIO(data))  # type: ignore[arg-type,return-value]
+        return MessageBody(len(data), lambda: io.BytesIO(data))
     fd, path = tempfile.mkstemp(prefix="appnet-body-", dir=directory)
     spooled = _Spooled(path)
     written = 0

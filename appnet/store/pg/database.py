@@ -81,7 +81,7 @@ def migrate(conn: Connection, schemas: Mapping[str, Sequence[Migration]]) -> Non
                 if step.version <= current:
                     continue
                 for statement in _statements(step.sql):
-                    conn.execute(statement)  # type: ignore[call-overload]
+                    conn.execute(statement)
                 conn.execute(
                     "INSERT INTO schema_version VALUES (%s, %s)"
                     " ON CONFLICT (component) DO UPDATE SET version = %s",

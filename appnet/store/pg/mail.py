@@ -210,11 +210,11 @@ def _selectRows(
     conn: Connection, fid: int, uids: Sequence[int] | None, columns: str
 ) -> list[Any]:
     if uids is None:
-        return conn.execute(  # type: ignore[call-overload, no-any-return]
+        return conn.execute(
             f"SELECT {columns} FROM mail_messages WHERE folder = %s ORDER BY uid",
             (fid,),
         ).fetchall()
-    return conn.execute(  # type: ignore[call-overload, no-any-return]
+    return conn.execute(
         f"SELECT {columns} FROM mail_messages"
         " WHERE folder = %s AND uid = ANY(%s) ORDER BY uid",
         (fid, sorted(set(uids))),

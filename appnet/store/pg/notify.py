@@ -79,7 +79,7 @@ class Listener:
                     self.conninfo, autocommit=True, connect_timeout=5
                 ) as conn:
                     for channel in self.handlers:
-                        conn.execute(f'LISTEN "{channel}"')  # type: ignore[call-overload]
+                        conn.execute(f'LISTEN "{channel}"')
                     if lost:
                         self._log.info("Listening to the database again")
                     self._reactor.callFromThread(self._connected, lost)

@@ -69,7 +69,7 @@ def _queued(row: Any, recipients: list[Any]) -> QueuedMessage:
 def _select(
     conn: Connection, where: str, args: tuple[Any, ...], order: str = ""
 ) -> list[QueuedMessage]:
-    rows = conn.execute(  # type: ignore[call-overload]
+    rows = conn.execute(
         f"SELECT {_COLUMNS} FROM queue_messages {where}"
         f" ORDER BY {order or 'created, id'}",
         args,

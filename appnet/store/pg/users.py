@@ -70,7 +70,7 @@ class PGUserStore:
 
     def _update(self, sql: str, args: tuple[Any, ...], address: str) -> Deferred[None]:
         def update(conn: Connection) -> None:
-            if conn.execute(sql, args).rowcount == 0:  # type: ignore[call-overload]
+            if conn.execute(sql, args).rowcount == 0:
                 raise NoSuchUser(address)
 
         return self._db.run(update)
@@ -132,7 +132,7 @@ class PGSessionStore:
 
     def _count(self, sql: str, args: tuple[Any, ...]) -> Deferred[int]:
         def update(conn: Connection) -> int:
-            return conn.execute(sql, args).rowcount  # type: ignore[call-overload]
+            return conn.execute(sql, args).rowcount
 
         return self._db.run(update)
 
