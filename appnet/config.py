@@ -797,6 +797,12 @@ class StoreConfig:
     connections: int = _setting(
         8, _int(1, 1000), "database connections (and threads) per node"
     )
+    timeout: float = _setting(
+        5.0,
+        _positiveDuration,
+        "how long a call waits for a database connection before failing"
+        " (SMTP then answers 451)",
+    )
 
 
 def _trace(value: Any) -> frozenset[str]:

@@ -400,4 +400,5 @@ def openStore(
         spoolDir=spool.path,
         now=now,
         connections=config.store.connections,
+        timeout=config.store.timeout,
     )

@@ -12,12 +12,14 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.threads import deferToThread
 from twisted.protocols.basic import LineReceiver
 from twisted.trial.unittest import TestCase
 
 from appnet.config import SERVICES
-from appnet.mail.client import fetch, send
+from appnet.mail.client import MailClientError, fetch, send
 from appnet.mail.imapclient import connectIMAP
+from appnet.store.pg import StoreUnavailable
 from appnet.testing import RunningStack, startStack
 from tests import pgserver
 
@@ -167,3 +169,52 @@ class TwoNodesTests(TestCase):
         )
         listed = await b.store.mail.listMessages(ALICE)
         self.assertEqual([m.uid for m in listed], list(range(1, 11)))
+
+
+class DatabaseDownTests(TestCase):
+    """A node whose database goes away answers "try later", then recovers."""
+
+    async def test_downAndBack(self) -> None:
+        """
+        With the database stopped, SMTP answers 451 (nothing is
+        acknowledged), IMAP and POP3 refuse with a temporary error; the
+        node does not crash, and once the database is back, mail flows
+        again without a restart.
+        """
+        server = pgserver.newServer()
+        self.addCleanup(deferToThread, server.remove)
+        await deferToThread(server.start)
+        await deferToThread(pgserver.createDatabase, server, "appnet")
+        raw = nodeConfig("127.0.0.2", server.url("appnet"))
+        raw["store"]["timeout"] = 1
+        node = await startStack(self, config=raw, users={ALICE: PASSWORD})
+        await submit(node, "before")
+        await deferToThread(server.stop)
+        host, port = node.address("smtp")
+        with self.assertRaises(MailClientError) as caught:
+            await send(
+                reactor,
+                host,
+                port,
+                sender="someone@elsewhere.example",
+                recipients=[ALICE],
+                message=b"Subject: lost?\r\n\r\nno\r\n",
+                tls="auto",
+            )
+        self.assertEqual(caught.exception.code, 451)
+        host, port = node.address("pop3")
+        with self.assertRaises(MailClientError) as popped:
+            await fetch(
+                reactor, host, port, username=ALICE, password=PASSWORD, tls="auto"
+            )
+        self.assertIn("SYS/TEMP", str(popped.exception))
+        host, port = node.address("imap")
+        with self.assertRaises(MailClientError):
+            await connectIMAP(
+                reactor, host, port, username=ALICE, password=PASSWORD, tls="auto"
+            )
+        await deferToThread(server.start)
+        await submit(node, "after")
+        subjects = [m.uid for m in await node.store.mail.listMessages(ALICE)]
+        self.assertEqual(subjects, [1, 2])
+        self.flushLoggedErrors(StoreUnavailable)
