@@ -1233,3 +1233,25 @@ class BrokenMessageTests(APITestCase):
         self.assertEqual(
             forwarded["attachments"][0]["contentType"], "application/octet-stream"
         )
+
+
+class StoreDownTests(APITestCase):
+    def test_unavailable503(self) -> None:
+        """
+        When the store's database cannot be reached, the API answers 503
+        with a JSON error and a Retry-After, not a 500.
+        """
+        from twisted.internet.defer import fail
+
+        from appnet.errors import StoreUnavailable
+
+        mail = self.web.store.mail
+        self.patch(
+            type(mail),
+            "listMessages",
+            lambda *a, **k: fail(StoreUnavailable("database unavailable")),
+        )
+        response = self.request("GET", "/api/v1/messages", self.alice)
+        value = self.json(response, 503)
+        self.assertIn("unavailable", value["error"])
+        self.assertEqual(response.header("retry-after"), "5")

@@ -27,7 +27,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from appnet.errors import StoreError
+from appnet.errors import StoreUnavailable
 from appnet.store._db import Migration, SchemaTooNew
 
 __all__ = ["PGDatabase", "StoreUnavailable", "migrate"]
@@ -38,13 +38,6 @@ Connection = psycopg.Connection[Any]
 #: The advisory lock key nodes take while migrating, so that two nodes
 #: starting together do not both apply a step.
 _MIGRATION_LOCK = 0x61707066
-
-
-class StoreUnavailable(StoreError):
-    """
-    The database cannot be reached (down, restarting, or out of
-    connections); the operation did nothing and may be retried.
-    """
 
 
 def _statements(sql: str) -> list[str]:
