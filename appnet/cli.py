@@ -339,6 +339,11 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("dig", "appnet.dns.cli:DigOptions", "Ask a DNS server, print it like dig."),
     ("queue", "appnet.mail.queuecli:QueueOptions", "Manage the outgoing mail queue."),
     ("ftp", "appnet.ftp.cli:FTPOptions", "FTP: ls, get, put, mkdir, rm, mirror."),
+    (
+        "store",
+        "appnet.store.cli:StoreOptions",
+        "Migrate the store to PostgreSQL; check its consistency.",
+    ),
 ]
 
 

@@ -41,6 +41,8 @@ __all__ = [
     "MailConfig",
     "AuthConfig",
     "TLSConfig",
+    "StoreConfig",
+    "checkStoreURL",
     "SERVICES",
     "TRACEABLE",
     "loadConfig",
@@ -776,6 +778,19 @@ def _storeURL(value: Any) -> str:
             "the URL holds a password; put it in store.password_file or PGPASSFILE"
         )
     return text
+
+
+def checkStoreURL(text: str, option: str = "store.url") -> str:
+    """
+    A store URL as L{StoreConfig.url} accepts it.
+
+    @raise ConfigError: naming C{option}, for a bad URL or one holding a
+        password.
+    """
+    try:
+        return _storeURL(text)
+    except _Invalid as e:
+        raise ConfigError(option, str(e)) from None
 
 
 @frozen
