@@ -189,7 +189,17 @@ class DatabaseDownTests(TestCase):
         raw["store"]["timeout"] = 1
         node = await startStack(self, config=raw, users={ALICE: PASSWORD})
         await submit(node, "before")
+        imap = IdleClient()
+        host, port = node.address("imap")
+        await connectProtocol(TCP4ClientEndpoint(reactor, host, port), imap)
+        self.addCleanup(imap.transport.loseConnection)
+        await imap.expect(rb"^\* OK")
+        imap.send(b"l LOGIN " + ALICE.encode() + b' "' + PASSWORD.encode() + b'"')
+        await imap.expect(rb"^l OK")
         await deferToThread(server.stop)
+        imap.send(b"s SELECT INBOX")
+        refused = await imap.expect(rb"^s ")
+        self.assertTrue(refused.startswith(b"s NO [UNAVAILABLE]"), refused)
         host, port = node.address("smtp")
         with self.assertRaises(MailClientError) as caught:
             await send(
