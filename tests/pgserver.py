@@ -245,16 +245,17 @@ async def freshDatabase(test: object) -> str:
     return server.url(name)
 
 
-async def startStore(test: object, **kwargs: object) -> Any:
+async def startStore(test: object, url: str | None = None, **kwargs: object) -> Any:
     """
-    A started L{PostgreSQLStore} on a fresh database, stopped after the
-    test.
+    A started L{PostgreSQLStore} on C{url} (default: a fresh database),
+    stopped after the test.
     """
     from twisted.internet import reactor
 
     from appnet.store.pg import PostgreSQLStore
 
-    url = await freshDatabase(test)
+    if url is None:
+        url = await freshDatabase(test)
     store = PostgreSQLStore.open(url, reactor, **kwargs)  # type: ignore[arg-type]
     await store.start()
     test.addCleanup(store.stop)  # type: ignore[attr-defined]
