@@ -103,9 +103,16 @@ class FailoverTests(TestCase):
         raw["mail"] = {"smarthost": f"{sinkHost}:{sinkPort}", "smarthost_tls": "none"}
         b = await startStack(self, config=raw, clock=clock)
         runner: Any = b.stack.backgroundService("mail-queue")
+        # Within the lease, B leaves A's claims alone.
+        runner.wake()
         await runner.whenIdle()
-        self.assertEqual(len(await store.queue.list()), COUNT)
+        waiting = await store.queue.list()
+        self.assertEqual(len(waiting), COUNT)
+        self.assertTrue(
+            all((m.claimedBy or "").startswith("a.appnet.test:") for m in waiting)
+        )
         clock.advance(901)
+        runner.wake()
         await runner.whenIdle()
         self.assertEqual(await store.queue.list(), [])
         rows = await sink.store.mail.listMessages(SINK_USER, INBOX)

@@ -294,3 +294,30 @@ class DatabaseDownTests(TestCase):
         self.assertLessEqual(stored, set(accepted) | set(refused))
         self.assertTrue({3000, 3001} <= stored)
         self.flushLoggedErrors(StoreUnavailable)
+
+
+class IdentityTests(TestCase):
+    """Nodes with the same host name keep their queue claims apart."""
+
+    async def test_sameHostName(self) -> None:
+        """
+        Two nodes configured with one host name get distinct claim
+        prefixes (from their data directories), so a node starting does
+        not take back claims another live node holds; a node's identity
+        survives its restart.
+        """
+        url = await pgserver.freshDatabase(self)
+        a = await startStack(self, config=nodeConfig("127.0.0.2", url))
+        b = await startStack(self, config=nodeConfig("127.0.0.3", url))
+        nodeA: Any = a.stack.backgroundService("mail-queue")
+        nodeB: Any = b.stack.backgroundService("mail-queue")
+        self.assertEqual(a.config.hostname, b.config.hostname)
+        self.assertNotEqual(nodeA.node, nodeB.node)
+        self.assertTrue(nodeA.owner.startswith(nodeA.node))
+        again = await startStack(
+            self,
+            config=nodeConfig("127.0.0.2", url),
+            dataDir=a.dataDir.root.path,
+        )
+        runner: Any = again.stack.backgroundService("mail-queue")
+        self.assertEqual(runner.node, nodeA.node)
