@@ -72,6 +72,8 @@ class PostgreSQLServer:
 
     bin: str
     directory: str = field(factory=lambda: tempfile.mkdtemp(prefix="appnet-pg-"))
+    #: Benchmarks want commits fsynced, as a real server does.
+    durable: bool = False
     pid: int | None = field(default=None, init=False)
     _initialised: bool = field(default=False, init=False)
 
@@ -124,18 +126,13 @@ class PostgreSQLServer:
                 "--no-instructions",
             )
             self._initialised = True
-        options = " ".join(
-            [
-                "-k",
-                self.socketDir,
-                "-c listen_addresses=''",
-                # A throwaway cluster: durability comes from PostgreSQL's
-                # commit protocol, which the tests do not measure.
-                "-c fsync=off",
-                "-c full_page_writes=off",
-                "-c max_connections=200",
-            ]
-        )
+        settings = ["-k", self.socketDir, "-c listen_addresses=''"]
+        settings.append("-c max_connections=200")
+        if not self.durable:
+            # A throwaway cluster: durability comes from PostgreSQL's
+            # commit protocol, which the tests do not measure.
+            settings += ["-c fsync=off", "-c full_page_writes=off"]
+        options = " ".join(settings)
         self._run(
             os.path.join(self.bin, "pg_ctl"),
             "start",

@@ -41,6 +41,7 @@ from appnet.store.mailcommon import (
     uidValidityFor,
 )
 from appnet.store.pg.bodies import (
+    CHUNK,
     StagedBody,
     dropBodies,
     insertBody,
@@ -288,11 +289,16 @@ class PGMailStore:
         ]
         size = staged.size
         date = self._now() if internalDate is None else internalDate
-        # The bytes go in first, in their own transaction, so the folder
-        # rows are locked only for the moment the index rows take.
-        body = await self._db.run(partial(insertBody, staged=staged))
+        # A large message's bytes go in first, in their own transaction,
+        # so the folder rows are locked only for the moment the index rows
+        # take; a small one goes in with its rows (one commit, one fsync).
+        small = size <= CHUNK
+        body = 0 if small else await self._db.run(partial(insertBody, staged=staged))
 
         def insert(conn: Connection) -> list[int]:
+            nonlocal body
+            if small:
+                body = insertBody(conn, staged)
             adding: dict[str, tuple[int | None, int]] = {}
             for t in targets:
                 quota, total = adding.get(t.owner, (t.quota, 0))
@@ -314,7 +320,8 @@ class PGMailStore:
         try:
             uids = await self._db.run(insert)
         except BaseException:
-            await self._db.run(lambda conn: dropBodies(conn, [body]))
+            if not small:
+                await self._db.run(lambda conn: dropBodies(conn, [body]))
             raise
         self._changed({(t.owner, t.folder) for t in targets})
         return uids
@@ -521,7 +528,7 @@ class PGMailStore:
             fid = _folderId(conn, owner, name, self._now(), create=True)
             conn.execute(
                 "UPDATE mail_folders SET subscribed = %s WHERE id = %s",
-                (subscribed, fid),
+                (bool(subscribed), fid),
             )
 
         return self._db.run(update)

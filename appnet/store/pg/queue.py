@@ -31,7 +31,13 @@ from appnet.store.interfaces import (
     RecipientState,
     RecipientUpdate,
 )
-from appnet.store.pg.bodies import StagedBody, dropBodies, insertBody, spoolBody
+from appnet.store.pg.bodies import (
+    CHUNK,
+    StagedBody,
+    dropBodies,
+    insertBody,
+    spoolBody,
+)
 from appnet.store.pg.database import Connection, PGDatabase
 
 __all__ = ["PGQueueStore", "QUEUE_CHANNEL"]
@@ -174,9 +180,17 @@ class PGQueueStore:
         size = staged.size - skip
         now = self._now()
         unique = list(dict.fromkeys(recipients))
-        body = await self._db.run(partial(insertBody, staged=staged, skip=skip))
+        small = size <= CHUNK
+        body = (
+            0
+            if small
+            else await self._db.run(partial(insertBody, staged=staged, skip=skip))
+        )
 
         def insert(conn: Connection) -> int:
+            nonlocal body
+            if small:
+                body = insertBody(conn, staged, skip)
             row = conn.execute(
                 "INSERT INTO queue_messages"
                 " (sender, submitter, body, size, created, next_attempt)"
@@ -200,7 +214,8 @@ class PGQueueStore:
         try:
             id = await self._db.run(insert)
         except BaseException:
-            await self._db.run(lambda conn: dropBodies(conn, [body]))
+            if not small:
+                await self._db.run(lambda conn: dropBodies(conn, [body]))
             raise
         self.heard()
         return id

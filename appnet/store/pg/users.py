@@ -51,7 +51,14 @@ class PGUserStore:
                 conn.execute(
                     f"INSERT INTO users (domain, {_COLUMNS})"
                     " VALUES (%s, %s, %s, %s, %s, %s)",
-                    (user.domain, address, passwordHash, admin, quota, user.created),
+                    (
+                        user.domain,
+                        address,
+                        passwordHash,
+                        bool(admin),
+                        quota,
+                        user.created,
+                    ),
                 )
             except pgerrors.UniqueViolation:
                 raise UserExists(address) from None
