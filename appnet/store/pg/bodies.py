@@ -22,10 +22,20 @@ from zope.interface import implementer
 from appnet.store.interfaces import IStagedMessage, MessageBody
 from appnet.store.pg.database import Connection, PGDatabase
 
-__all__ = ["CHUNK", "ChunkReader", "StagedBody", "insertBody", "spoolBody"]
+__all__ = [
+    "CHUNK",
+    "SPOOL_PREFIX",
+    "ChunkReader",
+    "StagedBody",
+    "insertBody",
+    "spoolBody",
+]
 
 #: Bytes per stored chunk, and the most a staged message keeps in memory.
 CHUNK = 1 << 18
+
+#: The name prefix of bodies spooled for readers.
+SPOOL_PREFIX = "appnet-body-"
 
 
 @implementer(IStagedMessage)
@@ -205,7 +215,7 @@ def spoolBody(
         ).fetchone()
         data = b"" if row is None else bytes(row[0])
         return MessageBody(len(data), lambda: io.BytesIO(data))
-    fd, path = tempfile.mkstemp(prefix="appnet-body-", dir=directory)
+    fd, path = tempfile.mkstemp(prefix=SPOOL_PREFIX, dir=directory)
     spooled = _Spooled(path)
     written = 0
     with os.fdopen(fd, "wb") as out:

@@ -5,6 +5,7 @@ of appnet nodes.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -14,10 +15,12 @@ from attrs import define
 from psycopg.conninfo import make_conninfo
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import deferToThread
 from zope.interface import implementer
 
 from appnet.store._db import Migration
 from appnet.store.interfaces import IStore
+from appnet.store.pg.bodies import SPOOL_PREFIX
 from appnet.store.pg.database import PGDatabase, StoreUnavailable, migrate
 from appnet.store.pg.mail import MAIL_CHANNEL, PGMailStore
 from appnet.store.pg.notify import Listener
@@ -96,6 +99,9 @@ class PostgreSQLStore:
 
     def start(self) -> Deferred[None]:
         async def run() -> None:
+            spool = self.mail.spoolDir
+            if spool is not None:
+                await deferToThread(_clearSpool, spool)
             await self._db.start()
             # Watchers must not miss a change made right after start.
             await self._listener.start().addTimeout(30, self._reactor)  # type: ignore[arg-type]
@@ -121,6 +127,16 @@ class PostgreSQLStore:
             await self._db.stop()
 
         return Deferred.fromCoroutine(run())
+
+
+def _clearSpool(directory: str) -> None:
+    """Remove bodies a previous run spooled and left behind (it crashed)."""
+    for name in os.listdir(directory):
+        if name.startswith(SPOOL_PREFIX):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
 
 
 def conninfoFor(url: str, passwordFile: str | None = None) -> str:
