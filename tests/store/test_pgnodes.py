@@ -67,7 +67,11 @@ async def submit(node: RunningStack, subject: str) -> None:
 
 
 class IdleClient(LineReceiver):
-    """Just enough IMAP to log in, select INBOX and IDLE."""
+    """
+    Just enough of a line-based client (IMAP's LOGIN, SELECT and IDLE;
+    POP3's USER and PASS): send lines, wait for a reply matching a pattern
+    (lines no one waited for are kept for the next wait).
+    """
 
     delimiter = b"\r\n"
 
@@ -76,11 +80,12 @@ class IdleClient(LineReceiver):
         self.lines: list[bytes] = []
 
     def lineReceived(self, line: bytes) -> None:
-        self.lines.append(line)
         for pattern, d in list(self.waiting):
             if pattern.search(line):
                 self.waiting.remove((pattern, d))
                 d.callback(line)
+                return
+        self.lines.append(line)
 
     def expect(self, pattern: bytes) -> Deferred[bytes]:
         compiled = re.compile(pattern)
@@ -321,3 +326,34 @@ class IdentityTests(TestCase):
         )
         runner: Any = again.stack.backgroundService("mail-queue")
         self.assertEqual(runner.node, nodeA.node)
+
+
+class POP3LockTests(TestCase):
+    """POP3's maildrop lock holds across nodes."""
+
+    async def test_inUseOnOtherNode(self) -> None:
+        """
+        While a POP3 session on node A holds the maildrop, a login on
+        node B is refused with [IN-USE]; after A's QUIT, B gets in.
+        """
+        a, b = await twoNodes(self)
+
+        async def session(node: RunningStack) -> tuple[IdleClient, bytes]:
+            client = IdleClient()
+            host, port = node.address("pop3")
+            await connectProtocol(TCP4ClientEndpoint(reactor, host, port), client)
+            self.addCleanup(client.transport.loseConnection)
+            await client.expect(rb"^\+OK")
+            client.send(b"USER " + ALICE.encode())
+            await client.expect(rb"^\+OK")
+            client.send(b"PASS " + PASSWORD.encode())
+            return client, await client.expect(rb"^[+-]")
+
+        first, reply = await session(a)
+        self.assertTrue(reply.startswith(b"+OK"), reply)
+        second, reply = await session(b)
+        self.assertTrue(reply.startswith(b"-ERR [IN-USE]"), reply)
+        first.send(b"QUIT")
+        await first.expect(rb"^\+OK")
+        third, reply = await session(b)
+        self.assertTrue(reply.startswith(b"+OK"), reply)
