@@ -357,3 +357,38 @@ class POP3LockTests(TestCase):
         await first.expect(rb"^\+OK")
         third, reply = await session(b)
         self.assertTrue(reply.startswith(b"+OK"), reply)
+
+
+class WebmailTests(TestCase):
+    """Webmail sessions and mail are shared by the nodes."""
+
+    async def test_loginOnAReadOnB(self) -> None:
+        """
+        A webmail login on node A is a session on node B too, and B's
+        message list shows a message submitted on A.
+        """
+        import json
+
+        import treq
+
+        a, b = await twoNodes(self)
+        await submit(a, "for the web")
+        host, port = a.address("http")
+        response = await treq.post(
+            f"http://{host}:{port}/api/v1/login",
+            json.dumps({"username": ALICE, "password": PASSWORD}).encode(),
+            headers={"Content-Type": "application/json"},
+            persistent=False,
+        )
+        await response.content()
+        self.assertEqual(response.code, 200)
+        cookie = response.headers.getRawHeaders("set-cookie")[0].split(";")[0]
+        host, port = b.address("http")
+        response = await treq.get(
+            f"http://{host}:{port}/api/v1/messages",
+            headers={"Cookie": cookie},
+            persistent=False,
+        )
+        listed = json.loads(await response.content())
+        self.assertEqual(response.code, 200)
+        self.assertEqual([m["subject"] for m in listed["messages"]], ["for the web"])
