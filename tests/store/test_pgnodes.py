@@ -392,3 +392,46 @@ class WebmailTests(TestCase):
         listed = json.loads(await response.content())
         self.assertEqual(response.code, 200)
         self.assertEqual([m["subject"] for m in listed["messages"]], ["for the web"])
+
+
+class StartupTests(TestCase):
+    """twistd's start-up with a PostgreSQL store."""
+
+    async def start(self, url: str) -> str:
+        """Run twistd's pre-reactor start-up; return what it wrote."""
+        import io
+        import sys
+
+        from appnet.stack import Stack
+        from appnet.tap import TwistdRunner
+        from appnet.testing import ephemeralConfig
+
+        config = ephemeralConfig(self.mktemp(), {"store": {"url": url}})
+        runner = TwistdRunner(Stack(config, reactor, builders=[]))
+        stderr = io.StringIO()
+        self.patch(sys, "__stderr__", stderr)
+        # It blocks (as it does before twistd's reactor runs): a thread.
+        with self.assertRaises(SystemExit):
+            await deferToThread(runner.privilegedStartService)
+        return stderr.getvalue()
+
+    async def test_newerSchema(self) -> None:
+        """A database from a newer appnet stops start-up with one line."""
+        from appnet.store._db import Migration
+        from appnet.store.pg import migrateDatabase
+
+        url = await pgserver.freshDatabase(self)
+        await deferToThread(
+            migrateDatabase, url, {"users": [Migration(99, "SELECT 1")]}
+        )
+        said = await self.start(url)
+        self.assertIn("newer than this appnet", said)
+        self.assertEqual(len(said.splitlines()), 1)
+
+    async def test_unreachable(self) -> None:
+        """A database that cannot be reached stops start-up with one line."""
+        server = await pgserver.sharedServer()
+        url = server.url("no_such_database")
+        said = await self.start(url)
+        self.assertIn("cannot reach the database", said)
+        self.assertEqual(len(said.splitlines()), 1)

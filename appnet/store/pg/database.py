@@ -30,7 +30,7 @@ from twisted.python.threadpool import ThreadPool
 from appnet.errors import StoreUnavailable
 from appnet.store._db import Migration, SchemaTooNew
 
-__all__ = ["PGDatabase", "StoreUnavailable", "migrate"]
+__all__ = ["PGDatabase", "StoreUnavailable", "migrate", "oneLine"]
 
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
@@ -38,6 +38,11 @@ Connection = psycopg.Connection[Any]
 #: The advisory lock key nodes take while migrating, so that two nodes
 #: starting together do not both apply a step.
 _MIGRATION_LOCK = 0x61707066
+
+
+def oneLine(error: BaseException) -> str:
+    """A driver error's text on one line (libpq's run over several)."""
+    return " ".join(str(error).split())
 
 
 def _statements(sql: str) -> list[str]:
@@ -143,7 +148,9 @@ class PGDatabase:
                     finally:
                         conn.autocommit = False
             except (psycopg.OperationalError, PoolTimeout) as e:
-                raise StoreUnavailable(f"cannot reach the database: {e}") from e
+                raise StoreUnavailable(
+                    f"cannot reach the database: {oneLine(e)}"
+                ) from e
 
         return deferToThreadPool(self._reactor, self._threads, open)
 
@@ -169,7 +176,7 @@ class PGDatabase:
                 if attempt == 9:
                     raise
             except (psycopg.OperationalError, PoolTimeout) as e:
-                raise StoreUnavailable(f"database unavailable: {e}") from e
+                raise StoreUnavailable(f"database unavailable: {oneLine(e)}") from e
         raise AssertionError("unreachable")
 
     def stop(self) -> Deferred[None]:

@@ -18,10 +18,11 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThread
 from zope.interface import implementer
 
+from appnet.errors import StoreError
 from appnet.store._db import Migration
 from appnet.store.interfaces import IStore
 from appnet.store.pg.bodies import SPOOL_PREFIX
-from appnet.store.pg.database import PGDatabase, StoreUnavailable, migrate
+from appnet.store.pg.database import PGDatabase, StoreUnavailable, migrate, oneLine
 from appnet.store.pg.mail import MAIL_CHANNEL, PGMailStore
 from appnet.store.pg.notify import Listener
 from appnet.store.pg.queue import QUEUE_CHANNEL, PGQueueStore
@@ -169,4 +170,6 @@ def migrateDatabase(
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
             migrate(conn, schemas)
     except psycopg.OperationalError as e:
-        raise StoreUnavailable(f"cannot reach the database: {e}") from e
+        raise StoreUnavailable(f"cannot reach the database: {oneLine(e)}") from e
+    except psycopg.Error as e:
+        raise StoreError(f"database: {oneLine(e)}") from e
