@@ -11,6 +11,7 @@ a C{NOTIFY appnet_mail} naming the folder; each node's listener
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -59,6 +60,16 @@ Watcher = Callable[[FolderInfo], None]
 MAIL_CHANNEL = "appnet_mail"
 
 _SEEN = " \\Seen "
+
+#: At most this many bytes of small bodies are loaded with an
+#: L{PGMailStore.openMessages} call.
+PREFETCH = 4 << 20
+
+
+def _inMemory(data: bytes) -> MessageBody:
+    return MessageBody(len(data), partial(io.BytesIO, data))
+
+
 _INFO = "uid, size, flags, internaldate, modseq"
 
 
@@ -514,10 +525,37 @@ class PGMailStore:
             fid = _existingFolderId(conn, owner, name)
             if fid is None:
                 return {}
-            return {
-                int(uid): MessageBody(int(size), partial(openChunks, db, body, size))
-                for uid, body, size in _selectRows(conn, fid, uids, "uid, body, size")
-            }
+            rows = _selectRows(conn, fid, uids, "uid, body, size")
+            # Small bodies come along in one query, up to a memory budget
+            # (FETCH and SEARCH ask for batches); the rest are read chunk
+            # by chunk when opened.
+            budget, small = PREFETCH, []
+            for _, body, size in rows:
+                if size <= CHUNK and size <= budget:
+                    small.append(int(body))
+                    budget -= size
+            loaded = (
+                {
+                    int(body): bytes(data)
+                    for body, data in conn.execute(
+                        "SELECT body, data FROM body_chunks WHERE body = ANY(%s)"
+                        " AND seq = 0",
+                        (small,),
+                    ).fetchall()
+                }
+                if small
+                else {}
+            )
+            result = {}
+            for uid, body, size in rows:
+                data = loaded.get(int(body))
+                if data is not None or (int(body) in small and size == 0):
+                    result[int(uid)] = _inMemory(data or b"")
+                else:
+                    result[int(uid)] = MessageBody(
+                        int(size), partial(openChunks, db, body, size)
+                    )
+            return result
 
         return self._db.run(select)
 
