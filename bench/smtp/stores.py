@@ -113,6 +113,7 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="appnet-bench-")
     server = newServer()
     server.durable = True
+    checked = (0, 0, 0)
     rows = [
         [
             "SMTP, 10 conns",
@@ -154,12 +155,30 @@ def main() -> None:
             finally:
                 for process, _ in started:
                     stopProcess(process)
+            if nodes == 2:
+                checked = uidCheck(server.url(name))
         for label, values in results.items():
             rows.append([label, *values])
     finally:
         server.remove()
         shutil.rmtree(work, ignore_errors=True)
     print(table(rows))
+    print(
+        "two nodes, one mailbox: {} messages stored, {} distinct UIDs,"
+        " UIDs 1 to {}".format(*checked)
+    )
+
+
+def uidCheck(url: str) -> tuple[int, int, int]:
+    """Messages, distinct UIDs and the highest UID in the mailbox."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT uid), MAX(uid) FROM mail_messages"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 if __name__ == "__main__":
