@@ -14,9 +14,10 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyObject
 
 from appnet.store._db import Migration, SchemaTooNew
-from appnet.store.interfaces import INBOX, DeliveryTarget, FolderInfo
+from appnet.store.interfaces import INBOX, DeliveryTarget, FolderInfo, IStore
 from appnet.store.pg import PostgreSQLStore, StoreUnavailable
 from appnet.store.pg.bodies import CHUNK
 from appnet.store.pg.schema import SCHEMAS
@@ -217,6 +218,11 @@ class BodiesTests(TestCase):
 
 class SchemaTests(TestCase):
     """The schema is versioned."""
+
+    def test_interface(self) -> None:
+        """The PostgreSQL store provides IStore (nothing opened yet)."""
+        store = PostgreSQLStore.open("postgresql://nobody@/nothing", reactor)
+        self.assertTrue(verifyObject(IStore, store))
 
     async def test_tooNew(self) -> None:
         """A database written by a newer appnet is refused at start."""
