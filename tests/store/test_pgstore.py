@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import tracemalloc
 from typing import Any
 
 from twisted.internet import reactor
@@ -168,6 +169,45 @@ class BodiesTests(TestCase):
         whole, piece = await deferToThread(read)
         self.assertEqual(whole, data)
         self.assertEqual(piece, data[CHUNK + 5 : CHUNK + 15])
+
+    async def test_boundedMemory(self) -> None:
+        """
+        A large message is never whole in memory: not while it is
+        delivered, nor when read back through openMessage (spooled) or
+        openMessages (chunks); the peak stays far below its size.
+        """
+        spool = os.path.abspath(self.mktemp())
+        os.makedirs(spool)
+        store = await pgserver.startStore(self, spoolDir=spool)
+        piece = os.urandom(1 << 16)
+        size = 8 << 20
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        staged = store.mail.stage()
+        for _ in range(size // len(piece)):
+            staged.write(piece)
+        tracemalloc.reset_peak()
+        await store.mail.deliver(staged, [DeliveryTarget(ALICE)])
+        staged.discard()
+        delivering = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        body = await store.mail.openMessage(ALICE, INBOX, 1)
+
+        def readAll(body: Any) -> int:
+            total = 0
+            with body.open() as f:
+                while chunk := f.read(1 << 16):
+                    total += len(chunk)
+            return total
+
+        self.assertEqual(await deferToThread(readAll, body), size)
+        spooling = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        bodies = await store.mail.openMessages(ALICE, INBOX, [1])
+        self.assertEqual(await deferToThread(readAll, bodies[1]), size)
+        chunked = tracemalloc.get_traced_memory()[1]
+        for peak in (delivering, spooling, chunked):
+            self.assertLess(peak, size // 4)
 
     async def test_copySharesBody(self) -> None:
         """
