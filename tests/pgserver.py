@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import glob
 import itertools
+import logging
 import os
 import pwd
 import shutil
@@ -33,6 +34,10 @@ from tests.interop import unavailable
 
 #: The account the tests connect as (made by initdb, trusted on the socket).
 USER = "appnet"
+
+# The tests that stop the server on purpose would fill the output with the
+# pool's reconnection warnings.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 def binDir() -> str | None:
