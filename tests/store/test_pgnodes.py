@@ -300,6 +300,39 @@ class DatabaseDownTests(TestCase):
         self.assertTrue({3000, 3001} <= stored)
         self.flushLoggedErrors(StoreUnavailable)
 
+    async def test_idleResumes(self) -> None:
+        """
+        An IMAP client idling on node B while the database restarts is
+        told of mail delivered through node A afterwards: B's listener
+        reconnected by itself.
+        """
+        server = pgserver.newServer()
+        self.addCleanup(deferToThread, server.remove)
+        await deferToThread(server.start)
+        await deferToThread(pgserver.createDatabase, server, "appnet")
+        url = server.url("appnet")
+        a = await startStack(
+            self, config=nodeConfig("127.0.0.2", url), users={ALICE: PASSWORD}
+        )
+        b = await startStack(self, config=nodeConfig("127.0.0.3", url))
+        client = IdleClient()
+        host, port = b.address("imap")
+        await connectProtocol(TCP4ClientEndpoint(reactor, host, port), client)
+        self.addCleanup(client.transport.loseConnection)
+        await client.expect(rb"^\* OK")
+        client.send(b"l LOGIN " + ALICE.encode() + b' "' + PASSWORD.encode() + b'"')
+        await client.expect(rb"^l OK")
+        client.send(b"s SELECT INBOX")
+        await client.expect(rb"^s OK")
+        client.send(b"i IDLE")
+        await client.expect(rb"^\+ ")
+        await deferToThread(server.stop)
+        await deferToThread(server.start)
+        await submit(a, "after the restart")
+        await client.expect(rb"^\* 1 EXISTS")
+        client.send(b"DONE")
+        await client.expect(rb"^i OK")
+
 
 class IdentityTests(TestCase):
     """Nodes with the same host name keep their queue claims apart."""
