@@ -329,3 +329,35 @@ class RestartTests(TestCase):
         self.assertEqual(await deliver(a, b"after\r\n"), 2)
         await got.addTimeout(5, reactor)
         self.assertEqual([m.uid for m in await b.mail.listMessages(ALICE)], [1, 2])
+
+
+class ConnInfoTests(TestCase):
+    """Where the database password comes from."""
+
+    def test_passwordFile(self) -> None:
+        """
+        The password is read from the file's first line and joins the
+        URL's parameters (sslmode included) only in the connection
+        string handed to libpq.
+        """
+        from psycopg.conninfo import conninfo_to_dict
+
+        from appnet.store.pg import conninfoFor
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("s3cret\n")
+        url = "postgresql://appnet@db.example.org:6432/mail?sslmode=verify-full"
+        info = conninfo_to_dict(conninfoFor(url, path))
+        self.assertEqual(
+            (info["password"], info["user"], info["host"], info["sslmode"]),
+            ("s3cret", "appnet", "db.example.org", "verify-full"),
+        )
+        self.assertEqual(info["dbname"], "mail")
+
+    def test_noPasswordFile(self) -> None:
+        """Without a file the URL is used as it is (libpq reads PGPASSFILE)."""
+        from appnet.store.pg import conninfoFor
+
+        url = "postgresql://appnet@db.example.org/mail"
+        self.assertEqual(conninfoFor(url), url)
