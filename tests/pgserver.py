@@ -183,6 +183,14 @@ class PostgreSQLServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def proofScale(small: int, full: int) -> int:
+    """
+    How many messages a proof test uses: C{small} (quick, for the suite),
+    or the issue's C{full} number under C{APPNET_PROOF_FULL=1}.
+    """
+    return full if os.environ.get("APPNET_PROOF_FULL") else small
+
+
 _shared: PostgreSQLServer | None = None
 _names = itertools.count(1)
 
