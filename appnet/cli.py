@@ -33,7 +33,7 @@ from appnet.auth import hashPassword, verifyPassword
 from appnet.config import Config, loadConfig, parseSize
 from appnet.datadir import DataDir
 from appnet.errors import AppnetError, ConfigError, NoSuchUser
-from appnet.store.sqlite import SQLiteStore
+from appnet.store.interfaces import IStore
 from appnet.tls import writeSelfSigned
 
 __all__ = ["COMMANDS", "Command", "SubOptions", "main", "readSecret"]
@@ -59,19 +59,22 @@ class Context:
     out: TextIO = sys.stdout
     err: TextIO = sys.stderr
     stdin: TextIO = sys.stdin
-    _store: SQLiteStore | None = field(default=None, init=False)
+    _store: IStore | None = field(default=None, init=False)
 
     @property
     def dataDir(self) -> DataDir:
         return DataDir.at(self.config.data)
 
-    async def store(self) -> SQLiteStore:
+    async def store(self) -> IStore:
         """
-        The data directory's store, opened (and created) on first use.
+        The configured store (the data directory's SQLite file, or the
+        PostgreSQL database of C{[store] url}), opened on first use.
         """
         if self._store is None:
+            from appnet.stack import openStore
+
             self.dataDir.create()
-            store = SQLiteStore.open(self.dataDir.store.path, self.reactor)
+            store = openStore(self.config, self.dataDir, self.reactor, time.time)
             await store.start()
             self._store = store
         return self._store
@@ -400,6 +403,11 @@ COMMANDS: list[tuple[str, str, str]] = [
         "cache",
         "appnet.web.proxy.cli:CacheOptions",
         "The web proxy cache: stats, purge.",
+    ),
+    (
+        "store",
+        "appnet.store.cli:StoreOptions",
+        "Migrate the store to PostgreSQL; check its consistency.",
     ),
 ]
 

@@ -20,6 +20,7 @@ import socket
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import attrs
 from attrs import field, frozen
@@ -42,6 +43,8 @@ __all__ = [
     "MailConfig",
     "AuthConfig",
     "TLSConfig",
+    "StoreConfig",
+    "checkStoreURL",
     "SERVICES",
     "TRACEABLE",
     "loadConfig",
@@ -1016,6 +1019,69 @@ class StackConfig:
     )
 
 
+def _storeURL(value: Any) -> str:
+    """
+    C{""} (SQLite in the data directory) or a C{postgresql://} URL
+    without a password: a password belongs in C{password_file} or
+    C{PGPASSFILE}, never in a command line or a config file others read.
+    """
+    text = _str(value).strip()
+    if not text:
+        return ""
+    parsed = urlsplit(text)
+    if parsed.scheme not in ("postgresql", "postgres"):
+        raise _Invalid(f"expected a postgresql:// URL, got {text!r}")
+    try:
+        password = parsed.password
+    except ValueError:
+        raise _Invalid(f"not a valid URL: {text!r}") from None
+    if password is not None or "password=" in parsed.query:
+        raise _Invalid(
+            "the URL holds a password; put it in store.password_file or PGPASSFILE"
+        )
+    return text
+
+
+def checkStoreURL(text: str, option: str = "store.url") -> str:
+    """
+    A store URL as L{StoreConfig.url} accepts it.
+
+    @raise ConfigError: naming C{option}, for a bad URL or one holding a
+        password.
+    """
+    try:
+        return _storeURL(text)
+    except _Invalid as e:
+        raise ConfigError(option, str(e)) from None
+
+
+@frozen
+class StoreConfig:
+    """
+    Where durable state lives: SQLite in the data directory (the default),
+    or a PostgreSQL database shared by several nodes.
+    """
+
+    url: str = _setting(
+        "",
+        _storeURL,
+        "postgresql://user@host/db (sslmode and other libpq parameters"
+        " pass through), or empty for SQLite in the data directory",
+    )
+    password_file: str | None = _setting(
+        None, _optStr, "file holding the database password (else PGPASSFILE)"
+    )
+    connections: int = _setting(
+        8, _int(1, 1000), "database connections (and threads) per node"
+    )
+    timeout: float = _setting(
+        5.0,
+        _positiveDuration,
+        "how long a call waits for a database connection before failing"
+        " (SMTP then answers 451)",
+    )
+
+
 def _trace(value: Any) -> frozenset[str]:
     names = _listOf(_choice(TRACEABLE))(
         value.split(",") if isinstance(value, str) else value
@@ -1039,6 +1105,7 @@ class Config:
         frozenset(), _trace, "protocols whose dialogue is logged"
     )
     tls: TLSConfig = field(factory=TLSConfig)
+    store: StoreConfig = field(factory=StoreConfig)
     auth: AuthConfig = field(factory=AuthConfig)
     limits: LimitsConfig = field(factory=LimitsConfig)
     stack: StackConfig = field(factory=StackConfig)

@@ -64,6 +64,13 @@ class StoreError(AppnetError):
     """
 
 
+class StoreUnavailable(StoreError):
+    """
+    The store's database cannot be reached (down, restarting, or out of
+    connections); the operation did nothing and may be retried.
+    """
+
+
 @frozen(eq=False)
 class UserExists(StoreError):
     """

@@ -224,8 +224,8 @@ class Stack(MultiService):
             return
         config = self.config
         self.dataDir.create()
-        store = self._store or SQLiteStore.open(
-            self.dataDir.store.path, self.reactor, now=self.clock.seconds
+        store = self._store or openStore(
+            config, self.dataDir, self.reactor, self.clock.seconds
         )
         defaultDomain = config.mail.domains[0] if config.mail.domains else None
         checker = UserChecker(store.users, defaultDomain)
@@ -458,3 +458,29 @@ class Stack(MultiService):
         if self._context is not None and self._ready is not None:
             await self._context.store.stop()
         self._log.info("appnet stopped")
+
+
+def openStore(
+    config: Config, dataDir: DataDir, reactor: Any, now: Callable[[], float]
+) -> IStore:
+    """
+    The store C{config} names, not yet started: SQLite in the data
+    directory, or PostgreSQL when C{[store] url} is set (message bodies
+    being read or received are then spooled under C{DATA/spool/}).
+
+    @raise OSError: if the database password file cannot be read.
+    """
+    if not config.store.url:
+        return SQLiteStore.open(dataDir.store.path, reactor, now=now)
+    from appnet.store.pg import PostgreSQLStore, conninfoFor
+
+    spool = dataDir.root.child("spool")
+    spool.makedirs(ignoreExistingDirectory=True)
+    return PostgreSQLStore.open(
+        conninfoFor(config.store.url, config.store.password_file),
+        reactor,
+        spoolDir=spool.path,
+        now=now,
+        connections=config.store.connections,
+        timeout=config.store.timeout,
+    )

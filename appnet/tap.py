@@ -87,6 +87,14 @@ class Options(usage.Options):
             "Run N processes sharing every listening socket [stack.workers].",
         ],
         [
+            "store",
+            None,
+            None,
+            "postgresql://USER@HOST/DB: keep accounts, mail, the queue and "
+            "sessions there, shared with other nodes; the password comes from "
+            "[store.password_file] or PGPASSFILE [store.url].",
+        ],
+        [
             "trace",
             None,
             None,
@@ -175,6 +183,8 @@ class Options(usage.Options):
                 put(simple, self[simple], "--" + simple)
         for service, endpoints in self.listen.items():
             put(f"{service}.listen", endpoints, "--" + service)
+        if self["store"] is not None:
+            put("store.url", self["store"], "--store")
         if self["dns"] is not None:
             put("dns.listen", self["dns"], "--dns")
         if self.forward:
@@ -273,9 +283,11 @@ class TwistdRunner(MultiService):
     Runs a L{Stack} under twistd, turning start-up failures into one line
     and exit status 1.
 
-    Before binding, it migrates an SQLite store synchronously: twistd calls
-    this before the reactor runs, so nothing waits on it, and a broken store
-    stops the daemon here instead of after it has started serving.
+    Before binding, it migrates the store (the SQLite file, or the
+    PostgreSQL database) synchronously: twistd calls this before the
+    reactor runs, so nothing waits on it, and a broken, unreachable or
+    too new store stops the daemon here instead of after it has started
+    serving.
     """
 
     _log = Logger()
@@ -289,7 +301,13 @@ class TwistdRunner(MultiService):
     def privilegedStartService(self) -> None:
         try:
             self.stack.dataDir.create()
-            migrateFile(self.stack.dataDir.store.path)
+            store = self.stack.config.store
+            if store.url:
+                from appnet.store.pg import conninfoFor, migrateDatabase
+
+                migrateDatabase(conninfoFor(store.url, store.password_file))
+            else:
+                migrateFile(self.stack.dataDir.store.path)
             super().privilegedStartService()
         except (AppnetError, OSError, sqlite3.Error) as e:
             _fatal(_describe(e), self.pidfile)

@@ -348,3 +348,35 @@ class HelperTests(SynchronousTestCase):
     def test_configIsImmutable(self) -> None:
         config = Config()
         self.assertRaises(AttributeError, setattr, config, "hostname", "x")
+
+
+class StoreConfigTests(SynchronousTestCase):
+    """The [store] table: SQLite by default, or a PostgreSQL URL."""
+
+    def test_defaultSQLite(self) -> None:
+        """With no URL, the store is SQLite in the data directory."""
+        self.assertEqual(loadConfig(None, {}).store.url, "")
+
+    def test_url(self) -> None:
+        """A postgresql:// URL is kept as given, libpq parameters and all."""
+        url = "postgresql://appnet@db.example.org/appnet?sslmode=verify-full"
+        self.assertEqual(loadConfig(None, {"store": {"url": url}}).store.url, url)
+
+    def test_passwordRefused(self) -> None:
+        """
+        A URL holding a password is refused, naming the key: passwords
+        belong in a file.
+        """
+        for url in (
+            "postgresql://appnet:secret@db.example.org/appnet",
+            "postgresql://appnet@db.example.org/appnet?password=secret",
+        ):
+            with self.assertRaises(ConfigError) as caught:
+                loadConfig(None, {"store": {"url": url}})
+            self.assertIn("store.url", str(caught.exception))
+            self.assertNotIn("secret", str(caught.exception))
+
+    def test_notPostgreSQL(self) -> None:
+        """Another scheme is refused."""
+        with self.assertRaises(ConfigError):
+            loadConfig(None, {"store": {"url": "mysql://db/appnet"}})

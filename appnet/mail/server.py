@@ -175,7 +175,7 @@ def makeQueueRunner(
     if resolver is None:
         resolver = resolverFor(ctx)
     relay = Relay(ctx.reactor, resolver, relaySettings(ctx), isSelf)
-    return QueueRunner(
+    runner = QueueRunner(
         store=ctx.store,
         relay=relay,
         router=router,
@@ -190,6 +190,18 @@ def makeQueueRunner(
         idle=mail.relay_idle,
         poll=mail.queue_poll,
     )
+    if ctx.config.store.url:
+        # Nodes sharing a database may share a host name too: a restarting
+        # node takes back only its own claims, told apart by the identity
+        # kept in its data directory.
+        from appnet.store.pg.node import nodeIdentity
+
+        ident = nodeIdentity(ctx.dataDir.root.path)
+        runner.node = f"{ctx.config.hostname}:{ident}:"
+        runner.owner = runner.node + runner.owner.removeprefix(
+            f"{ctx.config.hostname}:"
+        )
+    return runner
 
 
 def buildMail(ctx: StackContext) -> Component:

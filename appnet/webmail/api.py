@@ -60,6 +60,7 @@ from appnet.errors import (
     NoSuchFolder,
     NoSuchMessage,
     NoSuchUser,
+    StoreUnavailable,
     UserExists,
 )
 from appnet.listen import hostOf
@@ -221,6 +222,9 @@ async def _guarded(
         return _json(request, {"error": f"no folder {e.name!r}"}, 404)
     except NoSuchMessage:
         return _json(request, {"error": "no such message"}, 404)
+    except StoreUnavailable:
+        request.setHeader(b"retry-after", b"5")
+        return _json(request, {"error": "mail store unavailable; try again"}, 503)
     except CancelledError:
         raise
     except Exception:

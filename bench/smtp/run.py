@@ -94,8 +94,10 @@ async def _reply(reader: asyncio.StreamReader) -> str:
             return line
 
 
-async def _smtpClient(port: int, body: bytes, count: int) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _smtpClient(
+    port: int, body: bytes, count: int, host: str = "127.0.0.1"
+) -> int:
+    reader, writer = await asyncio.open_connection(host, port)
     await _reply(reader)
     writer.write(b"EHLO bench.example\r\n")
     await _reply(reader)

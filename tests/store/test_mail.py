@@ -30,6 +30,7 @@ from appnet.store.interfaces import (
 )
 from appnet.store.memory import MemoryStore
 from appnet.store.sqlite import SQLiteStore
+from tests import pgserver
 
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
@@ -898,3 +899,16 @@ class SQLiteQueueTests(SQLiteContract, QueueStoreContract, TestCase):
         queued = await store.queue.get(id)
         self.assertEqual((queued.warned, queued.claimedBy), (False, None))
         self.assertFalse(queued.recipients[0].notified)
+
+
+class PostgreSQLContract:
+    async def makeStore(self) -> Any:
+        return await pgserver.startStore(self)
+
+
+class PostgreSQLMailTests(PostgreSQLContract, MailStoreContract, TestCase):
+    """The PostgreSQL mail store keeps the contract."""
+
+
+class PostgreSQLQueueTests(PostgreSQLContract, QueueStoreContract, TestCase):
+    """The PostgreSQL queue keeps the contract."""

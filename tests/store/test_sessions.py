@@ -12,6 +12,7 @@ from zope.interface.verify import verifyObject
 from appnet.store.interfaces import ISessionStore, SessionRecord
 from appnet.store.memory import MemorySessionStore
 from appnet.store.sqlite import SQLiteStore
+from tests import pgserver
 
 
 def record(
@@ -112,3 +113,12 @@ class SQLiteSessionStoreTests(SessionStoreContract, TestCase):
         await again.start()
         self.addCleanup(again.stop)
         self.assertEqual(await again.sessions.getSession("k1"), record("k1"))
+
+
+class PostgreSQLSessionStoreTests(SessionStoreContract, TestCase):
+    """The PostgreSQL store keeps the contract."""
+
+    async def makeStore(self) -> ISessionStore:
+        store = await pgserver.startStore(self)
+        sessions: ISessionStore = store.sessions
+        return sessions

@@ -20,6 +20,7 @@ from appnet.store.interfaces import IStore, IUserStore
 from appnet.store.memory import MemoryStore, MemoryUserStore
 from appnet.store.schema import SCHEMAS
 from appnet.store.sqlite import SQLiteStore, migrateFile
+from tests import pgserver
 
 
 class UserStoreContract:
@@ -380,3 +381,12 @@ class MigrationTests(TestCase):
         with self.assertRaises(SchemaTooNew) as caught:
             migrateFile(path, {"users": [Migration(1, "CREATE TABLE u (x)")]})
         self.assertIn("upgrade appnet", str(caught.exception))
+
+
+class PostgreSQLUserStoreTests(UserStoreContract, TestCase):
+    """The PostgreSQL store keeps the contract."""
+
+    async def makeStore(self) -> IUserStore:
+        store = await pgserver.startStore(self)
+        users: IUserStore = store.users
+        return users

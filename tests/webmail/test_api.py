@@ -1501,3 +1501,25 @@ class DraftsTests(APITestCase):
         self.successResultOf(self.web.store.mail.deleteFolder(ALICE, "Ä/b c"))
         value = self.get(path)
         self.assertEqual((value["reply"], value["forward"]), (None, None))
+
+
+class StoreDownTests(APITestCase):
+    def test_unavailable503(self) -> None:
+        """
+        When the store's database cannot be reached, the API answers 503
+        with a JSON error and a Retry-After, not a 500.
+        """
+        from twisted.internet.defer import fail
+
+        from appnet.errors import StoreUnavailable
+
+        mail = self.web.store.mail
+        self.patch(
+            type(mail),
+            "listMessages",
+            lambda *a, **k: fail(StoreUnavailable("database unavailable")),
+        )
+        response = self.request("GET", "/api/v1/messages", self.alice)
+        value = self.json(response, 503)
+        self.assertIn("unavailable", value["error"])
+        self.assertEqual(response.header("retry-after"), "5")

@@ -81,7 +81,7 @@ from zope.interface import implementer
 from appnet import __version__
 from appnet.address import isLoopback
 from appnet.auth import Authenticator, LoginThrottled
-from appnet.errors import NoSuchFolder
+from appnet.errors import NoSuchFolder, StoreUnavailable
 from appnet.listen import hostOf
 from appnet.mail.imap import fetch as fetching
 from appnet.mail.imap import search as searching
@@ -500,6 +500,15 @@ class IMAPServer(LineQueue, IMAP4Server):
                 self._mailboxGone()
             else:
                 self.sendNegativeResponse(tag, b"[NONEXISTENT] No such mailbox")
+        except StoreUnavailable:
+            if self._closed:
+                return
+            self._log.warn(
+                "imap: {client}: the store is unavailable", client=self._client
+            )
+            self.sendNegativeResponse(
+                tag, b"[UNAVAILABLE] Mail store unavailable, try again later"
+            )
         except Exception:
             if self._closed:
                 return
