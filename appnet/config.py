@@ -494,6 +494,12 @@ class HTTPConfig(ListenerConfig):
         _listOf(_network),
         "client networks allowed to read /status and /metrics",
     )
+    test_api: bool = _setting(
+        False,
+        _bool,
+        "serve the testing API at /_appnet/ (faults, caught mail) to the"
+        " status_allow networks; never on a real server",
+    )
 
 
 def _passivePorts(value: Any) -> tuple[int, int]:
@@ -719,6 +725,12 @@ class MailConfig:
     )
     catch_all: str | None = _setting(
         None, _optAddress, "receives mail for unknown local users"
+    )
+    catch: bool = _setting(
+        False,
+        _bool,
+        "mail catcher: accept mail to any address (any AUTH) and keep it,"
+        " relay nothing; list it at /_appnet/ (a testing tool)",
     )
     postmaster: str | None = _setting(
         None,

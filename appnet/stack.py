@@ -39,6 +39,7 @@ from appnet.auth import APOPChecker, Authenticator, LoginThrottle, UserChecker
 from appnet.config import Config
 from appnet.datadir import DataDir
 from appnet.errors import AppnetError
+from appnet.faults import Faults
 from appnet.listen import AddressBook, GuardedFactory, ListenerService
 from appnet.status import Status
 from appnet.store.interfaces import IStore
@@ -104,10 +105,14 @@ class StackContext:
     #: The certificate STARTTLS, STLS and AUTH TLS offer, replaceable while
     #: running; pass it as a factory's C{tlsOptions} (see L{LiveTLS}).
     tlsKeeper: TLSKeeper = None  # type: ignore[assignment]
+    #: Scripted faults (L{appnet.faults}); protocols ask it at fixed points.
+    faults: Faults = None  # type: ignore[assignment]
 
     def __attrs_post_init__(self) -> None:
         if self.clock is None:
             self.clock = self.reactor
+        if self.faults is None:
+            self.faults = Faults(self.clock, self.status)
         if self.tlsKeeper is None:
             self.tlsKeeper = TLSKeeper(lambda: None, self.tls)
 

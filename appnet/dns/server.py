@@ -86,6 +86,7 @@ from appnet.dns.wire import (
 from appnet.dns.zonefile import readFile
 from appnet.dns.zones import Authority, Zone, loadZone, zoneFromText
 from appnet.errors import ListenError
+from appnet.faults import NO_FAULTS, Fault, Faults
 from appnet.listen import AddressBook, GuardedFactory
 from appnet.status import Status
 
@@ -102,6 +103,13 @@ __all__ = [
 #: Largest message of a zone transfer (below 16 KiB so name compression
 #: reaches every name).
 _TRANSFER_CHUNK = 16000
+
+#: What a scripted DNS fault (L{appnet.faults}) answers.
+_FAULT_RCODES = {
+    "servfail": dns.ESERVER,
+    "nxdomain": dns.ENAME,
+    "refused": dns.EREFUSED,
+}
 #: Unanswered queries one TCP connection may have before it stops being
 #: read (RFC 7766 section 6.2.1.1: pipelining, with a bound).
 _TCP_PENDING = 32
@@ -211,6 +219,8 @@ class DNSServerFactory(server.DNSServerFactory):
 
     protocol = DNSStreamServer
     noisy = False
+    #: Scripted faults (set by L{DNSService}).
+    faults: Faults = NO_FAULTS
     _log = Logger()
 
     def __init__(
@@ -355,6 +365,13 @@ class DNSServerFactory(server.DNSServerFactory):
                 )
         mayRecurse = self.recursor is not None and self.policy.mayRecurse(client[0])
         response.recAv = int(mayRecurse)
+        fault = None
+        if question is not None and self.faults is not NO_FAULTS:
+            fault = self.faults.take(
+                "dns", "query", display(question.name), typeName(question.type)
+            )
+        if fault is not None:
+            return self._faulted(fault, response, edns, limit, reply, client, request)
 
         def fail(rcode: int) -> None:
             response.rCode = rcode
@@ -418,6 +435,26 @@ class DNSServerFactory(server.DNSServerFactory):
 
         d.addCallbacks(finish, failed)
         d.addErrback(lambda f: self._log.failure("cannot send a reply", f))
+
+    def _faulted(
+        self,
+        fault: Fault,
+        response: dns.Message,
+        edns: EDNS | None,
+        limit: int,
+        reply: Reply,
+        client: tuple[str, int],
+        request: Decoded,
+    ) -> None:
+        """Answer as the fault just taken says (L{appnet.faults})."""
+        action = fault.action
+        if action == "timeout":
+            return
+        if action == "truncate":
+            response.trunc = 1
+        else:
+            response.rCode = _FAULT_RCODES[action]
+        self._send(response, edns, limit, reply, client, request)
 
     def _recurse(self, name: bytes, type: int) -> Deferred[Answer]:
         assert self.recursor is not None
@@ -663,6 +700,8 @@ class DNSService(Service):
     """
 
     _log = Logger()
+    #: Scripted faults, handed to the factory when it is made.
+    faults: Faults = NO_FAULTS
 
     def __init__(
         self,
@@ -794,7 +833,7 @@ class DNSService(Service):
         limiter = RateLimiter(reactor, config.rate_limit) if config.rate_limit else None
         self.cache = cache
         self.recursor = recursor
-        self.factory = DNSServerFactory(
+        self.factory = factory = DNSServerFactory(
             reactor,
             Authority(),
             recursor,
@@ -806,6 +845,7 @@ class DNSService(Service):
             recursionTimeout=config.recursion_timeout,
             traced=self._traced,
         )
+        factory.faults = self.faults
         self.primary = Primary(
             reactor,
             self.factory,
@@ -963,5 +1003,7 @@ def buildDNS(ctx: Any) -> Any:
         secondaryDirectory=ctx.dataDir.root.child("secondary").path,
         traced=ctx.traced("dns"),
         connectionsPerAddress=ctx.config.limits.connections_per_ip,
+        cacheClock=ctx.clock,
     )
+    service.faults = ctx.faults
     return Component(services=[service], serves=("dns",))

@@ -18,6 +18,7 @@ from appnet.address import isLoopback
 from appnet.dns.client import resolverFor
 from appnet.dns.interfaces import IDNSResolver
 from appnet.errors import ConfigError
+from appnet.mail.catcher import CatchAuth, CatchRouter
 from appnet.mail.delivery import Delivery
 from appnet.mail.imap import IMAP_MASK, IIMAPAccount, IMAPServerFactory, accountFactory
 from appnet.mail.imap import refusal as imapRefusal
@@ -192,16 +193,21 @@ def buildMail(ctx: StackContext) -> Component:
             ctx.reactor,
         )
 
+    catching = config.mail.catch
+
     def smtpFactory(role: SMTPRole, idleTimeout: float) -> SMTPServerFactory:
+        if catching:
+            # The mail catcher: both ports take any mail, any AUTH.
+            role = SMTPRole(role.service, True, role.maxRecipients, False, True)
         return SMTPServerFactory(
             role=role,
             hostname=hostname,
             store=ctx.store,
-            router=router,
-            auth=ctx.auth,
+            router=CatchRouter() if catching else router,  # type: ignore[arg-type]
+            auth=CatchAuth() if catching else ctx.auth,  # type: ignore[arg-type]
             realm=realm,
             status=ctx.status,
-            clock=ctx.reactor,
+            clock=ctx.clock,
             tlsOptions=tlsOptions,
             idleTimeout=idleTimeout,
             maxMessageSize=config.mail.max_message_size,
@@ -213,7 +219,7 @@ def buildMail(ctx: StackContext) -> Component:
         SMTPRole("smtp", submission=False, maxRecipients=config.smtp.max_recipients),
         config.smtp.idle_timeout,
     )
-    mx.spf = spf
+    mx.spf = None if catching else spf
     submission = smtpFactory(
         SMTPRole(
             "submission",
@@ -229,7 +235,7 @@ def buildMail(ctx: StackContext) -> Component:
         auth=ctx.auth,
         realm=realm,
         status=ctx.status,
-        clock=ctx.reactor,
+        clock=ctx.clock,
         tlsOptions=tlsOptions,
         idleTimeout=config.pop3.idle_timeout,
         apop=config.pop3.apop,
@@ -245,7 +251,7 @@ def buildMail(ctx: StackContext) -> Component:
         auth=ctx.auth,
         realm=realm,
         status=ctx.status,
-        clock=ctx.reactor,
+        clock=ctx.clock,
         blocking=blocking,
         tlsOptions=tlsOptions,
         idleTimeout=config.imap.idle_timeout,
@@ -253,6 +259,8 @@ def buildMail(ctx: StackContext) -> Component:
         maxAppendSize=config.mail.max_message_size,
         maxLiteralSize=config.imap.max_literal_size,
     )
+    for factory in (mx, submission, pop3, imap):
+        factory.faults = ctx.faults
     return Component(
         listening=[
             Listening("smtp", mx, smtpRefusal(hostname), SMTP_MASK),

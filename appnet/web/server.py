@@ -72,6 +72,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from appnet.config import HTTPConfig
+from appnet.faults import NO_FAULTS, Fault, Faults
 from appnet.listen import hostOf
 from appnet.stack import Component, Listening, StackContext
 from appnet.status import Status
@@ -96,7 +97,10 @@ __all__ = [
 
 #: Applications attached to the root: C{"module:function"} strings, each
 #: function taking the L{WebContext} and returning C{{name: resource}}.
-MOUNTS: tuple[str, ...] = ("appnet.webmail.mount:mountWebmail",)
+MOUNTS: tuple[str, ...] = (
+    "appnet.webmail.mount:mountWebmail",
+    "appnet.testapi:mountTestAPI",
+)
 
 SERVER = b"appnet"
 
@@ -236,7 +240,36 @@ class WebRequest(Request):
     def process(self) -> None:
         site = self.channel.site
         site.requestStarted(self)
+        if site.faults is not NO_FAULTS and not self.path.startswith(b"/_appnet/"):
+            fault = site.faults.take(
+                "http",
+                "request",
+                self.path.decode("latin-1"),
+                transport=self.channel.transport,
+            )
+            if fault is not None:
+                self._faulted(fault, site.faults.clock)
+                return
         super().process()
+
+    def _faulted(self, fault: Fault, clock: IReactorTime) -> None:
+        """Answer as a scripted fault (L{appnet.faults}) says."""
+        if fault.action == "reset":
+            self.channel.transport.abortConnection()  # type: ignore[union-attr]
+        elif fault.action == "status":
+            body = (fault.text or "Scripted failure").encode("utf-8") + b"\n"
+            self.setResponseCode(fault.code or 500)
+            self.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            self.setHeader(b"content-length", b"%d" % len(body))
+            self.write(body)
+            self.finish()
+        else:
+
+            def later() -> None:
+                if self.channel is not None:
+                    Request.process(self)
+
+            clock.callLater(fault.delay, later)
 
     def write(self, data: bytes) -> None:
         if not self.startedWriting:
@@ -488,6 +521,10 @@ class WebSite(Site):
     displayTracebacks = False
     #: The context of the component this site serves.
     web: WebContext | None = None
+    #: Scripted faults (set by the stack).
+    faults: Faults = NO_FAULTS
+    #: Called with every request once answered (fixtures record them).
+    observers: list[Callable[[Request], object]] = []
 
     def __init__(
         self,
@@ -504,6 +541,7 @@ class WebSite(Site):
         self.hsts = int(config.hsts)
         self.gzipEnabled = config.gzip
         self.accessLog = accessLog or AccessLog(config.access_log)
+        self.observers = []
         self.active = 0
         status.gauge("http", "requests_active", lambda: float(self.active))
 
@@ -560,6 +598,8 @@ class WebSite(Site):
             agent=request.getHeader(b"user-agent"),
         )
         self.accessLog.write(line)
+        for observer in self.observers:
+            observer(request)
 
     def rejected(self, channel: WebChannel, code: int, length: int) -> None:
         """Count and log a request the channel refused before processing."""
@@ -744,6 +784,7 @@ def buildWeb(
             root.putChild(name, resource)
     site = WebSite(root, config=config, status=ctx.status, reactor=ctx.reactor)
     site.web = web
+    site.faults = ctx.faults
     return Component(
         listening=[
             Listening(
