@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from attrs import define, field
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.names import dns as _dns
 
@@ -173,14 +174,19 @@ class Faults:
     @ivar clock: what delays run on (the stack's clock: a test's C{Clock}).
     @ivar status: counters (C{faults.fired}, C{faults.<protocol>}), if any.
     @ivar fired: a line per firing, oldest first.
+    @ivar reactor: if given, L{waitFired} waiters hear a turn after the
+        firing, when the protocol has applied the fault.
     """
 
     clock: Any = None
     status: Any = None
     enabled: bool = True
+    #: Tells L{waitFired} waiters a turn later, once the fault is applied.
+    reactor: Any = None
     fired: list[str] = field(factory=list)
     _pending: list[Fault] = field(factory=list)
     _next: int = 1
+    _waiters: list[tuple[int, Deferred[None]]] = field(factory=list)
 
     _log = Logger()
 
@@ -280,8 +286,27 @@ class Faults:
             transcript = getattr(transport, "transcript", None)
             if transcript is not None:
                 transcript.note(f"fault: {line}")
+            ready = [w for w in self._waiters if w[0] <= len(self.fired)]
+            for waiter in ready:
+                self._waiters.remove(waiter)
+                if self.reactor is None:
+                    waiter[1].callback(None)
+                else:
+                    self.reactor.callLater(0, waiter[1].callback, None)
             return fault
         return None
+
+    def waitFired(self, count: int = 1) -> Deferred[None]:
+        """
+        Fires once C{count} faults have fired in all (a test's way to know
+        a delayed request has reached the server).
+        """
+        d: Deferred[None] = Deferred()
+        if len(self.fired) >= count:
+            d.callback(None)
+        else:
+            self._waiters.append((count, d))
+        return d
 
     def count(self, protocol: str | None = None) -> int:
         """How many faults fired (of C{protocol}, or all)."""

@@ -112,7 +112,7 @@ class StackContext:
         if self.clock is None:
             self.clock = self.reactor
         if self.faults is None:
-            self.faults = Faults(self.clock, self.status)
+            self.faults = Faults(self.clock, self.status, reactor=self.reactor)
         if self.tlsKeeper is None:
             self.tlsKeeper = TLSKeeper(lambda: None, self.tls)
 

@@ -168,7 +168,7 @@ async def startDNS(
         secondaryDirectory=secondaryDirectory,
     )
     running = RunningDNS(service, status, reactor)
-    service.faults = Faults(cacheClock or reactor, status)
+    service.faults = Faults(cacheClock or reactor, status, reactor=reactor)
     service.startService()
     assert service.factory is not None
     service.factory.observers.append(running.queries.append)
