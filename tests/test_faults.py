@@ -16,7 +16,6 @@ import subprocess
 from email.message import EmailMessage
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -229,9 +228,7 @@ class SMTPFaultTests(TestCase):
         events: list[dict[str, Any]] = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        s = await start(
-            self, "smtp", users={BOB: PASSWORD}, config={"trace": ["smtp"]}
-        )
+        s = await start(self, "smtp", users={BOB: PASSWORD}, config={"trace": ["smtp"]})
         s.faults.smtp("RCPT", 450)
         await self.assertFailure(
             inThread(smtpSend, s.address("smtp")), smtplib.SMTPRecipientsRefused
