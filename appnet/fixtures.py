@@ -477,8 +477,13 @@ async def start(
         settings["dns"] = {**settings.get("dns", {}), "rate_limit": 0}
         if "ftp" in names:
             settings["ftp"] = {"passive_ports": "0", "data_timeout": "10s"}
+        mail: dict[str, Any] = settings.setdefault("mail", {})
         if catch:
-            settings["mail"] = {"catch": True}
+            mail["catch"] = True
+        if isinstance(clock, Clock):
+            # Polling for other processes' queue changes is pointless in a
+            # test, and would make advance() stop every 10 virtual seconds.
+            mail["queue_poll"] = "1d"
         if files.get("anonymous"):
             settings.setdefault("ftp", {})["anonymous"] = True
         overrides = mergeTables(settings, config)

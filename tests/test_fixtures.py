@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import ftplib
 import io
+import time
 import smtplib
 import warnings
 from email.message import EmailMessage
 
 from twisted.internet import reactor
+from twisted.internet.protocol import Factory
 from twisted.trial.unittest import TestCase
 
 from appnet.mail.client import send
@@ -146,6 +148,50 @@ class StartTests(TestCase):
         self.assertEqual(await inThread(upload), b"A")
         self.assertEqual(s.files(BOB), {"a.txt": b"A", "b.bin": b"B" * 10})
         self.assertEqual(s.uploaded(BOB, "/b.bin"), b"B" * 10)
+
+
+class ClockTests(TestCase):
+    async def test_fiveDayRetrySchedule(self) -> None:
+        """
+        A message to an MX that never answers is retried for five days on
+        the fixture's virtual clock, then bounced to its sender: the whole
+        schedule takes well under a second of wall time.
+        """
+        closed = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+        port = closed.getHost().port
+        await closed.stopListening()
+        zone = ZONE.replace("example.org", "far.test") + "@ IN MX 10 ns.far.test.\n"
+        s = await start(
+            self,
+            "submission",
+            "dns",
+            users={ALICE: "alice-pw-1"},
+            zones={"far.test": zone},
+            config={"mail": {"relay_port": port}},
+        )
+        host, submission = s.address("submission")
+        await send(
+            reactor,
+            host,
+            submission,
+            sender=ALICE,
+            recipients=["bob@far.test"],
+            message=_message("five days", "bob@far.test"),
+            username=ALICE,
+            password="alice-pw-1",
+            tls="none",
+        )
+        began = time.monotonic()
+        await s.advance(days=5, minutes=1)
+        elapsed = time.monotonic() - began
+        self.assertEqual(await s.queued(), [])
+        warning, bounce = await s.deliveredTo(ALICE)
+        self.assertEqual(
+            warning.message["Subject"], "Delayed Mail (still being retried)"
+        )
+        self.assertIn("4.4.7", bounce.data.decode())
+        self.assertGreater(s.stack.status.counter("queue", "deferred"), 30)
+        self.assertLess(elapsed, 1.0)
 
 
 class AddressShapeTests(TestCase):
