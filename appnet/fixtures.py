@@ -8,24 +8,40 @@ Re-exported by L{appnet.testing}, whose docstring has the examples.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 from attrs import define, field, frozen
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import Clock
-from twisted.mail.pop3client import POP3Client
+from twisted.mail.pop3 import AdvancedPOP3Client as POP3Client
 
 from appnet.faults import Faults
 from appnet.stack import Component, StackContext
 
 __all__ = ["Address", "SeenRequest", "Services", "start"]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def _deferred(
+    f: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Deferred[T]]:
+    """Deferreds at the API, for Deferred-style and async tests alike."""
+
+    @functools.wraps(f)
+    def wrapper(*args: P.args, **kw: P.kwargs) -> Deferred[T]:
+        return Deferred.fromCoroutine(f(*args, **kw))
+
+    return wrapper
 
 #: What each service name needs built; C{"mail"} is all four mail ports.
 _BUILDERS = {
@@ -204,6 +220,7 @@ class Services:
 
     # Accounts.
 
+    @_deferred
     async def addUser(self, address: str, password: str) -> None:
         """Create an account with this password."""
         await self.running.addUser(address, password)
@@ -211,6 +228,7 @@ class Services:
 
     # What arrived.
 
+    @_deferred
     async def deliveredTo(self, address: str) -> list[Any]:
         """
         The messages in the INBOX mail for C{address} reaches, oldest first
@@ -219,15 +237,18 @@ class Services:
         result: list[Any] = await self.mail.deliveredTo(address)
         return result
 
+    @_deferred
     async def messages(self, address: str, folder: str = "INBOX") -> list[Any]:
         """The messages in one folder of an account, with their flags."""
         result: list[Any] = await self.mail.messages(address, folder)
         return result
 
+    @_deferred
     async def queued(self) -> list[Any]:
         """Messages waiting in the outgoing queue."""
         return list(await self.store.queue.list())
 
+    @_deferred
     async def caught(self, **query: str) -> list[Any]:
         """
         The mail catcher's messages (C{catch=True}) matching C{query}
@@ -235,6 +256,7 @@ class Services:
         """
         return await self._catcher().messages(query)
 
+    @_deferred
     async def waitForMail(self, timeout: float = 10.0, **query: str) -> Any:
         """The next caught message matching C{query}, or C{None}."""
         return await self._catcher().wait(query, timeout)
@@ -265,12 +287,14 @@ class Services:
 
     # Sessions, closed by the fixture.
 
+    @_deferred
     async def imap(self, address: str) -> Any:
         """A logged-in L{appnet.mail.imapclient.IMAPSession}."""
         session = await self.mail.imap(address)
         self._sessions.append(session.logout)
         return session
 
+    @_deferred
     async def pop3(self, address: str) -> POP3Client:
         """A logged-in Twisted L{POP3Client}."""
         host, port = self.address("pop3")
@@ -281,6 +305,7 @@ class Services:
         await client.login(address.encode(), self.passwords[address].encode())
         return client
 
+    @_deferred
     async def ftpClient(self, user: str) -> Any:
         """A logged-in L{appnet.ftp.client.FTPClient}."""
         from appnet.ftp.client import connectFTP
@@ -306,6 +331,7 @@ class Services:
 
     # Time.
 
+    @_deferred
     async def advance(
         self,
         seconds: float = 0,
@@ -333,6 +359,7 @@ class Services:
         clock.advance(max(0.0, target - clock.seconds()))
         await self.settle()
 
+    @_deferred
     async def settle(self) -> None:
         """Wait until the mail queue has nothing in hand."""
         try:
@@ -402,6 +429,7 @@ def _write(root: str, files: Mapping[str, bytes | str]) -> None:
             f.write(data)
 
 
+@_deferred
 async def start(
     testCase: Any,
     *services: str,
