@@ -43,6 +43,7 @@ def _deferred(
 
     return wrapper
 
+
 #: What each service name needs built; C{"mail"} is all four mail ports.
 _BUILDERS = {
     "dns": "appnet.dns.server:buildDNS",
@@ -56,7 +57,7 @@ _BUILDERS = {
 _GROUPS = {"mail": ("smtp", "submission", "pop3", "imap")}
 
 
-class Address(tuple):  # type: ignore[type-arg]
+class Address(tuple):
     """
     C{(host, port)} of a single-service fixture, as the old C{address}
     property gave it. Call it (C{fixture.address()}), as on every other
@@ -515,7 +516,7 @@ async def start(
         if files.get("anonymous"):
             settings.setdefault("ftp", {})["anonymous"] = True
         overrides = mergeTables(settings, config)
-        contexts: list[StackContext] = []
+        contexts: list[Any] = []
 
         def web(ctx: StackContext) -> Component:
             component = buildWeb(ctx)
@@ -562,6 +563,6 @@ async def start(
         from appnet.web.testing import RunningWeb
 
         host, port = running.address("http")
-        www = FilePath(running.config.http.root or running.dataDir.www.path)
-        seen._web = RunningWeb(running, contexts[0], f"http://{host}:{port}", www)
+        webRoot = FilePath(running.config.http.root or running.dataDir.www.path)
+        seen._web = RunningWeb(running, contexts[0], f"http://{host}:{port}", webRoot)
     return seen

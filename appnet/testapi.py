@@ -53,7 +53,7 @@ class _Answer(Exception):
 
 
 def _query(request: Request) -> dict[str, str]:
-    args = request.args or {}
+    args: dict[bytes, list[bytes]] = request.args or {}
     return {
         key.decode(): values[-1].decode("utf-8", "replace")
         for key, values in args.items()
@@ -90,7 +90,7 @@ class TestAPI(Resource):
         self.allow = allow
         self.reactor = reactor
 
-    def render(self, request: Request) -> int:  # type: ignore[override]
+    def render(self, request: Request) -> int:
         client = hostOf(request.getClientAddress())
         try:
             address = ipaddress.ip_address(client)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import ftplib
 import io
-import time
 import smtplib
+import time
 import warnings
 from email.message import EmailMessage
 

@@ -72,7 +72,7 @@ class CatchRouter:
 class _AnyPassword:
     credentialInterfaces = (IUsernamePassword,)
 
-    def requestAvatarId(self, credentials: Any) -> Deferred[bytes]:
+    def requestAvatarId(self, credentials: Any) -> Deferred[bytes | tuple[()]]:
         name: bytes = credentials.username or b"anonymous"
         return succeed(name)
 
@@ -122,7 +122,7 @@ class CaughtMessage:
         if body is None:
             return ""
         try:
-            content: str = body.get_content()  # type: ignore[attr-defined]
+            content: str = body.get_content()
         except (LookupError, ValueError):
             return ""
         return content
