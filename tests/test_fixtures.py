@@ -12,7 +12,10 @@ import warnings
 from email.message import EmailMessage
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory
+from twisted.protocols.basic import LineReceiver
 from twisted.trial.unittest import TestCase
 
 from appnet.mail.client import send
@@ -192,6 +195,36 @@ class ClockTests(TestCase):
         self.assertIn("4.4.7", bounce.data.decode())
         self.assertGreater(s.stack.status.counter("queue", "deferred"), 30)
         self.assertLess(elapsed, 1.0)
+
+
+    async def test_idleTimeoutOnClock(self) -> None:
+        """
+        Protocol idle timeouts run on the fixture's clock: an SMTP client
+        that says nothing is told 421 once the test moves the clock past
+        the timeout, not before.
+        """
+        s = await start(self, "smtp")
+        lines: list[bytes] = []
+        greeted: Deferred[None] = Deferred()
+        closed: Deferred[None] = Deferred()
+
+        class Quiet(LineReceiver):
+            def lineReceived(self, line: bytes) -> None:
+                lines.append(line)
+                if not greeted.called:
+                    greeted.callback(None)
+
+            def connectionLost(self, reason: object = None) -> None:
+                closed.callback(None)
+
+        host, port = s.address("smtp")
+        await connectProtocol(TCP4ClientEndpoint(reactor, host, port), Quiet())
+        await greeted
+        s.clock.advance(299)
+        self.assertEqual(len(lines), 1)
+        s.clock.advance(1)
+        await closed
+        self.assertTrue(lines[-1].startswith(b"421 4.4.2"), lines)
 
 
 class AddressShapeTests(TestCase):

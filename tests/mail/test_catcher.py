@@ -12,10 +12,13 @@ import subprocess
 from email.message import EmailMessage
 from typing import Any
 
+from twisted.cred.checkers import ICredentialsChecker
 from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyObject
 
 from appnet.config import loadConfig
-from appnet.mail.catcher import CATCHER
+from appnet.mail.catcher import CATCHER, CatchAuth
+from appnet.mail.realm import MailRealm
 from appnet.tap import Options
 from appnet.testing import start
 from tests.interop import need
@@ -210,6 +213,12 @@ class CatcherTests(TestCase):
             curl, "-o", "/dev/null", "-w", "%{http_code}", s.url("/_appnet/messages")
         )
         self.assertEqual(missing.stdout, "404")
+
+    def test_interfaces(self) -> None:
+        """The catcher's password checker provides ICredentialsChecker."""
+        portal = CatchAuth().portalFor(MailRealm(), "127.0.0.1")
+        for checker in portal.checkers.values():
+            verifyObject(ICredentialsChecker, checker)
 
     def test_catchAllOption(self) -> None:
         """C{--catch-all} sets C{[mail] catch}."""
