@@ -407,6 +407,8 @@ class MailboxFaultTests(TestCase):
         await inThread(smtpSend, s.address("smtp"))
         s.faults.imap("FETCH", bye="Server shutting down")
 
+        untagged: list[Any] = []
+
         def fetch() -> None:
             imap = imaplib.IMAP4(*s.address("imap"), timeout=10)
             imap.login(BOB, PASSWORD)
@@ -414,9 +416,12 @@ class MailboxFaultTests(TestCase):
             try:
                 imap.fetch("1", "(RFC822)")
             finally:
+                untagged.extend(imap.untagged_responses.get("FETCH", []))
                 imap.shutdown()
 
         await self.assertFailure(inThread(fetch), imaplib.IMAP4.abort)
+        # The message's data came first: the BYE cut the FETCH short.
+        self.assertTrue(untagged)
 
     async def test_pop3Retr(self) -> None:
         """poplib's RETR gets the scripted -ERR."""

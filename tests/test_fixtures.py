@@ -196,7 +196,6 @@ class ClockTests(TestCase):
         self.assertGreater(s.stack.status.counter("queue", "deferred"), 30)
         self.assertLess(elapsed, 1.0)
 
-
     async def test_idleTimeoutOnClock(self) -> None:
         """
         Protocol idle timeouts run on the fixture's clock: an SMTP client

@@ -167,6 +167,8 @@ class IMAPServer(LineQueue, IMAP4Server):
     """
 
     factory: IMAPServerFactory
+    #: A scripted fault's BYE, sent after the first FETCH responses.
+    _byeMidFetch: bytes | None = None
     maxLineLength = 65536
     maxBuffered = 1 << 18
     IDENT = b"appnet IMAP4rev1 ready"
@@ -516,6 +518,10 @@ class IMAPServer(LineQueue, IMAP4Server):
         if fault is None:
             return False
         text = (fault.text or "Scripted failure").encode("utf-8", "replace")
+        if fault.action == "bye" and name == "FETCH":
+            # Mid-FETCH: after the first batch of responses (L{_fetch}).
+            self._byeMidFetch = text
+            return False
         if fault.action == "bye":
             self.sendUntaggedResponse(b"BYE " + text)
             self.transport.loseConnection()
@@ -1118,6 +1124,8 @@ class IMAPServer(LineQueue, IMAP4Server):
                     )
                 )
                 await self._drained()
+                if self._byeMidFetch is not None:
+                    break
                 continue
             batch, total = [], 0
             while i < len(messages) and len(batch) < _BATCH:
@@ -1165,6 +1173,11 @@ class IMAPServer(LineQueue, IMAP4Server):
                     else:
                         await self._stream(piece)
                 await self._drained()
+                if self._byeMidFetch is not None:
+                    break
+        if self._byeMidFetch is not None:
+            self.sendUntaggedResponse(b"BYE " + self._byeMidFetch)
+            self.transport.loseConnection()
         return missing
 
     async def _stream(self, piece: fetching.Range) -> None:
