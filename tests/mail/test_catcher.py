@@ -7,6 +7,8 @@ Django's and Flask-Mail's SMTP backends, and curl.
 from __future__ import annotations
 
 import json
+import os
+import re
 import smtplib
 import subprocess
 from email.message import EmailMessage
@@ -22,6 +24,7 @@ from appnet.mail.realm import MailRealm
 from appnet.tap import Options
 from appnet.testing import start
 from tests.interop import need
+from tests.process import TWISTD, spawn, stop
 from tests.mail.sockets import inThread
 
 
@@ -38,6 +41,46 @@ def curl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [need("curl", "curl"), "-s", *args], capture_output=True, text=True, timeout=30
     )
+
+
+_LISTENING = re.compile(rb"(\w+) listening on tcp 127\.0\.0\.1:(\d+)")
+
+
+class TwistdCatcherTests(TestCase):
+    timeout = 60
+
+    async def test_twistdCatchAll(self) -> None:
+        """
+        C{twistd -n appnet --catch-all}: curl uploads a message to an
+        address of no local domain over smtp://, and the JSON API (read
+        with curl) lists it; the queue stays empty.
+        """
+        need("curl", "curl")
+        cwd = os.path.abspath(self.mktemp())
+        os.makedirs(cwd)
+        ephemeral = "tcp:0:interface=127.0.0.1"
+        args = ["-c", TWISTD, "-n", "--pidfile=", "appnet", "--catch-all"]
+        args += ["--data", os.path.join(cwd, "data"), "--dns", "127.0.0.1:0"]
+        for service in ("smtp", "submission", "http", "pop3", "imap", "ftp"):
+            args += [f"--{service}", ephemeral]
+        collector, pid = spawn(args, cwd)
+        self.addCleanup(stop, collector, pid)
+        await collector.waitFor(b"appnet ready")
+        ports = {m[0].decode(): int(m[1]) for m in _LISTENING.findall(collector.out)}
+        upload = os.path.join(cwd, "mail.eml")
+        with open(upload, "wb") as f:
+            f.write(message("from curl", "x@nowhere.example"))
+        sent = await inThread(
+            curl, "--url", f"smtp://127.0.0.1:{ports['smtp']}",
+            "--mail-from", "app@myapp.test", "--mail-rcpt", "x@nowhere.example",
+            "--upload-file", upload,
+        )  # fmt: skip
+        self.assertEqual(sent.returncode, 0, sent.stderr)
+        base = f"http://127.0.0.1:{ports['http']}/_appnet"
+        listed = json.loads((await inThread(curl, f"{base}/messages")).stdout)
+        [entry] = listed["messages"]
+        self.assertEqual(entry["to"], ["x@nowhere.example"])
+        self.assertEqual(entry["subject"], "from curl")
 
 
 class CatcherTests(TestCase):
