@@ -222,6 +222,14 @@ class SMTPFaultTests(TestCase):
             "-d", body, s.url("/_appnet/faults"),
         )  # fmt: skip
         self.assertEqual(refused.stdout, "415")
+        bad = await inThread(
+            run, curl, "-s", "-H", "Content-Type: application/json",
+            "-d", '{"protocol": "smtp", "point": "HELO", "action": "reply"}',
+            s.url("/_appnet/faults"),
+        )  # fmt: skip
+        self.assertEqual(
+            json.loads(bad.stdout), {"error": "smtp has no fault point 'HELO'"}
+        )
 
     async def test_transcript(self) -> None:
         """A fault shows in the connection's --trace transcript."""
@@ -278,6 +286,34 @@ class DNSFaultTests(TestCase):
         self.assertIn("Truncated, retrying in TCP mode", out)
         self.assertIn("192.0.2.7", out)
         self.assertEqual([q.transport for q in s.dnsQueries], ["udp", "tcp"])
+
+    async def test_overJSON(self) -> None:
+        """
+        A DNS fault scripted with curl over the testing API: dig sees
+        SERVFAIL; DELETE /_appnet/faults clears what is left.
+        """
+        curl = need("curl", "curl")
+        s = await start(
+            self,
+            "dns",
+            "http",
+            zones={"example.org": ZONE},
+            config={"http": {"test_api": True}},
+        )
+        fault = {
+            "protocol": "dns", "point": "query", "action": "servfail",
+            "match": "www.example.org", "type": "A", "times": 2,
+        }  # fmt: skip
+        await inThread(
+            run, curl, "-s", "-H", "Content-Type: application/json",
+            "-d", json.dumps(fault), s.url("/_appnet/faults"),
+        )  # fmt: skip
+        self.assertIn("status: SERVFAIL", await self.dig(s, "www.example.org"))
+        cleared = await inThread(
+            run, curl, "-s", "-X", "DELETE", s.url("/_appnet/faults")
+        )
+        self.assertEqual(json.loads(cleared.stdout), {"removed": 1})
+        self.assertIn("status: NOERROR", await self.dig(s, "www.example.org"))
 
 
 class FTPFaultTests(TestCase):
