@@ -521,6 +521,9 @@ async def start(
         def web(ctx: StackContext) -> Component:
             component = buildWeb(ctx)
             site: Any = component.listening[0].factory
+            # Every request takes the full path, where faults and the
+            # requests seen are (a static fast path, if any, is skipped).
+            site.fast = None
             site.observers.append(lambda r: seen.httpRequests.append(_requestSeen(r)))
             contexts.append(site.web)
             return component

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]
 
 __all__ = ["appnet_start"]
 

@@ -102,11 +102,11 @@ class StackContext:
     #: What schedules long waits (the queue's retries): the reactor, or a
     #: test's virtual clock while sockets stay on the reactor.
     clock: Any = None
+    #: Scripted faults (L{appnet.faults}); protocols ask it at fixed points.
+    faults: Faults = None  # type: ignore[assignment]
     #: The certificate STARTTLS, STLS and AUTH TLS offer, replaceable while
     #: running; pass it as a factory's C{tlsOptions} (see L{LiveTLS}).
     tlsKeeper: TLSKeeper = None  # type: ignore[assignment]
-    #: Scripted faults (L{appnet.faults}); protocols ask it at fixed points.
-    faults: Faults = None  # type: ignore[assignment]
 
     def __attrs_post_init__(self) -> None:
         if self.clock is None:

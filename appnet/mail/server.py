@@ -168,6 +168,7 @@ def buildMail(ctx: StackContext) -> Component:
     SMTP (MX and submission), POP3 and IMAP for the stack.
     """
     config = ctx.config
+    catching = config.mail.catch
     router = makeRouter(ctx)
     realm = MailRealm()
     # A POP3 lock outlives a crashed holder by at most this long (a live
@@ -192,8 +193,6 @@ def buildMail(ctx: StackContext) -> Component:
             ctx.reactor.seconds,
             ctx.reactor,
         )
-
-    catching = config.mail.catch
 
     def smtpFactory(role: SMTPRole, idleTimeout: float) -> SMTPServerFactory:
         if catching:

@@ -176,9 +176,9 @@ class SMTPServer(LineQueue, ESMTP):
         self._staged: IStagedMessage | None = None
         self._client = "unknown"
         self._closed = False
+        self._greeting: Any = None
         self._replies: list[bytes] = []
         self._spf: SPFPolicy | None = None
-        self._greeting: Any = None
 
     # Connection.
 
@@ -687,11 +687,11 @@ class SMTPServer(LineQueue, ESMTP):
         factory = self.factory
         id = newId()
         staged = self._staged = factory.delivery.stage()
+        if factory.role.catching:
+            staged.write(envelopeHeader(transaction.recipients))
         prefix = returnPath(transaction.sender)
         staged.write(prefix)
         staged.write(transaction.spfHeader)
-        if factory.role.catching:
-            staged.write(envelopeHeader(transaction.recipients))
         staged.write(
             receivedHeader(
                 helo=self._heloName or "unknown",

@@ -72,7 +72,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from appnet.config import HTTPConfig
-from appnet.faults import NO_FAULTS, Fault, Faults
+from appnet.faults import NO_FAULTS, Fault
 from appnet.listen import hostOf
 from appnet.stack import Component, Listening, StackContext
 from appnet.status import Status
@@ -240,15 +240,16 @@ class WebRequest(Request):
     def process(self) -> None:
         site = self.channel.site
         site.requestStarted(self)
-        if site.faults is not NO_FAULTS and not self.path.startswith(b"/_appnet/"):
-            fault = site.faults.take(
+        faults = site.web.stack.faults if site.web is not None else NO_FAULTS
+        if faults is not NO_FAULTS and not self.path.startswith(b"/_appnet/"):
+            fault = faults.take(
                 "http",
                 "request",
                 self.path.decode("latin-1"),
                 transport=self.channel.transport,
             )
             if fault is not None:
-                self._faulted(fault, site.faults.clock)
+                self._faulted(fault, faults.clock)
                 return
         super().process()
 
@@ -521,8 +522,6 @@ class WebSite(Site):
     displayTracebacks = False
     #: The context of the component this site serves.
     web: WebContext | None = None
-    #: Scripted faults (set by the stack).
-    faults: Faults = NO_FAULTS
     #: Called with every request once answered (fixtures record them).
     observers: list[Callable[[Request], object]] = []
 
@@ -537,11 +536,11 @@ class WebSite(Site):
     ) -> None:
         super().__init__(resource, timeout=config.idle_timeout or None, reactor=reactor)
         self.config = config
+        self.observers = []
         self.status = status
         self.hsts = int(config.hsts)
         self.gzipEnabled = config.gzip
         self.accessLog = accessLog or AccessLog(config.access_log)
-        self.observers = []
         self.active = 0
         status.gauge("http", "requests_active", lambda: float(self.active))
 
@@ -784,7 +783,6 @@ def buildWeb(
             root.putChild(name, resource)
     site = WebSite(root, config=config, status=ctx.status, reactor=ctx.reactor)
     site.web = web
-    site.faults = ctx.faults
     return Component(
         listening=[
             Listening(

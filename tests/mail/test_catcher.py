@@ -24,8 +24,8 @@ from appnet.mail.realm import MailRealm
 from appnet.tap import Options
 from appnet.testing import start
 from tests.interop import need
-from tests.process import TWISTD, spawn, stop
 from tests.mail.sockets import inThread
+from tests.process import TWISTD, spawn, stop
 
 
 def message(subject: str, to: str = "someone@anywhere.test") -> bytes:
