@@ -458,6 +458,12 @@ class HTTPConfig(ListenerConfig):
     listing: bool = _setting(
         True, _bool, "show an index page for directories without index.html"
     )
+    test_api: bool = _setting(
+        False,
+        _bool,
+        "serve the testing API at /_appnet/ (faults, caught mail) to the"
+        " status_allow networks; never on a real server",
+    )
     max_body_size: int = _setting(
         25 * 1024**2, _size, "largest request body (else 413)"
     )
@@ -493,12 +499,6 @@ class HTTPConfig(ListenerConfig):
         ("127.0.0.0/8", "::1/128"),
         _listOf(_network),
         "client networks allowed to read /status and /metrics",
-    )
-    test_api: bool = _setting(
-        False,
-        _bool,
-        "serve the testing API at /_appnet/ (faults, caught mail) to the"
-        " status_allow networks; never on a real server",
     )
 
 

@@ -833,7 +833,7 @@ class DNSService(Service):
         limiter = RateLimiter(reactor, config.rate_limit) if config.rate_limit else None
         self.cache = cache
         self.recursor = recursor
-        self.factory = factory = DNSServerFactory(
+        self.factory = DNSServerFactory(
             reactor,
             Authority(),
             recursor,
@@ -845,7 +845,7 @@ class DNSService(Service):
             recursionTimeout=config.recursion_timeout,
             traced=self._traced,
         )
-        factory.faults = self.faults
+        self.factory.faults = self.faults
         self.primary = Primary(
             reactor,
             self.factory,
@@ -998,12 +998,12 @@ def buildDNS(ctx: Any) -> Any:
         config,
         ctx.status,
         ctx.addresses,
+        cacheClock=ctx.clock,
         zoneDirectory=ctx.dataDir.zones.path,
         keyDirectory=config.keys or ctx.dataDir.root.child("keys").path,
         secondaryDirectory=ctx.dataDir.root.child("secondary").path,
         traced=ctx.traced("dns"),
         connectionsPerAddress=ctx.config.limits.connections_per_ip,
-        cacheClock=ctx.clock,
     )
     service.faults = ctx.faults
     return Component(services=[service], serves=("dns",))

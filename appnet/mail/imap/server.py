@@ -629,6 +629,12 @@ class IMAPServer(LineQueue, IMAP4Server):
             waiter.callback(None)
 
     async def _drained(self) -> None:
+        if self._byeMidFetch is not None:
+            # A scripted fault: BYE after the first FETCH responses.
+            bye, self._byeMidFetch = self._byeMidFetch, None
+            self.sendUntaggedResponse(b"BYE " + bye)
+            self.transport.loseConnection()
+            self._closed = True
         if self._writePaused and not self._closed:
             waiter: Deferred[None] = Deferred()
             self._drainWaiters.append(waiter)
@@ -1124,8 +1130,6 @@ class IMAPServer(LineQueue, IMAP4Server):
                     )
                 )
                 await self._drained()
-                if self._byeMidFetch is not None:
-                    break
                 continue
             batch, total = [], 0
             while i < len(messages) and len(batch) < _BATCH:
@@ -1173,11 +1177,6 @@ class IMAPServer(LineQueue, IMAP4Server):
                     else:
                         await self._stream(piece)
                 await self._drained()
-                if self._byeMidFetch is not None:
-                    break
-        if self._byeMidFetch is not None:
-            self.sendUntaggedResponse(b"BYE " + self._byeMidFetch)
-            self.transport.loseConnection()
         return missing
 
     async def _stream(self, piece: fetching.Range) -> None:
