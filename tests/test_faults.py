@@ -64,11 +64,14 @@ class RegistryTests(SynchronousTestCase):
         """
         faults = Faults()
         fault = faults.smtp("RCPT", 451, times=2)
+        self.assertTrue(faults.has("smtp"))
+        self.assertFalse(faults.has("dns"))
         self.assertIs(faults.take("smtp", "RCPT"), fault)
         self.assertIs(faults.take("smtp", "RCPT"), fault)
         self.assertIsNone(faults.take("smtp", "RCPT"))
         self.assertEqual(fault.used, 2)
         self.assertEqual(faults.pending(), [])
+        self.assertFalse(faults.has("smtp"))
         self.assertEqual(faults.count("smtp"), 2)
         self.assertEqual(faults.fired[0], "smtp RCPT reply 451 (1 of 2)")
 
