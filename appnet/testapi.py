@@ -12,6 +12,7 @@ has no login: it is a testing tool, never for a real server.
     DELETE /_appnet/messages                  delete all
     GET    /_appnet/messages/ID               JSON, with text and headers
     GET    /_appnet/messages/ID/raw           message/rfc822
+    GET    /_appnet/messages/ID/view          HTML: headers and text
     DELETE /_appnet/messages/ID
     POST   /_appnet/messages/ID/release       {"host": .., "port": .., "to": [..]}
     GET    /_appnet/wait?to=..&timeout=10     the next matching message (408: none)
@@ -173,6 +174,8 @@ class TestAPI(Resource):
         if action == ("GET", ""):
             caught = await self.catcher.get(id)
             return 200, _detail(caught)
+        if action == ("GET", "view"):
+            return 200, _viewPage(await self.catcher.get(id))
         if action == ("GET", "raw"):
             caught = await self.catcher.get(id)
             request.setHeader(b"content-type", b"message/rfc822")
@@ -190,8 +193,9 @@ class TestAPI(Resource):
         for caught in reversed(await self.catcher.messages()):
             rows.append(
                 "<tr><td>{id}</td><td>{sender}</td><td>{to}</td>"
-                '<td><a href="messages/{id}/raw">{subject}</a></td>'
-                "<td>{size}</td></tr>".format(
+                '<td><a href="messages/{id}/view">{subject}</a></td>'
+                "<td>{size}</td>"
+                '<td><a href="messages/{id}/raw">raw</a></td></tr>'.format(
                     id=caught.id,
                     sender=html.escape(caught.sender),
                     to=html.escape(", ".join(caught.recipients)),
@@ -202,7 +206,7 @@ class TestAPI(Resource):
         body = (
             "<!doctype html><meta charset=utf-8><title>Caught mail</title>"
             "<h1>Caught mail</h1><p>{count} messages.</p>"
-            "<table><tr><th>#<th>From<th>To<th>Subject<th>Bytes</tr>{rows}</table>"
+            "<table><tr><th>#<th>From<th>To<th>Subject<th>Bytes<th></tr>{rows}</table>"
         ).format(count=len(rows), rows="".join(rows))
         return 200, body
 
@@ -255,6 +259,26 @@ class TestAPI(Resource):
             id, str(raw["host"]), int(raw["port"]), to, str(raw.get("tls", "auto"))
         )
         return 200, {"released": id, "accepted": list(getattr(result, "accepted", []))}
+
+
+def _viewPage(caught: CaughtMessage) -> str:
+    """One caught message as a page: its headers and text."""
+    headers = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in caught.message.items()
+    )
+    return (
+        "<!doctype html><meta charset=utf-8><title>{subject}</title>"
+        '<p><a href="../../">All caught mail</a> · <a href="raw">raw</a></p>'
+        "<h1>{subject}</h1><p>From {sender} to {to}</p>"
+        "<table>{headers}</table><pre>{text}</pre>"
+    ).format(
+        subject=html.escape(caught.subject or "(no subject)"),
+        sender=html.escape(caught.sender or "<>"),
+        to=html.escape(", ".join(caught.recipients)),
+        headers=headers,
+        text=html.escape(caught.text()),
+    )
 
 
 def _detail(caught: CaughtMessage) -> dict[str, Any]:

@@ -191,6 +191,8 @@ class CatcherTests(TestCase):
         page = await inThread(curl, s.url("/_appnet/"))
         self.assertIn("first", page.stdout)
         self.assertIn("second", page.stdout)
+        view = await inThread(curl, s.url(f"/_appnet/messages/{entry['id']}/view"))
+        self.assertIn("<pre>body of second", view.stdout)
         await inThread(curl, "-X", "DELETE", s.url(f"/_appnet/messages/{entry['id']}"))
         self.assertEqual([c.subject for c in await s.caught()], ["first"])
         gone = await inThread(
