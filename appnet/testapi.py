@@ -15,6 +15,7 @@ has no login: it is a testing tool, never for a real server.
     GET    /_appnet/messages/ID/view          HTML: headers and text
     DELETE /_appnet/messages/ID
     POST   /_appnet/messages/ID/release       {"host": .., "port": .., "to": [..]}
+    POST   /_appnet/webmail                   a webmail session on the caught mail
     GET    /_appnet/wait?to=..&timeout=10     the next matching message (408: none)
     GET    /_appnet/faults                    pending and fired
     POST   /_appnet/faults                    {"protocol": "smtp", "point": "RCPT", ...}
@@ -26,19 +27,22 @@ from __future__ import annotations
 import html
 import ipaddress
 import json
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from appnet.errors import AppnetError, NoSuchMessage
+from appnet.auth import hashPassword
+from appnet.errors import AppnetError, NoSuchMessage, UserExists
 from appnet.faults import FaultError, Faults
 from appnet.listen import hostOf
-from appnet.mail.catcher import Catcher, CaughtMessage
+from appnet.mail.catcher import CATCHER, Catcher, CaughtMessage
 
 __all__ = ["TestAPI", "mountTestAPI"]
 
@@ -83,13 +87,19 @@ class TestAPI(Resource):
     _log = Logger()
 
     def __init__(
-        self, catcher: Catcher, faults: Faults, allow: list[Any], reactor: Any
+        self,
+        catcher: Catcher,
+        faults: Faults,
+        allow: list[Any],
+        reactor: Any,
+        web: Any = None,
     ) -> None:
         super().__init__()
         self.catcher = catcher
         self.faults = faults
         self.allow = allow
         self.reactor = reactor
+        self.web = web
 
     def render(self, request: Request) -> int:
         client = hostOf(request.getClientAddress())
@@ -153,13 +163,16 @@ class TestAPI(Resource):
             ("GET", "faults"): self._faults,
             ("POST", "faults"): self._addFault,
             ("DELETE", "faults"): self._clearFaults,
+            ("POST", "webmail"): self._webmail,
         }
         head = path[0] if path else ""
         if len(path) <= 1:
             handler = handlers.get((method, head))
             if handler is None:
                 raise _Answer(
-                    405 if head in ("", "messages", "wait", "faults") else 404,
+                    405
+                    if head in ("", "messages", "wait", "faults", "webmail")
+                    else 404,
                     {"error": f"{method} /_appnet/{head} is not served"},
                 )
             return await handler(request)
@@ -206,9 +219,31 @@ class TestAPI(Resource):
         body = (
             "<!doctype html><meta charset=utf-8><title>Caught mail</title>"
             "<h1>Caught mail</h1><p>{count} messages.</p>"
+            '<form method=post action="webmail"><button>Open in webmail</button>'
+            "</form>"
             "<table><tr><th>#<th>From<th>To<th>Subject<th>Bytes<th></tr>{rows}</table>"
         ).format(count=len(rows), rows="".join(rows))
         return 200, body
+
+    async def _webmail(self, request: Request) -> tuple[int, Any]:
+        """
+        Log this browser into webmail as the catcher's mailbox (an account
+        made on first use, with a random password nobody knows).
+        """
+        if self.web is None:
+            raise _Answer(404, {"error": "no webmail here"})
+        users = self.catcher.store.users
+        if await users.getUser(CATCHER) is None:
+            password = secrets.token_urlsafe(24)
+            pool = self.reactor.getThreadPool()
+            hashed = await deferToThreadPool(self.reactor, pool, hashPassword, password)
+            try:
+                await users.addUser(CATCHER, hashed, False, None)
+            except UserExists:
+                pass  # Made meanwhile by another request.
+        await self.web.sessions.start(request, CATCHER)
+        request.setHeader(b"location", b"/mail/")
+        return 303, {"location": "/mail/"}
 
     async def _list(self, request: Request) -> tuple[int, Any]:
         query = {k: v for k, v in _query(request).items() if k in _SEARCH}
@@ -300,4 +335,4 @@ def mountTestAPI(web: Any) -> dict[bytes, IResource]:
         return {}
     allow = [ipaddress.ip_network(n) for n in ctx.config.http.status_allow]
     catcher = Catcher(ctx.store, ctx.reactor)
-    return {b"_appnet": TestAPI(catcher, ctx.faults, allow, ctx.reactor)}
+    return {b"_appnet": TestAPI(catcher, ctx.faults, allow, ctx.reactor, web)}

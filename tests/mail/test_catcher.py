@@ -203,6 +203,33 @@ class CatcherTests(TestCase):
         await inThread(curl, "-X", "DELETE", s.url("/_appnet/messages"))
         self.assertEqual(await s.caught(), [])
 
+    async def test_webmail(self) -> None:
+        """
+        The catcher page's "Open in webmail" (POST /_appnet/webmail) logs
+        the browser into webmail on the caught mail: the webmail API then
+        lists every caught message, whatever its recipients.
+        """
+        s = await self.catcher()
+
+        def sendTwo() -> None:
+            with smtplib.SMTP(*s.address("smtp"), timeout=10) as mx:
+                mx.sendmail("a@x.test", ["b@y.test"], message("one", "b@y.test"))
+                mx.sendmail("a@x.test", ["c@z.test"], message("two", "c@z.test"))
+
+        await inThread(sendTwo)
+        jar = os.path.join(os.path.abspath(self.mktemp()) + ".cookies")
+        opened = await inThread(
+            curl, "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+            "-c", jar, "-X", "POST", s.url("/_appnet/webmail"),
+        )  # fmt: skip
+        self.assertEqual(opened.stdout, f"303 {s.url('/mail/')}")
+        listed = await inThread(curl, "-b", jar, s.url("/api/v1/messages?folder=INBOX"))
+        found = json.loads(listed.stdout)
+        self.assertEqual(found["total"], 2)
+        self.assertEqual(
+            sorted(m["subject"] for m in found["messages"]), ["one", "two"]
+        )
+
     async def test_longPoll(self) -> None:
         """
         GET /_appnet/wait answers when the next matching message arrives
