@@ -479,3 +479,21 @@ class MailboxFaultTests(TestCase):
 
         failure = await self.assertFailure(inThread(retr), poplib.error_proto)
         self.assertIn("Disk on fire", str(failure))
+
+    async def test_pop3Drop(self) -> None:
+        """A dropped connection at RETR: poplib sees the end of the stream."""
+        s = await start(self, "smtp", "pop3", users={BOB: PASSWORD})
+        await inThread(smtpSend, s.address("smtp"))
+        s.faults.pop3("RETR", drop=True)
+
+        def retr() -> None:
+            pop = poplib.POP3(*s.address("pop3"), timeout=10)
+            try:
+                pop.user(BOB)
+                pop.pass_(PASSWORD)
+                pop.retr(1)
+            finally:
+                pop.close()
+
+        failure = await self.assertFailure(inThread(retr), poplib.error_proto)
+        self.assertIn("EOF", str(failure))

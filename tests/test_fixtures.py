@@ -5,6 +5,7 @@ Tests for L{appnet.fixtures.start}, the one fixture for every protocol.
 from __future__ import annotations
 
 import ftplib
+import imaplib
 import io
 import smtplib
 import time
@@ -113,6 +114,23 @@ class StartTests(TestCase):
         await s.stop()
         self.assertEqual(storeThreads(), [])
         self.assertIsNone(pop3.transport.connected or None)
+
+    async def test_tls(self) -> None:
+        """
+        With C{tls=True} the stack has a certificate: the fixture's IMAP
+        session starts TLS, verified against it.
+        """
+        s = await start(self, "imap", users={BOB: "bob-pw-123"}, tls=True)
+        imap = await s.imap(BOB)
+        self.assertTrue(s.running.dataDir.tlsCert.exists())
+
+        def offered() -> tuple[str, ...]:
+            with imaplib.IMAP4(*s.address("imap"), timeout=10) as plain:
+                caps: tuple[str, ...] = plain.capabilities
+                return caps
+
+        self.assertIn("STARTTLS", await inThread(offered))
+        self.assertEqual((await imap.listFolders())[0].name, "INBOX")
 
     async def test_dnsQueriesSeen(self) -> None:
         """Zones given as text are served; every query is recorded."""
