@@ -214,6 +214,28 @@ class ClockTests(TestCase):
         self.assertGreater(s.stack.status.counter("queue", "deferred"), 30)
         self.assertLess(elapsed, 1.0)
 
+    async def test_dnsTTLOnClock(self) -> None:
+        """
+        The DNS cache ages on the fixture's clock: a forwarded answer (TTL
+        300) is served from the cache until the test moves the clock past
+        its TTL, then asked upstream again.
+        """
+        upstream = await startDNS(self, zones={"example.org": ZONE})
+        host, port = upstream.address()
+        s = await start(self, "dns", config={"dns": {"forward": [f"{host}:{port}"]}})
+        client = s.dnsClient()
+        answer = await client.lookupAddresses("www.example.org")
+        self.assertEqual(answer, ["192.0.2.7"])
+        asked = len(upstream.queries)
+        await client.lookupAddresses("www.example.org")
+        self.assertEqual(len(upstream.queries), asked)
+        s.clock.advance(299)
+        await client.lookupAddresses("www.example.org")
+        self.assertEqual(len(upstream.queries), asked)
+        s.clock.advance(2)
+        await client.lookupAddresses("www.example.org")
+        self.assertGreater(len(upstream.queries), asked)
+
     async def test_idleTimeoutOnClock(self) -> None:
         """
         Protocol idle timeouts run on the fixture's clock: an SMTP client
