@@ -526,6 +526,12 @@ class HTTPConfig(ListenerConfig):
     listing: bool = _setting(
         True, _bool, "show an index page for directories without index.html"
     )
+    test_api: bool = _setting(
+        False,
+        _bool,
+        "serve the testing API at /_appnet/ (faults, caught mail) to the"
+        " status_allow networks; never on a real server",
+    )
     max_body_size: int = _setting(
         25 * 1024**2, _size, "largest request body (else 413)"
     )
@@ -847,6 +853,12 @@ class MailConfig:
     )
     catch_all: str | None = _setting(
         None, _optAddress, "receives mail for unknown local users"
+    )
+    catch: bool = _setting(
+        False,
+        _bool,
+        "mail catcher: accept mail to any address (any AUTH) and keep it,"
+        " relay nothing; list it at /_appnet/ (a testing tool)",
     )
     postmaster: str | None = _setting(
         None,

@@ -39,6 +39,7 @@ from appnet.auth import APOPChecker, Authenticator, LoginThrottle, UserChecker
 from appnet.config import Config
 from appnet.datadir import DataDir
 from appnet.errors import AppnetError
+from appnet.faults import Faults
 from appnet.listen import AddressBook, GuardedFactory, ListenerService
 from appnet.status import Status
 from appnet.store.interfaces import IStore
@@ -106,6 +107,8 @@ class StackContext:
     #: What schedules long waits (the queue's retries): the reactor, or a
     #: test's virtual clock while sockets stay on the reactor.
     clock: Any = None
+    #: Scripted faults (L{appnet.faults}); protocols ask it at fixed points.
+    faults: Faults = None  # type: ignore[assignment]
     #: The certificate STARTTLS, STLS and AUTH TLS offer, replaceable while
     #: running; pass it as a factory's C{tlsOptions} (see L{LiveTLS}).
     tlsKeeper: TLSKeeper = None  # type: ignore[assignment]
@@ -116,6 +119,8 @@ class StackContext:
     def __attrs_post_init__(self) -> None:
         if self.clock is None:
             self.clock = self.reactor
+        if self.faults is None:
+            self.faults = Faults(self.clock, self.status, reactor=self.reactor)
         if self.tlsKeeper is None:
             self.tlsKeeper = TLSKeeper(lambda: None, self.tls)
 

@@ -49,6 +49,15 @@ class Options(usage.Options):
         "repeat to listen on several, replacing the configured list."
     )
 
+    optFlags = [
+        [
+            "catch-all",
+            None,
+            "Mail catcher: accept and keep mail to any address, relay nothing; "
+            "see it at http://HOST/_appnet/ [mail.catch].",
+        ],
+    ]
+
     optParameters = [
         ["config", "c", None, "TOML config file (see tap/example.toml)."],
         ["data", "d", None, "Data directory [data]."],
@@ -178,6 +187,8 @@ class Options(usage.Options):
             target[key] = value
             names[dotted] = option
 
+        if self["catch-all"]:
+            put("mail.catch", True, "--catch-all")
         for simple in ("data", "hostname", "trace"):
             if self[simple] is not None:
                 put(simple, self[simple], "--" + simple)

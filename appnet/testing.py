@@ -1,22 +1,34 @@
 """
 In-process fixtures for test suites (appnet's own and its users').
 
-L{startStack} runs a whole appnet stack inside the test's reactor: every
-service on an ephemeral loopback port, a temporary data directory, the
-users you name. It returns a L{RunningStack} telling where each service
-listens and giving access to its store; stopping it closes every port,
-connection and thread and removes the data directory::
+L{start} runs the services a test names, and only those, inside the
+test's reactor on ephemeral loopback ports, with the accounts (and their
+passwords) the test states; the test's cleanup stops them, with every
+client session the fixture opened. C{address(service)} says where each
+listens; simple helpers show what arrived; C{faults} scripts failures
+(L{appnet.faults}); every long wait runs on a virtual clock that
+C{advance} moves::
 
     from twisted.trial.unittest import TestCase
-    from appnet.testing import startStack
+    from appnet.testing import start
 
-    class MyTest(TestCase):
-        async def test_something(self) -> None:
-            stack = await startStack(self, users={"alice@example.org": "pw-alice-1"})
-            host, port = stack.address("smtp")
+    class SignupTests(TestCase):
+        async def test_welcomeMail(self) -> None:
+            s = await start(self, "smtp", users={"bob@example.org": "secret"})
+            await myApp.signUp("bob@example.org", smtp=s.address("smtp"))
+            [mail] = await s.deliveredTo("bob@example.org")
+            self.assertEqual(mail.message["Subject"], "Welcome")
+
+        async def test_greylisted(self) -> None:
+            s = await start(self, "smtp", users={"bob@example.org": "secret"})
+            s.faults.smtp("RCPT", 451)            # the next RCPT only
             ...
 
-Protocol packages add their own fixtures on top of this one.
+DNS (C{s.dnsQueries}), FTP (C{s.files(user)}) and HTTP
+(C{s.httpRequests}) work the same way; C{catch=True} starts the mail
+catcher. L{startStack} is the layer underneath (a whole stack); the
+protocol packages' older fixtures (L{startMail}, L{startDNS},
+L{startFTP}, L{startWeb}) stay.
 """
 
 from __future__ import annotations
@@ -41,6 +53,13 @@ from appnet.store.interfaces import IStore
 #: Fixtures of protocol packages, re-exported here: name to module. They
 #: build on this module, so they are imported on first use (PEP 562).
 _FIXTURES = {
+    "Address": "appnet.fixtures",
+    "SeenRequest": "appnet.fixtures",
+    "Services": "appnet.fixtures",
+    "start": "appnet.fixtures",
+    "Fault": "appnet.faults",
+    "Faults": "appnet.faults",
+    "CaughtMessage": "appnet.mail.catcher",
     "RunningDNS": "appnet.dns.testing",
     "StaticResolver": "appnet.dns.testing",
     "startDNS": "appnet.dns.testing",

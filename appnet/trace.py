@@ -100,6 +100,10 @@ class Transcript:
             line=text,
         )
 
+    def note(self, text: str) -> None:
+        """Log an event of the connection that is not a line (a fault)."""
+        self._emit("!", text)
+
     def fromClient(self, data: bytes) -> None:
         """
         Log what the client sent.

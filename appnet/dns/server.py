@@ -88,6 +88,7 @@ from appnet.dns.wire import (
 from appnet.dns.zonefile import readFile
 from appnet.dns.zones import Authority, Zone, loadZone, zoneFromText
 from appnet.errors import ListenError
+from appnet.faults import NO_FAULTS, Fault, Faults
 from appnet.listen import AddressBook, GuardedFactory, socketFamily
 from appnet.status import Status
 
@@ -104,6 +105,13 @@ __all__ = [
 #: Largest message of a zone transfer (below 16 KiB so name compression
 #: reaches every name).
 _TRANSFER_CHUNK = 16000
+
+#: What a scripted DNS fault (L{appnet.faults}) answers.
+_FAULT_RCODES = {
+    "servfail": dns.ESERVER,
+    "nxdomain": dns.ENAME,
+    "refused": dns.EREFUSED,
+}
 #: Unanswered queries one TCP connection may have before it stops being
 #: read (RFC 7766 section 6.2.1.1: pipelining, with a bound).
 _TCP_PENDING = 32
@@ -213,6 +221,8 @@ class DNSServerFactory(server.DNSServerFactory):
 
     protocol = DNSStreamServer
     noisy = False
+    #: Scripted faults (set by L{DNSService}).
+    faults: Faults = NO_FAULTS
     _log = Logger()
 
     def __init__(
@@ -272,7 +282,7 @@ class DNSServerFactory(server.DNSServerFactory):
                 return
 
         wire = self.wireCache
-        if wire is not None and not self.traced:
+        if wire is not None and not self.traced and not self.faults.has("dns"):
             key = wire.keyOf(data, self.policy.mayRecurse(host), False)
             if key is not None:
                 found = wire.answer(key, data)
@@ -311,7 +321,7 @@ class DNSServerFactory(server.DNSServerFactory):
         peer = protocol.transport.getPeer()  # type: ignore[union-attr]
         client = (getattr(peer, "host", "?"), getattr(peer, "port", 0))
         wire = self.wireCache
-        if wire is not None and not self.traced:
+        if wire is not None and not self.traced and not self.faults.has("dns"):
             key = wire.keyOf(data, self.policy.mayRecurse(client[0]), True)
             if key is not None:
                 found = wire.answer(key, data)
@@ -447,6 +457,13 @@ class DNSServerFactory(server.DNSServerFactory):
                 )
         mayRecurse = self.recursor is not None and self.policy.mayRecurse(client[0])
         response.recAv = int(mayRecurse)
+        fault = None
+        if question is not None and self.faults is not NO_FAULTS:
+            fault = self.faults.take(
+                "dns", "query", display(question.name), typeName(question.type)
+            )
+        if fault is not None:
+            return self._faulted(fault, response, edns, limit, reply, client, request)
 
         def fail(rcode: int) -> None:
             self._cacheable = "zones"
@@ -513,6 +530,26 @@ class DNSServerFactory(server.DNSServerFactory):
 
         d.addCallbacks(finish, failed)
         d.addErrback(lambda f: self._log.failure("cannot send a reply", f))
+
+    def _faulted(
+        self,
+        fault: Fault,
+        response: dns.Message,
+        edns: EDNS | None,
+        limit: int,
+        reply: Reply,
+        client: tuple[str, int],
+        request: Decoded,
+    ) -> None:
+        """Answer as the fault just taken says (L{appnet.faults})."""
+        action = fault.action
+        if action == "timeout":
+            return
+        if action == "truncate":
+            response.trunc = 1
+        else:
+            response.rCode = _FAULT_RCODES[action]
+        self._send(response, edns, limit, reply, client, request)
 
     def _recurse(self, name: bytes, type: int) -> Deferred[Answer]:
         assert self.recursor is not None
@@ -771,6 +808,8 @@ class DNSService(Service):
     """
 
     _log = Logger()
+    #: Scripted faults, handed to the factory when it is made.
+    faults: Faults = NO_FAULTS
 
     def __init__(
         self,
@@ -927,6 +966,7 @@ class DNSService(Service):
             traced=self._traced,
             wireCache=wire,
         )
+        self.factory.faults = self.faults
         self.primary = Primary(
             reactor,
             self.factory,
@@ -1092,6 +1132,7 @@ def buildDNS(ctx: Any) -> Any:
         config,
         ctx.status,
         ctx.addresses,
+        cacheClock=ctx.clock,
         zoneDirectory=ctx.dataDir.zones.path,
         keyDirectory=config.keys or ctx.dataDir.root.child("keys").path,
         secondaryDirectory=ctx.dataDir.root.child("secondary").path,
@@ -1099,4 +1140,5 @@ def buildDNS(ctx: Any) -> Any:
         connectionsPerAddress=ctx.config.limits.connections_per_ip,
         inherited=ctx.worker.dnsSockets() if ctx.worker is not None else None,
     )
+    service.faults = ctx.faults
     return Component(services=[service], serves=("dns",))

@@ -34,6 +34,8 @@ from appnet.dns.errors import TemporaryFailure
 from appnet.dns.names import display, normalize
 from appnet.dns.server import DNSService, SeenQuery
 from appnet.dns.zones import Authority, zoneFromText
+from appnet.faults import Faults
+from appnet.fixtures import Address
 from appnet.listen import AddressBook
 from appnet.status import Status
 
@@ -55,9 +57,19 @@ class RunningDNS:
     _stopped: bool = False
 
     @property
-    def address(self) -> tuple[str, int]:
-        """C{(host, port)} it listens on, UDP (TCP is the same port)."""
-        return self.service.udpAddress
+    def faults(self) -> Faults:
+        """Scripted faults of this server (C{faults.dns(name, "servfail")})."""
+        faults: Faults = self.service.faults
+        return faults
+
+    @property
+    def address(self) -> Address:
+        """
+        C{(host, port)} it listens on, UDP (TCP is the same port): call it,
+        C{server.address()}, as on every fixture (the tuple form is
+        deprecated).
+        """
+        return Address(*self.service.udpAddress)
 
     @property
     def tcpAddress(self) -> tuple[str, int]:
@@ -73,7 +85,7 @@ class RunningDNS:
     def client(self, **kw: Any) -> DNSClient:
         """A L{DNSClient} asking this server (keyword arguments go to it)."""
         kw.setdefault("timeout", 2.0)
-        return DNSClient(self.reactor, [self.address], **kw)
+        return DNSClient(self.reactor, [self.address()], **kw)
 
     def counter(self, name: str) -> int:
         """One of the server's counters (C{"upstream_queries"} ...)."""
@@ -156,6 +168,7 @@ async def startDNS(
         secondaryDirectory=secondaryDirectory,
     )
     running = RunningDNS(service, status, reactor)
+    service.faults = Faults(cacheClock or reactor, status, reactor=reactor)
     service.startService()
     assert service.factory is not None
     service.factory.observers.append(running.queries.append)

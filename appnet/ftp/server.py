@@ -65,6 +65,7 @@ from zope.interface import implementer
 from appnet.address import isLoopback
 from appnet.auth import LoginThrottled
 from appnet.config import FTPConfig
+from appnet.faults import NO_FAULTS, Faults
 from appnet.ftp._files import (
     AsciiDecoder,
     AsciiEncoder,
@@ -187,6 +188,8 @@ class Transfer:
     problem: FTPCommandError | None = None
     lastActivity: float = 0.0
     done: Deferred[None] = field(factory=Deferred)
+    #: A scripted fault (L{appnet.faults}) cuts the transfer here.
+    cutAfter: int | None = None
 
     def touch(self) -> None:
         self.lastActivity = self.clock.seconds()
@@ -194,6 +197,8 @@ class Transfer:
     def count(self, amount: int) -> None:
         self.bytes += amount
         self.lastActivity = self.clock.seconds()
+        if self.cutAfter is not None and self.bytes >= self.cutAfter:
+            self.abort("cut by a scripted fault")
 
     @property
     def aborted(self) -> bool:
@@ -1085,12 +1090,22 @@ class FTPServer(FTP):
         channel, self._channel = self._channel, None
         if channel is None:
             raise _Reply(425, "Use PORT, EPRT, PASV or EPSV first")
+        faults = self.factory.faults
+        refused = faults.take("ftp", "data", command, transport=self.transport)
+        if refused is not None:
+            channel.close()
+            raise _Reply(
+                refused.code or 425, refused.text or "Can't open data connection"
+            )
+        cut = faults.take("ftp", "transfer", command, transport=self.transport)
         if self._dataNeedsProtection() and not self._protected:
             channel.close()
             raise _Reply(521, "Data connections must be encrypted: use PROT P")
         transfer = self._transfer = Transfer(
             command, path, self._clock, self._clock.seconds(), channel
         )
+        if cut is not None:
+            transfer.cutAfter = cut.after
         self.setTimeout(None)
         stall: _Watchdog | None = None
         outcome = "failed"
@@ -1409,6 +1424,8 @@ class FTPServerFactory(LiveTLS, ServerFactory):
     tlsUpgrade = "AUTH TLS"
 
     protocol = FTPServer
+    #: Scripted faults (set by the stack).
+    faults: Faults = NO_FAULTS
 
     def __init__(
         self,
@@ -1518,6 +1535,7 @@ def build(ctx: StackContext) -> Component:
         ctx.status,
         ctx.tlsKeeper,
     )
+    factory.faults = ctx.faults
     return Component(
         listening=[
             Listening(

@@ -12,7 +12,7 @@ ephemeral loopback port, inside the test's reactor::
                 users={"alice@example.org": "pw-alice-1"},
                 files={"alice@example.org": {"docs/a.txt": b"hello"}},
             )
-            host, port = ftp.address
+            host, port = ftp.address()
             ...   # any FTP client; stopped and cleaned up after the test
 
 It runs the real server (the same builder C{twistd appnet} uses) on a whole
@@ -33,6 +33,7 @@ from attrs import define
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 
+from appnet.fixtures import Address
 from appnet.ftp.shell import homeName
 from appnet.tls import writeSelfSigned
 
@@ -57,10 +58,12 @@ class RunningFTP:
     _data: str | None = None
 
     @property
-    def address(self) -> tuple[str, int]:
-        """C{(host, port)} of the control connection."""
-        result: tuple[str, int] = self.stack.address("ftp")
-        return result
+    def address(self) -> Address:
+        """
+        C{(host, port)} of the control connection: call it,
+        C{ftp.address()} (the tuple form is deprecated).
+        """
+        return Address(*self.stack.address("ftp"))
 
     @property
     def root(self) -> str:
@@ -80,7 +83,7 @@ class RunningFTP:
 
     def url(self, user: str | None = None, path: str = "/") -> str:
         """C{ftp://user@host:port/path}, with the user name escaped."""
-        host, port = self.address
+        host, port = self.address()
         who = f"{quote(user, safe='')}@" if user else ""
         return f"ftp://{who}{host}:{port}{path}"
 

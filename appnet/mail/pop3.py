@@ -75,6 +75,7 @@ from zope.interface import implementer
 from appnet.address import isLoopback
 from appnet.auth import Authenticator, LoginThrottled
 from appnet.errors import AppnetError, NoSuchMessage
+from appnet.faults import NO_FAULTS, Faults
 from appnet.files import InThread, SendingStopped, ThreadedFileSender
 from appnet.listen import hostOf
 from appnet.mail.lines import LineQueue, noDelay
@@ -451,6 +452,15 @@ class POP3Server(LineQueue, POP3):
             state = "after login" if self.mbox else "before login"
             self.failResponse(f"{verb} not allowed {state}")
             return
+        fault = self.factory.faults.take(
+            "pop3", "command", verb, transport=self.transport
+        )
+        if fault is not None:
+            if fault.action == "drop":
+                self.transport.loseConnection()
+            else:
+                self.failResponse(fault.text or "[SYS/TEMP] Try again later")
+            return
         handler(rest)
 
     def _number(self, text: str) -> int | None:
@@ -769,6 +779,8 @@ class POP3ServerFactory(LiveTLS, ServerFactory):
     tlsUpgrade = "STLS"
 
     protocol = POP3Server  # type: ignore[assignment]
+    #: Scripted faults (set by the stack).
+    faults: Faults = NO_FAULTS
 
     def __init__(
         self,

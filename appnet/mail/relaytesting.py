@@ -333,7 +333,7 @@ async def startMailNetwork(
     try:
         for name, host in zip(names, hosts, strict=True):
             passwords = _accounts(name, domains[name])
-            settings = _nodeSettings(name, host, port, dns.address)
+            settings = _nodeSettings(name, host, port, dns.address())
             settings = mergeTables(
                 mergeTables(settings, config), nodeConfig.get(name, {})
             )

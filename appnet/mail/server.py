@@ -21,6 +21,7 @@ from appnet.address import isLoopback
 from appnet.dns.client import resolverFor
 from appnet.dns.interfaces import IDNSResolver
 from appnet.errors import ConfigError
+from appnet.mail.catcher import CatchAuth, CatchRouter
 from appnet.mail.delivery import Delivery
 from appnet.mail.imap import IMAP_MASK, IIMAPAccount, IMAPServerFactory, accountFactory
 from appnet.mail.imap import refusal as imapRefusal
@@ -209,6 +210,7 @@ def buildMail(ctx: StackContext) -> Component:
     SMTP (MX and submission), POP3 and IMAP for the stack.
     """
     config = ctx.config
+    catching = config.mail.catch
     router = makeRouter(ctx)
     realm = MailRealm()
     # A POP3 lock outlives a crashed holder by at most this long (a live
@@ -237,15 +239,18 @@ def buildMail(ctx: StackContext) -> Component:
     mailauth = mailAuthFor(ctx, resolver)
 
     def smtpFactory(role: SMTPRole, idleTimeout: float) -> SMTPServerFactory:
+        if catching:
+            # The mail catcher: both ports take any mail, any AUTH.
+            role = SMTPRole(role.service, True, role.maxRecipients, False, True)
         return SMTPServerFactory(
             role=role,
             hostname=hostname,
             store=ctx.store,
-            router=router,
-            auth=ctx.auth,
+            router=CatchRouter() if catching else router,  # type: ignore[arg-type]
+            auth=CatchAuth() if catching else ctx.auth,  # type: ignore[arg-type]
             realm=realm,
             status=ctx.status,
-            clock=ctx.reactor,
+            clock=ctx.clock,
             tlsOptions=tlsOptions,
             idleTimeout=idleTimeout,
             maxMessageSize=config.mail.max_message_size,
@@ -258,7 +263,7 @@ def buildMail(ctx: StackContext) -> Component:
         SMTPRole("smtp", submission=False, maxRecipients=config.smtp.max_recipients),
         config.smtp.idle_timeout,
     )
-    mx.spf = spf
+    mx.spf = None if catching else spf
     submission = smtpFactory(
         SMTPRole(
             "submission",
@@ -280,7 +285,7 @@ def buildMail(ctx: StackContext) -> Component:
         auth=ctx.auth,
         realm=realm,
         status=ctx.status,
-        clock=ctx.reactor,
+        clock=ctx.clock,
         tlsOptions=tlsOptions,
         idleTimeout=config.pop3.idle_timeout,
         apop=config.pop3.apop,
@@ -291,7 +296,7 @@ def buildMail(ctx: StackContext) -> Component:
         auth=ctx.auth,
         realm=realm,
         status=ctx.status,
-        clock=ctx.reactor,
+        clock=ctx.clock,
         blocking=blocking,
         tlsOptions=tlsOptions,
         idleTimeout=config.imap.idle_timeout,
@@ -299,6 +304,8 @@ def buildMail(ctx: StackContext) -> Component:
         maxAppendSize=config.mail.max_message_size,
         maxLiteralSize=config.imap.max_literal_size,
     )
+    for factory in (mx, submission, pop3, imap):
+        factory.faults = ctx.faults
     return Component(
         listening=[
             Listening("smtp", mx, smtpRefusal(hostname), SMTP_MASK),

@@ -66,7 +66,9 @@ from twisted.python.failure import Failure
 from appnet.address import isLoopback
 from appnet.auth import Authenticator, LoginThrottled
 from appnet.errors import QuotaExceeded
+from appnet.faults import NO_FAULTS, Faults
 from appnet.listen import hostOf
+from appnet.mail.catcher import envelopeHeader
 from appnet.mail.data import DataDecoder
 from appnet.mail.delivery import (
     Delivery,
@@ -130,12 +132,15 @@ class SMTPRole:
         queued; missing Date and Message-ID are added (RFC 6409 8.2, 8.3).
     @ivar senderMustMatch: an authenticated sender may only use its own
         addresses in MAIL FROM.
+    @ivar catching: the mail catcher's role (L{appnet.mail.catcher}): AUTH
+        offered but not required, the envelope kept in the message.
     """
 
     service: str
     submission: bool
     maxRecipients: int = 100
     senderMustMatch: bool = True
+    catching: bool = False
 
 
 class _Transaction:
@@ -186,6 +191,7 @@ class SMTPServer(LineQueue, ESMTP):
         self._staged: IStagedMessage | None = None
         self._client = "unknown"
         self._closed = False
+        self._greeting: Any = None
         self._replies: list[bytes] = []
         self._spf: SPFPolicy | None = None
         self._verify = False
@@ -205,7 +211,12 @@ class SMTPServer(LineQueue, ESMTP):
         if not self.factory.role.submission and auth is not None and auth.verify:
             self._verify = not auth.skipped(self._client)
         self.mode = "COMMAND"
-        self.sendCode(220, self.host + b" ESMTP appnet")
+        faults = self.factory.faults
+        slow = faults.take("smtp", "greeting", transport=self.transport)
+        if slow is not None:
+            self._greeting = faults.clock.callLater(slow.delay, self._greet)
+        else:
+            self._greet()
         self.setTimeout(self.timeout)
         self._log.info(
             "{service} connection from {client}",
@@ -213,8 +224,14 @@ class SMTPServer(LineQueue, ESMTP):
             client=self._client,
         )
 
+    def _greet(self) -> None:
+        self._greeting = None
+        self.sendCode(220, self.host + b" ESMTP appnet")
+
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._closed = True
+        if self._greeting is not None and self._greeting.active():
+            self._greeting.cancel()
         self._replies = []
         self.setTimeout(None)
         self._dropStaged()
@@ -300,7 +317,22 @@ class SMTPServer(LineQueue, ESMTP):
         if handler is None:
             self.error(500, "5.5.2", "Error: command not recognized")
             return
+        if verb.upper() in ("MAIL", "RCPT", "DATA") and self._faulted(verb.upper()):
+            return
         handler(rest.strip())
+
+    def _faulted(self, point: str) -> bool:
+        """Answer a scripted fault (L{appnet.faults}) at C{point}, if any."""
+        fault = self.factory.faults.take("smtp", point, transport=self.transport)
+        if fault is None:
+            return False
+        if fault.action == "drop":
+            self.transport.loseConnection()
+            return True
+        code = fault.code or 451
+        enhanced = f"{code // 100}.0.0"
+        self.reply(code, enhanced, fault.text or "Error: scripted failure")
+        return True
 
     def _async(self, work: Coroutine[Any, Any, None], what: str) -> Deferred[None]:
         """
@@ -322,7 +354,10 @@ class SMTPServer(LineQueue, ESMTP):
 
     @property
     def _authOffered(self) -> bool:
-        return self.factory.role.submission and (self._tls or isLoopback(self._client))
+        role = self.factory.role
+        return role.submission and (
+            self._tls or isLoopback(self._client) or role.catching
+        )
 
     @property
     def _canStartTLS(self) -> bool:
@@ -520,7 +555,8 @@ class SMTPServer(LineQueue, ESMTP):
         if self._transaction is not None:
             self.error(503, "5.5.1", "Error: nested MAIL command")
             return
-        if self.factory.role.submission and self._account is None:
+        role = self.factory.role
+        if role.submission and self._account is None and not role.catching:
             self.error(530, "5.7.0", "Authentication required")
             return
         if rest[:5].upper() != "FROM:":
@@ -674,6 +710,8 @@ class SMTPServer(LineQueue, ESMTP):
         factory = self.factory
         id = newId()
         staged = self._staged = factory.delivery.stage()
+        if factory.role.catching:
+            staged.write(envelopeHeader(transaction.recipients))
         prefix = returnPath(transaction.sender)
         staged.write(prefix)
         held = self._authHold(transaction)
@@ -774,6 +812,9 @@ class SMTPServer(LineQueue, ESMTP):
         self._transaction = None
         staged, self._staged = self._staged, None
         assert staged is not None
+        if self._faulted("message"):
+            staged.discard()
+            return
         if decoder.tooBig:
             staged.discard()
             self.error(552, "5.3.4", "Error: message size exceeds fixed limit")
@@ -910,6 +951,8 @@ class SMTPServerFactory(LiveTLS, ServerFactory):
     tlsUpgrade = "STARTTLS"
 
     protocol = SMTPServer  # type: ignore[assignment]
+    #: Scripted faults (set by the stack).
+    faults: Faults = NO_FAULTS
 
     def __init__(
         self,

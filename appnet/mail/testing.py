@@ -23,6 +23,7 @@ folders and flags directly in the store.
 from __future__ import annotations
 
 import email
+import warnings
 from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from email.policy import default
@@ -172,6 +173,13 @@ async def startMail(
     @param config: TOML-shaped overrides (C{{"mail": {"aliases": ...}}}).
     @param kw: passed to L{appnet.testing.startStack}.
     """
+    if not isinstance(users, Mapping) and users:
+        warnings.warn(
+            "startMail(users=[...]) with hidden passwords is deprecated:"
+            " give {address: password}, or use appnet.testing.start",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     passwords = (
         dict(users)
         if isinstance(users, Mapping)

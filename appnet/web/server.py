@@ -77,6 +77,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from appnet.config import HTTPConfig
+from appnet.faults import NO_FAULTS, Fault, Faults
 from appnet.listen import hostOf
 from appnet.stack import Component, Listening, StackContext
 from appnet.status import Status
@@ -103,7 +104,10 @@ __all__ = [
 
 #: Applications attached to the root: C{"module:function"} strings, each
 #: function taking the L{WebContext} and returning C{{name: resource}}.
-MOUNTS: tuple[str, ...] = ("appnet.webmail.mount:mountWebmail",)
+MOUNTS: tuple[str, ...] = (
+    "appnet.webmail.mount:mountWebmail",
+    "appnet.testapi:mountTestAPI",
+)
 
 SERVER = b"appnet"
 
@@ -309,7 +313,37 @@ class WebRequest(Request):
     def process(self) -> None:
         site = self.channel.site
         site.requestStarted(self)
+        faults = site.web.stack.faults if site.web is not None else NO_FAULTS
+        if faults is not NO_FAULTS and not self.path.startswith(b"/_appnet/"):
+            fault = faults.take(
+                "http",
+                "request",
+                self.path.decode("latin-1"),
+                transport=self.channel.transport,
+            )
+            if fault is not None:
+                self._faulted(fault, faults.clock)
+                return
         super().process()
+
+    def _faulted(self, fault: Fault, clock: IReactorTime) -> None:
+        """Answer as a scripted fault (L{appnet.faults}) says."""
+        if fault.action == "reset":
+            self.channel.transport.abortConnection()  # type: ignore[union-attr]
+        elif fault.action == "status":
+            body = (fault.text or "Scripted failure").encode("utf-8") + b"\n"
+            self.setResponseCode(fault.code or 500)
+            self.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            self.setHeader(b"content-length", b"%d" % len(body))
+            self.write(body)
+            self.finish()
+        else:
+
+            def later() -> None:
+                if self.channel is not None:
+                    Request.process(self)
+
+            clock.callLater(fault.delay, later)
 
     def write(self, data: bytes) -> None:
         if not self.startedWriting:
@@ -396,10 +430,13 @@ class WebChannel(HTTPChannel):
     fastIdle = True
     _fastResume = False
     _client = ""
+    _faults: Faults = NO_FAULTS
 
     def connectionMade(self) -> None:
         super().connectionMade()
         site: Any = getattr(self, "site", None)
+        web = getattr(site, "web", None)
+        self._faults = web.stack.faults if web is not None else NO_FAULTS
         fast = getattr(site, "fast", None)
         if fast is not None and not (
             site.hsts and ISSLTransport.providedBy(self.transport)
@@ -414,6 +451,9 @@ class WebChannel(HTTPChannel):
         if self.rejected:
             return
         fast = self.fast
+        if fast is not None and self._faults.has("http"):
+            # A scripted fault applies at the full path's fault point.
+            fast = None
         if fast is not None:
             if self.fastIdle:
                 self.resetTimeout()
@@ -633,6 +673,8 @@ class WebSite(Site):
     displayTracebacks = False
     #: The context of the component this site serves.
     web: WebContext | None = None
+    #: Called with every request once answered (fixtures record them).
+    observers: list[Callable[[Request], object]] = []
 
     def __init__(
         self,
@@ -645,6 +687,7 @@ class WebSite(Site):
     ) -> None:
         super().__init__(resource, timeout=config.idle_timeout or None, reactor=reactor)
         self.config = config
+        self.observers = []
         self.status = status
         self.hsts = int(config.hsts)
         self.gzipEnabled = config.gzip
@@ -707,6 +750,8 @@ class WebSite(Site):
             agent=request.getHeader(b"user-agent"),
         )
         self.accessLog.write(line)
+        for observer in self.observers:
+            observer(request)
 
     def rejected(self, channel: WebChannel, code: int, length: int) -> None:
         """Count and log a request the channel refused before processing."""

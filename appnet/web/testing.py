@@ -32,6 +32,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.filepath import FilePath
 from twisted.web.client import HTTPConnectionPool
 
+from appnet.fixtures import Address
 from appnet.stack import Builder, Component, StackContext
 from appnet.status import Status
 from appnet.testing import RunningStack, startStack
@@ -89,9 +90,12 @@ class RunningWeb:
         return self.stack.stack.status
 
     @property
-    def address(self) -> tuple[str, int]:
-        """C{(host, port)} of the web listener."""
-        return self.stack.address("http")
+    def address(self) -> Address:
+        """
+        C{(host, port)} of the web listener: call it, C{web.address()}
+        (the tuple form is deprecated).
+        """
+        return Address(*self.stack.address("http"))
 
     def url(self, path: str = "/") -> str:
         """An absolute URL on this server."""

@@ -82,6 +82,7 @@ from appnet import __version__
 from appnet.address import isLoopback
 from appnet.auth import Authenticator, LoginThrottled
 from appnet.errors import NoSuchFolder, StoreUnavailable
+from appnet.faults import NO_FAULTS, Faults
 from appnet.listen import hostOf
 from appnet.mail.imap import fetch as fetching
 from appnet.mail.imap import search as searching
@@ -166,6 +167,8 @@ class IMAPServer(LineQueue, IMAP4Server):
     """
 
     factory: IMAPServerFactory
+    #: A scripted fault's BYE, sent after the first FETCH responses.
+    _byeMidFetch: bytes | None = None
     maxLineLength = 65536
     maxBuffered = 1 << 18
     IDENT = b"appnet IMAP4rev1 ready"
@@ -470,6 +473,8 @@ class IMAPServer(LineQueue, IMAP4Server):
                     raise BadCommand(f"Unknown command {name}")
                 if self.state not in command.states:
                     raise BadCommand(f"{name} is not allowed now")
+                if self._faulted(tag, name):
+                    return
                 if not args.atEnd():
                     args.sp()
                 result = await command.run(self, tag, args, uid)
@@ -514,6 +519,24 @@ class IMAPServer(LineQueue, IMAP4Server):
                 return
             self._log.failure("imap: {client} command failed", client=self._client)
             self.sendNegativeResponse(tag, b"[SERVERBUG] Internal error")
+
+    def _faulted(self, tag: bytes, name: str) -> bool:
+        """Answer a scripted fault (L{appnet.faults}) for C{name}, if any."""
+        faults = self.factory.faults
+        fault = faults.take("imap", "command", name, transport=self.transport)
+        if fault is None:
+            return False
+        text = (fault.text or "Scripted failure").encode("utf-8", "replace")
+        if fault.action == "bye" and name == "FETCH":
+            # Mid-FETCH: after the first batch of responses (L{_fetch}).
+            self._byeMidFetch = text
+            return False
+        if fault.action == "bye":
+            self.sendUntaggedResponse(b"BYE " + text)
+            self.transport.loseConnection()
+        else:
+            self.sendNegativeResponse(tag, text)
+        return True
 
     def _checkBad(self) -> None:
         if self._bad >= MAX_BAD and not self._closed:
@@ -639,6 +662,12 @@ class IMAPServer(LineQueue, IMAP4Server):
             waiter.callback(None)
 
     async def _drained(self) -> None:
+        if self._byeMidFetch is not None:
+            # A scripted fault: BYE after the first FETCH responses.
+            bye, self._byeMidFetch = self._byeMidFetch, None
+            self.sendUntaggedResponse(b"BYE " + bye)
+            self.transport.loseConnection()
+            self._closed = True
         if self._writePaused and not self._closed:
             waiter: Deferred[None] = Deferred()
             self._drainWaiters.append(waiter)
@@ -1411,6 +1440,8 @@ class IMAPServerFactory(LiveTLS, ServerFactory):
     tlsUpgrade = "STARTTLS"
 
     protocol = IMAPServer  # type: ignore[assignment]
+    #: Scripted faults (set by the stack).
+    faults: Faults = NO_FAULTS
 
     def __init__(
         self,

@@ -1,0 +1,49 @@
+"""
+appnet's fixtures for pytest, on pytest-twisted (C{pip install
+pytest-twisted}); name the plugin in your C{conftest.py}::
+
+    pytest_plugins = ["appnet.pytest_plugin"]
+
+then::
+
+    import pytest_twisted
+
+    @pytest_twisted.ensureDeferred
+    async def test_welcome(appnet_start):
+        s = await appnet_start("smtp", users={"bob@example.org": "secret"})
+        send_welcome(smtp=s.address("smtp"))          # your code
+        [mail] = await s.deliveredTo("bob@example.org")
+        assert mail.message["Subject"] == "Welcome"
+
+C{appnet_start} takes the arguments of L{appnet.testing.start}; whatever
+it started is stopped (sessions included) when the test ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest_twisted  # type: ignore[import-untyped]
+
+__all__ = ["appnet_start"]
+
+
+@pytest_twisted.async_yield_fixture()
+async def appnet_start() -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """
+    A function starting services (see L{appnet.testing.start}); everything
+    it started is stopped after the test.
+    """
+    from appnet.fixtures import start
+
+    started: list[Any] = []
+
+    async def starter(*services: str, **kw: Any) -> Any:
+        services_ = await start(None, *services, **kw)
+        started.append(services_)
+        return services_
+
+    yield starter
+    for running in reversed(started):
+        await running.stop()

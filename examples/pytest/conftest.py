@@ -1,0 +1,3 @@
+"""appnet's pytest fixtures (on pytest-twisted)."""
+
+pytest_plugins = ["appnet.pytest_plugin"]
