@@ -24,7 +24,8 @@ from appnet.store.interfaces import (
     SessionRecord,
     User,
 )
-from appnet.store.mailsqlite import SQLiteMailStore, SQLiteQueueStore
+from appnet.store.mailsqlite import SQLiteMailStore
+from appnet.store.queuesqlite import SQLiteQueueStore
 from appnet.store.schema import SCHEMAS
 
 __all__ = ["SQLiteSessionStore", "SQLiteStore", "SQLiteUserStore", "migrateFile"]
