@@ -116,7 +116,14 @@ class FolderWatcher:
 
     async def _pollOnce(self) -> None:
         keys = list(self._watchers)
-        for key, info in zip(keys, await self._read(keys), strict=True):
+        try:
+            infos = await self._read(keys)
+        except Exception:
+            # A failed poll (a busy or briefly unreadable database) must
+            # not end polling: the next tick tries again.
+            self._log.failure("Polling mail folders failed; polling goes on")
+            return
+        for key, info in zip(keys, infos, strict=True):
             self._notify(info, key)
 
     def _poll(self) -> Deferred[None]:
