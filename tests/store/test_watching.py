@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -28,9 +29,7 @@ class PollerTests(SynchronousTestCase):
         self.clock = Clock()
         self.modseq = 1
         self.failNext = 0
-        self.events: list[dict[str, object]] = []
-        globalLogPublisher.addObserver(self.events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def read(self, keys: Sequence[Key]) -> Deferred[Sequence[FolderInfo | None]]:
         if self.failNext:
