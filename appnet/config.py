@@ -754,6 +754,20 @@ class LimitsConfig:
     )
 
 
+@frozen
+class StoreConfig:
+    """
+    The store's thread pools.
+    """
+
+    file_threads: int = _setting(
+        4, _int(1, 256), "threads for message files (writes, fsyncs, reads)"
+    )
+    database_readers: int = _setting(
+        2, _int(1, 64), "threads reading the database (one more writes)"
+    )
+
+
 def _trace(value: Any) -> frozenset[str]:
     names = _listOf(_choice(TRACEABLE))(
         value.split(",") if isinstance(value, str) else value
@@ -779,6 +793,7 @@ class Config:
     tls: TLSConfig = field(factory=TLSConfig)
     auth: AuthConfig = field(factory=AuthConfig)
     limits: LimitsConfig = field(factory=LimitsConfig)
+    store: StoreConfig = field(factory=StoreConfig)
     mail: MailConfig = field(factory=MailConfig)
     dns: DNSConfig = field(factory=DNSConfig)
     smtp: SMTPConfig = field(factory=SMTPConfig)

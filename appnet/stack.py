@@ -27,7 +27,7 @@ from typing import Any
 from attrs import define, field, frozen
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.interfaces import IProtocolFactory, IReactorThreads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -40,6 +40,7 @@ from appnet.listen import AddressBook, GuardedFactory, ListenerService
 from appnet.status import Status
 from appnet.store.interfaces import IStore
 from appnet.store.sqlite import SQLiteStore
+from appnet.store.threads import Threads
 from appnet.tls import TLSMaterial, loadTLS
 from appnet.trace import MaskRule
 
@@ -98,6 +99,9 @@ class StackContext:
     #: What schedules long waits (the queue's retries): the reactor, or a
     #: test's virtual clock while sockets stay on the reactor.
     clock: Any = None
+    #: Threads for blocking message-file work (reading bodies): the
+    #: store's own, never the reactor's default pool.
+    fileThreads: Threads | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.clock is None:
@@ -173,6 +177,7 @@ class Stack(MultiService):
         self._readyResult: object = None
         self._bound = False
         self._released: Deferred[Any] | None = None
+        self._ownThreads: Threads | None = None
 
     @property
     def context(self) -> StackContext:
@@ -206,8 +211,19 @@ class Stack(MultiService):
         config = self.config
         self.dataDir.create()
         store = self._store or SQLiteStore.open(
-            self.dataDir.store.path, self.reactor, now=self.clock.seconds
+            self.dataDir.store.path,
+            self.reactor,
+            now=self.clock.seconds,
+            fileThreads=config.store.file_threads,
+            databaseReaders=config.store.database_readers,
         )
+        fileThreads: Threads | None = None
+        if isinstance(store, SQLiteStore):
+            fileThreads = store.fileThreads
+        elif IReactorThreads.providedBy(self.reactor):
+            fileThreads = self._ownThreads = Threads(
+                self.reactor, "appnet-files", config.store.file_threads
+            )
         defaultDomain = config.mail.domains[0] if config.mail.domains else None
         checker = UserChecker(store.users, defaultDomain)
         throttle = LoginThrottle(
@@ -233,6 +249,7 @@ class Stack(MultiService):
             status=self.status,
             addresses=self.addresses,
             clock=self.clock,
+            fileThreads=fileThreads,
         )
         served: set[str] = set()
         for builder in self._builders:
@@ -326,6 +343,8 @@ class Stack(MultiService):
         )
         super().startService()
         self.status.started()
+        if self._ownThreads is not None:
+            self._ownThreads.start()
         ready = self.context.store.start()
 
         def started(_: None) -> None:
@@ -375,4 +394,6 @@ class Stack(MultiService):
             await self._background.stopService()
         if self._context is not None and self._ready is not None:
             await self._context.store.stop()
+        if self._ownThreads is not None:
+            await self._ownThreads.stop()
         self._log.info("appnet stopped")

@@ -162,6 +162,7 @@ def makeQueueRunner(
         destinationConcurrency=mail.relay_destination_concurrency,
         idle=mail.relay_idle,
         poll=mail.queue_poll,
+        blocking=None if ctx.fileThreads is None else ctx.fileThreads.run,
     )
 
 
@@ -238,8 +239,11 @@ def buildMail(ctx: StackContext) -> Component:
         apop=config.pop3.apop,
     )
     reactor = ctx.reactor
+    fileThreads = ctx.fileThreads
 
     def blocking(fn: Any, *args: Any) -> Deferred[Any]:
+        if fileThreads is not None:
+            return fileThreads.run(fn, *args)
         return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
 
     imap = IMAPServerFactory(

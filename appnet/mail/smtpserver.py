@@ -65,7 +65,6 @@ from appnet.mail.delivery import (
     Envelope,
     newId,
     receivedHeader,
-    returnPath,
     rfc5322Date,
 )
 from appnet.mail.envelope import (
@@ -659,8 +658,6 @@ class SMTPServer(LineQueue, ESMTP):
         factory = self.factory
         id = newId()
         staged = self._staged = factory.delivery.stage()
-        prefix = returnPath(transaction.sender)
-        staged.write(prefix)
         staged.write(transaction.spfHeader)
         staged.write(
             receivedHeader(
@@ -684,7 +681,7 @@ class SMTPServer(LineQueue, ESMTP):
         def feed(data: bytes) -> bytes | None:
             rest = decoder.feed(data)
             if rest is not None:
-                self._endOfData(transaction, decoder, id, len(prefix))
+                self._endOfData(transaction, decoder, id)
             return rest
 
         self.readRaw(feed)
@@ -721,7 +718,7 @@ class SMTPServer(LineQueue, ESMTP):
         return f"using {version} with cipher {cipher}"
 
     def _endOfData(
-        self, transaction: _Transaction, decoder: DataDecoder, id: str, prefix: int
+        self, transaction: _Transaction, decoder: DataDecoder, id: str
     ) -> None:
         self._transaction = None
         staged, self._staged = self._staged, None
@@ -741,14 +738,12 @@ class SMTPServer(LineQueue, ESMTP):
             remote=tuple(transaction.remote),
             submitter=self._account,
         )
-        self._async(self._deliver(envelope, staged, prefix), "delivery")
+        self._async(self._deliver(envelope, staged), "delivery")
 
-    async def _deliver(
-        self, envelope: Envelope, staged: IStagedMessage, prefix: int
-    ) -> None:
+    async def _deliver(self, envelope: Envelope, staged: IStagedMessage) -> None:
         factory = self.factory
         try:
-            delivered = await factory.delivery.deliver(envelope, staged, prefix)
+            delivered = await factory.delivery.deliver(envelope, staged)
         except QuotaExceeded as e:
             self.error(552, "5.2.2", f"<{e.owner}>: Mailbox full")
             return

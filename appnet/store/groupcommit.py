@@ -1,78 +1,209 @@
 """
-Group commit: many small database writes share one transaction.
+Group commit: durable writes that arrive together share their file-system
+syncs and their database commit.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from attrs import define, field
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
+from twisted.logger import Logger
 
-from appnet.store._db import Database
+from appnet.store._files import Syncer, Syncs
 
-__all__ = ["GroupCommit"]
+__all__ = ["FileJob", "GroupCommit"]
 
 T = TypeVar("T")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class FileJob(Protocol[R_co]):
+    """
+    The file-system half of a durable write (see L{appnet.store._files}
+    C{Placement}): all blocking, run in a file thread.
+    """
+
+    def prepare(self, syncs: Syncs) -> None:
+        """Write data out (no fsync); name in C{syncs} the files to sync."""
+
+    def place(self, syncs: Syncs) -> R_co:
+        """After the data syncs: make names; name their directories."""
+
+    def undo(self) -> None:
+        """Remove what L{place} made (the commit failed)."""
+
+
+class _Writer(Protocol):
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> Deferred[T]: ...
+
+
+@define
+class _Job:
+    files: FileJob[Any] | None
+    commit: Callable[[sqlite3.Connection, Any], Any]
+    done: Deferred[Any]
+    ok: bool = True
+    value: Any = None
 
 
 @define
 class GroupCommit:
     """
-    Commits many small writes in few transactions: writes submitted while
-    a commit is in flight wait and then share the next transaction, each
-    in its own savepoint (one failing rolls back only itself). Every
-    commit costs an fsync, so ten connections delivering at once pay for
-    a couple of fsyncs instead of ten. Each write's Deferred fires only
-    after the commit that holds it.
+    Batches durable writes. A job runs in this order:
+
+      1. with the other jobs waiting when the file threads are free, in
+         one file-thread pass: every job's data written out, then every
+         file's data fsynced, then every job's names made, then every
+         directory holding a new name fsynced, each once;
+      2. with every job whose files are ready when the database is free,
+         one transaction, each job in its own savepoint (one failing rolls
+         back only itself);
+      3. only then its Deferred fires (a job whose commit failed first has
+         its files removed).
+
+    The two stages overlap: the next batch's files are synced while the
+    previous batch commits. Ten connections delivering at once so pay
+    for about one round of syncs and one commit between them, and a
+    success still means durable.
+
+    @ivar inFileThread: runs a blocking call in the file threads.
     """
 
-    _db: Database
-    _pending: list[tuple[Callable[[sqlite3.Connection], Any], Deferred[Any]]] = field(
-        factory=list, init=False
-    )
-    _busy: bool = field(default=False, init=False)
+    _db: _Writer
+    _inFileThread: Callable[..., Deferred[Any]]
+    _syncer: Syncer = field(factory=Syncer)
+    _pending: list[_Job] = field(factory=list, init=False)
+    _filed: list[_Job] = field(factory=list, init=False)
+    _filing: bool = field(default=False, init=False)
+    _committing: bool = field(default=False, init=False)
+    _log = Logger()
 
     def write(self, fn: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
         """Like L{Database.write}, sharing a transaction with others."""
-        d: Deferred[T] = Deferred()
-        self._pending.append((fn, d))
-        if not self._busy:
-            self._flush()
+        return self._submit(None, lambda conn, _: fn(conn))
+
+    def commit(
+        self, files: FileJob[R], fn: Callable[[sqlite3.Connection, R], T]
+    ) -> Deferred[T]:
+        """
+        Make C{files} durable, then run C{fn(connection, files.place(...))}
+        in a committed transaction, both shared with the writes of the
+        same batch.
+        """
+        return self._submit(files, fn)
+
+    def _submit(
+        self, files: FileJob[Any] | None, fn: Callable[[sqlite3.Connection, Any], Any]
+    ) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        job = _Job(files, fn, d)
+        # A write without files needs no file pass: it joins the next commit.
+        (self._pending if files is not None else self._filed).append(job)
+        self._pump()
         return d
 
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        self._busy = True
+    def _pump(self) -> None:
+        if not self._filing and self._pending:
+            batch, self._pending = self._pending, []
+            self._filing = True
+            self._background(self._file(batch), "Group commit (files) failed")
+        if not self._committing and self._filed:
+            batch, self._filed = self._filed, []
+            self._committing = True
+            self._background(self._commit(batch), "Group commit failed")
 
-        def run(conn: sqlite3.Connection) -> list[tuple[bool, Any]]:
-            outcomes: list[tuple[bool, Any]] = []
-            for fn, _ in batch:
-                conn.execute("SAVEPOINT item")
+    def _background(self, work: Any, what: str) -> None:
+        Deferred.fromCoroutine(work).addErrback(lambda f: self._log.failure(what, f))
+
+    async def _file(self, batch: list[_Job]) -> None:
+        try:
+            await self._inFileThread(self._fileStage, batch)
+        except BaseException as e:
+            for job in batch:
+                job.ok, job.value = False, e
+        finally:
+            self._filing = False
+            self._filed.extend(batch)
+            self._pump()
+
+    async def _commit(self, batch: list[_Job]) -> None:
+        try:
+            ready = [job for job in batch if job.ok]
+            if ready:
                 try:
-                    result = fn(conn)
+                    await self._db.write(_commitAll(ready))
+                except BaseException as e:
+                    for job in ready:
+                        job.ok, job.value = False, e
+            undo = [job.files for job in batch if not job.ok and job.files]
+            if undo:
+                try:
+                    await self._inFileThread(_undoAll, undo)
+                except BaseException:
+                    self._log.failure("Removing files of a failed commit")
+        finally:
+            self._committing = False
+            self._pump()
+        for job in batch:
+            if job.ok:
+                job.done.callback(job.value)
+            else:
+                job.done.errback(job.value)
+
+    def _fileStage(self, jobs: Sequence[_Job]) -> None:
+        """
+        One file-thread pass for a batch: write out, sync data, place,
+        sync directories. A job that fails alone is marked failed; a
+        failed sync fails them all.
+        """
+        syncs = Syncs()
+        for job in jobs:
+            assert job.files is not None
+            try:
+                job.files.prepare(syncs)
+            except Exception as e:
+                job.ok, job.value = False, e
+        for path, callbacks in syncs.files.items():
+            self._syncer.data(path)
+            for callback in callbacks:
+                callback()
+        for job in jobs:
+            if job.ok:
+                assert job.files is not None
+                try:
+                    job.value = job.files.place(syncs)
                 except Exception as e:
-                    conn.execute("ROLLBACK TO item")
-                    conn.execute("RELEASE item")
-                    outcomes.append((False, e))
-                else:
-                    conn.execute("RELEASE item")
-                    outcomes.append((True, result))
-            return outcomes
+                    job.ok, job.value = False, e
+        for directory in syncs.directories:
+            self._syncer.directory(directory)
 
-        def done(outcomes: list[tuple[bool, Any]] | Failure) -> None:
-            self._busy = False
-            if self._pending:
-                self._flush()
-            for i, (_, d) in enumerate(batch):
-                if isinstance(outcomes, Failure):
-                    d.errback(outcomes)
-                elif outcomes[i][0]:
-                    d.callback(outcomes[i][1])
-                else:
-                    d.errback(outcomes[i][1])
 
-        self._db.write(run).addBoth(done)
+def _undoAll(jobs: Sequence[FileJob[Any]]) -> None:
+    for job in jobs:
+        job.undo()
+
+
+def _commitAll(
+    jobs: Sequence[_Job],
+) -> Callable[[sqlite3.Connection], None]:
+    """The database half of a batch: each job in its own savepoint."""
+
+    def run(conn: sqlite3.Connection) -> None:
+        for job in jobs:
+            conn.execute("SAVEPOINT item")
+            try:
+                result = job.commit(conn, job.value)
+            except Exception as e:
+                conn.execute("ROLLBACK TO item")
+                conn.execute("RELEASE item")
+                job.ok, job.value = False, e
+            else:
+                conn.execute("RELEASE item")
+                job.value = result
+
+    return run

@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 
 from attrs import define, field
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
 
 from appnet.errors import FolderExists, NoSuchFolder, NoSuchMessage, QuotaExceeded
@@ -43,9 +42,11 @@ from appnet.store.mailcommon import (
     canonicalFolder,
     changeFlags,
     formatFlags,
+    openPrefixed,
     parseFlags,
     uidValidityFor,
 )
+from appnet.store.threads import Threads
 from appnet.store.watching import FolderWatcher, Key
 
 __all__ = ["SQLiteMailStore"]
@@ -173,6 +174,7 @@ def _insertMessage(
     size: int,
     flags: frozenset[str],
     internalDate: float,
+    prefix: bytes = b"",
 ) -> int:
     uid = int(
         conn.execute(
@@ -189,9 +191,9 @@ def _insertMessage(
     ).fetchone()[0]
     conn.execute(
         "INSERT INTO mail_messages"
-        " (folder, uid, file, size, flags, internaldate, modseq)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (fid, uid, file, size, formatFlags(flags), internalDate, modseq),
+        " (folder, uid, file, size, flags, internaldate, modseq, prefix)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (fid, uid, file, size, formatFlags(flags), internalDate, modseq, prefix),
     )
     return uid
 
@@ -237,12 +239,13 @@ class SQLiteMailStore:
     _db: Database
     _files: MessageFiles
     _reactor: Any
+    _threads: Threads
     _now: Callable[[], float] = time.time
     _group: GroupCommit = field(init=False)
     _watcher: FolderWatcher = field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._group = GroupCommit(self._db)
+        self._group = GroupCommit(self._db, self._inThread)
         self._watcher = FolderWatcher(self._readInfos, self._reactor)
 
     @property
@@ -258,9 +261,7 @@ class SQLiteMailStore:
         self._watcher.interval = seconds
 
     def _inThread(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
-        return deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), fn, *args
-        )
+        return self._threads.run(fn, *args)
 
     def start(self) -> Deferred[None]:
         """
@@ -282,14 +283,18 @@ class SQLiteMailStore:
         staged: IStagedMessage,
         targets: Sequence[DeliveryTarget],
         internalDate: float | None = None,
+        prefix: bytes = b"",
     ) -> Deferred[Sequence[int]]:
-        return Deferred.fromCoroutine(self._deliver(staged, targets, internalDate))
+        return Deferred.fromCoroutine(
+            self._deliver(staged, targets, internalDate, prefix)
+        )
 
     async def _deliver(
         self,
         staged: IStagedMessage,
         targets: Sequence[DeliveryTarget],
         internalDate: float | None,
+        prefix: bytes,
     ) -> Sequence[int]:
         if not isinstance(staged, StagedFile):
             raise TypeError("staged message is not from this store")
@@ -299,13 +304,14 @@ class SQLiteMailStore:
             DeliveryTarget(t.owner, canonicalFolder(t.folder), t.flags, t.quota)
             for t in targets
         ]
-        names = await self._inThread(
-            self._files.place, staged, [t.owner for t in targets]
+        files = self._files
+        placement = files.placement(
+            staged, [files.ownerDirectory(t.owner) for t in targets], consume=True
         )
-        size = staged.size
+        size = len(prefix) + staged.size
         date = self._now() if internalDate is None else internalDate
 
-        def insert(conn: sqlite3.Connection) -> list[int]:
+        def insert(conn: sqlite3.Connection, names: Sequence[str]) -> list[int]:
             adding: dict[str, tuple[int | None, int]] = {}
             for t in targets:
                 quota, total = adding.get(t.owner, (t.quota, 0))
@@ -314,15 +320,13 @@ class SQLiteMailStore:
             uids = []
             for target, name in zip(targets, names, strict=True):
                 fid = _folderId(conn, target.owner, target.folder, date, create=True)
-                uids.append(_insertMessage(conn, fid, name, size, target.flags, date))
+                uids.append(
+                    _insertMessage(conn, fid, name, size, target.flags, date, prefix)
+                )
                 _addUsage(conn, target.owner, size, 1)
             return uids
 
-        try:
-            uids = await self._group.write(insert)
-        except BaseException:
-            await self._inThread(self._files.remove, names)
-            raise
+        uids = await self._group.commit(placement, insert)
         self._watcher.changed({(t.owner, t.folder) for t in targets})
         return uids
 
@@ -490,24 +494,42 @@ class SQLiteMailStore:
 
         return self._db.read(select)
 
+    def newestFirst(
+        self, owner: str, name: str, offset: int, limit: int
+    ) -> Deferred[Sequence[MessageInfo]]:
+        name = canonicalFolder(name)
+
+        def select(conn: sqlite3.Connection) -> list[MessageInfo]:
+            fid = _existingFolderId(conn, owner, name)
+            if fid is None:
+                return []
+            rows = conn.execute(
+                f"SELECT {_INFO} FROM mail_messages WHERE folder = ?"
+                " ORDER BY internaldate DESC, uid DESC LIMIT ? OFFSET ?",
+                (fid, limit, offset),
+            ).fetchall()
+            return [_info(r) for r in rows]
+
+        return self._db.read(select)
+
     def openMessage(self, owner: str, name: str, uid: int) -> Deferred[MessageBody]:
         name = canonicalFolder(name)
 
-        def select(conn: sqlite3.Connection) -> tuple[str, int]:
+        def select(conn: sqlite3.Connection) -> tuple[str, int, bytes]:
             row = conn.execute(
-                "SELECT m.file, m.size FROM mail_messages m"
+                "SELECT m.file, m.size, m.prefix FROM mail_messages m"
                 " JOIN mail_folders f ON f.id = m.folder"
                 " WHERE f.owner = ? AND f.name = ? AND m.uid = ?",
                 (owner, name, uid),
             ).fetchone()
             if row is None:
                 raise NoSuchMessage(f"{owner}/{name}", uid)
-            return row[0], row[1]
+            return row[0], row[1], row[2]
 
         async def run() -> MessageBody:
-            file, size = await self._db.read(select)
-            files = self._files
-            return MessageBody(size, lambda: files.opener(file))
+            file, size, prefix = await self._db.read(select)
+            opener = partial(self._files.opener, file)
+            return MessageBody(size, partial(openPrefixed, prefix, opener))
 
         return Deferred.fromCoroutine(run())
 
@@ -520,14 +542,16 @@ class SQLiteMailStore:
             fid = _existingFolderId(conn, owner, name)
             if fid is None:
                 return []
-            return _selectRows(conn, fid, uids, "uid, file, size")
+            return _selectRows(conn, fid, uids, "uid, file, size, prefix")
 
         async def run() -> Mapping[int, MessageBody]:
             rows = await self._db.read(select)
             files = self._files
             return {
-                uid: MessageBody(size, partial(files.opener, file))
-                for uid, file, size in rows
+                uid: MessageBody(
+                    size, partial(openPrefixed, prefix, partial(files.opener, file))
+                )
+                for uid, file, size, prefix in rows
             }
 
         return Deferred.fromCoroutine(run())
@@ -638,7 +662,9 @@ class SQLiteMailStore:
             fid = _existingFolderId(conn, owner, name)
             if fid is None:
                 raise NoSuchFolder(owner, name)
-            return _selectRows(conn, fid, uids, "uid, file, size, flags, internaldate")
+            return _selectRows(
+                conn, fid, uids, "uid, file, size, flags, internaldate, prefix"
+            )
 
         async def run() -> Mapping[int, int]:
             rows = await self._db.read(select)
@@ -654,7 +680,7 @@ class SQLiteMailStore:
                 for row, file in zip(rows, names, strict=True):
                     flags = parseFlags(row[3])
                     mapping[row[0]] = _insertMessage(
-                        conn, fid, file, row[2], flags, row[4]
+                        conn, fid, file, row[2], flags, row[4], row[5]
                     )
                 _addUsage(conn, owner, total, len(rows))
                 return mapping
@@ -679,14 +705,14 @@ class SQLiteMailStore:
             source = _folderId(conn, owner, name, now, create=True)
             target = _folderId(conn, owner, dest, now, create=True)
             rows = _selectRows(
-                conn, source, uids, "uid, file, size, flags, internaldate"
+                conn, source, uids, "uid, file, size, flags, internaldate, prefix"
             )
             if not rows:
                 return {}
             mapping = {}
             for row in rows:
                 mapping[row[0]] = _insertMessage(
-                    conn, target, row[1], row[2], parseFlags(row[3]), row[4]
+                    conn, target, row[1], row[2], parseFlags(row[3]), row[4], row[5]
                 )
             modseq = _bump(conn, source)
             for batch in batches([r[0] for r in rows]):

@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 
 from attrs import define, field
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -30,6 +29,7 @@ from appnet.store.interfaces import (
     RecipientState,
     RecipientUpdate,
 )
+from appnet.store.threads import Threads
 
 __all__ = ["SQLiteQueueStore"]
 
@@ -89,18 +89,17 @@ class SQLiteQueueStore:
     _db: Database
     _files: MessageFiles
     _reactor: Any
+    _threads: Threads
     _now: Callable[[], float] = time.time
     _watchers: list[Callable[[], None]] = field(factory=list, init=False)
     _group: GroupCommit = field(init=False)
     _log = Logger()
 
     def __attrs_post_init__(self) -> None:
-        self._group = GroupCommit(self._db)
+        self._group = GroupCommit(self._db, self._inThread)
 
     def _inThread(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
-        return deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), fn, *args
-        )
+        return self._threads.run(fn, *args)
 
     def _changed(self) -> None:
         for callback in list(self._watchers):
@@ -144,12 +143,11 @@ class SQLiteQueueStore:
             raise TypeError("staged message is not from this store")
         if not recipients:
             raise ValueError("no recipients to queue")
-        name = await self._inThread(self._files.placeQueued, staged, skip)
         size = staged.size - skip
         now = self._now()
         unique = list(dict.fromkeys(recipients))
 
-        def insert(conn: sqlite3.Connection) -> int:
+        def insert(conn: sqlite3.Connection, name: str) -> int:
             cursor = conn.execute(
                 "INSERT INTO queue_messages"
                 " (sender, submitter, file, size, created, next_attempt)"
@@ -169,11 +167,19 @@ class SQLiteQueueStore:
                 _markNotice(conn, notice)
             return cursor.lastrowid
 
-        try:
-            id = await self._group.write(insert)
-        except BaseException:
-            await self._inThread(self._files.remove, [name])
-            raise
+        if skip == 0:
+            # The usual case: a hard link, synced with the batch.
+            placement = self._files.placement(staged, ["queue"], consume=False)
+            id = await self._group.commit(
+                placement, lambda conn, names: insert(conn, names[0])
+            )
+        else:
+            name = await self._inThread(self._files.placeQueued, staged, skip)
+            try:
+                id = await self._group.write(lambda conn: insert(conn, name))
+            except BaseException:
+                await self._inThread(self._files.remove, [name])
+                raise
         self._changed()
         return id
 

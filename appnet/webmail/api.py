@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import quote
 
 from attrs import frozen
-from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
@@ -633,27 +633,16 @@ class MessagesEndpoint(Endpoint):
         limit = _number(request, "limit", PAGE_SIZE, 1, MAX_PAGE)
         mail = self.webmail.store.mail
         info = await mail.folder(account, folder)
-        rows = await mail.listMessages(account, folder)
-        ordered = sorted(rows, key=lambda m: (m.internalDate, m.uid), reverse=True)
-        page = ordered[offset : offset + limit]
-
-        async def open(uid: int) -> MessageBody | None:
-            try:
-                return await mail.openMessage(account, info.name, uid)
-            except NoSuchMessage:
-                return None  # Expunged meanwhile.
-
-        # Concurrently: the store's reader threads share the lookups.
-        bodies = await gatherResults(
-            [Deferred.fromCoroutine(open(row.uid)) for row in page],
-            consumeErrors=True,
-        )
+        page = await mail.newestFirst(account, info.name, offset, limit)
+        # One lookup for the page; a message expunged meanwhile has none.
+        found = await mail.openMessages(account, info.name, [r.uid for r in page])
+        bodies = [found.get(row.uid) for row in page]
         summaries = await self.webmail.inThread(_summaries, bodies)
         return _json(
             request,
             {
                 "folder": info.name,
-                "total": len(rows),
+                "total": info.messages,
                 "unseen": info.unseen,
                 "offset": offset,
                 "limit": limit,
