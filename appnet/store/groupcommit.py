@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeVar
 from attrs import define, field
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from appnet.store._files import Syncer, Syncs
 
@@ -56,20 +57,21 @@ class GroupCommit:
     """
     Batches durable writes. A job runs in this order:
 
-      1. with the other jobs waiting when the file threads are free, in
-         one file-thread pass: every job's data written out, then every
-         file's data fsynced, then every job's names made, then every
-         directory holding a new name fsynced, each once;
-      2. with every job whose files are ready when the database is free,
-         one transaction, each job in its own savepoint (one failing rolls
+      1. in a file thread of its own, at once: its data written out and
+         fsynced (the syncs of concurrent jobs run side by side, and the
+         file system's journal commits them together);
+      2. with the other jobs synced when the placing thread is free, in
+         one file-thread pass: every job's names made (hard links,
+         renames), then every directory holding a new name fsynced once;
+      3. with every job placed when the database is free, one
+         transaction, each job in its own savepoint (one failing rolls
          back only itself);
-      3. only then its Deferred fires (a job whose commit failed first has
-         its files removed).
+      4. only then its Deferred fires (a job whose commit failed first
+         has its files removed).
 
-    The two stages overlap: the next batch's files are synced while the
-    previous batch commits. Ten connections delivering at once so pay
-    for about one round of syncs and one commit between them, and a
-    success still means durable.
+    The stages overlap: one batch is placed while the previous one
+    commits. Ten connections delivering at once so share their directory
+    syncs and one commit, and a success still means durable.
 
     @ivar inFileThread: runs a blocking call in the file threads.
     """
@@ -77,9 +79,9 @@ class GroupCommit:
     _db: _Writer
     _inFileThread: Callable[..., Deferred[Any]]
     _syncer: Syncer = field(factory=Syncer)
-    _pending: list[_Job] = field(factory=list, init=False)
+    _synced: list[_Job] = field(factory=list, init=False)
     _filed: list[_Job] = field(factory=list, init=False)
-    _filing: bool = field(default=False, init=False)
+    _placing: bool = field(default=False, init=False)
     _committing: bool = field(default=False, init=False)
     _log = Logger()
 
@@ -102,16 +104,36 @@ class GroupCommit:
     ) -> Deferred[Any]:
         d: Deferred[Any] = Deferred()
         job = _Job(files, fn, d)
-        # A write without files needs no file pass: it joins the next commit.
-        (self._pending if files is not None else self._filed).append(job)
-        self._pump()
+        if files is None:
+            # Nothing to sync or place: it joins the next commit.
+            self._filed.append(job)
+            self._pump()
+            return d
+
+        def synced(result: object) -> None:
+            if isinstance(result, Failure):
+                job.ok, job.value = False, result.value
+            self._synced.append(job)
+            self._pump()
+
+        self._inFileThread(self._syncData, job).addBoth(synced)
         return d
 
+    def _syncData(self, job: _Job) -> None:
+        """Stage 1, in a file thread: write the job's data out and sync it."""
+        assert job.files is not None
+        syncs = Syncs()
+        job.files.prepare(syncs)
+        for path, callbacks in syncs.files.items():
+            self._syncer.data(path)
+            for callback in callbacks:
+                callback()
+
     def _pump(self) -> None:
-        if not self._filing and self._pending:
-            batch, self._pending = self._pending, []
-            self._filing = True
-            self._background(self._file(batch), "Group commit (files) failed")
+        if not self._placing and self._synced:
+            batch, self._synced = self._synced, []
+            self._placing = True
+            self._background(self._place(batch), "Group commit (files) failed")
         if not self._committing and self._filed:
             batch, self._filed = self._filed, []
             self._committing = True
@@ -120,14 +142,16 @@ class GroupCommit:
     def _background(self, work: Any, what: str) -> None:
         Deferred.fromCoroutine(work).addErrback(lambda f: self._log.failure(what, f))
 
-    async def _file(self, batch: list[_Job]) -> None:
+    async def _place(self, batch: list[_Job]) -> None:
         try:
-            await self._inFileThread(self._fileStage, batch)
+            ready = [job for job in batch if job.ok]
+            if ready:
+                await self._inFileThread(self._placeStage, ready)
         except BaseException as e:
             for job in batch:
                 job.ok, job.value = False, e
         finally:
-            self._filing = False
+            self._placing = False
             self._filed.extend(batch)
             self._pump()
 
@@ -155,30 +179,19 @@ class GroupCommit:
             else:
                 job.done.errback(job.value)
 
-    def _fileStage(self, jobs: Sequence[_Job]) -> None:
+    def _placeStage(self, jobs: Sequence[_Job]) -> None:
         """
-        One file-thread pass for a batch: write out, sync data, place,
-        sync directories. A job that fails alone is marked failed; a
-        failed sync fails them all.
+        Stage 2, one file-thread pass for a batch: make every job's names,
+        then sync each directory holding one. A job that fails alone is
+        marked failed; a failed directory sync fails them all.
         """
         syncs = Syncs()
         for job in jobs:
             assert job.files is not None
             try:
-                job.files.prepare(syncs)
+                job.value = job.files.place(syncs)
             except Exception as e:
                 job.ok, job.value = False, e
-        for path, callbacks in syncs.files.items():
-            self._syncer.data(path)
-            for callback in callbacks:
-                callback()
-        for job in jobs:
-            if job.ok:
-                assert job.files is not None
-                try:
-                    job.value = job.files.place(syncs)
-                except Exception as e:
-                    job.ok, job.value = False, e
         for directory in syncs.directories:
             self._syncer.directory(directory)
 

@@ -56,6 +56,12 @@ class HeldThreads:
         else:
             d.callback(result)
 
+    def stepWhere(self, name: str) -> None:
+        """Run the oldest waiting call of the function called C{name}."""
+        [i] = [i for i, c in enumerate(self.queue) if c[0].__name__ == name][:1]
+        self.queue.insert(0, self.queue.pop(i))
+        self.step()
+
     def pump(self) -> None:
         """Run every call, and the calls those lead to."""
         while self.queue:
@@ -128,27 +134,29 @@ class GroupCommitTests(SynchronousTestCase):
 
     def test_batchSharesSyncsAndCommit(self) -> None:
         """
-        Ten deliveries arriving while a batch is in flight form the next
-        batch: each message's data is synced, then the shared directory
-        once, then one commit, and only then does any of them fire. The
-        batch's file pass overlaps the previous batch's commit.
+        Ten deliveries whose data is synced while a batch is being placed
+        form the next batch: their directory is synced once, after every
+        data sync, then one commit holds them all, and only then does any
+        of them fire.
         """
         group = self.group()
         first = self.deliver(group, self.staged(b"first\r\n"))
+        self.threads.stepWhere("_syncData")
         rest = [self.deliver(group, self.staged(b"m%d\r\n" % i)) for i in range(10)]
-        self.threads.step()  # the first batch's file pass
-        self.assertNoResult(first)
         del self.log[:]
+        for _ in rest:
+            self.threads.stepWhere("_syncData")
         self.threads.pump()
         self.assertEqual(
             [kind for kind, _ in self.log],
             ["data"] * 10
-            + ["directory"]
-            + ["commit", "fired"]  # the first batch's commit, meanwhile
+            + ["directory"] * 2  # the first batch's: the new mailbox, its parent
+            + ["directory"]  # the ten's, once
+            + ["commit", "fired"]  # the first batch
             + ["commit"]
             + ["fired"] * 10,
         )
-        self.assertEqual(self.log[10], ("directory", "alice@example.org"))
+        self.assertEqual(self.log[12], ("directory", "alice@example.org"))
         self.successResultOf(first)
         names = [self.successResultOf(d)[0] for d in rest]
         stored = {r[0] for r in self.db.conn.execute("SELECT name FROM rows")}
@@ -175,8 +183,8 @@ class GroupCommitTests(SynchronousTestCase):
 
     def test_failedSyncFailsBatch(self) -> None:
         """
-        When a data sync fails nothing of the batch is committed, no name
-        is made, and every job fails.
+        A job whose data sync fails fails: nothing of it is committed and
+        no name is made.
         """
         group = self.group(failData=True)
         ds = [self.deliver(group, self.staged(b"m%d\r\n" % i)) for i in range(3)]
