@@ -132,31 +132,29 @@ class GroupCommitTests(SynchronousTestCase):
         self.log.append(("fired", ""))
         return result
 
-    def test_batchSharesSyncsAndCommit(self) -> None:
+    def test_batchSharesCommit(self) -> None:
         """
-        Ten deliveries whose data is synced while a batch is being placed
-        form the next batch: their directory is synced once, after every
-        data sync, then one commit holds them all, and only then does any
-        of them fire.
+        Ten deliveries made durable while a commit is in flight share the
+        next commit: each one's data is synced, then its name's directory,
+        all before that one commit, and only then does any of them fire.
         """
         group = self.group()
         first = self.deliver(group, self.staged(b"first\r\n"))
-        self.threads.stepWhere("_syncData")
+        self.threads.stepWhere("_fileStage")
         rest = [self.deliver(group, self.staged(b"m%d\r\n" % i)) for i in range(10)]
         del self.log[:]
         for _ in rest:
-            self.threads.stepWhere("_syncData")
+            self.threads.stepWhere("_fileStage")
+        self.assertNoResult(first)
         self.threads.pump()
         self.assertEqual(
             [kind for kind, _ in self.log],
-            ["data"] * 10
-            + ["directory"] * 2  # the first batch's: the new mailbox, its parent
-            + ["directory"]  # the ten's, once
-            + ["commit", "fired"]  # the first batch
-            + ["commit"]
+            ["data", "directory"] * 10
+            + ["commit", "fired"]  # the first one's commit, in flight
+            + ["commit"]  # the ten's, one
             + ["fired"] * 10,
         )
-        self.assertEqual(self.log[12], ("directory", "alice@example.org"))
+        self.assertEqual(self.log[1], ("directory", "alice@example.org"))
         self.successResultOf(first)
         names = [self.successResultOf(d)[0] for d in rest]
         stored = {r[0] for r in self.db.conn.execute("SELECT name FROM rows")}
