@@ -77,6 +77,13 @@ class ContainsTextTests(SynchronousTestCase):
         """
         for needle in ["wonderful world", "SECOND", "absent", "hello"]:
             self.check(PLAIN, needle)
+        single = (
+            b"Subject: b64\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n"
+            + base64.encodebytes("Zwölf Boxkämpfer jagen Viktor".encode())
+        )
+        for needle in ["zwölf boxkämpfer", "viktor", "eva"]:
+            self.check(single, needle)
         for needle in [
             "café crème",
             "soft" + "break",

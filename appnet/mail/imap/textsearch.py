@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import binascii
 import codecs
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from appnet.mail.imap import mime
@@ -18,6 +18,8 @@ __all__ = ["containsText"]
 
 #: Longest line read at once; longer lines arrive in pieces.
 LINE = 1 << 16
+#: What a part with no boundary to watch for is read by.
+CHUNK = 1 << 16
 #: Header sections longer than this are cut (the rest is skipped).
 MAX_HEADER = 1 << 20
 
@@ -49,6 +51,14 @@ class _Lines:
 
     def push(self, line: bytes, atStart: bool) -> None:
         self._back = (line, atStart)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The rest of the file in large pieces (no boundary to watch)."""
+        if self._back is not None:
+            yield self._back[0]
+            self._back = None
+        while chunk := self._f.read(CHUNK):
+            yield chunk
 
 
 class _Matcher:
@@ -169,6 +179,13 @@ def _entity(
     transfer = _transferDecoder(encoding.strip().lower())
     decoder = _charsetDecoder(charset if isinstance(charset, str) else "utf-8")
     matcher.reset()
+    if not boundaries and encoding.strip().lower() != "quoted-printable":
+        # A single-part message: no line to look at, so read it in large
+        # pieces (base64 and 8-bit decoding take any piece).
+        for chunk in lines.chunks():
+            matcher.feed(decoder.decode(transfer(chunk)))
+        matcher.feed(decoder.decode(b"", final=True))
+        return
     while True:
         line, atStart = lines.next()
         if not line:
