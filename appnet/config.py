@@ -1071,7 +1071,8 @@ def checkStoreURL(text: str, option: str = "store.url") -> str:
 class StoreConfig:
     """
     Where durable state lives: SQLite in the data directory (the default),
-    or a PostgreSQL database shared by several nodes.
+    or a PostgreSQL database shared by several nodes; and the store's
+    thread pools.
     """
 
     url: str = _setting(
@@ -1091,6 +1092,12 @@ class StoreConfig:
         _positiveDuration,
         "how long a call waits for a database connection before failing"
         " (SMTP then answers 451)",
+    )
+    file_threads: int = _setting(
+        4, _int(1, 256), "threads for message files (writes, fsyncs, reads)"
+    )
+    database_readers: int = _setting(
+        2, _int(1, 64), "threads reading the database (one more writes)"
     )
 
 

@@ -30,7 +30,7 @@ from attrs import define, field, frozen
 from twisted.application.service import IService, MultiService
 from twisted.internet.base import ReactorBase
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.interfaces import IProtocolFactory, IReactorThreads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -44,6 +44,7 @@ from appnet.listen import AddressBook, GuardedFactory, ListenerService
 from appnet.status import Status
 from appnet.store.interfaces import IStore
 from appnet.store.sqlite import SQLiteStore
+from appnet.store.threads import Threads
 from appnet.tls import TLSKeeper, TLSMaterial, loadTLS
 from appnet.trace import MaskRule
 from appnet.workers import WorkerRole
@@ -115,6 +116,9 @@ class StackContext:
     #: In a worker process (C{--workers N}): its index and the listening
     #: sockets its parent bound; C{None} in a single process.
     worker: WorkerRole | None = None
+    #: Threads for blocking message-file work (reading bodies): the
+    #: store's own, never the reactor's default pool.
+    fileThreads: Threads | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.clock is None:
@@ -197,6 +201,7 @@ class Stack(MultiService):
         self._bound = False
         self._released: Deferred[Any] | None = None
         self._restoreSIGHUP: Callable[[], object] | None = None
+        self._ownThreads: Threads | None = None
 
     @property
     def context(self) -> StackContext:
@@ -232,6 +237,13 @@ class Stack(MultiService):
         store = self._store or openStore(
             config, self.dataDir, self.reactor, self.clock.seconds
         )
+        fileThreads: Threads | None = None
+        if isinstance(store, SQLiteStore):
+            fileThreads = store.fileThreads
+        elif IReactorThreads.providedBy(self.reactor):
+            fileThreads = self._ownThreads = Threads(
+                self.reactor, "appnet-files", config.store.file_threads
+            )
         defaultDomain = config.mail.domains[0] if config.mail.domains else None
         checker = UserChecker(store.users, defaultDomain)
         throttle = LoginThrottle(
@@ -259,6 +271,7 @@ class Stack(MultiService):
             clock=self.clock,
             tlsKeeper=TLSKeeper(self._tlsPaths, tls),
             worker=self.worker,
+            fileThreads=fileThreads,
         )
         served: set[str] = set()
         for builder in self._builders:
@@ -409,6 +422,8 @@ class Stack(MultiService):
         )
         super().startService()
         self.status.started()
+        if self._ownThreads is not None:
+            self._ownThreads.start()
         ready = self.context.store.start()
 
         def started(_: None) -> None:
@@ -462,6 +477,8 @@ class Stack(MultiService):
             await self._background.stopService()
         if self._context is not None and self._ready is not None:
             await self._context.store.stop()
+        if self._ownThreads is not None:
+            await self._ownThreads.stop()
         self._log.info("appnet stopped")
 
 
@@ -476,7 +493,13 @@ def openStore(
     @raise OSError: if the database password file cannot be read.
     """
     if not config.store.url:
-        return SQLiteStore.open(dataDir.store.path, reactor, now=now)
+        return SQLiteStore.open(
+            dataDir.store.path,
+            reactor,
+            now=now,
+            fileThreads=config.store.file_threads,
+            databaseReaders=config.store.database_readers,
+        )
     from appnet.store.pg import PostgreSQLStore, conninfoFor
 
     spool = dataDir.root.child("spool")

@@ -7,8 +7,9 @@ store operation for all of them); remote recipients, which only an
 authenticated submission can have, go into the durable outgoing queue for
 the relay. The SMTP server answers 250 only after both are done. The
 stored form starts with C{Return-Path} (RFC 5321 4.4, added at final
-delivery) and this node's C{Received} field; the queued copy leaves the
-C{Return-Path} out.
+delivery; kept by the store beside the file, so the queue shares the
+received file) and this node's C{Received} field; the queued copy has no
+C{Return-Path}.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from email.utils import format_datetime
 
 from attrs import define, frozen
 
-from appnet.errors import FolderExists, QuotaExceeded
+from appnet.errors import FolderExists
 from appnet.mail.envelope import Mailbox
 from appnet.store.interfaces import INBOX, DeliveryTarget, IStagedMessage, IStore
 
@@ -127,18 +128,17 @@ class Delivery:
         staged: IStagedMessage = self._store.mail.stage()
         return staged
 
-    async def deliver(
-        self, envelope: Envelope, staged: IStagedMessage, prefix: int
-    ) -> Delivered:
+    async def deliver(self, envelope: Envelope, staged: IStagedMessage) -> Delivered:
         """
-        Store the staged message for every recipient of the envelope.
+        Store the staged message for every recipient of the envelope: the
+        queued copy is the received file, the stored ones gain the
+        C{Return-Path} line when read.
 
-        @param prefix: bytes of delivery-only trace (the C{Return-Path}
-            line) at the start of the staged message, left out of the
-            queued copy.
-        @raise appnet.errors.QuotaExceeded: if a local mailbox has no room;
-            then no local recipient got it, and (unless a concurrent
-            delivery filled the mailbox meanwhile) nothing was queued.
+        @raise appnet.errors.QuotaExceeded: if a local mailbox has no room
+            (the store's authoritative check, in the delivery's
+            transaction); then no local recipient got it. Mailboxes were
+            checked at RCPT, so a refusal here means the mailbox filled
+            meanwhile; the queued copy is then taken back.
         """
         uids: Sequence[int] = ()
         local = [
@@ -151,12 +151,6 @@ class Delivery:
                     await self._store.mail.createFolder(target.owner, target.folder)
                 except FolderExists:
                     pass
-        if local and envelope.remote:
-            # Check quota before queueing, so a refusal leaves no trace.
-            for target in local:
-                used = (await self._store.mail.usage(target.owner)).bytes
-                if target.quota is not None and used + staged.size > target.quota:
-                    raise QuotaExceeded(target.owner, target.quota, used, staged.size)
         queued = None
         if envelope.remote:
             sender = "" if envelope.sender is None else str(envelope.sender)
@@ -164,10 +158,18 @@ class Delivery:
                 staged,
                 sender,
                 list(envelope.remote),
-                skip=prefix,
                 submitter=envelope.submitter,
             )
         if local:
             # Last: delivery may move the staged file into the mailbox.
-            uids = await self._store.mail.deliver(staged, local, self._now())
+            try:
+                uids = await self._store.mail.deliver(
+                    staged, local, self._now(), prefix=returnPath(envelope.sender)
+                )
+            except BaseException:
+                # Refused as a whole: take the queued copy back, so a
+                # client's retry sends nobody the message twice.
+                if queued is not None:
+                    await self._store.queue.delete(queued)
+                raise
         return Delivered(tuple(uids), queued)

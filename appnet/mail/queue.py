@@ -58,6 +58,7 @@ import os
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 from attrs import define, field, frozen
@@ -185,8 +186,17 @@ class QueueRunner(Service):
         lease: float = 900.0,
         batch: int = 200,
         mailPath: Callable[[int], Awaitable[str]] | None = None,
+        blocking: Callable[..., Deferred[Any]] | None = None,
     ) -> None:
+        """
+        @param blocking: runs blocking message-file work (copying a queued
+            message, reading its header) in the store's file threads;
+            default: the reactor's thread pool.
+        """
         self._store = store
+        self._blocking = blocking or partial(
+            deferToThreadPool, reactor, reactor.getThreadPool()
+        )
         self._relay = relay
         self._router = router
         self._localDomains = localDomains
@@ -545,7 +555,7 @@ class QueueRunner(Service):
                     staged.write(chunk)
 
         try:
-            await deferToThreadPool(self._reactor, self._reactor.getThreadPool(), copy)
+            await self._blocking(copy)
         except BaseException:
             staged.discard()
             raise
@@ -641,9 +651,7 @@ class QueueRunner(Service):
             with body.open() as f:
                 return readHeader(f)
 
-        original = await deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), header
-        )
+        original = await self._blocking(header)
         data = report(
             hostname=self._hostname,
             queueId=message.id,

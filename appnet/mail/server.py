@@ -190,6 +190,7 @@ def makeQueueRunner(
         destinationConcurrency=mail.relay_destination_concurrency,
         idle=mail.relay_idle,
         poll=mail.queue_poll,
+        blocking=None if ctx.fileThreads is None else ctx.fileThreads.run,
     )
     if ctx.config.store.url:
         # Nodes sharing a database may share a host name too: a restarting
@@ -274,8 +275,11 @@ def buildMail(ctx: StackContext) -> Component:
         config.submission.idle_timeout,
     )
     reactor = ctx.reactor
+    fileThreads = ctx.fileThreads
 
     def blocking(fn: Any, *args: Any) -> Deferred[Any]:
+        if fileThreads is not None:
+            return fileThreads.run(fn, *args)
         return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
 
     pop3 = POP3ServerFactory(

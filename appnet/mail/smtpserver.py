@@ -75,7 +75,6 @@ from appnet.mail.delivery import (
     Envelope,
     newId,
     receivedHeader,
-    returnPath,
     rfc5322Date,
 )
 from appnet.mail.envelope import (
@@ -712,8 +711,6 @@ class SMTPServer(LineQueue, ESMTP):
         staged = self._staged = factory.delivery.stage()
         if factory.role.catching:
             staged.write(envelopeHeader(transaction.recipients))
-        prefix = returnPath(transaction.sender)
-        staged.write(prefix)
         held = self._authHold(transaction)
         write = staged.write if held is None else held.append
         write(transaction.spfHeader)
@@ -739,7 +736,7 @@ class SMTPServer(LineQueue, ESMTP):
         def feed(data: bytes) -> bytes | None:
             rest = decoder.feed(data)
             if rest is not None:
-                self._endOfData(transaction, decoder, id, len(prefix), held)
+                self._endOfData(transaction, decoder, id, held)
             return rest
 
         self.readRaw(feed)
@@ -806,7 +803,6 @@ class SMTPServer(LineQueue, ESMTP):
         transaction: _Transaction,
         decoder: DataDecoder,
         id: str,
-        prefix: int,
         held: list[bytes] | None = None,
     ) -> None:
         self._transaction = None
@@ -831,17 +827,16 @@ class SMTPServer(LineQueue, ESMTP):
             submitter=self._account,
         )
         if held is not None:
-            work = self._authenticated(transaction, envelope, staged, prefix, held)
+            work = self._authenticated(transaction, envelope, staged, held)
             self._async(work, "mail authentication")
             return
-        self._async(self._deliver(envelope, staged, prefix), "delivery")
+        self._async(self._deliver(envelope, staged), "delivery")
 
     async def _authenticated(
         self,
         transaction: _Transaction,
         envelope: Envelope,
         staged: IStagedMessage,
-        prefix: int,
         held: list[bytes],
     ) -> None:
         """
@@ -877,7 +872,7 @@ class SMTPServer(LineQueue, ESMTP):
             await auth.blocking(_writeAll, staged, parts)
         else:
             _writeAll(staged, parts)  # As DATA's own writes: a small file write.
-        await self._deliver(envelope, staged, prefix)
+        await self._deliver(envelope, staged)
 
     async def _signed(
         self, auth: MailAuth, transaction: _Transaction, message: bytes
@@ -912,12 +907,10 @@ class SMTPServer(LineQueue, ESMTP):
             envelope = attrs.evolve(envelope, folder="Junk")
         return head, verdict.message, envelope
 
-    async def _deliver(
-        self, envelope: Envelope, staged: IStagedMessage, prefix: int
-    ) -> None:
+    async def _deliver(self, envelope: Envelope, staged: IStagedMessage) -> None:
         factory = self.factory
         try:
-            delivered = await factory.delivery.deliver(envelope, staged, prefix)
+            delivered = await factory.delivery.deliver(envelope, staged)
         except QuotaExceeded as e:
             self.error(552, "5.2.2", f"<{e.owner}>: Mailbox full")
             return

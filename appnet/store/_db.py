@@ -32,6 +32,16 @@ from appnet.errors import StoreError
 
 T = TypeVar("T")
 
+#: Query at most this many values per C{IN (...)} list.
+BATCH = 500
+
+
+def batches(items: Sequence[int]) -> list[Sequence[int]]:
+    """
+    C{items} cut into lists short enough for one C{IN (...)} each.
+    """
+    return [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
+
 
 @frozen
 class Migration:
@@ -304,4 +314,12 @@ async def _nothing() -> None:
     return None
 
 
-__all__ = ["Database", "Migration", "SchemaTooNew", "connect", "migrate"]
+__all__ = [
+    "BATCH",
+    "Database",
+    "Migration",
+    "SchemaTooNew",
+    "batches",
+    "connect",
+    "migrate",
+]

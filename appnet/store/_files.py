@@ -36,7 +36,14 @@ from zope.interface import implementer
 
 from appnet.store.interfaces import IStagedMessage
 
-__all__ = ["MessageFiles", "StagedFile", "fsyncDirectory"]
+__all__ = [
+    "MessageFiles",
+    "Placement",
+    "StagedFile",
+    "Syncer",
+    "Syncs",
+    "fsyncDirectory",
+]
 
 _CHUNK = 1 << 16
 
@@ -50,6 +57,49 @@ def fsyncDirectory(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _syncData(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+class Syncer:
+    """
+    The file-system syncs a group commit makes; tests record them.
+    """
+
+    def data(self, path: str) -> None:
+        """Make a file's bytes durable (C{fdatasync})."""
+        _syncData(path)
+
+    def directory(self, path: str) -> None:
+        """Make a directory's entries durable."""
+        fsyncDirectory(path)
+
+
+class Syncs:
+    """
+    What one group commit pass must make durable: files' data first, then
+    directories' entries, each once however many jobs share it.
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, list[Callable[[], None]]] = {}
+        self.directories: dict[str, None] = {}
+
+    def file(self, path: str, synced: Callable[[], None] | None = None) -> None:
+        """Sync this file's data; then call C{synced}."""
+        callbacks = self.files.setdefault(path, [])
+        if synced is not None:
+            callbacks.append(synced)
+
+    def directory(self, path: str) -> None:
+        """Sync this directory's entries."""
+        self.directories[path] = None
 
 
 def _newName() -> str:
@@ -82,6 +132,8 @@ class StagedFile:
         self._inThread = inThread
         self.size = 0
         self.consumed = False
+        #: Whether the file's data is known to be on disk (fsynced).
+        self.durable = False
         self._memory: list[bytes] = []
         self._file: BinaryIO | None = None
         self._lock = threading.Lock()
@@ -112,15 +164,26 @@ class StagedFile:
         Write out, flush and fsync; no more writes. Idempotent and
         thread-safe. Blocking.
         """
+        if self.writeOut():
+            _syncData(self.path)
+            self.durable = True
+
+    def writeOut(self) -> bool:
+        """
+        Write out and flush to the page cache, without fsync; no more
+        writes. Blocking; thread-safe.
+
+        @return: whether the file's data still needs an fsync (neither
+            L{seal} nor a group commit has synced it yet).
+        """
         with self._lock:
-            if self._sealed:
-                return
-            if self._file is None:
-                self._file = self._open()
-            self._file.flush()
-            os.fdatasync(self._file.fileno())
-            self._file.close()
-            self._sealed = True
+            if not self._sealed:
+                if self._file is None:
+                    self._file = self._open()
+                self._file.flush()
+                self._file.close()
+                self._sealed = True
+            return not self.durable
 
     def discard(self) -> None:
         with self._lock:
@@ -144,6 +207,71 @@ class StagedFile:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+class Placement:
+    """
+    A staged message filed under new names in some directories, as one job
+    of a group commit: L{prepare} writes it out and asks for its data sync,
+    L{place} (after the data syncs) makes the names and asks for their
+    directories' syncs, L{undo} removes the names again.
+    """
+
+    def __init__(
+        self,
+        files: MessageFiles,
+        staged: StagedFile,
+        directories: Sequence[str],
+        consume: bool,
+    ) -> None:
+        """
+        @param directories: relative directories, one name made in each.
+        @param consume: whether the last name is the staged file itself,
+            moved into place (else every name is a hard link).
+        """
+        self._files = files
+        self._staged = staged
+        self._directories = directories
+        self._consume = consume
+        self.names: list[str] = []
+
+    def prepare(self, syncs: Syncs) -> None:
+        """Write the staged file out and ask for its data to be synced."""
+        staged = self._staged
+        if staged.writeOut():
+
+            def synced() -> None:
+                staged.durable = True
+
+            syncs.file(staged.path, synced)
+
+    def place(self, syncs: Syncs) -> list[str]:
+        """
+        Make the names and ask for their directories to be synced.
+
+        @return: the relative names, one per directory in order.
+        """
+        files = self._files
+        try:
+            for i, relative in enumerate(self._directories):
+                directory = files.ensureDirectory(relative, syncs)
+                name = f"{relative}/{_newName()}"
+                if self._consume and i == len(self._directories) - 1:
+                    os.rename(self._staged.path, files.absolute(name))
+                    self._staged.consumed = True
+                else:
+                    os.link(self._staged.path, files.absolute(name))
+                self.names.append(name)
+                syncs.directory(directory)
+        except BaseException:
+            self.undo()
+            raise
+        return self.names
+
+    def undo(self) -> None:
+        """Remove the names made (their commit failed)."""
+        self._files.remove(self.names)
+        self.names = []
 
 
 class MessageFiles:
@@ -204,6 +332,26 @@ class MessageFiles:
             os.makedirs(path, mode=0o700, exist_ok=True)
             fsyncDirectory(os.path.dirname(path))
         return path
+
+    def ensureDirectory(self, relative: str, syncs: Syncs) -> str:
+        """
+        The absolute path of a message directory, made if missing (its
+        parent's entry then synced with the rest of C{syncs}). Blocking.
+        """
+        path = self.absolute(relative)
+        if not os.path.isdir(path):
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            syncs.directory(os.path.dirname(path))
+        return path
+
+    def placement(
+        self, staged: StagedFile, directories: Sequence[str], consume: bool
+    ) -> Placement:
+        """
+        A group-commit job filing C{staged} once in each of C{directories}
+        (relative, as L{ownerDirectory} or C{"queue"}).
+        """
+        return Placement(self, staged, directories, consume)
 
     def place(self, staged: StagedFile, owners: Sequence[str]) -> list[str]:
         """

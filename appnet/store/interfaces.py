@@ -399,6 +399,7 @@ class IMailStore(Interface):
         staged: IStagedMessage,
         targets: Sequence[DeliveryTarget],
         internalDate: float | None = None,
+        prefix: bytes = b"",
     ) -> Deferred[Sequence[int]]:
         """
         File a staged message into every target folder, atomically and
@@ -407,6 +408,10 @@ class IMailStore(Interface):
         The staged message is used up either way (only L{discard} it).
 
         @param internalDate: default: now.
+        @param prefix: bytes that readers see before the staged message's
+            (the C{Return-Path} line), kept with the index row so that the
+            received file itself can be shared with the queue; the
+            message's size counts them.
         @return: the new UIDs, one per target in order.
         @raise appnet.errors.QuotaExceeded: (as a failure) naming the first
             owner the message would take past its quota.
@@ -462,6 +467,17 @@ class IMailStore(Interface):
         Index rows in UID order, without bodies: cheap for large folders.
 
         @param uids: only these UIDs (missing ones are skipped); default all.
+        @raise appnet.errors.NoSuchFolder: (as a failure).
+        """
+
+    def newestFirst(
+        owner: str, name: str, offset: int, limit: int
+    ) -> Deferred[Sequence[MessageInfo]]:
+        """
+        One page of index rows, newest first (internal date, then UID,
+        both descending): rows C{offset} to C{offset + limit} of that
+        order, chosen by the store (a folder's rows are never all loaded).
+
         @raise appnet.errors.NoSuchFolder: (as a failure).
         """
 

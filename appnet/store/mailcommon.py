@@ -5,6 +5,10 @@ UIDVALIDITY.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
+from typing import BinaryIO
+
 from appnet.store.interfaces import INBOX
 
 __all__ = [
@@ -12,6 +16,7 @@ __all__ = [
     "canonicalFolder",
     "changeFlags",
     "formatFlags",
+    "openPrefixed",
     "parseFlags",
     "uidValidityFor",
 ]
@@ -72,3 +77,61 @@ def uidValidityFor(now: float, last: int) -> int:
     still gets a new value (RFC 3501 2.3.1.1).
     """
     return max(int(now), last + 1)
+
+
+class _Prefixed(io.RawIOBase):
+    """
+    Stored bytes, then a message file: read and seek as one stream.
+    """
+
+    def __init__(self, prefix: bytes, file: BinaryIO) -> None:
+        self._prefix = prefix
+        self._file = file
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")
+        position, prefix = self._position, self._prefix
+        if position < len(prefix):
+            piece = prefix[position : position + len(view)]
+            view[: len(piece)] = piece
+            self._position += len(piece)
+            return len(piece)
+        n = self._file.readinto(view)  # type: ignore[attr-defined]
+        self._position += n
+        return int(n)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            offset += self._position
+        elif whence == io.SEEK_END:
+            offset += len(self._prefix) + self._file.seek(0, io.SEEK_END)
+        offset = max(0, offset)
+        self._file.seek(max(0, offset - len(self._prefix)))
+        self._position = offset
+        return offset
+
+    def tell(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()
+
+
+def openPrefixed(prefix: bytes, opener: Callable[[], BinaryIO]) -> BinaryIO:
+    """
+    Open a stored message whose first bytes (C{prefix}, the Return-Path
+    line) are kept beside its file rather than in it.
+    """
+    file = opener()
+    if not prefix:
+        return file
+    return io.BufferedReader(_Prefixed(prefix, file), 1 << 16)

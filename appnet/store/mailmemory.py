@@ -178,11 +178,12 @@ class MemoryMailStore:
         staged: IStagedMessage,
         targets: Sequence[DeliveryTarget],
         internalDate: float | None = None,
+        prefix: bytes = b"",
     ) -> Deferred[Sequence[int]]:
         def run() -> Sequence[int]:
             if not isinstance(staged, MemoryStaged):
                 raise TypeError("staged message is not from this store")
-            data = staged.getvalue()
+            data = prefix + staged.getvalue()
             adding: dict[str, tuple[int | None, int]] = {}
             for t in targets:
                 quota, total = adding.get(t.owner, (t.quota, 0))
@@ -283,6 +284,17 @@ class MemoryMailStore:
             folder = self._get(owner, name)
             wanted = sorted(folder.messages) if uids is None else sorted(set(uids))
             return [folder.messages[u].info() for u in wanted if u in folder.messages]
+
+        return _run(run)
+
+    def newestFirst(
+        self, owner: str, name: str, offset: int, limit: int
+    ) -> Deferred[Sequence[MessageInfo]]:
+        def run() -> Sequence[MessageInfo]:
+            folder = self._get(owner, name)
+            infos = [m.info() for m in folder.messages.values()]
+            infos.sort(key=lambda i: (i.internalDate, i.uid), reverse=True)
+            return infos[offset : offset + limit]
 
         return _run(run)
 

@@ -1,15 +1,14 @@
 """
-The SQLite mail store and outgoing queue.
+The SQLite mail store.
 
 Index rows live in the store's database (tables in L{appnet.store.schema}
-C{MAIL} and C{QUEUE}); message bytes live in immutable files
-(L{appnet.store._files}). A delivery first makes its files durable (in a
-thread from the reactor's pool, so several connections fsync in parallel),
-then commits every index row in one write transaction; only then does its
+C{MAIL}); message bytes live in immutable files (L{appnet.store._files}).
+A delivery first makes its files durable, then commits every index row in
+one write transaction (L{appnet.store.groupcommit}); only then does its
 Deferred fire. Nothing here assumes it is the only process using the
 database: UIDs, modseqs, quota and locks are decided inside write
-transactions, and L{SQLiteMailStore.watch} polls each watched folder's
-modseq so a change committed by another process is noticed too.
+transactions, and watched folders are polled (L{appnet.store.watching}) so
+a change committed by another process is noticed too.
 """
 
 from __future__ import annotations
@@ -22,52 +21,37 @@ from typing import Any, TypeVar
 
 from attrs import define, field
 from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall
-from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from appnet.errors import FolderExists, NoSuchFolder, NoSuchMessage, QuotaExceeded
-from appnet.store._db import Database
+from appnet.store._db import Database, batches
 from appnet.store._files import MessageFiles, StagedFile
+from appnet.store.groupcommit import GroupCommit
 from appnet.store.interfaces import (
     INBOX,
     Changes,
     DeliveryTarget,
     FolderInfo,
     IMailStore,
-    IQueueStore,
     IStagedMessage,
     MessageBody,
     MessageInfo,
-    Notice,
-    QueuedMessage,
-    QueuedRecipient,
-    RecipientState,
-    RecipientUpdate,
     Usage,
 )
 from appnet.store.mailcommon import (
     canonicalFolder,
     changeFlags,
     formatFlags,
+    openPrefixed,
     parseFlags,
     uidValidityFor,
 )
+from appnet.store.threads import Threads
+from appnet.store.watching import FolderWatcher, Key
 
-__all__ = ["SQLiteMailStore", "SQLiteQueueStore"]
+__all__ = ["SQLiteMailStore"]
 
 T = TypeVar("T")
-Key = tuple[str, str]
-Watcher = Callable[[FolderInfo], None]
-
-#: Query at most this many UIDs per IN (...) list.
-_BATCH = 500
-
-
-def _batches(items: Sequence[int]) -> list[Sequence[int]]:
-    return [items[i : i + _BATCH] for i in range(0, len(items), _BATCH)]
 
 
 def _account(conn: sqlite3.Connection, owner: str) -> tuple[int, int, int]:
@@ -190,6 +174,7 @@ def _insertMessage(
     size: int,
     flags: frozenset[str],
     internalDate: float,
+    prefix: bytes = b"",
 ) -> int:
     uid = int(
         conn.execute(
@@ -206,9 +191,9 @@ def _insertMessage(
     ).fetchone()[0]
     conn.execute(
         "INSERT INTO mail_messages"
-        " (folder, uid, file, size, flags, internaldate, modseq)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (fid, uid, file, size, formatFlags(flags), internalDate, modseq),
+        " (folder, uid, file, size, flags, internaldate, modseq, prefix)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (fid, uid, file, size, formatFlags(flags), internalDate, modseq, prefix),
     )
     return uid
 
@@ -231,7 +216,7 @@ def _selectRows(
             (fid,),
         ).fetchall()
     rows: list[Any] = []
-    for batch in _batches(sorted(set(uids))):
+    for batch in batches(sorted(set(uids))):
         marks = ",".join("?" * len(batch))
         rows += conn.execute(
             f"SELECT {columns} FROM mail_messages"
@@ -244,93 +229,39 @@ def _selectRows(
 _INFO = "uid, size, flags, internaldate, modseq"
 
 
-@define
-class GroupCommit:
-    """
-    Commits many small writes in few transactions: writes submitted while
-    a commit is in flight wait and then share the next transaction, each
-    in its own savepoint (one failing rolls back only itself). Every
-    commit costs an fsync, so ten connections delivering at once pay for
-    a couple of fsyncs instead of ten. Each write's Deferred fires only
-    after the commit that holds it.
-    """
-
-    _db: Database
-    _pending: list[tuple[Callable[[sqlite3.Connection], Any], Deferred[Any]]] = field(
-        factory=list, init=False
-    )
-    _busy: bool = field(default=False, init=False)
-
-    def write(self, fn: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
-        """Like L{Database.write}, sharing a transaction with others."""
-        d: Deferred[T] = Deferred()
-        self._pending.append((fn, d))
-        if not self._busy:
-            self._flush()
-        return d
-
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        self._busy = True
-
-        def run(conn: sqlite3.Connection) -> list[tuple[bool, Any]]:
-            outcomes: list[tuple[bool, Any]] = []
-            for fn, _ in batch:
-                conn.execute("SAVEPOINT item")
-                try:
-                    result = fn(conn)
-                except Exception as e:
-                    conn.execute("ROLLBACK TO item")
-                    conn.execute("RELEASE item")
-                    outcomes.append((False, e))
-                else:
-                    conn.execute("RELEASE item")
-                    outcomes.append((True, result))
-            return outcomes
-
-        def done(outcomes: list[tuple[bool, Any]] | Failure) -> None:
-            self._busy = False
-            if self._pending:
-                self._flush()
-            for i, (_, d) in enumerate(batch):
-                if isinstance(outcomes, Failure):
-                    d.errback(outcomes)
-                elif outcomes[i][0]:
-                    d.callback(outcomes[i][1])
-                else:
-                    d.errback(outcomes[i][1])
-
-        self._db.write(run).addBoth(done)
-
-
 @implementer(IMailStore)
 @define
 class SQLiteMailStore:
     """
     Folders and messages in the store's database and message files.
-
-    @ivar pollInterval: how often (seconds) watched folders are checked for
-        changes made by other processes.
     """
 
     _db: Database
     _files: MessageFiles
     _reactor: Any
+    _threads: Threads
     _now: Callable[[], float] = time.time
-    pollInterval: float = 2.0
     _group: GroupCommit = field(init=False)
-    _watchers: dict[Key, list[Watcher]] = field(factory=dict, init=False)
-    _seen: dict[Key, int] = field(factory=dict, init=False)
-    _poller: LoopingCall | None = field(default=None, init=False)
-    _log = Logger()
+    _watcher: FolderWatcher = field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._group = GroupCommit(self._db)
+        self._group = GroupCommit(self._db, self._inThread)
+        self._watcher = FolderWatcher(self._readInfos, self._reactor)
+
+    @property
+    def pollInterval(self) -> float:
+        """
+        How often (seconds) watched folders are checked for changes made
+        by other processes.
+        """
+        return self._watcher.interval
+
+    @pollInterval.setter
+    def pollInterval(self, seconds: float) -> None:
+        self._watcher.interval = seconds
 
     def _inThread(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
-        return deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), fn, *args
-        )
+        return self._threads.run(fn, *args)
 
     def start(self) -> Deferred[None]:
         """
@@ -342,8 +273,7 @@ class SQLiteMailStore:
         """
         Stop polling for changes.
         """
-        self._watchers.clear()
-        self._stopPolling()
+        self._watcher.stop()
 
     def stage(self) -> IStagedMessage:
         return self._files.stage()
@@ -353,14 +283,18 @@ class SQLiteMailStore:
         staged: IStagedMessage,
         targets: Sequence[DeliveryTarget],
         internalDate: float | None = None,
+        prefix: bytes = b"",
     ) -> Deferred[Sequence[int]]:
-        return Deferred.fromCoroutine(self._deliver(staged, targets, internalDate))
+        return Deferred.fromCoroutine(
+            self._deliver(staged, targets, internalDate, prefix)
+        )
 
     async def _deliver(
         self,
         staged: IStagedMessage,
         targets: Sequence[DeliveryTarget],
         internalDate: float | None,
+        prefix: bytes,
     ) -> Sequence[int]:
         if not isinstance(staged, StagedFile):
             raise TypeError("staged message is not from this store")
@@ -370,13 +304,14 @@ class SQLiteMailStore:
             DeliveryTarget(t.owner, canonicalFolder(t.folder), t.flags, t.quota)
             for t in targets
         ]
-        names = await self._inThread(
-            self._files.place, staged, [t.owner for t in targets]
+        files = self._files
+        placement = files.placement(
+            staged, [files.ownerDirectory(t.owner) for t in targets], consume=True
         )
-        size = staged.size
+        size = len(prefix) + staged.size
         date = self._now() if internalDate is None else internalDate
 
-        def insert(conn: sqlite3.Connection) -> list[int]:
+        def insert(conn: sqlite3.Connection, names: Sequence[str]) -> list[int]:
             adding: dict[str, tuple[int | None, int]] = {}
             for t in targets:
                 quota, total = adding.get(t.owner, (t.quota, 0))
@@ -385,16 +320,14 @@ class SQLiteMailStore:
             uids = []
             for target, name in zip(targets, names, strict=True):
                 fid = _folderId(conn, target.owner, target.folder, date, create=True)
-                uids.append(_insertMessage(conn, fid, name, size, target.flags, date))
+                uids.append(
+                    _insertMessage(conn, fid, name, size, target.flags, date, prefix)
+                )
                 _addUsage(conn, target.owner, size, 1)
             return uids
 
-        try:
-            uids = await self._group.write(insert)
-        except BaseException:
-            await self._inThread(self._files.remove, names)
-            raise
-        self._changed({(t.owner, t.folder) for t in targets})
+        uids = await self._group.commit(placement, insert)
+        self._watcher.changed({(t.owner, t.folder) for t in targets})
         return uids
 
     def folder(self, owner: str, name: str = INBOX) -> Deferred[FolderInfo]:
@@ -523,7 +456,7 @@ class SQLiteMailStore:
 
         async def run() -> None:
             await self._db.write(rename)
-            self._changed(renamed)
+            self._watcher.changed(renamed)
 
         return Deferred.fromCoroutine(run())
 
@@ -544,7 +477,7 @@ class SQLiteMailStore:
         async def run() -> None:
             files = await self._db.write(delete)
             await self._inThread(self._files.remove, files)
-            self._changed({(owner, name)})
+            self._watcher.changed({(owner, name)})
 
         return Deferred.fromCoroutine(run())
 
@@ -561,24 +494,42 @@ class SQLiteMailStore:
 
         return self._db.read(select)
 
+    def newestFirst(
+        self, owner: str, name: str, offset: int, limit: int
+    ) -> Deferred[Sequence[MessageInfo]]:
+        name = canonicalFolder(name)
+
+        def select(conn: sqlite3.Connection) -> list[MessageInfo]:
+            fid = _existingFolderId(conn, owner, name)
+            if fid is None:
+                return []
+            rows = conn.execute(
+                f"SELECT {_INFO} FROM mail_messages WHERE folder = ?"
+                " ORDER BY internaldate DESC, uid DESC LIMIT ? OFFSET ?",
+                (fid, limit, offset),
+            ).fetchall()
+            return [_info(r) for r in rows]
+
+        return self._db.read(select)
+
     def openMessage(self, owner: str, name: str, uid: int) -> Deferred[MessageBody]:
         name = canonicalFolder(name)
 
-        def select(conn: sqlite3.Connection) -> tuple[str, int]:
+        def select(conn: sqlite3.Connection) -> tuple[str, int, bytes]:
             row = conn.execute(
-                "SELECT m.file, m.size FROM mail_messages m"
+                "SELECT m.file, m.size, m.prefix FROM mail_messages m"
                 " JOIN mail_folders f ON f.id = m.folder"
                 " WHERE f.owner = ? AND f.name = ? AND m.uid = ?",
                 (owner, name, uid),
             ).fetchone()
             if row is None:
                 raise NoSuchMessage(f"{owner}/{name}", uid)
-            return row[0], row[1]
+            return row[0], row[1], row[2]
 
         async def run() -> MessageBody:
-            file, size = await self._db.read(select)
-            files = self._files
-            return MessageBody(size, lambda: files.opener(file))
+            file, size, prefix = await self._db.read(select)
+            opener = partial(self._files.opener, file)
+            return MessageBody(size, partial(openPrefixed, prefix, opener))
 
         return Deferred.fromCoroutine(run())
 
@@ -591,14 +542,16 @@ class SQLiteMailStore:
             fid = _existingFolderId(conn, owner, name)
             if fid is None:
                 return []
-            return _selectRows(conn, fid, uids, "uid, file, size")
+            return _selectRows(conn, fid, uids, "uid, file, size, prefix")
 
         async def run() -> Mapping[int, MessageBody]:
             rows = await self._db.read(select)
             files = self._files
             return {
-                uid: MessageBody(size, partial(files.opener, file))
-                for uid, file, size in rows
+                uid: MessageBody(
+                    size, partial(openPrefixed, prefix, partial(files.opener, file))
+                )
+                for uid, file, size, prefix in rows
             }
 
         return Deferred.fromCoroutine(run())
@@ -650,7 +603,7 @@ class SQLiteMailStore:
         async def run() -> Sequence[MessageInfo]:
             changed = await self._db.write(update)
             if changed:
-                self._changed({(owner, name)})
+                self._watcher.changed({(owner, name)})
             return changed
 
         return Deferred.fromCoroutine(run())
@@ -672,7 +625,7 @@ class SQLiteMailStore:
             if not rows:
                 return [], []
             modseq = _bump(conn, fid)
-            for batch in _batches([r[0] for r in rows]):
+            for batch in batches([r[0] for r in rows]):
                 marks = ",".join("?" * len(batch))
                 conn.execute(
                     f"DELETE FROM mail_messages WHERE folder = ? AND uid IN ({marks})",
@@ -690,7 +643,7 @@ class SQLiteMailStore:
             removed, files = await self._db.write(delete)
             if removed:
                 await self._inThread(self._files.remove, files)
-                self._changed({(owner, name)})
+                self._watcher.changed({(owner, name)})
             return removed
 
         return Deferred.fromCoroutine(run())
@@ -709,7 +662,9 @@ class SQLiteMailStore:
             fid = _existingFolderId(conn, owner, name)
             if fid is None:
                 raise NoSuchFolder(owner, name)
-            return _selectRows(conn, fid, uids, "uid, file, size, flags, internaldate")
+            return _selectRows(
+                conn, fid, uids, "uid, file, size, flags, internaldate, prefix"
+            )
 
         async def run() -> Mapping[int, int]:
             rows = await self._db.read(select)
@@ -725,7 +680,7 @@ class SQLiteMailStore:
                 for row, file in zip(rows, names, strict=True):
                     flags = parseFlags(row[3])
                     mapping[row[0]] = _insertMessage(
-                        conn, fid, file, row[2], flags, row[4]
+                        conn, fid, file, row[2], flags, row[4], row[5]
                     )
                 _addUsage(conn, owner, total, len(rows))
                 return mapping
@@ -735,7 +690,7 @@ class SQLiteMailStore:
             except BaseException:
                 await self._inThread(self._files.remove, names)
                 raise
-            self._changed({(owner, dest)})
+            self._watcher.changed({(owner, dest)})
             return mapping
 
         return Deferred.fromCoroutine(run())
@@ -750,17 +705,17 @@ class SQLiteMailStore:
             source = _folderId(conn, owner, name, now, create=True)
             target = _folderId(conn, owner, dest, now, create=True)
             rows = _selectRows(
-                conn, source, uids, "uid, file, size, flags, internaldate"
+                conn, source, uids, "uid, file, size, flags, internaldate, prefix"
             )
             if not rows:
                 return {}
             mapping = {}
             for row in rows:
                 mapping[row[0]] = _insertMessage(
-                    conn, target, row[1], row[2], parseFlags(row[3]), row[4]
+                    conn, target, row[1], row[2], parseFlags(row[3]), row[4], row[5]
                 )
             modseq = _bump(conn, source)
-            for batch in _batches([r[0] for r in rows]):
+            for batch in batches([r[0] for r in rows]):
                 marks = ",".join("?" * len(batch))
                 conn.execute(
                     f"DELETE FROM mail_messages WHERE folder = ? AND uid IN ({marks})",
@@ -776,7 +731,7 @@ class SQLiteMailStore:
         async def run() -> Mapping[int, int]:
             mapping = await self._db.write(move)
             if mapping:
-                self._changed({(owner, name), (owner, dest)})
+                self._watcher.changed({(owner, name), (owner, dest)})
             return mapping
 
         return Deferred.fromCoroutine(run())
@@ -893,445 +848,10 @@ class SQLiteMailStore:
     def watch(
         self, owner: str, name: str, callback: Callable[[FolderInfo], None]
     ) -> Callable[[], None]:
-        key = (owner, canonicalFolder(name))
-        self._watchers.setdefault(key, []).append(callback)
-        if self._poller is None:
-            self._poller = LoopingCall(self._poll)
-            self._poller.clock = self._reactor
-            self._poller.start(self.pollInterval, now=False).addErrback(
-                lambda f: self._log.failure("Polling mail folders failed", f)
-            )
-        if key not in self._seen:
-            # Learn the current modseq so the first poll does not report
-            # a change that happened before the watch began.
-            self._readInfo(key).addCallback(self._remember, key)
+        return self._watcher.watch((owner, canonicalFolder(name)), callback)
 
-        def cancel() -> None:
-            callbacks = self._watchers.get(key, [])
-            if callback in callbacks:
-                callbacks.remove(callback)
-            if not callbacks:
-                self._watchers.pop(key, None)
-                self._seen.pop(key, None)
-            if not self._watchers:
-                self._stopPolling()
-
-        return cancel
-
-    def _remember(self, info: FolderInfo | None, key: Key) -> None:
-        if info is not None and key in self._watchers:
-            self._seen.setdefault(key, info.modseq)
-
-    def _stopPolling(self) -> None:
-        if self._poller is not None and self._poller.running:
-            self._poller.stop()
-        self._poller = None
-
-    def _changed(self, keys: set[Key]) -> None:
-        """
-        Tell watchers of these folders, after a change made here.
-        """
-        for key in keys:
-            if key in self._watchers:
-                self._readInfo(key).addCallback(self._notify, key).addErrback(
-                    lambda f: self._log.failure("Notifying watchers", f)
-                )
-
-    def _readInfo(self, key: Key) -> Deferred[FolderInfo | None]:
-        owner, name = key
-        return self._db.read(lambda conn: _folderInfo(conn, owner, name))
-
-    def _notify(self, info: FolderInfo | None, key: Key) -> None:
-        if info is None:
-            return
-        seen = self._seen.get(key)
-        if seen is not None and info.modseq <= seen:
-            return
-        self._seen[key] = info.modseq
-        for callback in list(self._watchers.get(key, [])):
-            try:
-                callback(info)
-            except Exception:
-                self._log.failure("Mail folder watcher failed")
-
-    async def _pollOnce(self) -> None:
-        keys = list(self._watchers)
-
+    def _readInfos(self, keys: Sequence[Key]) -> Deferred[Sequence[FolderInfo | None]]:
         def select(conn: sqlite3.Connection) -> list[FolderInfo | None]:
             return [_folderInfo(conn, *key) for key in keys]
 
-        for key, info in zip(keys, await self._db.read(select), strict=True):
-            self._notify(info, key)
-
-    def _poll(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._pollOnce())
-
-
-def _queued(row: tuple[Any, ...], recipients: list[Any]) -> QueuedMessage:
-    return QueuedMessage(
-        id=row[0],
-        sender=row[1],
-        submitter=row[2],
-        size=row[3],
-        created=row[4],
-        nextAttempt=row[5],
-        attempts=row[6],
-        held=bool(row[7]),
-        lastError=row[8],
-        warned=bool(row[9]),
-        claimedBy=row[10],
-        claimedUntil=row[11],
-        recipients=tuple(
-            QueuedRecipient(r[0], r[1], r[2], r[3], bool(r[4])) for r in recipients
-        ),
-    )
-
-
-_QUEUE_COLUMNS = (
-    "id, sender, submitter, size, created, next_attempt, attempts, held,"
-    " last_error, warned, claimed_by, claimed_until"
-)
-
-
-def _markNotice(conn: sqlite3.Connection, notice: Notice) -> None:
-    conn.executemany(
-        "UPDATE queue_recipients SET notified = 1 WHERE message = ? AND address = ?",
-        [(notice.message, address) for address in notice.bounced],
-    )
-    if notice.warned:
-        conn.execute(
-            "UPDATE queue_messages SET warned = 1 WHERE id = ?", (notice.message,)
-        )
-
-
-@implementer(IQueueStore)
-@define
-class SQLiteQueueStore:
-    """
-    The outgoing queue in the store's database and C{DATA/mail/queue/}.
-
-    Claims are rows' C{claimed_by}/C{claimed_until}, taken inside one
-    write transaction (SQLite's writer lock does what C{SELECT ... FOR
-    UPDATE SKIP LOCKED} would on a shared PostgreSQL queue). Enqueues and
-    the relay's outcomes share transactions (L{GroupCommit}): a relay
-    working many messages at once pays for few fsyncs.
-    """
-
-    _db: Database
-    _files: MessageFiles
-    _reactor: Any
-    _now: Callable[[], float] = time.time
-    _watchers: list[Callable[[], None]] = field(factory=list, init=False)
-    _group: GroupCommit = field(init=False)
-    _log = Logger()
-
-    def __attrs_post_init__(self) -> None:
-        self._group = GroupCommit(self._db)
-
-    def _inThread(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
-        return deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), fn, *args
-        )
-
-    def _changed(self) -> None:
-        for callback in list(self._watchers):
-            try:
-                callback()
-            except Exception:
-                self._log.failure("Queue watcher failed")
-
-    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
-        self._watchers.append(callback)
-
-        def cancel() -> None:
-            if callback in self._watchers:
-                self._watchers.remove(callback)
-
-        return cancel
-
-    def enqueue(
-        self,
-        staged: IStagedMessage,
-        sender: str,
-        recipients: Sequence[str],
-        skip: int = 0,
-        submitter: str | None = None,
-        notice: Notice | None = None,
-    ) -> Deferred[int]:
-        return Deferred.fromCoroutine(
-            self._enqueue(staged, sender, recipients, skip, submitter, notice)
-        )
-
-    async def _enqueue(
-        self,
-        staged: IStagedMessage,
-        sender: str,
-        recipients: Sequence[str],
-        skip: int,
-        submitter: str | None,
-        notice: Notice | None,
-    ) -> int:
-        if not isinstance(staged, StagedFile):
-            raise TypeError("staged message is not from this store")
-        if not recipients:
-            raise ValueError("no recipients to queue")
-        name = await self._inThread(self._files.placeQueued, staged, skip)
-        size = staged.size - skip
-        now = self._now()
-        unique = list(dict.fromkeys(recipients))
-
-        def insert(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
-                "INSERT INTO queue_messages"
-                " (sender, submitter, file, size, created, next_attempt)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (sender, submitter, name, size, now, now),
-            )
-            assert cursor.lastrowid is not None
-            conn.executemany(
-                "INSERT INTO queue_recipients (message, address, state, updated)"
-                " VALUES (?, ?, ?, ?)",
-                [
-                    (cursor.lastrowid, address, RecipientState.PENDING, now)
-                    for address in unique
-                ],
-            )
-            if notice is not None:
-                _markNotice(conn, notice)
-            return cursor.lastrowid
-
-        try:
-            id = await self._group.write(insert)
-        except BaseException:
-            await self._inThread(self._files.remove, [name])
-            raise
-        self._changed()
-        return id
-
-    @staticmethod
-    def _select(
-        conn: sqlite3.Connection, where: str, args: tuple[Any, ...], order: str = ""
-    ) -> list[QueuedMessage]:
-        rows = conn.execute(
-            f"SELECT {_QUEUE_COLUMNS} FROM queue_messages {where}"
-            f" ORDER BY {order or 'created, id'}",
-            args,
-        ).fetchall()
-        result = []
-        for row in rows:
-            recipients = conn.execute(
-                "SELECT address, state, response, updated, notified"
-                " FROM queue_recipients WHERE message = ? ORDER BY rowid",
-                (row[0],),
-            ).fetchall()
-            result.append(_queued(row, recipients))
-        return result
-
-    def get(self, id: int) -> Deferred[QueuedMessage | None]:
-        def select(conn: sqlite3.Connection) -> QueuedMessage | None:
-            found = self._select(conn, "WHERE id = ?", (id,))
-            return found[0] if found else None
-
         return self._db.read(select)
-
-    def list(self) -> Deferred[Sequence[QueuedMessage]]:
-        return self._db.read(lambda conn: self._select(conn, "", ()))
-
-    def openMessage(self, id: int) -> Deferred[MessageBody]:
-        def select(conn: sqlite3.Connection) -> tuple[str, int]:
-            row = conn.execute(
-                "SELECT file, size FROM queue_messages WHERE id = ?", (id,)
-            ).fetchone()
-            if row is None:
-                raise NoSuchMessage("queue", id)
-            return row[0], row[1]
-
-        async def run() -> MessageBody:
-            file, size = await self._db.read(select)
-            files = self._files
-            return MessageBody(size, lambda: files.opener(file))
-
-        return Deferred.fromCoroutine(run())
-
-    def claim(
-        self, owner: str, now: float, lease: float, limit: int
-    ) -> Deferred[Sequence[QueuedMessage]]:
-        def take(conn: sqlite3.Connection) -> list[QueuedMessage]:
-            ids = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT id FROM queue_messages WHERE held = 0"
-                    " AND next_attempt <= ?"
-                    " AND (claimed_by IS NULL OR claimed_until <= ?)"
-                    " ORDER BY next_attempt, id LIMIT ?",
-                    (now, now, limit),
-                )
-            ]
-            if not ids:
-                return []
-            marks = ",".join("?" * len(ids))
-            conn.execute(
-                "UPDATE queue_messages SET claimed_by = ?, claimed_until = ?"
-                f" WHERE id IN ({marks})",
-                (owner, now + lease, *ids),
-            )
-            return self._select(
-                conn, f"WHERE id IN ({marks})", tuple(ids), "next_attempt, id"
-            )
-
-        return self._db.write(take)
-
-    def renew(self, owner: str, ids: Sequence[int], until: float) -> Deferred[int]:
-        def update(conn: sqlite3.Connection) -> int:
-            count = 0
-            for batch in _batches(list(ids)):
-                marks = ",".join("?" * len(batch))
-                count += conn.execute(
-                    "UPDATE queue_messages SET claimed_until = ?"
-                    f" WHERE claimed_by = ? AND id IN ({marks})",
-                    (until, owner, *batch),
-                ).rowcount
-            return count
-
-        return self._db.write(update)
-
-    def releaseClaims(self, prefix: str) -> Deferred[int]:
-        def update(conn: sqlite3.Connection) -> int:
-            return conn.execute(
-                "UPDATE queue_messages SET claimed_by = NULL, claimed_until = 0"
-                " WHERE substr(claimed_by, 1, ?) = ?",
-                (len(prefix), prefix),
-            ).rowcount
-
-        async def run() -> int:
-            count = await self._db.write(update)
-            if count:
-                self._changed()
-            return count
-
-        return Deferred.fromCoroutine(run())
-
-    def nextDue(self) -> Deferred[float | None]:
-        def select(conn: sqlite3.Connection) -> float | None:
-            row = conn.execute(
-                "SELECT MIN(CASE WHEN claimed_by IS NOT NULL"
-                " AND claimed_until > next_attempt THEN claimed_until"
-                " ELSE next_attempt END) FROM queue_messages WHERE held = 0"
-            ).fetchone()
-            return None if row[0] is None else float(row[0])
-
-        return self._db.read(select)
-
-    def record(self, id: int, updates: Sequence[RecipientUpdate]) -> Deferred[None]:
-        now = self._now()
-
-        def update(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "UPDATE queue_recipients SET state = ?, response = ?, updated = ?,"
-                " notified = ? WHERE message = ? AND address = ?"
-                " AND state != 'delivered'",
-                [
-                    (u.state, u.response, now, int(u.notified), id, u.address)
-                    for u in updates
-                ],
-            )
-
-        return self._group.write(update)
-
-    def settle(
-        self, id: int, owner: str, nextAttempt: float, lastError: str | None
-    ) -> Deferred[bool]:
-        def update(conn: sqlite3.Connection) -> tuple[bool, str | None]:
-            row = conn.execute(
-                "SELECT file FROM queue_messages WHERE id = ?", (id,)
-            ).fetchone()
-            if row is None:
-                return True, None
-            left = conn.execute(
-                "SELECT COUNT(*) FROM queue_recipients WHERE message = ?"
-                " AND state != 'delivered' AND NOT (state = 'bounced' AND notified)",
-                (id,),
-            ).fetchone()[0]
-            if left == 0:
-                conn.execute("DELETE FROM queue_messages WHERE id = ?", (id,))
-                return True, row[0]
-            conn.execute(
-                "UPDATE queue_messages SET attempts = attempts + 1,"
-                " next_attempt = ?, last_error = ?,"
-                " claimed_by = NULL, claimed_until = 0"
-                " WHERE id = ? AND (claimed_by = ? OR claimed_by IS NULL)",
-                (nextAttempt, lastError, id, owner),
-            )
-            return False, None
-
-        async def run() -> bool:
-            gone, file = await self._group.write(update)
-            if file is not None:
-                await self._inThread(self._files.remove, [file])
-            return gone
-
-        return Deferred.fromCoroutine(run())
-
-    def retry(self, id: int | None = None) -> Deferred[int]:
-        now = self._now()
-
-        def update(conn: sqlite3.Connection) -> int:
-            if id is None:
-                return conn.execute(
-                    "UPDATE queue_messages SET next_attempt = ?", (now,)
-                ).rowcount
-            return conn.execute(
-                "UPDATE queue_messages SET next_attempt = ? WHERE id = ?", (now, id)
-            ).rowcount
-
-        return self._changing(update)
-
-    def _changing(self, fn: Callable[[sqlite3.Connection], int]) -> Deferred[int]:
-        async def run() -> int:
-            count = await self._db.write(fn)
-            if count:
-                self._changed()
-            return count
-
-        return Deferred.fromCoroutine(run())
-
-    def hold(self, id: int) -> Deferred[bool]:
-        def update(conn: sqlite3.Connection) -> bool:
-            return (
-                conn.execute(
-                    "UPDATE queue_messages SET held = 1 WHERE id = ?", (id,)
-                ).rowcount
-                == 1
-            )
-
-        return self._db.write(update)
-
-    def release(self, id: int) -> Deferred[bool]:
-        now = self._now()
-
-        def update(conn: sqlite3.Connection) -> int:
-            return conn.execute(
-                "UPDATE queue_messages SET held = 0, next_attempt = ? WHERE id = ?",
-                (now, id),
-            ).rowcount
-
-        return self._changing(update).addCallback(bool)
-
-    def delete(self, id: int) -> Deferred[bool]:
-        def remove(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                "SELECT file FROM queue_messages WHERE id = ?", (id,)
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute("DELETE FROM queue_messages WHERE id = ?", (id,))
-            return str(row[0])
-
-        async def run() -> bool:
-            file = await self._db.write(remove)
-            if file is None:
-                return False
-            await self._inThread(self._files.remove, [file])
-            return True
-
-        return Deferred.fromCoroutine(run())

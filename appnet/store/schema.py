@@ -108,6 +108,17 @@ MAIL = [
         UPDATE mail_folders SET first_recent_uid = uidnext
         """,
     ),
+    # Bytes readers see before the message file's (the Return-Path line),
+    # kept here so that a received file can be hard-linked into the queue
+    # and the mailboxes alike. C{size} counts them. The index serves a
+    # folder's newest-first pages (webmail).
+    Migration(
+        3,
+        """
+        ALTER TABLE mail_messages ADD COLUMN prefix BLOB NOT NULL DEFAULT x'';
+        CREATE INDEX mail_messages_date ON mail_messages (folder, internaldate, uid)
+        """,
+    ),
 ]
 
 #: The outgoing queue: one row per message (its bytes are a file under

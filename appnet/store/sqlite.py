@@ -8,10 +8,11 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from attrs import define, field
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorFromThreads, IReactorThreads
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorFromThreads
 from zope.interface import implementer
 
 from appnet.errors import NoSuchUser, UserExists
@@ -24,10 +25,14 @@ from appnet.store.interfaces import (
     SessionRecord,
     User,
 )
-from appnet.store.mailsqlite import SQLiteMailStore, SQLiteQueueStore
+from appnet.store.mailsqlite import SQLiteMailStore
+from appnet.store.queuesqlite import SQLiteQueueStore
 from appnet.store.schema import SCHEMAS
+from appnet.store.threads import Threads
 
 __all__ = ["SQLiteSessionStore", "SQLiteStore", "SQLiteUserStore", "migrateFile"]
+
+T = TypeVar("T")
 
 
 def _user(row: tuple[str, str, int, int | None, float, int]) -> User:
@@ -52,10 +57,24 @@ _SELECT = _COLUMNS + ", apop_secret IS NOT NULL"
 class SQLiteUserStore:
     """
     Accounts in the C{users} table.
+
+    The set of domains (asked at every RCPT) is cached: changes made
+    through this store clear the cache at once, changes made by another
+    process (the C{appnet user} command) are seen within
+    C{domainsTTL} seconds.
     """
 
     _db: Database
     _now: Callable[[], float] = time.time
+    domainsTTL: float = 5.0
+    _domains: frozenset[str] | None = field(default=None, init=False)
+    _domainsAt: float = field(default=0.0, init=False)
+    _generation: int = field(default=0, init=False)
+
+    def _accountsChanged(self, result: T) -> T:
+        self._generation += 1
+        self._domains = None
+        return result
 
     def addUser(
         self,
@@ -83,7 +102,7 @@ class SQLiteUserStore:
                 raise UserExists(address) from None
             return user
 
-        return self._db.write(insert)
+        return self._db.write(insert).addCallback(self._accountsChanged)
 
     def getUser(self, address: str) -> Deferred[User | None]:
         def select(conn: sqlite3.Connection) -> User | None:
@@ -131,7 +150,7 @@ class SQLiteUserStore:
             if cursor.rowcount == 0:
                 raise NoSuchUser(address)
 
-        return self._db.write(delete)
+        return self._db.write(delete).addCallback(self._accountsChanged)
 
     def listUsers(self) -> Deferred[Sequence[User]]:
         def select(conn: sqlite3.Connection) -> Sequence[User]:
@@ -143,12 +162,25 @@ class SQLiteUserStore:
         return self._db.read(select)
 
     def domains(self) -> Deferred[frozenset[str]]:
+        now = self._now()
+        cached = self._domains
+        if cached is not None and now - self._domainsAt < self.domainsTTL:
+            return succeed(cached)
+
         def select(conn: sqlite3.Connection) -> frozenset[str]:
             return frozenset(
                 row[0] for row in conn.execute("SELECT DISTINCT domain FROM users")
             )
 
-        return self._db.read(select)
+        generation = self._generation
+
+        def remember(found: frozenset[str]) -> frozenset[str]:
+            # Not if accounts changed while reading: the next call reads.
+            if generation == self._generation:
+                self._domains, self._domainsAt = found, now
+            return found
+
+        return self._db.read(select).addCallback(remember)
 
 
 _SESSION_COLUMNS = "key, account, csrf, created, expires"
@@ -232,6 +264,9 @@ class SQLiteStore:
     sessions: SQLiteSessionStore = field()
     mail: SQLiteMailStore = field()
     queue: SQLiteQueueStore = field()
+    #: The message-file threads; other components may run their own
+    #: message-file work (reading bodies) here.
+    fileThreads: Threads = field()
 
     @classmethod
     def open(
@@ -241,6 +276,8 @@ class SQLiteStore:
         schemas: Mapping[str, Sequence[Migration]] = SCHEMAS,
         mailDir: str | None = None,
         now: Callable[[], float] | None = None,
+        fileThreads: int = 4,
+        databaseReaders: int = 2,
     ) -> SQLiteStore:
         """
         A store over the database file at C{path}. Nothing is opened until
@@ -251,20 +288,22 @@ class SQLiteStore:
         @param now: the queue's time (when messages are queued, retried,
             released), so that it agrees with the clock of the queue
             runner; default: C{time.time}.
+        @param fileThreads: threads for message files (writing, syncing,
+            reading); the database has its own writer thread and
+            C{databaseReaders} reader threads.
         """
-        db = Database(path, reactor, schemas)
+        db = Database(path, reactor, schemas, databaseReaders)
         if mailDir is None:
             mailDir = os.path.join(os.path.dirname(os.path.abspath(path)), "mail")
-        files = MessageFiles(
-            mailDir,
-            reactor.callInThread if IReactorThreads.providedBy(reactor) else None,
-        )
+        threads = Threads(reactor, "appnet-store-files", fileThreads)
+        files = MessageFiles(mailDir, threads.call)
         return cls(
             db,
             SQLiteUserStore(db),
             SQLiteSessionStore(db),
-            SQLiteMailStore(db, files, reactor),
-            SQLiteQueueStore(db, files, reactor, now or time.time),
+            SQLiteMailStore(db, files, reactor, threads),
+            SQLiteQueueStore(db, files, reactor, threads, now or time.time),
+            threads,
         )
 
     @property
@@ -274,14 +313,21 @@ class SQLiteStore:
 
     def start(self) -> Deferred[None]:
         async def run() -> None:
+            self.fileThreads.start()
             await self._db.start()
             await self.mail.start()
 
         return Deferred.fromCoroutine(run())
 
     def stop(self) -> Deferred[None]:
-        self.mail.stop()
-        return self._db.stop()
+        async def run() -> None:
+            self.mail.stop()
+            try:
+                await self.fileThreads.stop()
+            finally:
+                await self._db.stop()
+
+        return Deferred.fromCoroutine(run())
 
 
 def migrateFile(

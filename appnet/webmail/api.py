@@ -46,7 +46,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from attrs import frozen
-from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
@@ -673,33 +673,16 @@ class MessagesEndpoint(Endpoint):
         limit = _number(request, "limit", PAGE_SIZE, 1, MAX_PAGE)
         mail = self.webmail.store.mail
         info = await mail.folder(account, folder)
-        rows = await mail.listMessages(account, folder)
-        ordered = sorted(rows, key=lambda m: (m.internalDate, m.uid), reverse=True)
-        page = ordered[offset : offset + limit]
-
-        async def open(uid: int) -> MessageBody | None:
-            try:
-                return await mail.openMessage(account, info.name, uid)
-            except NoSuchMessage:
-                return None  # Expunged meanwhile.
-
-        # Concurrently: the store's reader threads share the lookups.
-        bodies = await gatherResults(
-            [Deferred.fromCoroutine(open(row.uid)) for row in page],
-            consumeErrors=True,
-        )
-        summaries = await self.webmail.inThread(_summaries, bodies)
+        page = await mail.newestFirst(account, info.name, offset, limit)
         return _json(
             request,
             {
                 "folder": info.name,
-                "total": len(rows),
+                "total": info.messages,
                 "unseen": info.unseen,
                 "offset": offset,
                 "limit": limit,
-                "messages": [
-                    _summaryJSON(r, s) for r, s in zip(page, summaries, strict=True)
-                ],
+                "messages": await _listed(self.webmail, account, info.name, page),
             },
         )
 
@@ -793,17 +776,9 @@ async def _listed(
 ) -> list[dict[str, Any]]:
     """The list entries of C{page}'s messages (header sections only)."""
     mail = webmail.store.mail
-
-    async def open(uid: int) -> MessageBody | None:
-        try:
-            return await mail.openMessage(account, folder, uid)
-        except NoSuchMessage:
-            return None  # Expunged meanwhile.
-
-    bodies = await gatherResults(
-        [Deferred.fromCoroutine(open(row.uid)) for row in page],
-        consumeErrors=True,
-    )
+    # One lookup for the page; a message expunged meanwhile has none.
+    found = await mail.openMessages(account, folder, [r.uid for r in page])
+    bodies = [found.get(row.uid) for row in page]
     summaries = await webmail.inThread(_summaries, bodies)
     return [_summaryJSON(r, s) for r, s in zip(page, summaries, strict=True)]
 

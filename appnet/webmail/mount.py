@@ -26,7 +26,10 @@ def buildWebmail(web: WebContext) -> Webmail:
     """The webmail's shared parts for the web component of a stack."""
     ctx = web.stack
     config = ctx.config
-    inThread = threadRunner(ctx.reactor)
+    # Message bodies are read and parsed in the store's file threads when
+    # the stack has them (never the reactor's default pool).
+    threads = ctx.fileThreads
+    inThread = threadRunner(ctx.reactor) if threads is None else threads.run
     heavy = limited(inThread)
     submitter = Submitter(
         ctx.store,

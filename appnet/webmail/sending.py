@@ -45,7 +45,7 @@ from twisted.logger import Logger
 
 from appnet.errors import FolderExists, NoSuchFolder, NoSuchMessage, QuotaExceeded
 from appnet.mail.compose import POLICY, Attachment, compose
-from appnet.mail.delivery import Delivery, Envelope, newId, returnPath, rfc5322Date
+from appnet.mail.delivery import Delivery, Envelope, newId, rfc5322Date
 from appnet.mail.envelope import EnvelopeSyntaxError, Mailbox, parsePath
 from appnet.mail.mailauth import MailAuth
 from appnet.mail.routing import Rejected, Router
@@ -521,7 +521,6 @@ class Submitter:
         id = newId()
         localPart, _, domain = account.rpartition("@")
         sender = Mailbox(localPart, domain)
-        prefix = returnPath(sender)
         received = receivedField(
             client=client,
             account=account,
@@ -538,7 +537,6 @@ class Submitter:
             )
         staged = self._delivery.stage()
         try:
-            staged.write(prefix)
             staged.write(received)
             staged.write(deliveredBytes)
             delivered = await self._delivery.deliver(
@@ -550,7 +548,6 @@ class Submitter:
                     submitter=account,
                 ),
                 staged,
-                len(prefix),
             )
         except QuotaExceeded as e:
             raise SendRefused(507, f"{e.owner}: mailbox full") from None

@@ -12,7 +12,14 @@ measures:
   index is its database) and the median of five more;
 - FETCH 1:* (FLAGS UID): index data of every message, messages/s;
 - FETCH 1:* BODY.PEEK[]: every message whole, MB/s;
-- SEARCH SUBJECT (a header search over every message), seconds.
+- SEARCH SUBJECT (a header search over every message), seconds;
+- SEARCH TEXT (header and decoded body of every message), seconds;
+- the server's peak resident memory (VmHWM) over the run.
+
+With C{--big N}, a second mailbox of N messages of C{--big-size} MiB
+(plain text) is searched with SEARCH TEXT, and each server's peak
+resident memory during that search is printed: it must not grow with
+the messages' size.
 
 appnet runs as its twistd daemon over TCP on 127.0.0.1 (plain text, as
 loopback allows). Dovecot 2.3 runs as its C{imap} process pre-
@@ -24,7 +31,7 @@ unpacking fails) its column is left empty.
 
 Usage (from a checkout, with the test extras installed)::
 
-    .venv/bin/python bench/imap/run.py [--dovecot] [--messages N]
+    .venv/bin/python bench/imap/run.py [--dovecot] [--messages N] [--big N]
 
 On a shared machine, run it twice and compare.
 """
@@ -61,7 +68,9 @@ from appnet.store.interfaces import DeliveryTarget
 
 path, owner, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 sys.path.insert(0, sys.argv[4])
-from bench.imap.run import message
+from bench.imap.run import message, bigMessage
+size = int(sys.argv[5])
+make = (lambda i: bigMessage(i, size)) if size else message
 
 
 async def main(reactor):
@@ -72,7 +81,7 @@ async def main(reactor):
             batch = []
             for i in range(start, min(count, start + 200)):
                 staged = store.mail.stage()
-                staged.write(message(i))
+                staged.write(make(i))
                 batch.append(store.mail.deliver(staged, [DeliveryTarget(owner)],
                                                 1700000000.0 + i))
             await gatherResults(batch)
@@ -100,7 +109,48 @@ def message(i: int) -> bytes:
     return header + b"".join(line % (i * 100 + n) for n in range(64))
 
 
-def startAppnet(data: str, count: int) -> tuple[subprocess.Popen[bytes], int]:
+def bigMessage(i: int, mib: int) -> bytes:
+    """Message number C{i}: C{mib} MiB of text, every 5th has 'needle' last."""
+    header = (
+        b"From: Sender <sender@example.net>\r\nTo: Bench <bench@example.org>\r\n"
+        b"Subject: big %d\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+    ) % i
+    line = b"All work and no play makes Jack a dull boy, over and over. %08d\r\n"
+    lines = (mib << 20) // len(line % 0)
+    body = b"".join(line % n for n in range(lines))
+    return header + body + (b"needle\r\n" if i % 5 == 0 else b"")
+
+
+def peakRSS(pid: int) -> int:
+    """The highest VmHWM (KiB) of C{pid} and its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    best, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo += children.get(current, [])
+        try:
+            with open(f"/proc/{current}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        best = max(best, int(line.split()[1]))
+        except OSError:
+            pass
+    return best
+
+
+def startAppnet(
+    data: str, count: int, bigSize: int = 0
+) -> tuple[subprocess.Popen[bytes], int]:
     os.makedirs(data)
     subprocess.run(
         [sys.executable, "-m", "appnet", "--data", data, "user", "add", USER,
@@ -109,7 +159,7 @@ def startAppnet(data: str, count: int) -> tuple[subprocess.Popen[bytes], int]:
     )  # fmt: skip
     subprocess.run(
         [sys.executable, "-c", POPULATE, os.path.join(data, "store.sqlite"), USER,
-         str(count), ROOT],
+         str(count), ROOT, str(bigSize)],
         check=True, cwd=ROOT,
     )  # fmt: skip
     args = ["--data", data, "--dns", "127.0.0.1:0"]
@@ -135,7 +185,12 @@ def startAppnet(data: str, count: int) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def unpackDovecot(work: str) -> str | None:
-    """Unpack Debian's dovecot-core and dovecot-imapd; their root, or None."""
+    """
+    Debian's dovecot-core and dovecot-imapd: installed ones (root C{/}),
+    else unpacked here; their root, or None.
+    """
+    if os.path.exists("/usr/lib/dovecot/imap") and os.path.exists("/usr/bin/doveconf"):
+        return "/"
     target = os.path.join(work, "dovecot-packages")
     os.makedirs(target)
     try:
@@ -151,16 +206,16 @@ def unpackDovecot(work: str) -> str | None:
     return os.path.join(target, "root")
 
 
-def dovecotCommand(root: str, work: str, count: int) -> str:
+def dovecotCommand(root: str, work: str, count: int, bigSize: int = 0) -> str:
     """Fill a Maildir; the command that runs Dovecot's imap on it."""
-    home = os.path.join(work, "dovecot")
+    home = os.path.join(work, "dovecot-big" if bigSize else "dovecot")
     maildir = os.path.join(home, "Maildir")
     for sub in ("cur", "new", "tmp"):
         os.makedirs(os.path.join(maildir, sub))
     for i in range(count):
         name = f"{1700000000 + i}.M{i}P1.bench:2,"
         with open(os.path.join(maildir, "cur", name), "wb") as f:
-            f.write(message(i))
+            f.write(bigMessage(i, bigSize) if bigSize else message(i))
     config = os.path.join(home, "dovecot.conf")
     with open(config, "w") as f:
         f.write(
@@ -188,7 +243,50 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def measure(connect: Callable[[], imaplib.IMAP4], count: int) -> dict[str, float]:
+def bigSearch(
+    start: Callable[[], tuple[subprocess.Popen[bytes], int]] | None,
+    count: int,
+    command: str = "",
+) -> dict[str, float]:
+    """
+    SEARCH TEXT over a mailbox of large messages: time, and the server's
+    resident memory before and at its peak (VmHWM, reset by a fresh
+    process: the server is started for this alone).
+    """
+    process = None
+    if start is not None:
+        process, port = start()
+        m = imaplib.IMAP4("127.0.0.1", port, timeout=600)
+        m.login(USER, PASSWORD)
+        pid = process.pid
+    else:
+        m = imaplib.IMAP4_stream(command)
+        pid = m.process.pid
+    try:
+        m.select("INBOX")
+        before = peakRSS(pid) / 1024
+        found: list[bytes] = []
+        seconds = timed(lambda: found.extend(m.search(None, "TEXT", "needle")[1]))
+        assert len(found[0].split()) == (count + 4) // 5, found
+        result = {"text": seconds, "before": before, "rss": peakRSS(pid) / 1024}
+        if process is not None:
+            # Then APPEND three such messages: the peak must not grow
+            # by a message's size each.
+            data = bigMessage(count, int(os.environ.get("BIG_SIZE", "8")))
+            for _ in range(3):
+                typ, _ = m.append("INBOX", None, None, data)
+                assert typ == "OK", typ
+            result["append"] = peakRSS(pid) / 1024
+        m.logout()
+    finally:
+        if process is not None:
+            stopProcess(process)
+    return result
+
+
+def measure(
+    connect: Callable[[], imaplib.IMAP4], count: int, stream: bool = False
+) -> dict[str, float]:
     m = connect()
     try:
         results = {"select-first": timed(lambda: m.select("INBOX"))}
@@ -217,6 +315,14 @@ def measure(connect: Callable[[], imaplib.IMAP4], count: int) -> dict[str, float
             assert len(data[0].split()) == (count + 499) // 500, data
 
         results["search"] = timed(search)
+
+        def text() -> None:
+            typ, data = m.search(None, "TEXT", "needle")
+            assert len(data[0].split()) == (count + 499) // 500, data
+
+        results["text"] = timed(text)
+        if stream:
+            results["rss"] = peakRSS(m.process.pid) / 1024  # type: ignore[attr-defined]
     except BaseException:
         m.shutdown()
         raise
@@ -230,8 +336,12 @@ def main() -> None:
     parser.add_argument(
         "--dovecot", action="store_true", help="compare with Dovecot (apt-get download)"
     )
+    parser.add_argument("--big", type=int, default=0, help="large messages")
+    parser.add_argument("--big-size", type=int, default=8, help="MiB each")
     options = parser.parse_args()
+    os.environ["BIG_SIZE"] = str(options.big_size)
     count = options.messages
+    big: dict[str, dict[str, float]] = {}
     work = tempfile.mkdtemp(prefix="appnet-bench-imap-")
     try:
         process, port = startAppnet(os.path.join(work, "appnet"), count)
@@ -243,13 +353,24 @@ def main() -> None:
                 return m
 
             ours = measure(connectAppnet, count)
+            ours["rss"] = peakRSS(process.pid) / 1024
         finally:
             stopProcess(process)
         theirs: dict[str, float] = {}
         root = unpackDovecot(work) if options.dovecot else None
         if root is not None:
             command = dovecotCommand(root, work, count)
-            theirs = measure(lambda: imaplib.IMAP4_stream(command), count)
+            theirs = measure(lambda: imaplib.IMAP4_stream(command), count, True)
+        if options.big:
+            big["appnet"] = bigSearch(
+                lambda: startAppnet(
+                    os.path.join(work, "appnet-big"), options.big, options.big_size
+                ),
+                options.big,
+            )
+            if root is not None:
+                bigCommand = dovecotCommand(root, work, options.big, options.big_size)
+                big["dovecot"] = bigSearch(None, options.big, bigCommand)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -264,9 +385,30 @@ def main() -> None:
         ("FETCH 1:* BODY.PEEK[]", "bodies", "{:.1f} MB/s"),
         ("FETCH 1:* BODY.PEEK[] (msgs)", "bodies-msgs", "{:,.0f} msg/s"),
         ("SEARCH SUBJECT (headers)", "search", "{:.3f} s"),
+        ("SEARCH TEXT (headers and bodies)", "text", "{:.3f} s"),
+        ("peak RSS of the server", "rss", "{:.0f} MiB"),
     ):
         rows.append([label, show(ours, key, form), show(theirs, key, form)])
     print(table(rows))
+    if big:
+        mine, other = big.get("appnet", {}), big.get("dovecot", {})
+        label = f"{options.big} x {options.big_size} MiB"
+        print()
+        print(
+            table(
+                [
+                    ["SEARCH TEXT, large messages", "appnet", "Dovecot 2.3"],
+                    [f"{label}: time", show(mine, "text", "{:.2f} s"),
+                     show(other, "text", "{:.2f} s")],
+                    [f"{label}: RSS before", show(mine, "before", "{:.0f} MiB"),
+                     show(other, "before", "{:.0f} MiB")],
+                    [f"{label}: peak RSS", show(mine, "rss", "{:.0f} MiB"),
+                     show(other, "rss", "{:.0f} MiB")],
+                    ["then 3 APPENDs of one: peak RSS",
+                     show(mine, "append", "{:.0f} MiB"), "-"],
+                ]
+            )
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1735,6 +1735,11 @@ class _CountingFile:
         self._counter[0] += len(data)
         return data
 
+    def readline(self, size: int = -1) -> bytes:
+        data = self._file.readline(size)
+        self._counter[0] += len(data)
+        return data
+
     def seek(self, offset: int) -> int:
         return self._file.seek(offset)
 

@@ -665,3 +665,83 @@ class TraceTests(TestCase):
         self.assertNotIn(
             base64.b64encode(b"\0alice@example.org\0pw-alice-1").decode(), transcript
         )
+
+
+class SharedReceivedFileTests(TestCase):
+    """
+    A message both queued and delivered is one file; every reader sees
+    the bytes it saw when the Return-Path line was in the file.
+    """
+
+    async def test_readersSeeReturnPath(self) -> None:
+        """
+        Submitted to a local and a remote recipient, the message is one
+        inode under the mailbox and the queue; POP3 RETR and LIST, IMAP
+        BODY[] and RFC822.SIZE give the Return-Path line, then the queued
+        bytes, and the queue (the relay's reader) has no Return-Path.
+        """
+        import imaplib
+        import poplib
+        import smtplib
+
+        alice, bob = "alice@example.org", "bob@example.org"
+        mail = await startMail(self, users={alice: "alice-pw-1234", bob: "bob-pw-1234"})
+        host, port = mail.address("submission")
+
+        def submit() -> None:
+            with smtplib.SMTP(host, port) as client:
+                client.login(alice, "alice-pw-1234")
+                client.sendmail(
+                    alice,
+                    [bob, "zoe@remote.example"],
+                    b"Subject: shared\r\n\r\none file, two names\r\n",
+                )
+
+        await inThread(submit)
+        [queued] = await mail.store.queue.list()
+        body = await mail.store.queue.openMessage(queued.id)
+        with body.open() as f:
+            queuedBytes = f.read()
+        self.assertNotIn(b"Return-Path", queuedBytes)
+        expected = b"Return-Path: <alice@example.org>\r\n" + queuedBytes
+
+        pop3Host, pop3Port = mail.address("pop3")
+
+        def pop3() -> tuple[bytes, int]:
+            client = poplib.POP3(pop3Host, pop3Port)
+            try:
+                client.user(bob)
+                client.pass_("bob-pw-1234")
+                size = int(client.list(1).split()[2])
+                _, lines, _ = client.retr(1)
+                return b"\r\n".join(lines) + b"\r\n", size
+            finally:
+                client.quit()
+
+        retrieved, listed = await inThread(pop3)
+        self.assertEqual((retrieved, listed), (expected, len(expected)))
+
+        imapHost, imapPort = mail.address("imap")
+
+        def imap() -> tuple[bytes, bytes]:
+            client = imaplib.IMAP4(imapHost, imapPort)
+            try:
+                client.login(bob, "bob-pw-1234")
+                client.select("INBOX")
+                _, data = client.fetch("1", "(RFC822.SIZE BODY.PEEK[])")
+                return data[0][0], data[0][1]  # type: ignore[index,return-value]
+            finally:
+                client.logout()
+
+        head, fetched = await inThread(imap)
+        self.assertEqual(fetched, expected)
+        self.assertIn(b"RFC822.SIZE %d" % len(expected), head)
+
+        root = mail.running.stack.dataDir.root.path
+        [queueName] = os.listdir(os.path.join(root, "mail", "queue"))
+        boxDir = os.path.join(root, "mail", "store", bob)
+        [boxName] = os.listdir(boxDir)
+        self.assertEqual(
+            os.stat(os.path.join(root, "mail", "queue", queueName)).st_ino,
+            os.stat(os.path.join(boxDir, boxName)).st_ino,
+        )

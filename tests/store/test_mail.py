@@ -29,7 +29,7 @@ from appnet.store.interfaces import (
     RecipientUpdate,
 )
 from appnet.store.memory import MemoryStore
-from appnet.store.sqlite import SQLiteStore
+from appnet.store.sqlite import SQLiteStore, migrateFile
 from tests import pgserver
 
 ALICE = "alice@example.org"
@@ -68,6 +68,52 @@ class MailStoreContract(Contract):
     """
     What every L{IMailStore} does.
     """
+
+    async def test_newestFirst(self) -> None:
+        """
+        Pages of a folder come newest first (internal date, then UID),
+        cut by offset and limit; an INBOX not made yet is empty.
+        """
+        store = await self.makeStore()
+        self.assertEqual(list(await store.mail.newestFirst(ALICE, INBOX, 0, 10)), [])
+        for date in (300.0, 100.0, 300.0, 200.0):
+            await self.deliver(store, b"m\r\n", DeliveryTarget(ALICE), date=date)
+        first = await store.mail.newestFirst(ALICE, INBOX, 0, 3)
+        self.assertEqual([i.uid for i in first], [3, 1, 4])
+        rest = await store.mail.newestFirst(ALICE, INBOX, 3, 3)
+        self.assertEqual([(i.uid, i.internalDate) for i in rest], [(2, 100.0)])
+
+    async def test_prefix(self) -> None:
+        """
+        A prefix given to deliver (the Return-Path line) is read before
+        the staged bytes, counted in the size, and kept by copy and move.
+        """
+        store = await self.makeStore()
+        staged = self.staged(store, b"Subject: hi\r\n\r\nbody\r\n")
+        prefix = b"Return-Path: <bob@example.org>\r\n"
+        [uid] = await store.mail.deliver(
+            staged, [DeliveryTarget(ALICE)], None, prefix=prefix
+        )
+        whole = prefix + b"Subject: hi\r\n\r\nbody\r\n"
+        self.assertEqual(await self.body(store, ALICE, INBOX, uid), whole)
+        [info] = await store.mail.listMessages(ALICE)
+        self.assertEqual(info.size, len(whole))
+        body = (await store.mail.openMessages(ALICE, INBOX, [uid]))[uid]
+        self.assertEqual(body.size, len(whole))
+        with body.open() as f:
+            f.seek(10)
+            self.assertEqual(f.read(20), whole[10:30])
+            f.seek(len(prefix) + 3)
+            self.assertEqual(f.read(), whole[len(prefix) + 3 :])
+            f.seek(2)
+            self.assertEqual(f.readline(), whole[2 : len(prefix)])
+        await store.mail.createFolder(ALICE, "Kept")
+        mapping = await store.mail.copy(ALICE, INBOX, [uid], "Kept")
+        self.assertEqual(await self.body(store, ALICE, "Kept", mapping[uid]), whole)
+        await store.mail.createFolder(ALICE, "Moved")
+        moved = await store.mail.move(ALICE, INBOX, [uid], "Moved")
+        self.assertEqual(await self.body(store, ALICE, "Moved", moved[uid]), whole)
+        self.assertEqual((await store.mail.usage(ALICE)).bytes, 2 * len(whole))
 
     async def test_interface(self) -> None:
         """The mail store and its staged messages provide their interfaces."""
@@ -725,6 +771,31 @@ class SQLiteMailTests(SQLiteContract, MailStoreContract, TestCase):
         self.assertEqual(os.listdir(directory), [])
         self.assertEqual(await self.body(store, BOB, INBOX, 1), b"data\r\n")
 
+    async def test_queueSharesReceivedFile(self) -> None:
+        """
+        A message both queued and delivered is one file on disk: the queue
+        entry is a hard link of the received file, which the mailbox
+        reads with its Return-Path line before it.
+        """
+        store = await self.makeStore()
+        staged = self.staged(store, b"Subject: both\r\n\r\nx\r\n")
+        id = await store.queue.enqueue(staged, "bob@example.org", ["x@remote.example"])
+        prefix = b"Return-Path: <bob@example.org>\r\n"
+        await store.mail.deliver(staged, [DeliveryTarget(ALICE)], None, prefix=prefix)
+        [name] = os.listdir(os.path.join(self.root, "mail", "queue"))
+        queued = os.stat(os.path.join(self.root, "mail", "queue", name))
+        directory = os.path.join(self.root, "mail", "store", ALICE)
+        [stored] = os.listdir(directory)
+        self.assertEqual(queued.st_ino, os.stat(os.path.join(directory, stored)).st_ino)
+        self.assertEqual(queued.st_nlink, 2)
+        body = await store.queue.openMessage(id)
+        with body.open() as f:
+            self.assertEqual(f.read(), b"Subject: both\r\n\r\nx\r\n")
+        self.assertEqual(
+            await self.body(store, ALICE, INBOX, 1),
+            prefix + b"Subject: both\r\n\r\nx\r\n",
+        )
+
     async def test_failedDeliveryLeavesNoFile(self) -> None:
         """A delivery refused for quota leaves no message file behind."""
         store = await self.makeStore()
@@ -824,14 +895,22 @@ class SQLiteMailTests(SQLiteContract, MailStoreContract, TestCase):
         self.root = os.path.abspath(self.mktemp())
         os.makedirs(self.root)
         path = os.path.join(self.root, "store.sqlite")
-        old = SQLiteStore.open(path, reactor, first)
-        await old.start()
-        try:
+        migrateFile(path, first)
+        conn = sqlite3.connect(path)
+        with conn:
             # Only what the first schema's columns allow.
-            for _ in range(2):
-                await self.deliver(old, b"old\r\n", DeliveryTarget(ALICE))
-        finally:
-            await old.stop()
+            conn.execute(
+                "INSERT INTO mail_folders (owner, name, uidvalidity, uidnext, modseq)"
+                " VALUES (?, 'INBOX', 1, 3, 3)",
+                (ALICE,),
+            )
+            conn.executemany(
+                "INSERT INTO mail_messages"
+                " (folder, uid, file, size, internaldate, modseq)"
+                " VALUES (1, ?, 'store/old', 5, 0, ?)",
+                [(1, 2), (2, 3)],
+            )
+        conn.close()
         store = SQLiteStore.open(path, reactor)
         await store.start()
         self.addCleanup(store.stop)

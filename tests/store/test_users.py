@@ -19,7 +19,7 @@ from appnet.store._db import Database, Migration, SchemaTooNew, migrate
 from appnet.store.interfaces import IStore, IUserStore
 from appnet.store.memory import MemoryStore, MemoryUserStore
 from appnet.store.schema import SCHEMAS
-from appnet.store.sqlite import SQLiteStore, migrateFile
+from appnet.store.sqlite import SQLiteStore, SQLiteUserStore, migrateFile
 from tests import pgserver
 
 
@@ -239,6 +239,42 @@ class SQLiteUserStoreTests(UserStoreContract, TestCase):
         self.assertEqual(
             await store.users.getAPOPSecret("alice@example.org"), "tanstaaf"
         )
+
+    async def test_domainsCached(self) -> None:
+        """
+        The domains are read once and then cached: a change made by
+        another process is seen only after C{domainsTTL}, a change made
+        through the store at once (added or deleted accounts).
+        """
+        path = self.mktemp()
+        store = SQLiteStore.open(path, reactor)
+        await store.start()
+        self.addCleanup(store.stop)
+        now = [1000.0]
+        users = SQLiteUserStore(store.database, lambda: now[0], domainsTTL=5.0)
+        await users.addUser("alice@crepes.fr", "h")
+        self.assertEqual(await users.domains(), frozenset({"crepes.fr"}))
+        conn = sqlite3.connect(path)
+        self.addCleanup(conn.close)
+        with conn:
+            conn.execute(
+                "INSERT INTO users (address, domain, password, created)"
+                " VALUES ('x@elsewhere.example', 'elsewhere.example', 'h', 0)"
+            )
+        self.assertEqual(await users.domains(), frozenset({"crepes.fr"}))
+        await users.addUser("bob@hamburger.edu", "h")
+        everything = frozenset({"crepes.fr", "hamburger.edu", "elsewhere.example"})
+        self.assertEqual(await users.domains(), everything)
+        await users.deleteUser("bob@hamburger.edu")
+        self.assertEqual(
+            await users.domains(), frozenset({"crepes.fr", "elsewhere.example"})
+        )
+        with conn:
+            conn.execute("DELETE FROM users WHERE domain = 'elsewhere.example'")
+        now[0] += 4.0
+        self.assertIn("elsewhere.example", await users.domains())
+        now[0] += 2.0
+        self.assertEqual(await users.domains(), frozenset({"crepes.fr"}))
 
     async def test_privateFile(self) -> None:
         """The database file (it holds password hashes) is mode 0600."""

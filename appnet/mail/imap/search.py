@@ -6,10 +6,10 @@ Each criterion says what it needs: the index row only (flags, UID,
 sequence number, size, internal date), the header section, or the
 decoded text. A search whose keys need only index rows never opens a
 message file; one on headers reads only each message's header section;
-only BODY and TEXT read whole messages. Evaluation runs in a worker
-thread over a batch of messages at a time (see
-L{appnet.mail.imap.server}), so memory holds one batch's headers, never
-a mailbox's bodies.
+only BODY and TEXT read whole messages, streaming
+(L{appnet.mail.imap.textsearch}). Evaluation runs in a worker thread over
+a batch of messages at a time (see L{appnet.mail.imap.server}), so memory
+holds a few chunks and headers, never a message's or a mailbox's bodies.
 
 Twisted's search (C{IMAP4Server.search_*}) fetches every message of the
 mailbox with its headers and body loaded before matching, and answers
@@ -23,8 +23,6 @@ import email
 import email.utils
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from email.message import EmailMessage
-from email.policy import default as defaultPolicy
 from typing import BinaryIO
 
 from attrs import define, field, frozen
@@ -32,6 +30,7 @@ from attrs import define, field, frozen
 from appnet.mail.imap import mime
 from appnet.mail.imap.errors import BadCommand, CommandFailed
 from appnet.mail.imap.parse import Arguments, SequenceSet
+from appnet.mail.imap.textsearch import containsText
 from appnet.mail.imap.wire import parseDate
 from appnet.store.interfaces import MessageBody, MessageInfo
 
@@ -63,7 +62,6 @@ class Candidate:
     body: MessageBody | None
     recent: bool = False
     _headers: mime.Headers | None = field(default=None, init=False)
-    _text: str | None = field(default=None, init=False)
 
     def headers(self) -> mime.Headers:
         """The header section (blocking: a file read)."""
@@ -75,15 +73,19 @@ class Candidate:
             self._headers = mime.Headers(raw)
         return self._headers
 
-    def text(self) -> str:
-        """The decoded text of every text part, case-folded (blocking)."""
-        if self._text is None:
-            self._text = ""
-            if self.body is not None:
-                with self.body.open() as f:
-                    data = f.read()
-                self._text = _bodyText(data).casefold()
-        return self._text
+    def bodyContains(self, value: str) -> bool:
+        """
+        Whether the decoded text of a text part contains C{value}
+        (case-folded): the file streamed, never loaded (blocking).
+        """
+        if self.body is None:
+            return not value
+        with self.body.open() as f:
+            return containsText(f, value)
+
+    def release(self) -> None:
+        """Forget what was loaded (the search is done with it)."""
+        self._headers = None
 
 
 def readHeader(f: BinaryIO) -> bytes:
@@ -107,23 +109,6 @@ def readHeader(f: BinaryIO) -> bytes:
             if i != -1:
                 return data[: mime.headerEnd(data)]
     return data[:MAX_HEADER]
-
-
-def _bodyText(data: bytes) -> str:
-    message = email.message_from_bytes(data, policy=defaultPolicy)
-    assert isinstance(message, EmailMessage)
-    texts = []
-    for part in message.walk():
-        if part.is_multipart() or part.get_content_maintype() != "text":
-            continue
-        try:
-            content = part.get_content()
-        except (LookupError, ValueError, AssertionError):
-            content = part.get_payload(decode=True) or b""
-        if isinstance(content, bytes):
-            content = content.decode("utf-8", "replace")
-        texts.append(str(content))
-    return "\n".join(texts)
 
 
 @frozen
@@ -258,7 +243,7 @@ class Body(Criterion):
             headers = m.headers()
             if self.value in mime.decodeHeader(headers.raw).casefold():
                 return True
-        return self.value in m.text()
+        return m.bodyContains(self.value)
 
 
 @frozen
@@ -444,7 +429,12 @@ def evaluate(
     The candidates that match (blocking when the criterion needs message
     contents: run it in a thread).
     """
-    return [m for m in candidates if criterion.match(m, limits)]
+    found = []
+    for m in candidates:
+        if criterion.match(m, limits):
+            found.append(m)
+        m.release()
+    return found
 
 
 #: The batch the server gives L{evaluate} at once, by what it needs.

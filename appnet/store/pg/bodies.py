@@ -97,21 +97,40 @@ class StagedBody:
             self._file = None
 
 
-def insertBody(conn: Connection, staged: StagedBody, skip: int = 0) -> int:
+def insertBody(
+    conn: Connection, staged: StagedBody, skip: int = 0, prefix: bytes = b""
+) -> int:
     """
-    Store a staged message's bytes (after C{skip}) as a new body.
+    Store a staged message's bytes (after C{skip}) as a new body, after
+    C{prefix} (the Return-Path line the mail store's readers see first).
 
     @return: the body's id.
     """
+    size = len(prefix) + staged.size - skip
     row = conn.execute(
-        "INSERT INTO bodies (size) VALUES (%s) RETURNING id", (staged.size - skip,)
+        "INSERT INTO bodies (size) VALUES (%s) RETURNING id", (size,)
     ).fetchone()
     assert row is not None
     body = int(row[0])
+    chunks = staged.chunks(skip)
+    if prefix:
+        chunks = _rechunked(prefix, chunks)
     with conn.cursor().copy("COPY body_chunks (body, seq, data) FROM STDIN") as copy:
-        for seq, chunk in enumerate(staged.chunks(skip)):
+        for seq, chunk in enumerate(chunks):
             copy.write_row((body, seq, chunk))
     return body
+
+
+def _rechunked(prefix: bytes, pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """C{prefix} then C{pieces}, cut again into L{CHUNK}-sized chunks."""
+    pending = prefix
+    for piece in pieces:
+        pending += piece
+        while len(pending) >= CHUNK:
+            yield pending[:CHUNK]
+            pending = pending[CHUNK:]
+    if pending:
+        yield pending
 
 
 def dropBodies(conn: Connection, ids: list[int]) -> None:

@@ -281,14 +281,18 @@ class PGMailStore:
         staged: IStagedMessage,
         targets: Sequence[DeliveryTarget],
         internalDate: float | None = None,
+        prefix: bytes = b"",
     ) -> Deferred[Sequence[int]]:
-        return Deferred.fromCoroutine(self._deliver(staged, targets, internalDate))
+        return Deferred.fromCoroutine(
+            self._deliver(staged, targets, internalDate, prefix)
+        )
 
     async def _deliver(
         self,
         staged: IStagedMessage,
         targets: Sequence[DeliveryTarget],
         internalDate: float | None,
+        prefix: bytes,
     ) -> Sequence[int]:
         if not isinstance(staged, StagedBody):
             raise TypeError("staged message is not from this store")
@@ -298,18 +302,24 @@ class PGMailStore:
             DeliveryTarget(t.owner, canonicalFolder(t.folder), t.flags, t.quota)
             for t in targets
         ]
-        size = staged.size
+        # The prefix (Return-Path) is stored with the bytes: a body is
+        # shared by copies, never by the queue, so nothing is duplicated.
+        size = len(prefix) + staged.size
         date = self._now() if internalDate is None else internalDate
         # A large message's bytes go in first, in their own transaction,
         # so the folder rows are locked only for the moment the index rows
         # take; a small one goes in with its rows (one commit, one fsync).
         small = size <= CHUNK
-        body = 0 if small else await self._db.run(partial(insertBody, staged=staged))
+        body = (
+            0
+            if small
+            else await self._db.run(partial(insertBody, staged=staged, prefix=prefix))
+        )
 
         def insert(conn: Connection) -> list[int]:
             nonlocal body
             if small:
-                body = insertBody(conn, staged)
+                body = insertBody(conn, staged, prefix=prefix)
             adding: dict[str, tuple[int | None, int]] = {}
             for t in targets:
                 quota, total = adding.get(t.owner, (t.quota, 0))
@@ -495,6 +505,24 @@ class PGMailStore:
             if fid is None:
                 return []
             return [_info(r) for r in _selectRows(conn, fid, uids, _INFO)]
+
+        return self._db.run(select)
+
+    def newestFirst(
+        self, owner: str, name: str, offset: int, limit: int
+    ) -> Deferred[Sequence[MessageInfo]]:
+        name = canonicalFolder(name)
+
+        def select(conn: Connection) -> list[MessageInfo]:
+            fid = _existingFolderId(conn, owner, name)
+            if fid is None:
+                return []
+            rows = conn.execute(
+                f"SELECT {_INFO} FROM mail_messages WHERE folder = %s"
+                " ORDER BY internaldate DESC, uid DESC LIMIT %s OFFSET %s",
+                (fid, limit, offset),
+            ).fetchall()
+            return [_info(r) for r in rows]
 
         return self._db.run(select)
 

@@ -121,6 +121,13 @@ MAIL = [
         )
         """,
     ),
+    Migration(
+        2,
+        """
+        CREATE INDEX mail_messages_date
+            ON mail_messages (folder, internaldate DESC, uid DESC)
+        """,
+    ),
 ]
 
 QUEUE = [

@@ -1,0 +1,203 @@
+"""
+Tests for L{appnet.store.groupcommit}: writes that arrive together share
+their file-system syncs and their commit, and fire only after both.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from appnet.store._files import MessageFiles, StagedFile, Syncer
+from appnet.store.groupcommit import GroupCommit
+
+T = TypeVar("T")
+
+
+class RecordingSyncer(Syncer):
+    """Records syncs (without making them) in a shared log."""
+
+    def __init__(self, log: list[tuple[str, str]], failData: bool = False) -> None:
+        self.log = log
+        self.failData = failData
+
+    def data(self, path: str) -> None:
+        if self.failData:
+            raise OSError(5, "I/O error")
+        self.log.append(("data", os.path.basename(path)))
+
+    def directory(self, path: str) -> None:
+        self.log.append(("directory", os.path.basename(path)))
+
+
+class HeldThreads:
+    """File 'threads' whose calls wait until the test pumps them."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []
+
+    def __call__(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.queue.append((fn, args, d))
+        return d
+
+    def step(self) -> None:
+        """Run the oldest waiting call."""
+        fn, args, d = self.queue.pop(0)
+        try:
+            result = fn(*args)
+        except Exception as e:
+            d.errback(e)
+        else:
+            d.callback(result)
+
+    def stepWhere(self, name: str) -> None:
+        """Run the oldest waiting call of the function called C{name}."""
+        [i] = [i for i, c in enumerate(self.queue) if c[0].__name__ == name][:1]
+        self.queue.insert(0, self.queue.pop(i))
+        self.step()
+
+    def pump(self) -> None:
+        """Run every call, and the calls those lead to."""
+        while self.queue:
+            self.step()
+
+
+class FakeDatabase:
+    """Runs writes in held 'threads' on an in-memory database, logging commits."""
+
+    def __init__(self, log: list[tuple[str, str]], threads: HeldThreads) -> None:
+        self.log = log
+        self.threads = threads
+        self.conn = sqlite3.connect(":memory:", isolation_level=None)
+        self.conn.execute("CREATE TABLE rows (name TEXT)")
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+        return self.threads(self._write, fn)
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self.conn.execute("BEGIN")
+        try:
+            result = fn(self.conn)
+        except Exception:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+        self.log.append(("commit", ""))
+        return result
+
+
+class GroupCommitTests(SynchronousTestCase):
+    """Durability ordering and sharing of a file-system group commit."""
+
+    def setUp(self) -> None:
+        self.root = os.path.abspath(self.mktemp())
+        self.files = MessageFiles(self.root)
+        self.files.prepare()
+        self.log: list[tuple[str, str]] = []
+        self.threads = HeldThreads()
+        self.db = FakeDatabase(self.log, self.threads)
+
+    def group(self, **kw: Any) -> GroupCommit:
+        return GroupCommit(self.db, self.threads, RecordingSyncer(self.log, **kw))
+
+    def staged(self, data: bytes) -> StagedFile:
+        staged = self.files.stage()
+        staged.write(data)
+        self.addCleanup(staged.discard)
+        return staged
+
+    def deliver(
+        self, group: GroupCommit, staged: StagedFile, fail: bool = False
+    ) -> Deferred[list[str]]:
+        owner = self.files.ownerDirectory("alice@example.org")
+        placement = self.files.placement(staged, [owner], consume=True)
+
+        def insert(conn: sqlite3.Connection, names: list[str]) -> list[str]:
+            conn.executemany("INSERT INTO rows VALUES (?)", [(n,) for n in names])
+            if fail:
+                raise ValueError("refused")
+            return names
+
+        d = group.commit(placement, insert)
+        d.addBoth(self.fired)
+        return d
+
+    def fired(self, result: T) -> T:
+        self.log.append(("fired", ""))
+        return result
+
+    def test_batchSharesCommit(self) -> None:
+        """
+        Ten deliveries made durable while a commit is in flight share the
+        next commit: each one's data is synced, then its name's directory,
+        all before that one commit, and only then does any of them fire.
+        """
+        group = self.group()
+        first = self.deliver(group, self.staged(b"first\r\n"))
+        self.threads.stepWhere("_fileStage")
+        rest = [self.deliver(group, self.staged(b"m%d\r\n" % i)) for i in range(10)]
+        del self.log[:]
+        for _ in rest:
+            self.threads.stepWhere("_fileStage")
+        self.assertNoResult(first)
+        self.threads.pump()
+        self.assertEqual(
+            [kind for kind, _ in self.log],
+            ["data", "directory"] * 10
+            + ["commit", "fired"]  # the first one's commit, in flight
+            + ["commit"]  # the ten's, one
+            + ["fired"] * 10,
+        )
+        self.assertEqual(self.log[1], ("directory", "alice@example.org"))
+        self.successResultOf(first)
+        names = [self.successResultOf(d)[0] for d in rest]
+        stored = {r[0] for r in self.db.conn.execute("SELECT name FROM rows")}
+        self.assertTrue(set(names) <= stored)
+        for name in names:
+            self.assertTrue(os.path.exists(self.files.absolute(name)))
+
+    def test_failedCommitRemovesItsFiles(self) -> None:
+        """
+        A job whose database part fails rolls back alone, its file is
+        removed and its Deferred fails; the others of the batch commit.
+        """
+        group = self.group()
+        good = self.deliver(group, self.staged(b"good\r\n"))
+        bad = self.deliver(group, self.staged(b"bad\r\n"), fail=True)
+        self.threads.pump()
+        self.failureResultOf(bad, ValueError)
+        [name] = self.successResultOf(good)
+        self.assertEqual(
+            [r[0] for r in self.db.conn.execute("SELECT name FROM rows")], [name]
+        )
+        directory = self.files.absolute(self.files.ownerDirectory("alice@example.org"))
+        self.assertEqual(os.listdir(directory), [os.path.basename(name)])
+
+    def test_failedSyncFailsBatch(self) -> None:
+        """
+        A job whose data sync fails fails: nothing of it is committed and
+        no name is made.
+        """
+        group = self.group(failData=True)
+        ds = [self.deliver(group, self.staged(b"m%d\r\n" % i)) for i in range(3)]
+        self.threads.pump()
+        for d in ds:
+            self.failureResultOf(d, OSError)
+        self.assertNotIn(("commit", ""), self.log)
+        directory = self.files.absolute(self.files.ownerDirectory("alice@example.org"))
+        self.assertFalse(os.path.exists(directory) and os.listdir(directory))
+
+    def test_databaseOnlyWrites(self) -> None:
+        """Writes without files share the commit and make no syncs."""
+        group = self.group()
+        ds = [group.write(lambda conn: 1) for _ in range(3)]
+        self.threads.pump()
+        self.assertEqual([self.successResultOf(d) for d in ds], [1, 1, 1])
+        # The first goes at once; the two that waited share one commit.
+        self.assertEqual([k for k, _ in self.log], ["commit", "commit"])
