@@ -1516,7 +1516,7 @@ class StoreDownTests(APITestCase):
         mail = self.web.store.mail
         self.patch(
             type(mail),
-            "listMessages",
+            "newestFirst",
             lambda *a, **k: fail(StoreUnavailable("database unavailable")),
         )
         response = self.request("GET", "/api/v1/messages", self.alice)
