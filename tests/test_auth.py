@@ -9,7 +9,6 @@ import hmac
 import threading
 from typing import Any
 
-from attrs import define, field
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import CramMD5Credentials, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
@@ -35,6 +34,7 @@ from appnet.auth import (
     verifyPassword,
 )
 from appnet.store.memory import MemoryUserStore
+from tests.helpers import Pending
 
 COST = 4
 
@@ -348,28 +348,6 @@ class GuardedPortalTests(SynchronousTestCase):
         """The guarded portal reports the checker's credential interfaces."""
         portal = self.auth.portalFor(Realm(), "192.0.2.1")
         self.assertEqual(len(portal.listCredentialsInterfaces()), 1)
-
-
-@define
-class Pending:
-    """
-    An L{InThread} whose calls wait until the test runs them, as a real
-    thread pool's would while other logins arrive.
-    """
-
-    calls: list[tuple[Deferred[Any], Any, tuple[Any, ...]]] = field(factory=list)
-    ran: int = 0
-
-    def __call__(self, f: Any, *args: Any) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred()
-        self.calls.append((d, f, args))
-        return d
-
-    def runAll(self) -> None:
-        calls, self.calls = self.calls, []
-        for d, f, args in calls:
-            self.ran += 1
-            d.callback(f(*args))
 
 
 class ParallelAttackTests(SynchronousTestCase):
