@@ -95,8 +95,10 @@ def submittedToken(request: Request) -> bytes | None:
     if header:
         assert isinstance(header, bytes)
         return header.strip()
-    query = urlsplit(request.uri or b"").query
-    if FIELD in parse_qs(query, keep_blank_values=True):
+    # As text: parse_qs of bytes raises on a percent-escape that is not
+    # UTF-8 (C{?next=%ff}).
+    query = urlsplit(request.uri or b"").query.decode("latin-1")
+    if FIELD.decode("ascii") in parse_qs(query, keep_blank_values=True):
         return None
     values = (getattr(request, "args", None) or {}).get(FIELD)
     if values:

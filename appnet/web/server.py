@@ -528,11 +528,13 @@ class WebSite(Site):
         self.accessLog.close()
 
     def getResourceFor(self, request: Any) -> IResource:
-        if request.clientproto == b"HTTP/1.1" and not request.requestHeaders.hasHeader(
-            b"host"
-        ):
+        hosts = request.requestHeaders.getRawHeaders(b"host", [])
+        if request.clientproto == b"HTTP/1.1" and not hosts:
             # RFC 9112 3.2: a 1.1 request without Host is answered with 400.
             return ErrorResource(400, "The Host header is missing.")
+        if len(hosts) > 1 or any(b"," in host for host in hosts):
+            # RFC 9112 3.2: so is one with more than one Host field line.
+            return ErrorResource(400, "There is more than one Host header.")
         resource: IResource = super().getResourceFor(request)
         return resource
 
