@@ -463,6 +463,11 @@ class FTPConfig(ListenerConfig):
     public_address: str | None = _setting(
         None, _ipv4, "address announced in PASV replies (behind NAT)"
     )
+    max_passive_per_account: int = _setting(
+        4,
+        _int(1, 65535),
+        "passive data ports one account may hold open over all its sessions",
+    )
     data_timeout: float = _setting(
         60.0, _duration, "wait this long for a data connection or transfer progress"
     )

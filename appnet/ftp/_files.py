@@ -47,6 +47,7 @@ from appnet.ftp.errors import (
     DiskFull,
     FTPCommandError,
     LocalError,
+    NameTooLong,
     QuotaExceeded,
     TransferAborted,
 )
@@ -139,6 +140,8 @@ def errorFor(e: OSError) -> FTPCommandError:
         return DiskFull()
     if e.errno == errno.EDQUOT:
         return QuotaExceeded(0)
+    if e.errno == errno.ENAMETOOLONG:
+        return NameTooLong()
     return LocalError()
 
 

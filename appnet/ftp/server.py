@@ -130,6 +130,9 @@ class ServerSettings:
         clients (behind NAT).
     @ivar requireTLS: refuse logins before AUTH TLS and transfers without
         PROT P even from loopback.
+    @ivar maxPassivePerAccount: passive listeners one account may have
+        open at once over all its sessions (a session has at most one: a
+        new PASV or EPSV closes its previous one).
     """
 
     hostname: str = "localhost"
@@ -139,6 +142,7 @@ class ServerSettings:
     publicAddress: str | None = None
     requireTLS: bool = False
     anonymous: bool = False
+    maxPassivePerAccount: int = 4
 
     @classmethod
     def fromConfig(cls, config: FTPConfig, hostname: str) -> ServerSettings:
@@ -150,6 +154,7 @@ class ServerSettings:
             publicAddress=config.public_address,
             requireTLS=config.require_tls,
             anonymous=config.anonymous,
+            maxPassivePerAccount=config.max_passive_per_account,
         )
 
 
@@ -942,6 +947,18 @@ class FTPServer(FTP):
 
     def _passive(self) -> int:
         self._closeChannel()
+        account = self.shell.account if self.shell is not None else "-"
+        if self.factory.passiveOpen(account) >= self.settings.maxPassivePerAccount:
+            self._log.warn(
+                "Refused PASV for {account} from {peer}: {count} passive"
+                " ports already open",
+                account=account,
+                peer=self._peer,
+                count=self.settings.maxPassivePerAccount,
+            )
+            raise _Reply(
+                425, "Too many passive data ports open for this account; try later"
+            )
         channel = PassiveChannel(
             self._clock,
             interface=self._localHost(),
@@ -952,6 +969,7 @@ class FTPServer(FTP):
         )
         port = channel.listen()
         self._channel = channel
+        self.factory.passiveOpened(account, channel)
         return port
 
     def ftp_PASV(self, arg: str = "") -> None:
@@ -1422,9 +1440,24 @@ class FTPServerFactory(ServerFactory):
         self.reactor = reactor
         self.status = status
         self.tlsOptions = tlsOptions
+        self._passive: dict[str, set[PassiveChannel]] = {}
 
     def buildProtocol(self, addr: Any) -> FTPServer:
         return FTPServer(self)
+
+    def passiveOpen(self, account: str) -> int:
+        """How many passive listeners C{account}'s sessions have open."""
+        channels = self._passive.get(account)
+        if not channels:
+            return 0
+        channels.difference_update([c for c in channels if not c.listening])
+        if not channels:
+            del self._passive[account]
+        return len(channels)
+
+    def passiveOpened(self, account: str, channel: PassiveChannel) -> None:
+        """Count C{channel} against C{account} while it listens."""
+        self._passive.setdefault(account, set()).add(channel)
 
     def counted(self, command: str, amount: int) -> None:
         """Count one transfer in the stack's counters."""
