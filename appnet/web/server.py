@@ -209,6 +209,17 @@ class WebRequest(Request):
     _bodyReceived = 0
     _counted = False
 
+    def __repr__(self) -> str:
+        # Twisted's repr decodes the target as ASCII; its own log events
+        # (a HEAD answered with a body) format the request, and a target
+        # with a byte above 0x7F made each a traceback ("MESSAGE LOST").
+        return "<{} {} {} {}>".format(
+            type(self).__name__,
+            _escape(self.method or b"-"),
+            _escape(self.uri or b"-"),
+            _escape(self.clientproto or b"-"),
+        )
+
     def handleContentChunk(self, data: bytes) -> None:
         channel = self.channel
         if getattr(channel, "rejected", False):

@@ -665,6 +665,9 @@ class FindingTests(SynchronousTestCase):
         """
         targets = (
             b"/\xe9",
+            b"/a\x82",
+            b"/\x85",
+            b"/API/V1/SESSIO\x82",
             b"/caf\xc3\xa9",
             b"/%ff",
             b"/?q=\xff",
@@ -691,6 +694,7 @@ class FindingTests(SynchronousTestCase):
                     text = formatEvent(event)
                     self.assertNotIn("\n", text, (method, target))
                     self.assertNotIn("MESSAGE LOST", text, (method, target))
+                    self.assertNotIn("Unable to format", text, (method, target))
                     self.assertLess(len(text), 1000, (method, target))
 
     def test_duplicateHost(self) -> None:
