@@ -555,6 +555,13 @@ class HashingThreadsTests(TestCase):
 
         return Deferred.fromCoroutine(run())
 
+    def test_service(self) -> None:
+        """The threads are a service of the stack."""
+        from twisted.application.service import IService
+        from twisted.internet import reactor
+
+        self.assertTrue(verifyObject(IService, HashingThreads(reactor, 1)))
+
     def test_stopped(self) -> Deferred[None]:
         """Work submitted after the service stopped fails."""
         from twisted.internet import reactor
