@@ -471,7 +471,10 @@ class LoginThrottle:
 
     An attempt counts as a failure from the moment it starts (so attempts
     sent in parallel count while their password checks run) and is taken
-    back when it succeeds. Three limits apply, within C{window} seconds:
+    back when it succeeds. A login that would pass a limit only because of
+    attempts still being checked waits for them (L{verdict}, L{settled}),
+    so a client opening several connections at once with the right
+    password is not refused. Three limits apply, within C{window} seconds:
 
       - C{maxFailures} per account from one client (its L{addressKey});
       - C{maxAddressFailures} per client, whatever the accounts;
@@ -495,6 +498,8 @@ class LoginThrottle:
     rememberFor: float = 90 * 86400.0
     _failures: dict[str, deque[float]] = field(factory=dict)
     _known: dict[tuple[str, str], float] = field(factory=dict)
+    _inFlight: dict[str, int] = field(factory=dict)
+    _waiters: list[Deferred[None]] = field(factory=list)
 
     def _recent(self, key: str) -> int:
         times = self._failures.get(key)
@@ -522,30 +527,53 @@ class LoginThrottle:
         when = self._known.get((account, addressKey(address)))
         return when is not None and self._clock.seconds() - when < self.rememberFor
 
-    def allowed(self, account: str | None, address: str) -> bool:
+    def verdict(self, account: str | None, address: str) -> str:
         """
-        May C{address} try to log in to C{account} now?
+        May C{address} try to log in to C{account} now: C{"go"}; C{"wait"}
+        when a limit is reached only by attempts still being checked (one
+        of them may yet succeed and be taken back, see L{settled}); else
+        C{"refuse"}.
         """
         client = addressKey(address)
-        if self._recent("ip:" + client) >= self.maxAddressFailures:
-            return False
-        if not account:
-            return True
-        if self._recent(f"pair:{account}\0{client}") >= self.maxFailures:
-            return False
-        if self._recent("user:" + account) >= self.maxAccountFailures:
-            return self.known(account, address)
-        return True
+        result = "go"
+        for key, limit in self._keys(account, client):
+            if key[0] == "u" and account and self.known(account, address):
+                continue
+            recent = self._recent(key)
+            if recent >= limit:
+                if recent - self._inFlight.get(key, 0) >= limit:
+                    return "refuse"
+                result = "wait"
+        return result
+
+    def allowed(self, account: str | None, address: str) -> bool:
+        """
+        May C{address} start a login to C{account} now?
+        """
+        return self.verdict(account, address) == "go"
+
+    def settled(self) -> Deferred[None]:
+        """
+        Fires when the next attempt in progress ends, for a login told to
+        C{"wait"} to ask again.
+        """
+        d: Deferred[None] = Deferred()
+        self._waiters.append(d)
+        return d
 
     def begin(self, account: str | None, address: str) -> Attempt | None:
         """
         Start an attempt: if it is allowed, count it (as a failure until
-        L{succeeded} says otherwise) and return it; else C{None}.
+        L{succeeded} says otherwise) and return it; else C{None}. End it
+        with L{succeeded} or L{finished}.
         """
         if not self.allowed(account, address):
             return None
         self.failed(account, address)
-        return Attempt(account, addressKey(address), self._clock.seconds())
+        client = addressKey(address)
+        for key, _ in self._keys(account, client):
+            self._inFlight[key] = self._inFlight.get(key, 0) + 1
+        return Attempt(account, client, self._clock.seconds())
 
     def failed(self, account: str | None, address: str) -> None:
         """
@@ -562,23 +590,47 @@ class LoginThrottle:
             for key in list(self._failures):
                 self._recent(key)
 
+    def finished(self, attempt: Attempt) -> None:
+        """
+        An attempt from L{begin} ended without logging in: it stays counted
+        as a failure. Logins waiting on it ask again.
+        """
+        for key, _ in self._keys(attempt.account, attempt.client):
+            count = self._inFlight.get(key, 0) - 1
+            if count > 0:
+                self._inFlight[key] = count
+            else:
+                self._inFlight.pop(key, None)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def withdrawn(self, attempt: Attempt) -> None:
+        """
+        An attempt from L{begin} ended in neither a login nor a wrong
+        password (the store failed, or the password was right but the
+        session could not start, say a POP3 maildrop in use): it no
+        longer counts.
+        """
+        for key, _ in self._keys(attempt.account, attempt.client):
+            times = self._failures.get(key)
+            if times is not None and attempt.started in times:
+                times.remove(attempt.started)
+        self.finished(attempt)
+
     def succeeded(self, attempt: Attempt) -> None:
         """
         An attempt from L{begin} logged in: take it back, clear its
         account's failures from that client and remember the client.
         """
-        if attempt.account is None:
-            return
-        for key, _ in self._keys(attempt.account, attempt.client):
-            times = self._failures.get(key)
-            if times is not None and attempt.started in times:
-                times.remove(attempt.started)
-        self._failures.pop(f"pair:{attempt.account}\0{attempt.client}", None)
-        pair = (attempt.account, attempt.client)
-        self._known.pop(pair, None)
-        self._known[pair] = self._clock.seconds()
-        while len(self._known) > self.maxEntries:
-            del self._known[next(iter(self._known))]
+        if attempt.account is not None:
+            self._failures.pop(f"pair:{attempt.account}\0{attempt.client}", None)
+            pair = (attempt.account, attempt.client)
+            self._known.pop(pair, None)
+            self._known[pair] = self._clock.seconds()
+            while len(self._known) > self.maxEntries:
+                del self._known[next(iter(self._known))]
+        self.withdrawn(attempt)
 
 
 @define
@@ -617,26 +669,33 @@ class GuardedPortal:
         self, credentials: Any, mind: object, interfaces: tuple[type[Interface], ...]
     ) -> tuple[type[Interface], object, Callable[[], None]]:
         account = self._account(credentials)
-        attempt = self._throttle.begin(account, self._clientAddress)
+        throttle, client = self._throttle, self._clientAddress
+        while (verdict := throttle.verdict(account, client)) == "wait":
+            await throttle.settled()
+        attempt = throttle.begin(account, client) if verdict == "go" else None
         if attempt is None:
             self._log.warn(
                 "Refused login for {account} from {client}: too many failures",
                 account=account,
-                client=self._clientAddress,
+                client=client,
             )
             await self._delay()
             raise LoginThrottled("too many failed logins; try again later")
         try:
             result = await self._portal.login(credentials, mind, *interfaces)
         except UnauthorizedLogin:
+            throttle.finished(attempt)
             self._log.info(
                 "Failed login for {account} from {client}",
                 account=account,
-                client=self._clientAddress,
+                client=client,
             )
             await self._delay()
             raise
-        self._throttle.succeeded(attempt)
+        except BaseException:
+            throttle.withdrawn(attempt)
+            raise
+        throttle.succeeded(attempt)
         return result
 
     async def _delay(self) -> None:

@@ -224,6 +224,37 @@ class ThrottleTests(SynchronousTestCase):
             self.throttle.failed("a@x.org", "10.0.0.1")
         self.assertTrue(self.throttle.allowed("a@x.org", "10.0.0.1"))
 
+    def test_withdrawn(self) -> None:
+        """
+        An attempt that ended in neither a login nor a wrong password (the
+        session could not start) no longer counts.
+        """
+        for _ in range(3):
+            attempt = self.throttle.begin("a@x.org", "10.0.0.1")
+            assert attempt is not None
+            self.throttle.withdrawn(attempt)
+        self.assertTrue(self.throttle.allowed("a@x.org", "10.0.0.1"))
+        self.assertFalse(self.throttle.known("a@x.org", "10.0.0.1"))
+
+    def test_waitForInFlight(self) -> None:
+        """
+        At a limit reached only by attempts in progress, a login is told to
+        wait, and L{LoginThrottle.settled} fires when one ends.
+        """
+        attempts = [self.throttle.begin("a@x.org", "10.0.0.1") for _ in range(3)]
+        self.assertEqual(self.throttle.verdict("a@x.org", "10.0.0.1"), "wait")
+        settled = self.throttle.settled()
+        self.assertNoResult(settled)
+        first = attempts[0]
+        assert first is not None
+        self.throttle.finished(first)
+        self.successResultOf(settled)
+        self.assertEqual(self.throttle.verdict("a@x.org", "10.0.0.1"), "wait")
+        for attempt in attempts[1:]:
+            assert attempt is not None
+            self.throttle.finished(attempt)
+        self.assertEqual(self.throttle.verdict("a@x.org", "10.0.0.1"), "refuse")
+
     def test_successKeepsAddressCount(self) -> None:
         """
         Logging in to one's own account does not reset the address's count
@@ -390,6 +421,18 @@ class ParallelAttackTests(SynchronousTestCase):
         for d in attempts:
             self.failureResultOf(d, UnauthorizedLogin)
         self.assertEqual(self.threads.ran, 5)
+
+    def test_concurrentRightLogins(self) -> None:
+        """
+        More logins with the right password at once than the limit (a
+        client opening many connections): those past it wait for the
+        checks in progress instead of being refused, and all log in.
+        """
+        logins = [self.login("secret-1") for _ in range(12)]
+        for _ in range(12):
+            self.threads.runAll()
+        for d in logins:
+            self.successResultOf(d)
 
     def test_sequentialThrottledAfterDocumentedCount(self) -> None:
         """

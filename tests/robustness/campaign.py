@@ -105,6 +105,7 @@ data = "{data}"
 hostname = "mail.example.org"
 [auth]
 failure_delay = "0s"
+{auth}
 [mail]
 domains = ["example.org"]
 relay_port = 9
@@ -136,7 +137,11 @@ listen = "127.0.0.1:0"
 class Daemon:
     """One C{twistd -n appnet} in a temporary directory, and its log."""
 
-    def __init__(self) -> None:
+    def __init__(self, auth: str = "") -> None:
+        """
+        @param auth: more lines for the C{[auth]} table (TOML).
+        """
+        self.auth = auth
         self.root = tempfile.mkdtemp(prefix="appnet-campaign-")
         self.data = os.path.join(self.root, "data")
         self.config = os.path.join(self.root, "appnet.toml")
@@ -147,7 +152,7 @@ class Daemon:
     def start(self, seconds: float = 60) -> None:
         """Write the config, add the accounts, start, wait for the ports."""
         with open(self.config, "w") as f:
-            f.write(_CONFIG.format(data=self.data))
+            f.write(_CONFIG.format(data=self.data, auth=self.auth))
         for address in (ALICE, "bob@example.org"):
             subprocess.run(
                 [sys.executable, "-m", "appnet", "--config", self.config]

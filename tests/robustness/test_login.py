@@ -77,6 +77,17 @@ class LoginAttacks:
         self.assertEqual({o() for o in outcomes}, {"refused"})
         self.assertEqual(self.pending.ran, PER_ACCOUNT_AND_CLIENT)
 
+    def test_concurrentRight(self: Any) -> None:
+        """
+        Twelve logins with the right password at once from one address
+        (more than the limit): none is refused by the throttle.
+        """
+        outcomes = [self.attempt(self.password, self.attacker) for _ in range(12)]
+        for _ in range(12):
+            self.pending.runAll()
+        self.advance(DELAY)
+        self.assertEqual([o() for o in outcomes], ["in"] * 12)
+
     def test_sequential(self: Any) -> None:
         """
         Wrong passwords one after another: checked up to the documented
@@ -169,6 +180,19 @@ class SMTPLoginTests(MailAttacks, SynchronousTestCase):
 
 class POP3LoginTests(MailAttacks, SynchronousTestCase):
     """POP3 USER and PASS."""
+
+    def test_concurrentRight(self) -> None:
+        """
+        Twelve logins with the right password at once from one address:
+        all are checked (none refused by the throttle; all but one then
+        find the maildrop in use, which is POP3's rule).
+        """
+        outcomes = [self.attempt(self.password, self.attacker) for _ in range(12)]
+        for _ in range(12):
+            self.pending.runAll()
+        self.advance(DELAY)
+        self.assertEqual(self.pending.ran, 12)
+        self.assertIn("in", [o() for o in outcomes])
 
     def attempt(self, password: bytes, client: str) -> Outcome:
         session = self.connect(self.world.pop3Factory(tls=True), client)
