@@ -477,3 +477,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def burst(
+    port: int, count: int = 32, right: int = 20, wrong: bytes = b"wrong"
+) -> list[bytes]:
+    """
+    The parallel login attack on a real IMAP listener: C{count} connections
+    from 127.0.0.1, each sending LOGIN before any answer comes, all wrong
+    but the one at index C{right}; every tagged reply, in order.
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            s.recv(4096)
+            sockets.append(s)
+        for i, s in enumerate(sockets):
+            password = PASSWORD.encode() if i == right else wrong
+            s.sendall(b"t LOGIN " + ALICE.encode() + b" " + password + b"\r\n")
+        replies = []
+        for s in sockets:
+            data = b""
+            while b"\r\nt " not in b"\r\n" + data or not data.endswith(b"\r\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            tagged = [line for line in data.split(b"\r\n") if line.startswith(b"t ")]
+            replies.append(tagged[0] if tagged else b"")
+        return replies
+    finally:
+        for s in sockets:
+            s.close()

@@ -38,3 +38,36 @@ class CampaignTests(TestCase):
 
         d = deferToThread(campaign.run, 1.5 * SCALE, campaign.PROTOCOLS, BASE_SEED)
         return d.addCallback(check)
+
+
+class BurstTests(TestCase):
+    """
+    The parallel login attack against a real daemon, with real scrypt
+    hashes in its hashing threads.
+    """
+
+    timeout = 120
+
+    def test_imapBurst(self) -> Deferred[None]:
+        """
+        The right password alone logs in; then 32 IMAP LOGINs sent at once
+        from the same address, the right password as the 21st: none does.
+        """
+
+        def attack() -> tuple[list[bytes], list[bytes]]:
+            daemon = campaign.Daemon()
+            try:
+                daemon.start()
+                alone = campaign.burst(daemon.ports["imap"], 1, 0)
+                return alone, campaign.burst(daemon.ports["imap"])
+            finally:
+                daemon.stop()
+
+        def check(result: tuple[list[bytes], list[bytes]]) -> None:
+            alone, replies = result
+            self.assertTrue(alone[0].startswith(b"t OK"), alone)
+            self.assertEqual(len(replies), 32)
+            for reply in replies:
+                self.assertTrue(reply.startswith(b"t NO"), replies)
+
+        return deferToThread(attack).addCallback(check)
