@@ -318,6 +318,8 @@ _FTP = (
     (b"SIZE", b"g.txt"),
     (b"MLSD", b""),
     (b"REST", b"5"),
+    (b"MKD", b"n" * 3000),
+    (b"STOR", b"d/" * 600),
     (b"QUIT", b""),
 )
 _PATHS = (
