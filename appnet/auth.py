@@ -11,8 +11,9 @@ delay, all driven by an L{IReactorTime} so tests use a L{Clock}.
 
 Passwords are hashed with scrypt (C{hashlib.scrypt}) under a per-user random
 salt; the encoded form records its parameters, so the cost can rise without
-invalidating old hashes. Hashing is deliberately slow, so it runs in a
-thread, never on the reactor.
+invalidating old hashes. Hashing is deliberately slow, so it runs in the
+L{HashingThreads}, never on the reactor nor in its default pool; a
+L{CredentialsCache} spares it for a password verified minutes ago.
 
 POP3's APOP (RFC 1939 section 7) cannot work from a hash: the client sends
 MD5 of the server's timestamp and a shared secret, so the server needs the
