@@ -331,15 +331,16 @@ def _schema(cls: type, table: str = "") -> dict[str, set[str]]:
     return keys
 
 
-_SECTION = re.compile(r"^\[([a-z0-9_.]+)\]")
+_SECTION = re.compile(r"^(?:# ?)?\[\[?([a-z0-9_.]+)\]\]?")
 _KEY = re.compile(r"^(?:# ?)?([a-z][a-z0-9_]*) *= ")
 
 
 def _exampleKeys(text: str, schema: dict[str, set[str]]) -> dict[str, set[str]]:
     """
     The keys the example shows, set or commented out, by table. A table
-    that is itself a setting (C{[mail.aliases]}) counts as that key, and
-    its entries are examples, not keys.
+    (or array of tables, commented out or not) that is itself a setting
+    (C{[mail.aliases]}, C{[[dns.secondary]]}) counts as that key, and its
+    entries are examples, not keys.
     """
     keys: dict[str, set[str]] = {"": set()}
     table: str | None = ""
