@@ -570,18 +570,21 @@ class LoginThrottle:
         """
         if not self.allowed(account, address):
             return None
-        self.failed(account, address)
         client = addressKey(address)
+        attempt = Attempt(account, client, self._clock.seconds())
+        self._record(account, client, attempt.started)
         for key, _ in self._keys(account, client):
             self._inFlight[key] = self._inFlight.get(key, 0) + 1
-        return Attempt(account, client, self._clock.seconds())
+        return attempt
 
     def failed(self, account: str | None, address: str) -> None:
         """
         Record a failed login that did not go through L{begin}.
         """
-        now = self._clock.seconds()
-        for key, limit in self._keys(account, addressKey(address)):
+        self._record(account, addressKey(address), self._clock.seconds())
+
+    def _record(self, account: str | None, client: str, now: float) -> None:
+        for key, limit in self._keys(account, client):
             times = self._failures.setdefault(key, deque())
             times.append(now)
             # A throttled key never needs more entries than its limit.

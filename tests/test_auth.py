@@ -224,6 +224,24 @@ class ThrottleTests(SynchronousTestCase):
             self.throttle.failed("a@x.org", "10.0.0.1")
         self.assertTrue(self.throttle.allowed("a@x.org", "10.0.0.1"))
 
+    def test_successTakenBackOnRealClock(self) -> None:
+        """
+        A success takes back exactly the attempt it began as, on a clock
+        that moves between calls (as the real one does).
+        """
+
+        class Ticking(Clock):
+            def seconds(self) -> float:
+                self.rightNow += 0.001
+                return self.rightNow
+
+        throttle = LoginThrottle(Ticking(), maxFailures=3, maxAddressFailures=3)
+        for _ in range(10):
+            attempt = throttle.begin("a@x.org", "10.0.0.1")
+            assert attempt is not None
+            throttle.succeeded(attempt)
+        self.assertEqual(throttle.verdict("b@x.org", "10.0.0.1"), "go")
+
     def test_withdrawn(self) -> None:
         """
         An attempt that ended in neither a login nor a wrong password (the
