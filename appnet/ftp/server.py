@@ -755,6 +755,10 @@ class FTPServer(FTP):
 
     def ftp_TYPE(self, arg: str = "") -> None:
         code = showName(arg.replace(" ", "").upper())
+        if not code:
+            # Twisted answers an empty type with a reply template it gives
+            # no text for (a TypeError out of the command).
+            raise _Reply(501, "Syntax: TYPE A, I or L 8")
         if code == "L8":
             self.binary = True
             self.respond(200, "Type set to L 8")

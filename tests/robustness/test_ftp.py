@@ -456,6 +456,20 @@ class FindingTests(SynchronousTestCase):
             reply = h.send(f"{command} {long}")
             self.assertTrue(reply[0].startswith("553"), (command, reply))
 
+    def test_blankArguments(self) -> None:
+        """
+        TYPE, STRU and MODE with only spaces for an argument get a syntax
+        error, not a failure (found by the campaign).
+        """
+        h = self.harness()
+        h.login()
+        for command in ("TYPE  ", "TYPE   ", "STRU  ", "MODE  "):
+            del self.events[:]
+            reply = h.send(command)
+            self.assertTrue(reply[0][:1] == "5", (command, reply))
+            for event in self.events:
+                self.assertNotIn("log_failure", event, command)
+
     def test_passivePerSession(self) -> None:
         """
         A new PASV or EPSV closes the session's previous listener: 100 in a
