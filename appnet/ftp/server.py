@@ -1185,7 +1185,8 @@ class FTPServer(FTP):
         segments = self._path(arg)
         if self._channel is None:
             raise _Reply(425, "Use PORT, EPRT, PASV or EPSV first")
-        handle = await self._shell.openRead(segments, offset)
+        shell = self._shell
+        handle = await shell.openRead(segments, offset)
         try:
             name = render(segments)
             mode = "BINARY" if self.binary else "ASCII"
@@ -1193,14 +1194,15 @@ class FTPServer(FTP):
                 f"Opening {mode} mode data connection for {showName(name)}"
                 f" ({handle.size} bytes)"
             )
-            await self._transferring("RETR", name, preface, self._sender(handle))
+            await self._transferring("RETR", name, preface, self._sender(handle, shell))
         finally:
             await handle.close()
 
     def _sender(
-        self, handle: IReadHandle
+        self, handle: IReadHandle, shell: IFTPFilesystem
     ) -> Callable[[DataConnection, Transfer], Awaitable[str]]:
-        shell = self._shell
+        # The shell is the one the command started with: the session may
+        # have ended (and dropped its shell) while the file was opened.
 
         async def send(connection: DataConnection, transfer: Transfer) -> str:
             if connection.reason is not None or connection.transport is None:
@@ -1223,23 +1225,24 @@ class FTPServer(FTP):
             raise _Reply(425, "Use PORT, EPRT, PASV or EPSV first")
         if offset and mode == "replace":
             mode = "resume"
-        handle = await self._shell.openWrite(segments, mode, offset)
+        shell = self._shell
+        handle = await shell.openWrite(segments, mode, offset)
         try:
             if mode == "unique":
                 preface = f"FILE: {showName(handle.path.rsplit('/', 1)[-1])}"
             else:
                 preface = f"Ready to receive {showName(handle.path)}"
             await self._transferring(
-                command, handle.path, preface, self._receiver(handle)
+                command, handle.path, preface, self._receiver(handle, shell)
             )
         finally:
             # Nothing if the upload was committed.
             await handle.discard()
 
     def _receiver(
-        self, handle: IWriteHandle
+        self, handle: IWriteHandle, shell: IFTPFilesystem
     ) -> Callable[[DataConnection, Transfer], Awaitable[str]]:
-        shell = self._shell
+        # As for _sender: the shell the command started with.
 
         async def receive(connection: DataConnection, transfer: Transfer) -> str:
             receiver: FileReceiver = handle.receiver()  # type: ignore[assignment]

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import ConnectionDone
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
@@ -415,6 +417,30 @@ class TransferTests(FTPFuzzTestCase):
             self.goesOn(b"", case)
 
 
+class HeldRunner:
+    """
+    Runs file operations at once, or, while C{holding}, keeps them until
+    L{release} (as busy file threads would).
+    """
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.held: list[tuple[Deferred[Any], Callable[[], Any]]] = []
+
+    def __call__(self, f: Any, *args: Any, **kw: Any) -> Deferred[Any]:
+        if not self.holding:
+            return maybeDeferred(f, *args, **kw)
+        d: Deferred[Any] = Deferred()
+        self.held.append((d, lambda: f(*args, **kw)))
+        return d
+
+    def release(self) -> None:
+        self.holding = False
+        while self.held:
+            d, call = self.held.pop(0)
+            maybeDeferred(call).chainDeferred(d)
+
+
 class FindingTests(SynchronousTestCase):
     """
     What an adversarial run found, kept found: too-long file names are the
@@ -467,6 +493,27 @@ class FindingTests(SynchronousTestCase):
             del self.events[:]
             reply = h.send(command)
             self.assertTrue(reply[0][:1] == "5", (command, reply))
+            for event in self.events:
+                self.assertNotIn("log_failure", event, command)
+
+    def test_lostWhileOpening(self) -> None:
+        """
+        The control connection lost while STOR's or RETR's file is being
+        opened (in the file threads): no failure logged (found by the
+        campaign: the command went on with the ended session's shell).
+        """
+        for command in ("STOR up.txt", "RETR file.txt"):
+            run = HeldRunner()
+            h = Harness(self.mktemp(), run=run)
+            h.write("file.txt", b"hello")
+            h.login()
+            h.passive()
+            run.holding = True
+            del self.events[:]
+            h.send(command)
+            h.protocol.connectionLost(Failure(ConnectionDone()))
+            run.release()
+            h.clock.advance(h.settings.dataTimeout + 1)
             for event in self.events:
                 self.assertNotIn("log_failure", event, command)
 
