@@ -676,6 +676,8 @@ class FindingTests(SynchronousTestCase):
             b"/api/v1/messages?folder=%ff",
             b"/login?next=%ff",
             b"/login?next=\xe9",
+            b"/login?next=\x8a",
+            b"\x8alogin",
             b"/status?\xff",
         )
         for method in (b"HEAD", b"GET", b"POST"):
