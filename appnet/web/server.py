@@ -546,6 +546,10 @@ class WebSite(Site):
         if len(hosts) > 1 or any(b"," in host for host in hosts):
             # RFC 9112 3.2: so is one with more than one Host field line.
             return ErrorResource(400, "There is more than one Host header.")
+        if not request.uri.isascii():
+            # A URI is ASCII (RFC 3986 2): clients percent-encode the rest.
+            # Twisted's own error pages would fail to quote such a target.
+            return ErrorResource(400, "The request target is not ASCII.")
         resource: IResource = super().getResourceFor(request)
         return resource
 
