@@ -11,8 +11,9 @@ delay, all driven by an L{IReactorTime} so tests use a L{Clock}.
 
 Passwords are hashed with scrypt (C{hashlib.scrypt}) under a per-user random
 salt; the encoded form records its parameters, so the cost can rise without
-invalidating old hashes. Hashing is deliberately slow, so it runs in a
-thread, never on the reactor.
+invalidating old hashes. Hashing is deliberately slow, so it runs in the
+L{HashingThreads}, never on the reactor nor in its default pool; a
+L{CredentialsCache} spares it for a password verified minutes ago.
 
 POP3's APOP (RFC 1939 section 7) cannot work from a hash: the client sends
 MD5 of the server's timestamp and a shared secret, so the server needs the
@@ -27,22 +28,26 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import os
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from attrs import define, field, frozen
+from twisted.application.service import Service
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernameHashedPassword, IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.internet.task import deferLater
-from twisted.internet.threads import deferToThread
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.mail.pop3 import APOPCredentials
+from twisted.python.threadpool import ThreadPool
 from zope.interface import Interface, implementer
 
 from appnet.address import normalizeAccount
@@ -51,11 +56,15 @@ from appnet.store.interfaces import IUserStore
 
 __all__ = [
     "APOPChecker",
+    "Attempt",
     "Authenticator",
+    "CredentialsCache",
     "GuardedPortal",
+    "HashingThreads",
     "LoginThrottle",
     "LoginThrottled",
     "UserChecker",
+    "addressKey",
     "apopDigest",
     "hashPassword",
     "verifyPassword",
@@ -108,12 +117,18 @@ def _scrypt(password: bytes, salt: bytes, log2n: int, r: int, p: int) -> bytes:
     )
 
 
-def verifyPassword(password: str, encoded: str) -> bool:
+def verifyPassword(password: str | bytes, encoded: str) -> bool:
     """
     Check a password against an encoded hash, in constant time.
 
-    A malformed hash never matches.
+    A password given as C{bytes} is checked as exactly those bytes (a
+    C{str} as its UTF-8). A malformed hash never matches, nor does a
+    password with a NUL in it: scrypt's HMAC pads short keys with zero
+    bytes, so C{pw} and C{pw\\0} would otherwise be one password (and SASL
+    PLAIN, RFC 4616, cannot carry a NUL anyway).
     """
+    if b"\0" in _bytes(password):
+        return False
     try:
         empty, scheme, params, salt, key = encoded.split("$")
         if empty or scheme != "scrypt":
@@ -123,7 +138,7 @@ def verifyPassword(password: str, encoded: str) -> bool:
         if not (1 <= log2n <= 20 and 1 <= r <= 32 and 1 <= p <= 16):
             return False
         expected = _unb64(key)
-        actual = _scrypt(password.encode("utf-8"), _unb64(salt), log2n, r, p)
+        actual = _scrypt(_bytes(password), _unb64(salt), log2n, r, p)
     except (ValueError, KeyError):
         return False
     return hmac.compare_digest(actual, expected)
@@ -144,7 +159,13 @@ def _dummy() -> str:
     return _dummyHash
 
 
-def _verifyOrDummy(password: str, encoded: str | None) -> bool:
+def _bytes(password: str | bytes) -> bytes:
+    if isinstance(password, bytes):
+        return password
+    return password.encode("utf-8", "surrogatepass")
+
+
+def _verifyOrDummy(password: str | bytes, encoded: str | None) -> bool:
     """
     L{verifyPassword}, or the same work against a dummy hash (always
     false) when there is no account.
@@ -185,6 +206,121 @@ _DUMMY_APOP_SECRET = "appnet-no-apop-secret"
 InThread = Callable[..., Deferred[Any]]
 
 
+class HashingThreads(Service):
+    """
+    The threads password hashes are checked in: a pool of their own, sized
+    to the cores that may hash at once, so a burst of logins queues here and
+    never delays the store's or the file threads' work (nor the reactor's
+    default pool, which library code does not use).
+
+    A service so the threads start with the stack and are joined, off the
+    reactor thread, when it stops. Work submitted before the service starts
+    waits for it; work submitted after it stopped fails.
+    """
+
+    def __init__(self, reactor: IReactorFromThreads, maxThreads: int = 2) -> None:
+        self._reactor = reactor
+        self._pool = ThreadPool(0, maxThreads, name="appnet-auth")
+        self._stopped = False
+
+    def run(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
+        """
+        Run C{f(*args)} in one of the threads.
+        """
+        if self._stopped:
+            return fail(RuntimeError("the hashing threads have stopped"))
+        return deferToThreadPool(self._reactor, self._pool, f, *args)
+
+    def startService(self) -> None:
+        super().startService()
+        self._stopped = False
+        self._pool.start()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        self._stopped = True
+        pool = self._pool
+        d: Deferred[None] = Deferred()
+
+        def join() -> None:
+            pool.stop()
+            self._reactor.callFromThread(d.callback, None)
+
+        threading.Thread(target=join, name="appnet-auth-stop", daemon=True).start()
+        return d
+
+
+@define
+class CredentialsCache:
+    """
+    Recently verified passwords, so a client that logs in every few
+    seconds does not pay the hash each time (Dovecot's auth cache).
+
+    Nothing in it reveals a password: an entry is found by an HMAC, under a
+    random key made for this process, of the account and the password, and
+    holds the account, when it expires and an HMAC of the stored hash it
+    was verified against. A hit needs that hash to be the account's current
+    one, so a password change (here or by another process through the
+    store) or a deleted account invalidates it at once; L{forget} drops an
+    account's entries outright. Only successes are cached.
+
+    @ivar ttl: seconds an entry is good for; 0 turns the cache off.
+    """
+
+    _clock: IReactorTime
+    ttl: float = 300.0
+    maxEntries: int = 10_000
+    _key: bytes = field(factory=lambda: os.urandom(32))
+    _entries: dict[bytes, tuple[str, float, bytes]] = field(factory=dict)
+
+    def _mac(self, *parts: str | bytes) -> bytes:
+        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        for part in parts:
+            data = _bytes(part)
+            mac.update(b"%d:" % len(data) + data)
+        return mac.digest()
+
+    def hit(self, account: str, password: str | bytes, encoded: str) -> bool:
+        """
+        Was C{password} verified for C{account} against C{encoded} within
+        the TTL?
+        """
+        if self.ttl <= 0:
+            return False
+        key = self._mac(account, password)
+        entry = self._entries.get(key)
+        if entry is None:
+            return False
+        if entry[1] <= self._clock.seconds():
+            del self._entries[key]
+            return False
+        return hmac.compare_digest(entry[2], self._mac(encoded))
+
+    def remember(self, account: str, password: str | bytes, encoded: str) -> None:
+        """
+        Record that C{password} matched C{account}'s hash C{encoded}.
+        """
+        if self.ttl <= 0:
+            return
+        now = self._clock.seconds()
+        key = self._mac(account, password)
+        self._entries.pop(key, None)
+        self._entries[key] = (account, now + self.ttl, self._mac(encoded))
+        if len(self._entries) > self.maxEntries:
+            for stale in [k for k, e in self._entries.items() if e[1] <= now]:
+                del self._entries[stale]
+            while len(self._entries) > self.maxEntries:
+                del self._entries[next(iter(self._entries))]
+
+    def forget(self, account: str) -> None:
+        """
+        Drop every entry of C{account} (its password changed, or it was
+        deleted).
+        """
+        for key in [k for k, e in self._entries.items() if e[0] == account]:
+            del self._entries[key]
+
+
 @implementer(ICredentialsChecker)
 @define
 class UserChecker:
@@ -193,14 +329,18 @@ class UserChecker:
 
     The user name is the account's address; C{defaultDomain}, when set,
     completes a bare local part (C{alice} logs in as C{alice@example.org}).
-    The avatar ID is the canonical address, as C{str}.
+    The avatar ID is the canonical address, as C{str}. The password is the
+    exact bytes given (as UTF-8). Hashes are checked through C{inThread}
+    (L{HashingThreads.run} in a stack); a L{CredentialsCache}, when given,
+    spares the hash for a password verified recently.
     """
 
     credentialInterfaces = (IUsernamePassword,)
 
     _users: IUserStore
-    _defaultDomain: str | None = None
-    _inThread: InThread = deferToThread
+    _defaultDomain: str | None
+    _inThread: InThread
+    _cache: CredentialsCache | None = None
 
     def canonical(self, username: str | bytes) -> str:
         """
@@ -216,16 +356,22 @@ class UserChecker:
         return Deferred.fromCoroutine(self._check(credentials))
 
     async def _check(self, credentials: IUsernamePassword) -> str:
-        password = _text(credentials.password)
+        password = credentials.password
         try:
             address = self.canonical(credentials.username)
         except BadAddress:
             address = None
         user = None if address is None else await self._users.getUser(address)
         encoded = None if user is None else user.passwordHash
+        cache = self._cache
+        if user is not None and encoded and cache is not None:
+            if cache.hit(user.address, password, encoded):
+                return user.address
         matches = await self._inThread(_verifyOrDummy, password, encoded)
         if user is None or not matches:
             raise UnauthorizedLogin("bad user name or password")
+        if cache is not None and encoded:
+            cache.remember(user.address, password, encoded)
         return user.address
 
 
@@ -284,18 +430,64 @@ class LoginThrottled(UnauthorizedLogin):
     """
 
 
+def addressKey(address: str) -> str:
+    """
+    The unit a client address is throttled as: an IPv4 address itself, an
+    IPv6 address's /64 (one subscriber's usual allocation, so an attacker
+    cannot step through its own addresses), an IPv4-mapped IPv6 address as
+    its IPv4 address, and anything that is not an IP address (a UNIX
+    socket's name) as given.
+    """
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+@frozen
+class Attempt:
+    """
+    A login attempt that L{LoginThrottle.begin} let through and counted.
+
+    @ivar account: the canonical account, or C{None} when the name given
+        cannot be one.
+    @ivar client: the client's L{addressKey}.
+    @ivar started: when it was counted.
+    """
+
+    account: str | None
+    client: str
+    started: float
+
+
 @define
 class LoginThrottle:
     """
-    Counts failed logins per client address and per account over a sliding
-    window, and says when to refuse.
+    Counts login attempts over a sliding window and says when to refuse.
 
-    An address is throttled after C{maxFailures} failures within C{window}
-    seconds; an account after C{maxAccountFailures} (higher, so one
-    attacker cannot lock a user out as cheaply). A success clears the
-    address's and the account's count. Memory is bounded: entries older
-    than the window are dropped as they are met, and all stale entries are
-    swept when the table grows past C{maxEntries}.
+    An attempt counts as a failure from the moment it starts (so attempts
+    sent in parallel count while their password checks run) and is taken
+    back when it succeeds. A login that would pass a limit only because of
+    attempts still being checked waits for them (L{verdict}, L{settled}),
+    so a client opening several connections at once with the right
+    password is not refused. Three limits apply, within C{window} seconds:
+
+      - C{maxFailures} per account from one client (its L{addressKey});
+      - C{maxAddressFailures} per client, whatever the accounts;
+      - C{maxAccountFailures} per account from all clients, which refuses
+        only clients that have never logged in to that account: a client
+        that has (within C{rememberFor}) is never refused by it, so spreading
+        guesses over many addresses cannot lock the owner out.
+
+    A success clears its account's count for that client, not the client's
+    own count. Memory is bounded: entries older than the window are dropped
+    as they are met, all stale entries are swept when a table grows past
+    C{maxEntries}, and the oldest known clients are forgotten past it.
     """
 
     _clock: IReactorTime
@@ -303,7 +495,12 @@ class LoginThrottle:
     maxAccountFailures: int = 20
     window: float = 900.0
     maxEntries: int = 100_000
+    maxAddressFailures: int = 20
+    rememberFor: float = 90 * 86400.0
     _failures: dict[str, deque[float]] = field(factory=dict)
+    _known: dict[tuple[str, str], float] = field(factory=dict)
+    _inFlight: dict[str, int] = field(factory=dict)
+    _waiters: list[Deferred[None]] = field(factory=list)
 
     def _recent(self, key: str) -> int:
         times = self._failures.get(key)
@@ -317,40 +514,127 @@ class LoginThrottle:
             return 0
         return len(times)
 
+    def _keys(self, account: str | None, client: str) -> list[tuple[str, int]]:
+        keys = [("ip:" + client, self.maxAddressFailures)]
+        if account:
+            keys.append((f"pair:{account}\0{client}", self.maxFailures))
+            keys.append(("user:" + account, self.maxAccountFailures))
+        return keys
+
+    def known(self, account: str, address: str) -> bool:
+        """
+        Has C{address} logged in to C{account} within C{rememberFor}?
+        """
+        when = self._known.get((account, addressKey(address)))
+        return when is not None and self._clock.seconds() - when < self.rememberFor
+
+    def verdict(self, account: str | None, address: str) -> str:
+        """
+        May C{address} try to log in to C{account} now: C{"go"}; C{"wait"}
+        when a limit is reached only by attempts still being checked (one
+        of them may yet succeed and be taken back, see L{settled}); else
+        C{"refuse"}.
+        """
+        client = addressKey(address)
+        result = "go"
+        for key, limit in self._keys(account, client):
+            if key[0] == "u" and account and self.known(account, address):
+                continue
+            recent = self._recent(key)
+            if recent >= limit:
+                if recent - self._inFlight.get(key, 0) >= limit:
+                    return "refuse"
+                result = "wait"
+        return result
+
     def allowed(self, account: str | None, address: str) -> bool:
         """
-        May C{address} try to log in to C{account} now?
+        May C{address} start a login to C{account} now?
         """
-        if self._recent("ip:" + address) >= self.maxFailures:
-            return False
-        if account and self._recent("user:" + account) >= self.maxAccountFailures:
-            return False
-        return True
+        return self.verdict(account, address) == "go"
+
+    def settled(self) -> Deferred[None]:
+        """
+        Fires when the next attempt in progress ends, for a login told to
+        C{"wait"} to ask again.
+        """
+        d: Deferred[None] = Deferred()
+        self._waiters.append(d)
+        return d
+
+    def begin(self, account: str | None, address: str) -> Attempt | None:
+        """
+        Start an attempt: if it is allowed, count it (as a failure until
+        L{succeeded} says otherwise) and return it; else C{None}. End it
+        with L{succeeded} or L{finished}.
+        """
+        if not self.allowed(account, address):
+            return None
+        client = addressKey(address)
+        attempt = Attempt(account, client, self._clock.seconds())
+        self._record(account, client, attempt.started)
+        for key, _ in self._keys(account, client):
+            self._inFlight[key] = self._inFlight.get(key, 0) + 1
+        return attempt
 
     def failed(self, account: str | None, address: str) -> None:
         """
-        Record a failed login.
+        Record a failed login that did not go through L{begin}.
         """
-        now = self._clock.seconds()
-        keys = ["ip:" + address] + (["user:" + account] if account else [])
-        for key in keys:
-            self._failures.setdefault(key, deque()).append(now)
+        self._record(account, addressKey(address), self._clock.seconds())
+
+    def _record(self, account: str | None, client: str, now: float) -> None:
+        for key, limit in self._keys(account, client):
+            times = self._failures.setdefault(key, deque())
+            times.append(now)
             # A throttled key never needs more entries than its limit.
-            limit = self.maxAccountFailures if key[0] == "u" else self.maxFailures
-            times = self._failures[key]
             while len(times) > limit:
                 times.popleft()
         if len(self._failures) > self.maxEntries:
             for key in list(self._failures):
                 self._recent(key)
 
-    def succeeded(self, account: str | None, address: str) -> None:
+    def finished(self, attempt: Attempt) -> None:
         """
-        Record a successful login: forget the failures it outlived.
+        An attempt from L{begin} ended without logging in: it stays counted
+        as a failure. Logins waiting on it ask again.
         """
-        self._failures.pop("ip:" + address, None)
-        if account:
-            self._failures.pop("user:" + account, None)
+        for key, _ in self._keys(attempt.account, attempt.client):
+            count = self._inFlight.get(key, 0) - 1
+            if count > 0:
+                self._inFlight[key] = count
+            else:
+                self._inFlight.pop(key, None)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def withdrawn(self, attempt: Attempt) -> None:
+        """
+        An attempt from L{begin} ended in neither a login nor a wrong
+        password (the store failed, or the password was right but the
+        session could not start, say a POP3 maildrop in use): it no
+        longer counts.
+        """
+        for key, _ in self._keys(attempt.account, attempt.client):
+            times = self._failures.get(key)
+            if times is not None and attempt.started in times:
+                times.remove(attempt.started)
+        self.finished(attempt)
+
+    def succeeded(self, attempt: Attempt) -> None:
+        """
+        An attempt from L{begin} logged in: take it back, clear its
+        account's failures from that client and remember the client.
+        """
+        if attempt.account is not None:
+            self._failures.pop(f"pair:{attempt.account}\0{attempt.client}", None)
+            pair = (attempt.account, attempt.client)
+            self._known.pop(pair, None)
+            self._known[pair] = self._clock.seconds()
+            while len(self._known) > self.maxEntries:
+                del self._known[next(iter(self._known))]
+        self.withdrawn(attempt)
 
 
 @define
@@ -389,26 +673,33 @@ class GuardedPortal:
         self, credentials: Any, mind: object, interfaces: tuple[type[Interface], ...]
     ) -> tuple[type[Interface], object, Callable[[], None]]:
         account = self._account(credentials)
-        if not self._throttle.allowed(account, self._clientAddress):
+        throttle, client = self._throttle, self._clientAddress
+        while (verdict := throttle.verdict(account, client)) == "wait":
+            await throttle.settled()
+        attempt = throttle.begin(account, client) if verdict == "go" else None
+        if attempt is None:
             self._log.warn(
                 "Refused login for {account} from {client}: too many failures",
                 account=account,
-                client=self._clientAddress,
+                client=client,
             )
             await self._delay()
             raise LoginThrottled("too many failed logins; try again later")
         try:
             result = await self._portal.login(credentials, mind, *interfaces)
         except UnauthorizedLogin:
-            self._throttle.failed(account, self._clientAddress)
+            throttle.finished(attempt)
             self._log.info(
                 "Failed login for {account} from {client}",
                 account=account,
-                client=self._clientAddress,
+                client=client,
             )
             await self._delay()
             raise
-        self._throttle.succeeded(account, self._clientAddress)
+        except BaseException:
+            throttle.withdrawn(attempt)
+            raise
+        throttle.succeeded(attempt)
         return result
 
     async def _delay(self) -> None:

@@ -652,6 +652,11 @@ class FTPConfig(ListenerConfig):
     public_address: str | None = _setting(
         None, _ipv4, "address announced in PASV replies (behind NAT)"
     )
+    max_passive_per_account: int = _setting(
+        4,
+        _int(1, 65535),
+        "passive data ports one account may hold open over all its sessions",
+    )
     data_timeout: float = _setting(
         60.0, _duration, "wait this long for a data connection or transfer progress"
     )
@@ -996,16 +1001,30 @@ class AuthConfig:
     """
 
     max_failures: int = _setting(
-        5, _int(1, 10000), "failed logins from one address before it is throttled"
+        5,
+        _int(1, 10000),
+        "failed logins to one account from one address (IPv6: /64) in the window",
+    )
+    max_address_failures: int = _setting(
+        20, _int(1, 100000), "failed logins from one address, to any accounts"
     )
     max_account_failures: int = _setting(
-        20, _int(1, 100000), "failed logins for one account before it is throttled"
+        20,
+        _int(1, 100000),
+        "failed logins to one account before addresses that never logged in"
+        " to it are refused",
     )
     window: float = _setting(
         900.0, _duration, "how long a failed login counts against its address"
     )
     failure_delay: float = _setting(
         2.0, _duration, "delay before a failed login is answered"
+    )
+    cache_ttl: float = _setting(
+        300.0, _duration, "how long a verified password is cached; 0: no cache"
+    )
+    hash_threads: int = _setting(
+        2, _int(1, 64), "threads that check password hashes at once"
     )
 
 

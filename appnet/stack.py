@@ -35,7 +35,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from appnet import __version__
-from appnet.auth import APOPChecker, Authenticator, LoginThrottle, UserChecker
+from appnet.auth import (
+    APOPChecker,
+    Authenticator,
+    CredentialsCache,
+    HashingThreads,
+    LoginThrottle,
+    UserChecker,
+)
 from appnet.config import Config
 from appnet.datadir import DataDir
 from appnet.errors import AppnetError
@@ -245,12 +252,20 @@ class Stack(MultiService):
                 self.reactor, "appnet-files", config.store.file_threads
             )
         defaultDomain = config.mail.domains[0] if config.mail.domains else None
-        checker = UserChecker(store.users, defaultDomain)
+        hashing = HashingThreads(self.reactor, config.auth.hash_threads)
+        hashing.setServiceParent(self._background)
+        checker = UserChecker(
+            store.users,
+            defaultDomain,
+            hashing.run,
+            CredentialsCache(self.reactor, config.auth.cache_ttl),
+        )
         throttle = LoginThrottle(
             self.reactor,
             maxFailures=config.auth.max_failures,
             maxAccountFailures=config.auth.max_account_failures,
             window=config.auth.window,
+            maxAddressFailures=config.auth.max_address_failures,
         )
         auth = Authenticator(
             checker,

@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from attrs import define, field
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 
 from appnet.stack import Component, Listening, StackContext
@@ -39,3 +41,25 @@ def echoBuilder(*services: str) -> Any:
 def storeThreads() -> list[str]:
     """Names of live threads belonging to the store."""
     return [t.name for t in threading.enumerate() if "appnet-store" in t.name]
+
+
+@define
+class Pending:
+    """
+    An L{InThread} whose calls wait until the test runs them, as a real
+    thread pool's would while other logins arrive.
+    """
+
+    calls: list[tuple[Deferred[Any], Any, tuple[Any, ...]]] = field(factory=list)
+    ran: int = 0
+
+    def __call__(self, f: Any, *args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.calls.append((d, f, args))
+        return d
+
+    def runAll(self) -> None:
+        calls, self.calls = self.calls, []
+        for d, f, args in calls:
+            self.ran += 1
+            d.callback(f(*args))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
@@ -15,21 +16,25 @@ from twisted.cred.portal import IRealm
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.mail.pop3 import APOPCredentials
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import Interface, implementer
 from zope.interface.verify import verifyObject
 
 from appnet.auth import (
     APOPChecker,
     Authenticator,
+    CredentialsCache,
+    HashingThreads,
     LoginThrottle,
     LoginThrottled,
     UserChecker,
+    addressKey,
     apopDigest,
     hashPassword,
     verifyPassword,
 )
 from appnet.store.memory import MemoryUserStore
+from tests.helpers import Pending
 
 COST = 4
 
@@ -129,29 +134,72 @@ class CheckerTests(SynchronousTestCase):
 
 class ThrottleTests(SynchronousTestCase):
     """
-    L{LoginThrottle} counts failures per address and per account.
+    L{LoginThrottle} counts attempts per (account, address), per address
+    and per account.
     """
 
     def setUp(self) -> None:
         self.clock = Clock()
         self.throttle = LoginThrottle(
-            self.clock, maxFailures=3, maxAccountFailures=5, window=60
+            self.clock,
+            maxFailures=3,
+            maxAccountFailures=5,
+            window=60,
+            maxAddressFailures=6,
         )
 
-    def test_addressThrottled(self) -> None:
-        """After maxFailures from one address it is refused, others are not."""
+    def test_pairThrottled(self) -> None:
+        """
+        After maxFailures for one account from one address, that pair is
+        refused; the address may still try another account, and the
+        account may still be tried from another address.
+        """
         for _ in range(3):
-            self.assertTrue(self.throttle.allowed("a@x.org", "10.0.0.1"))
-            self.throttle.failed("a@x.org", "10.0.0.1")
-        self.assertFalse(self.throttle.allowed("b@x.org", "10.0.0.1"))
+            self.assertIsNotNone(self.throttle.begin("a@x.org", "10.0.0.1"))
+        self.assertIsNone(self.throttle.begin("a@x.org", "10.0.0.1"))
+        self.assertTrue(self.throttle.allowed("b@x.org", "10.0.0.1"))
         self.assertTrue(self.throttle.allowed("a@x.org", "10.0.0.2"))
 
-    def test_accountThrottled(self) -> None:
-        """Failures for one account from many addresses throttle the account."""
+    def test_addressThrottled(self) -> None:
+        """After maxAddressFailures over any accounts the address is refused."""
+        for i in range(6):
+            self.assertIsNotNone(self.throttle.begin(f"u{i}@x.org", "10.0.0.1"))
+        self.assertIsNone(self.throttle.begin("fresh@x.org", "10.0.0.1"))
+        self.assertIsNone(self.throttle.begin(None, "10.0.0.1"))
+        self.assertTrue(self.throttle.allowed("fresh@x.org", "10.0.0.2"))
+
+    def test_beginCountsAtOnce(self) -> None:
+        """
+        An attempt counts when it begins, before its outcome is known, so
+        parallel attempts cannot pass the limit.
+        """
+        started = [self.throttle.begin("a@x.org", "10.0.0.1") for _ in range(10)]
+        self.assertEqual(sum(a is not None for a in started), 3)
+
+    def test_accountSpreadSparesKnownAddress(self) -> None:
+        """
+        Failures for one account spread over many addresses refuse only
+        addresses that never logged in to it: the owner's known address is
+        still let through.
+        """
+        owner = self.throttle.begin("a@x.org", "192.0.2.7")
+        assert owner is not None
+        self.throttle.succeeded(owner)
         for i in range(5):
             self.throttle.failed("a@x.org", f"10.0.0.{i}")
         self.assertFalse(self.throttle.allowed("a@x.org", "10.0.0.99"))
         self.assertTrue(self.throttle.allowed("b@x.org", "10.0.0.99"))
+        self.assertIsNotNone(self.throttle.begin("a@x.org", "192.0.2.7"))
+
+    def test_knownExpires(self) -> None:
+        """An address is known to an account for rememberFor seconds."""
+        self.throttle.rememberFor = 100
+        attempt = self.throttle.begin("a@x.org", "192.0.2.7")
+        assert attempt is not None
+        self.throttle.succeeded(attempt)
+        self.assertTrue(self.throttle.known("a@x.org", "192.0.2.7"))
+        self.clock.advance(101)
+        self.assertFalse(self.throttle.known("a@x.org", "192.0.2.7"))
 
     def test_windowSlides(self) -> None:
         """Failures older than the window no longer count."""
@@ -162,12 +210,99 @@ class ThrottleTests(SynchronousTestCase):
         self.clock.advance(2)
         self.assertTrue(self.throttle.allowed("a@x.org", "10.0.0.1"))
 
-    def test_successClears(self) -> None:
+    def test_successTakesBack(self) -> None:
+        """
+        A success takes its own attempt back and clears its account's
+        failures from that address.
+        """
         for _ in range(2):
             self.throttle.failed("a@x.org", "10.0.0.1")
-        self.throttle.succeeded("a@x.org", "10.0.0.1")
-        self.throttle.failed("a@x.org", "10.0.0.1")
+        attempt = self.throttle.begin("a@x.org", "10.0.0.1")
+        assert attempt is not None
+        self.throttle.succeeded(attempt)
+        for _ in range(2):
+            self.throttle.failed("a@x.org", "10.0.0.1")
         self.assertTrue(self.throttle.allowed("a@x.org", "10.0.0.1"))
+
+    def test_successTakenBackOnRealClock(self) -> None:
+        """
+        A success takes back exactly the attempt it began as, on a clock
+        that moves between calls (as the real one does).
+        """
+
+        class Ticking(Clock):
+            def seconds(self) -> float:
+                self.rightNow += 0.001
+                return self.rightNow
+
+        throttle = LoginThrottle(Ticking(), maxFailures=3, maxAddressFailures=3)
+        for _ in range(10):
+            attempt = throttle.begin("a@x.org", "10.0.0.1")
+            assert attempt is not None
+            throttle.succeeded(attempt)
+        self.assertEqual(throttle.verdict("b@x.org", "10.0.0.1"), "go")
+
+    def test_withdrawn(self) -> None:
+        """
+        An attempt that ended in neither a login nor a wrong password (the
+        session could not start) no longer counts.
+        """
+        for _ in range(3):
+            attempt = self.throttle.begin("a@x.org", "10.0.0.1")
+            assert attempt is not None
+            self.throttle.withdrawn(attempt)
+        self.assertTrue(self.throttle.allowed("a@x.org", "10.0.0.1"))
+        self.assertFalse(self.throttle.known("a@x.org", "10.0.0.1"))
+
+    def test_waitForInFlight(self) -> None:
+        """
+        At a limit reached only by attempts in progress, a login is told to
+        wait, and L{LoginThrottle.settled} fires when one ends.
+        """
+        attempts = [self.throttle.begin("a@x.org", "10.0.0.1") for _ in range(3)]
+        self.assertEqual(self.throttle.verdict("a@x.org", "10.0.0.1"), "wait")
+        settled = self.throttle.settled()
+        self.assertNoResult(settled)
+        first = attempts[0]
+        assert first is not None
+        self.throttle.finished(first)
+        self.successResultOf(settled)
+        self.assertEqual(self.throttle.verdict("a@x.org", "10.0.0.1"), "wait")
+        for attempt in attempts[1:]:
+            assert attempt is not None
+            self.throttle.finished(attempt)
+        self.assertEqual(self.throttle.verdict("a@x.org", "10.0.0.1"), "refuse")
+
+    def test_successKeepsAddressCount(self) -> None:
+        """
+        Logging in to one's own account does not reset the address's count
+        of failures on others.
+        """
+        for i in range(5):
+            self.throttle.failed(f"v{i}@x.org", "10.0.0.1")
+        attempt = self.throttle.begin("mine@x.org", "10.0.0.1")
+        assert attempt is not None
+        self.throttle.succeeded(attempt)
+        self.assertIsNotNone(self.throttle.begin("victim@x.org", "10.0.0.1"))
+        self.assertIsNone(self.throttle.begin("victim2@x.org", "10.0.0.1"))
+
+    def test_ipv6PerPrefix(self) -> None:
+        """
+        IPv6 clients are throttled per /64: stepping through the addresses
+        of one /64 does not help, another /64 is not affected.
+        """
+        for i in range(3):
+            self.throttle.failed("a@x.org", f"2001:db8:1:2::{i + 1}")
+        self.assertFalse(self.throttle.allowed("a@x.org", "2001:db8:1:2:ffff::9"))
+        self.assertTrue(self.throttle.allowed("a@x.org", "2001:db8:1:3::1"))
+
+    def test_addressKey(self) -> None:
+        """IPv4 as is, IPv6 as its /64, IPv4-mapped as IPv4, others as given."""
+        self.assertEqual(addressKey("192.0.2.1"), "192.0.2.1")
+        self.assertEqual(addressKey("2001:db8::1:2:3:4"), "2001:db8::/64")
+        self.assertEqual(addressKey("fe80::1%eth0"), "fe80::/64")
+        self.assertEqual(addressKey("::ffff:192.0.2.1"), "192.0.2.1")
+        self.assertEqual(addressKey("unix"), "unix")
 
     def test_boundedMemory(self) -> None:
         """Stale entries are swept once the table passes its bound."""
@@ -177,6 +312,17 @@ class ThrottleTests(SynchronousTestCase):
         self.clock.advance(11)
         throttle.failed(None, "192.0.2.1")
         self.assertLessEqual(len(throttle._failures), 1)
+
+    def test_knownBounded(self) -> None:
+        """The table of known addresses keeps at most maxEntries."""
+        throttle = LoginThrottle(self.clock, maxEntries=10)
+        for i in range(30):
+            attempt = throttle.begin(f"u{i}@x.org", f"10.0.0.{i}")
+            assert attempt is not None
+            throttle.succeeded(attempt)
+        self.assertEqual(len(throttle._known), 10)
+        self.assertTrue(throttle.known("u29@x.org", "10.0.0.29"))
+        self.assertFalse(throttle.known("u0@x.org", "10.0.0.0"))
 
 
 class Avatar(Interface):
@@ -251,6 +397,244 @@ class GuardedPortalTests(SynchronousTestCase):
         """The guarded portal reports the checker's credential interfaces."""
         portal = self.auth.portalFor(Realm(), "192.0.2.1")
         self.assertEqual(len(portal.listCredentialsInterfaces()), 1)
+
+
+class ParallelAttackTests(SynchronousTestCase):
+    """
+    The throttle holds when attempts arrive while earlier password checks
+    are still running, with the documented defaults (5 per account and
+    address, 20 per address, 20 per account from unknown addresses).
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        users = MemoryUserStore()
+        users.addUser("alice@example.org", hashPassword("secret-1", log2n=COST))
+        self.threads = Pending()
+        self.auth = Authenticator(
+            UserChecker(users, None, self.threads),
+            LoginThrottle(self.clock),
+            self.clock,
+            failureDelay=2.0,
+        )
+
+    def login(self, password: str, client: str = "192.0.2.1") -> Deferred[Any]:
+        portal = self.auth.portalFor(Realm(), client)
+        return portal.login(
+            UsernamePassword(b"alice@example.org", password.encode()), None, Avatar
+        )
+
+    def test_burstWithRightPassword(self) -> None:
+        """
+        31 wrong passwords sent at once plus the right one as the 21st,
+        from one address: only the first 5 are checked, and the right one
+        is refused as throttled.
+        """
+        attempts = [self.login("wrong") for _ in range(20)]
+        right = self.login("secret-1")
+        attempts += [self.login("wrong") for _ in range(11)]
+        self.threads.runAll()
+        self.clock.advance(2)
+        self.failureResultOf(right, LoginThrottled)
+        for d in attempts:
+            self.failureResultOf(d, UnauthorizedLogin)
+        self.assertEqual(self.threads.ran, 5)
+
+    def test_concurrentRightLogins(self) -> None:
+        """
+        More logins with the right password at once than the limit (a
+        client opening many connections): those past it wait for the
+        checks in progress instead of being refused, and all log in.
+        """
+        logins = [self.login("secret-1") for _ in range(12)]
+        for _ in range(12):
+            self.threads.runAll()
+        for d in logins:
+            self.successResultOf(d)
+
+    def test_sequentialThrottledAfterDocumentedCount(self) -> None:
+        """
+        One wrong password after another: exactly 5 are checked, the rest
+        refused without a check.
+        """
+        for i in range(100):
+            d = self.login("wrong")
+            self.threads.runAll()
+            self.clock.advance(2)
+            failure = self.failureResultOf(d, UnauthorizedLogin)
+            self.assertEqual(isinstance(failure.value, LoginThrottled), i >= 5, i)
+        self.assertEqual(self.threads.ran, 5)
+
+    def test_spreadDoesNotLockOutOwner(self) -> None:
+        """
+        100 wrong passwords spread over 25 addresses refuse new addresses
+        but not the address alice logged in from before.
+        """
+        d = self.login("secret-1", client="198.51.100.7")
+        self.threads.runAll()
+        self.successResultOf(d)
+        for i in range(100):
+            d = self.login("wrong", client=f"203.0.113.{i % 25}")
+            self.threads.runAll()
+            self.clock.advance(2)
+            self.failureResultOf(d, UnauthorizedLogin)
+        d = self.login("secret-1", client="192.0.2.200")
+        self.threads.runAll()
+        self.clock.advance(2)
+        self.failureResultOf(d, LoginThrottled)
+        d = self.login("secret-1", client="198.51.100.7")
+        self.threads.runAll()
+        self.successResultOf(d)
+
+
+class CacheTests(SynchronousTestCase):
+    """
+    L{CredentialsCache} spares the hash for recently verified passwords.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.users = MemoryUserStore()
+        self.users.addUser("alice@example.org", hashPassword("secret-1", log2n=COST))
+        self.threads = Pending()
+        self.cache = CredentialsCache(self.clock, ttl=60)
+        self.checker = UserChecker(self.users, None, self.threads, self.cache)
+
+    def check(self, password: bytes) -> Deferred[str]:
+        d = self.checker.requestAvatarId(
+            UsernamePassword(b"alice@example.org", password)
+        )
+        self.threads.runAll()
+        return d
+
+    def test_hitSparesHash(self) -> None:
+        """A second login within the TTL is checked without a hash."""
+        self.successResultOf(self.check(b"secret-1"))
+        self.successResultOf(self.check(b"secret-1"))
+        self.assertEqual(self.threads.ran, 1)
+
+    def test_expires(self) -> None:
+        """After the TTL the hash is checked again."""
+        self.successResultOf(self.check(b"secret-1"))
+        self.clock.advance(61)
+        self.successResultOf(self.check(b"secret-1"))
+        self.assertEqual(self.threads.ran, 2)
+
+    def test_wrongNotCached(self) -> None:
+        """Wrong passwords are never cached, and never hit."""
+        self.successResultOf(self.check(b"secret-1"))
+        for _ in range(2):
+            self.failureResultOf(self.check(b"secret-2"), UnauthorizedLogin)
+        self.assertEqual(self.threads.ran, 3)
+
+    def test_passwordChange(self) -> None:
+        """A changed password makes the cached one fail at once."""
+        self.successResultOf(self.check(b"secret-1"))
+        self.successResultOf(
+            self.users.setPasswordHash(
+                "alice@example.org", hashPassword("secret-9", log2n=COST)
+            )
+        )
+        self.failureResultOf(self.check(b"secret-1"), UnauthorizedLogin)
+        self.successResultOf(self.check(b"secret-9"))
+
+    def test_deletedUser(self) -> None:
+        """A deleted account cannot log in from the cache."""
+        self.successResultOf(self.check(b"secret-1"))
+        self.successResultOf(self.users.deleteUser("alice@example.org"))
+        self.failureResultOf(self.check(b"secret-1"), UnauthorizedLogin)
+
+    def test_forget(self) -> None:
+        """L{CredentialsCache.forget} drops an account's entries."""
+        self.successResultOf(self.check(b"secret-1"))
+        self.cache.forget("alice@example.org")
+        self.successResultOf(self.check(b"secret-1"))
+        self.assertEqual(self.threads.ran, 2)
+
+    def test_noPasswordInside(self) -> None:
+        """The cache holds neither the password nor the stored hash."""
+        self.successResultOf(self.check(b"secret-1"))
+        dump = repr(self.cache._entries).encode()
+        self.assertNotIn(b"secret-1", dump)
+        self.assertNotIn(b"scrypt", dump)
+
+    def test_off(self) -> None:
+        """A TTL of 0 turns the cache off."""
+        self.cache.ttl = 0
+        self.successResultOf(self.check(b"secret-1"))
+        self.successResultOf(self.check(b"secret-1"))
+        self.assertEqual(self.threads.ran, 2)
+
+    def test_bounded(self) -> None:
+        """The cache keeps at most maxEntries."""
+        self.cache.maxEntries = 5
+        for i in range(20):
+            self.cache.remember(f"u{i}@x.org", b"pw", "$scrypt$h")
+        self.assertEqual(len(self.cache._entries), 5)
+        self.assertTrue(self.cache.hit("u19@x.org", b"pw", "$scrypt$h"))
+
+
+class ExactPasswordTests(SynchronousTestCase):
+    """
+    The password is the exact bytes given.
+    """
+
+    def test_trailingSpace(self) -> None:
+        """A password with a trailing space is not the password."""
+        users = MemoryUserStore()
+        users.addUser("alice@example.org", hashPassword("secret-1", log2n=COST))
+        checker = UserChecker(users, None, inline)
+        for wrong in (b"secret-1 ", b" secret-1", b"secret-1\t", b"secret-1\0"):
+            self.failureResultOf(
+                checker.requestAvatarId(UsernamePassword(b"alice@example.org", wrong)),
+                UnauthorizedLogin,
+            )
+
+    def test_undecodableBytes(self) -> None:
+        """Bytes that are not UTF-8 are compared as themselves."""
+        encoded = hashPassword("\ufffd", log2n=COST)
+        self.assertFalse(verifyPassword(b"\xff", encoded))
+        self.assertTrue(verifyPassword("\ufffd".encode(), encoded))
+
+
+class HashingThreadsTests(TestCase):
+    """
+    L{HashingThreads} runs checks in a pool of its own.
+    """
+
+    def test_runsInItsThreads(self) -> Deferred[None]:
+        """Work runs in an appnet-auth thread, not the reactor's pool."""
+        from twisted.internet import reactor
+
+        threads = HashingThreads(reactor, 1)
+        threads.startService()
+        self.addCleanup(threads.stopService)
+
+        async def run() -> None:
+            name = await threads.run(lambda: threading.current_thread().name)
+            self.assertIn("appnet-auth", name)
+
+        return Deferred.fromCoroutine(run())
+
+    def test_service(self) -> None:
+        """The threads are a service of the stack."""
+        from twisted.application.service import IService
+        from twisted.internet import reactor
+
+        self.assertTrue(verifyObject(IService, HashingThreads(reactor, 1)))
+
+    def test_stopped(self) -> Deferred[None]:
+        """Work submitted after the service stopped fails."""
+        from twisted.internet import reactor
+
+        threads = HashingThreads(reactor, 1)
+        threads.startService()
+        stopped = threads.stopService()
+
+        def check(_: object) -> None:
+            self.failureResultOf(threads.run(lambda: None), RuntimeError)
+
+        return stopped.addCallback(check)
 
 
 #: The timestamp and digest of RFC 1939's APOP example (secret "tanstaaf").

@@ -4,8 +4,10 @@ Tests for L{appnet.config}: defaults, layering and every error path.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import attrs
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -380,3 +382,71 @@ class StoreConfigTests(SynchronousTestCase):
         """Another scheme is refused."""
         with self.assertRaises(ConfigError):
             loadConfig(None, {"store": {"url": "mysql://db/appnet"}})
+
+
+def _schema(cls: type, table: str = "") -> dict[str, set[str]]:
+    """Every key of every table of the configuration, by table name."""
+    keys: dict[str, set[str]] = {table: set()}
+    for f in attrs.fields(cls):
+        if "parse" in f.metadata:
+            keys[table].add(f.name)
+            continue
+        factory = getattr(f.default, "factory", None)
+        if factory is not None and attrs.has(type(factory())):
+            keys.update(_schema(type(factory()), f"{table}.{f.name}".lstrip(".")))
+    return keys
+
+
+_SECTION = re.compile(r"^(?:# ?)?\[\[?([a-z0-9_.]+)\]\]?")
+_KEY = re.compile(r"^(?:# ?)?([a-z][a-z0-9_]*) *= ")
+
+
+def _exampleKeys(text: str, schema: dict[str, set[str]]) -> dict[str, set[str]]:
+    """
+    The keys the example shows, set or commented out, by table. A table
+    (or array of tables, commented out or not) that is itself a setting
+    (C{[mail.aliases]}, C{[[dns.secondary]]}) counts as that key, and its
+    entries are examples, not keys.
+    """
+    keys: dict[str, set[str]] = {"": set()}
+    table: str | None = ""
+    for line in text.splitlines():
+        section = _SECTION.match(line)
+        if section:
+            name = section.group(1)
+            parent, _, leaf = name.rpartition(".")
+            if name not in schema and leaf in schema.get(parent, ()):
+                keys.setdefault(parent, set()).add(leaf)
+                table = None
+            else:
+                table = name
+                keys.setdefault(name, set())
+            continue
+        key = _KEY.match(line)
+        if key and table is not None:
+            keys[table].add(key.group(1))
+    return keys
+
+
+class ExampleTests(SynchronousTestCase):
+    """
+    tap/example.toml shows every key of every table, and nothing else.
+    """
+
+    def test_everyKey(self) -> None:
+        """
+        The example's keys (set or commented out) are exactly the schema's,
+        table by table, in both directions.
+        """
+        example = (
+            FilePath(__file__).parent().parent().child("tap").child("example.toml")
+        )
+        schema = _schema(Config)
+        shown = _exampleKeys(example.getContent().decode("utf-8"), schema)
+        self.assertEqual(sorted(shown), sorted(schema))
+        for table, keys in schema.items():
+            self.assertEqual(
+                (table, sorted(keys - shown[table]), sorted(shown[table] - keys)),
+                (table, [], []),
+                "missing from the example / not in the schema",
+            )

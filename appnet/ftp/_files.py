@@ -48,6 +48,7 @@ from appnet.ftp.errors import (
     DiskFull,
     FTPCommandError,
     LocalError,
+    NameTooLong,
     QuotaExceeded,
     TransferAborted,
 )
@@ -126,6 +127,8 @@ def errorFor(e: OSError) -> FTPCommandError:
         return DiskFull()
     if e.errno == errno.EDQUOT:
         return QuotaExceeded(0)
+    if e.errno == errno.ENAMETOOLONG:
+        return NameTooLong()
     return LocalError()
 
 

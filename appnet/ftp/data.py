@@ -437,6 +437,11 @@ class PassiveChannel(_Channel):
         self._error = CannotOpenData("no free passive port")
         raise self._error
 
+    @property
+    def listening(self) -> bool:
+        """Is the listener still open?"""
+        return self._port is not None
+
     def _allowed(self, addr: IAddress | None) -> bool:
         host = normalHost(getattr(addr, "host", ""))
         if host != self._peer:

@@ -27,6 +27,7 @@ __all__ = [
     "FileExists",
     "IsADirectory",
     "LocalError",
+    "NameTooLong",
     "NotADirectory",
     "NotFound",
     "OutsideHome",
@@ -168,6 +169,18 @@ class BadName(FTPCommandError):
 
     def __str__(self) -> str:
         return f"{showName(self.path)}: file name not allowed"
+
+
+class NameTooLong(FTPCommandError):
+    """
+    A path, or a name in it, longer than the file system takes: the
+    client's mistake (553), not the server's.
+    """
+
+    code = 553
+
+    def __str__(self) -> str:
+        return "file name too long"
 
 
 @frozen(eq=False)

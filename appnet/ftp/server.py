@@ -133,6 +133,9 @@ class ServerSettings:
         clients (behind NAT).
     @ivar requireTLS: refuse logins before AUTH TLS and transfers without
         PROT P even from loopback.
+    @ivar maxPassivePerAccount: passive listeners one account may have
+        open at once over all its sessions (a session has at most one: a
+        new PASV or EPSV closes its previous one).
     """
 
     hostname: str = "localhost"
@@ -142,6 +145,7 @@ class ServerSettings:
     publicAddress: str | None = None
     requireTLS: bool = False
     anonymous: bool = False
+    maxPassivePerAccount: int = 4
 
     @classmethod
     def fromConfig(cls, config: FTPConfig, hostname: str) -> ServerSettings:
@@ -153,6 +157,7 @@ class ServerSettings:
             publicAddress=config.public_address,
             requireTLS=config.require_tls,
             anonymous=config.anonymous,
+            maxPassivePerAccount=config.max_passive_per_account,
         )
 
 
@@ -755,6 +760,10 @@ class FTPServer(FTP):
 
     def ftp_TYPE(self, arg: str = "") -> None:
         code = showName(arg.replace(" ", "").upper())
+        if not code:
+            # Twisted answers an empty type with a reply template it gives
+            # no text for (a TypeError out of the command).
+            raise _Reply(501, "Syntax: TYPE A, I or L 8")
         if code == "L8":
             self.binary = True
             self.respond(200, "Type set to L 8")
@@ -947,6 +956,18 @@ class FTPServer(FTP):
 
     def _passive(self) -> int:
         self._closeChannel()
+        account = self.shell.account if self.shell is not None else "-"
+        if self.factory.passiveOpen(account) >= self.settings.maxPassivePerAccount:
+            self._log.warn(
+                "Refused PASV for {account} from {peer}: {count} passive"
+                " ports already open",
+                account=account,
+                peer=self._peer,
+                count=self.settings.maxPassivePerAccount,
+            )
+            raise _Reply(
+                425, "Too many passive data ports open for this account; try later"
+            )
         channel = PassiveChannel(
             self._clock,
             interface=self._localHost(),
@@ -957,6 +978,7 @@ class FTPServer(FTP):
         )
         port = channel.listen()
         self._channel = channel
+        self.factory.passiveOpened(account, channel)
         return port
 
     def ftp_PASV(self, arg: str = "") -> None:
@@ -1178,7 +1200,8 @@ class FTPServer(FTP):
         segments = self._path(arg)
         if self._channel is None:
             raise _Reply(425, "Use PORT, EPRT, PASV or EPSV first")
-        handle = await self._shell.openRead(segments, offset)
+        shell = self._shell
+        handle = await shell.openRead(segments, offset)
         try:
             name = render(segments)
             mode = "BINARY" if self.binary else "ASCII"
@@ -1186,14 +1209,15 @@ class FTPServer(FTP):
                 f"Opening {mode} mode data connection for {showName(name)}"
                 f" ({handle.size} bytes)"
             )
-            await self._transferring("RETR", name, preface, self._sender(handle))
+            await self._transferring("RETR", name, preface, self._sender(handle, shell))
         finally:
             await handle.close()
 
     def _sender(
-        self, handle: IReadHandle
+        self, handle: IReadHandle, shell: IFTPFilesystem
     ) -> Callable[[DataConnection, Transfer], Awaitable[str]]:
-        shell = self._shell
+        # The shell is the one the command started with: the session may
+        # have ended (and dropped its shell) while the file was opened.
 
         async def send(connection: DataConnection, transfer: Transfer) -> str:
             if connection.reason is not None or connection.transport is None:
@@ -1216,23 +1240,24 @@ class FTPServer(FTP):
             raise _Reply(425, "Use PORT, EPRT, PASV or EPSV first")
         if offset and mode == "replace":
             mode = "resume"
-        handle = await self._shell.openWrite(segments, mode, offset)
+        shell = self._shell
+        handle = await shell.openWrite(segments, mode, offset)
         try:
             if mode == "unique":
                 preface = f"FILE: {showName(handle.path.rsplit('/', 1)[-1])}"
             else:
                 preface = f"Ready to receive {showName(handle.path)}"
             await self._transferring(
-                command, handle.path, preface, self._receiver(handle)
+                command, handle.path, preface, self._receiver(handle, shell)
             )
         finally:
             # Nothing if the upload was committed.
             await handle.discard()
 
     def _receiver(
-        self, handle: IWriteHandle
+        self, handle: IWriteHandle, shell: IFTPFilesystem
     ) -> Callable[[DataConnection, Transfer], Awaitable[str]]:
-        shell = self._shell
+        # As for _sender: the shell the command started with.
 
         async def receive(connection: DataConnection, transfer: Transfer) -> str:
             receiver: FileReceiver = handle.receiver()  # type: ignore[assignment]
@@ -1442,9 +1467,24 @@ class FTPServerFactory(LiveTLS, ServerFactory):
         self.reactor = reactor
         self.status = status
         self.tlsOptions = tlsOptions
+        self._passive: dict[str, set[PassiveChannel]] = {}
 
     def buildProtocol(self, addr: Any) -> FTPServer:
         return FTPServer(self)
+
+    def passiveOpen(self, account: str) -> int:
+        """How many passive listeners C{account}'s sessions have open."""
+        channels = self._passive.get(account)
+        if not channels:
+            return 0
+        channels.difference_update([c for c in channels if not c.listening])
+        if not channels:
+            del self._passive[account]
+        return len(channels)
+
+    def passiveOpened(self, account: str, channel: PassiveChannel) -> None:
+        """Count C{channel} against C{account} while it listens."""
+        self._passive.setdefault(account, set()).add(channel)
 
     def counted(self, command: str, amount: int) -> None:
         """Count one transfer in the stack's counters."""

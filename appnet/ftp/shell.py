@@ -70,6 +70,7 @@ from appnet.ftp.errors import (
     FTPCommandError,
     IsADirectory,
     LocalError,
+    NameTooLong,
     NotADirectory,
     NotFound,
     OutsideHome,
@@ -186,6 +187,14 @@ _ERRORS: dict[int, type[FTPCommandError]] = {
 
 
 def _mapped(e: OSError, path: Segments) -> FTPCommandError:
+    if e.errno == errno.ENAMETOOLONG:
+        name = logName(render(path))
+        _log.warn(
+            "File name too long ({length} characters): {start}...",
+            length=len(name),
+            start=name[:60],
+        )
+        return NameTooLong()
     kind = _ERRORS.get(e.errno or 0)
     if kind is None:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):

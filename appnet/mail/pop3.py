@@ -441,8 +441,12 @@ class POP3Server(LineQueue, POP3):
         except UnicodeDecodeError:
             self.failResponse(b"Command is not UTF-8")
             return
-        verb, _, rest = text.strip(" ").partition(" ")
+        verb, _, rest = text.lstrip(" ").partition(" ")
         verb = verb.upper()
+        if verb != "PASS":
+            # A password is the exact bytes given, trailing spaces included;
+            # every other argument may carry stray spaces.
+            rest = rest.strip(" ")
         allowed = self._TRANSACTION if self.mbox else self._AUTHORIZATION
         handler = getattr(self, "pop3_" + verb, None)
         if handler is None:

@@ -95,8 +95,10 @@ def submittedToken(request: Request) -> bytes | None:
     if header:
         assert isinstance(header, bytes)
         return header.strip()
-    query = urlsplit(request.uri or b"").query
-    if FIELD in parse_qs(query, keep_blank_values=True):
+    # As text: urlsplit and parse_qs of bytes raise on a byte above 0x7F
+    # or a percent-escape that is not UTF-8 (C{?next=%ff}).
+    query = urlsplit((request.uri or b"").decode("latin-1")).query
+    if FIELD.decode("ascii") in parse_qs(query, keep_blank_values=True):
         return None
     values = (getattr(request, "args", None) or {}).get(FIELD)
     if values:

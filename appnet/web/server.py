@@ -286,6 +286,17 @@ class WebRequest(Request):
     _bodyReceived = 0
     _counted = False
 
+    def __repr__(self) -> str:
+        # Twisted's repr decodes the target as ASCII; its own log events
+        # (a HEAD answered with a body) format the request, and a target
+        # with a byte above 0x7F made each a traceback ("MESSAGE LOST").
+        return "<{} {} {} {}>".format(
+            type(self).__name__,
+            _escape(self.method or b"-"),
+            _escape(self.uri or b"-"),
+            _escape(self.clientproto or b"-"),
+        )
+
     def handleContentChunk(self, data: bytes) -> None:
         channel = self.channel
         if getattr(channel, "rejected", False):
@@ -718,11 +729,17 @@ class WebSite(Site):
         self.accessLog.close()
 
     def getResourceFor(self, request: Any) -> IResource:
-        if request.clientproto == b"HTTP/1.1" and not request.requestHeaders.hasHeader(
-            b"host"
-        ):
+        hosts = request.requestHeaders.getRawHeaders(b"host", [])
+        if request.clientproto == b"HTTP/1.1" and not hosts:
             # RFC 9112 3.2: a 1.1 request without Host is answered with 400.
             return ErrorResource(400, "The Host header is missing.")
+        if len(hosts) > 1 or any(b"," in host for host in hosts):
+            # RFC 9112 3.2: so is one with more than one Host field line.
+            return ErrorResource(400, "There is more than one Host header.")
+        if not request.uri.isascii():
+            # A URI is ASCII (RFC 3986 2): clients percent-encode the rest.
+            # Twisted's own error pages would fail to quote such a target.
+            return ErrorResource(400, "The request target is not ASCII.")
         resource: IResource = super().getResourceFor(request)
         return resource
 

@@ -18,11 +18,21 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.error import ConnectionDone
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from appnet.auth import hashPassword
 from appnet.ftp.server import FTPServer
 from tests.ftp.helpers import ALICE, PASSWORD, Harness
 from tests.robustness.fuzz import NUMBERS, Case, FuzzTestCase, Garbage
+
+BOB = "bob@example.org"
 
 _LINE = re.compile(rb"^([1-5][0-9][0-9])([ -])")
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
@@ -405,3 +415,141 @@ class TransferTests(FTPFuzzTestCase):
                 self.assertEqual(os.listdir(h.staging), [], case.describe())
             self.open()
             self.goesOn(b"", case)
+
+
+class HeldRunner:
+    """
+    Runs file operations at once, or, while C{holding}, keeps them until
+    L{release} (as busy file threads would).
+    """
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.held: list[tuple[Deferred[Any], Callable[[], Any]]] = []
+
+    def __call__(self, f: Any, *args: Any, **kw: Any) -> Deferred[Any]:
+        if not self.holding:
+            return maybeDeferred(f, *args, **kw)
+        d: Deferred[Any] = Deferred()
+        self.held.append((d, lambda: f(*args, **kw)))
+        return d
+
+    def release(self) -> None:
+        self.holding = False
+        while self.held:
+            d, call = self.held.pop(0)
+            maybeDeferred(call).chainDeferred(d)
+
+
+class FindingTests(SynchronousTestCase):
+    """
+    What an adversarial run found, kept found: too-long file names are the
+    client's error, and passive listeners are capped per session and per
+    account.
+    """
+
+    def setUp(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def harness(self) -> Harness:
+        h = Harness(self.mktemp())
+        h.users.addUser(BOB, hashPassword(PASSWORD, log2n=4))
+        return h
+
+    def test_longName(self) -> None:
+        """
+        A name longer than the file system takes gets 553 for every command
+        that names a file, and one short warning in the log; nothing at
+        error level, never the whole name.
+        """
+        h = self.harness()
+        h.login()
+        h.send("TYPE I")
+        long = "n" * 3000
+        for command in ("MKD", "CWD", "DELE", "RMD", "SIZE", "MDTM", "RNFR"):
+            del self.events[:]
+            self.assertTrue(h.send(f"{command} {long}")[0].startswith("553"), command)
+            levels = {e["log_level"] for e in self.events if "log_level" in e}
+            self.assertNotIn(LogLevel.error, levels, command)
+            self.assertNotIn(LogLevel.critical, levels, command)
+            for event in self.events:
+                self.assertNotIn("log_failure", event)
+                self.assertLess(len(formatEvent(event)), 300, command)
+        for command in ("STOR", "RETR"):
+            h.passive()
+            reply = h.send(f"{command} {long}")
+            self.assertTrue(reply[0].startswith("553"), (command, reply))
+
+    def test_blankArguments(self) -> None:
+        """
+        TYPE, STRU and MODE with only spaces for an argument get a syntax
+        error, not a failure (found by the campaign).
+        """
+        h = self.harness()
+        h.login()
+        for command in ("TYPE  ", "TYPE   ", "STRU  ", "MODE  "):
+            del self.events[:]
+            reply = h.send(command)
+            self.assertTrue(reply[0][:1] == "5", (command, reply))
+            for event in self.events:
+                self.assertNotIn("log_failure", event, command)
+
+    def test_lostWhileOpening(self) -> None:
+        """
+        The control connection lost while STOR's or RETR's file is being
+        opened (in the file threads): no failure logged (found by the
+        campaign: the command went on with the ended session's shell).
+        """
+        for command in ("STOR up.txt", "RETR file.txt"):
+            run = HeldRunner()
+            h = Harness(self.mktemp(), run=run)
+            h.write("file.txt", b"hello")
+            h.login()
+            h.passive()
+            run.holding = True
+            del self.events[:]
+            h.send(command)
+            h.protocol.connectionLost(Failure(ConnectionDone()))
+            run.release()
+            h.clock.advance(h.settings.dataTimeout + 1)
+            for event in self.events:
+                self.assertNotIn("log_failure", event, command)
+
+    def test_passivePerSession(self) -> None:
+        """
+        A new PASV or EPSV closes the session's previous listener: 100 in a
+        row leave one open.
+        """
+        h = self.harness()
+        h.login()
+        for i in range(100):
+            self.assertTrue(
+                h.send("EPSV" if i % 2 else "PASV")[0][:3] in ("227", "229")
+            )
+        self.assertEqual(h.factory.passiveOpen(ALICE), 1)
+
+    def test_passivePerAccount(self) -> None:
+        """
+        One account's sessions hold at most C{maxPassivePerAccount}
+        listeners (4 by default); the next gets 425 and another account is
+        not affected; a closed session gives its listener back.
+        """
+        h = self.harness()
+        sessions = []
+        for _ in range(4):
+            s = h.session()
+            s.login()
+            self.assertTrue(s.send("PASV")[0].startswith("227"))
+            sessions.append(s)
+        extra = h.session()
+        extra.login()
+        self.assertTrue(extra.send("PASV")[0].startswith("425"))
+        bob = h.session()
+        bob.received()
+        bob.send(f"USER {BOB}")
+        self.assertTrue(bob.send(f"PASS {PASSWORD}")[0].startswith("230"))
+        self.assertTrue(bob.send("PASV")[0].startswith("227"))
+        sessions[0].protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertTrue(extra.send("PASV")[0].startswith("227"))

@@ -23,6 +23,8 @@ from urllib.parse import quote
 
 from attrs import define
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
 
 from appnet.auth import hashPassword
 from appnet.store.interfaces import DeliveryTarget
@@ -640,3 +642,78 @@ class FramingTests(HTTPFuzzTestCase):
             self.disconnect(connection.protocol, case)
             self.web.clock.advance(5)
             self.goesOn(self.web.connect(), case)
+
+
+class FindingTests(SynchronousTestCase):
+    """
+    What an adversarial run found, kept found: request targets with bytes
+    that are not ASCII (or escapes that are not UTF-8) log one line each
+    and never a failure; more than one Host field line is a 400.
+    """
+
+    def setUp(self) -> None:
+        self.web = harness(self)
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def test_nonASCIITarget(self) -> None:
+        """
+        HEAD, GET, POST and methods the resources do not offer, on
+        targets with non-ASCII bytes or non-UTF-8 escapes, on every
+        application: an answer that is not a 500, and every log event one
+        line without a failure.
+        """
+        targets = (
+            b"/\xe9",
+            b"/a\x82",
+            b"/\x85",
+            b"/API/V1/SESSIO\x82",
+            b"/caf\xc3\xa9",
+            b"/%ff",
+            b"/?q=\xff",
+            b"/mail/\xe9",
+            b"/api/v1/\xe9",
+            b"/api/v1/messages?folder=%ff",
+            b"/login?next=%ff",
+            b"/login?next=\xe9",
+            b"/login?next=\x8a",
+            b"\x8alogin",
+            b"/status\x83",
+            b"/status?\x83",
+            b"/metrics?\x83",
+            b"/logout?\x83",
+            b"/mail/\x83",
+            b"/mail/?\x83",
+            b"/api/v1/session?\x83",
+            b"/status?\xff",
+        )
+        for method in (b"HEAD", b"GET", b"POST", b"PATCH", b"TRACE"):
+            for target in targets:
+                del self.events[:]
+                c = self.web.connect()
+                c.send(
+                    method + b" " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Length: 0\r\n\r\n"
+                )
+                self.web.clock.advance(5)
+                head = bytes(c.transport.value()).split(b"\r\n", 1)[0]
+                self.assertRegex(head, rb"^HTTP/1\.1 (?!500)\d\d\d ", (method, target))
+                for event in self.events:
+                    self.assertNotIn("log_failure", event, (method, target))
+                    text = formatEvent(event)
+                    self.assertNotIn("\n", text, (method, target))
+                    self.assertNotIn("MESSAGE LOST", text, (method, target))
+                    self.assertNotIn("Unable to format", text, (method, target))
+                    self.assertLess(len(text), 1000, (method, target))
+
+    def test_duplicateHost(self) -> None:
+        """Two Host field lines, alike or not, or a list in one, get 400."""
+        for hosts in ([b"a", b"b"], [b"a", b"a"], [b"a, b"]):
+            c = self.web.connect()
+            fields = b"".join(b"Host: " + h + b"\r\n" for h in hosts)
+            c.send(b"GET /status HTTP/1.1\r\n" + fields + b"\r\n")
+            self.assertEqual(c.responses()[0].status, 400, hosts)
+        c = self.web.connect()
+        c.send(b"GET /status HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertEqual(c.responses()[0].status, 200)

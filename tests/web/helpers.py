@@ -166,10 +166,16 @@ def raw(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def harness(testCase: Any, http: Mapping[str, Any] = {}, **overrides: Any) -> Harness:
+def harness(
+    testCase: Any,
+    http: Mapping[str, Any] = {},
+    inThread: Any = None,
+    **overrides: Any,
+) -> Harness:
     """
     Build the web component over memory for C{testCase}, with C{[http]}
-    overrides, its root in a fresh temporary directory.
+    overrides, its root in a fresh temporary directory; password checks
+    run through C{inThread} (default: at once).
     """
     data = testCase.mktemp()
     os.makedirs(os.path.join(data, "www"))
@@ -178,12 +184,13 @@ def harness(testCase: Any, http: Mapping[str, Any] = {}, **overrides: Any) -> Ha
     config = loadConfig(None, raw)
     clock = MemoryReactorClock()
     store = MemoryStore()
-    checker = UserChecker(store.users, None, lambda f, *a: succeed(f(*a)))
+    checker = UserChecker(store.users, None, inThread or (lambda f, *a: succeed(f(*a))))
     throttle = LoginThrottle(
         clock,
         maxFailures=config.auth.max_failures,
         maxAccountFailures=config.auth.max_account_failures,
         window=config.auth.window,
+        maxAddressFailures=config.auth.max_address_failures,
     )
     auth = Authenticator(checker, throttle, clock, config.auth.failure_delay)
     status = Status(clock)
