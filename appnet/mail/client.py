@@ -215,12 +215,18 @@ class StuffingClient(ESMTPClient):
 
 class _Sender(StuffingClient, ESMTPSender):
     """
-    Twisted's ESMTP sender with a correct body transform.
+    Twisted's ESMTP sender with a correct body transform, offering AUTH
+    PLAIN and LOGIN only.
     """
 
-    def _registerAuthenticators(self) -> None:
-        self.registerAuthenticator(PLAINAuthenticator(self.username))
-        self.registerAuthenticator(LOGINAuthenticator(self.username))
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The public list, replaced: Twisted's own choice is made in a
+        # private method we do not override.
+        self.authenticators = [
+            PLAINAuthenticator(self.username),
+            LOGINAuthenticator(self.username),
+        ]
 
 
 class _SenderFactory(ESMTPSenderFactory):

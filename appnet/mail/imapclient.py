@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.interfaces import ITLSTransport
 from twisted.mail.imap4 import Command, IMAP4Client, IMAP4Exception
 from twisted.python.failure import Failure
 
@@ -96,6 +97,17 @@ class _Client(IMAP4Client):
 
     def serverGreeting(self, caps: Any) -> None:
         self.greeted.callback(caps)
+
+    async def upgrade(self, options: Any) -> None:
+        """
+        STARTTLS with the capabilities we already hold (Twisted's
+        C{startTLS} reads its private capability cache, which the greeting
+        does not fill).
+        """
+        await self.sendCommand(Command(b"STARTTLS"))
+        ITLSTransport(self.transport).startTLS(options)
+        self.startedTLS = True
+        await self.getCapabilities(useCache=False)
 
 
 def _text(value: Any) -> str:
@@ -356,9 +368,8 @@ def connectIMAP(
             caps = await client.greeted.addTimeout(timeout, reactor)
             if caps is None:
                 caps = await client.getCapabilities(useCache=False)
-            client._capCache = caps
             if tls != "none" and b"STARTTLS" in caps:
-                caps = await client.startTLS(tlsOptions(host, trustRoot, verify))
+                await client.upgrade(tlsOptions(host, trustRoot, verify))
             elif tls == "require" or (tls == "auto" and not isLoopback(host)):
                 raise MailClientError(f"{host} does not offer STARTTLS")
             login = string(username.encode()) + b" " + string(password.encode())

@@ -341,8 +341,6 @@ class POP3Server(LineQueue, POP3):
 
     factory: POP3ServerFactory  # type: ignore[assignment]
     mbox: Any
-    _userIs: bytes | None  # type: ignore[assignment]
-    _onLogout: Callable[[], None] | None  # type: ignore[assignment]
     maxLineLength = 4096
     _log = Logger()
 
@@ -362,6 +360,9 @@ class POP3Server(LineQueue, POP3):
         self._holder = uuid.uuid4().hex
         self._sasl: LoginExchange | None = None
         self._closed = False
+        # Our own state, not Twisted's private _userIs and _onLogout.
+        self._user: bytes | None = None
+        self._logout: Callable[[], None] | None = None
 
     @property
     def maildrop(self) -> Maildrop | None:
@@ -386,6 +387,9 @@ class POP3Server(LineQueue, POP3):
     def connectionLost(self, reason: Failure | None = None) -> None:
         # A dropped connection deletes nothing: no sync, only logout.
         self._closed = True
+        logout, self._logout = self._logout, None
+        if logout is not None:
+            logout()
         POP3.connectionLost(self, reason)
 
     def generateMagic(self) -> bytes:
@@ -500,7 +504,7 @@ class POP3Server(LineQueue, POP3):
         # Same rule as SMTP's STARTTLS: nothing pipelined in plaintext after
         # STLS may run inside the TLS session; forget the USER given.
         self.discardInput()
-        self._userIs = None
+        self._user = None
         self._tls = True
         self.transport.startTLS(self.factory.tlsOptions)
 
@@ -511,14 +515,14 @@ class POP3Server(LineQueue, POP3):
         if not rest:
             self.failResponse(b"Syntax: USER name")
             return
-        self._userIs = rest.encode()
+        self._user = rest.encode()
         self.successResponse("Send PASS")
 
     def pop3_PASS(self, rest: str) -> None:
-        if self._userIs is None:
+        if self._user is None:
             self.failResponse(b"USER first")
             return
-        user, self._userIs = self._userIs, None
+        user, self._user = self._user, None
         self._async(self._login(UsernamePassword(user, rest.encode())), "login")
 
     def pop3_APOP(self, rest: str) -> None:
@@ -538,7 +542,7 @@ class POP3Server(LineQueue, POP3):
         if not name or not _isDigest(digest):
             self.failResponse(b"Syntax: APOP name digest")
             return
-        self._userIs = None
+        self._user = None
         credentials = APOPCredentials(
             self.magic, name.encode(), digest.lower().encode("ascii")
         )
@@ -613,7 +617,7 @@ class POP3Server(LineQueue, POP3):
             return
         assert isinstance(avatar, Maildrop)
         self.mbox = avatar
-        self._onLogout = logout
+        self._logout = logout
         count, size = self._stat()
         self._log.info(
             "pop3: {client} logged in as {account} ({count} messages)",

@@ -193,6 +193,8 @@ class IMAPServer(LineQueue, IMAP4Server):
         self._bad = 0
         self._writePaused = False
         self._drainWaiters: list[Deferred[None]] = []
+        # Our own, not Twisted's private _onLogout.
+        self._logout: Callable[[], None] | None = None
 
     # Connection.
 
@@ -213,6 +215,9 @@ class IMAPServer(LineQueue, IMAP4Server):
         if waiter is not None:
             waiter.errback(reason)
         self._fireDrained()
+        logout, self._logout = self._logout, None
+        if logout is not None:
+            logout()
         IMAP4Server.connectionLost(self, reason)
 
     def timeoutConnection(self) -> None:
@@ -298,9 +303,15 @@ class IMAPServer(LineQueue, IMAP4Server):
     def _answerRefusal(self, error: IMAPError) -> None:
         if error.status == b"BAD":
             self._bad += 1
-        self._respond(error.reply(), self._tag(), None)
+        self._sendError(self._tag(), error)
         self._discardCommand()
         self._checkBad()
+
+    def _sendError(self, tag: bytes | None, error: IMAPError) -> None:
+        if error.status == b"BAD":
+            self.sendBadResponse(tag, error.detail())
+        else:
+            self.sendNegativeResponse(tag, error.detail())
 
     def _announced(self, size: int, sync: bool) -> None:
         """
@@ -491,7 +502,7 @@ class IMAPServer(LineQueue, IMAP4Server):
                 self._bad += 1
             elif self.selected is not None:
                 await self._announce(False)
-            self._respond(e.reply(), tag, None)
+            self._sendError(tag, e)
             self._checkBad()
         except NoSuchFolder:
             if self._closed:
@@ -777,7 +788,7 @@ class IMAPServer(LineQueue, IMAP4Server):
             return Done(b"")
         assert isinstance(avatar, IMAPAccount)
         self.account = avatar
-        self._onLogout = logout  # type: ignore[assignment]
+        self._logout = logout
         self.state = "auth"
         self.setTimeout(self.POSTAUTH_TIMEOUT)
         self.factory.status.increment("imap", "logins")
