@@ -50,6 +50,7 @@ from twisted.python.failure import Failure
 from appnet.address import isLoopback
 from appnet.errors import AppnetError, CannotConnect
 from appnet.files import InThread, ThreadedFileSender
+from appnet.mail.lines import DotStuffer
 
 __all__ = [
     "FetchedMessage",
@@ -130,45 +131,16 @@ def tlsOptions(host: str, trustRoot: bytes | None = None, verify: bool = True) -
     return optionsForClientTLS(host, trustRoot=trustRootFromCertificates(certificates))
 
 
-class _Stuffer:
-    """
-    CRLF line ends and dot-stuffing for a message body, across chunks.
-    """
-
-    def __init__(self) -> None:
-        self.atLineStart = True
-        self.heldCR = False
-
-    def __call__(self, chunk: bytes) -> bytes:
-        if self.heldCR:
-            chunk = b"\r" + chunk
-            self.heldCR = False
-        if chunk.endswith(b"\r"):
-            chunk, self.heldCR = chunk[:-1], True
-        if not chunk:
-            return chunk
-        chunk = chunk.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        if self.atLineStart and chunk.startswith(b"."):
-            chunk = b"." + chunk
-        chunk = chunk.replace(b"\n.", b"\n..")
-        self.atLineStart = chunk.endswith(b"\n")
-        return chunk
-
-    def flush(self) -> bytes:
-        held, self.heldCR = self.heldCR, False
-        return b"\r" if held else b""
-
-
 class StuffingClient(ESMTPClient):
     """
     Twisted's ESMTP client with a correct body transform: its
     C{transformChunk} expects LF line ends (CRLF would become CR CR LF)
     and misses a dot at the start of a chunk; messages here are stored
-    with CRLF, so L{_Stuffer} does line ends and dot-stuffing across
+    with CRLF, so L{DotStuffer} does line ends and dot-stuffing across
     chunks, and what it holds back goes out before the final dot.
     """
 
-    _stuffer: _Stuffer
+    _stuffer: DotStuffer
 
     #: Runs the body's reads (L{appnet.files.InThread}): the relay sets
     #: it, so a message file is read in threads with back-pressure; when
@@ -176,7 +148,7 @@ class StuffingClient(ESMTPClient):
     fileThreads: InThread | None = None
 
     def smtpState_data(self, code: int, resp: bytes) -> None:
-        self._stuffer = _Stuffer()
+        self._stuffer = DotStuffer(lineEnds=True)
         if self.fileThreads is None:
             super().smtpState_data(code, resp)
             return

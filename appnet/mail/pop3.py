@@ -77,7 +77,7 @@ from appnet.auth import Authenticator, LoginThrottled
 from appnet.errors import AppnetError, NoSuchMessage
 from appnet.files import InThread, SendingStopped, ThreadedFileSender
 from appnet.listen import hostOf
-from appnet.mail.lines import LineQueue, noDelay
+from appnet.mail.lines import DotStuffer, LineQueue, noDelay
 from appnet.mail.realm import AvatarFactory, MailRealm
 from appnet.mail.sasl import (
     MECHANISMS,
@@ -277,24 +277,6 @@ def _isNumber(text: str) -> bool:
 
 #: Bytes of a message read (in a thread) at a time for RETR and TOP.
 READ_CHUNK = 64 * 1024
-
-
-class _Stuffer:
-    """
-    Byte-stuffs a message for a multi-line response, across chunks.
-    """
-
-    def __init__(self) -> None:
-        self.atLineStart = True
-
-    def __call__(self, chunk: bytes) -> bytes:
-        if not chunk:
-            return chunk
-        if self.atLineStart and chunk.startswith(b"."):
-            chunk = b"." + chunk
-        chunk = chunk.replace(b"\n.", b"\n..")
-        self.atLineStart = chunk.endswith(b"\n")
-        return chunk
 
 
 class _Top:
@@ -701,7 +683,7 @@ class POP3Server(LineQueue, POP3):
                 source.read,
                 self.transport,
                 chunkSize=READ_CHUNK,
-                transform=_Stuffer(),
+                transform=DotStuffer(),
             )
             try:
                 await sender.start()
