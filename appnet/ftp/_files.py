@@ -51,6 +51,7 @@ from appnet.ftp.errors import (
     QuotaExceeded,
     TransferAborted,
 )
+from appnet.ratelimit import TokenBucket
 
 __all__ = [
     "AsciiDecoder",
@@ -168,37 +169,6 @@ class AsciiDecoder:
         """What is still held at the end of the data."""
         held, self._held = self._held, b""
         return held
-
-
-class TokenBucket:
-    """
-    A rate limit shared by every transfer of one user: C{rate} bytes per
-    second, with bursts of up to one second's worth.
-
-    L{take} never refuses; it says how long the caller should wait before
-    moving more data, so transfers slow down instead of failing.
-    """
-
-    def __init__(self, clock: IReactorTime, rate: int) -> None:
-        self._clock = clock
-        self.rate = rate
-        self._tokens = float(rate)
-        self._last = clock.seconds()
-
-    def take(self, amount: int) -> float:
-        """
-        Account for C{amount} bytes just moved; return the seconds to wait
-        before moving more (0 when within the rate).
-        """
-        now = self._clock.seconds()
-        self._tokens = min(
-            float(self.rate), self._tokens + (now - self._last) * self.rate
-        )
-        self._last = now
-        self._tokens -= amount
-        if self._tokens >= 0:
-            return 0.0
-        return -self._tokens / self.rate
 
 
 _whenQuiet = whenQuiet
