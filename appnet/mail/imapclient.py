@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from appnet.address import isLoopback
 from appnet.errors import CannotConnect
 from appnet.mail.client import TLS_MODES, MailClientError, tlsOptions
-from appnet.mail.imap.wire import encodeMailbox, string
+from appnet.mail.imap.wire import encodeMailbox, string, uidSet
 
 __all__ = [
     "FolderEntry",
@@ -116,10 +116,6 @@ def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
-
-
-def _uidSet(uids: Sequence[int]) -> bytes:
-    return b",".join(b"%d" % u for u in sorted(set(uids)))
 
 
 T = TypeVar("T")
@@ -238,7 +234,7 @@ class IMAPSession:
         """UID, flags, size, date, sender and subject of messages."""
         if not uids:
             return []
-        result = await self._client.fetchAll(_uidSet(uids).decode(), uid=True)
+        result = await self._client.fetchAll(uidSet(uids).decode(), uid=True)
         summaries = []
         for values in result.values():
             envelope = values.get("ENVELOPE") or [None] * 10
@@ -300,7 +296,7 @@ class IMAPSession:
         if not uids:
             return
         target = string(encodeMailbox(folder))
-        numbers = _uidSet(uids)
+        numbers = uidSet(uids)
         if b"MOVE" in self.capabilities:
             await self._command(b"UID MOVE", numbers + b" " + target)
             return

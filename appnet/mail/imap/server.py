@@ -95,6 +95,7 @@ from appnet.mail.imap.wire import (
     encodeMailbox,
     parseDateTime,
     string,
+    uidSet,
 )
 from appnet.mail.lines import LineQueue, noDelay
 from appnet.mail.realm import MailRealm
@@ -1278,7 +1279,7 @@ class IMAPServer(LineQueue, IMAP4Server):
         sources = sorted(mapping)
         code = b"[COPYUID %d %s %s]" % (
             validity,
-            _uidSet(sources),
+            uidSet(sources),
             b",".join(b"%d" % mapping[s] for s in sources),
         )
         if target == mailbox.name:
@@ -1336,20 +1337,6 @@ def _renderAll(
     and whether its content was gone.
     """
     return [fetching.renderMessage(*job) for job in jobs]
-
-
-def _uidSet(uids: Sequence[int]) -> bytes:
-    """Sorted UIDs as a compact set: C{1:3,7,9:10}."""
-    out: list[bytes] = []
-    start = previous = uids[0]
-    for value in [*uids[1:], None]:
-        if value is not None and value == previous + 1:
-            previous = value
-            continue
-        out.append(b"%d" % start if start == previous else b"%d:%d" % (start, previous))
-        if value is not None:
-            start = previous = value
-    return b",".join(out)
 
 
 _STATUS_ITEMS = {b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"SIZE"}
