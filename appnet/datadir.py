@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from attrs import frozen
 from twisted.python.filepath import FilePath
 
+__all__ = ["DATA_ENV", "DEFAULT_DATA_DIR", "DataDir", "findDataDir"]
+
 DEFAULT_DATA_DIR = "appnet-data"
 DATA_ENV = "APPNET_DATA"
 

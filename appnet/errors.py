@@ -12,6 +12,22 @@ from __future__ import annotations
 from attrs import frozen
 from twisted.internet import error as ierror
 
+__all__ = [
+    "AppnetError",
+    "BadAddress",
+    "CannotConnect",
+    "ConfigError",
+    "FolderExists",
+    "ListenError",
+    "NoSuchFolder",
+    "NoSuchMessage",
+    "NoSuchUser",
+    "QuotaExceeded",
+    "StoreError",
+    "StoreUnavailable",
+    "UserExists",
+]
+
 
 class AppnetError(Exception):
     """

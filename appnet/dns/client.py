@@ -56,8 +56,7 @@ from appnet.dns.errors import (
 from appnet.dns.exchange import Exchange, ExchangeFailed, Exchanger
 from appnet.dns.interfaces import IDNSResolver
 from appnet.dns.names import display, normalize
-from appnet.dns.records import typeByName
-from appnet.dns.server import RCODES
+from appnet.dns.records import RCODES, typeByName
 from appnet.dns.transfer import Transfer, TransferFailed, transfer, update
 from appnet.dns.wire import EDNS, newQuery
 
