@@ -3,7 +3,7 @@ The data directory: where appnet keeps everything durable.
 
 Found the same way by C{twistd appnet} and by the C{appnet} command: the
 C{--data} option, else the C{data} config key, else C{$APPNET_DATA}, else
-C{./appnet-data}. Its layout is a contract (shared/DESIGN.md)::
+C{./appnet-data}. Its layout is a contract::
 
     store.sqlite        accounts, mailbox indexes, queue, sessions
     mail/               message files

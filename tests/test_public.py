@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import appnet
 
-#: The modules a user imports (STYLE.md: small public surface).
+#: The modules a user imports (a small public surface).
 PUBLIC = [
     "appnet",
     "appnet.dns",
@@ -33,7 +33,6 @@ PUBLIC = [
     "appnet.web",
     "appnet.web.proxy",
     "appnet.web.proxy.interfaces",
-    "appnet.web.testing",
     "appnet.webmail",
 ]
 
@@ -103,3 +102,40 @@ class AllTests(SynchronousTestCase):
         problems = [line for line in out.splitlines() if line.startswith(check)]
         self.assertEqual(problems, [], out + err)
         self.assertEqual(status, 0, out + err)
+
+
+#: Modules whose long docstrings wait for their branches in flight.
+LONG_DOCSTRINGS_PENDING = {
+    "appnet.auth",
+    "appnet.ftp.server",
+    "appnet.ftp.shell",
+    "appnet.ftp.testing",
+    "appnet.mail.testing",
+    "appnet.store._files",
+    "appnet.testing",
+    "appnet.web.server",
+}
+
+
+class DocumentationTests(SynchronousTestCase):
+    """
+    Module docstrings say what a module is for; design notes live in
+    HACKING.rst, which stands on its own.
+    """
+
+    def test_shortModuleDocstrings(self) -> None:
+        """No module docstring runs past 17 lines."""
+        long = sorted(
+            module.__name__
+            for module in allModules()
+            if len((module.__doc__ or "").strip().splitlines()) > 17
+            and module.__name__ not in LONG_DOCSTRINGS_PENDING
+        )
+        self.assertEqual(long, [])
+
+    def test_hackingSelfContained(self) -> None:
+        """HACKING.rst names no document outside the repository."""
+        with open(os.path.join(ROOT, "HACKING.rst")) as f:
+            text = f.read()
+        for outside in ("shared/", ".md", "TWISTED_GAPS", "/work/"):
+            self.assertNotIn(outside, text)

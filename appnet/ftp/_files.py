@@ -2,24 +2,7 @@
 File I/O for transfers that never blocks the reactor and never holds more
 than a few chunks of a file in memory, whatever its size.
 
-Every read, write and C{fsync} runs in a thread (an L{InThread} runner:
-normally L{FileThreads}, a synchronous one in unit tests). A transfer is a
-producer/consumer pair around it:
-
-  - L{FileSender} is a streaming producer reading chunks in the thread and
-    writing them to a consumer (the data connection), keeping one chunk read
-    ahead and stopping while the consumer says it is full (the shared
-    L{appnet.files.ThreadedFileSender}, with FTP's errors).
-  - L{FileReceiver} is a consumer writing what the data connection delivers;
-    it pauses the connection while more than C{high} bytes wait for the
-    disk, and resumes it below C{low}.
-
-Both speak in raw file descriptors: the shell opens them (with the jail's
-checks) and closes them.
-
-The same classes serve the server (RETR, STOR) and the client (retrieve to a
-file, store from a file), with L{AsciiEncoder} / L{AsciiDecoder} for
-C{TYPE A} and a L{TokenBucket} for rate limits.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

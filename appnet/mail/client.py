@@ -2,21 +2,7 @@
 Mail clients: submitting a message over SMTP and fetching a maildrop over
 POP3, as Deferred APIs.
 
-L{send} uses Twisted's L{ESMTPSenderFactory} (EHLO, STARTTLS with
-service-identity verification, AUTH), with two repairs in L{_Sender}:
-message bodies may use CRLF or LF (Twisted's sender expects LF only and
-turns CRLF into CR CR LF), and dot-stuffing survives chunk boundaries and
-covers the first line (Twisted's misses a C{.} at the start of a 16 KiB
-chunk, and of the message). PLAIN is preferred to LOGIN (one round trip).
-One message per connection, as Twisted's C{SenderMixin} sends.
-
-L{fetch} uses Twisted's L{POP3Client}, starting TLS itself with a
-verifying context (Twisted's own C{login} would start it unverified).
-
-TLS modes: C{"require"} (STARTTLS/STLS must succeed, the server's
-certificate is verified for its host name), C{"auto"} (the same, except
-that a loopback server offering no TLS is talked to in plain text),
-C{"none"} (never TLS; loopback use and tests only).
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

@@ -3,52 +3,7 @@ The POP3 server (RFC 1939) over the mail store, with CAPA (RFC 2449),
 STLS (RFC 2595), AUTH PLAIN and LOGIN (RFC 5034) and response codes
 (RFC 2449, 3206: C{[IN-USE]}, C{[AUTH]}, C{[SYS/TEMP]}).
 
-L{POP3Server} extends Twisted's L{twisted.mail.pop3.POP3}: its replies
-(C{successResponse}, C{failResponse}), the USER/PASS login path
-(C{authenticateUserPASS}, C{_cbMailbox}), NOOP and the idle timeout are
-kept, and the maildrop is a Twisted L{IMailboxPOP3} (L{Maildrop}). What
-Twisted gets wrong or lacks is replaced:
-
-- Framing (L{appnet.mail.lines.LineQueue}): a login or a deletion in
-  progress holds the input, so pipelined commands wait (Twisted runs them
-  before the login finishes and answers "not authenticated").
-- STLS, with the same injection rule as SMTP's STARTTLS: anything sent
-  after STLS before the handshake is discarded.
-- STAT, LIST and UIDL leave out messages marked deleted, as RFC 1939
-  requires (Twisted counts them with size 0).
-- RETR and TOP read the message in threads with back-pressure
-  (L{appnet.files.ThreadedFileSender}), not on the reactor, and
-  byte-stuff across chunk boundaries (Twisted's
-  C{transformChunk} misses a line starting with C{.} at the start of a
-  chunk) and do not rewrite line ends (messages are stored with CRLF);
-  TOP finds the end of the header section wherever it falls.
-- DELE takes effect only at QUIT, in one store operation; a dropped
-  connection deletes nothing. Retrieved messages get C{\\Seen} at QUIT,
-  so IMAP and webmail show them as read.
-- One session per maildrop through a store lock with an expiry
-  (L{appnet.store.interfaces.IMailStore.lock}), so it holds across
-  processes sharing the store; a second session gets C{-ERR [IN-USE]}.
-- Plain-text logins (USER/PASS, AUTH) only over TLS or from loopback.
-
-APOP (RFC 1939 section 7) is off by default and opt-in twice over, as
-with qpopper's C{popauth} database: the stack offers it only with
-C{[pop3] apop = true}, and an account can use it only once given an APOP
-secret (C{appnet user apop ADDRESS}). The client proves it knows the
-secret by sending MD5 of the greeting's timestamp and the secret, so the
-server must keep that secret in the clear; it is therefore a second
-secret, stored apart from the login password, which stays scrypt-only
-(a stolen store yields APOP secrets, never login passwords). MD5 and the
-lack of channel binding make APOP weak (an eavesdropper can try to crack
-the digest offline, a man in the middle can take over the session), so
-it is for clients that cannot do TLS. With APOP on, the greeting ends with
-a timestamp C{<pid.serial.random@hostname>}, unique per connection and
-unpredictable (Twisted's C{generateMagic} names the machine's FQDN rather
-than the configured host name, and draws from C{random}, not
-C{secrets}); C{APOP name digest} logs in through the same throttled
-portal and maildrop lock as PASS. APOP is allowed without TLS and from
-any address: it never sends the secret. With APOP off the greeting
-carries no timestamp, so clients do not try it, and an APOP command is
-refused with C{-ERR [AUTH]} naming the alternatives.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations
