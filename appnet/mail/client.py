@@ -154,7 +154,8 @@ class StuffingClient(ESMTPClient):
 
         sender.start().addCallbacks(sent, failed)
         # What SMTPClient.smtpState_data expects next: the reply to the
-        # final dot.
+        # final dot (private state, no public hook: pinned by
+        # tests/mail/test_twistedpins.py).
         self._expected = SUCCESS
         self._okresponse = self.smtpState_msgSent
 

@@ -222,6 +222,11 @@ class RelayClient(StuffingClient):
     L{ready} fires once the session can take a message (or fails with
     L{SessionFailed}); L{send} runs one transaction; L{quit} ends the
     session politely; L{closed} fires when the connection is gone.
+
+    Twisted offers no public hook for C{SMTPClient}'s reply dispatch, so
+    this sets its C{_expected}/C{_okresponse}/C{_failresponse}, C{_from}
+    and calls C{_disconnectFromServer}; C{tests/mail/test_twistedpins.py}
+    fails if Twisted changes them.
     """
 
     _log = Logger()
