@@ -147,9 +147,11 @@ def renderAPI(request: Request, work: Coroutine[Any, Any, bytes | Streamed]) -> 
     anything unexpected a logged 500.
     """
     d = Deferred.fromCoroutine(_guarded(request, work))
+    # Our own record of a lost client (Request._disconnected is private).
+    gone: list[bool] = []
 
     def done(result: bytes | Streamed) -> None:
-        if getattr(request, "_disconnected", False):
+        if gone:
             if isinstance(result, Streamed):
                 result.file.close()
             return
@@ -170,7 +172,11 @@ def renderAPI(request: Request, work: Coroutine[Any, Any, bytes | Streamed]) -> 
         if not reason.check(CancelledError):
             _log.failure("API {uri} failed", reason, uri=request.uri)
 
-    request.notifyFinish().addErrback(lambda _: d.cancel())
+    def lost(_: Failure) -> None:
+        gone.append(True)
+        d.cancel()
+
+    request.notifyFinish().addErrback(lost)
     d.addCallbacks(done, failed)
     return NOT_DONE_YET
 
