@@ -875,10 +875,7 @@ async def _connect(
     if implicit:
         endpoint = wrapClientTLS(tls, endpoint)
     control = FTPControl()
-    try:
-        await connectProtocol(endpoint, control)
-    except Exception as e:
-        raise CannotConnect.explain(host, port, e) or e from None
+    await CannotConnect.during(host, port, connectProtocol(endpoint, control))
     client = FTPClient(reactor, control, passive=passive, timeout=timeout)
     try:
         await _timeout(control.greeting, timeout, reactor)

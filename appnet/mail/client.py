@@ -351,10 +351,7 @@ def fetch(
         client = _Fetcher()
         client.timeout = int(timeout)
         endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
-        try:
-            await connectProtocol(endpoint, client)
-        except Exception as e:
-            raise CannotConnect.explain(host, port, e) or e from None
+        await CannotConnect.during(host, port, connectProtocol(endpoint, client))
         try:
             await client.greeted.addTimeout(timeout, reactor)
             capabilities = await client.capabilities(useCache=False)

@@ -356,10 +356,7 @@ def connectIMAP(
     async def run() -> IMAPSession:
         client = _Client()
         endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
-        try:
-            await connectProtocol(endpoint, client)
-        except Exception as e:
-            raise CannotConnect.explain(host, port, e) or e from None
+        await CannotConnect.during(host, port, connectProtocol(endpoint, client))
         try:
             caps = await client.greeted.addTimeout(timeout, reactor)
             if caps is None:
