@@ -36,7 +36,8 @@ PUBLIC = [
     "appnet.webmail",
 ]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(appnet.__file__)))
+#: The checkout: this file is tests/test_public.py.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def allModules() -> list[ModuleType]:
