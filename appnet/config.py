@@ -427,7 +427,7 @@ def _portRange(value: Any) -> tuple[int, int]:
 
 
 # The settings. A table's class lists its keys; the defaults are the
-# zero-config defaults of shared/DESIGN.md.
+# zero-config defaults (tap/example.toml shows them).
 
 
 def _listen(endpoint: str) -> Any:

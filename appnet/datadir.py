@@ -3,7 +3,7 @@ The data directory: where appnet keeps everything durable.
 
 Found the same way by C{twistd appnet} and by the C{appnet} command: the
 C{--data} option, else the C{data} config key, else C{$APPNET_DATA}, else
-C{./appnet-data}. Its layout is a contract (shared/DESIGN.md)::
+C{./appnet-data}. Its layout is a contract::
 
     store.sqlite        accounts, mailbox indexes, queue, sessions
     mail/               message files
@@ -21,6 +21,8 @@ from collections.abc import Mapping
 
 from attrs import frozen
 from twisted.python.filepath import FilePath
+
+__all__ = ["DATA_ENV", "DEFAULT_DATA_DIR", "DataDir", "findDataDir"]
 
 DEFAULT_DATA_DIR = "appnet-data"
 DATA_ENV = "APPNET_DATA"

@@ -9,8 +9,29 @@ shared across packages live here.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import TypeVar
+
 from attrs import frozen
 from twisted.internet import error as ierror
+
+__all__ = [
+    "AppnetError",
+    "BadAddress",
+    "CannotConnect",
+    "ConfigError",
+    "FolderExists",
+    "ListenError",
+    "NoSuchFolder",
+    "NoSuchMessage",
+    "NoSuchUser",
+    "QuotaExceeded",
+    "StoreError",
+    "StoreUnavailable",
+    "UserExists",
+]
+
+T = TypeVar("T")
 
 
 class AppnetError(Exception):
@@ -191,6 +212,17 @@ class CannotConnect(AppnetError):
 
     def __str__(self) -> str:
         return f"cannot connect to {_hostPort(self.host, self.port)}: {self.reason}"
+
+    @classmethod
+    async def during(cls, host: str, port: int, attempt: Awaitable[T]) -> T:
+        """
+        Await a connection attempt; a failure that is a connection failure
+        (see L{explain}) is raised as L{CannotConnect}, others as they are.
+        """
+        try:
+            return await attempt
+        except Exception as e:
+            raise cls.explain(host, port, e) or e from None
 
     @classmethod
     def explain(

@@ -23,7 +23,7 @@ from typing import Any
 from attrs import define, field, frozen
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import (
     IAddress,
     IListeningPort,
@@ -50,7 +50,22 @@ __all__ = [
     "ListenerService",
     "formatAddress",
     "hostOf",
+    "sslContextFactory",
 ]
+
+
+def sslContextFactory(endpoint: object) -> Any | None:
+    """
+    The context factory an C{ssl:} endpoint string built, or C{None} for
+    any other endpoint.
+
+    Twisted offers no public way to reach it (it is the endpoint's private
+    C{_sslContextFactory}); C{tests/test_listen.py} pins that, and a
+    missing attribute fails loudly here rather than listen without TLS.
+    """
+    if not isinstance(endpoint, SSL4ServerEndpoint):
+        return None
+    return endpoint._sslContextFactory
 
 
 def hostOf(address: IAddress) -> str:
@@ -384,9 +399,7 @@ class ListenerService(Service):
 
     def _listen(self) -> None:
         endpoint = serverFromString(self.reactor, self.description)
-        # ssl: endpoints build their own context factory; give it the ALPN
-        # fix of appnet.tls (Twisted keeps it in a private attribute).
-        contextFactory = getattr(endpoint, "_sslContextFactory", None)
+        contextFactory = sslContextFactory(endpoint)
         if contextFactory is not None:
             tolerateALPN(contextFactory)
         if self.inherited is not None:

@@ -2,20 +2,7 @@
 The stack: one L{MultiService} holding the store, every protocol service
 and their listeners, built from a L{Config}.
 
-Protocol packages join the stack through L{BUILDERS}: each names a
-function that takes the shared L{StackContext} (config, reactor, store,
-authentication, TLS, counters) and returns a L{Component}: the protocol
-factories to put behind the configured endpoints, and any background
-services (a queue runner, the DNS server with its UDP port).
-
-Start-up order: L{Stack.privilegedStartService} prepares the data
-directory, loads TLS and binds every listener (so privileged ports bind
-before twistd drops privileges); L{Stack.startService} opens the store in
-its threads and, once it is ready, starts the background services.
-Connections that arrive while the store opens simply wait for it, because
-store calls queue behind the opening. Stopping reverses the order and closes
-every open connection, so a stopped stack leaks no port, connection,
-thread or timer.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """
 C{twistd appnet}: command-line options to a running stack.
 
-The options mirror the config keys (shared/DESIGN.md); a TOML file given with
+The options mirror the config keys (tap/example.toml); a TOML file given with
 C{--config} supplies the rest, options override it. Options are only
 collected in L{Options}; the config is read and validated in
 L{makeService}, because twistd answers a L{usage.UsageError} with its whole

@@ -17,8 +17,7 @@ from appnet.errors import ConfigError
 
 class DefaultsTests(SynchronousTestCase):
     """
-    With no file and no options, the config is shared/DESIGN.md's zero-config
-    table.
+    With no file and no options, the config is the zero-config table.
     """
 
     def test_endpointDefaults(self) -> None:

@@ -12,7 +12,12 @@ from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from appnet.listen import AddressBook, GuardedFactory, formatAddress
+from appnet.listen import (
+    AddressBook,
+    GuardedFactory,
+    formatAddress,
+    sslContextFactory,
+)
 from appnet.status import Status
 from appnet.trace import MaskRule
 
@@ -159,3 +164,33 @@ class AddressTests(SynchronousTestCase):
         )
         book.forget("smtp", peer("127.0.0.1", 25))
         self.assertEqual(len(book.all()), 1)
+
+
+class SSLContextFactoryTests(SynchronousTestCase):
+    """
+    L{sslContextFactory} reads Twisted's private C{_sslContextFactory}: these
+    tests fail if a Twisted release changes what an C{ssl:} string builds.
+    """
+
+    def test_sslEndpoint(self) -> None:
+        """An C{ssl:} string gives the CertificateOptions built from its files."""
+        from twisted.internet.endpoints import serverFromString
+        from twisted.internet.ssl import CertificateOptions
+        from twisted.python.filepath import FilePath
+
+        from appnet.tls import writeSelfSigned
+
+        d = FilePath(self.mktemp())
+        d.makedirs()
+        cert, key = d.child("cert.pem"), d.child("key.pem")
+        writeSelfSigned(cert.path, key.path, "localhost")
+        endpoint = serverFromString(
+            Clock(), f"ssl:0:privateKey={key.path}:certKey={cert.path}"
+        )
+        self.assertIsInstance(sslContextFactory(endpoint), CertificateOptions)
+
+    def test_tcpEndpoint(self) -> None:
+        """Any other endpoint has no context factory."""
+        from twisted.internet.endpoints import serverFromString
+
+        self.assertIsNone(sslContextFactory(serverFromString(Clock(), "tcp:0")))

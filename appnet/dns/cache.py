@@ -1,24 +1,7 @@
 """
 The resolver's cache: RRsets and negative answers, each for its TTL.
 
-Twisted's C{CacheResolver} is not used: it is unbounded and caches no
-negative answers (every NXDOMAIN goes upstream again). This cache:
-
-  - keeps RRsets by (name, type) until their TTL runs out, and hands them
-    out with the TTL remaining (RFC 1035 section 7.4), capped at
-    C{maxTTL};
-  - keeps negative answers (RFC 2308): NXDOMAIN for the whole name,
-    NODATA for (name, type), each with the SOA that came with it and for
-    the lesser of the SOA's TTL and MINIMUM (section 5), capped at
-    C{maxNegativeTTL}; a negative answer without an SOA is not cached
-    (section 5);
-  - ranks data by how trustworthy its source was (RFC 2181 section
-    5.4.1): glue and referral data never replace an authoritative answer,
-    and are never handed to clients as answers (only to the iterative
-    resolver, to find servers);
-  - holds at most C{maxEntries} entries, evicting the least recently used.
-
-Time comes from an C{IReactorTime}, so tests drive it with a C{Clock}.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

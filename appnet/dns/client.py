@@ -2,34 +2,7 @@
 The DNS client: Deferred lookups against a given server, and the
 resolver appnet's own lookups use.
 
-L{DNSClient.query} asks any question and returns the whole L{Response}
-(response code, flags, every section), retrying on timeouts (rotating
-through the servers), retrying over TCP when a UDP reply is truncated and
-without EDNS when a server does not understand it. L{DNSClient.lookupMX}
-and L{DNSClient.lookupAddresses} are what the mail relay needs: they turn
-the response into mail exchangers or addresses, or into one of the
-errors of L{appnet.dns.errors} that say whether to give up (NXDOMAIN,
-null MX) or try later (SERVFAIL, REFUSED, timeout).
-
-L{resolverFor} gives the client appnet's own lookups use: C{dns.resolver}
-if configured, else this stack's own DNS service when it recurses (so the
-relay shares its cache), else the system's resolvers from
-C{dns.resolv_conf} (L{SystemResolvers}, read in a thread)::
-
-    from appnet.dns import resolverFor
-    from appnet.dns.errors import NoRecords, NullMX, NameNotFound, TemporaryFailure
-
-    resolver = resolverFor(ctx)
-    try:
-        exchangers = await resolver.lookupMX("hamburger.edu")
-    except NoRecords:
-        exchangers = [MailExchanger(0, "hamburger.edu")]   # RFC 5321 5.1
-    for mx in exchangers:
-        addresses = await resolver.lookupAddresses(mx.host)
-
-The stack's own service resolves names outside its zones only with
-C{dns.forward} or C{dns.root_hints} configured, which is why it is asked
-only then.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations
@@ -56,8 +29,7 @@ from appnet.dns.errors import (
 from appnet.dns.exchange import Exchange, ExchangeFailed, Exchanger
 from appnet.dns.interfaces import IDNSResolver
 from appnet.dns.names import display, normalize
-from appnet.dns.records import typeByName
-from appnet.dns.server import RCODES
+from appnet.dns.records import RCODES, typeByName
 from appnet.dns.transfer import Transfer, TransferFailed, transfer, update
 from appnet.dns.wire import EDNS, newQuery
 

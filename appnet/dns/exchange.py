@@ -1,25 +1,7 @@
 """
 One query to one server and its validated reply, over UDP or TCP.
 
-Both the client (L{appnet.dns.client}) and the recursive resolver
-(L{appnet.dns.recursion}) send their queries through an L{Exchanger}.
-Twisted's C{DNSDatagramProtocol.query} and C{DNSProtocol.query} are not
-used because they always set RD (an iterative resolver must not) and send
-no EDNS, and they accept any reply with the right ID from the right
-address. Here, following RFC 5452:
-
-  - each UDP query goes out from its own socket on a fresh random port
-    (the kernel's ephemeral port choice) with a random 16-bit ID;
-  - a reply counts only if it comes from the address the query went to,
-    carries the query's ID and repeats its question (name compared
-    without case, type, class); anything else is dropped and the wait
-    goes on until the real reply or the timeout (so a spoofer must guess
-    port, ID and question within the time window);
-  - a reply that does not decode is dropped the same way.
-
-Every socket, connection and timer an exchange opens is closed when it
-ends, and L{Exchanger.stop} ends the ones still running, so a stopped
-service leaves nothing in the reactor.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

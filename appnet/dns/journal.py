@@ -33,6 +33,7 @@ from appnet.dns.names import display
 from appnet.dns.records import recordClass, recordText
 from appnet.dns.update import Diff, applyDiffs
 from appnet.dns.zones import Zone
+from appnet.durable import fsyncDirectory, writeDurably
 
 __all__ = ["Journal", "JournalWriter", "rollForward", "writeDurably", "zoneText"]
 
@@ -138,11 +139,7 @@ class Journal:
             f.flush()
             os.fsync(f.fileno())
         if fresh:
-            directory = os.open(os.path.dirname(self.path) or ".", os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+            fsyncDirectory(os.path.dirname(self.path))
 
     def since(self, serial: int) -> list[Diff] | None:
         """
@@ -189,24 +186,6 @@ def rollForward(zone: Zone, journal: Journal) -> Zone:
             journal.path or zone.source, 0, f"journal rollforward failed: {e.problem}"
         ) from None
     return zone
-
-
-def writeDurably(path: str, data: bytes) -> None:
-    """
-    Replace C{path} with C{data}: written aside, fsynced, renamed over,
-    the directory fsynced (blocking: in a thread).
-    """
-    temporary = path + ".new"
-    with open(temporary, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
-    directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def zoneText(zone: Zone) -> str:

@@ -25,6 +25,8 @@ from enum import Enum
 
 from twisted.internet.interfaces import IReactorTime
 
+from appnet.ratelimit import TokenBucket
+
 __all__ = ["Policy", "RateLimiter", "Verdict"]
 
 
@@ -96,26 +98,24 @@ class RateLimiter:
         self.burst = burst if burst is not None else max(rate, 1.0)
         self.slip = slip
         self.maxClients = maxClients
-        self._buckets: dict[str, list[float]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._refused: dict[str, int] = {}
 
     def check(self, host: str) -> Verdict:
         """
         Take a token for one response to C{host}, or say how to refuse.
         """
-        now = self._clock.seconds()
         bucket = self._buckets.get(host)
         if bucket is None:
             if len(self._buckets) >= self.maxClients:
-                self._prune(now)
-            bucket = self._buckets[host] = [self.burst, now, 0]
-        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-        bucket[1] = now
-        if tokens >= 1:
-            bucket[0] = tokens - 1
+                self._prune(self._clock.seconds())
+            bucket = self._buckets[host] = TokenBucket(
+                self._clock, self.rate, self.burst
+            )
+        if bucket.tryTake():
             return Verdict.ANSWER
-        bucket[0] = tokens
-        bucket[2] += 1
-        if self.slip and bucket[2] % self.slip == 0:
+        refused = self._refused[host] = self._refused.get(host, 0) + 1
+        if self.slip and refused % self.slip == 0:
             return Verdict.SLIP
         return Verdict.DROP
 
@@ -123,7 +123,9 @@ class RateLimiter:
         """Forget clients whose buckets have filled up again."""
         full = self.burst / self.rate if self.rate else 0
         for host, bucket in list(self._buckets.items()):
-            if now - bucket[1] >= full:
+            if now - bucket.lastUsed >= full:
                 del self._buckets[host]
+                self._refused.pop(host, None)
         if len(self._buckets) >= self.maxClients:
             self._buckets.clear()
+            self._refused.clear()

@@ -2,35 +2,7 @@
 Recursion: answering names outside our zones, from the cache or
 upstream.
 
-Two resolvers share one engine (L{Recursor}): the cache walk, CNAME
-chains, coalescing and the digestion of replies; they differ in whom they
-ask.
-
-  - L{ForwardingResolver} sends the question (RD set) to configured
-    upstream resolvers in order, moving to the next on a timeout, a
-    network error, SERVFAIL or REFUSED.
-  - L{IterativeResolver} starts from root hints (or the closest
-    delegation in the cache) and follows referrals (RD clear) down to the
-    authoritative servers, using glue from the referral and resolving the
-    addresses of name servers that came without glue. Every client
-    question has a budget of upstream queries, referrals are limited, and
-    nested lookups of name server addresses are limited in depth and never
-    ask for something already being resolved on the same path (loops).
-
-What a reply may put in the cache is bounded by the bailiwick of the
-server that sent it (RFC 5452 section 6): a server for C{edu} is believed
-about names under C{edu} only, so a reply cannot poison the cache for
-other names. Within that, only data relevant to the question is taken:
-the CNAME chain from the question's name and its records; the SOA of a
-negative answer; the NS records of a referral to a zone that is closer
-to the question's name; and the glue addresses of those name servers.
-
-Identical questions in flight at the same time share one upstream
-resolution (the first client's); a client giving up does not cancel it
-for the others.
-
-Twisted's C{root.Resolver} is not used: it has no cache, no bailiwick
-checks, IPv4-only glue, and turns NODATA into a failure.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

@@ -2,37 +2,7 @@
 The DNS server: protocols, the factory that decides every answer, and the
 service that binds UDP and TCP on one address.
 
-C{twisted.names.server.DNSServerFactory} is extended, not used as is: it
-offers recursion to anyone and ignores RD, answers AXFR to anyone, never
-truncates UDP replies, turns upstream failures into NXDOMAIN, puts no SOA
-in negative answers, replies to unknown opcodes by echoing the query
-without the response bit, and has no rate limit. The subclass keeps its
-connection tracking and protocol plumbing and replaces the query path
-(L{DNSServerFactory.handleRequest}):
-
-  1. UDP only: the per-client rate limit (L{appnet.dns.policy}).
-  2. Strict decoding: a packet that does not decode gets FORMERR (when
-     its header can be read; otherwise it is dropped); responses are
-     ignored; several OPT records are FORMERR, an EDNS version above 0
-     is BADVERS (RFC 6891).
-  3. Opcodes other than QUERY get NOTIMP; a count of questions other than
-     one gets FORMERR; classes other than IN get REFUSED.
-  4. UPDATE, NOTIFY, AXFR/IXFR and TSIG-signed requests go to
-     L{appnet.dns.replication} (transfers to C{dns.allow_transfer}
-     addresses or C{dns.transfer_keys} only).
-  5. Names in our zones are answered from the L{Authority} (AA set).
-  6. Other names are answered by the recursive resolver, only when the
-     query has RD set and the client is in C{dns.allow_recursion};
-     otherwise REFUSED. A resolver failure or timeout is SERVFAIL, never
-     NXDOMAIN.
-  7. The reply is encoded within the client's limit (512 bytes, or its
-     EDNS size up to C{dns.max_udp_size}; 65535 over TCP) and truncated
-     with TC set when it does not fit, so the client retries over TCP.
-
-Zero configuration: with neither C{dns.forward} nor C{dns.root_hints}
-the server is authoritative only, for the zones in DATA/zones/*.zone and
-C{dns.zones}, and answers REFUSED to every question outside them. It
-never queries the Internet's root servers on its own.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

@@ -2,26 +2,7 @@
 What goes on the wire: strict decoding, EDNS(0), and encoding within a
 size limit.
 
-Twisted's codec (C{dns.Message}, C{dns.Query}, C{dns.RRHeader} and the
-record classes) is reused for every field, but not its message-level
-loops, because they are wrong for a server:
-
-  - C{Message.decode} stops silently at the end of the data, so a
-    truncated packet decodes as a shorter, valid-looking message; and it
-    lets a record's decoder read more or less than its RDLENGTH. L{decode}
-    checks the section counts and every record's length and raises
-    L{MalformedMessage} (with the ID, so the server can answer FORMERR).
-  - C{Message.encode} "truncates" by cutting the encoded bytes at the size
-    limit while leaving the section counts whole: a corrupt packet. Its
-    name compression also writes offsets above 0x3FFF into the 14-bit
-    pointer field in large (TCP) messages. L{encode} drops whole sections
-    and sets TC (RFC 2181 section 9), and never compresses against an
-    offset a pointer cannot hold.
-  - EDNS: C{dns._EDNSMessage} handles the OPT pseudo-record but is
-    private API, accepts several OPT records without complaint (RFC 6891
-    section 6.1.1 says FORMERR) and copies every section on each
-    conversion. L{EDNS} is a small value read from and written to the
-    additional section here.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

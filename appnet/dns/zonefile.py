@@ -1,23 +1,7 @@
 """
 BIND-format zone files (RFC 1035 section 5.1, with BIND's C{$TTL}).
 
-Twisted's C{BindAuthority} is not used: it has no C{$INCLUDE}, leaves
-names inside record data relative, attaches a blank owner to the origin
-instead of the previous owner, cuts quoted strings at C{;} and splits
-quoted TXT data at spaces. This parser handles:
-
-  - C{$ORIGIN}, C{$TTL}, C{$INCLUDE file [origin]} (paths relative to the
-    including file; the origin is restored afterwards);
-  - C{@}, relative names everywhere (owners and record data), a blank
-    owner meaning the previous record's owner;
-  - TTL and class in either order, TTLs with units (C{1h30m});
-  - comments, quoted strings holding spaces, C{;} and escapes (C{\\"},
-    C{\\DDD}), parentheses continuing an entry across lines;
-  - types A, AAAA, CNAME, NS, MX, TXT (and SPF), SOA, PTR, SRV, CAA, and
-    any type in RFC 3597's generic form (C{TYPE65280 \\# 2 abcd}).
-
-Each problem is a L{ZoneError} naming the file and line. The result is a
-flat list of L{ZoneRecord}; L{appnet.dns.zones} checks it as a zone.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

@@ -1,26 +1,7 @@
 """
 The zones we are authoritative for, and how they answer.
 
-A L{Zone} is built from the records of one zone file and checked as a
-zone (one SOA, NS at the apex, nothing outside it, no CNAME beside other
-data). An L{Authority} holds every loaded zone and answers questions
-about names in them:
-
-  - positive answers with AA set; records of an RRset with several
-    records rotate from one response to the next (round-robin load
-    distribution);
-  - NXDOMAIN and NODATA with the zone's SOA in the authority section,
-    its TTL the lesser of the SOA's TTL and MINIMUM (RFC 2308 section 3);
-  - CNAME chains followed through every zone we serve; a chain that
-    leaves them is marked L{Answer.pending} so the server can finish it by
-    recursion when the client may recurse (RFC 1034 section 4.3.2);
-  - delegations as referrals: the child's NS records in the authority
-    section, glue addresses in the additional section, AA clear;
-  - wildcards as RFC 4592 defines them: a C{*} owner answers for names
-    that do not exist below its parent (the closest encloser), never for
-    names that exist, even without data (empty non-terminals);
-  - addresses of MX, NS and SRV targets we know in the additional
-    section.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

@@ -2,24 +2,7 @@
 File I/O for transfers that never blocks the reactor and never holds more
 than a few chunks of a file in memory, whatever its size.
 
-Every read, write and C{fsync} runs in a thread (an L{InThread} runner:
-normally L{FileThreads}, a synchronous one in unit tests). A transfer is a
-producer/consumer pair around it:
-
-  - L{FileSender} is a streaming producer reading chunks in the thread and
-    writing them to a consumer (the data connection), keeping one chunk read
-    ahead and stopping while the consumer says it is full (the shared
-    L{appnet.files.ThreadedFileSender}, with FTP's errors).
-  - L{FileReceiver} is a consumer writing what the data connection delivers;
-    it pauses the connection while more than C{high} bytes wait for the
-    disk, and resumes it below C{low}.
-
-Both speak in raw file descriptors: the shell opens them (with the jail's
-checks) and closes them.
-
-The same classes serve the server (RETR, STOR) and the client (retrieve to a
-file, store from a file), with L{AsciiEncoder} / L{AsciiDecoder} for
-C{TYPE A} and a L{TokenBucket} for rate limits.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations
@@ -52,6 +35,7 @@ from appnet.ftp.errors import (
     QuotaExceeded,
     TransferAborted,
 )
+from appnet.ratelimit import TokenBucket
 
 __all__ = [
     "AsciiDecoder",
@@ -171,37 +155,6 @@ class AsciiDecoder:
         """What is still held at the end of the data."""
         held, self._held = self._held, b""
         return held
-
-
-class TokenBucket:
-    """
-    A rate limit shared by every transfer of one user: C{rate} bytes per
-    second, with bursts of up to one second's worth.
-
-    L{take} never refuses; it says how long the caller should wait before
-    moving more data, so transfers slow down instead of failing.
-    """
-
-    def __init__(self, clock: IReactorTime, rate: int) -> None:
-        self._clock = clock
-        self.rate = rate
-        self._tokens = float(rate)
-        self._last = clock.seconds()
-
-    def take(self, amount: int) -> float:
-        """
-        Account for C{amount} bytes just moved; return the seconds to wait
-        before moving more (0 when within the rate).
-        """
-        now = self._clock.seconds()
-        self._tokens = min(
-            float(self.rate), self._tokens + (now - self._last) * self.rate
-        )
-        self._last = now
-        self._tokens -= amount
-        if self._tokens >= 0:
-            return 0.0
-        return -self._tokens / self.rate
 
 
 _whenQuiet = whenQuiet

@@ -17,8 +17,6 @@ the login is anonymous.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from typing import TextIO
 from urllib.parse import unquote, urlsplit
 
@@ -31,6 +29,7 @@ from appnet.errors import CannotConnect
 from appnet.ftp.client import FTPClient, clientTLS, connectFTP
 from appnet.ftp.errors import FTPClientError, FTPError
 from appnet.ftp.listing import Listed
+from appnet.progress import Progress
 
 __all__ = ["FTPOptions"]
 
@@ -76,67 +75,6 @@ def parseURL(text: str) -> Location:
         unquote(parts.password) if parts.password is not None else None,
         unquote(parts.path) or "/",
     )
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
-class Progress:
-    """
-    A one-line progress bar on a terminal: percentage, bytes and rate,
-    redrawn at most ten times a second.
-    """
-
-    def __init__(
-        self,
-        out: TextIO,
-        label: str,
-        total: int | None,
-        enabled: bool,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._out = out
-        self._label = label
-        self.total = total
-        self._enabled = enabled
-        self._clock = clock
-        self._start = clock()
-        self._shown = 0.0
-        self.done = 0
-
-    def __call__(self, amount: int) -> None:
-        self.done += amount
-        now = self._clock()
-        if self._enabled and now - self._shown >= 0.1:
-            self._shown = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        rate = self.done / max(now - self._start, 1e-6)
-        if self.total:
-            fraction = min(self.done / self.total, 1.0)
-            bar = "#" * int(fraction * 24)
-            text = (
-                f"{self._label} {fraction * 100:3.0f}% [{bar:<24}]"
-                f" {_size(self.done)}/{_size(self.total)} {_size(rate)}/s"
-            )
-        else:
-            text = f"{self._label} {_size(self.done)} {_size(rate)}/s"
-        self._out.write("\r" + text[:100].ljust(60))
-        self._out.flush()
-
-    def finish(self) -> None:
-        if self._enabled:
-            if self.total is not None:
-                self.done = max(self.done, self.total)
-            self._draw(self._clock())
-            self._out.write("\n")
-            self._out.flush()
 
 
 class _FTPCommand(Command):

@@ -11,14 +11,7 @@ active data connections, and explicit TLS (AUTH TLS, PROT P)::
     await client.retrieveFile("/docs/a.pdf", "a.pdf", resume=True)
     await client.quit()
 
-Twisted's C{FTPClient} is not reused: it speaks Latin-1, knows only IPv4
-PASV and PORT (no EPSV, EPRT, TLS or MLSD), delays queued commands with
-the global reactor's C{callLater(1.0)}, and connects to whatever address a
-PASV reply names. This client connects passive data connections only to the
-control connection's own peer (the address in a PASV reply is ignored, as
-it is wrong behind NAT and dangerous otherwise), accepts active ones only
-from it, and streams files through L{appnet.ftp._files} with bounded
-memory.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations
@@ -882,10 +875,7 @@ async def _connect(
     if implicit:
         endpoint = wrapClientTLS(tls, endpoint)
     control = FTPControl()
-    try:
-        await connectProtocol(endpoint, control)
-    except Exception as e:
-        raise CannotConnect.explain(host, port, e) or e from None
+    await CannotConnect.during(host, port, connectProtocol(endpoint, control))
     client = FTPClient(reactor, control, passive=passive, timeout=timeout)
     try:
         await _timeout(control.greeting, timeout, reactor)

@@ -2,26 +2,7 @@
 FTP data connections, for the server: passive (PASV/EPSV) and active
 (PORT/EPRT), plain or under TLS (C{PROT P}).
 
-Twisted's C{DTPFactory}/C{DTP} are replaced rather than extended: the
-protocol interpreter waits for the data connection inside the PASV command
-itself (so every later command stalls until a client connects; Twisted
-issue 4819), C{peerCheck} is never switched on (any host may connect to a
-passive port, and PORT connects anywhere: the FTP bounce attack), the ports
-use the global reactor, and there is no TLS. Here:
-
-  - L{PassiveChannel} listens on a port from the configured range on the
-    control connection's own local address and accepts exactly one
-    connection, from the control connection's peer host; anyone else is
-    dropped at once and logged. It gives up after the data timeout.
-  - L{ActiveChannel} connects, only when the transfer command comes, to a
-    port on the client's own host (the protocol refuses other addresses
-    before it gets here), from the control connection's local address.
-  - Under C{PROT P} both wrap the connection in TLS as the TLS server (RFC
-    4217 section 9: the FTP client is always the TLS client), and the
-    connection only counts as open once the handshake is done.
-  - L{DataConnection} buffers what arrives before the transfer command is
-    ready for it (pausing the socket beyond a limit) and remembers an early
-    close, so nothing a fast client sends is lost or reordered.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

@@ -2,21 +2,7 @@
 Mail clients: submitting a message over SMTP and fetching a maildrop over
 POP3, as Deferred APIs.
 
-L{send} uses Twisted's L{ESMTPSenderFactory} (EHLO, STARTTLS with
-service-identity verification, AUTH), with two repairs in L{_Sender}:
-message bodies may use CRLF or LF (Twisted's sender expects LF only and
-turns CRLF into CR CR LF), and dot-stuffing survives chunk boundaries and
-covers the first line (Twisted's misses a C{.} at the start of a 16 KiB
-chunk, and of the message). PLAIN is preferred to LOGIN (one round trip).
-One message per connection, as Twisted's C{SenderMixin} sends.
-
-L{fetch} uses Twisted's L{POP3Client}, starting TLS itself with a
-verifying context (Twisted's own C{login} would start it unverified).
-
-TLS modes: C{"require"} (STARTTLS/STLS must succeed, the server's
-certificate is verified for its host name), C{"auto"} (the same, except
-that a loopback server offering no TLS is talked to in plain text),
-C{"none"} (never TLS; loopback use and tests only).
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations
@@ -50,6 +36,7 @@ from twisted.python.failure import Failure
 from appnet.address import isLoopback
 from appnet.errors import AppnetError, CannotConnect
 from appnet.files import InThread, ThreadedFileSender
+from appnet.mail.lines import DotStuffer
 
 __all__ = [
     "FetchedMessage",
@@ -130,45 +117,16 @@ def tlsOptions(host: str, trustRoot: bytes | None = None, verify: bool = True) -
     return optionsForClientTLS(host, trustRoot=trustRootFromCertificates(certificates))
 
 
-class _Stuffer:
-    """
-    CRLF line ends and dot-stuffing for a message body, across chunks.
-    """
-
-    def __init__(self) -> None:
-        self.atLineStart = True
-        self.heldCR = False
-
-    def __call__(self, chunk: bytes) -> bytes:
-        if self.heldCR:
-            chunk = b"\r" + chunk
-            self.heldCR = False
-        if chunk.endswith(b"\r"):
-            chunk, self.heldCR = chunk[:-1], True
-        if not chunk:
-            return chunk
-        chunk = chunk.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        if self.atLineStart and chunk.startswith(b"."):
-            chunk = b"." + chunk
-        chunk = chunk.replace(b"\n.", b"\n..")
-        self.atLineStart = chunk.endswith(b"\n")
-        return chunk
-
-    def flush(self) -> bytes:
-        held, self.heldCR = self.heldCR, False
-        return b"\r" if held else b""
-
-
 class StuffingClient(ESMTPClient):
     """
     Twisted's ESMTP client with a correct body transform: its
     C{transformChunk} expects LF line ends (CRLF would become CR CR LF)
     and misses a dot at the start of a chunk; messages here are stored
-    with CRLF, so L{_Stuffer} does line ends and dot-stuffing across
+    with CRLF, so L{DotStuffer} does line ends and dot-stuffing across
     chunks, and what it holds back goes out before the final dot.
     """
 
-    _stuffer: _Stuffer
+    _stuffer: DotStuffer
 
     #: Runs the body's reads (L{appnet.files.InThread}): the relay sets
     #: it, so a message file is read in threads with back-pressure; when
@@ -176,7 +134,7 @@ class StuffingClient(ESMTPClient):
     fileThreads: InThread | None = None
 
     def smtpState_data(self, code: int, resp: bytes) -> None:
-        self._stuffer = _Stuffer()
+        self._stuffer = DotStuffer(lineEnds=True)
         if self.fileThreads is None:
             super().smtpState_data(code, resp)
             return
@@ -196,7 +154,8 @@ class StuffingClient(ESMTPClient):
 
         sender.start().addCallbacks(sent, failed)
         # What SMTPClient.smtpState_data expects next: the reply to the
-        # final dot.
+        # final dot (private state, no public hook: pinned by
+        # tests/mail/test_twistedpins.py).
         self._expected = SUCCESS
         self._okresponse = self.smtpState_msgSent
 
@@ -215,12 +174,18 @@ class StuffingClient(ESMTPClient):
 
 class _Sender(StuffingClient, ESMTPSender):
     """
-    Twisted's ESMTP sender with a correct body transform.
+    Twisted's ESMTP sender with a correct body transform, offering AUTH
+    PLAIN and LOGIN only.
     """
 
-    def _registerAuthenticators(self) -> None:
-        self.registerAuthenticator(PLAINAuthenticator(self.username))
-        self.registerAuthenticator(LOGINAuthenticator(self.username))
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The public list, replaced: Twisted's own choice is made in a
+        # private method we do not override.
+        self.authenticators = [
+            PLAINAuthenticator(self.username),
+            LOGINAuthenticator(self.username),
+        ]
 
 
 class _SenderFactory(ESMTPSenderFactory):
@@ -386,10 +351,7 @@ def fetch(
         client = _Fetcher()
         client.timeout = int(timeout)
         endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
-        try:
-            await connectProtocol(endpoint, client)
-        except Exception as e:
-            raise CannotConnect.explain(host, port, e) or e from None
+        await CannotConnect.during(host, port, connectProtocol(endpoint, client))
         try:
             await client.greeted.addTimeout(timeout, reactor)
             capabilities = await client.capabilities(useCache=False)

@@ -15,15 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from appnet.mail.lines import crlfLineEnds
+
 __all__ = ["DataDecoder"]
 
 #: A line longer than this is passed through in pieces.
 MAX_LINE = 1 << 16
-
-
-def _normalise(chunk: bytes) -> bytes:
-    """CRLF for every line end, bare LF included."""
-    return chunk.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 class DataDecoder:
@@ -179,5 +176,5 @@ class DataDecoder:
             return
         if self._atLineStart and part.startswith(b"."):
             part = part[1:]
-        part = _normalise(part).replace(b"\r\n..", b"\r\n.")
+        part = crlfLineEnds(part).replace(b"\r\n..", b"\r\n.")
         self._emit(part)

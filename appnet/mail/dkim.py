@@ -38,6 +38,7 @@ __all__ = [
     "TextAnswers",
     "fetchTexts",
     "generateKey",
+    "headerFields",
     "keyNames",
     "loadKeys",
     "signMessage",
@@ -356,7 +357,7 @@ def _tags(value: bytes) -> dict[bytes, bytes]:
     return tags
 
 
-def _headerFields(message: bytes) -> list[tuple[bytes, bytes]]:
+def headerFields(message: bytes) -> list[tuple[bytes, bytes]]:
     """The header fields of a message (names as written, values unfolded)."""
     end = message.find(b"\r\n\r\n")
     head = message if end == -1 else message[: end + 2]
@@ -375,7 +376,7 @@ def signatureTags(message: bytes, field: bytes) -> list[dict[bytes, bytes]]:
     """The tags of every C{field} (DKIM-Signature, ARC-Seal ...), in order."""
     return [
         _tags(value)
-        for name, value in _headerFields(message)
+        for name, value in headerFields(message)
         if name.lower() == field.lower()
     ]
 

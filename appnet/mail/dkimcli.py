@@ -22,6 +22,7 @@ from twisted.python.filepath import FilePath
 from appnet.cli import Command, CommandError, Context
 from appnet.dns.names import display
 from appnet.dns.zones import loadZone
+from appnet.durable import writeDurably
 from appnet.errors import AppnetError
 from appnet.mail.dkim import ALGORITHMS, RETIRED, DKIMKey, DKIMKeyError, generateKey
 from appnet.mail.dkim import loadKeys as _loadKeys
@@ -67,14 +68,14 @@ def publish(zones: FilePath[str], key: DKIMKey) -> str | None:
     for candidate, wanted in ((bumped, serial + 1), (added, serial)):
         if candidate is None:
             continue
-        _replace(path, candidate)
+        writeDurably(path, candidate)
         try:
             zone = loadZone(path)
         except AppnetError:
             continue
         if zone.serial == wanted:
             return path
-    _replace(path, before)
+    writeDurably(path, before)
     raise DKIMKeyError(f"{path} would not load with the record added; left as it was")
 
 
@@ -90,21 +91,6 @@ def _bumpSerial(text: bytes, serial: int) -> bytes | None:
         return None
     following = str((serial + 1) % 2**32).encode()
     return text[: match.start(2)] + following + text[match.end(2) :]
-
-
-def _replace(path: str, data: bytes) -> None:
-    """Write a file durably: a temporary file, fsynced, renamed over it."""
-    temporary = path + ".dkim-tmp"
-    with open(temporary, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
-    directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 class DKIMKeygen(Command):

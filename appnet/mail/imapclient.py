@@ -22,13 +22,14 @@ from typing import Any, TypeVar
 from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.interfaces import ITLSTransport
 from twisted.mail.imap4 import Command, IMAP4Client, IMAP4Exception
 from twisted.python.failure import Failure
 
 from appnet.address import isLoopback
 from appnet.errors import CannotConnect
 from appnet.mail.client import TLS_MODES, MailClientError, tlsOptions
-from appnet.mail.imap.wire import encodeMailbox, string
+from appnet.mail.imap.wire import encodeMailbox, string, uidSet
 
 __all__ = [
     "FolderEntry",
@@ -97,6 +98,17 @@ class _Client(IMAP4Client):
     def serverGreeting(self, caps: Any) -> None:
         self.greeted.callback(caps)
 
+    async def upgrade(self, options: Any) -> None:
+        """
+        STARTTLS with the capabilities we already hold (Twisted's
+        C{startTLS} reads its private capability cache, which the greeting
+        does not fill).
+        """
+        await self.sendCommand(Command(b"STARTTLS"))
+        ITLSTransport(self.transport).startTLS(options)
+        self.startedTLS = True
+        await self.getCapabilities(useCache=False)
+
 
 def _text(value: Any) -> str:
     if value is None:
@@ -104,10 +116,6 @@ def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
-
-
-def _uidSet(uids: Sequence[int]) -> bytes:
-    return b",".join(b"%d" % u for u in sorted(set(uids)))
 
 
 T = TypeVar("T")
@@ -226,7 +234,7 @@ class IMAPSession:
         """UID, flags, size, date, sender and subject of messages."""
         if not uids:
             return []
-        result = await self._client.fetchAll(_uidSet(uids).decode(), uid=True)
+        result = await self._client.fetchAll(uidSet(uids).decode(), uid=True)
         summaries = []
         for values in result.values():
             envelope = values.get("ENVELOPE") or [None] * 10
@@ -288,7 +296,7 @@ class IMAPSession:
         if not uids:
             return
         target = string(encodeMailbox(folder))
-        numbers = _uidSet(uids)
+        numbers = uidSet(uids)
         if b"MOVE" in self.capabilities:
             await self._command(b"UID MOVE", numbers + b" " + target)
             return
@@ -348,17 +356,13 @@ def connectIMAP(
     async def run() -> IMAPSession:
         client = _Client()
         endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
-        try:
-            await connectProtocol(endpoint, client)
-        except Exception as e:
-            raise CannotConnect.explain(host, port, e) or e from None
+        await CannotConnect.during(host, port, connectProtocol(endpoint, client))
         try:
             caps = await client.greeted.addTimeout(timeout, reactor)
             if caps is None:
                 caps = await client.getCapabilities(useCache=False)
-            client._capCache = caps
             if tls != "none" and b"STARTTLS" in caps:
-                caps = await client.startTLS(tlsOptions(host, trustRoot, verify))
+                await client.upgrade(tlsOptions(host, trustRoot, verify))
             elif tls == "require" or (tls == "auto" and not isLoopback(host)):
                 raise MailClientError(f"{host} does not offer STARTTLS")
             login = string(username.encode()) + b" " + string(password.encode())

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["LineQueue", "noDelay"]
+__all__ = ["DotStuffer", "LineQueue", "crlfLineEnds", "noDelay"]
 
 
 def noDelay(transport: Any) -> None:
@@ -34,6 +34,50 @@ def noDelay(transport: Any) -> None:
             setter(True)
         except OSError:
             pass
+
+
+def crlfLineEnds(chunk: bytes) -> bytes:
+    """CRLF for every line end, bare LF included."""
+    return chunk.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+class DotStuffer:
+    """
+    Dot-stuffing of a message body sent in chunks (SMTP DATA, RFC 5321
+    4.5.2; POP3 multi-line responses, RFC 1939 3): a line starting with
+    C{.} gets another one, across chunk boundaries.
+
+    @ivar lineEnds: also turn every line end (bare LF included) into CRLF;
+        a CR at the end of a chunk is held back until the next chunk or
+        L{flush} says whether an LF follows it.
+    """
+
+    def __init__(self, lineEnds: bool = False) -> None:
+        self.lineEnds = lineEnds
+        self.atLineStart = True
+        self.heldCR = False
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if self.lineEnds:
+            if self.heldCR:
+                chunk = b"\r" + chunk
+                self.heldCR = False
+            if chunk.endswith(b"\r"):
+                chunk, self.heldCR = chunk[:-1], True
+        if not chunk:
+            return chunk
+        if self.lineEnds:
+            chunk = crlfLineEnds(chunk)
+        if self.atLineStart and chunk.startswith(b"."):
+            chunk = b"." + chunk
+        chunk = chunk.replace(b"\n.", b"\n..")
+        self.atLineStart = chunk.endswith(b"\n")
+        return chunk
+
+    def flush(self) -> bytes:
+        """What is held back, to send before the terminating C{.} line."""
+        held, self.heldCR = self.heldCR, False
+        return b"\r" if held else b""
 
 
 #: Consumes raw bytes; returns None while it wants more, else the bytes

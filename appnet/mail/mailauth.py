@@ -62,7 +62,7 @@ class Verdict:
 def _fromValues(message: bytes) -> list[str]:
     return [
         value.decode("utf-8", "replace")
-        for name, value in dkimmod._headerFields(message)
+        for name, value in dkimmod.headerFields(message)
         if name.lower() == b"from"
     ]
 

@@ -3,52 +3,7 @@ The POP3 server (RFC 1939) over the mail store, with CAPA (RFC 2449),
 STLS (RFC 2595), AUTH PLAIN and LOGIN (RFC 5034) and response codes
 (RFC 2449, 3206: C{[IN-USE]}, C{[AUTH]}, C{[SYS/TEMP]}).
 
-L{POP3Server} extends Twisted's L{twisted.mail.pop3.POP3}: its replies
-(C{successResponse}, C{failResponse}), the USER/PASS login path
-(C{authenticateUserPASS}, C{_cbMailbox}), NOOP and the idle timeout are
-kept, and the maildrop is a Twisted L{IMailboxPOP3} (L{Maildrop}). What
-Twisted gets wrong or lacks is replaced:
-
-- Framing (L{appnet.mail.lines.LineQueue}): a login or a deletion in
-  progress holds the input, so pipelined commands wait (Twisted runs them
-  before the login finishes and answers "not authenticated").
-- STLS, with the same injection rule as SMTP's STARTTLS: anything sent
-  after STLS before the handshake is discarded.
-- STAT, LIST and UIDL leave out messages marked deleted, as RFC 1939
-  requires (Twisted counts them with size 0).
-- RETR and TOP read the message in threads with back-pressure
-  (L{appnet.files.ThreadedFileSender}), not on the reactor, and
-  byte-stuff across chunk boundaries (Twisted's
-  C{transformChunk} misses a line starting with C{.} at the start of a
-  chunk) and do not rewrite line ends (messages are stored with CRLF);
-  TOP finds the end of the header section wherever it falls.
-- DELE takes effect only at QUIT, in one store operation; a dropped
-  connection deletes nothing. Retrieved messages get C{\\Seen} at QUIT,
-  so IMAP and webmail show them as read.
-- One session per maildrop through a store lock with an expiry
-  (L{appnet.store.interfaces.IMailStore.lock}), so it holds across
-  processes sharing the store; a second session gets C{-ERR [IN-USE]}.
-- Plain-text logins (USER/PASS, AUTH) only over TLS or from loopback.
-
-APOP (RFC 1939 section 7) is off by default and opt-in twice over, as
-with qpopper's C{popauth} database: the stack offers it only with
-C{[pop3] apop = true}, and an account can use it only once given an APOP
-secret (C{appnet user apop ADDRESS}). The client proves it knows the
-secret by sending MD5 of the greeting's timestamp and the secret, so the
-server must keep that secret in the clear; it is therefore a second
-secret, stored apart from the login password, which stays scrypt-only
-(a stolen store yields APOP secrets, never login passwords). MD5 and the
-lack of channel binding make APOP weak (an eavesdropper can try to crack
-the digest offline, a man in the middle can take over the session), so
-it is for clients that cannot do TLS. With APOP on, the greeting ends with
-a timestamp C{<pid.serial.random@hostname>}, unique per connection and
-unpredictable (Twisted's C{generateMagic} names the machine's FQDN rather
-than the configured host name, and draws from C{random}, not
-C{secrets}); C{APOP name digest} logs in through the same throttled
-portal and maildrop lock as PASS. APOP is allowed without TLS and from
-any address: it never sends the secret. With APOP off the greeting
-carries no timestamp, so clients do not try it, and an APOP command is
-refused with C{-ERR [AUTH]} naming the alternatives.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations
@@ -78,7 +33,7 @@ from appnet.errors import AppnetError, NoSuchMessage
 from appnet.faults import NO_FAULTS, Faults
 from appnet.files import InThread, SendingStopped, ThreadedFileSender
 from appnet.listen import hostOf
-from appnet.mail.lines import LineQueue, noDelay
+from appnet.mail.lines import DotStuffer, LineQueue, noDelay
 from appnet.mail.realm import AvatarFactory, MailRealm
 from appnet.mail.sasl import (
     MECHANISMS,
@@ -280,24 +235,6 @@ def _isNumber(text: str) -> bool:
 READ_CHUNK = 64 * 1024
 
 
-class _Stuffer:
-    """
-    Byte-stuffs a message for a multi-line response, across chunks.
-    """
-
-    def __init__(self) -> None:
-        self.atLineStart = True
-
-    def __call__(self, chunk: bytes) -> bytes:
-        if not chunk:
-            return chunk
-        if self.atLineStart and chunk.startswith(b"."):
-            chunk = b"." + chunk
-        chunk = chunk.replace(b"\n.", b"\n..")
-        self.atLineStart = chunk.endswith(b"\n")
-        return chunk
-
-
 class _Top:
     """
     A file-like view of a message's header section and its first C{lines}
@@ -342,8 +279,6 @@ class POP3Server(LineQueue, POP3):
 
     factory: POP3ServerFactory  # type: ignore[assignment]
     mbox: Any
-    _userIs: bytes | None  # type: ignore[assignment]
-    _onLogout: Callable[[], None] | None  # type: ignore[assignment]
     maxLineLength = 4096
     _log = Logger()
 
@@ -363,6 +298,9 @@ class POP3Server(LineQueue, POP3):
         self._holder = uuid.uuid4().hex
         self._sasl: LoginExchange | None = None
         self._closed = False
+        # Our own state, not Twisted's private _userIs and _onLogout.
+        self._user: bytes | None = None
+        self._logout: Callable[[], None] | None = None
 
     @property
     def maildrop(self) -> Maildrop | None:
@@ -387,6 +325,9 @@ class POP3Server(LineQueue, POP3):
     def connectionLost(self, reason: Failure | None = None) -> None:
         # A dropped connection deletes nothing: no sync, only logout.
         self._closed = True
+        logout, self._logout = self._logout, None
+        if logout is not None:
+            logout()
         POP3.connectionLost(self, reason)
 
     def generateMagic(self) -> bytes:
@@ -514,7 +455,7 @@ class POP3Server(LineQueue, POP3):
         # Same rule as SMTP's STARTTLS: nothing pipelined in plaintext after
         # STLS may run inside the TLS session; forget the USER given.
         self.discardInput()
-        self._userIs = None
+        self._user = None
         self._tls = True
         self.transport.startTLS(self.factory.tlsOptions)
 
@@ -525,14 +466,14 @@ class POP3Server(LineQueue, POP3):
         if not rest:
             self.failResponse(b"Syntax: USER name")
             return
-        self._userIs = rest.encode()
+        self._user = rest.encode()
         self.successResponse("Send PASS")
 
     def pop3_PASS(self, rest: str) -> None:
-        if self._userIs is None:
+        if self._user is None:
             self.failResponse(b"USER first")
             return
-        user, self._userIs = self._userIs, None
+        user, self._user = self._user, None
         self._async(self._login(UsernamePassword(user, rest.encode())), "login")
 
     def pop3_APOP(self, rest: str) -> None:
@@ -552,7 +493,7 @@ class POP3Server(LineQueue, POP3):
         if not name or not _isDigest(digest):
             self.failResponse(b"Syntax: APOP name digest")
             return
-        self._userIs = None
+        self._user = None
         credentials = APOPCredentials(
             self.magic, name.encode(), digest.lower().encode("ascii")
         )
@@ -627,7 +568,7 @@ class POP3Server(LineQueue, POP3):
             return
         assert isinstance(avatar, Maildrop)
         self.mbox = avatar
-        self._onLogout = logout
+        self._logout = logout
         count, size = self._stat()
         self._log.info(
             "pop3: {client} logged in as {account} ({count} messages)",
@@ -711,7 +652,7 @@ class POP3Server(LineQueue, POP3):
                 source.read,
                 self.transport,
                 chunkSize=READ_CHUNK,
-                transform=_Stuffer(),
+                transform=DotStuffer(),
             )
             try:
                 await sender.start()

@@ -4,52 +4,7 @@ them (remote recipients through L{appnet.mail.relay}, recipients in our
 own domains into local mailboxes), records every recipient's outcome,
 and reschedules, bounces or removes each message.
 
-Scheduling. A runner claims due messages from the store with a lease
-(L{IQueueStore.claim}), so several runners could share one queue and a
-crashed runner's claims run out by themselves; a runner starting up takes
-back the claims of its node's earlier run at once. It wakes when the
-store reports a change made in this process (a submission queued mail),
-when the next message falls due, and every C{[mail] queue_poll} for
-changes made elsewhere (C{appnet queue retry}, another node). Times come
-from the clock it is given, which need not be the reactor its sockets
-use: a test drives a five-day retry schedule with a L{Clock} while
-connections are real.
-
-Backoff. After a failed attempt a message waits C{[mail] retry[n]} (the
-n-th wait; the last one repeats), never past its maximum age; an attempt
-at or after the maximum age that fails again bounces what is left (status
-4.4.7). Once a message has waited C{[mail] delay_warning}, its sender is
-told of the delay, once.
-
-Delivery. Recipients are grouped by destination (their domain, or the
-smarthost); each destination has a queue of jobs (one message, that
-destination's recipients) worked by at most
-C{relay_destination_concurrency} connections, and all destinations
-together by at most C{relay_concurrency}. A connection sends job after
-job (RSET between), up to C{relay_reuse} messages, and waits
-C{relay_idle} for more before it says QUIT; but an idle connection never
-keeps its slot from another destination's jobs waiting for one (it says
-QUIT at once), so the global limit bounds connections, not idle time (in
-Postfix, too, a cached connection holds no delivery agent). A job whose
-session failed before the message was taken (connection refused, 4xx to
-MAIL or DATA) moves on to the destination's next mail server.
-
-Outcomes. 2xx delivers a recipient, 5xx bounces it, anything else defers
-it. A DSN (L{appnet.mail.bounce}) goes to the envelope sender for bounced
-recipients, never to the null sender; it is queued with a L{Notice} that
-marks those recipients in the same transaction, so however the process
-dies the sender is told exactly once.
-
-Exactly once. A recipient's outcome is committed the moment the remote
-server's reply to the final dot arrives, before anything else happens on
-that connection, and a message leaves the queue only after that. A crash
-before the final dot repeats the whole transaction later, which the
-remote server never completed: no duplicate. The one window left is a
-crash (or the connection dropping) after the remote server sent its 250
-and before our commit of it is on disk: the message is then delivered
-again at the next attempt. It is one SQLite commit long, and cannot be
-closed without a two-phase protocol SMTP does not have (RFC 1047; every
-MTA shares it).
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

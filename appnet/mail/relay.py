@@ -2,59 +2,7 @@
 The relay: where a domain's mail goes (MX selection) and the SMTP client
 that takes it there, one connection carrying several messages.
 
-Mail exchangers (RFC 5321 section 5.1, RFC 7505) come from appnet's own
-resolver (L{appnet.dns.client.DNSClient.lookupMX}): most preferred first,
-equal preferences shuffled; a domain without MX records is its own
-exchanger (implicit MX, its A/AAAA records); a null MX, or a domain that
-does not exist, fails the recipients at once. Exchangers that are this
-node (its host name, or an address and port its MX listener is bound to)
-are dropped together with every less preferred one, so mail cannot loop
-back to us; if none is left the recipients bounce (5.4.6). With
-C{[mail] smarthost} every message goes there instead.
-
-L{RelayClient} extends Twisted's L{ESMTPClient} (greeting, EHLO with HELO
-fallback, STARTTLS, AUTH PLAIN/LOGIN, one RCPT per recipient, the body
-streamed from its file in threads by L{appnet.files.ThreadedFileSender})
-where it does not fit a relay:
-
-  - Twisted asks C{getMailFrom} synchronously for the next message and
-    closes when it gets C{None}; here the session goes idle after RSET
-    and L{RelayClient.send} starts the next transaction whenever the
-    queue has one, so messages to one host share a connection.
-  - MAIL FROM carries C{SIZE=} and C{BODY=8BITMIME} when the server
-    offers them; a message above the server's SIZE is failed without
-    sending it (552 5.3.4).
-  - Every recipient gets its own reply: the RCPT reply if refused, else
-    the reply to DATA or to the final dot (Twisted reports the final
-    reply once, for the whole message).
-  - Twisted sends MAIL, each RCPT and DATA one at a time, waiting for
-    each reply. When the server's EHLO (the one over TLS, if STARTTLS
-    was used; the set-up is never pipelined) offers PIPELINING (RFC
-    2920), MAIL, every RCPT and DATA go in one write and the replies are
-    read in order, as Postfix does. A refused MAIL fails every recipient
-    with its reply, and the RCPT and DATA replies after it are read and
-    dropped; when every RCPT is refused the DATA's refusal is expected
-    and no body is sent (if the server answers 354 anyway it gets a lone
-    dot, section 3.1); a 421 in the middle keeps the refused recipients'
-    replies, gives the others the 421 and ends the session. The next
-    message's batch follows the previous RSET without waiting for its
-    reply.
-  - Twisted reads on in plain text after the 220 to STARTTLS: a reply
-    the server (or a man in the middle) sent with it would be taken as
-    the answer to the EHLO over TLS. Anything buffered then is dropped.
-  - The body is stored with CRLF; Twisted's C{transformChunk} expects LF
-    (CRLF would become CR CR LF), so the client is a
-    L{appnet.mail.client.StuffingClient}, which does line ends and
-    dot-stuffing across chunks.
-  - TLS to an MX is opportunistic and unauthenticated (Postfix's C{may}):
-    STARTTLS when offered, with a context that does not verify the
-    certificate, since a failed verification must not stop delivery. A
-    host whose TLS handshake fails is remembered and retried in plain
-    text. A smarthost requires TLS and (by default) verifies its
-    certificate for its name, before AUTH.
-  - Timeouts run on the reactor given (Twisted's C{TimeoutMixin} would
-    use the global one), and Nagle's algorithm is off (the final dot
-    would otherwise wait for the server's delayed ACK after each body).
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations
@@ -274,6 +222,11 @@ class RelayClient(StuffingClient):
     L{ready} fires once the session can take a message (or fails with
     L{SessionFailed}); L{send} runs one transaction; L{quit} ends the
     session politely; L{closed} fires when the connection is gone.
+
+    Twisted offers no public hook for C{SMTPClient}'s reply dispatch, so
+    this sets its C{_expected}/C{_okresponse}/C{_failresponse}, C{_from}
+    and calls C{_disconnectFromServer}; C{tests/mail/test_twistedpins.py}
+    fails if Twisted changes them.
     """
 
     _log = Logger()

@@ -2,30 +2,9 @@
 A mail network for test suites: several appnet nodes, each the mail
 server of its own domain, and a DNS server publishing their MX and SPF
 records, all in the test's process, with the queues' retry schedule on a
-virtual clock::
+virtual clock.
 
-    from appnet.testing import startMailNetwork
-
-    class NewsletterTests(TestCase):
-        async def test_retriedUntilDelivered(self) -> None:
-            net = await startMailNetwork(
-                self, domains={"crepes.fr": ["alice"], "hamburger.edu": ["bob"]}
-            )
-            await net.node("hamburger.edu").stop()
-            await net.submit("alice@crepes.fr", ["bob@hamburger.edu"], MESSAGE)
-            await net.advance(hours=1)              # retries fail meanwhile
-            await net.node("hamburger.edu").start()
-            await net.advance(hours=4)              # the next retry delivers
-            [message] = await net.mailbox("bob@hamburger.edu")
-
-Node I{n} listens on 127.0.0.I{n+2} (Linux routes all of 127.0.0.0/8 to
-the loopback interface), with its MX listener on one port number shared
-by all nodes and used as their C{relay_port}, and sends from its own
-address; the DNS server listens on the next address. Connections are
-real; only long waits (the queue's retries, expiry, delay warnings) run
-on the virtual clock, which L{MailNetwork.advance} moves from one
-scheduled event to the next, letting every delivery finish in between,
-so five days of retries take a fraction of a second.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

@@ -2,32 +2,7 @@
 Where a recipient's mail goes: into local mailboxes, into the outgoing
 queue, or nowhere (a rejection with its SMTP reply).
 
-The rules, in order, for C{local@domain}:
-
-1. A domain that is not local is remote. The MX role refuses it (no open
-   relay); submission queues it.
-2. A local part holding C{%}, C{!} or C{@} (source routing by the back
-   door: C{user%remote@local}, C{remote!user@local}, C{"user@remote"@local})
-   is a relay attempt and refused in both roles.
-3. Aliases (C{[mail] aliases}, the aliases file): the full local part
-   first, then without its C{+tag}; targets expand recursively (local
-   ones again through these rules, remote ones into the queue: an alias
-   may forward off the node), with loops cut.
-4. An account: C{alice+tag@} is C{alice@} (plus-addressing).
-5. C{postmaster@} any local domain is always accepted (RFC 5321 4.5.1):
-   to C{[mail] postmaster} if set, else to that domain's postmaster
-   mailbox, whether or not it has an account yet.
-6. The catch-all address, if configured.
-7. Otherwise unknown: C{550 5.1.1}.
-
-Local results carry the owner's quota (the account's own, else C{[mail]
-quota}), so the caller can check it at RCPT time and the store enforces it
-at delivery.
-
-The common case costs one store read: an address that neither rule 2 nor
-rule 3 can match is looked up as an account first (an account's domain is
-local by definition); the local domains, which scan every user, are read
-only when that account does not exist.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

@@ -2,49 +2,7 @@
 The SMTP server: the MX role (mail for local domains, no AUTH) and the
 submission role (RFC 6409: AUTH required, any destination).
 
-L{SMTPServer} extends Twisted's L{twisted.mail.smtp.ESMTP}, keeping its
-reply formatting (C{sendCode}), its per-state dispatch (C{state_COMMAND},
-C{state_AUTH} via C{lineReceived}) and its idle timeout, and replacing
-what TWISTED_GAPS lists as missing or wrong there:
-
-- Framing (L{appnet.mail.lines.LineQueue}): commands answered
-  asynchronously (recipient lookups, quota, AUTH, delivery) hold the
-  input, so pipelined commands (RFC 2920) are answered in order.
-- STARTTLS (RFC 3207): everything pipelined after the command is thrown
-  away before the handshake, and the session forgets HELO, the
-  transaction and any authentication (Twisted executes the injected
-  plaintext inside the TLS session and keeps the state).
-- EHLO advertises PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES,
-  STARTTLS (with a certificate) and, on submission, AUTH PLAIN LOGIN, the
-  latter only over TLS or from loopback (Twisted offers AUTH in the clear).
-  Every reply carries an enhanced status code (RFC 2034, 3463).
-- MAIL and RCPT parse their paths and parameters (SIZE, BODY) strictly
-  (L{appnet.mail.envelope}); recipients are resolved by
-  L{appnet.mail.routing.Router}: no relay without AUTH (554 5.7.1),
-  unknown users 550 5.1.1, quota 452 4.2.2 / 552 5.2.2, too many
-  recipients 452 4.5.3.
-- DATA streams into a staged file through L{appnet.mail.data.DataDecoder}
-  (dot-stuffing, bare LF, size limit 552, hop limit 554 5.4.6) instead
-  of Twisted's per-recipient line callbacks, and answers 250 only once
-  L{appnet.mail.delivery.Delivery} has stored the message durably.
-- Replies to pipelined commands go out together (RFC 2920 3.1): while
-  commands are being handled from buffered input, or one is pending,
-  replies collect and are written in one piece once the session waits
-  for the client again (before closing or STARTTLS at the latest), so a
-  pipelined MAIL and RCPT cost one socket write, not two.
-- Every error leaves the session usable; after too many errors the
-  server says 421 and closes (as Postfix's hard error limit does).
-- On the MX role, MAIL FROM is checked with SPF (L{appnet.mail.spf}):
-  the message gets a C{Received-SPF} field, and with C{[mail] spf =
-  "reject"} a C{fail} is refused (550 5.7.23). Clients in C{[mail]
-  spf_skip} (loopback by default) are not checked.
-- Mail authentication (L{appnet.mail.mailauth}): with a C{mailauth},
-  the body is collected in memory (bounded by the message size limit)
-  instead of written through, and at the end of DATA submission signs it
-  with DKIM (L{SMTPServer._signed}) and the MX verifies it
-  (L{SMTPServer._verified}): C{Authentication-Results} on top, DMARC
-  C{reject} answered 550 5.7.1, C{quarantine} filed into Junk, an ARC
-  seal on mail forwarded to other domains.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

@@ -1,21 +1,7 @@
 """
 SPF (RFC 7208): may this client send mail for that domain?
 
-L{checkHost} is the RFC's C{check_host()} over an L{IDNSResolver}: it
-fetches the domain's C{v=spf1} record, evaluates its mechanisms (C{all},
-C{include}, C{a}, C{mx}, C{ptr}, C{ip4}, C{ip6}, C{exists}) left to right
-with their qualifiers, follows C{redirect=}, and on C{fail} reads the
-C{exp=} explanation. Macros (section 7) are expanded with every letter
-but C{p}, which expands to C{unknown} (the RFC lets a verifier skip the
-expensive validated-name lookup; the C{ptr} mechanism itself is
-implemented). The limits of section 4.6.4 hold: at most 10 terms that
-cause DNS lookups (C{include}, C{a}, C{mx}, C{ptr}, C{exists},
-C{redirect}) per check, at most 10 MX or PTR names looked up per
-mechanism, and at most 2 lookups answering NXDOMAIN or nothing ("void
-lookups"); going over any is C{permerror}.
-
-L{SPFPolicy} is how the MX role uses it: which clients are checked, the
-C{Received-SPF} field (section 9.1) and whether C{fail} is refused.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ class FetchOptions(Command):
         except ValueError as e:
             raise CommandError(f"{self['cacert']}: {e}") from None
         show = not self["quiet"] and (self["progress"] or context.err.isatty())
-        bar = ProgressBar(context.err, context.reactor) if show else None
+        bar = ProgressBar(context.err) if show else None
         url = self["url"]
         try:
             if self["output"]:

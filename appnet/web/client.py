@@ -25,14 +25,14 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any, TextIO
 
 import treq
-from attrs import define, frozen
+from attrs import frozen
 from hyperlink import DecodedURL
 from OpenSSL import SSL
 from service_identity import VerificationError
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectError, TimeoutError
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import (
     Certificate,
     CertificateOptions,
@@ -46,6 +46,7 @@ from twisted.web.iweb import IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
 from appnet.errors import AppnetError, CannotConnect
+from appnet.progress import Progress as _Bar
 
 __all__ = [
     "Download",
@@ -396,50 +397,22 @@ async def _download(
     return Download(final, response.code, offset + received, received, resumed)
 
 
-def _human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"  # pragma: no cover
-
-
-@define
 class ProgressBar:
     """
-    A one-line progress display (percentage, bar, bytes, rate) on a
-    terminal, redrawn at most ten times a second.
+    A L{Progress} callback drawing a one-line progress bar (percentage,
+    bar, bytes, rate) on a terminal with L{appnet.progress.Progress}.
     """
 
-    _stream: TextIO
-    _clock: IReactorTime
-    _width: int = 30
-    _start: float | None = None
-    _last: float = -1.0
-    _shown: bool = False
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._bar: _Bar | None = None
 
     def __call__(self, received: int, total: int | None) -> None:
-        now = self._clock.seconds()
-        if self._start is None:
-            self._start = now
-        if now - self._last < 0.1 and received != total:
-            return
-        self._last = now
-        elapsed = max(now - self._start, 1e-6)
-        rate = _human(received / elapsed) + "/s"
-        if total:
-            fraction = min(received / total, 1.0)
-            filled = int(fraction * self._width)
-            bar = "#" * filled + " " * (self._width - filled)
-            line = f"{fraction * 100:3.0f}% [{bar}] {_human(received)} {rate}"
-        else:
-            line = f"{_human(received)} {rate}"
-        self._stream.write("\r" + line.ljust(self._width + 30))
-        self._stream.flush()
-        self._shown = True
+        if self._bar is None:
+            self._bar = _Bar(self._stream, "", total)
+        self._bar.done = received
 
     def done(self) -> None:
         """End the line."""
-        if self._shown:
-            self._stream.write("\n")
-            self._stream.flush()
+        if self._bar is not None:
+            self._bar.close()

@@ -1,22 +1,7 @@
 """
 Cross-site request forgery protection.
 
-Every state-changing request (any method but GET, HEAD, OPTIONS and TRACE)
-must prove it comes from our own pages, two ways:
-
-- a token: the session's random CSRF token (stored with the session, so it
-  survives restarts and is the same on every node), sent back in the
-  C{X-CSRF-Token} header (scripts) or the C{csrf_token} form field (HTML
-  forms), compared in constant time;
-- its origin: C{Sec-Fetch-Site}, when the browser sends it, must say
-  C{same-origin} (or C{none}, typed by the user), and C{Origin} (else
-  C{Referer}), when present, must be this server's own scheme, host and
-  port. Clients that send neither (curl, scripts) rely on the token alone.
-
-The login form has no session yet, so it uses a double-submit token: a
-random value in a short-lived C{HttpOnly}, C{SameSite=Strict} cookie that
-the form must repeat (L{issueLoginToken}, L{verifyLoginToken}); with the
-origin check this stops a forged login into the attacker's account.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

@@ -201,9 +201,11 @@ def renderAsync(request: Request, work: Coroutine[Any, Any, bytes]) -> int:
     goes away first, the coroutine is cancelled.
     """
     d = Deferred.fromCoroutine(work)
+    # Our own record of a lost client (Request._disconnected is private).
+    gone: list[bool] = []
 
     def done(body: bytes) -> None:
-        if getattr(request, "_disconnected", False):
+        if gone:
             return
         if request.method == b"HEAD":
             if body:
@@ -218,7 +220,7 @@ def renderAsync(request: Request, work: Coroutine[Any, Any, bytes]) -> int:
         if reason.check(CancelledError):
             return
         _log.failure("Rendering {uri} failed", reason, uri=request.uri)
-        if getattr(request, "_disconnected", False) or request.startedWriting:
+        if gone or request.startedWriting:
             return
         request.setResponseCode(500)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
@@ -227,7 +229,11 @@ def renderAsync(request: Request, work: Coroutine[Any, Any, bytes]) -> int:
         request.write(body)
         request.finish()
 
-    request.notifyFinish().addErrback(lambda _: d.cancel())
+    def lost(_: Failure) -> None:
+        gone.append(True)
+        d.cancel()
+
+    request.notifyFinish().addErrback(lost)
     d.addCallbacks(done, failed)
     return NOT_DONE_YET
 

@@ -1,26 +1,7 @@
 """
 Cookie sessions bound to rows of the store.
 
-Twisted's C{Site.getSession} keeps sessions in memory (lost on restart,
-invisible to other nodes), never marks the cookie C{HttpOnly} or
-C{SameSite}, and keeps the cookie value as the key. Here a login creates a
-random 256-bit token, sends it as a cookie (C{HttpOnly}, C{SameSite=Lax},
-C{Path=/}; over TLS also C{Secure} and the C{__Host-} name prefix, so no
-plain-HTTP page or sibling domain can set or read it), and stores only the
-token's SHA-256 in an L{ISessionStore} row with the account, a CSRF token
-and an expiry. Each use within the lifetime slides the expiry forward (the
-row is rewritten at most once every few minutes, not on every request).
-The cookie itself has no expiry (it lasts until the browser closes); the
-row's expiry decides. Logging out deletes the row and clears the cookie;
-logging in again
-replaces any session the browser had (no session fixation). Sessions of
-an account that no longer exists are refused.
-
-L{SessionGate} puts a resource tree behind a login for the applications
-mounted on the web server: it finds the session (redirecting to the login
-page, or answering 401 in JSON), checks the CSRF token of every unsafe
-request (L{appnet.web.csrf}), then hands the request on; inside,
-L{sessionOf} gives the session.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

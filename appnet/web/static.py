@@ -1,34 +1,7 @@
 """
 Static files from the web root.
 
-Why not C{twisted.web.static.File}: it has no entity tags (so no
-C{If-None-Match}, C{If-Match} or C{If-Range}), follows symbolic links out
-of the root, serves dotfiles, turns a suffix range longer than the file
-into a negative offset, answers any number of overlapping ranges (a cheap
-amplification), sets C{Content-Encoding} for C{.gz} files (so browsers
-unpack downloads), compresses nothing, and its directory listing is
-unstyled and unescaped in places. It is also a L{FilePath}, so every path
-operation happens on the resource itself. What it does well is kept:
-bodies are streamed by a producer, a buffer at a time, paused whenever the
-connection's send buffer is full, so memory stays bounded whatever the file
-size.
-
-L{StaticFiles} maps URL path segments to files under the root, refusing
-C{.} and C{..} segments (whether sent plain or percent-encoded), segments
-holding a slash or NUL (C{%2F}, C{%00}), dotfiles, and any path whose real
-location (symbolic links resolved) is outside the root. It returns a leaf
-resource: L{FileResource} for a file, an index page or C{index.html} for a
-directory, a redirect adding the slash to a directory URL, or an error.
-
-L{FileResource} implements RFC 9110's validators and ranges: a strong
-entity tag from the inode, size and modification time; C{Last-Modified};
-the preconditions in their precedence order (L{appnet.web.validators});
-single ranges (206), several ranges as C{multipart/byteranges}, 416 with
-C{Content-Range: bytes */size}; C{If-Range}. Compressible types are
-gzipped on the fly for clients that accept it (with C{Vary:
-Accept-Encoding} and a distinct entity tag, since the compressed bytes are
-a different representation); a request with C{Range} gets the identity
-bytes, which is what ranges are computed over.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

@@ -1,39 +1,8 @@
 """
 The JSON API under C{/api/v1}: what the webmail page does, for scripts
-too. README.rst documents every endpoint; in short::
+too. README.rst documents every endpoint.
 
-    POST   /api/v1/login             JSON login (no session needed)
-    GET    /api/v1/session           who is logged in, and the CSRF token
-    GET    /api/v1/folders           folders with counts
-    POST   /api/v1/folders           create a folder
-    GET    /api/v1/folders/NAME      one folder
-    PATCH  /api/v1/folders/NAME      rename it (and its subfolders)
-    DELETE /api/v1/folders/NAME      delete it (?force=1 if not empty)
-    GET    /api/v1/messages          one page of a folder, newest first
-    GET    /api/v1/search            one page of a folder's matches
-    GET    /api/v1/message           one message, parsed and sanitised
-    GET    /api/v1/attachment        one part, as a download
-    GET    /api/v1/raw               the whole message, as a download
-    GET    /api/v1/draft             a reply, forward or saved draft, filled in
-    POST   /api/v1/drafts            save a draft (APPEND to Drafts)
-    DELETE /api/v1/drafts?uid=N      throw a saved draft away
-    POST   /api/v1/send              send (multipart/form-data or JSON)
-    POST   /api/v1/move              move messages to another folder
-    POST   /api/v1/delete            to Trash, or expunge
-    POST   /api/v1/flags             add or remove flags
-    GET    /api/v1/queue             the outgoing queue (administrators)
-    GET    /api/v1/users             accounts (administrators)
-    POST   /api/v1/users             create an account
-    DELETE /api/v1/users/ADDRESS     delete an account
-    POST   /api/v1/users/ADDRESS/password   set its password
-
-Every endpoint but C{login} sits behind the session gate
-(L{appnet.web.sessions.SessionGate} with C{json=True}): 401 without a
-session, 403 for a state-changing request without the session's
-C{X-CSRF-Token} header or from another origin. Errors are JSON objects
-with an C{error} member and the fitting status; nothing here answers a
-GET by changing state (reading a message does not even mark it seen: the
-page asks for that with C{flags}).
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations
@@ -178,9 +147,11 @@ def renderAPI(request: Request, work: Coroutine[Any, Any, bytes | Streamed]) -> 
     anything unexpected a logged 500.
     """
     d = Deferred.fromCoroutine(_guarded(request, work))
+    # Our own record of a lost client (Request._disconnected is private).
+    gone: list[bool] = []
 
     def done(result: bytes | Streamed) -> None:
-        if getattr(request, "_disconnected", False):
+        if gone:
             if isinstance(result, Streamed):
                 result.file.close()
             return
@@ -201,7 +172,11 @@ def renderAPI(request: Request, work: Coroutine[Any, Any, bytes | Streamed]) -> 
         if not reason.check(CancelledError):
             _log.failure("API {uri} failed", reason, uri=request.uri)
 
-    request.notifyFinish().addErrback(lambda _: d.cancel())
+    def lost(_: Failure) -> None:
+        gone.append(True)
+        d.cancel()
+
+    request.notifyFinish().addErrback(lost)
     d.addCallbacks(done, failed)
     return NOT_DONE_YET
 

@@ -2,34 +2,7 @@
 Mail HTML made safe to show inside the webmail page, and mail HTML as
 plain text (for replies and the "as text" view).
 
-L{sanitize} parses with the standard library's L{html.parser} and writes
-a new document from what it found, keeping only an allowlist: plain
-formatting, lists, tables, links and images, with a few attributes whose
-values are checked (numbers, enumerations, URLs by scheme). Everything
-else goes: scripts, styles and their content, event handlers, C{style}
-and C{class} and C{id} attributes (no overlay tricks, no clobbering of
-the page's own elements), forms, frames, embedded objects, SVG and
-MathML, comments and processing instructions. Because the output is
-written afresh (every text run and attribute value escaped, every
-element closed), the browser parses exactly the tree the allowlist
-admitted, whatever tricks the input played on parsers.
-
-URLs: links keep C{http}, C{https} and C{mailto} targets and open in a
-new tab without a referrer; any other scheme (C{javascript:}, C{data:},
-C{vbscript:}, relative URLs pointing into this server) loses its
-C{href}. Control characters and white space that browsers ignore inside
-a scheme (C{jav&#9;ascript:}) are removed before the check.
-
-Images never cause a request to another server: remote images (C{http},
-C{https}) are replaced by their alternative text, always. Images carried
-in the message itself (C{cid:} references to its parts, C{data:} URLs
-of raster types) are shown only when the reader asks for them; then a
-C{cid:} source is rewritten to this server's URL for that part. The
-counts of both kinds are reported, so the page can offer "show images".
-
-A strict Content-Security-Policy on the page is the second line of
-defence: even a sanitizer mistake cannot run a script or load a remote
-resource.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

@@ -1,32 +1,7 @@
 """
 Sending from the webmail, through the submission path.
 
-A message composed in the browser goes where an authenticated SMTP
-submission of the same message would go, decided by the same code:
-recipients are resolved by the stack's L{Router} with relaying allowed
-(aliases, plus-addresses, unknown local users refused with the 550 the
-submission port would give), the envelope sender is the logged-in
-account, C{[submission] max_recipients} and C{[mail] max_message_size}
-apply, and L{Delivery} files local copies into their mailboxes and queues
-remote recipients durably, with a C{Return-Path} and this node's
-C{Received} field (C{with HTTP}, naming the authenticated account) in
-front. Why not a loopback SMTP connection to the submission port: it
-would need the user's password (the browser holds only a session), the
-submission listener may be disabled or TLS-only, and nothing would be
-gained, since the listener's own work is exactly these calls. The
-difference from SMTP is deliberate: a message with any refused
-recipient is not sent at all (the user corrects the address) instead of
-going to the others.
-
-After delivery a copy (with its C{Bcc} field, which the delivered copies
-never carry) is filed as C{\\Seen} in the account's C{Sent} folder, made
-if it does not exist yet; a full mailbox costs the copy, not the send. A
-reply sets C{\\Answered} on the original and a forward C{$Forwarded}.
-
-Replies carry C{In-Reply-To} and C{References} (RFC 5322 3.6.4) taken
-from the stored original, not from the browser. Forwarding attaches the
-original whole as C{message/rfc822}: attachments, HTML and headers
-survive, which inline forwarding would lose or flatten.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from appnet.mail.imap.wire import (
     parseDate,
     parseDateTime,
     string,
+    uidSet,
 )
 from appnet.store.interfaces import Changes, FolderInfo, MessageInfo
 
@@ -349,3 +350,17 @@ class ListTests(SynchronousTestCase):
         for bad in ("", "a//b", "/a", "a/", "a\x01", "x" * 300, "a%"):
             with self.assertRaises(CommandFailed):
                 checkName(bad)
+
+
+class UidSetTests(SynchronousTestCase):
+    """
+    L{uidSet} writes the sequence sets both the server and the client send.
+    """
+
+    def test_ranges(self) -> None:
+        """Runs become ranges; the input is sorted and each number kept once."""
+        self.assertEqual(uidSet([9, 1, 2, 3, 7, 10, 2]), b"1:3,7,9:10")
+
+    def test_one(self) -> None:
+        """A single number stays a number."""
+        self.assertEqual(uidSet([5]), b"5")

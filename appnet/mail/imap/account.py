@@ -3,21 +3,7 @@ What an IMAP login yields: an account of folders over the mail store,
 with IMAP's rules for folder names, the hierarchy, subscriptions and
 special-use folders.
 
-Folder names are Unicode in the store (modified UTF-7 only on the
-wire), C{/} separates hierarchy levels, and INBOX is case-insensitive
-(C{inbox/x} is C{INBOX/x}). Special-use folders (RFC 6154) are
-recognised by name — C{Sent}, C{Drafts}, C{Trash} and C{Junk}, as
-Dovecot's default configuration does — and every IMAP login makes
-whichever of them is missing (subscribed), so each account has them from
-its first IMAP session on and gets them back if one is deleted; POP3 and
-SMTP never need them, so account creation does not make them.
-
-Twisted's C{IAccount} is not the avatar interface: its C{select} must
-return a Twisted C{IMailbox}, whose messages answer C{getHeaders} and
-C{getBodyFile} synchronously (bodies in memory or blocking reads), which
-contradicts the store's rule that files are read in threads. The avatar
-is an L{IIMAPAccount}; it also presents Twisted's C{INamespacePresenter},
-which Twisted's NAMESPACE command uses.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

@@ -25,10 +25,14 @@ class IMAPError(AppnetError):
         self.text = text
         self.code = code
 
+    def detail(self) -> bytes:
+        """The reply after the status: C{[CODE] text}."""
+        code = f"[{self.code}] " if self.code else ""
+        return (code + self.text).encode("utf-8", "replace")
+
     def reply(self) -> bytes:
         """The reply after the tag: C{NO [CODE] text}."""
-        code = f"[{self.code}] " if self.code else ""
-        return self.status + b" " + (code + self.text).encode("utf-8", "replace")
+        return self.status + b" " + self.detail()
 
 
 class CommandFailed(IMAPError):

@@ -1,24 +1,7 @@
 """
 The selected mailbox of one IMAP session: the session's view of a folder.
 
-IMAP numbers messages per session (sequence numbers), and the numbers a
-client knows may only change when the server tells it (RFC 3501 7.4.1:
-an EXPUNGE only when a command allows it). So each session keeps its own
-list of the UIDs it has announced, with the index rows (flags, size,
-date) it last reported — index data only, never bodies — and catches up
-with the store by asking for the changes after the folder modseq it has
-seen (L{IMailStore.changesSince}). The store's C{watch} tells it when
-there is something to ask for, whether the change came from this
-session, another IMAP or POP3 session, an SMTP delivery in this process,
-or another process sharing the store.
-
-C{\\Recent} is session state too (RFC 3501 2.3.2): a read-write session
-claims the folder's unclaimed messages (L{IMailStore.claimRecent}) when
-it selects the folder and whenever it learns of messages past its last
-claim, and they are C{\\Recent} in its view alone. A read-only (EXAMINE)
-session claims nothing: it shows as C{\\Recent} what no read-write
-session had claimed when it saw the messages, and leaves them recent for
-the next SELECT, as Dovecot does.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations

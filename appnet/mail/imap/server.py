@@ -4,61 +4,7 @@ The IMAP server (RFC 3501 IMAP4rev1) over the mail store, with IDLE
 UIDPLUS (4315), SASL-IR (4959), ENABLE (5161), response codes (5530),
 SPECIAL-USE (6154), MOVE (6851), LITERAL+ (7888) and APPENDLIMIT (7889).
 
-L{IMAPServer} extends Twisted's L{twisted.mail.imap4.IMAP4Server}. Kept
-from it: the response plumbing (C{sendPositiveResponse},
-C{sendUntaggedResponse}, continuation requests), the capability list
-formatting and greeting, the idle timeout (C{TimeoutMixin}), and the
-CAPABILITY, LOGOUT and NAMESPACE commands (NAMESPACE through Twisted's
-C{INamespacePresenter}). Replaced, because they cannot meet appnet's
-guarantees:
-
-- Framing (L{appnet.mail.lines.LineQueue} plus literals here). Twisted
-  dispatches every line as it arrives, so a command pipelined behind an
-  asynchronous one runs before it finishes (a FETCH behind a SELECT gets
-  "not allowed in this state"), and after STARTTLS it executes commands
-  sent in plain text before the handshake (injection). Here one command
-  runs at a time; input waits, bounded, while it does. STARTTLS discards
-  everything pipelined after it and resets the session.
-- Literals. Twisted has no LITERAL+ (C{{5+}} is a syntax error whose
-  literal bytes are then run as commands), no limit on an APPEND's size
-  (it buffers it all), and no way to skip a literal it refused. Here a
-  literal's size is checked when announced: an APPEND's against
-  C{mail.max_message_size} (with the target folder and quota checked
-  before the client is invited to send), others against
-  C{imap.max_literal_size}; a refused synchronising literal is answered
-  at once, a refused non-synchronising one is read and thrown away and
-  the session goes on. An APPEND streams into a staged message, never
-  into memory, and is answered only once delivered durably.
-- Argument parsing (L{appnet.mail.imap.parse}), FETCH
-  (L{appnet.mail.imap.fetch}), SEARCH (L{appnet.mail.imap.search}) and
-  the message structure (L{appnet.mail.imap.mime}): Twisted's backend
-  interfaces (C{IMailbox}, C{IMessage}) are synchronous — a message
-  must answer C{getHeaders} and C{getBodyFile} at once — so every
-  FETCH and SEARCH would load whole messages on the reactor; here index
-  data (FLAGS, UID, sizes, dates) comes from the session's view without
-  touching a file, headers and bodies are read in worker threads a batch
-  at a time, large contents stream in chunks as the transport drains.
-  C{FETCH 1:* (FLAGS UID)} over 10,000 messages opens no file.
-- Session state (L{appnet.mail.imap.mailbox}): sequence numbers, and
-  other sessions' changes announced as EXISTS, RECENT, EXPUNGE and FETCH
-  FLAGS only where RFC 3501 7.4.1 allows (no EXPUNGE during FETCH, STORE
-  or SEARCH); IDLE reports changes as the store's watch sees them.
-- C{\\Recent} (RFC 3501 2.3.2), which Twisted leaves to the backend
-  (C{IMailbox.getRecentCount}): a message is C{\\Recent} in the first
-  read-write session to select its folder after it arrived, across
-  processes sharing the store, by a per-folder first recent UID that
-  SELECT and the catch-up with new messages claim atomically
-  (L{IMailStore.claimRecent}), as Dovecot does.
-  EXAMINE shows what is unclaimed without claiming it; STATUS counts it;
-  STORE accepts C{\\Recent} and ignores it; SEARCH RECENT, NEW and OLD
-  use it.
-- Login: LOGINDISABLED and no AUTH= before STARTTLS except from
-  loopback (Twisted offers LOGIN whenever it has no TLS context); logins
-  go through the shared throttled portal; AUTHENTICATE PLAIN and LOGIN
-  with SASL-IR; failures carry RFC 5530 codes.
-
-CONDSTORE, QRESYNC, LIST-EXTENDED, MULTIAPPEND, BINARY and UTF8=ACCEPT
-are not offered, so ENABLE enables nothing.
+Design notes: HACKING.rst, "Design notes by module".
 """
 
 from __future__ import annotations
@@ -96,6 +42,7 @@ from appnet.mail.imap.wire import (
     encodeMailbox,
     parseDateTime,
     string,
+    uidSet,
 )
 from appnet.mail.lines import LineQueue, noDelay
 from appnet.mail.realm import MailRealm
@@ -196,6 +143,8 @@ class IMAPServer(LineQueue, IMAP4Server):
         self._bad = 0
         self._writePaused = False
         self._drainWaiters: list[Deferred[None]] = []
+        # Our own, not Twisted's private _onLogout.
+        self._logout: Callable[[], None] | None = None
 
     # Connection.
 
@@ -216,6 +165,9 @@ class IMAPServer(LineQueue, IMAP4Server):
         if waiter is not None:
             waiter.errback(reason)
         self._fireDrained()
+        logout, self._logout = self._logout, None
+        if logout is not None:
+            logout()
         IMAP4Server.connectionLost(self, reason)
 
     def timeoutConnection(self) -> None:
@@ -301,9 +253,15 @@ class IMAPServer(LineQueue, IMAP4Server):
     def _answerRefusal(self, error: IMAPError) -> None:
         if error.status == b"BAD":
             self._bad += 1
-        self._respond(error.reply(), self._tag(), None)
+        self._sendError(self._tag(), error)
         self._discardCommand()
         self._checkBad()
+
+    def _sendError(self, tag: bytes | None, error: IMAPError) -> None:
+        if error.status == b"BAD":
+            self.sendBadResponse(tag, error.detail())
+        else:
+            self.sendNegativeResponse(tag, error.detail())
 
     def _announced(self, size: int, sync: bool) -> None:
         """
@@ -496,7 +454,7 @@ class IMAPServer(LineQueue, IMAP4Server):
                 self._bad += 1
             elif self.selected is not None:
                 await self._announce(False)
-            self._respond(e.reply(), tag, None)
+            self._sendError(tag, e)
             self._checkBad()
         except NoSuchFolder:
             if self._closed:
@@ -806,7 +764,7 @@ class IMAPServer(LineQueue, IMAP4Server):
             return Done(b"")
         assert isinstance(avatar, IMAPAccount)
         self.account = avatar
-        self._onLogout = logout  # type: ignore[assignment]
+        self._logout = logout
         self.state = "auth"
         self.setTimeout(self.POSTAUTH_TIMEOUT)
         self.factory.status.increment("imap", "logins")
@@ -1296,7 +1254,7 @@ class IMAPServer(LineQueue, IMAP4Server):
         sources = sorted(mapping)
         code = b"[COPYUID %d %s %s]" % (
             validity,
-            _uidSet(sources),
+            uidSet(sources),
             b",".join(b"%d" % mapping[s] for s in sources),
         )
         if target == mailbox.name:
@@ -1354,20 +1312,6 @@ def _renderAll(
     and whether its content was gone.
     """
     return [fetching.renderMessage(*job) for job in jobs]
-
-
-def _uidSet(uids: Sequence[int]) -> bytes:
-    """Sorted UIDs as a compact set: C{1:3,7,9:10}."""
-    out: list[bytes] = []
-    start = previous = uids[0]
-    for value in [*uids[1:], None]:
-        if value is not None and value == previous + 1:
-            previous = value
-            continue
-        out.append(b"%d" % start if start == previous else b"%d:%d" % (start, previous))
-        if value is not None:
-            start = previous = value
-    return b",".join(out)
 
 
 _STATUS_ITEMS = {b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"SIZE"}

@@ -33,6 +33,7 @@ __all__ = [
     "parseDate",
     "parseDateTime",
     "string",
+    "uidSet",
 ]
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -179,3 +180,21 @@ def parseDate(text: str) -> date:
     if not (day.isdigit() and year.isdigit() and len(year) == 4) or not monthNumber:
         raise ValueError(f"bad date {text!r}")
     return date(int(year), monthNumber, int(day))
+
+
+def uidSet(uids: Iterable[int]) -> bytes:
+    """
+    Message numbers or UIDs as a compact sequence set, sorted, each once:
+    C{1:3,7,9:10}. C{uids} must not be empty.
+    """
+    ordered = sorted(set(uids))
+    out: list[bytes] = []
+    start = previous = ordered[0]
+    for value in [*ordered[1:], None]:
+        if value is not None and value == previous + 1:
+            previous = value
+            continue
+        out.append(b"%d" % start if start == previous else b"%d:%d" % (start, previous))
+        if value is not None:
+            start = previous = value
+    return b",".join(out)

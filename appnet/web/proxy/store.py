@@ -19,6 +19,7 @@ import os
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from typing import Any, BinaryIO
 
 from attrs import define, field
@@ -26,6 +27,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from appnet.durable import fsyncDirectory, writeDurably
 from appnet.web.proxy.interfaces import ICacheStore
 from appnet.web.proxy.policy import StoredResponse
 
@@ -78,28 +80,6 @@ def _decode(data: bytes) -> tuple[StoredResponse, str]:
         size=int(raw["size"]),
     )
     return stored, str(raw["gen"])
-
-
-def _writeDurably(path: str, data: bytes) -> None:
-    temporary = f"{path}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-
-
-def _syncDirectory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _unlink(*paths: str) -> None:
@@ -240,9 +220,9 @@ class CacheStore:
         meta = _encode(stored, gen)
 
         def write() -> None:
-            _writeDurably(bodyPath, body)
-            _writeDurably(metaPath, meta)
-            _syncDirectory(directory)
+            writeDurably(bodyPath, body, mode=0o600, syncDirectory=False)
+            writeDurably(metaPath, meta, mode=0o600, syncDirectory=False)
+            fsyncDirectory(directory)
             if oldBody is not None:
                 _unlink(oldBody)
 
@@ -277,7 +257,9 @@ class CacheStore:
             return succeed(None)
         metaPath = self._metaPath(ident)
         meta = _encode(stored, entry.gen)
-        d: Deferred[None] = self.inThread(_writeDurably, metaPath, meta)
+        d: Deferred[None] = self.inThread(
+            partial(writeDurably, mode=0o600, syncDirectory=False), metaPath, meta
+        )
         d.addErrback(lambda f: self._log.failure("Updating a cache entry failed", f))
         return d
 
