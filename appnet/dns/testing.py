@@ -32,7 +32,8 @@ from appnet.dns.cache import Cache
 from appnet.dns.client import DNSClient, Response
 from appnet.dns.errors import TemporaryFailure
 from appnet.dns.names import display, normalize
-from appnet.dns.server import DNSService, SeenQuery
+from appnet.dns.query import SeenQuery
+from appnet.dns.server import DNSService
 from appnet.dns.zones import Authority, zoneFromText
 from appnet.faults import Faults
 from appnet.fixtures import Address

@@ -17,8 +17,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from appnet.dns.cache import Cache, Trust
 from appnet.dns.fastpath import WireCache, ttlOffsets
 from appnet.dns.policy import Policy
+from appnet.dns.query import DNSDatagramServer, DNSServerFactory, SeenQuery
 from appnet.dns.recursion import ForwardingResolver
-from appnet.dns.server import DNSDatagramServer, DNSServerFactory, SeenQuery
 from appnet.dns.wire import EDNS, encode, newQuery
 from appnet.dns.zones import Authority, zoneFromText
 from appnet.status import Status

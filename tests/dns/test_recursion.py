@@ -19,8 +19,8 @@ from appnet.dns.exchange import Exchanger
 from appnet.dns.interfaces import IRecursiveResolver
 from appnet.dns.names import normalize
 from appnet.dns.policy import Policy
+from appnet.dns.query import DNSDatagramServer, DNSServerFactory
 from appnet.dns.recursion import ForwardingResolver, IterativeResolver, parseHints
-from appnet.dns.server import DNSDatagramServer, DNSServerFactory
 from appnet.dns.wire import Decoded, decode, encode, newQuery
 from appnet.dns.zones import Authority, zoneFromText
 from appnet.status import Status

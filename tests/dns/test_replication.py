@@ -14,9 +14,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from appnet.dns import tsig
 from appnet.dns.policy import Policy
+from appnet.dns.query import DNSServerFactory
 from appnet.dns.records import NOTAUTH
 from appnet.dns.replication import Replication, ReplicationPolicy
-from appnet.dns.server import DNSServerFactory
 from appnet.dns.transfer import parseTransfer
 from appnet.dns.wire import Decoded, decode, encode, newQuery
 from appnet.dns.zones import Authority

@@ -1,5 +1,5 @@
 """
-Tests for L{appnet.dns.server.DNSServerFactory}: the query path, over a
+Tests for L{appnet.dns.query.DNSServerFactory}: the query path, over a
 fake datagram transport and a L{StringTransport}, on a L{Clock}.
 """
 
@@ -22,7 +22,7 @@ from appnet.dns.answer import Answer
 from appnet.dns.errors import ResolutionFailed
 from appnet.dns.interfaces import IRecursiveResolver
 from appnet.dns.policy import Policy, RateLimiter
-from appnet.dns.server import DNSDatagramServer, DNSServerFactory, SeenQuery
+from appnet.dns.query import DNSDatagramServer, DNSServerFactory, SeenQuery
 from appnet.dns.wire import EDNS, Decoded, decode, encode, newQuery
 from appnet.dns.zones import Authority, zoneFromText
 from appnet.status import Status

@@ -15,8 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from appnet.auth import verifyPassword
 from appnet.mail.compose import Attachment, compose
 from appnet.store.interfaces import INBOX, DeliveryTarget
-from appnet.webmail import api
 from appnet.webmail.api import TRASH
+from appnet.webmail.api import folders as folderAPI
 from tests.web.helpers import Harness, Response, harness, raw
 
 ALICE = "alice@example.org"
@@ -704,7 +704,7 @@ class FolderTests(APITestCase):
         An account has at most MAX_FOLDERS folders through the API,
         counting the superiors a name would make.
         """
-        self.patch(api, "MAX_FOLDERS", 3)
+        self.patch(folderAPI, "MAX_FOLDERS", 3)
         self.make("A")
         self.send("POST", "/api/v1/folders", {"name": "B/C"}, 409)
         self.send("POST", "/api/v1/folders", {"name": "B"}, 201)

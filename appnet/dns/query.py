@@ -1,0 +1,666 @@
+"""
+The DNS query path: the UDP and TCP protocols and the factory that decides
+every answer (policy, wire cache, authority, recursion, truncation, zone
+transfers).
+
+Design notes: HACKING.rst, "Design notes by module".
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from attrs import frozen
+from twisted.internet.defer import Deferred
+from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.interfaces import IAddress
+from twisted.logger import Logger
+from twisted.names import dns, server
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+
+from appnet.dns.answer import Answer
+from appnet.dns.errors import MalformedMessage, ResolutionFailed
+from appnet.dns.fastpath import Key, WireCache
+from appnet.dns.interfaces import IRecursiveResolver
+from appnet.dns.names import display, normalize
+from appnet.dns.policy import Policy, RateLimiter, Verdict
+from appnet.dns.records import NOTAUTH, RCODES, typeName
+from appnet.dns.replication import Replication
+from appnet.dns.wire import (
+    EDNS,
+    STANDARD_UDP_SIZE,
+    Decoded,
+    decode,
+    encode,
+    responseTo,
+)
+from appnet.dns.zones import Authority
+from appnet.faults import NO_FAULTS, Fault, Faults
+from appnet.status import Status
+
+__all__ = [
+    "DNSDatagramServer",
+    "DNSServerFactory",
+    "DNSStreamServer",
+    "SeenQuery",
+]
+
+#: Largest message of a zone transfer (below 16 KiB so name compression
+#: reaches every name).
+_TRANSFER_CHUNK = 16000
+
+#: What a scripted DNS fault (L{appnet.faults}) answers.
+_FAULT_RCODES = {
+    "servfail": dns.ESERVER,
+    "nxdomain": dns.ENAME,
+    "refused": dns.EREFUSED,
+}
+#: Unanswered queries one TCP connection may have before it stops being
+#: read (RFC 7766 section 6.2.1.1: pipelining, with a bound).
+_TCP_PENDING = 32
+
+
+@frozen
+class SeenQuery:
+    """
+    A query the server received (for L{appnet.dns.testing}).
+
+    @ivar name: the name asked about, folded, without the trailing dot.
+    @ivar type: its type number.
+    @ivar client: the client's address.
+    @ivar transport: C{"udp"} or C{"tcp"}.
+    @ivar recursionDesired: the RD bit.
+    """
+
+    name: str
+    type: int
+    client: tuple[str, int]
+    transport: str
+    recursionDesired: bool
+
+    @property
+    def typeName(self) -> str:
+        """C{"A"}, C{"MX"} ..."""
+        return typeName(self.type)
+
+
+class DNSDatagramServer(dns.DNSDatagramProtocol):
+    """
+    The server's UDP side: hands each datagram to the factory, counting
+    the bytes in and out (the TCP side is counted by the listener's
+    L{appnet.listen.GuardedFactory}, which UDP does not go through).
+    """
+
+    noisy = False
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self.controller.status.increment("dns", "bytes_in", len(data))
+        self.controller.handleDatagram(data, self, addr)
+
+    def send(self, data: bytes, addr: Any) -> None:
+        """Send one reply, if still listening."""
+        if self.transport is None:
+            return
+        try:
+            self.transport.write(data, addr)
+        except OSError as e:
+            self.controller._log.info(
+                "cannot send a reply to {client}: {error}", client=addr, error=e
+            )
+            return
+        self.controller.status.increment("dns", "bytes_out", len(data))
+
+
+class DNSStreamServer(dns.DNSProtocol, TimeoutMixin):
+    """
+    The server's TCP side: length-prefixed messages (RFC 1035 section
+    4.2.2), answered as they complete, in any order (RFC 7766 section
+    6.2.1.1); closed after C{dns.idle_timeout} without a query.
+    """
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.pending = 0
+        self.setTimeout(self.controller.idleTimeout)
+
+    def stringReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        self.pending += 1
+        if self.pending >= _TCP_PENDING:
+            transport: Any = self.transport
+            transport.pauseProducing()
+        self.controller.handleStream(data, self)
+
+    def send(self, data: bytes) -> None:
+        """Send one reply, if still connected."""
+        self.pending = max(0, self.pending - 1)
+        if self.transport is None or not self.connected:
+            return
+        self.sendString(data)
+        self.resetTimeout()
+        if self.pending == _TCP_PENDING - 1:
+            transport: Any = self.transport
+            transport.resumeProducing()
+
+    def timeoutConnection(self) -> None:
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.setTimeout(None)
+        super().connectionLost(reason)
+
+
+Reply = Callable[[bytes], None]
+
+
+class DNSServerFactory(server.DNSServerFactory):
+    """
+    Decides the answer to every query (see the module docstring).
+
+    @ivar authority: the zones we serve.
+    @ivar recursor: answers other names, or C{None} (no recursion).
+    @ivar observers: called with a L{SeenQuery} for every query.
+    """
+
+    protocol = DNSStreamServer
+    noisy = False
+    #: Scripted faults (set by L{DNSService}).
+    faults: Faults = NO_FAULTS
+    _log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        authority: Authority,
+        recursor: IRecursiveResolver | None,
+        policy: Policy,
+        status: Status,
+        limiter: RateLimiter | None = None,
+        maxUDPSize: int = 1232,
+        idleTimeout: float = 30.0,
+        recursionTimeout: float = 10.0,
+        traced: bool = False,
+        wireCache: WireCache | None = None,
+    ) -> None:
+        super().__init__()
+        self._reactor = reactor
+        self.wireCache = wireCache
+        self._cacheable: str | None = None
+        self.authority = authority
+        self.recursor = recursor
+        self.canRecurse = recursor is not None
+        self.policy = policy
+        self.status = status
+        self.limiter = limiter
+        self.maxUDPSize = maxUDPSize
+        self.idleTimeout = idleTimeout
+        self.recursionTimeout = recursionTimeout
+        self.traced = traced
+        self.observers: list[Callable[[SeenQuery], None]] = []
+        #: Set by L{DNSService}: answers UPDATE, NOTIFY, transfers and
+        #: signed requests (L{appnet.dns.replication}).
+        self.replication: Replication | None = None
+
+    def buildProtocol(self, addr: IAddress | None) -> DNSStreamServer:
+        protocol = DNSStreamServer(self, self._reactor)
+        protocol.factory = self
+        return protocol
+
+    def _count(self, name: str) -> None:
+        self.status.increment("dns", name)
+
+    # Entry points from the protocols.
+
+    def handleDatagram(
+        self, data: bytes, protocol: DNSDatagramServer, addr: Any
+    ) -> None:
+        """A UDP query from C{addr}."""
+        host = addr[0]
+        if self.limiter is not None:
+            verdict = self.limiter.check(host)
+            if verdict is not Verdict.ANSWER:
+                self._count("rate_limited")
+                if verdict is Verdict.SLIP:
+                    self._slip(data, protocol, addr)
+                return
+
+        wire = self.wireCache
+        if wire is not None and not self.traced and not self.faults.has("dns"):
+            key = wire.keyOf(data, self.policy.mayRecurse(host), False)
+            if key is not None:
+                found = wire.answer(key, data)
+                if found is not None:
+                    if self.observers:
+                        self._notify(found[1].seen, addr, "udp")
+                    transport = protocol.transport
+                    try:
+                        if transport is None:
+                            raise OSError("not listening")
+                        transport.write(found[0], addr)
+                    except OSError as e:
+                        self._log.info(
+                            "cannot send a reply to {client}: {error}",
+                            client=addr,
+                            error=e,
+                        )
+                        self.status.increment("dns", "bytes_out", -len(found[0]))
+                    return
+                self._fill(
+                    key,
+                    data,
+                    (host, addr[1]),
+                    "udp",
+                    lambda payload: protocol.send(payload, addr),
+                )
+                return
+
+        def reply(payload: bytes) -> None:
+            protocol.send(payload, addr)
+
+        self.handleRequest(data, (host, addr[1]), "udp", reply)
+
+    def handleStream(self, data: bytes, protocol: DNSStreamServer) -> None:
+        """A TCP query on C{protocol}'s connection."""
+        peer = protocol.transport.getPeer()  # type: ignore[union-attr]
+        client = (getattr(peer, "host", "?"), getattr(peer, "port", 0))
+        wire = self.wireCache
+        if wire is not None and not self.traced and not self.faults.has("dns"):
+            key = wire.keyOf(data, self.policy.mayRecurse(client[0]), True)
+            if key is not None:
+                found = wire.answer(key, data)
+                if found is not None:
+                    if self.observers:
+                        self._notify(found[1].seen, client, "tcp")
+                    protocol.send(found[0])
+                    return
+                self._fill(key, data, client, "tcp", protocol.send)
+                return
+        self.handleRequest(data, client, "tcp", protocol.send)
+
+    def _notify(self, seen: tuple[str, int, bool], client: Any, transport: str) -> None:
+        query = SeenQuery(seen[0], seen[1], (client[0], client[1]), transport, seen[2])
+        for observer in self.observers:
+            observer(query)
+
+    def _fill(
+        self,
+        key: Key,
+        data: bytes,
+        client: tuple[str, int],
+        transport: str,
+        send: Reply,
+    ) -> None:
+        """
+        Answer by the full path, keeping the response in the wire cache
+        when it was answered at once from data the cache can follow.
+        """
+        wire = self.wireCache
+        assert wire is not None
+        sent: list[bytes] = []
+        capturing = True
+
+        def reply(payload: bytes) -> None:
+            if capturing:
+                sent.append(payload)
+            else:
+                send(payload)
+
+        self._cacheable = None
+        done = wire.capture()
+        try:
+            self.handleRequest(data, client, transport, reply)
+        finally:
+            capturing = False
+            noted = done()
+        kind, self._cacheable = self._cacheable, None
+        if kind is not None and len(sent) == 1:
+            if transport == "udp":
+                # Counted by the UDP protocol's send, which a hit skips.
+                counters, rotations, trail = noted
+                noted = (
+                    counters + ((("dns", "bytes_out"), len(sent[0])),),
+                    rotations,
+                    trail,
+                )
+            wire.store(key, sent[0], kind, noted, _seen(key[0], data[2] & 1))
+        for payload in sent:
+            send(payload)
+
+    def messageReceived(
+        self, message: dns.Message, proto: Any, address: Any = None
+    ) -> None:
+        """
+        Twisted's entry point, for callers that hand over a decoded
+        message: it is re-encoded and takes the same path.
+        """
+        data = encode(message)
+        if address is not None:
+            self.handleDatagram(data, proto, address)
+        else:
+            self.handleStream(data, proto)
+
+    # The query path.
+
+    def handleRequest(
+        self, data: bytes, client: tuple[str, int], transport: str, reply: Reply
+    ) -> None:
+        """
+        Answer one query; C{reply} sends the encoded response.
+        """
+        self._count("queries")
+        self._count(f"queries_{transport}")
+        try:
+            request = decode(data)
+        except MalformedMessage as e:
+            self._count("malformed")
+            if e.id is not None and not data[2] & 0x80:
+                # Answer a malformed query (never a malformed response:
+                # no reply loops) with a bare FORMERR header.
+                response = dns.Message(
+                    id=e.id, answer=1, opCode=(data[2] >> 3) & 0xF, rCode=dns.EFORMAT
+                )
+                self._send(response, None, STANDARD_UDP_SIZE, reply, client, None)
+            return
+        message = request.message
+        if message.answer:
+            self._count("ignored_responses")
+            return
+        if self.replication is not None and self.replication.wants(request):
+            # UPDATE, NOTIFY, transfers and signed requests.
+            self.replication.handle(data, request, client, transport, reply)
+            return
+        response = responseTo(message)
+        edns = EDNS(self.maxUDPSize) if request.optCount else None
+        limit = 65535
+        if transport == "udp":
+            limit = STANDARD_UDP_SIZE
+            if request.edns is not None:
+                limit = max(
+                    STANDARD_UDP_SIZE, min(request.edns.udpSize, self.maxUDPSize)
+                )
+        question = message.queries[0] if len(message.queries) == 1 else None
+        if question is not None:
+            if self.observers:
+                seen = SeenQuery(
+                    normalize(question.name).decode("ascii", "replace"),
+                    question.type,
+                    client,
+                    transport,
+                    bool(message.recDes),
+                )
+                for observer in self.observers:
+                    observer(seen)
+            if self.traced:
+                self._log.info(
+                    "dns {client} C: {name} {type}{rd}",
+                    client=f"{client[0]}:{client[1]}",
+                    name=display(question.name),
+                    type=typeName(question.type),
+                    rd=" +rd" if message.recDes else "",
+                )
+        mayRecurse = self.recursor is not None and self.policy.mayRecurse(client[0])
+        response.recAv = int(mayRecurse)
+        fault = None
+        if question is not None and self.faults is not NO_FAULTS:
+            fault = self.faults.take(
+                "dns", "query", display(question.name), typeName(question.type)
+            )
+        if fault is not None:
+            return self._faulted(fault, response, edns, limit, reply, client, request)
+
+        def fail(rcode: int) -> None:
+            self._cacheable = "zones"
+            response.rCode = rcode
+            self._send(response, edns, limit, reply, client, request)
+
+        if request.optCount > 1:
+            return fail(dns.EFORMAT)
+        if request.edns is not None and request.edns.version > 0:
+            return fail(dns.EBADVERSION)
+        if message.opCode != dns.OP_QUERY:
+            return fail(dns.ENOTIMP)
+        if question is None:
+            return fail(dns.EFORMAT)
+        if question.cls not in (dns.IN, dns.ANY):
+            return fail(dns.EREFUSED)
+        qtype = question.type
+        if qtype in (dns.OPT, dns.TSIG, dns.TKEY):
+            return fail(dns.EFORMAT)
+        if qtype in (dns.AXFR, dns.IXFR):
+            return self._transfer(response, request, client, transport, reply)
+        if qtype in (dns.MAILA, dns.MAILB):
+            return fail(dns.ENOTIMP)
+        name = normalize(question.name)
+        recurse = mayRecurse and bool(message.recDes)
+        answer = self.authority.answer(name, qtype)
+        if answer is not None and not answer.authoritative and recurse:
+            # A name we delegate away: a recursive client wants the
+            # answer, not the referral.
+            answer = None
+        if answer is not None:
+            if answer.pending is None or not recurse:
+                self._cacheable = "zones"
+                return self._finish(
+                    response, answer, edns, limit, reply, client, request
+                )
+            first = answer
+            d = self._recurse(answer.pending, qtype)
+            d.addCallback(
+                lambda rest: Answer(
+                    rest.rcode,
+                    list(first.answers) + list(rest.answers),
+                    rest.authority,
+                    authoritative=True,
+                )
+            )
+        elif recurse:
+            assert self.recursor is not None
+            found = self.recursor.cached(name, qtype)
+            if found is not None:
+                self._cacheable = "cache"
+                return self._finish(
+                    response, found, edns, limit, reply, client, request
+                )
+            d = self._recurse(name, qtype)
+        else:
+            return fail(dns.EREFUSED)
+
+        def finish(answer: Answer) -> None:
+            self._finish(response, answer, edns, limit, reply, client, request)
+
+        def failed(failure: Failure) -> None:
+            self._failed(failure, response, edns, limit, reply, client, request)
+
+        d.addCallbacks(finish, failed)
+        d.addErrback(lambda f: self._log.failure("cannot send a reply", f))
+
+    def _faulted(
+        self,
+        fault: Fault,
+        response: dns.Message,
+        edns: EDNS | None,
+        limit: int,
+        reply: Reply,
+        client: tuple[str, int],
+        request: Decoded,
+    ) -> None:
+        """Answer as the fault just taken says (L{appnet.faults})."""
+        action = fault.action
+        if action == "timeout":
+            return
+        if action == "truncate":
+            response.trunc = 1
+        else:
+            response.rCode = _FAULT_RCODES[action]
+        self._send(response, edns, limit, reply, client, request)
+
+    def _recurse(self, name: bytes, type: int) -> Deferred[Answer]:
+        assert self.recursor is not None
+        d = self.recursor.resolve(name, type)
+        d.addTimeout(self.recursionTimeout, self._reactor)
+        return d
+
+    def _failed(
+        self,
+        failure: Failure,
+        response: dns.Message,
+        edns: EDNS | None,
+        limit: int,
+        reply: Reply,
+        client: tuple[str, int],
+        request: Decoded,
+    ) -> None:
+        question = response.queries[0]
+        if failure.check(ResolutionFailed):
+            self._log.info("SERVFAIL: {error}", error=failure.value)
+        elif failure.check(DeferredTimeout):
+            self._log.info(
+                "SERVFAIL: {name} {type}: no answer within {seconds}s",
+                name=display(question.name),
+                type=typeName(question.type),
+                seconds=self.recursionTimeout,
+            )
+        else:
+            self._log.failure(
+                "SERVFAIL: resolving {name} failed unexpectedly",
+                failure,
+                name=display(question.name),
+            )
+        response.rCode = dns.ESERVER
+        response.answers = []
+        self._send(response, edns, limit, reply, client, request)
+
+    def _finish(
+        self,
+        response: dns.Message,
+        answer: Answer,
+        edns: EDNS | None,
+        limit: int,
+        reply: Reply,
+        client: tuple[str, int],
+        request: Decoded,
+    ) -> None:
+        response.rCode = answer.rcode
+        response.auth = answer.authoritative
+        response.answers = list(answer.answers)
+        response.authority = list(answer.authority)
+        response.additional = list(answer.additional)
+        self._send(response, edns, limit, reply, client, request)
+
+    def _send(
+        self,
+        response: dns.Message,
+        edns: EDNS | None,
+        limit: int,
+        reply: Reply,
+        client: tuple[str, int],
+        request: Decoded | None,
+    ) -> None:
+        data = encode(response, edns, limit)
+        truncated = bool(data[2] & 0x02)
+        if truncated and not response.trunc:
+            self._count("truncated")
+        self._count("rcode_" + RCODES.get(response.rCode, str(response.rCode)).lower())
+        if self.traced:
+            self._log.info(
+                "dns {client} S: {rcode}{aa}{tc} {answers} answers, {size} bytes",
+                client=f"{client[0]}:{client[1]}",
+                rcode=RCODES.get(response.rCode, str(response.rCode)),
+                aa=" aa" if response.auth else "",
+                tc=" tc" if truncated else "",
+                answers=len(response.answers),
+                size=len(data),
+            )
+        reply(data)
+
+    def _slip(self, data: bytes, protocol: DNSDatagramServer, addr: Any) -> None:
+        """An empty truncated reply: "retry over TCP"."""
+        try:
+            request = decode(data)
+        except MalformedMessage:
+            return
+        if request.message.answer:
+            return
+        response = responseTo(request.message)
+        response.trunc = 1
+        edns = EDNS(self.maxUDPSize) if request.optCount else None
+        protocol.send(encode(response, edns, STANDARD_UDP_SIZE), addr)
+
+    def _transfer(
+        self,
+        response: dns.Message,
+        request: Decoded,
+        client: tuple[str, int],
+        transport: str,
+        reply: Reply,
+    ) -> None:
+        """
+        AXFR (and IXFR, answered with the whole zone, RFC 1995 section
+        4): over TCP, to allowed addresses, for zones we serve.
+        """
+        question = response.queries[0]
+        edns = EDNS(self.maxUDPSize) if request.optCount else None
+        if transport != "tcp":
+            response.rCode = dns.EFORMAT
+        elif not self.policy.mayTransfer(client[0]):
+            self._log.info(
+                "refused a zone transfer of {zone} to {client}",
+                zone=display(question.name),
+                client=client[0],
+            )
+            response.rCode = dns.EREFUSED
+        else:
+            records = self.authority.transfer(normalize(question.name))
+            if records is None:
+                response.rCode = NOTAUTH
+            else:
+                self._count("transfers")
+                self._log.info(
+                    "zone transfer of {zone} to {client}: {count} records",
+                    zone=display(question.name),
+                    client=client[0],
+                    count=len(records),
+                )
+                response.auth = True
+                for chunk in _chunks(records, _TRANSFER_CHUNK):
+                    response.answers = chunk
+                    reply(encode(response, edns))
+                return
+        self._send(response, edns, 65535, reply, client, request)
+
+
+def _seen(question: bytes, rd: int) -> tuple[str, int, bool]:
+    """What a query observer is told about a question section."""
+    labels = []
+    offset = 0
+    while question[offset]:
+        length = question[offset]
+        labels.append(question[offset + 1 : offset + 1 + length])
+        offset += length + 1
+    (type,) = struct.unpack_from("!H", question, offset + 1)
+    name = normalize(b".".join(labels)).decode("ascii", "replace")
+    return name, type, bool(rd)
+
+
+def _chunks(records: Sequence[dns.RRHeader], size: int) -> list[list[dns.RRHeader]]:
+    """Split records into groups whose encoding stays under C{size}."""
+    from io import BytesIO
+
+    chunks: list[list[dns.RRHeader]] = []
+    current: list[dns.RRHeader] = []
+    used = 0
+    for record in records:
+        buffer = BytesIO()
+        record.encode(buffer, None)
+        length = len(buffer.getvalue())
+        if current and used + length > size:
+            chunks.append(current)
+            current, used = [], 0
+        current.append(record)
+        used += length
+    if current:
+        chunks.append(current)
+    return chunks
