@@ -166,6 +166,7 @@ async def pop3Retrieve(port: int, user: str, password: str) -> tuple[float, int]
 
 
 def startAppnet(data: str) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    os.makedirs(data, exist_ok=True)
     subprocess.run(
         [sys.executable, "-m", "appnet", "--data", data, "user", "add", RECIPIENT,
          "--password-stdin"],
