@@ -265,6 +265,30 @@ class ClockTests(TestCase):
         await closed
         self.assertTrue(lines[-1].startswith(b"421 4.4.2"), lines)
 
+    async def test_httpIdleTimeoutOnClock(self) -> None:
+        """
+        The web server's timeouts run on the fixture's clock too: a
+        connection that sends nothing is closed once the test moves the
+        clock past the idle timeout, not before.
+        """
+        s = await start(self, "http")
+        closed: Deferred[None] = Deferred()
+
+        class Silent(LineReceiver):
+            def connectionLost(self, reason: object = None) -> None:
+                closed.callback(None)
+
+        host, port = s.address("http")
+        client = await connectProtocol(
+            TCP4ClientEndpoint(reactor, host, port), Silent()
+        )
+        timeout = s.stack.config.http.idle_timeout
+        s.clock.advance(timeout - 1)
+        self.assertFalse(closed.called)
+        self.assertTrue(client.transport.connected)  # type: ignore[union-attr]
+        s.clock.advance(2)
+        await closed
+
 
 class AddressShapeTests(TestCase):
     async def test_addressCalled(self) -> None:

@@ -954,7 +954,9 @@ def buildWeb(
         for name, resource in function(web).items():
             root.putChild(name, resource)
     siteRoot, proxyServices = proxyRoot(ctx, config, root)
-    site = WebSite(siteRoot, config=config, status=ctx.status, reactor=ctx.reactor)
+    # Timers (idle and request timeouts, the access log's) on the stack's
+    # clock: the reactor, or a test's virtual clock.
+    site = WebSite(siteRoot, config=config, status=ctx.status, reactor=ctx.clock)
     site.web = web
     if config.file_cache_size and config.file_cache_max_file:
         files = FileCache(
