@@ -289,6 +289,35 @@ class ClockTests(TestCase):
         s.clock.advance(2)
         await closed
 
+    async def test_ftpIdleTimeoutOnClock(self) -> None:
+        """
+        So do the FTP server's: an idle control connection is told 421
+        once the test moves the clock past the idle timeout.
+        """
+        s = await start(self, "ftp")
+        lines: list[bytes] = []
+        greeted: Deferred[None] = Deferred()
+        closed: Deferred[None] = Deferred()
+
+        class Quiet(LineReceiver):
+            def lineReceived(self, line: bytes) -> None:
+                lines.append(line)
+                if not greeted.called:
+                    greeted.callback(None)
+
+            def connectionLost(self, reason: object = None) -> None:
+                closed.callback(None)
+
+        host, port = s.address("ftp")
+        await connectProtocol(TCP4ClientEndpoint(reactor, host, port), Quiet())
+        await greeted
+        timeout = s.stack.config.ftp.idle_timeout
+        s.clock.advance(timeout - 1)
+        self.assertEqual(len(lines), 1)
+        s.clock.advance(2)
+        await closed
+        self.assertTrue(lines[-1].startswith(b"421"), lines)
+
 
 class AddressShapeTests(TestCase):
     async def test_addressCalled(self) -> None:

@@ -155,7 +155,8 @@ class FTPServer(DataTransfers):
     def __init__(self, factory: FTPServerFactory) -> None:
         self.factory = factory
         self.settings = factory.settings
-        self._clock = factory.reactor
+        self._reactor = factory.reactor
+        self._clock = factory.clock
         self.callLater = self._clock.callLater  # type: ignore[method-assign]
         self.timeOut = self.settings.idleTimeout  # type: ignore[assignment]
         self._queue: deque[tuple[str, str]] = deque()
@@ -776,11 +777,14 @@ class FTPServerFactory(LiveTLS, ServerFactory):
         reactor: Any,
         status: Status | None = None,
         tlsOptions: Any = None,
+        clock: Any = None,
     ) -> None:
         self.settings = settings
         self.realm = realm
         self.portalFor = portalFor
         self.reactor = reactor
+        #: What runs the sessions' timeouts: the reactor, or a test's clock.
+        self.clock = reactor if clock is None else clock
         self.status = status
         self.tlsOptions = tlsOptions
         self._passive: dict[str, set[PassiveChannel]] = {}
@@ -846,6 +850,7 @@ def build(ctx: StackContext) -> Component:
         ctx.reactor,
         ctx.status,
         ctx.tlsKeeper,
+        clock=ctx.clock,
     )
     factory.faults = ctx.faults
     return Component(

@@ -272,6 +272,9 @@ class DataTransfers(FTP):
     workingDirectory: Segments
     _log: Logger
     _clock: Any
+    #: Opens data connections and paces transfers (real time); C{_clock}
+    #: runs the timeouts (a test's virtual clock, or the reactor).
+    _reactor: Any
     _transfer: Transfer | None
     _channel: _Channel | None
     _rest: int
@@ -319,7 +322,7 @@ class DataTransfers(FTP):
                 425, "Too many passive data ports open for this account; try later"
             )
         channel = PassiveChannel(
-            self._clock,
+            self._reactor,
             interface=self._localHost(),
             peer=self._peer,
             ports=self.settings.passivePorts,
@@ -368,7 +371,7 @@ class DataTransfers(FTP):
             raise _Reply(501, "Data connections to privileged ports are refused")
         self._closeChannel()
         self._channel = ActiveChannel(
-            self._clock,
+            self._reactor,
             host=normalHost(host),
             port=port,
             bindHost=self._localHost(),
@@ -492,7 +495,7 @@ class DataTransfers(FTP):
             # Data starts a reactor turn after the preliminary reply, so the
             # reply leaves first: clients (lftp) slow down badly when a
             # small file and its end arrive before the 150.
-            await deferLater(self._clock, 0, lambda: None)
+            await deferLater(self._reactor, 0, lambda: None)
             await connection.whenSecured()
             summary = await work(connection, transfer)
             if transfer.problem is not None:
@@ -616,7 +619,7 @@ class DataTransfers(FTP):
                 transfer,
                 None if self.binary else AsciiDecoder(),
                 shell.throttle,
-                self._clock,
+                self._reactor,
             )
             try:
                 await connection.receiveInto(sink)  # type: ignore[arg-type]
