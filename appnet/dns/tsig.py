@@ -147,6 +147,7 @@ def formatKey(key: Key) -> str:
 _KEY = re.compile(
     r'key\s+"?([A-Za-z0-9._-]+)"?\s*\{\s*(.*?)\}\s*;', re.DOTALL | re.IGNORECASE
 )
+_COMMENT = re.compile(r'("[^"\n]*")|(?:#|//)[^\n]*')
 _STATEMENT = re.compile(r'(algorithm|secret)\s+"?([^";\s]+)"?\s*;', re.IGNORECASE)
 
 
@@ -157,7 +158,8 @@ def parseKeys(text: str, source: str) -> list[Key]:
     @raise ValueError: naming C{source} and the problem.
     """
     keys = []
-    text = re.sub(r"(#|//)[^\n]*", "", text)
+    # Comments go, but not inside quotes: a base64 secret may hold "//".
+    text = _COMMENT.sub(lambda m: m.group(0) if m.group(1) else "", text)
     for m in _KEY.finditer(text):
         fields = {k.lower(): v for k, v in _STATEMENT.findall(m.group(2))}
         name = m.group(1)

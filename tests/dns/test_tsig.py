@@ -31,6 +31,15 @@ class KeyFileTests(SynchronousTestCase):
             self.assertEqual(key.name, b"some.key")
             self.assertEqual(len(key.secret), key.size)
 
+    def test_slashesInSecret(self) -> None:
+        """
+        A secret whose base64 holds C{//} is not cut there as if it began
+        a comment (one random key in a few dozen has one).
+        """
+        key = tsig.Key(b"k", b"hmac-sha256", bytes([0xFF, 0xFF, 0xFF]) * 11)
+        self.assertIn("//", tsig.formatKey(key))
+        self.assertEqual(tsig.parseKeys(tsig.formatKey(key), "k"), [key])
+
     def test_bindFile(self) -> None:
         """A file as tsig-keygen writes it, comments and all, is read."""
         text = (
