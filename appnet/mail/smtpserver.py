@@ -16,9 +16,9 @@ from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ISSLTransport, ITLSTransport
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
-from twisted.mail.smtp import ESMTP
+from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from appnet.address import isLoopback
@@ -123,9 +123,12 @@ def _printable(text: str) -> str:
     return "".join(c if 32 <= ord(c) < 127 else "?" for c in text)
 
 
-class SMTPServer(LineQueue, ESMTP):
+class SMTPServer(LineQueue, TimeoutMixin, Protocol):
     """
     One SMTP session, in either role.
+
+    @ivar mode: the state a line is handed to (C{state_COMMAND} or
+        C{state_AUTH}); message bodies are read raw (L{LineQueue.readRaw}).
     """
 
     factory: SMTPServerFactory
@@ -133,11 +136,11 @@ class SMTPServer(LineQueue, ESMTP):
     _log = Logger()
 
     def __init__(self, factory: SMTPServerFactory) -> None:
-        ESMTP.__init__(self, chal={}, contextFactory=None)
         self.factory = factory
         self.host = factory.hostname.encode("ascii")
-        self.timeout = factory.idleTimeout  # type: ignore[assignment]
+        self.timeout = factory.idleTimeout
         self.callLater = factory.clock.callLater  # type: ignore[method-assign]
+        self.mode = "COMMAND"
         self._heloName: str | None = None
         self._esmtp = False
         self._tls = False
@@ -259,6 +262,10 @@ class SMTPServer(LineQueue, ESMTP):
         self.error(500, "5.5.6", "Error: line too long")
 
     # Dispatch.
+
+    def lineReceived(self, line: bytes) -> None:
+        self.resetTimeout()
+        getattr(self, "state_" + self.mode)(line)
 
     def state_COMMAND(self, line: bytes) -> None:
         try:
