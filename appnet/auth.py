@@ -1,26 +1,6 @@
 """
 Authentication shared by every protocol: password hashing, the
 C{twisted.cred} checker over the user store, and login throttling.
-
-Each protocol keeps its own realm (what a logged-in user gets: a mailbox, an
-FTP shell, a web session) but checks passwords through one L{UserChecker}.
-A protocol instance never sees the plain L{Portal}: it gets a L{GuardedPortal}
-that knows the client's address, refuses logins from an address or for an
-account with too many recent failures, and answers failures only after a
-delay, all driven by an L{IReactorTime} so tests use a L{Clock}.
-
-Passwords are hashed with scrypt (C{hashlib.scrypt}) under a per-user random
-salt; the encoded form records its parameters, so the cost can rise without
-invalidating old hashes. Hashing is deliberately slow, so it runs in the
-L{HashingThreads}, never on the reactor nor in its default pool; a
-L{CredentialsCache} spares it for a password verified minutes ago.
-
-POP3's APOP (RFC 1939 section 7) cannot work from a hash: the client sends
-MD5 of the server's timestamp and a shared secret, so the server needs the
-secret itself. L{APOPChecker} checks it against an account's APOP secret
-(L{IUserStore.getAPOPSecret}), a second secret the account opts into and
-never the login password; L{Authenticator} puts it in the portal only when
-the stack offers APOP, and its logins are throttled like any other.
 """
 
 from __future__ import annotations

@@ -1,22 +1,7 @@
 """
-appnet's fixtures for pytest, on pytest-twisted (C{pip install
-pytest-twisted}); name the plugin in your C{conftest.py}::
-
-    pytest_plugins = ["appnet.pytest_plugin"]
-
-then::
-
-    import pytest_twisted
-
-    @pytest_twisted.ensureDeferred
-    async def test_welcome(appnet_start):
-        s = await appnet_start("smtp", users={"bob@example.org": "secret"})
-        send_welcome(smtp=s.address("smtp"))          # your code
-        [mail] = await s.deliveredTo("bob@example.org")
-        assert mail.message["Subject"] == "Welcome"
-
-C{appnet_start} takes the arguments of L{appnet.testing.start}; whatever
-it started is stopped (sessions included) when the test ends.
+appnet's fixtures for pytest, on pytest-twisted: C{appnet_start} takes the
+arguments of L{appnet.testing.start} and stops what it started when the
+test ends.
 """
 
 from __future__ import annotations

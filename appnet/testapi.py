@@ -1,25 +1,7 @@
 """
 The testing API at C{/_appnet/}, for test suites in any language: scripted
 faults (L{appnet.faults}) and the mail catcher's messages
-(L{appnet.mail.catcher}). It is served only with C{[http] test_api = true}
-or C{[mail] catch = true}, only to the C{[http] status_allow} networks, and
-has no login: it is a testing tool, never for a real server.
-
-::
-
-    GET    /_appnet/                          caught mail, one HTML page
-    GET    /_appnet/messages?to=&from=&subject=&text=&q=
-    DELETE /_appnet/messages                  delete all
-    GET    /_appnet/messages/ID               JSON, with text and headers
-    GET    /_appnet/messages/ID/raw           message/rfc822
-    GET    /_appnet/messages/ID/view          HTML: headers and text
-    DELETE /_appnet/messages/ID
-    POST   /_appnet/messages/ID/release       {"host": .., "port": .., "to": [..]}
-    POST   /_appnet/webmail                   a webmail session on the caught mail
-    GET    /_appnet/wait?to=..&timeout=10     the next matching message (408: none)
-    GET    /_appnet/faults                    pending and fired
-    POST   /_appnet/faults                    {"protocol": "smtp", "point": "RCPT", ...}
-    DELETE /_appnet/faults[/ID]
+(L{appnet.mail.catcher}), over HTTP.
 """
 
 from __future__ import annotations

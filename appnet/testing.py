@@ -1,34 +1,7 @@
 """
-In-process fixtures for test suites (appnet's own and its users').
-
-L{start} runs the services a test names, and only those, inside the
-test's reactor on ephemeral loopback ports, with the accounts (and their
-passwords) the test states; the test's cleanup stops them, with every
-client session the fixture opened. C{address(service)} says where each
-listens; simple helpers show what arrived; C{faults} scripts failures
-(L{appnet.faults}); every long wait runs on a virtual clock that
-C{advance} moves::
-
-    from twisted.trial.unittest import TestCase
-    from appnet.testing import start
-
-    class SignupTests(TestCase):
-        async def test_welcomeMail(self) -> None:
-            s = await start(self, "smtp", users={"bob@example.org": "secret"})
-            await myApp.signUp("bob@example.org", smtp=s.address("smtp"))
-            [mail] = await s.deliveredTo("bob@example.org")
-            self.assertEqual(mail.message["Subject"], "Welcome")
-
-        async def test_greylisted(self) -> None:
-            s = await start(self, "smtp", users={"bob@example.org": "secret"})
-            s.faults.smtp("RCPT", 451)            # the next RCPT only
-            ...
-
-DNS (C{s.dnsQueries}), FTP (C{s.files(user)}) and HTTP
-(C{s.httpRequests}) work the same way; C{catch=True} starts the mail
-catcher. L{startStack} is the layer underneath (a whole stack); the
-protocol packages' older fixtures (L{startMail}, L{startDNS},
-L{startFTP}, L{startWeb}) stay.
+In-process fixtures for test suites (appnet's own and its users'): L{start}
+runs the services a test names on ephemeral loopback ports and stops them
+in the test's cleanup; L{startStack} is the layer underneath.
 """
 
 from __future__ import annotations

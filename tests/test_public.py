@@ -110,22 +110,6 @@ class AllTests(SynchronousTestCase):
         self.assertEqual(status, 0, out + err)
 
 
-#: Modules whose long docstrings wait for their branches in flight (and
-#: the fixtures' user guides, merged meanwhile: next round).
-LONG_DOCSTRINGS_PENDING = {
-    "appnet.pytest_plugin",
-    "appnet.testapi",
-    "appnet.auth",
-    "appnet.ftp.server",
-    "appnet.ftp.shell",
-    "appnet.ftp.testing",
-    "appnet.mail.testing",
-    "appnet.store._files",
-    "appnet.testing",
-    "appnet.web.server",
-}
-
-
 class DocumentationTests(SynchronousTestCase):
     """
     Module docstrings say what a module is for; design notes live in
@@ -138,7 +122,6 @@ class DocumentationTests(SynchronousTestCase):
             module.__name__
             for module in allModules()
             if len((module.__doc__ or "").strip().splitlines()) > 17
-            and module.__name__ not in LONG_DOCSTRINGS_PENDING
         )
         self.assertEqual(long, [])
 

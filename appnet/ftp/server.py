@@ -1,41 +1,6 @@
 """
 The FTP server: Twisted's protocol interpreter, extended where it is
 missing something and replaced where it is wrong.
-
-L{FTPServer} subclasses L{twisted.protocols.ftp.FTP} and keeps its line
-handling (L{LineReceiver}), its idle timeout (L{TimeoutMixin}), its login
-states and its small settled commands (C{TYPE}, C{STRU}, C{MODE}, C{SYST},
-C{NOOP}, answered from Twisted's reply table). What it replaces, and why:
-
-  - Command processing. Twisted pauses the control connection until each
-    command's Deferred fires, and PASV's Deferred fires only when a client
-    connects, so every command after PASV stalls (Twisted issue 4819; REST
-    after PASV deadlocks); it also decodes commands as Latin-1 and calls
-    the global reactor. Here commands run one at a time from a bounded
-    queue; PASV answers at once; ABOR, STAT and QUIT are answered even
-    while a transfer runs; commands are UTF-8 (RFC 2640) with undecodable
-    bytes kept as they are (surrogate escapes), so any name on disk can be
-    named.
-  - Data connections (L{appnet.ftp.data}; their commands and the transfers
-    in L{appnet.ftp.transfers}): bound to the client's own
-    address in both directions, with a port range, an announced public
-    address, IPv6 (EPSV/EPRT), TLS under C{PROT P}, and a timeout that ends
-    in one C{425} reply without desynchronising the replies after it.
-  - Every file command. Twisted's replies format Python lists into the text
-    (C{550 ['a', 'b']: No such file}); here errors are the typed
-    L{appnet.ftp.errors} mapped to RFC 959 codes with the virtual path as
-    the client wrote it. Transfers stream through producers with bounded
-    memory (L{appnet.ftp._files}), uploads become visible only when durable
-    (L{appnet.ftp.shell}).
-  - What Twisted lacks: C{REST} (both directions), C{APPE}, C{STOU},
-    C{ABOR}, C{STAT}, C{MLSD}/C{MLST}, C{HELP}, C{ALLO}, C{ACCT}, C{REIN},
-    C{OPTS UTF8}/C{OPTS MLST}, a C{FEAT} listing only what works, and FTPS
-    (RFC 4217: C{AUTH TLS}, C{PBSZ}, C{PROT}) with the plaintext pipelined
-    behind C{AUTH} discarded.
-
-Logins go through the stack's L{GuardedPortal} (shared scrypt checker,
-throttling). Passwords are accepted in the clear only from loopback clients;
-everyone else must C{AUTH TLS} first (and with C{require_tls}, loopback too).
 """
 
 from __future__ import annotations

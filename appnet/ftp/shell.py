@@ -1,37 +1,5 @@
 """
 The jailed filesystem behind an FTP session.
-
-Every user's files live in one home directory (C{DATA/ftp/<address>/}) and
-no request may reach anything outside it. Twisted's C{FTPShell} stops C{..}
-above its root but follows symbolic links anywhere and truncates files in
-place on upload; it is not reused. Instead:
-
-  - Paths arrive as segments already cleaned by L{appnet.ftp.paths.resolve}
-    (no C{..} above the root, no NUL/CR/LF). L{Jail} maps them to the disk
-    with C{os.path.realpath} and refuses (L{OutsideHome}) anything whose
-    real path is not inside the real home: a symbolic link may point within
-    the home, never out of it.
-  - Writes never follow a symbolic link in the last segment: the parent
-    directory is resolved and checked, the name is opened with
-    C{O_NOFOLLOW}, and a link there is refused.
-  - C{STOR} writes a temporary file in a staging directory beside the homes
-    (C{DATA/ftp/.partial}, same filesystem) and renames it over the target
-    only after C{fsync}: a failed upload leaves the old file intact, and a
-    C{kill -9} mid-upload leaves no half-visible file. C{APPE} and C{REST}
-    + C{STOR} change the named file in place, because that is what they ask
-    for.
-  - Every blocking call (C{realpath}, C{stat}, C{scandir}, C{open},
-    C{rename}, C{fsync}) runs through an L{InThread} runner, never on the
-    reactor thread.
-  - A file an upload is changing in place (C{APPE}, C{REST} + C{STOR}) is
-    busy until the upload ends (L{FileLocks}): other sessions' downloads,
-    uploads, deletes and renames of it get C{450}, instead of reading a
-    half-written file, interleaving two appends, or moving the file away
-    from an upload that would still be answered 226.
-
-Quotas (L{Quota}) and rate limits (L{TokenBucket}) are per account and
-shared by all of its sessions through L{Accounts}. The anonymous area is the
-same shell with C{readOnly} set.
 """
 
 from __future__ import annotations

@@ -1,23 +1,6 @@
 """
 An FTP server for test suites: users and their files from dicts, on an
-ephemeral loopback port, inside the test's reactor::
-
-    from twisted.trial.unittest import TestCase
-    from appnet.testing import startFTP
-
-    class MyTest(TestCase):
-        async def test_download(self) -> None:
-            ftp = await startFTP(
-                self,
-                users={"alice@example.org": "pw-alice-1"},
-                files={"alice@example.org": {"docs/a.txt": b"hello"}},
-            )
-            host, port = ftp.address()
-            ...   # any FTP client; stopped and cleaned up after the test
-
-It runs the real server (the same builder C{twistd appnet} uses) on a whole
-L{appnet.testing.startStack} with only FTP in it, passive ports from the
-system, and optionally a self-signed certificate for FTPS.
+ephemeral loopback port, inside the test's reactor (L{startFTP}).
 """
 
 from __future__ import annotations

@@ -1,23 +1,6 @@
 """
 A mail fixture for test suites: a whole appnet stack with accounts, and a
-way to see what was delivered.
-
-::
-
-    from appnet.testing import startMail
-
-    class SignupTests(TestCase):
-        async def test_welcomeMail(self) -> None:
-            mail = await startMail(self, users=["alice@example.org"])
-            host, port = mail.address("smtp")
-            await myApp.signUp(smtpHost=host, smtpPort=port, ...)
-            [message] = await mail.deliveredTo("alice@example.org")
-            self.assertEqual(message.message["Subject"], "Welcome")
-
-IMAP is there too: C{mail.address("imap")}, C{await mail.imap(address)}
-for a logged-in L{appnet.mail.imapclient.IMAPSession}, and
-C{mail.folders(address)} / C{mail.messages(address, folder)} to look at
-folders and flags directly in the store.
+way to see what was delivered (L{startMail}).
 """
 
 from __future__ import annotations

@@ -1,24 +1,5 @@
 """
 Message files: the bytes behind the mail store's and the queue's index rows.
-
-Layout under the mail directory (C{DATA/mail/})::
-
-    tmp/<id>                 messages being received (staged), not durable
-    store/<owner>/<id>       one immutable file per stored message
-    queue/<id>               one file per queued message
-
-A message becomes durable in the order a crash cannot break: the staged
-file is fsynced, hard-linked (or copied) under its final name, the
-directory is fsynced, and only then does the caller commit the index row.
-A crash before the commit leaves at worst an unreferenced file; a crash
-after it leaves a complete message. Files are never rewritten, so readers
-need no locks, and a file opened before an expunge stays readable.
-
-Everything here blocks (fsync), so it runs in threads, never on the reactor;
-only L{StagedFile.write} runs on the reactor, appending to the page cache,
-and L{StagedFile.discard}, which closes the file there but hands its
-unlink to the thread pool it was given (on a virtual disk an unlink can
-cost the reactor half a millisecond).
 """
 
 from __future__ import annotations

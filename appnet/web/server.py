@@ -1,51 +1,6 @@
 """
 The web server: the site, its resource tree, and the builder that puts it
 in the stack.
-
-Twisted gives the HTTP/1.1 engine (L{HTTPChannel}: parsing, keep-alive,
-pipelining in order, chunked bodies, back-pressure) and the resource model;
-this module adds what it lacks, in subclasses:
-
-- L{WebChannel}: limits with the right status codes: a request line longer
-  than C{http.max_header_size} gets 414 and a header section longer than
-  it 431 (Twisted answers 400, or silently closes when one line is too
-  long); a declared or chunked body over C{http.max_body_size} gets 413
-  before it is read (Twisted has no limit); a header section not complete
-  within C{http.request_timeout} gets 408 (Twisted's idle timeout is reset
-  by every byte, so a slow sender holds a connection forever). Each such
-  response closes the connection after a short lingering read, so the
-  client sees the status rather than a reset. C{Connection} is parsed as
-  the comma-separated list it is (Twisted splits on spaces, missing
-  C{close,}), and HTTP/1.0 clients asking for C{keep-alive} get it
-  whenever the response has a length (Twisted always closes). A
-  well-formed request line of an HTTP version other than 1.0 and 1.1
-  gets 505 (Twisted answers 400); a refusal of a request under C{/api}
-  is a JSON object, as every API error is (the channel parses the
-  request line itself for both: Twisted keeps it in private attributes).
-- L{WebRequest}: the server's response headers (C{Server},
-  C{X-Content-Type-Options}, HSTS over TLS), per-status counters, and the
-  access log line in combined format (Twisted's quotes the client
-  address). A C{multipart/form-data} body is left unparsed (Twisted
-  reads it whole into C{request.args} on the reactor thread and loses
-  the file names); the application reading it parses it in a thread.
-- L{WebSite}: the factory tying them to the config and the counters.
-
-The resource tree, from L{WebRoot}::
-
-    /status /metrics         counters (JSON, Prometheus text), loopback only
-    /login /logout           form login against the shared accounts
-    /mail /api               webmail and its JSON API (appnet.webmail, a mount)
-    /<anything else>         static files from http.root (default DATA/www)
-
-Attaching applications (webmail at C{/mail}, its API at C{/api/v1}): add a
-C{"module:function"} string to L{MOUNTS}. The function receives the
-L{WebContext} and returns C{{b"mail": resource, ...}}: each key becomes a
-child of the root, shadowing any file of that name. Wrap what needs a
-login in C{web.gate(resource)} (HTML: redirect to the login page; CSRF
-checked on every unsafe method) or C{web.gate(resource, json=True)} (401 /
-403 as JSON); inside, L{appnet.web.sessions.sessionOf} gives the request's
-L{WebSession}. For C{/api/v1} return C{{b"api": apiRoot}} with C{v1} as
-C{apiRoot}'s child.
 """
 
 from __future__ import annotations
