@@ -38,6 +38,22 @@ DEADLINE = 20.0
 _PORT = re.compile(rb"^port (\d+)$", re.M)
 
 
+def freePorts(count: int, host: str = "127.0.0.1") -> list[int]:
+    """
+    C{count} distinct TCP ports on C{host} that nothing listens on now:
+    each socket stays bound until all are chosen, so the kernel cannot
+    hand out one port twice (two servers of one config on one port).
+    """
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def freePort(host: str = "127.0.0.1", udp: bool = False) -> int:
     """
     A port on C{host} that nothing listens on now: one the kernel chose

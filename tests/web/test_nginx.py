@@ -15,7 +15,7 @@ from twisted.trial.unittest import TestCase
 from appnet.tls import makeSelfSigned
 from appnet.web.client import FetchError, download, fetch, makeClient
 from tests.interop import unavailable
-from tests.peers import freePort, startServer, waitForPort
+from tests.peers import freePorts, startServer, waitForPort
 from tests.process import run
 
 BLOB = os.urandom(700_000)
@@ -99,7 +99,7 @@ class NginxTests(TestCase):
         # nginx must be told its ports; if another process takes one
         # between freePort and nginx's bind, nginx exits and we try again.
         for attempt in range(3):
-            self.plain, self.tls, self.wrong = freePort(), freePort(), freePort()
+            self.plain, self.tls, self.wrong = freePorts(3)
             conf = os.path.join(self.prefix, "nginx.conf")
             with open(conf, "w") as f:
                 f.write(

@@ -14,7 +14,7 @@ from appnet.testing import startWeb
 from appnet.tls import makeSelfSigned
 from appnet.web.testing import RunningWeb
 from tests.interop import unavailable
-from tests.peers import freePort, startServer, waitForLog, waitForPort
+from tests.peers import freePorts, startServer, waitForLog, waitForPort
 from tests.web.helpers import runCommand
 
 BLOB = os.urandom(300_000)
@@ -77,7 +77,7 @@ class NginxOriginTests(TestCase):
             with open(os.path.join(self.prefix, name), "wb") as f:
                 f.write(data)
         for attempt in range(3):
-            self.plain, self.tls = freePort(), freePort()
+            self.plain, self.tls = freePorts(2)
             conf = os.path.join(self.prefix, "nginx.conf")
             with open(conf, "w") as f:
                 f.write(
