@@ -9,7 +9,7 @@ Design notes: HACKING.rst, "Design notes by module".
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from attrs import frozen
@@ -33,6 +33,7 @@ from appnet.dns.wire import (
     EDNS,
     STANDARD_UDP_SIZE,
     Decoded,
+    chunkRecords,
     decode,
     encode,
     responseTo,
@@ -625,7 +626,7 @@ class DNSServerFactory(server.DNSServerFactory):
                     count=len(records),
                 )
                 response.auth = True
-                for chunk in _chunks(records, _TRANSFER_CHUNK):
+                for chunk in chunkRecords(records, _TRANSFER_CHUNK):
                     response.answers = chunk
                     reply(encode(response, edns))
                 return
@@ -643,24 +644,3 @@ def _seen(question: bytes, rd: int) -> tuple[str, int, bool]:
     (type,) = struct.unpack_from("!H", question, offset + 1)
     name = normalize(b".".join(labels)).decode("ascii", "replace")
     return name, type, bool(rd)
-
-
-def _chunks(records: Sequence[dns.RRHeader], size: int) -> list[list[dns.RRHeader]]:
-    """Split records into groups whose encoding stays under C{size}."""
-    from io import BytesIO
-
-    chunks: list[list[dns.RRHeader]] = []
-    current: list[dns.RRHeader] = []
-    used = 0
-    for record in records:
-        buffer = BytesIO()
-        record.encode(buffer, None)
-        length = len(buffer.getvalue())
-        if current and used + length > size:
-            chunks.append(current)
-            current, used = [], 0
-        current.append(record)
-        used += length
-    if current:
-        chunks.append(current)
-    return chunks

@@ -27,7 +27,14 @@ from appnet.dns.names import display, normalize
 from appnet.dns.policy import Policy
 from appnet.dns.records import NOTAUTH
 from appnet.dns.update import Diff, applyDiff, prepare, serialGreater
-from appnet.dns.wire import EDNS, STANDARD_UDP_SIZE, Decoded, encode, responseTo
+from appnet.dns.wire import (
+    EDNS,
+    STANDARD_UDP_SIZE,
+    Decoded,
+    chunkRecords,
+    encode,
+    responseTo,
+)
 from appnet.dns.zones import Authority, Zone
 from appnet.status import Status
 
@@ -59,27 +66,6 @@ class ReplicationPolicy:
     updateKeys: Mapping[bytes, frozenset[bytes]] = {}
     transferKeys: frozenset[bytes] = frozenset()
     notify: tuple[Address, ...] = ()
-
-
-def _chunks(records: Sequence[dns.RRHeader], size: int) -> list[list[dns.RRHeader]]:
-    """Split records into groups whose encoding stays under C{size}."""
-    from io import BytesIO
-
-    chunks: list[list[dns.RRHeader]] = []
-    current: list[dns.RRHeader] = []
-    used = 0
-    for record in records:
-        buffer = BytesIO()
-        record.encode(buffer, None)
-        length = len(buffer.getvalue())
-        if current and used + length > size:
-            chunks.append(current)
-            current, used = [], 0
-        current.append(record)
-        used += length
-    if current:
-        chunks.append(current)
-    return chunks
 
 
 class Replication:
@@ -441,7 +427,7 @@ class Replication:
             if verified is not None
             else None
         )
-        for chunk in _chunks(records, TRANSFER_CHUNK):
+        for chunk in chunkRecords(records, TRANSFER_CHUNK):
             response.answers = chunk
             data = encode(response)
             reply(signer.sign(data) if signer is not None else data)

@@ -19,6 +19,7 @@ from appnet.dns.records import recordClass
 
 __all__ = [
     "EDNS",
+    "chunkRecords",
     "Decoded",
     "decode",
     "encode",
@@ -307,3 +308,27 @@ def responseTo(request: dns.Message) -> dns.Message:
     )
     response.queries = list(request.queries)
     return response
+
+
+def chunkRecords(
+    records: Sequence[dns.RRHeader], size: int
+) -> list[list[dns.RRHeader]]:
+    """
+    Split records into groups whose encoding stays under C{size} (the
+    messages of a zone transfer over TCP).
+    """
+    chunks: list[list[dns.RRHeader]] = []
+    current: list[dns.RRHeader] = []
+    used = 0
+    for record in records:
+        buffer = BytesIO()
+        record.encode(buffer, None)
+        length = len(buffer.getvalue())
+        if current and used + length > size:
+            chunks.append(current)
+            current, used = [], 0
+        current.append(record)
+        used += length
+    if current:
+        chunks.append(current)
+    return chunks
