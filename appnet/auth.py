@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.mail.pop3 import APOPCredentials
 from zope.interface import Interface, implementer
 
-from appnet.address import normalizeAccount
+from appnet.address import ipAddress, normalizeAccount
 from appnet.errors import BadAddress
 from appnet.store.interfaces import IUserStore
 from appnet.threads import PoolService
@@ -383,13 +383,10 @@ def addressKey(address: str) -> str:
     its IPv4 address, and anything that is not an IP address (a UNIX
     socket's name) as given.
     """
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
+    ip = ipAddress(address)
+    if ip is None:
         return address
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
 
