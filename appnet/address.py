@@ -12,10 +12,24 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 
 from appnet.errors import BadAddress
 
-__all__ = ["isLoopback", "normalizeAccount", "splitAddress"]
+__all__ = [
+    "IPAddress",
+    "IPNetwork",
+    "inNetworks",
+    "ipAddress",
+    "isLoopback",
+    "normalizeAccount",
+    "splitAddress",
+]
+
+#: An IPv4 or IPv6 address.
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: An IPv4 or IPv6 network.
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _LOCAL = re.compile(r"^[a-z0-9!#$%&'*/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*/=?^_`{|}~-]+)*$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -67,10 +81,26 @@ def isLoopback(host: str) -> bool:
     """
     if host in ("localhost", "unix"):
         return True
+    address = ipAddress(host)
+    return address is not None and address.is_loopback
+
+
+def ipAddress(host: str) -> IPAddress | None:
+    """
+    C{host} as an IP address, in the one spelling a peer is judged by: an
+    IPv4-mapped IPv6 address (as dual-stack sockets report IPv4 peers) as
+    IPv4, an IPv6 scope dropped; C{None} if it is not an IP address.
+    """
     try:
         address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        return False
+        return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return address.is_loopback
+        return address.ipv4_mapped
+    return address
+
+
+def inNetworks(host: str, networks: Iterable[IPNetwork]) -> bool:
+    """Is C{host} an IP address inside one of C{networks}?"""
+    address = ipAddress(host)
+    return address is not None and any(address in n for n in networks)

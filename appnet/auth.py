@@ -10,29 +10,26 @@ import hashlib
 import hmac
 import ipaddress
 import os
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from attrs import define, field, frozen
-from twisted.application.service import Service
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernameHashedPassword, IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.internet.task import deferLater
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.mail.pop3 import APOPCredentials
-from twisted.python.threadpool import ThreadPool
 from zope.interface import Interface, implementer
 
-from appnet.address import normalizeAccount
+from appnet.address import ipAddress, normalizeAccount
 from appnet.errors import BadAddress
 from appnet.store.interfaces import IUserStore
+from appnet.threads import PoolService
 
 __all__ = [
     "APOPChecker",
@@ -186,48 +183,16 @@ _DUMMY_APOP_SECRET = "appnet-no-apop-secret"
 InThread = Callable[..., Deferred[Any]]
 
 
-class HashingThreads(Service):
+class HashingThreads(PoolService):
     """
     The threads password hashes are checked in: a pool of their own, sized
     to the cores that may hash at once, so a burst of logins queues here and
     never delays the store's or the file threads' work (nor the reactor's
     default pool, which library code does not use).
-
-    A service so the threads start with the stack and are joined, off the
-    reactor thread, when it stops. Work submitted before the service starts
-    waits for it; work submitted after it stopped fails.
     """
 
     def __init__(self, reactor: IReactorFromThreads, maxThreads: int = 2) -> None:
-        self._reactor = reactor
-        self._pool = ThreadPool(0, maxThreads, name="appnet-auth")
-        self._stopped = False
-
-    def run(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
-        """
-        Run C{f(*args)} in one of the threads.
-        """
-        if self._stopped:
-            return fail(RuntimeError("the hashing threads have stopped"))
-        return deferToThreadPool(self._reactor, self._pool, f, *args)
-
-    def startService(self) -> None:
-        super().startService()
-        self._stopped = False
-        self._pool.start()
-
-    def stopService(self) -> Deferred[None]:
-        super().stopService()
-        self._stopped = True
-        pool = self._pool
-        d: Deferred[None] = Deferred()
-
-        def join() -> None:
-            pool.stop()
-            self._reactor.callFromThread(d.callback, None)
-
-        threading.Thread(target=join, name="appnet-auth-stop", daemon=True).start()
-        return d
+        super().__init__(reactor, "appnet-auth", maxThreads)
 
 
 @define
@@ -418,13 +383,10 @@ def addressKey(address: str) -> str:
     its IPv4 address, and anything that is not an IP address (a UNIX
     socket's name) as given.
     """
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
+    ip = ipAddress(address)
+    if ip is None:
         return address
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
 

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IConsumer,
     IPushProducer,
     IReactorTime,
 )
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from appnet.files import InThread, ThreadedFileSender, fire, inline, whenQuiet
@@ -36,6 +32,7 @@ from appnet.ftp.errors import (
     TransferAborted,
 )
 from appnet.ratelimit import TokenBucket
+from appnet.threads import PoolService
 
 __all__ = [
     "AsciiDecoder",
@@ -52,45 +49,17 @@ __all__ = [
 T = TypeVar("T")
 
 
-class FileThreads(Service):
+class FileThreads(PoolService):
     """
-    The threads every blocking file operation of the FTP service runs in.
-
-    A service so the threads start with the stack and stop (joined, off the
-    reactor thread) when it stops. Work submitted before the service starts
-    waits for it; work submitted after it stopped fails.
+    The threads every blocking file operation of the FTP service runs in;
+    work submitted after the service stopped fails with L{LocalError}.
     """
 
     def __init__(self, reactor: Any, maxThreads: int = 8) -> None:
-        self._reactor = reactor
-        self._pool = ThreadPool(0, maxThreads, name="appnet-ftp")
-        self._stopped = False
+        super().__init__(reactor, "appnet-ftp", maxThreads)
 
-    def run(self, f: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
-        """
-        Run C{f(*args, **kwargs)} in one of the threads.
-        """
-        if self._stopped:
-            return fail(LocalError())
-        return deferToThreadPool(self._reactor, self._pool, f, *args, **kwargs)
-
-    def startService(self) -> None:
-        super().startService()
-        self._stopped = False
-        self._pool.start()
-
-    def stopService(self) -> Deferred[None]:
-        super().stopService()
-        self._stopped = True
-        pool = self._pool
-        d: Deferred[None] = Deferred()
-
-        def join() -> None:
-            pool.stop()
-            self._reactor.callFromThread(d.callback, None)
-
-        threading.Thread(target=join, name="appnet-ftp-stop", daemon=True).start()
-        return d
+    def stoppedError(self) -> Exception:
+        return LocalError()
 
 
 def writeAll(fd: int, data: bytes) -> None:

@@ -8,7 +8,6 @@ Design notes: HACKING.rst, "Design notes by module".
 from __future__ import annotations
 
 import functools
-import ipaddress
 import random
 from typing import Any
 
@@ -29,6 +28,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from appnet.address import ipAddress
 from appnet.ftp.errors import CannotOpenData, TransferAborted
 
 __all__ = [
@@ -51,13 +51,8 @@ def normalHost(host: str) -> str:
     dual-stack sockets report IPv4 peers) becomes plain IPv4, IPv6 is
     compressed.
     """
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return str(address.ipv4_mapped)
-    return str(address)
+    address = ipAddress(host)
+    return host if address is None else str(address)
 
 
 @implementer(IHandshakeListener)

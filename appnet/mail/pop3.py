@@ -37,8 +37,8 @@ from appnet.mail.lines import DotStuffer, LineQueue, noDelay
 from appnet.mail.realm import AvatarFactory, MailRealm
 from appnet.mail.sasl import (
     MECHANISMS,
-    LoginExchange,
     SASLCancelled,
+    SASLDialogue,
     SASLError,
 )
 from appnet.status import Status
@@ -272,7 +272,7 @@ class _Top:
         self._file.close()
 
 
-class POP3Server(LineQueue, POP3):
+class POP3Server(LineQueue, SASLDialogue, POP3):
     """
     One POP3 session.
     """
@@ -296,7 +296,6 @@ class POP3Server(LineQueue, POP3):
         self._client = "unknown"
         self._tls = False
         self._holder = uuid.uuid4().hex
-        self._sasl: LoginExchange | None = None
         self._closed = False
         # Our own state, not Twisted's private _userIs and _onLogout.
         self._user: bytes | None = None
@@ -347,7 +346,8 @@ class POP3Server(LineQueue, POP3):
 
     def lineTooLong(self) -> None:
         if self.state == "AUTH":
-            self._endAuth()
+            self.state = "COMMAND"
+            self.abortSASL()
         self.failResponse(b"Line too long")
 
     @property
@@ -515,34 +515,25 @@ class POP3Server(LineQueue, POP3):
         if mechanism not in MECHANISMS:
             self.failResponse(b"Unsupported SASL mechanism")
             return
-        self._sasl = LoginExchange(mechanism)
         self.state = "AUTH"
-        if initial.strip():
-            self.state_AUTH(initial.strip().encode())
-        else:
-            self.sendLine(b"+ " + self._sasl.firstPrompt)
-
-    def _endAuth(self) -> None:
-        self.state = "COMMAND"
-        self._sasl = None
+        self.beginSASL(mechanism, initial.encode())
 
     def state_AUTH(self, line: bytes) -> None:
-        assert self._sasl is not None
-        try:
-            step = self._sasl.respond(line)
-        except SASLCancelled:
-            self._endAuth()
+        self.continueSASL(line)
+
+    def saslPrompt(self, prompt: bytes) -> None:
+        self.sendLine(b"+ " + prompt)
+
+    def saslRefused(self, error: SASLCancelled | SASLError) -> None:
+        self.state = "COMMAND"
+        if isinstance(error, SASLCancelled):
             self.failResponse(b"Authentication cancelled")
-            return
-        except SASLError as e:
-            self._endAuth()
-            self.failResponse(f"[AUTH] {e}")
-            return
-        if isinstance(step, bytes):
-            self.sendLine(b"+ " + step)
-            return
-        self._endAuth()
-        self._async(self._login(UsernamePassword(*step)), "login")
+        else:
+            self.failResponse(f"[AUTH] {error}")
+
+    def saslComplete(self, user: bytes, password: bytes) -> None:
+        self.state = "COMMAND"
+        self._async(self._login(UsernamePassword(user, password)), "login")
 
     async def _login(self, credentials: ICredentials) -> None:
         """

@@ -19,6 +19,7 @@ from attrs import define, field
 __all__ = [
     "MECHANISMS",
     "LoginExchange",
+    "SASLDialogue",
     "SASLCancelled",
     "SASLError",
     "decodeBase64",
@@ -114,3 +115,54 @@ class LoginExchange:
             self._user = decoded
             return LOGIN_PASSWORD
         return self._user, decoded
+
+
+class SASLDialogue:
+    """
+    One AUTH exchange on a line protocol (SMTP AUTH, POP3 AUTH): the
+    protocol calls L{beginSASL} for the command and L{continueSASL} for each
+    later line, and answers in its own reply format through L{saslPrompt},
+    L{saslRefused} and L{saslComplete}, which end its AUTH mode.
+    """
+
+    _sasl: LoginExchange | None = None
+
+    def beginSASL(self, mechanism: bytes, initial: bytes) -> None:
+        """Start an exchange, with the command's initial response if any."""
+        self._sasl = LoginExchange(mechanism)
+        if initial.strip():
+            self.continueSASL(initial.strip())
+        else:
+            self.saslPrompt(self._sasl.firstPrompt)
+
+    def continueSASL(self, line: bytes) -> None:
+        """Take the client's next response line."""
+        exchange = self._sasl
+        assert exchange is not None
+        try:
+            step = exchange.respond(line)
+        except (SASLCancelled, SASLError) as e:
+            self._sasl = None
+            self.saslRefused(e)
+            return
+        if isinstance(step, bytes):
+            self.saslPrompt(step)
+            return
+        self._sasl = None
+        self.saslComplete(*step)
+
+    def abortSASL(self) -> None:
+        """Forget an exchange in progress (a line too long, say)."""
+        self._sasl = None
+
+    def saslPrompt(self, prompt: bytes) -> None:
+        """Send a base64 prompt (C{334 ...}, C{+ ...})."""
+        raise NotImplementedError
+
+    def saslRefused(self, error: SASLCancelled | SASLError) -> None:
+        """The client cancelled or sent a malformed response."""
+        raise NotImplementedError
+
+    def saslComplete(self, user: bytes, password: bytes) -> None:
+        """The exchange gave a user name and password: log in."""
+        raise NotImplementedError

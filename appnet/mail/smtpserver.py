@@ -47,8 +47,8 @@ from appnet.mail.realm import IMailAccount, MailRealm
 from appnet.mail.routing import Rejected, Route, Router
 from appnet.mail.sasl import (
     MECHANISMS,
-    LoginExchange,
     SASLCancelled,
+    SASLDialogue,
     SASLError,
 )
 from appnet.mail.spf import SPFPolicy, SPFResult
@@ -123,7 +123,7 @@ def _printable(text: str) -> str:
     return "".join(c if 32 <= ord(c) < 127 else "?" for c in text)
 
 
-class SMTPServer(LineQueue, TimeoutMixin, Protocol):
+class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
     """
     One SMTP session, in either role.
 
@@ -147,7 +147,6 @@ class SMTPServer(LineQueue, TimeoutMixin, Protocol):
         self._account: str | None = None
         self._transaction: _Transaction | None = None
         self._errors = 0
-        self._sasl: LoginExchange | None = None
         self._staged: IStagedMessage | None = None
         self._client = "unknown"
         self._closed = False
@@ -258,7 +257,8 @@ class SMTPServer(LineQueue, TimeoutMixin, Protocol):
 
     def lineTooLong(self) -> None:
         if self.mode == "AUTH":
-            self._endAuth()
+            self.mode = "COMMAND"
+            self.abortSASL()
         self.error(500, "5.5.6", "Error: line too long")
 
     # Dispatch.
@@ -458,35 +458,25 @@ class SMTPServer(LineQueue, TimeoutMixin, Protocol):
         if mechanism.encode() not in MECHANISMS:
             self.error(504, "5.5.4", "Unrecognized authentication type")
             return
-        self._sasl = LoginExchange(mechanism.encode())
         self.mode = "AUTH"
-        initial = initial.strip()
-        if initial:
-            self.state_AUTH(initial.encode())
-        else:
-            self.sendCode(334, self._sasl.firstPrompt)
-
-    def _endAuth(self) -> None:
-        self.mode = "COMMAND"
-        self._sasl = None
+        self.beginSASL(mechanism.encode(), initial.encode())
 
     def state_AUTH(self, line: bytes) -> None:
-        assert self._sasl is not None
-        try:
-            step = self._sasl.respond(line)
-        except SASLCancelled:
-            self._endAuth()
+        self.continueSASL(line)
+
+    def saslPrompt(self, prompt: bytes) -> None:
+        self.sendCode(334, prompt)
+
+    def saslRefused(self, error: SASLCancelled | SASLError) -> None:
+        self.mode = "COMMAND"
+        if isinstance(error, SASLCancelled):
             self.error(501, "5.7.0", "Authentication cancelled")
-            return
-        except SASLError as e:
-            self._endAuth()
-            self.error(501, "5.5.2", f"Cannot decode response: {e}")
-            return
-        if isinstance(step, bytes):
-            self.sendCode(334, step)
-            return
-        self._endAuth()
-        self._async(self._login(*step), "SMTP AUTH")
+        else:
+            self.error(501, "5.5.2", f"Cannot decode response: {error}")
+
+    def saslComplete(self, user: bytes, password: bytes) -> None:
+        self.mode = "COMMAND"
+        self._async(self._login(user, password), "SMTP AUTH")
 
     async def _login(self, username: bytes, password: bytes) -> None:
         portal = self.factory.auth.portalFor(self.factory.realm, self._client)

@@ -16,7 +16,6 @@ so one metric name gathers every service's value.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +24,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from appnet import __version__
+from appnet.address import inNetworks
 from appnet.listen import AddressBook, formatAddress
 from appnet.status import Status
 from appnet.web.pages import ErrorResource, sendBody, sendJSON
@@ -34,15 +34,7 @@ __all__ = ["MetricsResource", "StatusResource", "prometheusText"]
 
 def _allowed(request: Request, networks: Sequence[Any]) -> bool:
     host = getattr(request.getClientAddress(), "host", None)
-    if host is None:
-        return False
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return any(address in network for network in networks)
+    return host is not None and inNetworks(host, networks)
 
 
 class _Restricted(Resource):

@@ -9,7 +9,6 @@ happened in C{Cache-Status}.
 from __future__ import annotations
 
 import functools
-import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 from weakref import WeakSet
@@ -30,6 +29,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from appnet.address import inNetworks
 from appnet.listen import hostOf
 from appnet.status import Status
 from appnet.web.pages import errorBody
@@ -847,14 +847,7 @@ class _PurgeLeaf(Resource):
 
 
 def _fromNetworks(request: Request, networks: Sequence[Any]) -> bool:
-    host = hostOf(request.getClientAddress())
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return any(address in n for n in networks)
+    return inNetworks(hostOf(request.getClientAddress()), networks)
 
 
 class _ForwardLeaf(Resource):

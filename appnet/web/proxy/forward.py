@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from appnet.address import ipAddress
 from appnet.config import parseHostPort
 from appnet.listen import hostOf
 from appnet.web.proxy.engine import ProxyEngine, Route
@@ -46,16 +47,6 @@ PENDING_LIMIT = 64 * 1024
 
 #: Upstreams (address, port) whose connection pools are kept.
 UPSTREAMS_KEPT = 64
-
-
-def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        address = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return address.ipv4_mapped
-    return address
 
 
 @define
@@ -77,12 +68,12 @@ class ForwardPolicy:
 
     def clientAllowed(self, host: str) -> bool:
         """May a client at C{host} use the proxy?"""
-        address = _address(host)
+        address = ipAddress(host)
         return address is not None and any(address in n for n in self.clients)
 
     def targetProblem(self, host: str, port: int) -> str | None:
         """Why the proxy must not connect to C{host}:C{port}, or C{None}."""
-        address = _address(host)
+        address = ipAddress(host)
         if address is None:
             return "not an address"
         if any(address in n for n in self.deny):
@@ -90,7 +81,7 @@ class ForwardPolicy:
         for listenHost, listenPort in self.listeners():
             if listenPort != port:
                 continue
-            bound = _address(listenHost)
+            bound = ipAddress(listenHost)
             if (
                 bound is None
                 or bound == address
@@ -111,7 +102,7 @@ def systemResolver(inThread: Callable[..., Deferred[Any]]) -> Resolver:
         return [str(info[4][0]) for info in infos]
 
     def resolve(host: str, port: int) -> Deferred[list[str]]:
-        if _address(host) is not None:
+        if ipAddress(host) is not None:
             return Deferred.fromCoroutine(_literal(host))
         d: Deferred[list[str]] = inThread(lookup, host, port)
         return d
