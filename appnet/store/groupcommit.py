@@ -187,13 +187,26 @@ def _commitAll(
 ) -> Callable[[sqlite3.Connection], None]:
     """
     The database half of a batch: the directories of its names synced
-    (each once), then each job in its own savepoint.
+    (each once), then its jobs under one savepoint; if one of them fails,
+    that is rolled back and each job runs again in a savepoint of its own
+    (one failing rolls back only itself).
     """
 
     def run(conn: sqlite3.Connection) -> None:
         directories = dict.fromkeys(d for job in jobs for d in job.directories)
         for directory in directories:
             syncer.directory(directory)
+        conn.execute("SAVEPOINT batch")
+        try:
+            results = [job.commit(conn, job.value) for job in jobs]
+        except Exception:
+            conn.execute("ROLLBACK TO batch")
+            conn.execute("RELEASE batch")
+        else:
+            conn.execute("RELEASE batch")
+            for job, result in zip(jobs, results, strict=True):
+                job.value = result
+            return
         for job in jobs:
             conn.execute("SAVEPOINT item")
             try:

@@ -181,27 +181,35 @@ def startAppnet(data: str) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
     args = ["--data", data, "--dns", "127.0.0.1:0"]
     for name in ("http", "ftp", "smtp", "submission", "pop3", "imap"):
         args += [f"--{name}", "tcp:0:interface=127.0.0.1"]
+    # Its log goes to a file, as a daemon's would: a pipe read by this
+    # process would wake a thread of the load generator for every line.
+    log = open(data + ".log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
          "-n", "--pidfile=", "appnet", *args],
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         cwd=data,
     )  # fmt: skip
+    log.close()
     ports: dict[str, int] = {}
-    assert process.stdout is not None
-    for raw in process.stdout:
-        found = re.search(rb"(\w+) listening on tcp 127\.0\.0\.1:(\d+)", raw)
-        if found:
-            ports[found.group(1).decode()] = int(found.group(2))
-        if b"appnet ready" in raw:
-            break
-    else:
-        raise RuntimeError("appnet did not start")
-    # Keep draining its output so it never blocks on a full pipe.
-    import threading
-
-    threading.Thread(target=process.stdout.read, daemon=True).start()
+    deadline = time.monotonic() + 60
+    with open(data + ".log", "rb") as output:
+        pending = b""
+        while True:
+            raw = output.readline()
+            if not raw.endswith(b"\n"):
+                pending += raw
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("appnet did not start")
+                time.sleep(0.05)
+                continue
+            raw, pending = pending + raw, b""
+            found = re.search(rb"(\w+) listening on tcp 127\.0\.0\.1:(\d+)", raw)
+            if found:
+                ports[found.group(1).decode()] = int(found.group(2))
+            if b"appnet ready" in raw:
+                break
     return process, ports
 
 
