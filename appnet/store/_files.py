@@ -49,6 +49,25 @@ def _syncData(path: str) -> None:
         os.close(fd)
 
 
+def _writeNew(path: str, pieces: list[bytes]) -> None:
+    """Make a new file holding C{pieces}; remove it if that fails."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        if len(pieces) > 64:
+            pieces = [b"".join(pieces)]  # Well under any IOV_MAX.
+        total = sum(map(len, pieces))
+        written = os.writev(fd, pieces) if pieces else 0
+        if written < total:
+            view = memoryview(b"".join(pieces))[written:]
+            while view:
+                view = view[os.write(fd, view) :]
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+
+
 class Syncer:
     """
     The file-system syncs a group commit makes; tests record them.
@@ -181,9 +200,14 @@ class StagedFile:
         with self._lock:
             if not self._sealed:
                 if self._file is None:
-                    self._file = self._open()
-                self._file.flush()
-                self._file.close()
+                    # Still in memory: written in one call, no file
+                    # object (each system call in a thread is a turn of
+                    # the interpreter lock).
+                    _writeNew(self.path, self._memory)
+                    self._memory = []
+                else:
+                    self._file.flush()
+                    self._file.close()
                 self._sealed = True
             return not self.durable
 
@@ -193,9 +217,9 @@ class StagedFile:
                 return
             self._discarded = True
             self._memory = []
-            if self._file is None:
-                return
-            if not self._file.closed:
+            if self._file is None and not self._sealed:
+                return  # Never written out.
+            if self._file is not None and not self._file.closed:
                 self._file.close()
             if self.consumed:
                 return
@@ -278,14 +302,13 @@ class Placement:
         try:
             last = len(self._directories) - 1
             for i, relative in enumerate(self._directories):
-                directory = files.ensureDirectory(relative, syncs)
                 if self._consume and i == last and self._written is not None:
-                    # Written there by prepare.
+                    # Written there by prepare (which asked for the sync).
                     self.names.append(self._written)
                     self._written = None
                     self._staged.consumed = True
-                    syncs.directory(directory)
                     continue
+                directory = files.ensureDirectory(relative, syncs)
                 name = f"{relative}/{_newName()}"
                 if self._consume and i == last:
                     os.rename(self._staged.path, files.absolute(name))

@@ -56,6 +56,22 @@ class DiscardTests(TestCase):
         self.assertEqual(self.later, [])
         self.assertEqual(os.listdir(self.files.tmp), [])
 
+    def test_writtenFromMemory(self) -> None:
+        """
+        A message written out from memory (no file object) is one file
+        with every piece, and discarding it removes that file.
+        """
+        files = MessageFiles(self.mktemp())
+        files.prepare()
+        staged = files.stage()
+        for i in range(100):
+            staged.write(b"%d\r\n" % i)
+        self.assertTrue(staged.writeOut())
+        with open(staged.path, "rb") as f:
+            self.assertEqual(f.read(), b"".join(b"%d\r\n" % i for i in range(100)))
+        staged.discard()
+        self.assertEqual(os.listdir(files.tmp), [])
+
     def test_withoutPool(self) -> None:
         """Without a pool the unlink happens at once."""
         files = MessageFiles(self.mktemp())
