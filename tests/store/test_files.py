@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 
 from twisted.internet.threads import deferToThread
+from twisted.python import threadable
 from twisted.trial.unittest import TestCase
 
 from appnet.store._files import MessageFiles
@@ -32,6 +33,9 @@ class DiscardTests(TestCase):
 
     def test_reactorThreadHandsOver(self) -> None:
         """On the reactor thread the unlink is handed to the pool."""
+        # Trial runs tests on the reactor's thread, known as such once the
+        # reactor has run (not yet when this test comes first).
+        threadable.registerAsIOThread()
         path = self.spilled()
         self.staged.discard()
         self.assertTrue(os.path.exists(path))
