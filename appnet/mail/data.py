@@ -176,5 +176,10 @@ class DataDecoder:
             return
         if self._atLineStart and part.startswith(b"."):
             part = part[1:]
-        part = crlfLineEnds(part).replace(b"\r\n..", b"\r\n.")
+        # Each rewrite copies the part: skip those with nothing to do (the
+        # scans cost less than the copies).
+        if part.count(b"\n") != part.count(b"\r\n"):
+            part = crlfLineEnds(part)
+        if b"\r\n.." in part:
+            part = part.replace(b"\r\n..", b"\r\n.")
         self._emit(part)

@@ -15,6 +15,7 @@ C{Return-Path}.
 from __future__ import annotations
 
 import functools
+import itertools
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -79,9 +80,14 @@ def receivedHeader(
     return ("\r\n".join(lines) + "\r\n").encode("ascii", "replace")
 
 
+#: Message ids count up from a random start: unique in a process, unlikely
+#: to repeat across restarts, and no system call per message.
+_ids = itertools.count(int.from_bytes(secrets.token_bytes(6), "big"))
+
+
 def newId() -> str:
     """A short message id for logs, Received and the 250 reply."""
-    return secrets.token_hex(6).upper()
+    return "%012X" % (next(_ids) & 0xFFFFFFFFFFFF)
 
 
 @frozen

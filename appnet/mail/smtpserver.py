@@ -57,7 +57,7 @@ from appnet.store.interfaces import IStagedMessage, IStore
 from appnet.tls import LiveTLS
 from appnet.trace import MaskRule
 
-__all__ = ["SMTPRole", "SMTPServer", "SMTPServerFactory", "SMTP_MASK"]
+__all__ = ["SMTPRole", "SMTPServer", "SMTPServerFactory", "SMTP_MASK", "UsageCache"]
 
 #: What C{--trace smtp} must not log: AUTH's initial response, the
 #: responses after C{334}, and message bodies after C{354}.
@@ -639,7 +639,7 @@ class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
         for owner, quota in route.local:
             if quota is None:
                 continue
-            used = (await self.factory.store.mail.usage(owner)).bytes
+            used = await self.factory.usage.used(owner)
             if used >= quota:
                 raise Rejected(452, "4.2.2", f"<{owner}>: Mailbox full")
             if size is not None and used + size > quota:
@@ -871,23 +871,68 @@ class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
             return
         finally:
             staged.discard()
+        factory.usage.added([owner for owner, _ in envelope.local], staged.size)
         service = factory.role.service
         factory.status.increment(service, "messages")
         factory.status.increment(service, "delivered", len(delivered.uids))
         if delivered.queued is not None:
             factory.status.increment(service, "queued")
+        sender = "" if envelope.sender is None else str(envelope.sender)
+        local = [owner for owner, _ in envelope.local]
+        remote = list(envelope.remote)
+        # The line made here, once: the observer formats one field, not
+        # seven (the fields stay in the event for other observers).
         self._log.info(
-            "{service} {id}: from=<{sender}> local={local} remote={remote}"
-            " size={size} client={client}",
+            "{line}",
+            line=f"{service} {envelope.id}: from=<{sender}> local={local}"
+            f" remote={remote} size={staged.size} client={self._client}",
             service=service,
             id=envelope.id,
-            sender="" if envelope.sender is None else str(envelope.sender),
-            local=[owner for owner, _ in envelope.local],
-            remote=list(envelope.remote),
+            sender=sender,
+            local=local,
+            remote=remote,
             size=staged.size,
             client=self._client,
         )
         self.reply(250, "2.0.0", f"Ok: queued as {envelope.id}")
+
+
+class UsageCache:
+    """
+    Mailbox usage for RCPT's quota check (a courtesy: the authoritative
+    check is the delivery's, in its transaction), read from the store at
+    most once per C{ttl} seconds per account and kept up to date with
+    this server's own deliveries. Mail removed meanwhile, or delivered by
+    another process, shows after at most C{ttl} seconds.
+    """
+
+    #: Accounts remembered at most (then all are forgotten at once).
+    MAX_ACCOUNTS = 10_000
+
+    def __init__(self, store: IStore, clock: Any, ttl: float = 1.0) -> None:
+        self._store = store
+        self._clock = clock
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, int]] = {}
+
+    async def used(self, owner: str) -> int:
+        """The bytes C{owner}'s mailbox holds."""
+        now = self._clock.seconds()
+        entry = self._entries.get(owner)
+        if entry is not None and now < entry[0]:
+            return entry[1]
+        used = (await self._store.mail.usage(owner)).bytes
+        if len(self._entries) >= self.MAX_ACCOUNTS:
+            self._entries.clear()
+        self._entries[owner] = (now + self._ttl, used)
+        return used
+
+    def added(self, owners: list[str], size: int) -> None:
+        """This server delivered C{size} bytes to each of C{owners}."""
+        for owner in owners:
+            entry = self._entries.get(owner)
+            if entry is not None:
+                self._entries[owner] = (entry[0], entry[1] + size)
 
 
 class SMTPServerFactory(LiveTLS, ServerFactory):
@@ -936,6 +981,7 @@ class SMTPServerFactory(LiveTLS, ServerFactory):
         self.delivery = delivery or Delivery(store, clock.seconds)
         self.spf = spf
         self.mailauth = mailauth
+        self.usage = UsageCache(store, clock)
 
     def buildProtocol(self, addr: Any) -> SMTPServer:  # type: ignore[override]
         return SMTPServer(self)

@@ -4,6 +4,7 @@ Message files: the bytes behind the mail store's and the queue's index rows.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -48,6 +49,25 @@ def _syncData(path: str) -> None:
         os.close(fd)
 
 
+def _writeNew(path: str, pieces: list[bytes]) -> None:
+    """Make a new file holding C{pieces}; remove it if that fails."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        if len(pieces) > 64:
+            pieces = [b"".join(pieces)]  # Well under any IOV_MAX.
+        total = sum(map(len, pieces))
+        written = os.writev(fd, pieces) if pieces else 0
+        if written < total:
+            view = memoryview(b"".join(pieces))[written:]
+            while view:
+                view = view[os.write(fd, view) :]
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+
+
 class Syncer:
     """
     The file-system syncs a group commit makes; tests record them.
@@ -83,11 +103,17 @@ class Syncs:
         self.directories[path] = None
 
 
+#: What makes this process's file names its own (64 random bits), and
+#: the counter that tells its names apart.
+_PROCESS = uuid.uuid4().hex[:16]
+_names = itertools.count()
+
+
 def _newName() -> str:
     """
     A unique file name that sorts by arrival time.
     """
-    return f"{time.time_ns() // 1_000_000}.{uuid.uuid4().hex[:16]}"
+    return f"{time.time_ns() // 1_000_000}.{_PROCESS}{next(_names):x}"
 
 
 @implementer(IStagedMessage)
@@ -149,6 +175,20 @@ class StagedFile:
             _syncData(self.path)
             self.durable = True
 
+    def relocate(self, path: str) -> bool:
+        """
+        Move a message still held in memory to another future file name
+        (a delivery writes it straight to its mailbox name: no rename).
+        Thread-safe.
+
+        @return: whether it moved (no file made, not sealed or discarded).
+        """
+        with self._lock:
+            if self._file is not None or self._sealed or self._discarded:
+                return False
+            self.path = path
+            return True
+
     def writeOut(self) -> bool:
         """
         Write out and flush to the page cache, without fsync; no more
@@ -160,9 +200,14 @@ class StagedFile:
         with self._lock:
             if not self._sealed:
                 if self._file is None:
-                    self._file = self._open()
-                self._file.flush()
-                self._file.close()
+                    # Still in memory: written in one call, no file
+                    # object (each system call in a thread is a turn of
+                    # the interpreter lock).
+                    _writeNew(self.path, self._memory)
+                    self._memory = []
+                else:
+                    self._file.flush()
+                    self._file.close()
                 self._sealed = True
             return not self.durable
 
@@ -172,9 +217,9 @@ class StagedFile:
                 return
             self._discarded = True
             self._memory = []
-            if self._file is None:
-                return
-            if not self._file.closed:
+            if self._file is None and not self._sealed:
+                return  # Never written out.
+            if self._file is not None and not self._file.closed:
                 self._file.close()
             if self.consumed:
                 return
@@ -214,12 +259,33 @@ class Placement:
         self._staged = staged
         self._directories = directories
         self._consume = consume
+        self._written: str | None = None
         self.names: list[str] = []
 
     def prepare(self, syncs: Syncs) -> None:
-        """Write the staged file out and ask for its data to be synced."""
+        """
+        Write the staged file out and ask for its data to be synced. One
+        still in memory that is to be moved into place is written at its
+        last name at once (its sync then covers the new name too, and no
+        rename follows).
+        """
         staged = self._staged
-        if staged.writeOut():
+        files = self._files
+        if self._consume and self._directories:
+            relative = self._directories[-1]
+            name = f"{relative}/{_newName()}"
+            directory = files.ensureDirectory(relative, syncs)
+            if staged.relocate(files.absolute(name)):
+                self._written = name
+                syncs.directory(directory)
+        try:
+            pending = staged.writeOut()
+        except BaseException:
+            if self._written is not None:
+                files.remove([self._written])
+                self._written = None
+            raise
+        if pending:
 
             def synced() -> None:
                 staged.durable = True
@@ -234,10 +300,17 @@ class Placement:
         """
         files = self._files
         try:
+            last = len(self._directories) - 1
             for i, relative in enumerate(self._directories):
+                if self._consume and i == last and self._written is not None:
+                    # Written there by prepare (which asked for the sync).
+                    self.names.append(self._written)
+                    self._written = None
+                    self._staged.consumed = True
+                    continue
                 directory = files.ensureDirectory(relative, syncs)
                 name = f"{relative}/{_newName()}"
-                if self._consume and i == len(self._directories) - 1:
+                if self._consume and i == last:
                     os.rename(self._staged.path, files.absolute(name))
                     self._staged.consumed = True
                 else:
@@ -251,6 +324,9 @@ class Placement:
 
     def undo(self) -> None:
         """Remove the names made (their commit failed)."""
+        if self._written is not None:
+            self.names.append(self._written)
+            self._written = None
         self._files.remove(self.names)
         self.names = []
 

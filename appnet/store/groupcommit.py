@@ -36,7 +36,7 @@ class FileJob(Protocol[R_co]):
         """After the data syncs: make names; name their directories."""
 
     def undo(self) -> None:
-        """Remove what L{place} made (the commit failed)."""
+        """Remove what L{prepare} and L{place} made (a later step failed)."""
 
 
 class _Writer(Protocol):
@@ -50,6 +50,7 @@ class _Job:
     done: Deferred[Any]
     ok: bool = True
     value: Any = None
+    directories: Sequence[str] = ()
 
 
 @define
@@ -58,19 +59,21 @@ class GroupCommit:
     Batches durable writes. A job runs in this order:
 
       1. in a file thread of its own, at once: its data written out and
-         fdatasynced, then its names made (hard links, renames), then the
-         directories holding them fsynced. Jobs arriving together run
-         this side by side, and the file system's journal commits their
-         syncs together (measured faster, on ext4, than one thread
-         syncing a batch's files in turn: see BENCHMARKS.rst);
-      2. with every job whose files are durable when the database is
-         free, one transaction, each job in its own savepoint (one
-         failing rolls back only itself);
+         fdatasynced, then its names made (hard links, renames). Jobs
+         arriving together run this side by side, and the file system's
+         journal commits their syncs together (measured faster, on ext4,
+         than one thread syncing a batch's files in turn: see
+         BENCHMARKS.rst);
+      2. with every job whose files are synced when the database is
+         free: the directories holding their names fsynced, each once,
+         then one transaction, each job in its own savepoint (one
+         failing rolls back only itself); both in the database's thread;
       3. only then its Deferred fires (a job whose commit failed first
          has its files removed).
 
-    Ten connections delivering at once so share one commit, their file
-    syncs overlap, and a success still means durable.
+    Ten connections delivering at once so share one directory sync and
+    one commit, their data syncs overlap, and a success still means
+    durable.
 
     @ivar inFileThread: runs a blocking call in the file threads.
     """
@@ -111,35 +114,34 @@ class GroupCommit:
             if isinstance(result, Failure):
                 job.ok, job.value = False, result.value
             else:
-                job.value = result
+                job.value, job.directories = result  # type: ignore[misc]
             self._filed.append(job)
             self._pump()
 
         self._inFileThread(self._fileStage, job).addBoth(durable)
         return d
 
-    def _fileStage(self, job: _Job) -> Any:
+    def _fileStage(self, job: _Job) -> tuple[Any, Sequence[str]]:
         """
         Stage 1, in a file thread: write the job's data out and sync it,
-        make its names, sync their directories.
+        make its names.
 
-        @return: what the job's C{place} returned.
+        @return: what the job's C{place} returned, and the directories to
+            sync before the commit.
         """
         assert job.files is not None
         syncs = Syncs()
-        job.files.prepare(syncs)
-        for path, callbacks in syncs.files.items():
-            self._syncer.data(path)
-            for callback in callbacks:
-                callback()
         try:
+            job.files.prepare(syncs)
+            for path, callbacks in syncs.files.items():
+                self._syncer.data(path)
+                for callback in callbacks:
+                    callback()
             placed = job.files.place(syncs)
-            for directory in syncs.directories:
-                self._syncer.directory(directory)
         except BaseException:
             job.files.undo()
             raise
-        return placed
+        return placed, list(syncs.directories)
 
     def _pump(self) -> None:
         if not self._committing and self._filed:
@@ -155,7 +157,7 @@ class GroupCommit:
             ready = [job for job in batch if job.ok]
             if ready:
                 try:
-                    await self._db.write(_commitAll(ready))
+                    await self._db.write(_commitAll(ready, self._syncer))
                 except BaseException as e:
                     for job in ready:
                         job.ok, job.value = False, e
@@ -181,11 +183,30 @@ def _undoAll(jobs: Sequence[FileJob[Any]]) -> None:
 
 
 def _commitAll(
-    jobs: Sequence[_Job],
+    jobs: Sequence[_Job], syncer: Syncer
 ) -> Callable[[sqlite3.Connection], None]:
-    """The database half of a batch: each job in its own savepoint."""
+    """
+    The database half of a batch: the directories of its names synced
+    (each once), then its jobs under one savepoint; if one of them fails,
+    that is rolled back and each job runs again in a savepoint of its own
+    (one failing rolls back only itself).
+    """
 
     def run(conn: sqlite3.Connection) -> None:
+        directories = dict.fromkeys(d for job in jobs for d in job.directories)
+        for directory in directories:
+            syncer.directory(directory)
+        conn.execute("SAVEPOINT batch")
+        try:
+            results = [job.commit(conn, job.value) for job in jobs]
+        except Exception:
+            conn.execute("ROLLBACK TO batch")
+            conn.execute("RELEASE batch")
+        else:
+            conn.execute("RELEASE batch")
+            for job, result in zip(jobs, results, strict=True):
+                job.value = result
+            return
         for job in jobs:
             conn.execute("SAVEPOINT item")
             try:

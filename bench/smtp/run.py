@@ -8,7 +8,10 @@ every message durably before answering 250: appnet by its design (staged
 file fsynced, hard-linked, directory fsynced, index row committed), the
 aiosmtpd peer by a handler that writes each message to its own file,
 fsyncs it, renames it into place and fsyncs the directory (in a thread
-pool, so its event loop keeps serving). Then POP3 RETR throughput: one
+pool, so its event loop keeps serving). Between them, the limit:
+``bare.py``, the smallest Twisted program storing the same way with group
+commit (files, their syncs, one directory sync, one SQLite commit per
+batch). Then POP3 RETR throughput: one
 client retrieves a maildrop of 1 MiB messages from appnet.
 
 Usage (from a checkout, with the test extras installed)::
@@ -178,33 +181,51 @@ def startAppnet(data: str) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
     args = ["--data", data, "--dns", "127.0.0.1:0"]
     for name in ("http", "ftp", "smtp", "submission", "pop3", "imap"):
         args += [f"--{name}", "tcp:0:interface=127.0.0.1"]
+    # Its log goes to a file, as a daemon's would: a pipe read by this
+    # process would wake a thread of the load generator for every line.
+    log = open(data + ".log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
          "-n", "--pidfile=", "appnet", *args],
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         cwd=data,
     )  # fmt: skip
+    log.close()
     ports: dict[str, int] = {}
-    assert process.stdout is not None
-    for raw in process.stdout:
-        found = re.search(rb"(\w+) listening on tcp 127\.0\.0\.1:(\d+)", raw)
-        if found:
-            ports[found.group(1).decode()] = int(found.group(2))
-        if b"appnet ready" in raw:
-            break
-    else:
-        raise RuntimeError("appnet did not start")
-    # Keep draining its output so it never blocks on a full pipe.
-    import threading
-
-    threading.Thread(target=process.stdout.read, daemon=True).start()
+    deadline = time.monotonic() + 60
+    with open(data + ".log", "rb") as output:
+        pending = b""
+        while True:
+            raw = output.readline()
+            if not raw.endswith(b"\n"):
+                pending += raw
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("appnet did not start")
+                time.sleep(0.05)
+                continue
+            raw, pending = pending + raw, b""
+            found = re.search(rb"(\w+) listening on tcp 127\.0\.0\.1:(\d+)", raw)
+            if found:
+                ports[found.group(1).decode()] = int(found.group(2))
+            if b"appnet ready" in raw:
+                break
     return process, ports
 
 
 def startAiosmtpd(data: str) -> tuple[subprocess.Popen[bytes], int]:
+    return _startPeer([sys.executable, "-c", AIOSMTPD_SERVER, data])
+
+
+def startBare(data: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The limit: bare.py, a minimal durable Twisted acceptor."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bare.py")
+    return _startPeer([sys.executable, script, data])
+
+
+def _startPeer(command: list[str]) -> tuple[subprocess.Popen[bytes], int]:
     process = subprocess.Popen(
-        [sys.executable, "-c", AIOSMTPD_SERVER, data],
+        command,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
@@ -234,10 +255,11 @@ def main() -> None:
     scale = 5 if options.quick else 1
     loads = [(1024, 2000 // scale), (100 * 1024, 500 // scale)]
     work = tempfile.mkdtemp(prefix="appnet-bench-")
-    rows = [["test", "appnet", "aiosmtpd (durable handler)"]]
-    cpu = [["CPU ms per message", "appnet", "aiosmtpd"]]
+    rows = [["test", "appnet", "bare Twisted", "aiosmtpd (durable handler)", "ratio"]]
+    cpu = [["CPU ms per message", "appnet", "bare Twisted", "aiosmtpd"]]
     try:
         appnet, ports = startAppnet(os.path.join(work, "appnet"))
+        bare, barePort = startBare(os.path.join(work, "bare"))
         peer, peerPort = startAiosmtpd(os.path.join(work, "aiosmtpd"))
         try:
             for size, total in loads:
@@ -246,25 +268,38 @@ def main() -> None:
                 ours, n1 = asyncio.run(smtpLoad(ports["smtp"], size, total))
                 reactor = cpuSeconds(appnet.pid, appnet.pid) - reactor
                 process = cpuSeconds(appnet.pid) - process
+                limit = cpuSeconds(bare.pid)
+                bareRate, n3 = asyncio.run(smtpLoad(barePort, size, total))
+                limit = cpuSeconds(bare.pid) - limit
                 theirs = cpuSeconds(peer.pid)
                 rate, n2 = asyncio.run(smtpLoad(peerPort, size, total))
                 theirs = cpuSeconds(peer.pid) - theirs
                 label = f"SMTP {size // 1024} KiB x {total}, {CONNECTIONS} conns"
-                rows.append([label, f"{ours:.0f} msg/s", f"{rate:.0f} msg/s"])
-                assert n1 == n2 == total // CONNECTIONS * CONNECTIONS, (n1, n2)
+                rows.append(
+                    [
+                        label,
+                        f"{ours:.0f} msg/s",
+                        f"{bareRate:.0f} msg/s",
+                        f"{rate:.0f} msg/s",
+                        f"{ours / rate:.2f}",
+                    ]
+                )
+                assert n1 == n2 == n3 == total // CONNECTIONS * CONNECTIONS, (n1, n2)
                 short = f"{size // 1024} KiB"
                 cpu.append(
-                    [f"{short}: reactor thread", f"{1000 * reactor / n1:.2f}", "-"]
+                    [f"{short}: reactor thread", f"{1000 * reactor / n1:.2f}", "-", "-"]
                 )
                 cpu.append(
                     [
                         f"{short}: whole process",
                         f"{1000 * process / n1:.2f}",
+                        f"{1000 * limit / n3:.2f}",
                         f"{1000 * theirs / n2:.2f}",
                     ]
                 )
         finally:
             stopProcess(peer)
+            stopProcess(bare)
             stopProcess(appnet)
         # POP3: a fresh maildrop of 1 MiB messages.
         pop3Data = os.path.join(work, "pop3")
@@ -276,7 +311,13 @@ def main() -> None:
                 pop3Retrieve(ports["pop3"], RECIPIENT, "bench-password")
             )
             rows.append(
-                [f"POP3 RETR {retrieved} x 1 MiB, 1 conn", f"{rate:.0f} MB/s", "-"]
+                [
+                    f"POP3 RETR {retrieved} x 1 MiB, 1 conn",
+                    f"{rate:.0f} MB/s",
+                    "-",
+                    "-",
+                    "",
+                ]
             )
         finally:
             stopProcess(appnet)

@@ -621,6 +621,31 @@ class LimitTests(SMTPTestCase):
         session.command("MAIL FROM:<a@crepes.fr> SIZE=500")
         self.assertEqual(session.command(f"RCPT TO:<{BOB}>")[0][:10], "552 5.2.2 ")
 
+    def test_quotaUsageCached(self) -> None:
+        """
+        RCPT's check reads an account's usage at most once a second and
+        counts this server's own deliveries meanwhile; mail stored by
+        another way shows once the second is over.
+        """
+        factory = self.world.smtpFactory()
+        session = self.world.connect(factory)
+        session.read()
+        session.command("EHLO c.example")
+        self.assertEqual(self.successResultOf(factory.usage.used(BOB)), 0)
+        self.assertEqual(self.codes(self.transaction(session, [BOB]))[-1], "250")
+        counted = self.successResultOf(factory.usage.used(BOB))
+        self.assertGreater(counted, 0)
+        store = self.world.store.mail
+        staged = store.stage()
+        staged.write(b"y" * 200)
+        self.successResultOf(store.deliver(staged, [DeliveryTarget(BOB)]))
+        self.assertEqual(self.successResultOf(factory.usage.used(BOB)), counted)
+        self.world.clock.advance(1)
+        self.assertEqual(
+            self.successResultOf(factory.usage.used(BOB)),
+            self.successResultOf(store.usage(BOB)).bytes,
+        )
+
     def test_userQuota(self) -> None:
         """An account's own quota overrides the default."""
         self.world.store.users.addUser(

@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 
 from twisted.internet.threads import deferToThread
+from twisted.python import threadable
 from twisted.trial.unittest import TestCase
 
 from appnet.store._files import MessageFiles
@@ -32,6 +33,9 @@ class DiscardTests(TestCase):
 
     def test_reactorThreadHandsOver(self) -> None:
         """On the reactor thread the unlink is handed to the pool."""
+        # Trial runs tests on the reactor's thread, known as such once the
+        # reactor has run (not yet when this test comes first).
+        threadable.registerAsIOThread()
         path = self.spilled()
         self.staged.discard()
         self.assertTrue(os.path.exists(path))
@@ -55,6 +59,22 @@ class DiscardTests(TestCase):
         staged.discard()
         self.assertEqual(self.later, [])
         self.assertEqual(os.listdir(self.files.tmp), [])
+
+    def test_writtenFromMemory(self) -> None:
+        """
+        A message written out from memory (no file object) is one file
+        with every piece, and discarding it removes that file.
+        """
+        files = MessageFiles(self.mktemp())
+        files.prepare()
+        staged = files.stage()
+        for i in range(100):
+            staged.write(b"%d\r\n" % i)
+        self.assertTrue(staged.writeOut())
+        with open(staged.path, "rb") as f:
+            self.assertEqual(f.read(), b"".join(b"%d\r\n" % i for i in range(100)))
+        staged.discard()
+        self.assertEqual(os.listdir(files.tmp), [])
 
     def test_withoutPool(self) -> None:
         """Without a pool the unlink happens at once."""
