@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from twisted.trial.unittest import TestCase
 
@@ -23,7 +24,13 @@ class StackTests(TestCase):
         cache (the origin's validators make the second a revalidation);
         others are served by the site itself; /status counts.
         """
-        origin = await startWeb(self, files={"app/a.txt": b"from the origin\n"})
+        origin = await startWeb(self)
+        # Modified "later" than any Date the origin sends: no heuristic
+        # freshness (RFC 9111 4.2.2), so the second request revalidates
+        # however long the first took.
+        page = origin.put("app/a.txt", b"from the origin\n")
+        future = time.time() + 86400
+        os.utime(page.path, (future, future))
         proxy = await startWeb(
             self,
             files={"local.txt": b"local\n"},
