@@ -47,7 +47,7 @@ from appnet.store.mailcommon import (
     uidValidityFor,
 )
 from appnet.store.threads import Threads
-from appnet.store.watching import FolderWatcher, Key
+from appnet.store.watching import Delta, FolderWatcher, IFolderFeed, Key
 
 __all__ = ["SQLiteMailStore"]
 
@@ -175,6 +175,7 @@ def _insertMessage(
     flags: frozenset[str],
     internalDate: float,
     prefix: bytes = b"",
+    modseqs: list[int] | None = None,
 ) -> int:
     uid = int(
         conn.execute(
@@ -195,6 +196,8 @@ def _insertMessage(
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (fid, uid, file, size, formatFlags(flags), internalDate, modseq, prefix),
     )
+    if modseqs is not None:
+        modseqs.append(modseq)
     return uid
 
 
@@ -229,7 +232,7 @@ def _selectRows(
 _INFO = "uid, size, flags, internaldate, modseq"
 
 
-@implementer(IMailStore)
+@implementer(IMailStore, IFolderFeed)
 @define
 class SQLiteMailStore:
     """
@@ -310,6 +313,7 @@ class SQLiteMailStore:
         )
         size = len(prefix) + staged.size
         date = self._now() if internalDate is None else internalDate
+        modseqs: list[int] = []
 
         def insert(conn: sqlite3.Connection, names: Sequence[str]) -> list[int]:
             adding: dict[str, tuple[int | None, int]] = {}
@@ -318,16 +322,21 @@ class SQLiteMailStore:
                 adding[t.owner] = (t.quota if quota is None else quota, total + size)
             _checkQuota(conn, adding)
             uids = []
+            del modseqs[:]
             for target, name in zip(targets, names, strict=True):
                 fid = _folderId(conn, target.owner, target.folder, date, create=True)
                 uids.append(
-                    _insertMessage(conn, fid, name, size, target.flags, date, prefix)
+                    _insertMessage(
+                        conn, fid, name, size, target.flags, date, prefix, modseqs
+                    )
                 )
                 _addUsage(conn, target.owner, size, 1)
             return uids
 
         uids = await self._group.commit(placement, insert)
-        self._watcher.changed({(t.owner, t.folder) for t in targets})
+        for target, uid, modseq in zip(targets, uids, modseqs, strict=True):
+            row = MessageInfo(uid, size, target.flags, date, modseq)
+            self._pushed(target.owner, target.folder, modseq, changed=(row,))
         return uids
 
     def folder(self, owner: str, name: str = INBOX) -> Deferred[FolderInfo]:
@@ -601,9 +610,9 @@ class SQLiteMailStore:
             return result
 
         async def run() -> Sequence[MessageInfo]:
-            changed = await self._db.write(update)
+            changed = await self._group.write(update)
             if changed:
-                self._watcher.changed({(owner, name)})
+                self._pushed(owner, name, changed[0].modseq, changed=tuple(changed))
             return changed
 
         return Deferred.fromCoroutine(run())
@@ -617,13 +626,24 @@ class SQLiteMailStore:
     ) -> Deferred[Sequence[int]]:
         name = canonicalFolder(name)
 
-        def delete(conn: sqlite3.Connection) -> tuple[list[int], list[str]]:
+        def delete(conn: sqlite3.Connection) -> tuple[list[int], list[str], int]:
             fid = _folderId(conn, owner, name, self._now(), create=True)
-            rows = _selectRows(conn, fid, uids, "uid, file, size, flags")
             if uids is None or onlyDeleted:
-                rows = [r for r in rows if "\\Deleted" in parseFlags(r[3])]
+                # Only the folder's \Deleted rows, found by SQLite (not
+                # every row of the UIDs given, parsed here).
+                rows = conn.execute(
+                    "SELECT uid, file, size FROM mail_messages WHERE folder = ?"
+                    " AND instr(' ' || flags || ' ', ' \\Deleted ') > 0"
+                    " ORDER BY uid",
+                    (fid,),
+                ).fetchall()
+                if uids is not None:
+                    wanted = set(uids)
+                    rows = [r for r in rows if r[0] in wanted]
+            else:
+                rows = _selectRows(conn, fid, uids, "uid, file, size")
             if not rows:
-                return [], []
+                return [], [], 0
             modseq = _bump(conn, fid)
             for batch in batches([r[0] for r in rows]):
                 marks = ",".join("?" * len(batch))
@@ -637,13 +657,15 @@ class SQLiteMailStore:
                 [(fid, r[0], modseq) for r in rows],
             )
             _addUsage(conn, owner, -sum(r[2] for r in rows), -len(rows))
-            return [r[0] for r in rows], [r[1] for r in rows]
+            return [r[0] for r in rows], [r[1] for r in rows], modseq
 
         async def run() -> Sequence[int]:
-            removed, files = await self._db.write(delete)
+            # Shared with the commits of other sessions' flag changes,
+            # expunges and deliveries (one fsync for all).
+            removed, files, modseq = await self._group.write(delete)
             if removed:
+                self._pushed(owner, name, modseq, expunged=tuple(removed))
                 await self._inThread(self._files.remove, files)
-                self._watcher.changed({(owner, name)})
             return removed
 
         return Deferred.fromCoroutine(run())
@@ -792,7 +814,13 @@ class SQLiteMailStore:
                 if swapped:
                     return first, uidnext
 
-        return self._group.write(claim)
+        async def run() -> tuple[int, int]:
+            first, end = await self._group.write(claim)
+            if end > first:
+                self._watcher.pushed((owner, name), Delta(recentFrom=end))
+            return first, end
+
+        return Deferred.fromCoroutine(run())
 
     def usage(self, owner: str) -> Deferred[Usage]:
         def select(conn: sqlite3.Connection) -> Usage:
@@ -849,6 +877,23 @@ class SQLiteMailStore:
         self, owner: str, name: str, callback: Callable[[FolderInfo], None]
     ) -> Callable[[], None]:
         return self._watcher.watch((owner, canonicalFolder(name)), callback)
+
+    def feed(
+        self, owner: str, name: str, callback: Callable[[Delta], None]
+    ) -> Callable[[], None]:
+        return self._watcher.feed((owner, canonicalFolder(name)), callback)
+
+    def _pushed(
+        self,
+        owner: str,
+        name: str,
+        modseq: int,
+        changed: tuple[MessageInfo, ...] = (),
+        expunged: tuple[int, ...] = (),
+    ) -> None:
+        """Tell watchers of one modseq step made here, as it is."""
+        changes = Changes(modseq, changed, expunged)
+        self._watcher.pushed((owner, name), Delta(changes))
 
     def _readInfos(self, keys: Sequence[Key]) -> Deferred[Sequence[FolderInfo | None]]:
         def select(conn: sqlite3.Connection) -> list[FolderInfo | None]:

@@ -8,6 +8,7 @@ back-pressure. The command handlers build on it, one module per state.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,6 +30,7 @@ from appnet.mail.imap.parse import TAG_CHARS, Arguments, Literal
 from appnet.mail.imap.wire import atoms
 from appnet.mail.lines import LineQueue, noDelay
 from appnet.store.interfaces import Changes
+from appnet.store.watching import Delta
 
 if TYPE_CHECKING:
     from appnet.mail.imap.server import IMAPServerFactory
@@ -79,6 +81,24 @@ _UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"}
 
 
 @implementer(IPushProducer)
+def _quickAck(transport: Any) -> None:
+    """
+    Acknowledge what was received at once. A client that sends a literal
+    and then, in a second write, the rest of its command line has that
+    small write held back (Nagle) until the literal is acknowledged; a
+    delayed ACK made every APPEND wait some 40 ms for its own CRLF.
+    """
+    option = getattr(socket, "TCP_QUICKACK", None)
+    getHandle = getattr(transport, "getHandle", None)
+    if option is None or getHandle is None:
+        return
+    try:
+        getHandle().setsockopt(socket.IPPROTO_TCP, option, 1)
+    except (OSError, AttributeError, TypeError):
+        # Not a TCP socket (TLS in memory, a test transport).
+        pass
+
+
 class IMAPFraming(LineQueue, IMAP4Server):
     """
     One IMAP session's framing and dispatch; L{IMAPServer} adds the
@@ -307,8 +327,11 @@ class IMAPFraming(LineQueue, IMAP4Server):
             literal.write(data[:need])
             if literal.received < literal.size:
                 return None
+            rest = data[need:]
+            if not rest:
+                _quickAck(self.transport)
             self._gotLiteral(literal)
-            return data[need:]
+            return rest
 
         self.readRaw(consume)
 
@@ -458,6 +481,16 @@ class IMAPFraming(LineQueue, IMAP4Server):
         if mailbox is None:
             return
         mailbox.dirty = True
+        self._wake()
+
+    def _folderTold(self, delta: Delta) -> None:
+        mailbox = self.selected
+        if mailbox is None:
+            return
+        mailbox.told(delta)
+        self._wake()
+
+    def _wake(self) -> None:
         if self._idling:
             d = Deferred.fromCoroutine(self._announce(True))
             d.addErrback(self._announceFailed)
@@ -493,12 +526,16 @@ class IMAPFraming(LineQueue, IMAP4Server):
         store = self.factory.store
         changes = Changes(mailbox.modseq)
         if mailbox.dirty:
-            mailbox.dirty = False
+            mailbox.reading()
             changes = await store.changesSince(
                 mailbox.owner, mailbox.name, mailbox.modseq
             )
         if self.selected is not mailbox or self._closed:
             return
+        changes = mailbox.withTold(changes)
+        if mailbox.dirty:
+            # A change was not told of: read again before answering.
+            self._announceAgain = True
         if mailbox.claimDue(changes):
             claimed = await store.claimRecent(mailbox.owner, mailbox.name)
             if self.selected is not mailbox or self._closed:

@@ -15,12 +15,15 @@ from attrs import define, field, frozen
 from appnet.mail.imap.errors import BadCommand
 from appnet.mail.imap.parse import SequenceSet
 from appnet.store.interfaces import Changes, FolderInfo, MessageInfo
+from appnet.store.watching import Delta
 
 __all__ = ["RECENT", "SelectedMailbox", "Updates"]
 
 #: The session flag.
 RECENT = "\\Recent"
 _RECENT = frozenset({RECENT})
+#: Changes kept for a view between catch-ups; past this, it reads them.
+_PENDING = 256
 
 
 @frozen
@@ -70,6 +73,8 @@ class SelectedMailbox:
     _claimedTo: int = 0
     #: The keywords the client has been told of in a FLAGS response.
     keywords: set[str] = field(factory=set)
+    #: Changes the store told of (L{Delta}), not yet caught up with.
+    _pending: list[Changes] = field(factory=list)
 
     @classmethod
     def open(
@@ -291,6 +296,62 @@ class SelectedMailbox:
             return Updates(tuple(expunged), exists, tuple(flags))
         self.reportedRecent = recent
         return Updates(tuple(expunged), exists, tuple(flags), recent)
+
+    def told(self, delta: Delta) -> None:
+        """
+        The store told of a change (L{appnet.store.watching.IFolderFeed}):
+        keep it for the next catch-up, or (not known as it is, too many
+        kept, or a read-only view, whose C{\\Recent} needs the folder's
+        state) mark the view L{dirty}.
+        """
+        if delta.recentFrom is not None:
+            self._claimedTo = max(self._claimedTo, delta.recentFrom)
+            return
+        if delta.changes is None or self.readOnly or len(self._pending) >= _PENDING:
+            self.dirty = True
+            self._pending.clear()
+            return
+        self._pending.append(delta.changes)
+
+    def reading(self) -> None:
+        """
+        A read of what changed begins: it covers every change told so far.
+        """
+        self.dirty = False
+        self._pending.clear()
+
+    def withTold(self, changes: Changes) -> Changes:
+        """
+        C{changes} (what was read, or nothing) followed by the changes the
+        store told of since, as one; the view is marked L{dirty} if one is
+        missing between them.
+        """
+        pending, self._pending = self._pending, []
+        top = max(self.modseq, changes.modseq)
+        rows = {row.uid: row for row in changes.changed}
+        gone = set(changes.expunged)
+        for step in pending:
+            if step.modseq <= top:
+                continue
+            if step.modseq != top + 1:
+                # Another process, or a change not told of: read.
+                self.dirty = True
+                break
+            top = step.modseq
+            for uid in step.expunged:
+                rows.pop(uid, None)
+                gone.add(uid)
+            for row in step.changed:
+                if row.uid not in gone:
+                    rows[row.uid] = row
+        if top == changes.modseq:
+            return changes
+        return Changes(
+            top,
+            tuple(rows[uid] for uid in sorted(rows)),
+            tuple(sorted(gone)),
+            changes.firstRecentUid,
+        )
 
     def isGone(self, uid: int) -> bool:
         """Was this message expunged elsewhere, not yet announced?"""

@@ -17,6 +17,7 @@ from appnet.mail.imap.framing import Done
 from appnet.mail.imap.mailbox import SelectedMailbox
 from appnet.mail.imap.parse import Arguments
 from appnet.mail.imap.wire import atoms, uidSet
+from appnet.store.watching import IFolderFeed
 
 __all__ = ["SelectedCommands"]
 
@@ -79,11 +80,12 @@ class SelectedCommands(AuthenticatedCommands):
             rows = mailbox.rows()
         mailbox = self._writable()
         uids = [row.uid for _, row in rows]
+        store = self.factory.store
         if uids:
-            await self.factory.store.expunge(
-                mailbox.owner, mailbox.name, uids, onlyDeleted=True
-            )
-        mailbox.dirty = True
+            await store.expunge(mailbox.owner, mailbox.name, uids, onlyDeleted=True)
+        if not IFolderFeed.providedBy(store):
+            # (A feed tells of the expunge before the store returns.)
+            mailbox.dirty = True
         return Done(b"EXPUNGE completed")
 
     async def cmd_SEARCH(self, tag: bytes, args: Arguments, uid: bool) -> Done:
