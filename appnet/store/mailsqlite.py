@@ -150,8 +150,21 @@ def _bump(conn: sqlite3.Connection, fid: int) -> int:
     )
 
 
+#: Index rows read lately, as made (a row is a value: listing a folder
+#: again reuses those unchanged instead of making each anew).
+_INFOS: dict[tuple[int, int, str, float, int], MessageInfo] = {}
+_MAX_INFOS = 1 << 16
+
+
 def _info(row: tuple[int, int, str, float, int]) -> MessageInfo:
-    return MessageInfo(row[0], row[1], parseFlags(row[2]), row[3], row[4])
+    info = _INFOS.get(row)
+    if info is None:
+        if len(_INFOS) >= _MAX_INFOS:
+            _INFOS.clear()
+        info = _INFOS[row] = MessageInfo(
+            row[0], row[1], parseFlags(row[2]), row[3], row[4]
+        )
+    return info
 
 
 def _checkQuota(
@@ -502,6 +515,28 @@ class SQLiteMailStore:
             return [_info(r) for r in _selectRows(conn, fid, uids, _INFO)]
 
         return self._db.read(select)
+
+    def snapshot(
+        self, owner: str, name: str
+    ) -> Deferred[tuple[FolderInfo, Sequence[MessageInfo]]]:
+        name = canonicalFolder(name)
+
+        def select(conn: sqlite3.Connection) -> tuple[FolderInfo | None, list[Any]]:
+            info = _folderInfo(conn, owner, name)
+            if info is None:
+                return None, []
+            fid = _existingFolderId(conn, owner, name)
+            assert fid is not None
+            return info, [_info(r) for r in _selectRows(conn, fid, None, _INFO)]
+
+        async def run() -> tuple[FolderInfo, Sequence[MessageInfo]]:
+            info, rows = await self._db.read(select)
+            if info is None:
+                # Only INBOX is made on first use; it has no messages yet.
+                return await self.folder(owner, name), []
+            return info, rows
+
+        return Deferred.fromCoroutine(run())
 
     def newestFirst(
         self, owner: str, name: str, offset: int, limit: int

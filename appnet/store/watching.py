@@ -17,7 +17,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import Interface
 
-from appnet.store.interfaces import Changes, FolderInfo
+from appnet.store.interfaces import Changes, FolderInfo, MessageInfo
 
 __all__ = ["Delta", "FolderWatcher", "IFolderFeed", "Key"]
 
@@ -60,6 +60,16 @@ class IFolderFeed(Interface):
         Call C{callback} with a L{Delta} for each change to a folder.
 
         @return: a function that cancels the feed.
+        """
+
+    def snapshot(
+        owner: str, name: str
+    ) -> Deferred[tuple[FolderInfo, Sequence[MessageInfo]]]:
+        """
+        A folder's state and its messages, read together (INBOX made if
+        missing).
+
+        @raise appnet.errors.NoSuchFolder: for another missing folder.
         """
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from appnet.errors import NoSuchFolder
 from appnet.mail.imap.account import DELIMITER, IMAPAccount, checkName
 from appnet.mail.imap.errors import BadCommand, CommandFailed
 from appnet.mail.imap.framing import Done
@@ -128,8 +129,17 @@ class AuthenticatedCommands(NotAuthenticatedCommands):
         """Read a folder's state and listing into a view; claim C{\\Recent}."""
         account = self._account()
         store = self.factory.store
-        info = await account.status(name)
-        rows = await store.listMessages(account.address, info.name)
+        if IFolderFeed.providedBy(store):
+            # State and listing in one read.
+            try:
+                info, rows = await store.snapshot(account.address, checkName(name))
+            except NoSuchFolder:
+                raise CommandFailed(
+                    f"Mailbox {name} does not exist", "NONEXISTENT"
+                ) from None
+        else:
+            info = await account.status(name)
+            rows = await store.listMessages(account.address, info.name)
         mailbox = SelectedMailbox.open(info, rows, readOnly)
         if mailbox.claimDue() and not self._closed:
             mailbox.claimed(*await store.claimRecent(account.address, info.name))
@@ -255,7 +265,7 @@ class AuthenticatedCommands(NotAuthenticatedCommands):
         try:
             account = self._account()
             validity, newUID = await account.append(
-                name, staged, frozenset(flags), date
+                name, staged, frozenset(flags), date, self._knownValidity(name)
             )
         finally:
             staged.discard()
@@ -267,6 +277,16 @@ class AuthenticatedCommands(NotAuthenticatedCommands):
         ):
             self.selected.dirty = True
         return Done(b"[APPENDUID %d %d] APPEND completed" % (validity, newUID))
+
+    def _knownValidity(self, name: str) -> int | None:
+        """
+        The UIDVALIDITY of the folder C{name} if it is the one selected
+        (so an APPEND to it need not read it again).
+        """
+        selected = self.selected
+        if selected is None or selected.name != checkName(name):
+            return None
+        return selected.uidValidity
 
     async def cmd_IDLE(self, tag: bytes, args: Arguments, uid: bool) -> Done:
         args.end()

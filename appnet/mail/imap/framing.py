@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from appnet.errors import NoSuchFolder, StoreUnavailable
 from appnet.listen import hostOf
-from appnet.mail.imap.account import IMAPAccount
+from appnet.mail.imap.account import IMAPAccount, checkName
 from appnet.mail.imap.errors import BadCommand, CommandFailed, IMAPError
 from appnet.mail.imap.mailbox import SelectedMailbox
 from appnet.mail.imap.parse import TAG_CHARS, Arguments, Literal
@@ -264,11 +264,13 @@ class IMAPFraming(LineQueue, IMAP4Server):
             error = CommandFailed(f"Message larger than {limit} bytes", "TOOBIG")
             self._refuse(error, size, sync)
             return
-        if not sync:
-            self._read(Literal(size, self.factory.store.stage()))
-            return
         account = self.account
         assert account is not None
+        if not sync or self._knownTarget(box, account):
+            if sync:
+                self.sendContinuationRequest(b"Ready for literal data")
+            self._read(Literal(size, self.factory.store.stage()))
+            return
         self.hold()
 
         def accepted(_: object) -> None:
@@ -288,6 +290,20 @@ class IMAPFraming(LineQueue, IMAP4Server):
 
         d = account.checkAppend(box, size)
         d.addCallbacks(accepted, refused).addBoth(lambda _: self.release())
+
+    def _knownTarget(self, box: str, account: IMAPAccount) -> bool:
+        """
+        Is an APPEND to C{box} known to be accepted without asking the
+        store: it is the selected folder, and there is no quota to check?
+        (The delivery decides in the end, and refuses as the check would.)
+        """
+        selected = self.selected
+        if selected is None or account.quota is not None:
+            return False
+        try:
+            return selected.name == checkName(box)
+        except CommandFailed:
+            return False
 
     def _appendTarget(self) -> str | None:
         """

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import sys
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from attrs import define, field, frozen
 
 from appnet.mail.imap.errors import BadCommand
 from appnet.mail.imap.parse import SequenceSet
-from appnet.store.interfaces import Changes, FolderInfo, MessageInfo
+from appnet.store.interfaces import Changes, FolderInfo, MessageBody, MessageInfo
 from appnet.store.watching import Delta
 
 __all__ = ["RECENT", "SelectedMailbox", "Updates"]
@@ -24,6 +24,8 @@ RECENT = "\\Recent"
 _RECENT = frozenset({RECENT})
 #: Changes kept for a view between catch-ups; past this, it reads them.
 _PENDING = 256
+#: Message contents' places a view remembers (L{SelectedMailbox.keepBodies}).
+_BODIES = 1024
 
 
 @frozen
@@ -75,6 +77,10 @@ class SelectedMailbox:
     keywords: set[str] = field(factory=set)
     #: Changes the store told of (L{Delta}), not yet caught up with.
     _pending: list[Changes] = field(factory=list)
+    #: Where messages' contents are, by UID, as the store said lately (a
+    #: message's content never changes; one expunged meanwhile fails to
+    #: open, as it would if looked up just before).
+    _bodies: dict[int, MessageBody] = field(factory=dict)
 
     @classmethod
     def open(
@@ -282,6 +288,7 @@ class SelectedMailbox:
                     expunged.append(seq)
                     del self._uids[seq - 1]
                     del self._rows[uid]
+                    self._bodies.pop(uid, None)
             self._gone.clear()
         flags = []
         for uid in flagged:
@@ -352,6 +359,26 @@ class SelectedMailbox:
             tuple(sorted(gone)),
             changes.firstRecentUid,
         )
+
+    def knownBodies(
+        self, uids: Sequence[int]
+    ) -> tuple[dict[int, MessageBody], list[int]]:
+        """The contents known of these messages, and the UIDs not known."""
+        known, missing = {}, []
+        bodies = self._bodies
+        for uid in uids:
+            body = bodies.get(uid)
+            if body is None:
+                missing.append(uid)
+            else:
+                known[uid] = body
+        return known, missing
+
+    def keepBodies(self, bodies: Mapping[int, MessageBody]) -> None:
+        """Remember where these messages' contents are (a bounded number)."""
+        if len(self._bodies) + len(bodies) > _BODIES:
+            self._bodies.clear()
+        self._bodies.update(bodies)
 
     def isGone(self, uid: int) -> bool:
         """Was this message expunged elsewhere, not yet announced?"""

@@ -25,6 +25,8 @@ __all__ = ["SelectedCommands"]
 #: (for contents) at most this many bytes, more than one message permitting.
 _BATCH = 64
 _BATCH_BYTES = 2 << 20
+#: Message bytes SEARCH reads per batch (more than one message permitting).
+_SEARCH_BYTES = 16 << 20
 #: Index-only FETCH responses written per batch.
 _INDEX_BATCH = 512
 #: Contents larger than this are streamed from the file in chunks of it.
@@ -105,8 +107,17 @@ class SelectedCommands(AuthenticatedCommands):
         else:
             size = searching.BATCH[criterion.needs]
             store = self.factory.store
-            for i in range(0, len(rows), size):
-                batch = rows[i : i + size]
+            i = 0
+            while i < len(rows):
+                # At most C{size} messages, and (more than one permitting)
+                # at most _SEARCH_BYTES of them, per thread hop.
+                start, total = i, 0
+                while i < len(rows) and i - start < size:
+                    total += rows[i][1].size
+                    if i > start and total > _SEARCH_BYTES:
+                        break
+                    i += 1
+                batch = rows[start:i]
                 bodies = await store.openMessages(
                     mailbox.owner, mailbox.name, [row.uid for _, row in batch]
                 )
@@ -190,9 +201,11 @@ class SelectedCommands(AuthenticatedCommands):
                 batch.append(messages[i])
                 total += size
                 i += 1
-            bodies = await store.openMessages(
-                mailbox.owner, mailbox.name, [row.uid for _, row in batch]
-            )
+            bodies, unknown = mailbox.knownBodies([row.uid for _, row in batch])
+            if unknown:
+                opened = await store.openMessages(mailbox.owner, mailbox.name, unknown)
+                mailbox.keepBodies(opened)
+                bodies.update(opened)
             seen: set[int] = set()
             if setsSeen:
                 unseen = [
