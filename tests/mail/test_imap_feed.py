@@ -12,6 +12,7 @@ import socket
 from typing import Any
 
 from appnet.mail.imap import framing
+from appnet.mail.imap.fetch import HeaderCache
 from appnet.mail.imap.mailbox import SelectedMailbox
 from appnet.store.interfaces import Changes, FolderInfo, MessageInfo
 from appnet.store.mailmemory import MemoryMailStore
@@ -218,13 +219,23 @@ class AppendSelectedTests(IMAPTestCase):
         )
 
     def test_quotaChecked(self) -> None:
-        """With a quota, even the selected folder is asked first."""
+        """
+        With a quota, a message larger than a literal is checked first
+        even for the selected folder; a small one is invited, and the
+        delivery refuses it.
+        """
         session = self.selected()
         assert session.protocol.account is not None
         session.protocol.account.quota = 10
         self.assertEqual(
-            session.command("p APPEND INBOX {100}"),
+            session.command("p APPEND INBOX {2000}"),
             ["p NO [OVERQUOTA] Quota exceeded"],
+        )
+        self.assertEqual(
+            session.command("p APPEND INBOX {100}"), ["+ Ready for literal data"]
+        )
+        self.assertEqual(
+            session.send(b"x" * 100 + b"\r\n"), ["p NO [OVERQUOTA] Quota exceeded"]
         )
 
 
@@ -298,3 +309,48 @@ class BodiesTests(IMAPTestCase):
         header = M3.index(b"third")
         self.assertEqual(lines[0], f"* 2 FETCH (UID 3 BODY[HEADER] {{{header}}}")
         self.assertEqual(reads.calls, {"openMessages": 1})
+
+
+class HeaderCacheTests(IMAPTestCase):
+    """FETCH answers header items from header sections read before."""
+
+    def test_again(self) -> None:
+        """
+        The same header items again are the same answer, with no message
+        looked up or read; items that need more read the message.
+        """
+        self.fill(M1, M2, M3)
+        session = self.selected()
+        reads = CountingReads(self, ("openMessages",))
+        first = session.command("f FETCH 1:3 (ENVELOPE BODY.PEEK[HEADER.FIELDS (TO)])")
+        self.assertEqual(reads.calls, {"openMessages": 1})
+        again = session.command("f FETCH 1:3 (ENVELOPE BODY.PEEK[HEADER.FIELDS (TO)])")
+        self.assertEqual(again, first)
+        self.assertEqual(reads.calls, {"openMessages": 1})
+        lines = session.command("f FETCH 1 BODY.PEEK[TEXT]")
+        self.assertEqual(lines[-1], "f OK FETCH completed")
+        self.assertEqual(reads.calls, {"openMessages": 1})
+
+    def test_seen(self) -> None:
+        """A FETCH from kept headers that sets \\Seen still sets it."""
+        self.fill(M1)
+        session = self.selected()
+        session.command("f FETCH 1 BODY.PEEK[HEADER]")
+        lines = session.command("f FETCH 1 BODY[HEADER]")
+        self.assertIn(" FLAGS (\\Recent \\Seen))", "".join(lines))
+        [row] = self.rows()
+        self.assertIn("\\Seen", row.flags)
+
+    def test_budget(self) -> None:
+        """
+        The cache keeps at most its budget of bytes; a section larger
+        than a 64th of it is not kept.
+        """
+        cache = HeaderCache(budget=6400)
+        cache.putAll(["a", "b", "c"], [b"x" * 100, None, b"y" * 101])
+        self.assertEqual(cache.getAll(["a"]), [b"x" * 100])
+        self.assertIsNone(cache.getAll(["a", "b"]))
+        self.assertIsNone(cache.getAll(["c"]))
+        cache.putAll([str(i) for i in range(70)], [b"z" * 100] * 70)
+        self.assertIsNone(cache.getAll(["a"]))
+        self.assertEqual(cache.getAll(["69"]), [b"z" * 100])

@@ -266,7 +266,7 @@ class IMAPFraming(LineQueue, IMAP4Server):
             return
         account = self.account
         assert account is not None
-        if not sync or self._knownTarget(box, account):
+        if not sync or self._knownTarget(box, account, size):
             if sync:
                 self.sendContinuationRequest(b"Ready for literal data")
             self._read(Literal(size, self.factory.store.stage()))
@@ -291,14 +291,18 @@ class IMAPFraming(LineQueue, IMAP4Server):
         d = account.checkAppend(box, size)
         d.addCallbacks(accepted, refused).addBoth(lambda _: self.release())
 
-    def _knownTarget(self, box: str, account: IMAPAccount) -> bool:
+    def _knownTarget(self, box: str, account: IMAPAccount, size: int) -> bool:
         """
-        Is an APPEND to C{box} known to be accepted without asking the
-        store: it is the selected folder, and there is no quota to check?
-        (The delivery decides in the end, and refuses as the check would.)
+        May an APPEND of C{size} bytes to C{box} be invited without asking
+        the store first: it is the selected folder (it exists), and there
+        is no quota or the message is small (no more than a literal held
+        in memory)? The delivery decides in the end, and refuses as the
+        check would, only after the message is sent.
         """
         selected = self.selected
-        if selected is None or account.quota is not None:
+        if selected is None or (
+            account.quota is not None and size > self.factory.maxLiteralSize
+        ):
             return False
         try:
             return selected.name == checkName(box)

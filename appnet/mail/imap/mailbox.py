@@ -360,6 +360,10 @@ class SelectedMailbox:
             changes.firstRecentUid,
         )
 
+    def key(self, uid: int) -> tuple[str, str, int, int]:
+        """What names a message's content for good (UIDs are not reused)."""
+        return (self.owner, self.name, self.uidValidity, uid)
+
     def knownBodies(
         self, uids: Sequence[int]
     ) -> tuple[dict[int, MessageBody], list[int]]:

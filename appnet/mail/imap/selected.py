@@ -201,17 +201,27 @@ class SelectedCommands(AuthenticatedCommands):
                 batch.append(messages[i])
                 total += size
                 i += 1
-            bodies, unknown = mailbox.knownBodies([row.uid for _, row in batch])
-            if unknown:
-                opened = await store.openMessages(mailbox.owner, mailbox.name, unknown)
-                mailbox.keepBodies(opened)
-                bodies.update(opened)
+            keys = [mailbox.key(row.uid) for _, row in batch]
+            headers = None
+            if needs == fetching.HEADER:
+                # Answered from header sections read before, if all were.
+                headers = self.factory.headers.getAll(keys)
+            bodies: dict[int, Any] = {}
+            if headers is None:
+                bodies, unknown = mailbox.knownBodies([row.uid for _, row in batch])
+                if unknown:
+                    opened = await store.openMessages(
+                        mailbox.owner, mailbox.name, unknown
+                    )
+                    mailbox.keepBodies(opened)
+                    bodies.update(opened)
             seen: set[int] = set()
             if setsSeen:
                 unseen = [
                     row.uid
                     for _, row in batch
-                    if "\\Seen" not in row.flags and row.uid in bodies
+                    if "\\Seen" not in row.flags
+                    and (headers is not None or row.uid in bodies)
                 ]
                 if unseen:
                     changed = await store.setFlags(
@@ -231,7 +241,16 @@ class SelectedCommands(AuthenticatedCommands):
                 flags = mailbox.flagsOf(current)
                 jobs.append((seq, current, body, wanted, flags, uid, _CHUNK))
             self._announceKeywords(mailbox, [job[4] for job in jobs])
-            rendered = await self._blocking(_renderAll, jobs)
+            if headers is not None:
+                fromHeader = fetching.renderHeader
+                rendered = [
+                    (fromHeader(job[0], job[1], header, job[3], job[4], uid), False)
+                    for job, header in zip(jobs, headers, strict=True)
+                ]
+            else:
+                read: list[bytes | None] = []
+                rendered = await self._blocking(_renderAll, jobs, read)
+                self.factory.headers.putAll(keys, read)
             try:
                 for pieces, gone in rendered:
                     missing = missing or gone
@@ -345,10 +364,18 @@ class SelectedCommands(AuthenticatedCommands):
 
 
 def _renderAll(
-    jobs: Sequence[tuple[Any, ...]],
+    jobs: Sequence[tuple[Any, ...]], headers: list[bytes | None]
 ) -> list[tuple[list[fetching.Piece], bool]]:
     """
     Render a batch of FETCH responses (blocking): each message's pieces,
-    and whether its content was gone.
+    and whether its content was gone; each one's header section read (or
+    C{None}) is added to C{headers}.
     """
-    return [fetching.renderMessage(*job) for job in jobs]
+    rendered = []
+    for seq, info, body, items, flags, uid, inline in jobs:
+        rendered.append(
+            fetching.renderMessage(
+                seq, info, body, items, flags, uid, inline, headers=headers
+            )
+        )
+    return rendered
