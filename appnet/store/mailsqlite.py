@@ -153,7 +153,7 @@ def _bump(conn: sqlite3.Connection, fid: int) -> int:
 #: Index rows read lately, as made (a row is a value: listing a folder
 #: again reuses those unchanged instead of making each anew).
 _INFOS: dict[tuple[int, int, str, float, int], MessageInfo] = {}
-_MAX_INFOS = 1 << 16
+_MAX_INFOS = 1 << 14
 
 
 def _info(row: tuple[int, int, str, float, int]) -> MessageInfo:

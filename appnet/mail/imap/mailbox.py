@@ -119,6 +119,10 @@ class SelectedMailbox:
         """Every (sequence number, row)."""
         return [(i + 1, self._rows[uid]) for i, uid in enumerate(self._uids)]
 
+    def uids(self) -> list[int]:
+        """Every UID, in order."""
+        return list(self._uids)
+
     def row(self, uid: int) -> MessageInfo | None:
         return self._rows.get(uid)
 

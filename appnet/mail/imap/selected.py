@@ -59,7 +59,7 @@ class SelectedCommands(AuthenticatedCommands):
         args.end()
         mailbox = self._mailbox()
         if not mailbox.readOnly:
-            uids = [row.uid for _, row in mailbox.rows()]
+            uids = mailbox.uids()
             await self.factory.store.expunge(
                 mailbox.owner, mailbox.name, uids, onlyDeleted=True
             )
@@ -76,12 +76,11 @@ class SelectedCommands(AuthenticatedCommands):
         if uid:
             numbers = args.sequenceSet()
             args.end()
-            rows = mailbox.select(numbers, uid=True)
+            uids = [row.uid for _, row in mailbox.select(numbers, uid=True)]
         else:
             args.end()
-            rows = mailbox.rows()
+            uids = mailbox.uids()
         mailbox = self._writable()
-        uids = [row.uid for _, row in rows]
         store = self.factory.store
         if uids:
             await store.expunge(mailbox.owner, mailbox.name, uids, onlyDeleted=True)
