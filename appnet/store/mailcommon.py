@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from functools import lru_cache
 from typing import BinaryIO
 
 from appnet.store.interfaces import INBOX
@@ -36,8 +37,12 @@ def canonicalFolder(name: str) -> str:
     return INBOX if name.upper() == INBOX else name
 
 
+@lru_cache(maxsize=1024)
 def parseFlags(text: str) -> frozenset[str]:
-    """Flags as stored (space-separated) to a set."""
+    """
+    Flags as stored (space-separated) to a set. Cached: a folder's rows
+    share a few combinations, and listing one parses every row's.
+    """
     return frozenset(text.split())
 
 

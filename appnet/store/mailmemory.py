@@ -40,6 +40,7 @@ from appnet.store.mailcommon import (
     formatFlags,
     uidValidityFor,
 )
+from appnet.store.watching import Delta, IFolderFeed
 
 __all__ = ["MemoryMailStore", "MemoryQueueStore", "MemoryStaged"]
 
@@ -109,7 +110,7 @@ def _run(fn: Callable[[], T]) -> Deferred[T]:
         return fail(e)
 
 
-@implementer(IMailStore)
+@implementer(IMailStore, IFolderFeed)
 @define
 class MemoryMailStore:
     """
@@ -123,6 +124,7 @@ class MemoryMailStore:
     _watchers: dict[tuple[str, str], list[Callable[[FolderInfo], None]]] = field(
         factory=dict
     )
+    _feeds: dict[tuple[str, str], list[Callable[[Delta], None]]] = field(factory=dict)
 
     def stage(self) -> IStagedMessage:
         return MemoryStaged()
@@ -166,12 +168,15 @@ class MemoryMailStore:
             folder.firstRecentUid,
         )
 
-    def _changed(self, owner: str, name: str) -> None:
+    def _changed(self, owner: str, name: str, delta: Delta | None = None) -> None:
         folder = self._folders.get((owner, name))
         if folder is None:
             return
         for callback in list(self._watchers.get((owner, name), [])):
             callback(self._info(owner, name, folder))
+        for feed in list(self._feeds.get((owner, name), [])):
+            # Without the change itself: the feed reads what changed.
+            feed(delta or Delta())
 
     def deliver(
         self,
@@ -199,11 +204,15 @@ class MemoryMailStore:
                 if quota is not None and used + size > quota:
                     raise QuotaExceeded(owner, quota, used, size)
             date = self._now() if internalDate is None else internalDate
-            uids = [
-                self._get(t.owner, t.folder).add(data, t.flags, date) for t in targets
-            ]
+            uids, deltas = [], []
             for t in targets:
-                self._changed(t.owner, canonicalFolder(t.folder))
+                folder = self._get(t.owner, t.folder)
+                uid = folder.add(data, t.flags, date)
+                uids.append(uid)
+                step = Changes(folder.modseq, (folder.messages[uid].info(),))
+                deltas.append(Delta(step))
+            for t, delta in zip(targets, deltas, strict=True):
+                self._changed(t.owner, canonicalFolder(t.folder), delta)
             return uids
 
         return _run(run)
@@ -354,8 +363,10 @@ class MemoryMailStore:
             for message, new in changes:
                 message.flags = new
                 message.modseq = folder.modseq
-            self._changed(owner, canonicalFolder(name))
-            return [message.info() for message, _ in changes]
+            changed = [message.info() for message, _ in changes]
+            step = Changes(folder.modseq, tuple(changed))
+            self._changed(owner, canonicalFolder(name), Delta(step))
+            return changed
 
         return _run(run)
 
@@ -384,7 +395,8 @@ class MemoryMailStore:
             for uid in gone:
                 del folder.messages[uid]
                 folder.expunged[uid] = folder.modseq
-            self._changed(owner, canonicalFolder(name))
+            step = Changes(folder.modseq, (), tuple(gone))
+            self._changed(owner, canonicalFolder(name), Delta(step))
             return gone
 
         return _run(run)
@@ -464,7 +476,36 @@ class MemoryMailStore:
             folder = self._get(owner, name)
             first = folder.firstRecentUid
             folder.firstRecentUid = max(first, folder.uidNext)
+            if folder.firstRecentUid > first:
+                key = (owner, canonicalFolder(name))
+                for feed in list(self._feeds.get(key, [])):
+                    feed(Delta(recentFrom=folder.firstRecentUid))
             return first, folder.firstRecentUid
+
+        return _run(run)
+
+    def feed(
+        self, owner: str, name: str, callback: Callable[[Delta], None]
+    ) -> Callable[[], None]:
+        key = (owner, canonicalFolder(name))
+        self._feeds.setdefault(key, []).append(callback)
+
+        def cancel() -> None:
+            callbacks = self._feeds.get(key, [])
+            if callback in callbacks:
+                callbacks.remove(callback)
+
+        return cancel
+
+    def snapshot(
+        self, owner: str, name: str
+    ) -> Deferred[tuple[FolderInfo, Sequence[MessageInfo]]]:
+        name = canonicalFolder(name)
+
+        def run() -> tuple[FolderInfo, Sequence[MessageInfo]]:
+            folder = self._get(owner, name)
+            listing = [folder.messages[u].info() for u in sorted(folder.messages)]
+            return self._info(owner, name, folder), listing
 
         return _run(run)
 

@@ -47,7 +47,7 @@ from appnet.store.mailcommon import (
     uidValidityFor,
 )
 from appnet.store.threads import Threads
-from appnet.store.watching import FolderWatcher, Key
+from appnet.store.watching import Delta, FolderWatcher, IFolderFeed, Key
 
 __all__ = ["SQLiteMailStore"]
 
@@ -150,8 +150,21 @@ def _bump(conn: sqlite3.Connection, fid: int) -> int:
     )
 
 
+#: Index rows read lately, as made (a row is a value: listing a folder
+#: again reuses those unchanged instead of making each anew).
+_INFOS: dict[tuple[int, int, str, float, int], MessageInfo] = {}
+_MAX_INFOS = 1 << 14
+
+
 def _info(row: tuple[int, int, str, float, int]) -> MessageInfo:
-    return MessageInfo(row[0], row[1], parseFlags(row[2]), row[3], row[4])
+    info = _INFOS.get(row)
+    if info is None:
+        if len(_INFOS) >= _MAX_INFOS:
+            _INFOS.clear()
+        info = _INFOS[row] = MessageInfo(
+            row[0], row[1], parseFlags(row[2]), row[3], row[4]
+        )
+    return info
 
 
 def _checkQuota(
@@ -175,6 +188,7 @@ def _insertMessage(
     flags: frozenset[str],
     internalDate: float,
     prefix: bytes = b"",
+    modseqs: list[int] | None = None,
 ) -> int:
     uid = int(
         conn.execute(
@@ -195,6 +209,8 @@ def _insertMessage(
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (fid, uid, file, size, formatFlags(flags), internalDate, modseq, prefix),
     )
+    if modseqs is not None:
+        modseqs.append(modseq)
     return uid
 
 
@@ -232,10 +248,12 @@ def _deliverRow(
     size: int,
     internalDate: float,
     prefix: bytes,
+    modseqs: list[int],
 ) -> int:
     """
     A delivered message's index row: its folder's next UID and modseq
-    taken in one statement (INBOX made on first use), then the row.
+    taken in one statement (INBOX made on first use), then the row; the
+    modseq is appended to C{modseqs}.
     """
     key = (target.owner, target.folder)
     rows = conn.execute(_NEXT_UID, key).fetchall()
@@ -251,6 +269,7 @@ def _deliverRow(
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (fid, uid, file, size, formatFlags(target.flags), internalDate, modseq, prefix),
     )
+    modseqs.append(int(modseq))
     return int(uid)
 
 
@@ -285,7 +304,7 @@ def _selectRows(
 _INFO = "uid, size, flags, internaldate, modseq"
 
 
-@implementer(IMailStore)
+@implementer(IMailStore, IFolderFeed)
 @define
 class SQLiteMailStore:
     """
@@ -360,6 +379,7 @@ class SQLiteMailStore:
         )
         size = len(prefix) + staged.size
         date = self._now() if internalDate is None else internalDate
+        modseqs: list[int] = []
 
         def insert(conn: sqlite3.Connection, names: Sequence[str]) -> list[int]:
             adding: dict[str, tuple[int | None, int, int]] = {}
@@ -372,13 +392,16 @@ class SQLiteMailStore:
                 )
             for owner, (quota, total, count) in adding.items():
                 _charge(conn, owner, quota, total, count)
+            del modseqs[:]
             return [
-                _deliverRow(conn, t, name, size, date, prefix)
+                _deliverRow(conn, t, name, size, date, prefix, modseqs)
                 for t, name in zip(targets, names, strict=True)
             ]
 
         def changed(uids: list[int]) -> list[int]:
-            self._watcher.changed({(t.owner, t.folder) for t in targets})
+            for target, uid, modseq in zip(targets, uids, modseqs, strict=True):
+                row = MessageInfo(uid, size, target.flags, date, modseq)
+                self._pushed(target.owner, target.folder, modseq, changed=(row,))
             return uids
 
         return self._group.commit(placement, insert).addCallback(changed)
@@ -547,6 +570,28 @@ class SQLiteMailStore:
 
         return self._db.read(select)
 
+    def snapshot(
+        self, owner: str, name: str
+    ) -> Deferred[tuple[FolderInfo, Sequence[MessageInfo]]]:
+        name = canonicalFolder(name)
+
+        def select(conn: sqlite3.Connection) -> tuple[FolderInfo | None, list[Any]]:
+            info = _folderInfo(conn, owner, name)
+            if info is None:
+                return None, []
+            fid = _existingFolderId(conn, owner, name)
+            assert fid is not None
+            return info, [_info(r) for r in _selectRows(conn, fid, None, _INFO)]
+
+        async def run() -> tuple[FolderInfo, Sequence[MessageInfo]]:
+            info, rows = await self._db.read(select)
+            if info is None:
+                # Only INBOX is made on first use; it has no messages yet.
+                return await self.folder(owner, name), []
+            return info, rows
+
+        return Deferred.fromCoroutine(run())
+
     def newestFirst(
         self, owner: str, name: str, offset: int, limit: int
     ) -> Deferred[Sequence[MessageInfo]]:
@@ -654,9 +699,9 @@ class SQLiteMailStore:
             return result
 
         async def run() -> Sequence[MessageInfo]:
-            changed = await self._db.write(update)
+            changed = await self._group.write(update)
             if changed:
-                self._watcher.changed({(owner, name)})
+                self._pushed(owner, name, changed[0].modseq, changed=tuple(changed))
             return changed
 
         return Deferred.fromCoroutine(run())
@@ -670,13 +715,24 @@ class SQLiteMailStore:
     ) -> Deferred[Sequence[int]]:
         name = canonicalFolder(name)
 
-        def delete(conn: sqlite3.Connection) -> tuple[list[int], list[str]]:
+        def delete(conn: sqlite3.Connection) -> tuple[list[int], list[str], int]:
             fid = _folderId(conn, owner, name, self._now(), create=True)
-            rows = _selectRows(conn, fid, uids, "uid, file, size, flags")
             if uids is None or onlyDeleted:
-                rows = [r for r in rows if "\\Deleted" in parseFlags(r[3])]
+                # Only the folder's \Deleted rows, found by SQLite (not
+                # every row of the UIDs given, parsed here).
+                rows = conn.execute(
+                    "SELECT uid, file, size FROM mail_messages WHERE folder = ?"
+                    " AND instr(' ' || flags || ' ', ' \\Deleted ') > 0"
+                    " ORDER BY uid",
+                    (fid,),
+                ).fetchall()
+                if uids is not None:
+                    wanted = set(uids)
+                    rows = [r for r in rows if r[0] in wanted]
+            else:
+                rows = _selectRows(conn, fid, uids, "uid, file, size")
             if not rows:
-                return [], []
+                return [], [], 0
             modseq = _bump(conn, fid)
             for batch in batches([r[0] for r in rows]):
                 marks = ",".join("?" * len(batch))
@@ -690,13 +746,15 @@ class SQLiteMailStore:
                 [(fid, r[0], modseq) for r in rows],
             )
             _addUsage(conn, owner, -sum(r[2] for r in rows), -len(rows))
-            return [r[0] for r in rows], [r[1] for r in rows]
+            return [r[0] for r in rows], [r[1] for r in rows], modseq
 
         async def run() -> Sequence[int]:
-            removed, files = await self._db.write(delete)
+            # Shared with the commits of other sessions' flag changes,
+            # expunges and deliveries (one fsync for all).
+            removed, files, modseq = await self._group.write(delete)
             if removed:
+                self._pushed(owner, name, modseq, expunged=tuple(removed))
                 await self._inThread(self._files.remove, files)
-                self._watcher.changed({(owner, name)})
             return removed
 
         return Deferred.fromCoroutine(run())
@@ -845,7 +903,13 @@ class SQLiteMailStore:
                 if swapped:
                     return first, uidnext
 
-        return self._group.write(claim)
+        async def run() -> tuple[int, int]:
+            first, end = await self._group.write(claim)
+            if end > first:
+                self._watcher.pushed((owner, name), Delta(recentFrom=end))
+            return first, end
+
+        return Deferred.fromCoroutine(run())
 
     def usage(self, owner: str) -> Deferred[Usage]:
         def select(conn: sqlite3.Connection) -> Usage:
@@ -902,6 +966,23 @@ class SQLiteMailStore:
         self, owner: str, name: str, callback: Callable[[FolderInfo], None]
     ) -> Callable[[], None]:
         return self._watcher.watch((owner, canonicalFolder(name)), callback)
+
+    def feed(
+        self, owner: str, name: str, callback: Callable[[Delta], None]
+    ) -> Callable[[], None]:
+        return self._watcher.feed((owner, canonicalFolder(name)), callback)
+
+    def _pushed(
+        self,
+        owner: str,
+        name: str,
+        modseq: int,
+        changed: tuple[MessageInfo, ...] = (),
+        expunged: tuple[int, ...] = (),
+    ) -> None:
+        """Tell watchers of one modseq step made here, as it is."""
+        changes = Changes(modseq, changed, expunged)
+        self._watcher.pushed((owner, name), Delta(changes))
 
     def _readInfos(self, keys: Sequence[Key]) -> Deferred[Sequence[FolderInfo | None]]:
         def select(conn: sqlite3.Connection) -> list[FolderInfo | None]:

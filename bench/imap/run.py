@@ -14,6 +14,7 @@ measures:
 - FETCH 1:* BODY.PEEK[]: every message whole, MB/s;
 - SEARCH SUBJECT (a header search over every message), seconds;
 - SEARCH TEXT (header and decoded body of every message), seconds;
+- SEARCH BODY for a word every message has, and for one none has;
 - the server's peak resident memory (VmHWM) over the run.
 
 With C{--big N}, a second mailbox of N messages of C{--big-size} MiB
@@ -321,6 +322,17 @@ def measure(
             assert len(data[0].split()) == (count + 499) // 500, data
 
         results["text"] = timed(text)
+
+        def body() -> None:
+            typ, data = m.search(None, "BODY", "line")
+            assert len(data[0].split()) == count, data
+
+        def bodyMissing() -> None:
+            typ, data = m.search(None, "BODY", "absent")
+            assert data == [b""], data
+
+        results["body"] = timed(body)
+        results["body-none"] = timed(bodyMissing)
         if stream:
             results["rss"] = peakRSS(m.process.pid) / 1024  # type: ignore[attr-defined]
     except BaseException:
@@ -386,6 +398,8 @@ def main() -> None:
         ("FETCH 1:* BODY.PEEK[] (msgs)", "bodies-msgs", "{:,.0f} msg/s"),
         ("SEARCH SUBJECT (headers)", "search", "{:.3f} s"),
         ("SEARCH TEXT (headers and bodies)", "text", "{:.3f} s"),
+        ("SEARCH BODY, every message has it", "body", "{:.3f} s"),
+        ("SEARCH BODY, none has it", "body-none", "{:.3f} s"),
         ("peak RSS of the server", "rss", "{:.0f} MiB"),
     ):
         rows.append([label, show(ours, key, form), show(theirs, key, form)])

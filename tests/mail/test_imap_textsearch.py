@@ -14,6 +14,8 @@ from email.policy import default as defaultPolicy
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from appnet.mail.imap import mime
+from appnet.mail.imap.search import rawContains
 from appnet.mail.imap.textsearch import containsText
 
 
@@ -129,3 +131,80 @@ class ContainsTextTests(SynchronousTestCase):
         finally:
             tracemalloc.stop()
         self.assertLess(peak, 512 << 10)
+
+
+def slowVerdict(data: bytes, needle: str, withHeaders: bool) -> bool:
+    """What SEARCH TEXT or BODY answers by parsing and decoding."""
+    value = needle.casefold()
+    if withHeaders:
+        header = data[: mime.headerEnd(data)]
+        if value in mime.decodeHeader(header).casefold():
+            return True
+    return containsText(io.BytesIO(data), value)
+
+
+class RawContainsTests(SynchronousTestCase):
+    """
+    L{rawContains} decides from a message's bytes only what decoding
+    would decide the same way.
+    """
+
+    MESSAGES = [
+        PLAIN,
+        MULTIPART,
+        b"Subject: Report\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+        b"The quick brown fox\r\n",
+        b"Subject: =?utf-8?q?Caf=C3=A9?=\r\n\r\nplain body\r\n",
+        b"Subject: utf7\r\nContent-Type: text/plain; charset=utf-7\r\n\r\n"
+        b"+AGEAYgBj-\r\n",
+        b"Subject: attached\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: application/pdf; name=fox.pdf\r\n\r\nfox\r\n--b--\r\n",
+        b"Subject: html\r\nContent-Type: text/html\r\n\r\n<b>Fox</b>\r\n",
+        b"Subject: image\r\nContent-Type: image/png\r\n\r\nfox\r\n",
+        "Subject: 8bit\r\n\r\nStra\u00dfe \u212a\r\n".encode(),
+        b"No header at all",
+    ]
+    NEEDLES = ["fox", "FOX", "report", "brown fox", "café", "abc", "subject", "ss"]
+
+    def test_agreesWithDecoding(self) -> None:
+        """
+        Whenever it decides (not C{None}), it agrees with decoding, for
+        TEXT and BODY, for words in headers, bodies, non-text parts,
+        encoded words, UTF-7 and 8-bit text.
+        """
+        decided = 0
+        for data in self.MESSAGES:
+            for needle in self.NEEDLES:
+                for withHeaders in (True, False):
+                    verdict = rawContains(data, needle.casefold(), withHeaders)
+                    if verdict is None:
+                        continue
+                    decided += 1
+                    expected = slowVerdict(data, needle, withHeaders)
+                    self.assertEqual(verdict, expected, (data, needle, withHeaders))
+        self.assertGreater(decided, 40)
+
+    def test_undecided(self) -> None:
+        """
+        What may decode to other text is left to decoding: encoded words,
+        base64, quoted-printable, 8-bit bytes, unknown charsets, a hit in
+        a multipart message.
+        """
+        self.assertIsNone(rawContains(self.MESSAGES[3], "absent", True))
+        self.assertIsNone(rawContains(MULTIPART, "absent", False))
+        self.assertIsNone(rawContains(self.MESSAGES[4], "absent", False))
+        self.assertIsNone(rawContains(self.MESSAGES[8], "absent", False))
+        self.assertIsNone(rawContains(self.MESSAGES[5], "fox", False))
+
+    def test_decided(self) -> None:
+        """
+        A plain message without the word is not a match, whatever its
+        size; one text part with it is; BODY does not see the header.
+        """
+        body = b"word " * 100000
+        data = b"Subject: big\r\n\r\n" + body
+        self.assertIs(rawContains(data, "needle", True), False)
+        self.assertIs(rawContains(data, "word", False), True)
+        self.assertIs(rawContains(data, "big", True), True)
+        self.assertIs(rawContains(data, "big", False), False)
+        self.assertIs(rawContains(data, "stra\u00dfe", False), False)

@@ -19,6 +19,7 @@ from zope.interface.verify import verifyObject
 from appnet.errors import FolderExists, NoSuchFolder, NoSuchMessage, QuotaExceeded
 from appnet.store.interfaces import (
     INBOX,
+    Changes,
     DeliveryTarget,
     FolderInfo,
     IMailStore,
@@ -30,6 +31,7 @@ from appnet.store.interfaces import (
 )
 from appnet.store.memory import MemoryStore
 from appnet.store.sqlite import SQLiteStore, migrateFile
+from appnet.store.watching import Delta, IFolderFeed
 from tests import pgserver
 
 ALICE = "alice@example.org"
@@ -723,7 +725,73 @@ class QueueStoreContract(Contract):
         self.assertEqual(len(heard), 4)
 
 
-class MemoryMailTests(MailStoreContract, TestCase):
+class FeedContract(Contract):
+    """L{IFolderFeed}: a store that tells of its own changes as they are."""
+
+    async def test_feed(self) -> None:
+        """
+        A delivery, a flag change, an expunge and a \\Recent claim are
+        told to the folder's feeds as they are, each a step of one
+        modseq; a copy into the folder is told as "read what changed".
+        """
+        store = await self.makeStore()
+        mail = store.mail
+        self.assertTrue(verifyObject(IFolderFeed, mail))
+        await self.deliver(store, b"one\r\n", DeliveryTarget(ALICE))
+        start = (await mail.folder(ALICE, INBOX)).modseq
+        told: list[Delta] = []
+        waiting: list[Deferred[None]] = []
+
+        def tell(delta: Delta) -> None:
+            told.append(delta)
+            while waiting:
+                waiting.pop().callback(None)
+
+        cancel = mail.feed(ALICE, "inbox", tell)
+        self.addCleanup(cancel)
+        [uid] = await self.deliver(
+            store, b"two\r\n", DeliveryTarget(ALICE, INBOX, frozenset({"$A"}))
+        )
+        await mail.setFlags(ALICE, INBOX, [1], frozenset({"\\Deleted"}), "add")
+        await mail.expunge(ALICE, INBOX, [1, uid], onlyDeleted=True)
+        await mail.claimRecent(ALICE, INBOX)
+        steps = [d.changes for d in told[:3]]
+        self.assertEqual(
+            [c.modseq for c in steps if c], [start + 1, start + 2, start + 3]
+        )
+        [added] = steps[0].changed if steps[0] else ()
+        self.assertEqual((added.uid, added.flags), (uid, frozenset({"$A"})))
+        [flagged] = steps[1].changed if steps[1] else ()
+        self.assertEqual((flagged.uid, flagged.modseq), (1, start + 2))
+        self.assertEqual(steps[2], Changes(start + 3, (), (1,)))
+        self.assertEqual(told[3], Delta(recentFrom=uid + 1))
+        await mail.createFolder(ALICE, "Other")
+        await self.deliver(store, b"three\r\n", DeliveryTarget(ALICE, "Other"))
+        await mail.copy(ALICE, "Other", [1], INBOX)
+        if len(told) == 4:
+            # (Told once the folder's new state is read.)
+            waiting.append(Deferred())
+            await waiting[0]
+        self.assertEqual(told[4:], [Delta()])
+
+    async def test_snapshot(self) -> None:
+        """
+        A folder's state and listing come together; INBOX is made if
+        missing; another missing folder is L{NoSuchFolder}.
+        """
+        store = await self.makeStore()
+        mail = store.mail
+        info, rows = await mail.snapshot(ALICE, "inbox")
+        self.assertEqual((info.name, info.messages, list(rows)), (INBOX, 0, []))
+        await self.deliver(store, b"one\r\n", DeliveryTarget(ALICE))
+        info, rows = await mail.snapshot(ALICE, INBOX)
+        self.assertEqual(info.messages, 1)
+        self.assertEqual(list(rows), list(await mail.listMessages(ALICE, INBOX)))
+        with self.assertRaises(NoSuchFolder):
+            await mail.snapshot(ALICE, "Nowhere")
+
+
+class MemoryMailTests(FeedContract, MailStoreContract, TestCase):
     """The in-memory mail store keeps the contract."""
 
     async def makeStore(self) -> Any:
@@ -747,7 +815,7 @@ class SQLiteContract:
         return store
 
 
-class SQLiteMailTests(SQLiteContract, MailStoreContract, TestCase):
+class SQLiteMailTests(SQLiteContract, FeedContract, MailStoreContract, TestCase):
     """The SQLite mail store keeps the contract, and its own promises."""
 
     async def test_files(self) -> None:

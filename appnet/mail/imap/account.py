@@ -142,9 +142,16 @@ class IIMAPAccount(Interface):
         """Subscribe to a folder or unsubscribe from it."""
 
     def append(
-        name: str, staged: IStagedMessage, flags: frozenset[str], date: float | None
+        name: str,
+        staged: IStagedMessage,
+        flags: frozenset[str],
+        date: float | None,
+        uidValidity: int | None = None,
     ) -> Deferred[tuple[int, int]]:
-        """File a message durably; fires with (UIDVALIDITY, UID)."""
+        """
+        File a message durably; fires with (UIDVALIDITY, UID). The folder
+        is read for its UIDVALIDITY unless the caller knows it.
+        """
 
     def checkAppend(name: str, size: int) -> Deferred[None]:
         """Fail (TRYCREATE, OVERQUOTA) if an APPEND would be refused."""
@@ -302,16 +309,19 @@ class IMAPAccount:
         staged: IStagedMessage,
         flags: frozenset[str],
         date: float | None,
+        uidValidity: int | None = None,
     ) -> Deferred[tuple[int, int]]:
         async def run() -> tuple[int, int]:
             cleaned = checkName(name)
             target = DeliveryTarget(self.address, cleaned, flags, self.quota)
             try:
                 [uid] = await self.store.deliver(staged, [target], date)
-                info = await self.store.folder(self.address, cleaned)
+                if uidValidity is None:
+                    info = await self.store.folder(self.address, cleaned)
+                    return info.uidValidity, uid
             except (NoSuchFolder, QuotaExceeded) as e:
                 raise _failure(e, cleaned, "TRYCREATE") from None
-            return info.uidValidity, uid
+            return uidValidity, uid
 
         return Deferred.fromCoroutine(run())
 

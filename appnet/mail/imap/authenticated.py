@@ -8,15 +8,38 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from appnet.mail.imap.account import DELIMITER, IMAPAccount
+from appnet.errors import NoSuchFolder
+from appnet.mail.imap.account import DELIMITER, IMAPAccount, checkName
 from appnet.mail.imap.errors import BadCommand, CommandFailed
 from appnet.mail.imap.framing import Done
 from appnet.mail.imap.mailbox import SelectedMailbox
 from appnet.mail.imap.parse import Arguments
 from appnet.mail.imap.unauthenticated import NotAuthenticatedCommands
 from appnet.mail.imap.wire import atoms, encodeMailbox, parseDateTime, string
+from appnet.store.watching import Delta, IFolderFeed
 
 __all__ = ["AuthenticatedCommands"]
+
+
+class _Buffered:
+    """
+    A folder feed's callback while the folder is being read: it keeps
+    what it is told until the view exists, then passes it on.
+    """
+
+    def __init__(self) -> None:
+        self._kept: list[Delta] = []
+        self._to: Callable[[Delta], None] = self._kept.append
+
+    def __call__(self, delta: Delta) -> None:
+        self._to(delta)
+
+    def forward(self, mailbox: SelectedMailbox, to: Callable[[Delta], None]) -> None:
+        for delta in self._kept:
+            mailbox.told(delta)
+        self._kept = []
+        self._to = to
+
 
 _STATUS_ITEMS = {b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"SIZE"}
 
@@ -58,23 +81,30 @@ class AuthenticatedCommands(NotAuthenticatedCommands):
         # A failed SELECT leaves no mailbox selected (RFC 3501 6.3.1).
         self._deselect()
         account = self._account()
-        info = await account.status(name)
         store = self.factory.store
-        rows = await store.listMessages(account.address, info.name)
+        if IFolderFeed.providedBy(store):
+            # Told of changes from before the folder is read: those the
+            # listing has already are skipped (or apply again, unchanged).
+            feed = _Buffered()
+            stop = store.feed(account.address, checkName(name), feed)
+            try:
+                mailbox = await self._open(name, readOnly)
+            except BaseException:
+                stop()
+                raise
+            mailbox.stopWatching = stop
+            feed.forward(mailbox, self._folderTold)
+        else:
+            mailbox = await self._open(name, readOnly)
+            mailbox.stopWatching = store.watch(
+                account.address, mailbox.name, self._folderChanged
+            )
+            # Anything between the listing and the watch is caught up on
+            # the next command.
+            mailbox.dirty = True
         if self._closed:
+            mailbox.stopWatching()
             return Done(b"")
-        mailbox = SelectedMailbox.open(info, rows, readOnly)
-        if mailbox.claimDue():
-            claimed = await store.claimRecent(account.address, info.name)
-            if self._closed:
-                return Done(b"")
-            mailbox.claimed(*claimed)
-        mailbox.stopWatching = store.watch(
-            account.address, info.name, self._folderChanged
-        )
-        # Anything between the listing and the watch is caught up on the
-        # next command.
-        mailbox.dirty = True
         self.selected = mailbox
         self.state = "select"
         mailbox.keywords = mailbox.flagsInUse()
@@ -85,13 +115,35 @@ class AuthenticatedCommands(NotAuthenticatedCommands):
         unseen = mailbox.firstUnseen()
         if unseen is not None:
             self.sendUntaggedResponse(b"OK [UNSEEN %d] First unseen" % unseen)
-        self.sendUntaggedResponse(b"OK [UIDVALIDITY %d] UIDs valid" % info.uidValidity)
+        self.sendUntaggedResponse(
+            b"OK [UIDVALIDITY %d] UIDs valid" % mailbox.uidValidity
+        )
         self.sendUntaggedResponse(
             b"OK [UIDNEXT %d] Predicted next UID" % mailbox.uidNext
         )
         mode = b"READ-ONLY" if readOnly else b"READ-WRITE"
         verb = b"EXAMINE" if readOnly else b"SELECT"
         return Done(b"[" + mode + b"] " + verb + b" completed")
+
+    async def _open(self, name: str, readOnly: bool) -> SelectedMailbox:
+        """Read a folder's state and listing into a view; claim C{\\Recent}."""
+        account = self._account()
+        store = self.factory.store
+        if IFolderFeed.providedBy(store):
+            # State and listing in one read.
+            try:
+                info, rows = await store.snapshot(account.address, checkName(name))
+            except NoSuchFolder:
+                raise CommandFailed(
+                    f"Mailbox {name} does not exist", "NONEXISTENT"
+                ) from None
+        else:
+            info = await account.status(name)
+            rows = await store.listMessages(account.address, info.name)
+        mailbox = SelectedMailbox.open(info, rows, readOnly)
+        if mailbox.claimDue() and not self._closed:
+            mailbox.claimed(*await store.claimRecent(account.address, info.name))
+        return mailbox
 
     async def cmd_CREATE(self, tag: bytes, args: Arguments, uid: bool) -> Done:
         name = args.mailbox()
@@ -213,14 +265,28 @@ class AuthenticatedCommands(NotAuthenticatedCommands):
         try:
             account = self._account()
             validity, newUID = await account.append(
-                name, staged, frozenset(flags), date
+                name, staged, frozenset(flags), date, self._knownValidity(name)
             )
         finally:
             staged.discard()
         self.factory.status.increment("imap", "appended")
-        if self.selected is not None and self.selected.name == name:
+        if (
+            self.selected is not None
+            and self.selected.name == name
+            and not IFolderFeed.providedBy(self.factory.store)
+        ):
             self.selected.dirty = True
         return Done(b"[APPENDUID %d %d] APPEND completed" % (validity, newUID))
+
+    def _knownValidity(self, name: str) -> int | None:
+        """
+        The UIDVALIDITY of the folder C{name} if it is the one selected
+        (so an APPEND to it need not read it again).
+        """
+        selected = self.selected
+        if selected is None or selected.name != checkName(name):
+            return None
+        return selected.uidValidity
 
     async def cmd_IDLE(self, tag: bytes, args: Arguments, uid: bool) -> Done:
         args.end()

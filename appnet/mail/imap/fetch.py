@@ -18,9 +18,10 @@ for the transport to drain; it is replaced.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from attrs import frozen
 
@@ -32,7 +33,15 @@ from appnet.mail.imap.search import readHeader
 from appnet.mail.imap.wire import atoms, encode, formatDateTime
 from appnet.store.interfaces import MessageBody, MessageInfo
 
-__all__ = ["FetchItem", "Range", "Section", "parseFetch", "render"]
+__all__ = [
+    "FetchItem",
+    "HeaderCache",
+    "Range",
+    "Section",
+    "parseFetch",
+    "render",
+    "renderHeader",
+]
 
 #: What an item needs to be answered.
 INDEX, HEADER, STRUCTURE, CONTENT = 0, 1, 2, 3
@@ -292,10 +301,14 @@ def renderMessage(
     flags: frozenset[str],
     uid: bool,
     inline: int,
+    headers: list[bytes | None] | None = None,
 ) -> tuple[list[Piece], bool]:
     """
     L{render}, and whether the message's content was wanted but gone
     (C{body} is C{None}, or its file was removed before it was opened).
+
+    @param headers: if given, the header section read (or C{None}) is
+        added to it.
     """
     needs = max((item.needs for item in items), default=INDEX)
     loaded = _Loaded()
@@ -312,9 +325,69 @@ def renderMessage(
         if file is not None:
             file.close()
         raise
+    if headers is not None:
+        headers.append(loaded.header if file is not None else None)
     if file is not None and not any(isinstance(p, Range) for p in pieces):
         file.close()
     return pieces, needs > INDEX and file is None
+
+
+def renderHeader(
+    seq: int,
+    info: MessageInfo,
+    header: bytes,
+    items: Sequence[FetchItem],
+    flags: frozenset[str],
+    uid: bool,
+) -> list[Piece]:
+    """
+    L{render} for items that need no more than the header section, from
+    the header section (not blocking: no file is read).
+    """
+    assert max((item.needs for item in items), default=INDEX) <= HEADER
+    loaded = _Loaded()
+    loaded.header = header
+    return _render(seq, info, _NO_FILE, loaded, items, flags, uid, 0)
+
+
+#: The file L{renderHeader} passes: the header section is loaded already.
+_NO_FILE: BinaryIO = io.BytesIO()
+
+
+class HeaderCache:
+    """
+    Header sections of messages lately fetched, by what names a message's
+    content for good (L{appnet.mail.imap.mailbox.SelectedMailbox.key}):
+    FETCH of headers the sessions ask for again and again needs no file
+    read. At most C{budget} bytes are kept.
+    """
+
+    def __init__(self, budget: int = 8 << 20) -> None:
+        self._budget = budget
+        self._size = 0
+        self._headers: dict[Any, bytes] = {}
+
+    def getAll(self, keys: Sequence[Any]) -> list[bytes] | None:
+        """The header sections of all these messages, if all are kept."""
+        found = []
+        for key in keys:
+            header = self._headers.get(key)
+            if header is None:
+                return None
+            found.append(header)
+        return found
+
+    def putAll(self, keys: Sequence[Any], headers: Sequence[bytes | None]) -> None:
+        """Keep these header sections (C{None}: not read)."""
+        for key, header in zip(keys, headers, strict=True):
+            if header is None or len(header) > self._budget >> 6:
+                continue
+            if self._size + len(header) > self._budget:
+                self._headers.clear()
+                self._size = 0
+            if key not in self._headers:
+                self._headers[key] = header
+                self._size += len(header)
 
 
 def _render(
@@ -329,7 +402,7 @@ def _render(
 ) -> list[Piece]:
     needs = max((item.needs for item in items), default=INDEX)
     structure = any(item.needs == STRUCTURE for item in items)
-    if file is not None:
+    if file is not None and file is not _NO_FILE:
         if structure or (needs == CONTENT and info.size <= inline):
             loaded.data = file.read()
             loaded.header = loaded.data[: mime.headerEnd(loaded.data)]

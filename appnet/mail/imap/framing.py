@@ -8,6 +8,7 @@ back-pressure. The command handlers build on it, one module per state.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,13 +23,14 @@ from zope.interface import implementer
 
 from appnet.errors import NoSuchFolder, StoreUnavailable
 from appnet.listen import hostOf
-from appnet.mail.imap.account import IMAPAccount
+from appnet.mail.imap.account import IMAPAccount, checkName
 from appnet.mail.imap.errors import BadCommand, CommandFailed, IMAPError
 from appnet.mail.imap.mailbox import SelectedMailbox
 from appnet.mail.imap.parse import TAG_CHARS, Arguments, Literal
 from appnet.mail.imap.wire import atoms
 from appnet.mail.lines import LineQueue, noDelay
 from appnet.store.interfaces import Changes
+from appnet.store.watching import Delta
 
 if TYPE_CHECKING:
     from appnet.mail.imap.server import IMAPServerFactory
@@ -79,6 +81,24 @@ _UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"}
 
 
 @implementer(IPushProducer)
+def _quickAck(transport: Any) -> None:
+    """
+    Acknowledge what was received at once. A client that sends a literal
+    and then, in a second write, the rest of its command line has that
+    small write held back (Nagle) until the literal is acknowledged; a
+    delayed ACK made every APPEND wait some 40 ms for its own CRLF.
+    """
+    option = getattr(socket, "TCP_QUICKACK", None)
+    getHandle = getattr(transport, "getHandle", None)
+    if option is None or getHandle is None:
+        return
+    try:
+        getHandle().setsockopt(socket.IPPROTO_TCP, option, 1)
+    except (OSError, AttributeError, TypeError):
+        # Not a TCP socket (TLS in memory, a test transport).
+        pass
+
+
 class IMAPFraming(LineQueue, IMAP4Server):
     """
     One IMAP session's framing and dispatch; L{IMAPServer} adds the
@@ -244,11 +264,13 @@ class IMAPFraming(LineQueue, IMAP4Server):
             error = CommandFailed(f"Message larger than {limit} bytes", "TOOBIG")
             self._refuse(error, size, sync)
             return
-        if not sync:
-            self._read(Literal(size, self.factory.store.stage()))
-            return
         account = self.account
         assert account is not None
+        if not sync or self._knownTarget(box, account, size):
+            if sync:
+                self.sendContinuationRequest(b"Ready for literal data")
+            self._read(Literal(size, self.factory.store.stage()))
+            return
         self.hold()
 
         def accepted(_: object) -> None:
@@ -268,6 +290,24 @@ class IMAPFraming(LineQueue, IMAP4Server):
 
         d = account.checkAppend(box, size)
         d.addCallbacks(accepted, refused).addBoth(lambda _: self.release())
+
+    def _knownTarget(self, box: str, account: IMAPAccount, size: int) -> bool:
+        """
+        May an APPEND of C{size} bytes to C{box} be invited without asking
+        the store first: it is the selected folder (it exists), and there
+        is no quota or the message is small (no more than a literal held
+        in memory)? The delivery decides in the end, and refuses as the
+        check would, only after the message is sent.
+        """
+        selected = self.selected
+        if selected is None or (
+            account.quota is not None and size > self.factory.maxLiteralSize
+        ):
+            return False
+        try:
+            return selected.name == checkName(box)
+        except CommandFailed:
+            return False
 
     def _appendTarget(self) -> str | None:
         """
@@ -307,8 +347,11 @@ class IMAPFraming(LineQueue, IMAP4Server):
             literal.write(data[:need])
             if literal.received < literal.size:
                 return None
+            rest = data[need:]
+            if not rest:
+                _quickAck(self.transport)
             self._gotLiteral(literal)
-            return data[need:]
+            return rest
 
         self.readRaw(consume)
 
@@ -458,6 +501,16 @@ class IMAPFraming(LineQueue, IMAP4Server):
         if mailbox is None:
             return
         mailbox.dirty = True
+        self._wake()
+
+    def _folderTold(self, delta: Delta) -> None:
+        mailbox = self.selected
+        if mailbox is None:
+            return
+        mailbox.told(delta)
+        self._wake()
+
+    def _wake(self) -> None:
         if self._idling:
             d = Deferred.fromCoroutine(self._announce(True))
             d.addErrback(self._announceFailed)
@@ -493,12 +546,16 @@ class IMAPFraming(LineQueue, IMAP4Server):
         store = self.factory.store
         changes = Changes(mailbox.modseq)
         if mailbox.dirty:
-            mailbox.dirty = False
+            mailbox.reading()
             changes = await store.changesSince(
                 mailbox.owner, mailbox.name, mailbox.modseq
             )
         if self.selected is not mailbox or self._closed:
             return
+        changes = mailbox.withTold(changes)
+        if mailbox.dirty:
+            # A change was not told of: read again before answering.
+            self._announceAgain = True
         if mailbox.claimDue(changes):
             claimed = await store.claimRecent(mailbox.owner, mailbox.name)
             if self.selected is not mailbox or self._closed:

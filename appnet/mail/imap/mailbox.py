@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import sys
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from attrs import define, field, frozen
 
 from appnet.mail.imap.errors import BadCommand
 from appnet.mail.imap.parse import SequenceSet
-from appnet.store.interfaces import Changes, FolderInfo, MessageInfo
+from appnet.store.interfaces import Changes, FolderInfo, MessageBody, MessageInfo
+from appnet.store.watching import Delta
 
 __all__ = ["RECENT", "SelectedMailbox", "Updates"]
 
 #: The session flag.
 RECENT = "\\Recent"
 _RECENT = frozenset({RECENT})
+#: Changes kept for a view between catch-ups; past this, it reads them.
+_PENDING = 256
+#: Message contents' places a view remembers (L{SelectedMailbox.keepBodies}).
+_BODIES = 1024
 
 
 @frozen
@@ -70,6 +75,12 @@ class SelectedMailbox:
     _claimedTo: int = 0
     #: The keywords the client has been told of in a FLAGS response.
     keywords: set[str] = field(factory=set)
+    #: Changes the store told of (L{Delta}), not yet caught up with.
+    _pending: list[Changes] = field(factory=list)
+    #: Where messages' contents are, by UID, as the store said lately (a
+    #: message's content never changes; one expunged meanwhile fails to
+    #: open, as it would if looked up just before).
+    _bodies: dict[int, MessageBody] = field(factory=dict)
 
     @classmethod
     def open(
@@ -107,6 +118,10 @@ class SelectedMailbox:
     def rows(self) -> list[tuple[int, MessageInfo]]:
         """Every (sequence number, row)."""
         return [(i + 1, self._rows[uid]) for i, uid in enumerate(self._uids)]
+
+    def uids(self) -> list[int]:
+        """Every UID, in order."""
+        return list(self._uids)
 
     def row(self, uid: int) -> MessageInfo | None:
         return self._rows.get(uid)
@@ -277,6 +292,7 @@ class SelectedMailbox:
                     expunged.append(seq)
                     del self._uids[seq - 1]
                     del self._rows[uid]
+                    self._bodies.pop(uid, None)
             self._gone.clear()
         flags = []
         for uid in flagged:
@@ -291,6 +307,86 @@ class SelectedMailbox:
             return Updates(tuple(expunged), exists, tuple(flags))
         self.reportedRecent = recent
         return Updates(tuple(expunged), exists, tuple(flags), recent)
+
+    def told(self, delta: Delta) -> None:
+        """
+        The store told of a change (L{appnet.store.watching.IFolderFeed}):
+        keep it for the next catch-up, or (not known as it is, too many
+        kept, or a read-only view, whose C{\\Recent} needs the folder's
+        state) mark the view L{dirty}.
+        """
+        if delta.recentFrom is not None:
+            self._claimedTo = max(self._claimedTo, delta.recentFrom)
+            return
+        if delta.changes is None or self.readOnly or len(self._pending) >= _PENDING:
+            self.dirty = True
+            self._pending.clear()
+            return
+        self._pending.append(delta.changes)
+
+    def reading(self) -> None:
+        """
+        A read of what changed begins: it covers every change told so far.
+        """
+        self.dirty = False
+        self._pending.clear()
+
+    def withTold(self, changes: Changes) -> Changes:
+        """
+        C{changes} (what was read, or nothing) followed by the changes the
+        store told of since, as one; the view is marked L{dirty} if one is
+        missing between them.
+        """
+        pending, self._pending = self._pending, []
+        top = max(self.modseq, changes.modseq)
+        rows = {row.uid: row for row in changes.changed}
+        gone = set(changes.expunged)
+        for step in pending:
+            if step.modseq <= top:
+                continue
+            if step.modseq != top + 1:
+                # Another process, or a change not told of: read.
+                self.dirty = True
+                break
+            top = step.modseq
+            for uid in step.expunged:
+                rows.pop(uid, None)
+                gone.add(uid)
+            for row in step.changed:
+                if row.uid not in gone:
+                    rows[row.uid] = row
+        if top == changes.modseq:
+            return changes
+        return Changes(
+            top,
+            tuple(rows[uid] for uid in sorted(rows)),
+            tuple(sorted(gone)),
+            changes.firstRecentUid,
+        )
+
+    def key(self, uid: int) -> tuple[str, str, int, int]:
+        """What names a message's content for good (UIDs are not reused)."""
+        return (self.owner, self.name, self.uidValidity, uid)
+
+    def knownBodies(
+        self, uids: Sequence[int]
+    ) -> tuple[dict[int, MessageBody], list[int]]:
+        """The contents known of these messages, and the UIDs not known."""
+        known, missing = {}, []
+        bodies = self._bodies
+        for uid in uids:
+            body = bodies.get(uid)
+            if body is None:
+                missing.append(uid)
+            else:
+                known[uid] = body
+        return known, missing
+
+    def keepBodies(self, bodies: Mapping[int, MessageBody]) -> None:
+        """Remember where these messages' contents are (a bounded number)."""
+        if len(self._bodies) + len(bodies) > _BODIES:
+            self._bodies.clear()
+        self._bodies.update(bodies)
 
     def isGone(self, uid: int) -> bool:
         """Was this message expunged elsewhere, not yet announced?"""

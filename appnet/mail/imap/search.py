@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import email
 import email.utils
+import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import BinaryIO
@@ -73,6 +74,19 @@ class Candidate:
             self._headers = mime.Headers(raw)
         return self._headers
 
+    def rawVerdict(self, value: str, withHeaders: bool) -> bool | None:
+        """
+        Whether the message's text holds C{value}, if its raw bytes tell
+        (L{rawContains}); C{None} if it takes decoding (blocking).
+        """
+        if self.body is None or self.body.size > MAX_RAW:
+            return None
+        with self.body.open() as f:
+            raw = f.read(MAX_RAW + 1)
+        if len(raw) > MAX_RAW:
+            return None
+        return rawContains(raw, value, withHeaders)
+
     def bodyContains(self, value: str) -> bool:
         """
         Whether the decoded text of a text part contains C{value}
@@ -86,6 +100,59 @@ class Candidate:
     def release(self) -> None:
         """Forget what was loaded (the search is done with it)."""
         self._headers = None
+
+
+#: Messages up to this size are first looked at raw (L{rawContains}).
+MAX_RAW = 1 << 20
+#: What in a message's raw bytes may decode to text not in them: encoded
+#: words, transfer encodings, 8-bit bytes (checked apart), charsets.
+_ENCODED = (b"=?", b"base64", b"quoted-printable")
+#: The main type of a Content-Type field (lowercased); anything else
+#: there (folded, malformed) is left to the MIME parser.
+_CONTENT_TYPE = re.compile(rb"(?m)^content-type[ \t]*:[ \t]*([a-z0-9!#$&^_.+-]*)")
+_CHARSET = re.compile(rb'charset[^=\n]*=\s*"?([^\s";]*)')
+#: Charsets that read 7-bit bytes as the same ASCII text.
+_PLAIN_CHARSETS = frozenset(
+    [b"us-ascii", b"ascii", b"utf-8", b"utf8", b"latin1", b"latin-1"]
+    + [b"iso-8859-%d" % n for n in range(1, 17)]
+    + [b"windows-%d" % n for n in range(1250, 1259)]
+)
+
+
+def rawContains(raw: bytes, value: str, withHeaders: bool) -> bool | None:
+    """
+    Whether the text of a message (C{raw}) holds C{value} (case-folded)
+    as SEARCH TEXT (C{withHeaders}) or BODY sees it, decided from its
+    bytes alone, or C{None} if that takes decoding.
+
+    A message of 7-bit bytes with no encoded words, no base64 or
+    quoted-printable and only ASCII-compatible charsets reads as itself:
+    if its bytes, ASCII-lowercased, lack C{value}, its text does too.
+    If they have it and the message is one text part, its header section
+    and body are that text; otherwise (it may be in a part that is not
+    text) it takes decoding.
+    """
+    if not raw.isascii() or "\n" in value:
+        return None
+    lowered = raw.lower()
+    if any(marker in lowered for marker in _ENCODED):
+        return None
+    for charset in _CHARSET.findall(lowered):
+        if charset not in _PLAIN_CHARSETS:
+            return None
+    if not value.isascii():
+        # ASCII text case-folds to ASCII: a non-ASCII value is not in it.
+        return False
+    needle = value.encode("ascii")
+    if needle not in lowered:
+        return False
+    end = mime.headerEnd(lowered)
+    types = _CONTENT_TYPE.findall(lowered, 0, end)
+    if len(types) > 1 or (types and types[0] != b"text"):
+        return None
+    if withHeaders:
+        return True
+    return lowered.find(needle, end) != -1
 
 
 def readHeader(f: BinaryIO) -> bytes:
@@ -239,6 +306,9 @@ class Body(Criterion):
     needs = TEXT
 
     def match(self, m: Candidate, limits: Limits) -> bool:
+        verdict = m.rawVerdict(self.value, self.withHeaders)
+        if verdict is not None:
+            return verdict
         if self.withHeaders:
             headers = m.headers()
             if self.value in mime.decodeHeader(headers.raw).casefold():
@@ -438,4 +508,4 @@ def evaluate(
 
 
 #: The batch the server gives L{evaluate} at once, by what it needs.
-BATCH = {INDEX: 1 << 30, HEADER: 500, TEXT: 50}
+BATCH = {INDEX: 1 << 30, HEADER: 500, TEXT: 500}

@@ -17,6 +17,7 @@ from appnet.mail.imap.framing import Done
 from appnet.mail.imap.mailbox import SelectedMailbox
 from appnet.mail.imap.parse import Arguments
 from appnet.mail.imap.wire import atoms, uidSet
+from appnet.store.watching import IFolderFeed
 
 __all__ = ["SelectedCommands"]
 
@@ -24,6 +25,8 @@ __all__ = ["SelectedCommands"]
 #: (for contents) at most this many bytes, more than one message permitting.
 _BATCH = 64
 _BATCH_BYTES = 2 << 20
+#: Message bytes SEARCH reads per batch (more than one message permitting).
+_SEARCH_BYTES = 16 << 20
 #: Index-only FETCH responses written per batch.
 _INDEX_BATCH = 512
 #: Contents larger than this are streamed from the file in chunks of it.
@@ -56,7 +59,7 @@ class SelectedCommands(AuthenticatedCommands):
         args.end()
         mailbox = self._mailbox()
         if not mailbox.readOnly:
-            uids = [row.uid for _, row in mailbox.rows()]
+            uids = mailbox.uids()
             await self.factory.store.expunge(
                 mailbox.owner, mailbox.name, uids, onlyDeleted=True
             )
@@ -73,17 +76,17 @@ class SelectedCommands(AuthenticatedCommands):
         if uid:
             numbers = args.sequenceSet()
             args.end()
-            rows = mailbox.select(numbers, uid=True)
+            uids = [row.uid for _, row in mailbox.select(numbers, uid=True)]
         else:
             args.end()
-            rows = mailbox.rows()
+            uids = mailbox.uids()
         mailbox = self._writable()
-        uids = [row.uid for _, row in rows]
+        store = self.factory.store
         if uids:
-            await self.factory.store.expunge(
-                mailbox.owner, mailbox.name, uids, onlyDeleted=True
-            )
-        mailbox.dirty = True
+            await store.expunge(mailbox.owner, mailbox.name, uids, onlyDeleted=True)
+        if not IFolderFeed.providedBy(store):
+            # (A feed tells of the expunge before the store returns.)
+            mailbox.dirty = True
         return Done(b"EXPUNGE completed")
 
     async def cmd_SEARCH(self, tag: bytes, args: Arguments, uid: bool) -> Done:
@@ -103,8 +106,17 @@ class SelectedCommands(AuthenticatedCommands):
         else:
             size = searching.BATCH[criterion.needs]
             store = self.factory.store
-            for i in range(0, len(rows), size):
-                batch = rows[i : i + size]
+            i = 0
+            while i < len(rows):
+                # At most C{size} messages, and (more than one permitting)
+                # at most _SEARCH_BYTES of them, per thread hop.
+                start, total = i, 0
+                while i < len(rows) and i - start < size:
+                    total += rows[i][1].size
+                    if i > start and total > _SEARCH_BYTES:
+                        break
+                    i += 1
+                batch = rows[start:i]
                 bodies = await store.openMessages(
                     mailbox.owner, mailbox.name, [row.uid for _, row in batch]
                 )
@@ -188,15 +200,27 @@ class SelectedCommands(AuthenticatedCommands):
                 batch.append(messages[i])
                 total += size
                 i += 1
-            bodies = await store.openMessages(
-                mailbox.owner, mailbox.name, [row.uid for _, row in batch]
-            )
+            keys = [mailbox.key(row.uid) for _, row in batch]
+            headers = None
+            if needs == fetching.HEADER:
+                # Answered from header sections read before, if all were.
+                headers = self.factory.headers.getAll(keys)
+            bodies: dict[int, Any] = {}
+            if headers is None:
+                bodies, unknown = mailbox.knownBodies([row.uid for _, row in batch])
+                if unknown:
+                    opened = await store.openMessages(
+                        mailbox.owner, mailbox.name, unknown
+                    )
+                    mailbox.keepBodies(opened)
+                    bodies.update(opened)
             seen: set[int] = set()
             if setsSeen:
                 unseen = [
                     row.uid
                     for _, row in batch
-                    if "\\Seen" not in row.flags and row.uid in bodies
+                    if "\\Seen" not in row.flags
+                    and (headers is not None or row.uid in bodies)
                 ]
                 if unseen:
                     changed = await store.setFlags(
@@ -216,7 +240,16 @@ class SelectedCommands(AuthenticatedCommands):
                 flags = mailbox.flagsOf(current)
                 jobs.append((seq, current, body, wanted, flags, uid, _CHUNK))
             self._announceKeywords(mailbox, [job[4] for job in jobs])
-            rendered = await self._blocking(_renderAll, jobs)
+            if headers is not None:
+                fromHeader = fetching.renderHeader
+                rendered = [
+                    (fromHeader(job[0], job[1], header, job[3], job[4], uid), False)
+                    for job, header in zip(jobs, headers, strict=True)
+                ]
+            else:
+                read: list[bytes | None] = []
+                rendered = await self._blocking(_renderAll, jobs, read)
+                self.factory.headers.putAll(keys, read)
             try:
                 for pieces, gone in rendered:
                     missing = missing or gone
@@ -330,10 +363,18 @@ class SelectedCommands(AuthenticatedCommands):
 
 
 def _renderAll(
-    jobs: Sequence[tuple[Any, ...]],
+    jobs: Sequence[tuple[Any, ...]], headers: list[bytes | None]
 ) -> list[tuple[list[fetching.Piece], bool]]:
     """
     Render a batch of FETCH responses (blocking): each message's pieces,
-    and whether its content was gone.
+    and whether its content was gone; each one's header section read (or
+    C{None}) is added to C{headers}.
     """
-    return [fetching.renderMessage(*job) for job in jobs]
+    rendered = []
+    for seq, info, body, items, flags, uid, inline in jobs:
+        rendered.append(
+            fetching.renderMessage(
+                seq, info, body, items, flags, uid, inline, headers=headers
+            )
+        )
+    return rendered

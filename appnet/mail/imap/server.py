@@ -21,6 +21,7 @@ from zope.interface import implementer
 
 from appnet.auth import Authenticator
 from appnet.faults import NO_FAULTS, Faults
+from appnet.mail.imap.fetch import HeaderCache
 from appnet.mail.imap.framing import MAX_BAD, Command
 from appnet.mail.imap.selected import SelectedCommands
 from appnet.mail.realm import MailRealm
@@ -136,6 +137,8 @@ class IMAPServerFactory(LiveTLS, ServerFactory):
         self.idleKeepalive = idleKeepalive
         self.maxAppendSize = maxAppendSize
         self.maxLiteralSize = maxLiteralSize
+        #: Header sections FETCH read lately, shared by the sessions.
+        self.headers = HeaderCache()
 
     def buildProtocol(self, addr: Any) -> IMAPServer:  # type: ignore[override]
         return IMAPServer(self)
