@@ -730,7 +730,10 @@ class ProxyEngine:
                 self.count("bytes", len(chunk))
         finally:
             body.close()
-            request.unregisterProducer()
+            # A client gone meanwhile (it may close as soon as it has the
+            # last byte) has no channel left to unregister from.
+            if not pacer.stopped:
+                request.unregisterProducer()
         self._finish(request)
 
     def _streamFailed(self, reason: Failure, request: Request) -> None:
