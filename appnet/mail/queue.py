@@ -138,7 +138,7 @@ class QueueRunner(Service):
         hostname: str,
         schedule: Schedule,
         concurrency: int = 20,
-        destinationConcurrency: int = 5,
+        destinationConcurrency: int = 10,
         idle: float = 2.0,
         poll: float = 10.0,
         lease: float = 900.0,

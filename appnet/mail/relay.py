@@ -714,6 +714,9 @@ class Relay:
     #: inline for a reactor without threads, such as a test's Clock).
     _blocking: InThread | None = None
     _noTLS: dict[str, float] = field(factory=dict)
+    #: The lookups in flight, by domain: connections opened together
+    #: for one destination share one.
+    _looking: dict[str, list[Deferred[list[Hop]]]] = field(factory=dict)
     _log = Logger()
 
     #: A host whose TLS handshake failed is talked to in plain text for
@@ -742,11 +745,32 @@ class Relay:
 
     async def hops(self, domain: str) -> list[Hop]:
         """
-        The servers to try for C{domain}, in order.
+        The servers to try for C{domain}, in order; a lookup already in
+        flight for C{domain} is shared.
 
         @raise DestinationFailed: permanent (no such domain, null MX, mail
             loops back here) or temporary (DNS failed; no server address).
         """
+        waiters = self._looking.get(domain)
+        if waiters is not None:
+            waiter: Deferred[list[Hop]] = Deferred()
+            waiters.append(waiter)
+            return await waiter
+        self._looking[domain] = waiters = []
+        try:
+            found = await self._hops(domain)
+        except BaseException:
+            failure = Failure()
+            del self._looking[domain]
+            for waiter in waiters:
+                waiter.errback(failure)
+            raise
+        del self._looking[domain]
+        for waiter in waiters:
+            waiter.callback(list(found))
+        return found
+
+    async def _hops(self, domain: str) -> list[Hop]:
         smarthost = self._settings.smarthost
         if smarthost is not None:
             host, port = smarthost

@@ -17,6 +17,8 @@ from twisted.names import dns
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from appnet.dns.client import MailExchanger
+from appnet.dns.errors import TemporaryFailure
 from appnet.dns.testing import StaticResolver
 from appnet.files import inline
 from appnet.mail.bounce import Reported, report
@@ -710,10 +712,52 @@ loop MX 10 me
 """
 
 
+class SlowResolver:
+    """MX lookups that wait until the test answers them."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, Deferred[list[MailExchanger]]]] = []
+
+    def lookupMX(self, domain: str) -> Deferred[list[MailExchanger]]:
+        d: Deferred[list[MailExchanger]] = Deferred()
+        self.asked.append((domain, d))
+        return d
+
+
 class HopsTests(SynchronousTestCase):
     """
     Where a domain's mail goes.
     """
+
+    def test_sharedLookup(self) -> None:
+        """
+        Connections opened together for one domain share its lookup, a
+        failure too; a later one asks again.
+        """
+        resolver = SlowResolver()
+        settings = RelaySettings(hostname="mx.crepes.fr", port=2525)
+        relay = Relay(Clock(), resolver, settings)  # type: ignore[arg-type]
+
+        def hops(domain: str) -> Deferred[list[Hop]]:
+            return Deferred.fromCoroutine(relay.hops(domain))
+
+        first, second = hops("a.example"), hops("a.example")
+        other = hops("b.example")
+        self.assertEqual([d for d, _ in resolver.asked], ["a.example", "b.example"])
+        resolver.asked[0][1].callback(
+            [MailExchanger(10, "mx.a.example", ("192.0.2.1",))]
+        )
+        expected = ["mx.a.example[192.0.2.1]:2525"]
+        self.assertEqual([str(h) for h in self.successResultOf(first)], expected)
+        self.assertEqual([str(h) for h in self.successResultOf(second)], expected)
+        third = hops("a.example")
+        self.assertEqual(len(resolver.asked), 3)
+        resolver.asked[1][1].errback(TemporaryFailure("b.example", "SERVFAIL"))
+        self.failureResultOf(other, DestinationFailed)
+        resolver.asked[2][1].callback(
+            [MailExchanger(10, "mx.a.example", ("192.0.2.1",))]
+        )
+        self.successResultOf(third)
 
     def relay(self, **kw: Any) -> Relay:
         resolver = StaticResolver(
