@@ -271,9 +271,13 @@ class QueueRunner(Service):
                     for message in claimed:
                         if message.id not in self._active:
                             self._startMessage(message)
+                if self._again and not self._stopping:
+                    continue
+                await self._scheduleNext()
+                # A wake that came while the next due time was read must
+                # not be lost: its message may be due now.
                 if not self._again or self._stopping:
                     break
-            await self._scheduleNext()
         finally:
             self._scanning = False
             self._checkIdle()

@@ -32,7 +32,15 @@ from twisted.internet import defer, task, threads
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from run import ALICE, network, submitAll, waitFor  # noqa: E402
+from run import (  # noqa: E402
+    ALICE,
+    BOB,
+    message,
+    network,
+    startSink,
+    submitAll,
+    waitFor,
+)
 
 from appnet.auth import hashPassword  # noqa: E402
 from appnet.mail.relay import Relay, RelayClient  # noqa: E402
@@ -99,23 +107,43 @@ def instrument() -> None:
 
 
 async def endToEnd(
-    reactor: Any, n: int, profile: str | None, mail: dict[str, Any]
+    reactor: Any, n: int, profile: str | None, mail: dict[str, Any], row: str
 ) -> None:
     profiler = cProfile.Profile() if profile else None
     net = await network(reactor, mail)
     try:
-        a = net.node("crepes.fr")
+        a, b = net.node("crepes.fr"), net.node("hamburger.edu")
         host, port = a.address("submission")
-        login = (ALICE, a.passwords[ALICE])
-        hashed = await threads.deferToThread(hashPassword, login[1])
+        login: tuple[str, str] | None = (ALICE, a.passwords[ALICE])
+        hashed = await threads.deferToThread(hashPassword, a.passwords[ALICE])
         await a.running.store.users.setPasswordHash(ALICE, hashed)
+        if row == "direct":
+            host, port, login = b.host, b.smtpPort, None
+        elif row == "submit":
+            await a.runner.stopService()
+        elif row == "sink":
+            await b.stop()
+            for i in range(n):
+                staged = a.running.store.mail.stage()
+                staged.write(message(i))
+                await a.running.store.queue.enqueue(staged, ALICE, [BOB])
+                staged.discard()
+            await net.settle()
+            discard, listening = await startSink(reactor, b.host, b.smtpPort)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         thread = time.thread_time()
         started = time.perf_counter()
         if profiler is not None:
             profiler.enable()
-        submitted = await submitAll(reactor, host, port, n, login)
-        await waitFor(reactor, net, n)
+        if row == "sink":
+            await a.running.store.queue.retry()
+            while discard.count < n:
+                await task.deferLater(reactor, 0.01, lambda: None)
+            submitted = time.perf_counter()
+        else:
+            submitted = await submitAll(reactor, host, port, n, login)
+        if row in ("e2e", "direct"):
+            await waitFor(reactor, net, n)
         stored = time.perf_counter()
         if profiler is not None:
             profiler.disable()
@@ -125,11 +153,15 @@ async def endToEnd(
         processCPU = (after.ru_utime - usage.ru_utime) + (
             after.ru_stime - usage.ru_stime
         )
+        if row == "submit":
+            a.runner.startService()
+        if row == "sink":
+            await listening.stopListening()
         await net.settle()
     finally:
         await net.stop()
     wall = stored - started
-    print(f"{n} messages, 10 submission connections")
+    print(f"{n} messages, 10 submission connections, row {row}")
     print(
         f"end to end {n / wall:.0f} msg/s; submission {n / (submitted - started):.0f}"
     )
@@ -163,6 +195,14 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=500, help="messages")
     parser.add_argument("--profile", help="write cProfile stats here")
     parser.add_argument(
+        "--row",
+        choices=["e2e", "direct", "submit", "sink"],
+        default="e2e",
+        help="e2e: submit on A, stored on B; direct: the same sessions"
+        " straight to B's MX; submit: on A with its queue runner stopped;"
+        " sink: A's queue drained to a sink in B's place",
+    )
+    parser.add_argument(
         "--mail",
         action="append",
         default=[],
@@ -170,10 +210,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     mail = {k: int(v) for k, v in (each.split("=", 1) for each in args.mail)}
+    row = args.row
     instrument()
     task.react(
         lambda reactor: defer.Deferred.fromCoroutine(
-            endToEnd(reactor, args.n, args.profile, mail)
+            endToEnd(reactor, args.n, args.profile, mail, row)
         )
     )
 
