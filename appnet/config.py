@@ -887,7 +887,7 @@ class MailConfig:
         20, _int(1, 10000), "outbound SMTP connections at once"
     )
     relay_destination_concurrency: int = _setting(
-        5, _int(1, 1000), "outbound SMTP connections at once to one domain"
+        10, _int(1, 1000), "outbound SMTP connections at once to one domain"
     )
     relay_connect_timeout: float = _setting(
         30.0, _positiveDuration, "give up connecting to a mail server after this"

@@ -97,6 +97,9 @@ class _Job:
     recipients: tuple[str, ...]
     transaction: Transaction
     done: Deferred[dict[str, Reply]] = field(factory=Deferred)
+    #: Commit its deliveries as soon as it is done (the message has
+    #: other jobs), rather than with the message's settlement.
+    recordNow: bool = True
 
 
 @define(eq=False)
@@ -135,7 +138,7 @@ class QueueRunner(Service):
         hostname: str,
         schedule: Schedule,
         concurrency: int = 20,
-        destinationConcurrency: int = 5,
+        destinationConcurrency: int = 10,
         idle: float = 2.0,
         poll: float = 10.0,
         lease: float = 900.0,
@@ -174,6 +177,9 @@ class QueueRunner(Service):
         self._workers = 0
         self._scanning = False
         self._again = False
+        #: The last scan left due messages unclaimed for want of room: a
+        #: finished message must scan again.
+        self._full = False
         self._stopping = False
         self._timer: Any = None
         self._poller: LoopingCall | None = None
@@ -255,17 +261,23 @@ class QueueRunner(Service):
             while True:
                 self._again = False
                 room = self._batch - len(self._active)
+                self._full = room <= 0
                 if room > 0 and not self._stopping:
                     now = self._clock.seconds()
                     claimed = await self._store.queue.claim(
                         self.owner, now, self._lease, room
                     )
+                    self._full = len(claimed) >= room
                     for message in claimed:
                         if message.id not in self._active:
                             self._startMessage(message)
+                if self._again and not self._stopping:
+                    continue
+                await self._scheduleNext()
+                # A wake that came while the next due time was read must
+                # not be lost: its message may be due now.
                 if not self._again or self._stopping:
                     break
-            await self._scheduleNext()
         finally:
             self._scanning = False
             self._checkIdle()
@@ -325,18 +337,28 @@ class QueueRunner(Service):
         def failed(f: Any) -> None:
             self._log.failure("Queue message {id} failed", f, id=message.id)
 
-        def done(_: object) -> None:
+        def done(gone: object) -> None:
             self._active.pop(message.id, None)
             finished.callback(None)
-            # Wake first: the scan it starts (which also sets the timer
-            # for the next due message) keeps the runner from looking idle.
-            self.wake()
+            if gone is not True or self._full:
+                # Rescheduled (or failed), or other messages wait for its
+                # room: scan again. Wake first: the scan it starts (which
+                # also sets the timer for the next due message) keeps the
+                # runner from looking idle. A message that left the
+                # queue changes nothing a scan would find.
+                self.wake()
             self._checkIdle()
 
         d = Deferred.fromCoroutine(self._process(message))
         d.addErrback(failed).addBoth(done)
 
-    async def _process(self, message: QueuedMessage) -> None:
+    async def _process(self, message: QueuedMessage) -> bool:
+        """
+        One attempt at a claimed message, its outcomes recorded and the
+        message settled.
+
+        @return: whether it left the queue.
+        """
         now = self._clock.seconds()
         todo = [
             r.address
@@ -344,8 +366,9 @@ class QueueRunner(Service):
             if r.state in (RecipientState.PENDING, RecipientState.DEFERRED)
         ]
         replies: dict[str, Reply] = {}
+        recorded: set[str] = set()
         if todo:
-            replies = await self._attempt(message, todo)
+            replies, recorded = await self._attempt(message, todo)
         now = self._clock.seconds()
         deferred = {
             a: r for a, r in replies.items() if not r.success and not r.permanent
@@ -382,35 +405,76 @@ class QueueRunner(Service):
                     RecipientUpdate(address, RecipientState.DEFERRED, str(reply))
                 )
                 self._status.increment(SERVICE, "deferred")
-        # Outcomes that are not deliveries were not recorded yet.
-        later = [u for u in updates if u.state != RecipientState.DELIVERED]
+        # Outcomes not recorded yet: all but the deliveries committed as
+        # their jobs ended.
+        later = [
+            u
+            for u in updates
+            if u.state != RecipientState.DELIVERED or u.address not in recorded
+        ]
+        unreported = any(
+            r.state == RecipientState.BOUNCED and not r.notified
+            for r in message.recipients
+        )
+        if not unreported and all(u.state == RecipientState.DELIVERED for u in updates):
+            # The usual end: every recipient delivered, nobody to tell.
+            # The deliveries and the removal share one commit.
+            return await self._settle(message, replies, updates, later, None)
         if later:
             await self._store.queue.record(message.id, later)
         current = await self._store.queue.get(message.id)
         if current is None:
-            return
+            return True
         await self._notify(current, now, bool(deferred) and not expired)
         if expired:
             deferred = {}
         lastError = next(iter(deferred.values()), None)
         next_ = self.schedule.nextAttempt(current.created, current.attempts + 1, now)
+        return await self._settle(message, replies, updates, (), lastError, next_)
+
+    async def _settle(
+        self,
+        message: QueuedMessage,
+        replies: dict[str, Reply],
+        updates: Sequence[RecipientUpdate],
+        record: Sequence[RecipientUpdate],
+        lastError: Reply | None,
+        next_: float | None = None,
+    ) -> bool:
+        if next_ is None:
+            now = self._clock.seconds()
+            next_ = self.schedule.nextAttempt(
+                message.created, message.attempts + 1, now
+            )
         gone = await self._store.queue.settle(
-            message.id, self.owner, next_, str(lastError) if lastError else None
+            message.id,
+            self.owner,
+            next_,
+            str(lastError) if lastError else None,
+            record,
         )
+        deferred = [u.address for u in updates if u.state == RecipientState.DEFERRED]
         self._log.info(
             "Queue {id}: from=<{sender}> delivered={delivered} deferred={deferred}"
             " bounced={bounced}{done}",
             id=message.id,
             sender=message.sender,
             delivered=[a for a, r in replies.items() if r.success],
-            deferred=list(deferred),
+            deferred=deferred,
             bounced=[u.address for u in updates if u.state == RecipientState.BOUNCED],
             done=" (removed)" if gone else "",
         )
+        return gone
 
     async def _attempt(
         self, message: QueuedMessage, recipients: Sequence[str]
-    ) -> dict[str, Reply]:
+    ) -> tuple[dict[str, Reply], set[str]]:
+        """
+        Deliver to C{recipients}.
+
+        @return: each one's reply, and those whose delivery is recorded
+            already.
+        """
         locals_ = await self._localDomains()
         local: list[str] = []
         remote: dict[str, list[str]] = {}
@@ -426,20 +490,31 @@ class QueueRunner(Service):
         waits: list[Deferred[dict[str, Reply]]] = []
         if local:
             waits.append(Deferred.fromCoroutine(self._deliverLocal(message, local)))
+        recorded: set[str] = set(local)
         if remote:
             body = await self._store.queue.openMessage(message.id)
-            for domain, addresses in remote.items():
-                for start in range(0, len(addresses), MAX_RECIPIENTS):
-                    some = tuple(addresses[start : start + MAX_RECIPIENTS])
-                    job = _Job(
-                        message,
-                        domain,
-                        some,
-                        Transaction(message.sender, some, body.size, body.open),
-                    )
+            jobs = [
+                _Job(
+                    message,
+                    domain,
+                    some,
+                    Transaction(message.sender, some, body.size, body.open),
+                )
+                for domain, addresses in remote.items()
+                for start in range(0, len(addresses), MAX_RECIPIENTS)
+                for some in [tuple(addresses[start : start + MAX_RECIPIENTS])]
+            ]
+            # A message's only job has its deliveries committed with the
+            # message's settlement, at once; with several, each job's are
+            # committed as it ends, not after the slowest.
+            alone = len(jobs) == 1 and not local
+            for job in jobs:
+                job.recordNow = not alone
+                if job.recordNow:
+                    recorded.update(job.recipients)
                     job.done.addCallback(self._afterJob, message.id)
-                    self._addJob(job)
-                    waits.append(job.done)
+                self._addJob(job)
+                waits.append(job.done)
         outcomes: list[tuple[bool, Any]] = await DeferredList(waits, consumeErrors=True)
         for ok, result in outcomes:
             if ok:
@@ -448,7 +523,7 @@ class QueueRunner(Service):
                 self._log.failure("Delivery of {id} failed", result, id=message.id)
         for address in recipients:
             replies.setdefault(address, temporary("4.3.0", "local error in delivery"))
-        return replies
+        return replies, recorded
 
     def _afterJob(
         self, replies: dict[str, Reply], id: int

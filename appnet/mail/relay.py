@@ -40,7 +40,7 @@ from appnet.dns.interfaces import IDNSResolver
 from appnet.errors import AppnetError
 from appnet.files import InThread, inline
 from appnet.mail.client import StuffingClient, tlsOptions
-from appnet.mail.lines import noDelay
+from appnet.mail.lines import DotStuffer, noDelay
 
 __all__ = [
     "DestinationFailed",
@@ -52,6 +52,11 @@ __all__ = [
     "SessionFailed",
     "Transaction",
 ]
+
+#: Messages up to this size are read whole, in a file thread, while the
+#: server answers MAIL, RCPT and DATA, and go out with their final dot in
+#: one write; larger ones stream with back-pressure.
+SMALL = 64 * 1024
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
 _REPLY = re.compile(
@@ -266,6 +271,8 @@ class RelayClient(StuffingClient):
         self._pending: tuple[Transaction, Deferred[TransactionResult]] | None = None
         self._phase = "idle"
         self._file: BinaryIO | None = None
+        #: A small message's bytes, being read (see L{SMALL}).
+        self._small: Deferred[bytes] | None = None
         self._quitting = False
         #: The replies still owed to a pipelined batch, in order: what
         #: each answers, and the recipient for RCPT.
@@ -353,6 +360,8 @@ class RelayClient(StuffingClient):
             reply = Reply.fromServer(552, text, self.hop)
             self._finish({r: reply for r in transaction.recipients})
             return
+        if self.fileThreads is not None and transaction.size <= SMALL:
+            self._small = self.fileThreads(_readAll, transaction.open)
         params = b""
         if b"SIZE" in self.serverExtensions:
             params += b" SIZE=%d" % transaction.size
@@ -504,7 +513,34 @@ class RelayClient(StuffingClient):
 
     def smtpState_data(self, code: int, resp: bytes) -> None:
         self._phase = "dot"
-        super().smtpState_data(code, resp)
+        small, self._small = self._small, None
+        if small is None:
+            super().smtpState_data(code, resp)
+            return
+        # As SMTPClient.smtpState_data leaves it: the final reply next.
+        self._expected = SUCCESS
+        self._okresponse = self.smtpState_msgSent
+        small.addCallbacks(self._sendSmall, self._smallFailed)
+
+    def _sendSmall(self, data: bytes) -> None:
+        """The whole body, dot-stuffed, and the final dot: one write."""
+        if self.transport is None or self._result is None:
+            return
+        self.resetTimeout()
+        stuffer = DotStuffer(lineEnds=True)
+        body = stuffer(data) + stuffer.flush()
+        end = b".\r\n" if body.endswith(b"\n") else b"\r\n.\r\n"
+        self.transport.write(body + end)
+
+    def _smallFailed(self, failure: Failure) -> None:
+        if self._result is not None:
+            self.sendError(failure.value)
+
+    def _dropSmall(self) -> None:
+        small, self._small = self._small, None
+        if small is not None:
+            # Read for a transaction that ended before DATA: unused.
+            small.addErrback(lambda _: None)
 
     def finishedFileTransfer(self, lastsent: bytes) -> None:
         self._closeFile()
@@ -546,6 +582,7 @@ class RelayClient(StuffingClient):
 
     def _finish(self, replies: dict[str, Reply], tryElsewhere: bool = False) -> None:
         self._closeFile()
+        self._dropSmall()
         result, self._result = self._result, None
         self._transaction = None
         self.sent += 1
@@ -553,6 +590,9 @@ class RelayClient(StuffingClient):
             result.callback(TransactionResult(replies, tryElsewhere))
 
     def smtpState_msgSent(self, code: int, resp: bytes) -> None:
+        # The server took the message: RFC 5321 4.1.1.4 has the end of
+        # the data clear the transaction, so the next MAIL needs no RSET.
+        completed = self._phase == "dot" and code in SUCCESS
         if self._from is not None and self._result is not None:
             self.sentMail(
                 code, resp, len(self.successAddresses), self.toAddressesResult, self.log
@@ -564,6 +604,9 @@ class RelayClient(StuffingClient):
         if self._quitting and self._pending is None:
             self.usable = False
             self._disconnectFromServer()
+            return
+        if completed:
+            self.smtpState_from(code, resp)
             return
         self.sendLine(b"RSET")
         self._expected = list(SUCCESS)
@@ -638,6 +681,12 @@ class RelayClient(StuffingClient):
             self.closed.callback(None)
 
 
+def _readAll(open: Callable[[], BinaryIO]) -> bytes:
+    """A small message's bytes (in a file thread; its size is known)."""
+    with open() as f:
+        return f.read()
+
+
 def _describe(error: BaseException) -> str:
     if isinstance(error, SMTPClientError):
         resp: Any = error.resp
@@ -665,6 +714,9 @@ class Relay:
     #: inline for a reactor without threads, such as a test's Clock).
     _blocking: InThread | None = None
     _noTLS: dict[str, float] = field(factory=dict)
+    #: The lookups in flight, by domain: connections opened together
+    #: for one destination share one.
+    _looking: dict[str, list[Deferred[list[Hop]]]] = field(factory=dict)
     _log = Logger()
 
     #: A host whose TLS handshake failed is talked to in plain text for
@@ -693,11 +745,32 @@ class Relay:
 
     async def hops(self, domain: str) -> list[Hop]:
         """
-        The servers to try for C{domain}, in order.
+        The servers to try for C{domain}, in order; a lookup already in
+        flight for C{domain} is shared.
 
         @raise DestinationFailed: permanent (no such domain, null MX, mail
             loops back here) or temporary (DNS failed; no server address).
         """
+        waiters = self._looking.get(domain)
+        if waiters is not None:
+            waiter: Deferred[list[Hop]] = Deferred()
+            waiters.append(waiter)
+            return await waiter
+        self._looking[domain] = waiters = []
+        try:
+            found = await self._hops(domain)
+        except BaseException:
+            failure = Failure()
+            del self._looking[domain]
+            for waiter in waiters:
+                waiter.errback(failure)
+            raise
+        del self._looking[domain]
+        for waiter in waiters:
+            waiter.callback(list(found))
+        return found
+
+    async def _hops(self, domain: str) -> list[Hop]:
         smarthost = self._settings.smarthost
         if smarthost is not None:
             host, port = smarthost

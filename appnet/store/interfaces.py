@@ -803,13 +803,20 @@ class IQueueStore(Interface):
         """
 
     def settle(
-        id: int, owner: str, nextAttempt: float, lastError: str | None
+        id: int,
+        owner: str,
+        nextAttempt: float,
+        lastError: str | None,
+        updates: Sequence[RecipientUpdate] = (),
     ) -> Deferred[bool]:
         """
         End C{owner}'s attempt on a message: remove it (row and file) if
         every recipient is final (L{QueuedRecipient.final}), else count
         the attempt, note C{lastError}, schedule it for C{nextAttempt}
         and drop the claim.
+
+        @param updates: outcomes to L{record} first, in the same
+            transaction.
 
         @return: whether the message left the queue.
         """

@@ -712,8 +712,15 @@ class MemoryQueueStore:
         return succeed(None)
 
     def settle(
-        self, id: int, owner: str, nextAttempt: float, lastError: str | None
+        self,
+        id: int,
+        owner: str,
+        nextAttempt: float,
+        lastError: str | None,
+        updates: Sequence[RecipientUpdate] = (),
     ) -> Deferred[bool]:
+        if updates:
+            self.record(id, updates)
         entry = self._messages.get(id)
         if entry is None:
             return succeed(True)

@@ -92,6 +92,10 @@ class SQLiteQueueStore:
     _threads: Threads
     _now: Callable[[], float] = time.time
     _watchers: list[Callable[[], None]] = field(factory=list, init=False)
+    #: The file and size of each message claimed through this store and
+    #: not settled yet (so opening it needs no query); at most a runner's
+    #: batch.
+    _claimed: dict[int, tuple[str, int]] = field(factory=dict, init=False)
     _group: GroupCommit = field(init=False)
     _log = Logger()
 
@@ -222,7 +226,9 @@ class SQLiteQueueStore:
             return row[0], row[1]
 
         async def run() -> MessageBody:
-            file, size = await self._db.read(select)
+            # A message claimed through this store: its file is known.
+            known = self._claimed.get(id)
+            file, size = known if known is not None else await self._db.read(select)
             files = self._files
             return MessageBody(size, lambda: files.opener(file))
 
@@ -232,29 +238,37 @@ class SQLiteQueueStore:
         self, owner: str, now: float, lease: float, limit: int
     ) -> Deferred[Sequence[QueuedMessage]]:
         def take(conn: sqlite3.Connection) -> list[QueuedMessage]:
-            ids = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT id FROM queue_messages WHERE held = 0"
-                    " AND next_attempt <= ?"
-                    " AND (claimed_by IS NULL OR claimed_until <= ?)"
-                    " ORDER BY next_attempt, id LIMIT ?",
-                    (now, now, limit),
-                )
-            ]
-            if not ids:
+            rows = conn.execute(
+                "SELECT id, file, size FROM queue_messages WHERE held = 0"
+                " AND next_attempt <= ?"
+                " AND (claimed_by IS NULL OR claimed_until <= ?)"
+                " ORDER BY next_attempt, id LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            if not rows:
                 return []
+            ids = [row[0] for row in rows]
+            files.update((row[0], (row[1], row[2])) for row in rows)
             marks = ",".join("?" * len(ids))
             conn.execute(
                 "UPDATE queue_messages SET claimed_by = ?, claimed_until = ?"
                 f" WHERE id IN ({marks})",
                 (owner, now + lease, *ids),
             )
-            return self._select(
+            claimed = self._select(
                 conn, f"WHERE id IN ({marks})", tuple(ids), "next_attempt, id"
             )
+            return claimed
 
-        return self._db.write(take)
+        # Handed to the reactor's side once the claim has committed.
+        files: dict[int, tuple[str, int]] = {}
+
+        def taken(claimed: list[QueuedMessage]) -> list[QueuedMessage]:
+            self._claimed.update(files)
+            return claimed
+
+        # Sharing the commit of the inserts and outcomes around it.
+        return self._group.write(take).addCallback(taken)
 
     def renew(self, owner: str, ids: Sequence[int], until: float) -> Deferred[int]:
         def update(conn: sqlite3.Connection) -> int:
@@ -280,6 +294,7 @@ class SQLiteQueueStore:
 
         async def run() -> int:
             count = await self._db.write(update)
+            self._claimed.clear()
             if count:
                 self._changed()
             return count
@@ -297,26 +312,41 @@ class SQLiteQueueStore:
 
         return self._db.read(select)
 
+    @staticmethod
+    def _record(
+        conn: sqlite3.Connection,
+        id: int,
+        updates: Sequence[RecipientUpdate],
+        now: float,
+    ) -> None:
+        conn.executemany(
+            "UPDATE queue_recipients SET state = ?, response = ?, updated = ?,"
+            " notified = ? WHERE message = ? AND address = ?"
+            " AND state != 'delivered'",
+            [
+                (u.state, u.response, now, int(u.notified), id, u.address)
+                for u in updates
+            ],
+        )
+
     def record(self, id: int, updates: Sequence[RecipientUpdate]) -> Deferred[None]:
         now = self._now()
-
-        def update(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "UPDATE queue_recipients SET state = ?, response = ?, updated = ?,"
-                " notified = ? WHERE message = ? AND address = ?"
-                " AND state != 'delivered'",
-                [
-                    (u.state, u.response, now, int(u.notified), id, u.address)
-                    for u in updates
-                ],
-            )
-
-        return self._group.write(update)
+        return self._group.write(lambda conn: self._record(conn, id, updates, now))
 
     def settle(
-        self, id: int, owner: str, nextAttempt: float, lastError: str | None
+        self,
+        id: int,
+        owner: str,
+        nextAttempt: float,
+        lastError: str | None,
+        updates: Sequence[RecipientUpdate] = (),
     ) -> Deferred[bool]:
+        now = self._now()
+        self._claimed.pop(id, None)
+
         def update(conn: sqlite3.Connection) -> tuple[bool, str | None]:
+            if updates:
+                self._record(conn, id, updates, now)
             row = conn.execute(
                 "SELECT file FROM queue_messages WHERE id = ?", (id,)
             ).fetchone()
@@ -393,6 +423,8 @@ class SQLiteQueueStore:
         return self._changing(update).addCallback(bool)
 
     def delete(self, id: int) -> Deferred[bool]:
+        self._claimed.pop(id, None)
+
         def remove(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
                 "SELECT file FROM queue_messages WHERE id = ?", (id,)

@@ -307,6 +307,31 @@ class RunnerTests(SynchronousTestCase):
         [queued] = self.successResultOf(self.store.queue.list())
         self.assertIsNone(queued.claimedBy)
 
+    def test_wakeWhileScheduling(self) -> None:
+        """
+        A message queued while a scan is reading when the next message
+        falls due is still taken at once, not at the next poll.
+        """
+        held: list[Deferred[float | None]] = []
+        queueType = type(self.store.queue)
+        nextDue = queueType.nextDue
+
+        def slowNextDue(queue: Any) -> Deferred[float | None]:
+            if held:
+                return nextDue(queue)
+            d: Deferred[float | None] = Deferred()
+            held.append(d)
+            return d
+
+        self.patch(queueType, "nextDue", slowNextDue)
+        self.runner.startService()
+        self.addCleanup(self.runner.stopService)
+        self.assertEqual(len(held), 1)
+        self.enqueue()
+        self.assertEqual(self.relay.asked, [])
+        held[0].callback(None)
+        self.assertEqual(self.relay.asked, [BOB.split("@")[1]])
+
     def test_recipientsPerTransaction(self) -> None:
         """
         At most 50 recipients go in one transaction: 120 recipients at

@@ -17,6 +17,8 @@ from twisted.names import dns
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from appnet.dns.client import MailExchanger
+from appnet.dns.errors import TemporaryFailure
 from appnet.dns.testing import StaticResolver
 from appnet.files import inline
 from appnet.mail.bounce import Reported, report
@@ -90,7 +92,8 @@ class ClientTests(SynchronousTestCase):
         The client says EHLO with the configured host name, sends MAIL
         with SIZE and BODY=8BITMIME when offered, one RCPT per
         recipient, the body dot-stuffed with CRLF line ends, and reports
-        each recipient's own reply.
+        each recipient's own reply. No RSET follows a message the server
+        took: its final reply ended the transaction (RFC 5321 4.1.1.4).
         """
         s = Session()
         s.greet()
@@ -124,7 +127,7 @@ class ClientTests(SynchronousTestCase):
                 b".",
             ],
         )
-        self.assertEqual(s.reply(b"250 2.0.0 Ok: queued as X\r\n"), [b"RSET"])
+        self.assertEqual(s.reply(b"250 2.0.0 Ok: queued as X\r\n"), [])
         outcome: TransactionResult = self.successResultOf(result)
         self.assertFalse(outcome.tryElsewhere)
         nobody = outcome.replies["nobody@hamburger.edu"]
@@ -161,16 +164,37 @@ class ClientTests(SynchronousTestCase):
         sent = s.transport.value()
         s.transport.clear()
         self.assertEqual(sent, body.replace(b"\n.", b"\n..") + b".\r\n")
-        self.assertEqual(s.reply(b"250 2.0.0 Ok\r\n"), [b"RSET"])
+        self.assertEqual(s.reply(b"250 2.0.0 Ok\r\n"), [])
+        self.assertTrue(
+            self.successResultOf(result).replies["bob@hamburger.edu"].success
+        )
+
+    def test_smallBodyReadAhead(self) -> None:
+        """
+        A small message is read whole in the file threads while the
+        server answers MAIL, RCPT and DATA; after the 354 it goes out,
+        dot-stuffed, with its final dot.
+        """
+        threads = ManualThreads()
+        s = Session(threads=threads)
+        s.greet()
+        result = s.client.send(transaction(b"Subject: x\r\n\r\n.dot\r\n"))
+        self.assertEqual(len(threads.calls), 1)
+        s.reply(b"250 2.1.0 Ok\r\n")
+        self.assertEqual(s.reply(b"250 2.1.5 Ok\r\n"), [b"DATA"])
+        self.assertEqual(s.reply(b"354 go ahead\r\n"), [])
+        threads.runAll()
+        self.assertEqual(s.sent(), [b"Subject: x", b"", b"..dot", b"."])
+        self.assertEqual(s.reply(b"250 2.0.0 Ok\r\n"), [])
         self.assertTrue(
             self.successResultOf(result).replies["bob@hamburger.edu"].success
         )
 
     def test_reuse(self) -> None:
         """
-        A second message sent while the first's RSET is unanswered goes
-        out after it, on the same connection, without a new EHLO; QUIT
-        ends the session.
+        A second message goes out at once after the first was taken, on
+        the same connection, without a new EHLO or an RSET; QUIT ends the
+        session.
         """
         s = Session()
         s.greet()
@@ -178,20 +202,18 @@ class ClientTests(SynchronousTestCase):
         s.reply(b"250 ok\r\n")
         s.reply(b"250 ok\r\n")
         s.reply(b"354 go\r\n")
-        self.assertEqual(s.reply(b"250 ok\r\n"), [b"RSET"])
+        self.assertEqual(s.reply(b"250 ok\r\n"), [])
         self.assertTrue(
             self.successResultOf(first).replies["bob@hamburger.edu"].success
         )
         second = s.client.send(transaction(b"two\r\n"))
-        self.assertEqual(s.sent(), [])
-        self.assertEqual(s.reply(b"250 reset\r\n")[0][:10], b"MAIL FROM:")
+        self.assertEqual(s.sent()[0][:10], b"MAIL FROM:")
         s.reply(b"250 ok\r\n")
         s.reply(b"250 ok\r\n")
         self.assertEqual(s.reply(b"354 go\r\n"), [b"two", b"."])
         s.reply(b"250 ok\r\n")
         self.assertEqual(s.client.sent, 2)
         self.successResultOf(second)
-        s.reply(b"250 reset\r\n")
         s.client.quit()
         self.assertEqual(s.sent(), [b"QUIT"])
 
@@ -278,6 +300,7 @@ class PipelinedSession(Session):
     def __init__(self, extensions: bytes = PIPELINING, **kw: Any) -> None:
         self.clock = Clock()
         self.client = RelayClient(HOP, SETTINGS, self.clock, **kw)
+        self.client.fileThreads = inline
         self.transport = WriteCountingTransport()
         self.client.makeConnection(self.transport)
         self.extensions = extensions
@@ -338,8 +361,10 @@ class PipeliningTests(SynchronousTestCase):
         )
         self.assertEqual(s.batch(), (0, []))
         self.assertNoResult(result)
-        self.assertEqual(s.reply(b"354 go ahead\r\n"), [b"hello", b"."])
-        self.assertEqual(s.reply(b"250 2.0.0 Ok: queued as Q\r\n"), [b"RSET"])
+        s.client.dataReceived(b"354 go ahead\r\n")
+        # A small body and its final dot: one write.
+        self.assertEqual(s.batch(), (1, [b"hello", b"."]))
+        self.assertEqual(s.reply(b"250 2.0.0 Ok: queued as Q\r\n"), [])
         self.assertEqual(
             outcome(self, result),
             (
@@ -521,10 +546,41 @@ class PipeliningTests(SynchronousTestCase):
             ({"a@h.example": (421, "4.7.0", "too many connections")}, True),
         )
 
+    def test_nextMessageAtOnce(self) -> None:
+        """
+        A message sent as soon as the previous one was taken goes out in
+        one write at once, with no RSET before it.
+        """
+        s, result = self.start("a@h.example")
+        s.batch()
+        following: list[Deferred[TransactionResult]] = []
+        result.addCallback(
+            lambda _: following.append(
+                s.client.send(transaction(b"two\r\n", "b@h.example"))
+            )
+        )
+        s.reply(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        s.batch()
+        s.client.dataReceived(b"250 queued\r\n")
+        self.assertEqual(
+            s.batch(),
+            (
+                1,
+                [
+                    b"MAIL FROM:<alice@crepes.fr> SIZE=5 BODY=8BITMIME",
+                    b"RCPT TO:<b@h.example>",
+                    b"DATA",
+                ],
+            ),
+        )
+        s.reply(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        s.reply(b"250 queued\r\n")
+        self.assertTrue(self.successResultOf(following[0]).replies["b@h.example"])
+
     def test_rsetThenNextMessage(self) -> None:
         """
-        A message sent as soon as the previous one is done goes out right
-        behind that message's RSET, without waiting for its reply; a
+        After a message the server did not take, a message sent at once
+        goes out right behind the RSET, without waiting for its reply; a
         refused RSET ends the session and the message may go elsewhere.
         """
         s, result = self.start("a@h.example")
@@ -536,7 +592,7 @@ class PipeliningTests(SynchronousTestCase):
             )
         )
         s.reply(b"250 ok\r\n250 ok\r\n354 go\r\n")
-        written = s.reply(b"250 queued\r\n")
+        written = s.reply(b"451 4.3.0 try again\r\n")
         self.assertEqual(
             written,
             [
@@ -555,13 +611,19 @@ class PipeliningTests(SynchronousTestCase):
     def test_quitWhileResetting(self) -> None:
         """
         quit() while the RSET after a message is unanswered says QUIT as
-        soon as the RSET is answered.
+        soon as the RSET is answered; after a message the server took
+        (no RSET), at once.
         """
         s, result = self.start("a@h.example")
         s.batch()
         s.reply(b"250 ok\r\n250 ok\r\n354 go\r\n")
-        self.assertEqual(s.reply(b"250 queued\r\n"), [b"RSET"])
+        self.assertEqual(s.reply(b"250 queued\r\n"), [])
         self.successResultOf(result)
+        second = s.client.send(transaction(b"two\r\n", "b@h.example"))
+        s.batch()
+        s.reply(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        self.assertEqual(s.reply(b"452 4.2.2 full\r\n"), [b"RSET"])
+        self.successResultOf(second)
         s.client.quit()
         self.assertEqual(s.sent(), [])
         self.assertEqual(s.reply(b"250 reset\r\n"), [b"QUIT"])
@@ -650,10 +712,52 @@ loop MX 10 me
 """
 
 
+class SlowResolver:
+    """MX lookups that wait until the test answers them."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, Deferred[list[MailExchanger]]]] = []
+
+    def lookupMX(self, domain: str) -> Deferred[list[MailExchanger]]:
+        d: Deferred[list[MailExchanger]] = Deferred()
+        self.asked.append((domain, d))
+        return d
+
+
 class HopsTests(SynchronousTestCase):
     """
     Where a domain's mail goes.
     """
+
+    def test_sharedLookup(self) -> None:
+        """
+        Connections opened together for one domain share its lookup, a
+        failure too; a later one asks again.
+        """
+        resolver = SlowResolver()
+        settings = RelaySettings(hostname="mx.crepes.fr", port=2525)
+        relay = Relay(Clock(), resolver, settings)  # type: ignore[arg-type]
+
+        def hops(domain: str) -> Deferred[list[Hop]]:
+            return Deferred.fromCoroutine(relay.hops(domain))
+
+        first, second = hops("a.example"), hops("a.example")
+        other = hops("b.example")
+        self.assertEqual([d for d, _ in resolver.asked], ["a.example", "b.example"])
+        resolver.asked[0][1].callback(
+            [MailExchanger(10, "mx.a.example", ("192.0.2.1",))]
+        )
+        expected = ["mx.a.example[192.0.2.1]:2525"]
+        self.assertEqual([str(h) for h in self.successResultOf(first)], expected)
+        self.assertEqual([str(h) for h in self.successResultOf(second)], expected)
+        third = hops("a.example")
+        self.assertEqual(len(resolver.asked), 3)
+        resolver.asked[1][1].errback(TemporaryFailure("b.example", "SERVFAIL"))
+        self.failureResultOf(other, DestinationFailed)
+        resolver.asked[2][1].callback(
+            [MailExchanger(10, "mx.a.example", ("192.0.2.1",))]
+        )
+        self.successResultOf(third)
 
     def relay(self, **kw: Any) -> Relay:
         resolver = StaticResolver(

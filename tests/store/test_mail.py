@@ -668,6 +668,40 @@ class QueueStoreContract(Contract):
         self.assertTrue(await store.queue.settle(queued.id, "n:1", now, None))
         await store.queue.record(queued.id, [])
 
+    async def test_settleWithOutcomes(self) -> None:
+        """
+        Outcomes given to settle are recorded in its own transaction:
+        with every recipient delivered the message leaves the queue; a
+        claimed message opens without asking the database again.
+        """
+        store = await self.makeStore()
+        queued = await self.queue(store, "x@a.example", "y@b.example")
+        now = queued.nextAttempt
+        await store.queue.claim("n:1", now, 60, 10)
+        body = await store.queue.openMessage(queued.id)
+        self.assertEqual(body.size, queued.size)
+        delivered = [
+            RecipientUpdate("x@a.example", RecipientState.DELIVERED, "250 ok"),
+            RecipientUpdate("y@b.example", RecipientState.DEFERRED, "451 later"),
+        ]
+        gone = await store.queue.settle(queued.id, "n:1", now + 60, "451", delivered)
+        self.assertFalse(gone)
+        after = await store.queue.get(queued.id)
+        self.assertEqual(
+            [(r.address, r.state) for r in after.recipients],
+            [
+                ("x@a.example", RecipientState.DELIVERED),
+                ("y@b.example", RecipientState.DEFERRED),
+            ],
+        )
+        self.assertEqual((after.attempts, after.claimedBy), (1, None))
+        await store.queue.claim("n:1", now + 60, 60, 10)
+        last = [RecipientUpdate("y@b.example", RecipientState.DELIVERED, "250 ok")]
+        self.assertTrue(await store.queue.settle(queued.id, "n:1", now, None, last))
+        self.assertIsNone(await store.queue.get(queued.id))
+        with self.assertRaises(NoSuchMessage):
+            await store.queue.openMessage(queued.id)
+
     async def test_delayNotice(self) -> None:
         """A delay warning marks its message warned."""
         store = await self.makeStore()

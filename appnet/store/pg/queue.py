@@ -299,27 +299,38 @@ class PGQueueStore:
 
         return self._db.run(select)
 
+    @staticmethod
+    def _record(
+        conn: Connection, id: int, updates: Sequence[RecipientUpdate], now: float
+    ) -> None:
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                "UPDATE queue_recipients SET state = %s, response = %s,"
+                " updated = %s, notified = %s WHERE message = %s"
+                " AND address = %s AND state != 'delivered'",
+                [
+                    (u.state, u.response, now, u.notified, id, u.address)
+                    for u in updates
+                ],
+            )
+
     def record(self, id: int, updates: Sequence[RecipientUpdate]) -> Deferred[None]:
         now = self._now()
-
-        def update(conn: Connection) -> None:
-            with conn.cursor() as cursor:
-                cursor.executemany(
-                    "UPDATE queue_recipients SET state = %s, response = %s,"
-                    " updated = %s, notified = %s WHERE message = %s"
-                    " AND address = %s AND state != 'delivered'",
-                    [
-                        (u.state, u.response, now, u.notified, id, u.address)
-                        for u in updates
-                    ],
-                )
-
-        return self._db.run(update)
+        return self._db.run(lambda conn: self._record(conn, id, updates, now))
 
     def settle(
-        self, id: int, owner: str, nextAttempt: float, lastError: str | None
+        self,
+        id: int,
+        owner: str,
+        nextAttempt: float,
+        lastError: str | None,
+        updates: Sequence[RecipientUpdate] = (),
     ) -> Deferred[bool]:
+        now = self._now()
+
         def update(conn: Connection) -> tuple[bool, int | None]:
+            if updates:
+                self._record(conn, id, updates, now)
             row = conn.execute(
                 "SELECT body FROM queue_messages WHERE id = %s FOR UPDATE", (id,)
             ).fetchone()
