@@ -100,6 +100,16 @@ class _Job:
     #: Commit its deliveries as soon as it is done (the message has
     #: other jobs), rather than with the message's settlement.
     recordNow: bool = True
+    #: Fires once its outcome is on disk (or its attempt ended without):
+    #: its connection takes no other message before, so a kill -9 can
+    #: make at most one duplicate per connection.
+    recorded: Deferred[None] = field(factory=Deferred)
+
+    def markRecorded(self, result: object = None) -> object:
+        """Fire L{recorded} (once), passing C{result} through."""
+        if not self.recorded.called:
+            self.recorded.callback(None)
+        return result
 
 
 @define(eq=False)
@@ -173,6 +183,9 @@ class QueueRunner(Service):
         self.node = f"{hostname}:"
         self.owner = f"{hostname}:{os.getpid()}:{secrets.token_hex(4)}"
         self._active: dict[int, Deferred[None]] = {}
+        #: Jobs whose deliveries are committed with their message's
+        #: settlement, by message id.
+        self._settling: dict[int, list[_Job]] = {}
         self._destinations: dict[str, _Destination] = {}
         self._workers = 0
         self._scanning = False
@@ -339,6 +352,8 @@ class QueueRunner(Service):
 
         def done(gone: object) -> None:
             self._active.pop(message.id, None)
+            for job in self._settling.pop(message.id, ()):
+                job.markRecorded()
             finished.callback(None)
             if gone is not True or self._full:
                 # Rescheduled (or failed), or other messages wait for its
@@ -513,6 +528,9 @@ class QueueRunner(Service):
                 if job.recordNow:
                     recorded.update(job.recipients)
                     job.done.addCallback(self._afterJob, message.id)
+                    job.done.addBoth(job.markRecorded)
+                else:
+                    self._settling.setdefault(message.id, []).append(job)
                 self._addJob(job)
                 waits.append(job.done)
         outcomes: list[tuple[bool, Any]] = await DeferredList(waits, consumeErrors=True)
@@ -828,6 +846,7 @@ class QueueRunner(Service):
                         continue
                     replies = result.replies
                 job.done.callback(replies)
+                await job.recorded
                 job = await self._nextJob(
                     destination, wait=session is not None and session.usable
                 )
