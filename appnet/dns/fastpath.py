@@ -44,6 +44,8 @@ class _Entry:
         recursive cache the body restamped at C{until}'s second;
         C{None} when the entry needs L{WireCache.answer} (rotations) or
         was dropped.
+    @ivar used: hit since the recursive cache last evicted, so the cache
+        entries it read are to be marked used first (L{WireCache.fresh}).
     @ivar hits: UDP hits not yet added to the counters (L{WireCache.settle}).
     @ivar received: the sizes of those hits' queries, summed.
     """
@@ -51,6 +53,7 @@ class _Entry:
     __slots__ = (
         "body",
         "hot",
+        "used",
         "hits",
         "received",
         "counters",
@@ -68,6 +71,7 @@ class _Entry:
     def __init__(self, counters: Increments, seen: tuple[str, int, bool]) -> None:
         self.body: bytes | None = None
         self.hot: bytes | None = None
+        self.used = False
         self.hits = 0
         self.received = 0
         self.counters = counters
@@ -141,6 +145,9 @@ class WireCache:
         #: L{appnet.dns.query.DNSDatagramServer}).
         self.hosts: dict[str, dict[bytes, _Entry]] = {}
         self._clock = cache.clock if cache is not None else None
+        self._used: list[_Entry] = []
+        if cache is not None:
+            cache.beforeEvicting = self._markUsed
         authority.watch(self.clear)
         status.settleWith(self.settle)
 
@@ -196,15 +203,29 @@ class WireCache:
     def fresh(self, entry: _Entry) -> bool:
         """
         Is the restamped body of an entry built from the recursive cache
-        still exact? If so its cache entries are marked used, as a
-        lookup would.
+        still exact? If so, the cache entries it read count as used: a
+        lookup moves them to the recently-used end at once; a hit notes
+        them, and they are moved before the cache next evicts (moving
+        them on every hit cost about as much as the rest of the hit).
         """
         cache = self.cache
         assert cache is not None and self._clock is not None
         if self._clock.seconds() < entry.until and cache.generation == entry.generation:
-            cache.touch(entry.touched)
+            if not entry.used:
+                entry.used = True
+                used = self._used
+                used.append(entry)
+                if len(used) > self.maxEntries:
+                    self._markUsed()
             return True
         return False
+
+    def _markUsed(self) -> None:
+        assert self.cache is not None
+        for entry in self._used:
+            entry.used = False
+            self.cache.touch(entry.touched)
+        self._used.clear()
 
     def keyOf(self, data: bytes, mayRecurse: bool, tcp: bool) -> Key | None:
         """
