@@ -28,8 +28,9 @@ of its rounds (and their range); a ratio is the median of the per-round
 ratios. The server's CPU time per answer (its processes' user and system
 time over the rounds, from /proc) is shown too: unlike answers/s it
 barely moves with other work on the machine. p50/p99 come from a
-separate 2-second C{dnsperf -v} pass at the same load. The load generator (dnsperf if installed, else
-bench/dns/loadgen.py) is a process of its own::
+separate 1-second C{dnsperf -v} pass at the same load. The load
+generator (dnsperf if installed, else bench/dns/loadgen.py) is a process
+of its own::
 
     python bench/dns/run.py [--seconds 10] [--rounds 5] [--loadgen dnsperf|twisted]
 """
@@ -237,12 +238,12 @@ def measure(
 
 def percentiles(tool: str, port: int, file: str) -> tuple[str, str]:
     """
-    p50 and p99 latency in ms, from a separate 2-second pass at the same
+    p50 and p99 latency in ms, from a separate 1-second pass at the same
     load with dnsperf -v (one line per answer with its latency).
     """
     if tool != "dnsperf":
         return "?", "?"
-    command = loadCommand(tool, port, file, 2) + ["-v"]
+    command = loadCommand(tool, port, file, 1) + ["-v"]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     times = sorted(
         float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if line[:2] == "> "
