@@ -505,6 +505,9 @@ def main() -> None:
             )
     try:
         run("authoritative", auth, "host1.bench.test", authQueries)
+        if answers(UPSTREAM[0], UPSTREAM[1], "host1.upstream.test"):
+            # Waiting for ours would hear that one instead.
+            raise SystemExit(f"something already answers on {UPSTREAM[0]}:53")
         upstream = Server(
             "upstream",
             appnetArgs(
