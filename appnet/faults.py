@@ -242,6 +242,8 @@ class Faults:
         Is a fault of C{protocol} scripted? (A fast path that answers
         before the protocol's fault points steps aside while one is.)
         """
+        if not self._pending:
+            return False
         return any(fault.protocol == protocol for fault in self._pending)
 
     def pending(self) -> list[Fault]:

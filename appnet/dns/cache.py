@@ -7,7 +7,7 @@ Design notes: HACKING.rst, "Design notes by module".
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import IntEnum
 from typing import Any
 
@@ -125,6 +125,9 @@ class Cache:
         self.generation = 0
         #: When set, lookups note what they read in it.
         self.trail: CacheTrail | None = None
+        #: Called before entries are evicted: marks as used the entries
+        #: the wire cache's hits read (L{appnet.dns.fastpath}).
+        self.beforeEvicting: Callable[[], None] | None = None
 
     @property
     def clock(self) -> IReactorTime:
@@ -154,6 +157,8 @@ class Cache:
         self.generation += 1
         entries[key] = entry
         entries.move_to_end(key)
+        if len(entries) > self.maxEntries and self.beforeEvicting is not None:
+            self.beforeEvicting()
         while len(entries) > self.maxEntries:
             entries.popitem(last=False)
 

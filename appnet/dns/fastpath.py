@@ -3,16 +3,15 @@ The wire-level answer cache: response bytes the full query path built,
 handed out again with the query's ID, without decoding or encoding.
 
 An entry is keyed by what can change a response (L{WireCache.keyOf}):
-the question section as sent, RD, CD, DO, whether the query had EDNS,
-the size limit the reply must fit (UDP, the client's EDNS size, or TCP)
-and whether the client may recurse. Only queries the server answers at
-once are kept (authoritative data, referrals, refusals, recursive cache
-hits); everything else takes the full path every time. Counters, query
-observers and round-robin rotation are repeated exactly as the full path
-did them. Authoritative entries live until a zone changes
-(L{appnet.dns.zones.Authority.watch}); entries built from the recursive
-cache live while every cache entry they read does, and their TTL fields
-are rewritten on each reply to the seconds left.
+the question section as sent, RD, CD, DO, EDNS, the size limit the reply
+must fit, and whether the client may recurse. Only answers given at once
+are kept (zone data, referrals, refusals, recursive cache hits), with the
+counters, observers and rotations they cause, repeated on a hit. Zone
+entries live until a zone changes; entries built from the recursive cache
+while every cache entry they read does, their TTLs restamped to the
+seconds left. A repeated UDP query is found by its bytes after the ID in
+a table of its client's access class (L{WireCache.hosts}), by the UDP
+protocol alone; its counters are added when read (L{WireCache.settle}).
 """
 
 from __future__ import annotations
@@ -37,10 +36,26 @@ Increments = tuple[tuple[tuple[str, str], int], ...]
 
 
 class _Entry:
-    """One cached response (or a set of rotations of it)."""
+    """
+    One cached response (or a set of rotations of it).
+
+    @ivar hot: what the UDP hit path (L{WireCache.hosts}) sends after the
+        query's ID: the fixed body, or for an entry built from the
+        recursive cache the body restamped at C{until}'s second;
+        C{None} when the entry needs L{WireCache.answer} (rotations) or
+        was dropped.
+    @ivar used: hit since the recursive cache last evicted, so the cache
+        entries it read are to be marked used first (L{WireCache.fresh}).
+    @ivar hits: UDP hits not yet added to the counters (L{WireCache.settle}).
+    @ivar received: the sizes of those hits' queries, summed.
+    """
 
     __slots__ = (
         "body",
+        "hot",
+        "used",
+        "hits",
+        "received",
         "counters",
         "seen",
         "rotations",
@@ -55,6 +70,10 @@ class _Entry:
 
     def __init__(self, counters: Increments, seen: tuple[str, int, bool]) -> None:
         self.body: bytes | None = None
+        self.hot: bytes | None = None
+        self.used = False
+        self.hits = 0
+        self.received = 0
         self.counters = counters
         self.seen = seen
         self.rotations: tuple[tuple[tuple[bytes, int], int], ...] = ()
@@ -118,15 +137,95 @@ class WireCache:
         self.maxEntries = maxEntries
         self._entries: dict[Key, _Entry] = {}
         self._keys: dict[tuple[bytes, bool, bool], Key] = {}
+        #: The UDP hit path's tables: a query's bytes after the ID to its
+        #: entry, one table per access class (may recurse or not).
+        self.tables: tuple[dict[bytes, _Entry], dict[bytes, _Entry]] = ({}, {})
+        #: A client address to the table of its access class, for
+        #: addresses whose queries may take the hit path (see
+        #: L{appnet.dns.query.DNSDatagramServer}).
+        self.hosts: dict[str, dict[bytes, _Entry]] = {}
         self._clock = cache.clock if cache is not None else None
+        self._used: list[_Entry] = []
+        if cache is not None:
+            cache.beforeEvicting = self._markUsed
         authority.watch(self.clear)
+        status.settleWith(self.settle)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def clear(self) -> None:
         """Forget every response (the zones changed)."""
+        for entry in self._entries.values():
+            self._drop(entry)
         self._entries.clear()
+        for table in self.tables:
+            table.clear()
+
+    def _drop(self, entry: _Entry) -> None:
+        """An entry leaves the cache: count its hits, stop serving it."""
+        entry.hot = None
+        if entry.hits:
+            self._settle(entry)
+
+    def _settle(self, entry: _Entry) -> None:
+        hits = entry.hits
+        self.status.incrementAll(
+            [(key, amount * hits) for key, amount in entry.counters]
+            + [(("dns", "bytes_in"), entry.received)]
+        )
+        entry.hits = entry.received = 0
+
+    def settle(self) -> None:
+        """Add the hits the UDP hit path counted in its entries."""
+        for entry in self._entries.values():
+            if entry.hits:
+                self._settle(entry)
+
+    def remember(self, host: str, mayRecurse: bool, data: bytes, key: Key) -> None:
+        """
+        Let later UDP queries from C{host} with C{data}'s bytes (apart
+        from the ID) find C{key}'s entry by those bytes alone.
+        """
+        entry = self._entries.get(key)
+        if entry is None or len(data) > _KEPT_QUERY:
+            return
+        table = self.tables[mayRecurse]
+        if len(table) >= 2 * self.maxEntries:
+            table.clear()
+        table[data[2:]] = entry
+        hosts = self.hosts
+        if host not in hosts:
+            if len(hosts) >= 4096:
+                hosts.clear()
+            hosts[host] = table
+
+    def fresh(self, entry: _Entry) -> bool:
+        """
+        Is the restamped body of an entry built from the recursive cache
+        still exact? If so, the cache entries it read count as used: a
+        lookup moves them to the recently-used end at once; a hit notes
+        them, and they are moved before the cache next evicts (moving
+        them on every hit cost about as much as the rest of the hit).
+        """
+        cache = self.cache
+        assert cache is not None and self._clock is not None
+        if self._clock.seconds() < entry.until and cache.generation == entry.generation:
+            if not entry.used:
+                entry.used = True
+                used = self._used
+                used.append(entry)
+                if len(used) > self.maxEntries:
+                    self._markUsed()
+            return True
+        return False
+
+    def _markUsed(self) -> None:
+        assert self.cache is not None
+        for entry in self._used:
+            entry.used = False
+            self.cache.touch(entry.touched)
+        self._used.clear()
 
     def keyOf(self, data: bytes, mayRecurse: bool, tcp: bool) -> Key | None:
         """
@@ -208,7 +307,7 @@ class WireCache:
             else:
                 body = self._restamp(entry)
                 if body is None:
-                    del self._entries[key]
+                    self._drop(self._entries.pop(key))
                     return None
         self.status.incrementAll(entry.counters)
         return data[:2] + body, entry
@@ -231,7 +330,7 @@ class WireCache:
             pack(buffer, offset, max(0, int(left)))
             # The TTL written stays right until the fraction runs out.
             until = min(until, now + left % 1)
-        entry.restamped = bytes(buffer)
+        entry.restamped = entry.hot = bytes(buffer)
         entry.until = until
         return entry.restamped
 
@@ -290,10 +389,14 @@ class WireCache:
         else:
             if trail is not None and (trail.touched or trail.returned):
                 return
-            entry.body = body
+            entry.body = entry.hot = body
         entries = self._entries
-        if key not in entries and len(entries) >= self.maxEntries:
-            del entries[next(iter(entries))]
+        held = entries.get(key)
+        if held is None:
+            if len(entries) >= self.maxEntries:
+                self._drop(entries.pop(next(iter(entries))))
+        elif held is not entry:
+            self._drop(held)
         entries[key] = entry
 
     def _stamps(self, entry: _Entry, response: bytes, trail: CacheTrail) -> bool:

@@ -25,8 +25,6 @@ from enum import Enum
 
 from twisted.internet.interfaces import IReactorTime
 
-from appnet.ratelimit import TokenBucket
-
 __all__ = ["Policy", "RateLimiter", "Verdict"]
 
 
@@ -82,7 +80,8 @@ class Verdict(Enum):
 
 class RateLimiter:
     """
-    A token bucket per client address, on a clock.
+    A token bucket per client address, on a clock (the arithmetic of
+    L{appnet.ratelimit.TokenBucket}, inline: it runs for every UDP query).
     """
 
     def __init__(
@@ -95,25 +94,31 @@ class RateLimiter:
     ) -> None:
         self._clock = clock
         self.rate = rate
-        self.burst = burst if burst is not None else max(rate, 1.0)
+        self.burst = float(burst if burst is not None else max(rate, 1.0))
         self.slip = slip
         self.maxClients = maxClients
-        self._buckets: dict[str, TokenBucket] = {}
+        #: A client's [tokens, when last refilled].
+        self._buckets: dict[str, list[float]] = {}
         self._refused: dict[str, int] = {}
 
     def check(self, host: str) -> Verdict:
         """
         Take a token for one response to C{host}, or say how to refuse.
         """
+        now = self._clock.seconds()
         bucket = self._buckets.get(host)
         if bucket is None:
             if len(self._buckets) >= self.maxClients:
-                self._prune(self._clock.seconds())
-            bucket = self._buckets[host] = TokenBucket(
-                self._clock, self.rate, self.burst
-            )
-        if bucket.tryTake():
+                self._prune(now)
+            bucket = self._buckets[host] = [self.burst, now]
+        tokens = bucket[0] + (now - bucket[1]) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
+        bucket[1] = now
+        if tokens >= 1.0:
+            bucket[0] = tokens - 1.0
             return Verdict.ANSWER
+        bucket[0] = tokens
         refused = self._refused[host] = self._refused.get(host, 0) + 1
         if self.slip and refused % self.slip == 0:
             return Verdict.SLIP
@@ -123,7 +128,7 @@ class RateLimiter:
         """Forget clients whose buckets have filled up again."""
         full = self.burst / self.rate if self.rate else 0
         for host, bucket in list(self._buckets.items()):
-            if now - bucket.lastUsed >= full:
+            if now - bucket[1] >= full:
                 del self._buckets[host]
                 self._refused.pop(host, None)
         if len(self._buckets) >= self.maxClients:

@@ -8,6 +8,7 @@ Design notes: HACKING.rst, "Design notes by module".
 
 from __future__ import annotations
 
+import errno
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, ISystemHandle
 from twisted.logger import Logger
 from twisted.names import dns, server
 from twisted.protocols.policies import TimeoutMixin
@@ -88,31 +89,104 @@ class SeenQuery:
         return typeName(self.type)
 
 
+class _NotListening(OSError):
+    """A reply after the UDP port stopped (a late answer from recursion)."""
+
+
+def _unsent(data: bytes, addr: Any) -> None:
+    raise _NotListening("not listening")
+
+
 class DNSDatagramServer(dns.DNSDatagramProtocol):
     """
-    The server's UDP side: hands each datagram to the factory, counting
-    the bytes in and out (the TCP side is counted by the listener's
-    L{appnet.listen.GuardedFactory}, which UDP does not go through).
+    The server's UDP side: answers a repeated query from the wire cache's
+    tables (L{WireCache.hosts}) at once, and hands every other datagram to
+    the factory, counting the bytes in and out (the TCP side is counted by
+    the listener's L{appnet.listen.GuardedFactory}, which UDP does not go
+    through).
     """
 
     noisy = False
 
+    def __init__(self, controller: DNSServerFactory, reactor: Any = None) -> None:
+        super().__init__(controller, reactor)
+        self._wire = controller.wireCache
+        self._hosts: dict[str, dict[bytes, Any]] = {}
+        self._sendto: Callable[[bytes, Any], Any] = _unsent
+        self._fresh: Callable[[Any], bool] = bool
+
+    def startProtocol(self) -> None:
+        super().startProtocol()
+        # A reply goes back to the address its query came from, so it
+        # needs none of the address checks of the port's write: send it
+        # with the socket's own sendto where there is one.
+        handle = ISystemHandle(self.transport, None)
+        sendto = getattr(handle and handle.getHandle(), "sendto", None)
+        self._sendto = sendto if sendto is not None else self.transport.write
+        if self._wire is not None:
+            self._hosts = self._wire.hosts
+            self._fresh = self._wire.fresh
+
+    def stopProtocol(self) -> None:
+        self._sendto = _unsent
+        self._hosts = {}
+        super().stopProtocol()
+
     def datagramReceived(self, data: bytes, addr: Any) -> None:
-        self.controller.status.increment("dns", "bytes_in", len(data))
-        self.controller.handleDatagram(data, self, addr)
+        factory = self.controller
+        limiter = factory.limiter
+        if limiter is not None:
+            verdict = limiter.check(addr[0])
+            if verdict is not Verdict.ANSWER:
+                factory.status.increment("dns", "bytes_in", len(data))
+                factory.refused(verdict, data, self, addr)
+                return
+        table = self._hosts.get(addr[0])
+        if table is not None:
+            entry = table.get(data[2:])
+            if (
+                entry is not None
+                and entry.hot is not None
+                and not factory.faults.has("dns")
+                and (not entry.touched or self._fresh(entry))
+            ):
+                # Counted when the counters are read (WireCache.settle).
+                entry.hits += 1
+                entry.received += len(data)
+                if factory.observers:
+                    factory.notify(entry.seen, addr, "udp")
+                payload = data[:2] + entry.hot
+                try:
+                    self._sendto(payload, addr)
+                except OSError as e:
+                    self.unsent(payload, addr, e)
+                return
+        factory.status.increment("dns", "bytes_in", len(data))
+        factory.answerDatagram(data, self, addr)
+
+    def reply(self, data: bytes, addr: Any) -> None:
+        """Send one reply whose bytes out are already counted."""
+        try:
+            self._sendto(data, addr)
+        except OSError as e:
+            self.unsent(data, addr, e)
+
+    def unsent(self, data: bytes, addr: Any, error: OSError) -> None:
+        """Sending a reply failed: log it, take back its bytes out."""
+        if error.errno == errno.ECONNREFUSED:
+            # Sent; an earlier datagram was refused (the port's write
+            # ignores this too).
+            return
+        if not isinstance(error, _NotListening):
+            self.controller._log.info(
+                "cannot send a reply to {client}: {error}", client=addr, error=error
+            )
+        self.controller.status.increment("dns", "bytes_out", -len(data))
 
     def send(self, data: bytes, addr: Any) -> None:
-        """Send one reply, if still listening."""
-        if self.transport is None:
-            return
-        try:
-            self.transport.write(data, addr)
-        except OSError as e:
-            self.controller._log.info(
-                "cannot send a reply to {client}: {error}", client=addr, error=e
-            )
-            return
+        """Send one reply, counting its bytes out."""
         self.controller.status.increment("dns", "bytes_out", len(data))
+        self.reply(data, addr)
 
 
 class DNSStreamServer(dns.DNSProtocol, TimeoutMixin):
@@ -219,43 +293,45 @@ class DNSServerFactory(server.DNSServerFactory):
         self, data: bytes, protocol: DNSDatagramServer, addr: Any
     ) -> None:
         """A UDP query from C{addr}."""
-        host = addr[0]
         if self.limiter is not None:
-            verdict = self.limiter.check(host)
+            verdict = self.limiter.check(addr[0])
             if verdict is not Verdict.ANSWER:
-                self._count("rate_limited")
-                if verdict is Verdict.SLIP:
-                    self._slip(data, protocol, addr)
+                self.refused(verdict, data, protocol, addr)
                 return
+        self.answerDatagram(data, protocol, addr)
 
+    def refused(
+        self, verdict: Verdict, data: bytes, protocol: DNSDatagramServer, addr: Any
+    ) -> None:
+        """A UDP query over the rate limit: dropped, or slipped (TC reply)."""
+        self._count("rate_limited")
+        if verdict is Verdict.SLIP:
+            self._slip(data, protocol, addr)
+
+    def answerDatagram(
+        self, data: bytes, protocol: DNSDatagramServer, addr: Any
+    ) -> None:
+        """A UDP query from C{addr} within the rate limit."""
+        host = addr[0]
         wire = self.wireCache
         if wire is not None and not self.traced and not self.faults.has("dns"):
-            key = wire.keyOf(data, self.policy.mayRecurse(host), False)
+            mayRecurse = self.policy.mayRecurse(host)
+            key = wire.keyOf(data, mayRecurse, False)
             if key is not None:
                 found = wire.answer(key, data)
                 if found is not None:
                     if self.observers:
-                        self._notify(found[1].seen, addr, "udp")
-                    transport = protocol.transport
-                    try:
-                        if transport is None:
-                            raise OSError("not listening")
-                        transport.write(found[0], addr)
-                    except OSError as e:
-                        self._log.info(
-                            "cannot send a reply to {client}: {error}",
-                            client=addr,
-                            error=e,
-                        )
-                        self.status.increment("dns", "bytes_out", -len(found[0]))
-                    return
-                self._fill(
-                    key,
-                    data,
-                    (host, addr[1]),
-                    "udp",
-                    lambda payload: protocol.send(payload, addr),
-                )
+                        self.notify(found[1].seen, addr, "udp")
+                    protocol.reply(found[0], addr)
+                else:
+                    self._fill(
+                        key,
+                        data,
+                        (host, addr[1]),
+                        "udp",
+                        lambda payload: protocol.send(payload, addr),
+                    )
+                wire.remember(host, mayRecurse, data, key)
                 return
 
         def reply(payload: bytes) -> None:
@@ -274,14 +350,15 @@ class DNSServerFactory(server.DNSServerFactory):
                 found = wire.answer(key, data)
                 if found is not None:
                     if self.observers:
-                        self._notify(found[1].seen, client, "tcp")
+                        self.notify(found[1].seen, client, "tcp")
                     protocol.send(found[0])
                     return
                 self._fill(key, data, client, "tcp", protocol.send)
                 return
         self.handleRequest(data, client, "tcp", protocol.send)
 
-    def _notify(self, seen: tuple[str, int, bool], client: Any, transport: str) -> None:
+    def notify(self, seen: tuple[str, int, bool], client: Any, transport: str) -> None:
+        """Tell the query observers of a query the wire cache answered."""
         query = SeenQuery(seen[0], seen[1], (client[0], client[1]), transport, seen[2])
         for observer in self.observers:
             observer(query)

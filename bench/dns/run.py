@@ -1,28 +1,38 @@
 """
-DNS answers per second: appnet against stock C{twistd dns}, same zone,
-same load generator, in one run.
+DNS answers per second: appnet against stock C{twistd dns} and Unbound,
+same zone, same load generator, in one run.
 
 Two workloads:
 
-  - authoritative: names in a zone both servers load from the same file;
+  - authoritative: names in a zone every server loads from the same file;
   - cache hits: names of another zone, served by an upstream on
     127.0.0.20:53; appnet forwards there (C{--dns-forward}), stock
     C{twistd dns} recurses there with its cache on (C{-c --resolv-conf},
     which only knows port 53, hence that address; binding it needs root,
-    and the row is skipped otherwise). A warm-up pass fills the caches, so
-    the measured pass is all cache hits.
+    and the row is skipped otherwise), Unbound forwards there.
 
 Rows: the bare Twisted floor (bench/dns/bare.py: pre-encoded answers),
 stock twistd dns, appnet with one worker and with two, and Unbound with
 one and two threads (an auth-zone from the same file, or forwarding to
-the same upstream). p50/p99 come from a separate 3-second ``dnsperf -v``
-pass at the same load.
+the same upstream). appnet runs with its rate limit off (C{[dns]
+rate_limit = 0}: one client at 100k queries/s is what it exists to stop;
+neither twistd dns nor Unbound limits by default) and no query log.
 
-Each server is its own process, started and stopped by PID; the load
-generator (dnsperf if installed, else bench/dns/loadgen.py) is another.
-Servers are measured one at a time so they do not share the CPU::
+Method: the servers of a workload are all started (each its own process,
+started and stopped by PID; idle, they cost nothing), each is sent a
+1-second warm-up (filling every cache, so the cache-hit rows are all
+hits), then measured one at a time in C{--rounds} rounds of
+C{seconds / rounds} each, the order rotated every round, so a change in
+the machine's load falls on every server alike. A row shows the median
+of its rounds (and their range); a ratio is the median of the per-round
+ratios. The server's CPU time per answer (its processes' user and system
+time over the rounds, from /proc) is shown too: unlike answers/s it
+barely moves with other work on the machine. p50/p99 come from a
+separate 1-second C{dnsperf -v} pass at the same load. The load
+generator (dnsperf if installed, else bench/dns/loadgen.py) is a process
+of its own::
 
-    python bench/dns/run.py [--seconds 10] [--loadgen dnsperf|twisted]
+    python bench/dns/run.py [--seconds 10] [--rounds 5] [--loadgen dnsperf|twisted]
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +59,19 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 UPSTREAM = ("127.0.0.20", 53)
 HOSTS = 200
+#: The ratios printed under the table: (row, row it is compared with).
+RATIOS = {
+    workload: [
+        ("appnet" + extra, "twistd dns" + tail),
+        ("appnet" + extra, "Unbound 1 thread"),
+        ("appnet" + extra + " --workers 2", "Unbound 2 threads"),
+        ("appnet" + extra, "bare Twisted UDP (pre-encoded)"),
+    ]
+    for workload, extra, tail in (
+        ("authoritative", "", " (Twisted 26.10)"),
+        ("cache hits", " --dns-forward", " -c (Twisted 26.10)"),
+    )
+}
 
 
 def zone(origin: str) -> str:
@@ -154,11 +178,51 @@ def loadCommand(tool: str, port: int, file: str, seconds: float) -> list[str]:
     ]
 
 
-def measure(tool: str, port: int, file: str, seconds: float) -> dict[str, str]:
+def cpuSeconds(pid: int) -> float:
+    """
+    CPU time (user and system) of a process and all its descendants so
+    far, from /proc (Linux); 0 elsewhere.
+    """
+    ticks: dict[int, int] = {}
+    parents: dict[int, int] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return 0.0
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parents[int(name)] = int(fields[1])
+        ticks[int(name)] = int(fields[11]) + int(fields[12])
+    tree = {pid}
+    grew = True
+    while grew:
+        more = {p for p, parent in parents.items() if parent in tree} - tree
+        grew = bool(more)
+        tree |= more
+    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    tool: str, port: int, file: str, seconds: float, pid: int | None = None
+) -> dict[str, str]:
+    """
+    One load-generator run; with C{pid}, also the CPU seconds the server
+    (that process and its children) used meanwhile.
+    """
     command = loadCommand(tool, port, file, seconds)
+    before = cpuSeconds(pid) if pid is not None else 0.0
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     found = {}
+    if pid is not None:
+        found["cpu"] = str(cpuSeconds(pid) - before)
     for key, pattern in (
+        ("completed", r"Queries completed:\s+(\d+)"),
         ("qps", r"Queries per second:\s+([\d.]+)"),
         ("latency", r"Average Latency \(s\):\s+([\d.]+)"),
         ("lost", r"Queries lost:\s+(\d+)"),
@@ -169,18 +233,17 @@ def measure(tool: str, port: int, file: str, seconds: float) -> dict[str, str]:
     found["command"] = " ".join(
         os.path.basename(c) if c == file else c for c in command
     )
-    found["p50"], found["p99"] = percentiles(tool, port, file)
     return found
 
 
 def percentiles(tool: str, port: int, file: str) -> tuple[str, str]:
     """
-    p50 and p99 latency in ms, from a separate 3-second pass at the same
+    p50 and p99 latency in ms, from a separate 1-second pass at the same
     load with dnsperf -v (one line per answer with its latency).
     """
     if tool != "dnsperf":
         return "?", "?"
-    command = loadCommand(tool, port, file, 3) + ["-v"]
+    command = loadCommand(tool, port, file, 1) + ["-v"]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     times = sorted(
         float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if line[:2] == "> "
@@ -266,13 +329,17 @@ def appnetArgs(data: str, port: int, *extra: str, host: str = "127.0.0.1") -> li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="appnet vs twistd dns")
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument(
+        "--seconds", type=float, default=10, help="measured seconds per server"
+    )
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
         "--loadgen",
         choices=["dnsperf", "twisted"],
         default="dnsperf" if shutil.which("dnsperf") else "twisted",
     )
     args = parser.parse_args()
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     sys.path.insert(0, ROOT)
     work = tempfile.mkdtemp(prefix="appnet-bench-dns-")
     for name in ("bench.test", "upstream.test"):
@@ -280,7 +347,7 @@ def main() -> None:
             f.write(zone(name))
         with open(os.path.join(work, f"{name}.queries"), "w") as f:
             f.write(queries(name))
-    rows: list[tuple[str, str, dict[str, str]]] = []
+    rows: list[tuple[str, str, dict[str, Any]]] = []
     servers: list[Server] = []
 
     def appnetData(name: str, zoneName: str | None) -> str:
@@ -295,28 +362,65 @@ def main() -> None:
         return data
 
     def run(
-        label: str,
-        workload: str,
-        server: Server,
-        port: int,
-        name: str,
-        file: str,
-        warm: bool,
+        workload: str, entries: list[tuple[str, Any]], name: str, file: str
     ) -> None:
-        servers.append(server)
+        """Start every server of a workload, measure them in rounds, stop them."""
+        started: list[tuple[str, Server, int]] = []
         try:
-            server.wait("127.0.0.1", port, name)
-            if warm:
-                measure(args.loadgen, port, file, 2)
-            result = measure(args.loadgen, port, file, args.seconds)
-            rows.append((label, workload, result))
-            print(
-                f"{label:30} {workload:14} {float(result['qps']):10.0f} answers/s",
-                flush=True,
-            )
+            for label, start in entries:
+                port = freePort(udp=True)
+                while port in [p for _, _, p in started]:
+                    port = freePort(udp=True)
+                server = Server(
+                    label, start(port), work, os.path.join(work, f"{port}.log")
+                )
+                servers.append(server)
+                started.append((label, server, port))
+            for _, server, port in started:
+                server.wait("127.0.0.1", port, name)
+            for _, _, port in started:
+                measure(args.loadgen, port, file, 1)
+            results: dict[str, list[dict[str, str]]] = {
+                label: [] for label, _, _ in started
+            }
+            for round in range(args.rounds):
+                shift = round % len(started)
+                for label, server, port in started[shift:] + started[:shift]:
+                    results[label].append(
+                        measure(
+                            args.loadgen,
+                            port,
+                            file,
+                            args.seconds / args.rounds,
+                            server.process.pid,
+                        )
+                    )
+            for label, _, port in started:
+                found = results[label]
+                qps = [float(r["qps"]) for r in found]
+                p50, p99 = percentiles(args.loadgen, port, file)
+                answered = sum(int(r["completed"]) for r in found)
+                cpu = sum(float(r["cpu"]) for r in found)
+                row = {
+                    "qps": statistics.median(qps),
+                    "cpu": f"{cpu / answered * 1e6:.1f}" if answered and cpu else "?",
+                    "rounds": qps,
+                    "p50": p50,
+                    "p99": p99,
+                    "lost": sum(int(r["lost"]) for r in found if r["lost"] != "?"),
+                    "codes": found[-1]["codes"],
+                    "command": found[-1]["command"],
+                }
+                rows.append((label, workload, row))
+                print(
+                    f"{label:34} {workload:14} {row['qps']:10.0f} answers/s "
+                    f"(rounds: {' '.join(f'{q:.0f}' for q in qps)})",
+                    flush=True,
+                )
         finally:
-            server.stop()
-            servers.remove(server)
+            for _, server, _ in started:
+                server.stop()
+                servers.remove(server)
 
     zoneFile = os.path.join(work, "bench.test.zone")
     authQueries = os.path.join(work, "bench.test.queries")
@@ -327,7 +431,7 @@ def main() -> None:
     def twistdAuth(port: int) -> list[str]:
         return [*TWISTD, "-n", "--pidfile=", "dns", "--bindzone", zoneFile]
 
-    # (label, workload, how to start it on a port, warm the cache first)
+    # (label, how to start it on a port)
     auth: list[tuple[str, Any]] = [
         (
             "bare Twisted UDP (pre-encoded)",
@@ -400,17 +504,10 @@ def main() -> None:
                 )
             )
     try:
-        for label, start in auth:
-            port = freePort(udp=True)
-            run(
-                label,
-                "authoritative",
-                Server(label, start(port), work, os.path.join(work, f"{port}.log")),
-                port,
-                "host1.bench.test",
-                authQueries,
-                False,
-            )
+        run("authoritative", auth, "host1.bench.test", authQueries)
+        if answers(UPSTREAM[0], UPSTREAM[1], "host1.upstream.test"):
+            # Waiting for ours would hear that one instead.
+            raise SystemExit(f"something already answers on {UPSTREAM[0]}:53")
         upstream = Server(
             "upstream",
             appnetArgs(
@@ -429,39 +526,57 @@ def main() -> None:
         if upstreamOK:
             with open(os.path.join(work, "resolv.conf"), "w") as f:
                 f.write(f"nameserver {UPSTREAM[0]}\n")
-            for label, start in cache:
-                port = freePort(udp=True)
-                run(
-                    label,
-                    "cache hits",
-                    Server(label, start(port), work, os.path.join(work, f"{port}.log")),
-                    port,
-                    "host1.upstream.test",
-                    cacheQueries,
-                    True,
-                )
+            run("cache hits", cache, "host1.upstream.test", cacheQueries)
     finally:
         for server in list(servers):
             server.stop()
 
     print()
     print(
-        f"Load generator: {args.loadgen}, {args.seconds:g} s per run, 100 queries"
-        " outstanding, UDP, 127.0.0.1; CPUs: " + str(os.cpu_count())
+        f"Load generator: {args.loadgen}, {args.rounds} rounds of "
+        f"{args.seconds / args.rounds:g} s per server, 100 queries outstanding, "
+        f"UDP, 127.0.0.1; CPUs: {os.cpu_count()}; load average before: {load}"
     )
     print()
     width = max(len(label) for label, _, _ in rows)
-    rule = f"{'=' * width}  ==============  ==========  ========  ========  ====="
+    rule = (
+        f"{'=' * width}  ==============  ==========  ===============  "
+        "======  ======  ======  ====="
+    )
     print(rule)
     heading = f"{'server':{width}}  {'workload':14}  {'answers/s':>10}"
-    print(f"{heading}  {'p50 ms':>8}  {'p99 ms':>8}  lost")
+    print(
+        f"{heading}  {'rounds min-max':15}  {'CPU us':>6}  {'p50 ms':>6}  "
+        f"{'p99 ms':>6}  lost"
+    )
     print(rule)
     for label, workload, result in rows:
+        spread = f"{min(result['rounds']):.0f}-{max(result['rounds']):.0f}"
         print(
-            f"{label:{width}}  {workload:14}  {float(result['qps']):10.0f}  "
-            f"{result['p50']:>8}  {result['p99']:>8}  {result['lost']}"
+            f"{label:{width}}  {workload:14}  {result['qps']:10.0f}  "
+            f"{spread:15}  {result['cpu']:>6}  {result['p50']:>6}  "
+            f"{result['p99']:>6}  {result['lost']}"
         )
     print(rule)
+    print(
+        "CPU us: the server's processor time (user and system, all its "
+        "processes) per answer, over the measured rounds."
+    )
+    print()
+    found = {(label, workload): result["rounds"] for label, workload, result in rows}
+    for workload in ("authoritative", "cache hits"):
+        for mine, theirs in RATIOS[workload]:
+            if (mine, workload) in found and (theirs, workload) in found:
+                per = [
+                    a / b
+                    for a, b in zip(
+                        found[(mine, workload)], found[(theirs, workload)], strict=True
+                    )
+                ]
+                print(
+                    f"{workload}: {mine} / {theirs}: {statistics.median(per):.2f}"
+                    f"  (rounds {min(per):.2f}-{max(per):.2f})"
+                )
     print()
     for label, workload, result in rows:
         print(f"{label}, {workload}: {result['command']}  ({result['codes']})")

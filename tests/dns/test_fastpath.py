@@ -5,6 +5,7 @@ same bytes as the full query path, for a corpus of queries.
 
 from __future__ import annotations
 
+import errno
 import struct
 from typing import Any
 
@@ -12,16 +13,18 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import FakeDatagramTransport, StringTransport
 from twisted.names import dns
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from appnet.dns.cache import Cache, Trust
 from appnet.dns.fastpath import WireCache, ttlOffsets
-from appnet.dns.policy import Policy
+from appnet.dns.policy import Policy, RateLimiter
 from appnet.dns.query import DNSDatagramServer, DNSServerFactory, SeenQuery
 from appnet.dns.recursion import ForwardingResolver
-from appnet.dns.wire import EDNS, encode, newQuery
+from appnet.dns.wire import EDNS, decode, encode, newQuery
 from appnet.dns.zones import Authority, zoneFromText
+from appnet.faults import Faults
 from appnet.status import Status
+from appnet.testing import startDNS
 
 ZONE = """\
 $TTL 300
@@ -217,11 +220,13 @@ class DifferentialTests(SynchronousTestCase):
                     )
                     if len(data) < 12:
                         continue
-                    got = getattr(fast, ask)(data, client)
-                    expected = getattr(full, ask)(data, client)
-                    self.assertEqual(
-                        got, expected, f"round {round}, {client}, query {number}"
-                    )
+                    # Asked twice: the second is a hit within the second.
+                    for _ in range(2):
+                        got = getattr(fast, ask)(data, client)
+                        expected = getattr(full, ask)(data, client)
+                        self.assertEqual(
+                            got, expected, f"round {round}, {client}, query {number}"
+                        )
             clock.advance(15.5)
         self.assertEqual(fast.status.snapshot(), full.status.snapshot())
         self.assertEqual(fast.seen, full.seen)
@@ -289,6 +294,22 @@ class DifferentialTests(SynchronousTestCase):
         self.assertNotEqual(before, after)
         self.assertIn(bytes([192, 0, 2, 2]), after)
 
+    def test_evictedHitsCounted(self) -> None:
+        """
+        Hits the UDP hit path tallied in an entry are counted when the
+        entry leaves the cache, so the counters match the full path's.
+        """
+        clock = Clock()
+        fast, full = Side(clock, True), Side(clock, False)
+        assert fast.wire is not None
+        fast.wire.maxEntries = 2
+        names = [b"www", b"www", b"www", b"ns", b"mail", b"www", b"ns", b"ns"]
+        for name in names:
+            data = query(name + b".hamburger.edu")
+            self.assertEqual(fast.udpAsk(data, LOCAL), full.udpAsk(data, LOCAL))
+        self.assertEqual(fast.status.snapshot(), full.status.snapshot())
+        self.assertEqual(fast.seen, full.seen)
+
     def test_bounded(self) -> None:
         """The wire cache holds at most C{maxEntries} responses."""
         side = Side(Clock(), True)
@@ -297,3 +318,141 @@ class DifferentialTests(SynchronousTestCase):
         for name in (b"www", b"ns", b"mail", b"rr", b"txt"):
             side.udpAsk(query(name + b".hamburger.edu"), LOCAL)
         self.assertEqual(len(side.wire), 3)
+
+
+class HitPathTests(SynchronousTestCase):
+    """
+    A repeated UDP query is answered by the protocol alone, with every
+    policy still applied.
+    """
+
+    def test_noFactory(self) -> None:
+        """
+        The second time, neither the factory's datagram path nor the
+        query path runs; the counters are those of two answers.
+        """
+        side = Side(Clock(), True)
+        data = query(b"www.hamburger.edu", id=5)
+        first = side.udpAsk(data, LOCAL)
+        side.factory.answerDatagram = None  # type: ignore[assignment,method-assign]
+        side.factory.handleRequest = None  # type: ignore[assignment,method-assign]
+        second = side.udpAsk(b"\x00\x06" + data[2:], LOCAL)
+        self.assertEqual(second, b"\x00\x06" + first[2:])
+        counter = side.status.counter
+        self.assertEqual(counter("dns", "queries"), 2)
+        self.assertEqual(counter("dns", "queries_udp"), 2)
+        self.assertEqual(counter("dns", "bytes_in"), 2 * len(data))
+        self.assertEqual(counter("dns", "bytes_out"), 2 * len(first))
+        self.assertEqual(len(side.seen), 2)
+
+    def test_accessClass(self) -> None:
+        """
+        A client that may not recurse is not given what a recursive
+        client's identical query got.
+        """
+        side = Side(Clock(), True)
+        data = query(b"www.cached.test")
+        allowed = side.udpAsk(data, LOCAL)
+        side.udpAsk(data, LOCAL)
+        refused = side.udpAsk(data, REMOTE)
+        self.assertEqual(decode(allowed).message.rCode, dns.OK)
+        self.assertEqual(decode(refused).message.rCode, dns.EREFUSED)
+
+    def test_fault(self) -> None:
+        """
+        A DNS fault scripted after an answer was cached is applied to
+        the next query.
+        """
+        clock = Clock()
+        side = Side(clock, True)
+        side.factory.faults = Faults(clock, side.status)
+        data = query(b"www.hamburger.edu")
+        side.udpAsk(data, LOCAL)
+        side.udpAsk(data, LOCAL)
+        side.factory.faults.dns("www.hamburger.edu", "servfail")
+        reply = side.udpAsk(data, LOCAL)
+        self.assertEqual(decode(reply).message.rCode, dns.ESERVER)
+        self.assertEqual(decode(side.udpAsk(data, LOCAL)).message.rCode, dns.OK)
+
+    def test_cacheRecentlyUsed(self) -> None:
+        """
+        An answer from the recursive cache marks the entries it read as
+        just used, as a lookup would, so the cache evicts the same
+        entries with and without the wire cache.
+        """
+        clock = Clock()
+        sides = Side(clock, True), Side(clock, False)
+        clock.advance(0.5)
+        for name in (b"www", b"www", b"gone", b"gone", b"www"):
+            data = query(name + b".cached.test")
+            self.assertEqual(sides[0].udpAsk(data, LOCAL), sides[1].udpAsk(data, LOCAL))
+        kept = []
+        for side in sides:
+            side.cache.maxEntries = len(side.cache)
+            for i in range(4):
+                side.cache.putRRSet(
+                    b"new%d.test" % i,
+                    dns.A,
+                    60,
+                    [dns.Record_A("192.0.2.1")],
+                    Trust.ANSWER,
+                )
+            kept.append(side.cache.getRRSet(b"www.cached.test", dns.A) is not None)
+        self.assertEqual(kept, [True, True])
+
+    def test_rateLimited(self) -> None:
+        """
+        The rate limit applies to answers the hit path would give: over
+        it, queries are dropped or slipped (an empty TC reply).
+        """
+        clock = Clock()
+        side = Side(clock, True)
+        side.factory.limiter = RateLimiter(clock, rate=1, burst=3, slip=2)
+        data = query(b"www.hamburger.edu")
+        for _ in range(6):
+            side.udp.datagramReceived(data, LOCAL)
+        replies = [decode(p).message for p, _ in side.transport.written]
+        self.assertEqual(
+            [(r.trunc, len(r.answers)) for r in replies], [(0, 1)] * 3 + [(1, 0)]
+        )
+        self.assertEqual(side.status.counter("dns", "rate_limited"), 3)
+        self.assertEqual(side.status.counter("dns", "queries"), 3)
+        self.assertEqual(side.status.counter("dns", "bytes_in"), 6 * len(data))
+
+    def test_sendFails(self) -> None:
+        """
+        A reply the socket would not take is not counted as bytes out; one
+        sent after an earlier datagram was refused (ECONNREFUSED) is.
+        """
+        side = Side(Clock(), True)
+        data = query(b"www.hamburger.edu")
+        size = len(side.udpAsk(data, LOCAL))
+        errors = [errno.EAGAIN, errno.ECONNREFUSED]
+
+        class Failing(FakeDatagramTransport):
+            def write(self, packet: bytes, addr: Any = None) -> None:
+                raise OSError(errors.pop(0), "no")
+
+        udp = DNSDatagramServer(side.factory, side.clock)
+        udp.makeConnection(Failing())
+        udp.datagramReceived(data, LOCAL)
+        udp.datagramReceived(data, LOCAL)
+        self.assertEqual(errors, [])
+        self.assertEqual(side.status.counter("dns", "bytes_out"), 2 * size)
+        self.assertEqual(side.status.counter("dns", "queries"), 3)
+
+
+class SocketTests(TestCase):
+    """The hit path sends with the socket of a real UDP port."""
+
+    async def test_repeated(self) -> None:
+        """A query asked again is answered again, and counted."""
+        running = await startDNS(self, zones={"hamburger.edu": ZONE})
+        client = running.client()
+        for _ in range(3):
+            response = await client.query("www.hamburger.edu")
+            self.assertEqual(
+                [r.payload.dottedQuad() for r in response.answers], ["192.0.2.1"]
+            )
+        self.assertEqual(running.counter("queries_udp"), 3)
+        self.assertEqual(len(running.queries), 3)
