@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
-from attrs import define, field, frozen
+from attrs import define, evolve, field, frozen
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.task import LoopingCall
@@ -101,8 +101,8 @@ class _Job:
     #: other jobs), rather than with the message's settlement.
     recordNow: bool = True
     #: Fires once its outcome is on disk (or its attempt ended without):
-    #: its connection takes no other message before, so a kill -9 can
-    #: make at most one duplicate per connection.
+    #: its connection sends no other message's final dot before, so a
+    #: kill -9 can make at most one duplicate per connection.
     recorded: Deferred[None] = field(factory=Deferred)
 
     def markRecorded(self, result: object = None) -> object:
@@ -820,6 +820,7 @@ class QueueRunner(Service):
         current = job
         index = 0
         session: RelayClient | None = None
+        previous: Deferred[None] | None = None
         reuse = self._relay.settings.reuse
         try:
             while job is not None:
@@ -837,7 +838,7 @@ class QueueRunner(Service):
                             assert failure is not None
                             self._failAll(destination, job, failure.reply)
                             return
-                    result = await session.send(job.transaction)
+                    result = await session.send(evolve(job.transaction, after=previous))
                     if result.tryElsewhere and index + 1 < len(hops):
                         session.abort()
                         destination.sessions.discard(session)
@@ -846,7 +847,7 @@ class QueueRunner(Service):
                         continue
                     replies = result.replies
                 job.done.callback(replies)
-                await job.recorded
+                previous = job.recorded
                 job = await self._nextJob(
                     destination, wait=session is not None and session.usable
                 )

@@ -181,12 +181,16 @@ class Transaction:
     One message for some recipients at one destination.
 
     @ivar open: opens the message (CRLF line ends) for reading.
+    @ivar after: when given, the body (and so the final dot, after which
+        the server has the message) waits for it to fire; MAIL, RCPT and
+        DATA go out meanwhile.
     """
 
     sender: str
     recipients: tuple[str, ...]
     size: int
     open: Callable[[], BinaryIO]
+    after: Deferred[None] | None = None
 
 
 @frozen
@@ -513,6 +517,22 @@ class RelayClient(StuffingClient):
 
     def smtpState_data(self, code: int, resp: bytes) -> None:
         self._phase = "dot"
+        transaction = self._transaction
+        after = transaction.after if transaction is not None else None
+        if after is not None and not after.called:
+            # Waited on, never given a result of ours: a callback of our
+            # own that passes the result on.
+            def opened(result: object) -> object:
+                self._dataNow(transaction, code, resp)
+                return result
+
+            after.addBoth(opened)
+            return
+        self._dataNow(transaction, code, resp)
+
+    def _dataNow(self, transaction: Transaction | None, code: int, resp: bytes) -> None:
+        if self.transport is None or self._transaction is not transaction:
+            return  # Gone, or the transaction ended, while waiting.
         small, self._small = self._small, None
         if small is None:
             super().smtpState_data(code, resp)

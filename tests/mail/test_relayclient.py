@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from attrs import evolve
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
@@ -185,6 +186,27 @@ class ClientTests(SynchronousTestCase):
         self.assertEqual(s.reply(b"354 go ahead\r\n"), [])
         threads.runAll()
         self.assertEqual(s.sent(), [b"Subject: x", b"", b"..dot", b"."])
+        self.assertEqual(s.reply(b"250 2.0.0 Ok\r\n"), [])
+        self.assertTrue(
+            self.successResultOf(result).replies["bob@hamburger.edu"].success
+        )
+
+    def test_bodyAfterGate(self) -> None:
+        """
+        A transaction with C{after} sends MAIL, RCPT and DATA at once but
+        its body and final dot only once C{after} fires (the previous
+        message's outcome on disk, in the queue).
+        """
+        s = Session()
+        s.greet()
+        gate: Deferred[None] = Deferred()
+        body = b"Subject: x\r\n\r\nhi\r\n"
+        result = s.client.send(evolve(transaction(body), after=gate))
+        s.reply(b"250 2.1.0 Ok\r\n")
+        self.assertEqual(s.reply(b"250 2.1.5 Ok\r\n"), [b"DATA"])
+        self.assertEqual(s.reply(b"354 go ahead\r\n"), [])
+        gate.callback(None)
+        self.assertEqual(s.sent(), [b"Subject: x", b"", b"hi", b"."])
         self.assertEqual(s.reply(b"250 2.0.0 Ok\r\n"), [])
         self.assertTrue(
             self.successResultOf(result).replies["bob@hamburger.edu"].success
