@@ -161,7 +161,9 @@ def main() -> None:
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
     print("listening", port.getHost().port, flush=True)
     stdio.StandardIO(_Stop())
-    reactor.run()  # type: ignore[attr-defined]
+    # Stopped by closing its stdin (then SIGTERM, whose default action
+    # ends it without a second reactor.stop()).
+    reactor.run(installSignalHandlers=False)  # type: ignore[attr-defined]
     BareSMTP.store.pool.stop()
 
 
