@@ -8,8 +8,9 @@ serving the same files from the same directory, in one run.
 - MB/s for a 100 MiB file: ``curl`` downloading it to /dev/null.
 
 Rows: the bare Twisted floor (bench/http/bare.py: one pre-built response
-per request), appnet with one and two workers, stock twistd web, nginx
-with one and two workers (``--only NAME`` picks some). All run at once;
+per request, the large file read 1 MiB at a time into the transport),
+appnet with one and two workers, stock twistd web, nginx with one and two
+workers (``--only NAME`` picks some). All run at once;
 the measurements alternate between them for several rounds (3 by
 default) and the medians are printed.
 
@@ -117,6 +118,7 @@ def startBare(work: str, www: str, port: int) -> subprocess.Popen[bytes]:
             os.path.join(os.path.dirname(os.path.abspath(__file__)), "bare.py"),
             os.path.join(www, SMALL),
             str(port),
+            os.path.join(www, LARGE),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -230,6 +232,11 @@ def main() -> None:
     parser.add_argument(
         "--only", action="append", help="measure only this server (repeatable)"
     )
+    parser.add_argument(
+        "--large-only",
+        action="store_true",
+        help="only the 100 MiB downloads (no wrk runs), for quick checks",
+    )
     args = parser.parse_args()
     for tool in ("wrk", "curl"):
         if shutil.which(tool) is None:
@@ -265,17 +272,18 @@ def main() -> None:
             running.append((name, port, process))
             waitForPort(port, process)
             time.sleep(1)  # every worker up
-            wrk(port, 1, args.connections)  # warm up
+            if not args.large_only:
+                wrk(port, 1, args.connections)  # warm up
         # Rounds alternate between the servers, so a colleague's load on
         # the shared machine falls on all of them alike; medians are shown.
         for round in range(args.rounds):
             for name, port, _ in running:
                 rps.setdefault(name, []).append(
-                    wrk(port, args.duration, args.connections)
+                    (0.0, 0.0, 0.0)
+                    if args.large_only
+                    else wrk(port, args.duration, args.connections)
                 )
-                # The bare protocol serves the small file only.
-                bare = name.startswith("bare")
-                mbps.setdefault(name, []).append(0.0 if bare else download(port, 1))
+                mbps.setdefault(name, []).append(download(port, 1))
             print(f"  round {round + 1} of {args.rounds} done", file=sys.stderr)
     finally:
         for _, _, process in running:
