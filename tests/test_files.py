@@ -29,13 +29,27 @@ from appnet.files import (
 DATA = bytes(range(256)) * 64
 
 
+def dataFile(case: SynchronousTestCase) -> int:
+    """A descriptor open on a file of L{DATA}, closed after the test."""
+    path = case.mktemp()
+    with open(path, "wb") as f:
+        f.write(DATA)
+    fd = os.open(path, os.O_RDONLY)
+    case.addCleanup(os.close, fd)
+    return fd
+
+
+def socketPair(case: SynchronousTestCase) -> tuple[socket.socket, socket.socket]:
+    """Two connected sockets, closed after the test."""
+    a, b = socket.socketpair()
+    case.addCleanup(a.close)
+    case.addCleanup(b.close)
+    return a, b
+
+
 class FileSpansTests(SynchronousTestCase):
     def setUp(self) -> None:
-        path = self.mktemp()
-        with open(path, "wb") as f:
-            f.write(DATA)
-        self.fd = os.open(path, os.O_RDONLY)
-        self.addCleanup(os.close, self.fd)
+        self.fd = dataFile(self)
 
     def test_read(self) -> None:
         """
@@ -58,9 +72,7 @@ class FileSpansTests(SynchronousTestCase):
         sendfile sends the current span to a socket and stops (0) at a
         literal part, which read then returns.
         """
-        a, b = socket.socketpair()
-        self.addCleanup(a.close)
-        self.addCleanup(b.close)
+        a, b = socketPair(self)
         spans = FileSpans(self.fd, [(5, 1000), b"--", (0, 4)])
         self.assertEqual(spans.sendfile(a.fileno(), 600), 600)
         self.assertEqual(spans.sendfile(a.fileno(), 600), 400)
@@ -76,9 +88,7 @@ class FileSpansTests(SynchronousTestCase):
 
     def test_sendfileShrank(self) -> None:
         """A span past the end of the file fails with FileShrank."""
-        a, b = socket.socketpair()
-        self.addCleanup(a.close)
-        self.addCleanup(b.close)
+        a, b = socketPair(self)
         spans = FileSpans(self.fd, [(len(DATA) - 2, 5)])
         self.assertEqual(spans.sendfile(a.fileno(), 10), 2)
         self.assertRaises(FileShrank, spans.sendfile, a.fileno(), 10)
@@ -138,21 +148,15 @@ class ZeroCopyTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        path = self.mktemp()
-        with open(path, "wb") as f:
-            f.write(DATA)
-        self.fd = os.open(path, os.O_RDONLY)
-        self.addCleanup(os.close, self.fd)
-        self.a, self.b = socket.socketpair()
-        self.addCleanup(self.a.close)
-        self.addCleanup(self.b.close)
+        self.fd = dataFile(self)
+        self.a, self.b = socketPair(self)
         self.a.setblocking(False)
         self.bypassed: list[int] = []
 
     def sender(
-        self, consumer: Consumer, spans: FileSpans, **kw: Any
+        self, consumer: Consumer, spans: FileSpans, send: Any = None, **kw: Any
     ) -> ThreadedFileSender:
-        zeroCopy = ZeroCopy(self.a, spans.sendfile, self.bypassed.append)
+        zeroCopy = ZeroCopy(self.a, send or spans.sendfile, self.bypassed.append)
         return ThreadedFileSender(
             inline,
             spans.read,
@@ -223,16 +227,7 @@ class ZeroCopyTests(SynchronousTestCase):
                 raise BlockingIOError()
             return spans.sendfile(fd, limit)
 
-        zeroCopy = ZeroCopy(self.a, full, self.bypassed.append)
-        sender = ThreadedFileSender(
-            inline,
-            spans.read,
-            consumer,
-            chunkSize=2000,
-            length=spans.length,
-            zeroCopy=zeroCopy,
-        )
-        done = sender.start()
+        done = self.sender(consumer, spans, full).start()
         self.assertEqual(consumer.drain(), DATA[:2000])
         # The direct trip found the socket full: the next chunk is read.
         self.assertEqual(consumer.value(), DATA[2000:4000])
