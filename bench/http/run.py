@@ -5,7 +5,9 @@ serving the same files from the same directory, in one run.
 - requests/s for a 1 KiB file, with p50/p99 latency: ``wrk --latency``
   (keep-alive, one thread, 32 connections, 10 s per server and round by
   default);
-- MB/s for a 100 MiB file: ``curl`` downloading it to /dev/null.
+- MB/s for a 100 MiB file: ``curl`` downloading it to /dev/null, three
+  times a round (the median; one download is the noisiest figure on a
+  shared machine).
 
 Rows: the bare Twisted floor (bench/http/bare.py: one pre-built response
 per request, the large file read 1 MiB at a time into the transport),
@@ -283,7 +285,7 @@ def main() -> None:
                     if args.large_only
                     else wrk(port, args.duration, args.connections)
                 )
-                mbps.setdefault(name, []).append(download(port, 1))
+                mbps.setdefault(name, []).append(download(port, 3))
             print(f"  round {round + 1} of {args.rounds} done", file=sys.stderr)
     finally:
         for _, _, process in running:
@@ -305,8 +307,8 @@ def main() -> None:
     print(table(rows))
     print(
         f"\nmedians of {args.rounds} alternating rounds: wrk -t1 "
-        f"-c{args.connections} -d{args.duration}s (keep-alive); one curl "
-        "download to /dev/null; loopback; access logs to files."
+        f"-c{args.connections} -d{args.duration}s (keep-alive); three curl "
+        "downloads to /dev/null a round; loopback; access logs to files."
     )
 
 
