@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from attrs import frozen
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import (
     IConsumer,
@@ -22,11 +23,10 @@ from twisted.internet.interfaces import (
     IPushProducer,
     IReactorTime,
     ISSLTransport,
-    ITCPTransport,
 )
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import Interface, implementer
 
 from appnet.errors import AppnetError
 
@@ -34,12 +34,14 @@ __all__ = [
     "CHUNK",
     "FileShrank",
     "FileSpans",
+    "IDirectWrites",
     "InThread",
     "SendingStopped",
     "ThreadedFileSender",
     "ZeroCopy",
     "inline",
     "plainSocket",
+    "zeroCopyTo",
 ]
 
 T = TypeVar("T")
@@ -151,15 +153,33 @@ class FileSpans:
         return sent
 
 
+class IDirectWrites(Interface):
+    """
+    A transport wrapper that lets a sender write to the socket under it
+    directly (L{ZeroCopy}) and counts what was written that way.
+    """
+
+    def directSocket() -> socket.socket | None:
+        """
+        The socket, if bytes may go to it past this transport now (plain
+        TCP, nothing recording what is written), else C{None}.
+        """
+
+    def wroteDirectly(count: int) -> None:
+        """C{count} bytes went to the socket past this transport."""
+
+
 def plainSocket(transport: object) -> socket.socket | None:
     """
     The socket under a plain (not TLS) TCP transport, from its public
-    C{getHandle}, or C{None} for any other transport.
+    C{getHandle}, or C{None} for any other transport (a wrapper says for
+    itself, as an L{IDirectWrites}).
     """
-    if not ITCPTransport.providedBy(transport) or ISSLTransport.providedBy(transport):
+    if IDirectWrites.providedBy(transport):
+        return transport.directSocket()
+    if not isinstance(transport, tcp.Connection) or ISSLTransport.providedBy(transport):
         return None
-    getHandle = getattr(transport, "getHandle", None)
-    handle = getHandle() if getHandle is not None else None
+    handle = transport.getHandle()
     return handle if isinstance(handle, socket.socket) else None
 
 
@@ -193,6 +213,28 @@ class ZeroCopy:
     handle: socket.socket
     send: Callable[[int, int], int]
     sent: Callable[[int], None]
+
+
+def zeroCopyTo(
+    transport: object, send: Callable[[int, int], int], sent: Callable[[int], None]
+) -> ZeroCopy | None:
+    """
+    A L{ZeroCopy} to C{transport}'s socket, if it has one that may be
+    written directly (L{plainSocket}); C{sent} and the transport (an
+    L{IDirectWrites}) are both told of the bytes written past it.
+    """
+    handle = plainSocket(transport)
+    if handle is None:
+        return None
+    if not IDirectWrites.providedBy(transport):
+        return ZeroCopy(handle, send, sent)
+    wrapper: Any = transport
+
+    def counted(count: int) -> None:
+        wrapper.wroteDirectly(count)
+        sent(count)
+
+    return ZeroCopy(handle, send, counted)
 
 
 def _writable(fd: int, seconds: float) -> bool:

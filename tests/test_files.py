@@ -10,20 +10,23 @@ import os
 import socket
 from typing import Any
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import ISSLTransport, ITCPTransport
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import directlyProvides
+from zope.interface import directlyProvides, implementer
 
 from appnet import files
 from appnet.files import (
     FileShrank,
     FileSpans,
+    IDirectWrites,
     SendingStopped,
     ThreadedFileSender,
     ZeroCopy,
     inline,
     plainSocket,
+    zeroCopyTo,
 )
 
 DATA = bytes(range(256)) * 64
@@ -94,32 +97,62 @@ class FileSpansTests(SynchronousTestCase):
         self.assertRaises(FileShrank, spans.sendfile, a.fileno(), 10)
 
 
+@implementer(IDirectWrites)
+class Wrapper(StringTransport):
+    """A transport wrapper that allows direct writes, and counts them."""
+
+    def __init__(self, handle: socket.socket | None) -> None:
+        super().__init__()
+        self.handle = handle
+        self.counted: list[int] = []
+
+    def directSocket(self) -> socket.socket | None:
+        return self.handle
+
+    def wroteDirectly(self, count: int) -> None:
+        self.counted.append(count)
+
+
 class PlainSocketTests(SynchronousTestCase):
     def test_plainTCP(self) -> None:
-        """A TCP transport's handle, if it is a socket."""
+        """A Twisted TCP connection's socket, from getHandle."""
         sock = socket.socket()
         self.addCleanup(sock.close)
-        transport: Any = StringTransport()
-        directlyProvides(transport, ITCPTransport)
-        transport.getHandle = lambda: sock
-        self.assertIs(plainSocket(transport), sock)
+        self.assertIs(plainSocket(tcp.Connection(sock, None)), sock)
 
     def test_notPlain(self) -> None:
-        """TLS, non-TCP transports and handles that are not sockets: None."""
+        """
+        TLS connections, and transports that are not Twisted TCP
+        connections (even if they say they are TCP) have none.
+        """
         sock = socket.socket()
         self.addCleanup(sock.close)
-        tls: Any = StringTransport()
-        directlyProvides(tls, ITCPTransport, ISSLTransport)
-        tls.getHandle = lambda: sock
+        tls = tcp.Connection(sock, None)
+        directlyProvides(tls, ISSLTransport)
         self.assertIsNone(plainSocket(tls))
         memory: Any = StringTransport()
+        directlyProvides(memory, ITCPTransport)
         memory.getHandle = lambda: sock
         self.assertIsNone(plainSocket(memory))
-        odd: Any = StringTransport()
-        directlyProvides(odd, ITCPTransport)
-        odd.getHandle = lambda: object()
-        self.assertIsNone(plainSocket(odd))
         self.assertIsNone(plainSocket(None))
+
+    def test_wrapper(self) -> None:
+        """
+        A wrapper says for itself, and is told of the bytes written past
+        it, as is the sender's own callback.
+        """
+        sock = socket.socket()
+        self.addCleanup(sock.close)
+        self.assertIsNone(plainSocket(Wrapper(None)))
+        self.assertIsNone(zeroCopyTo(Wrapper(None), len, print))
+        wrapper = Wrapper(sock)
+        self.assertIs(plainSocket(wrapper), sock)
+        told: list[int] = []
+        zeroCopy = zeroCopyTo(wrapper, lambda fd, limit: 0, told.append)
+        assert zeroCopy is not None
+        self.assertIs(zeroCopy.handle, sock)
+        zeroCopy.sent(10)
+        self.assertEqual((wrapper.counted, told), ([10], [10]))
 
 
 class Consumer(StringTransport):

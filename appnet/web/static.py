@@ -30,9 +30,8 @@ from appnet.files import (
     FileSpans,
     SendingStopped,
     ThreadedFileSender,
-    ZeroCopy,
     inline,
-    plainSocket,
+    zeroCopyTo,
 )
 from appnet.web.pages import (
     GZIP_MIN_SIZE,
@@ -519,9 +518,9 @@ class BodyProducer(ThreadedFileSender):
         zeroCopy = None
         if compressor is None and runner is not None:
             channel = getattr(request, "channel", None)
-            handle = plainSocket(getattr(channel, "transport", None))
-            if handle is not None:
-                zeroCopy = ZeroCopy(handle, spans.sendfile, self._bypassed)
+            zeroCopy = zeroCopyTo(
+                getattr(channel, "transport", None), spans.sendfile, self._bypassed
+            )
         super().__init__(
             runner or inline,
             spans.read,

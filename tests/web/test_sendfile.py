@@ -19,7 +19,7 @@ TEXT = b"".join(b"line %06d of a compressible text file\n" % i for i in range(10
 
 
 class SendfileTests(TestCase):
-    async def start(self, tls: bool = False) -> RunningWeb:
+    async def start(self, tls: bool = False, trace: bool = False) -> RunningWeb:
         self.log = os.path.abspath(self.mktemp())
         self.calls: list[int] = []
         real = os.sendfile
@@ -33,7 +33,10 @@ class SendfileTests(TestCase):
         return await startWeb(
             self,
             files={"big.bin": BIG, "text.txt": TEXT},
-            config={"http": {"access_log": self.log}},
+            config={
+                "http": {"access_log": self.log},
+                "trace": ["http"] if trace else [],
+            },
             tls=tls,
         )
 
@@ -56,11 +59,13 @@ class SendfileTests(TestCase):
     async def test_plain(self) -> None:
         """
         A whole file and a single range arrive intact, mostly by sendfile,
-        and the access log counts every byte.
+        and the access log and counters count every byte.
         """
         web = await self.start()
         self.assertEqual(await self.download(web), BIG)
         self.assertGreater(sum(self.calls), len(BIG) // 2)
+        # The listener's byte counter has them all too.
+        self.assertGreater(web.status.counter("http", "bytes_out"), len(BIG))
         del self.calls[:]
         ranged = await self.download(web, "-r", f"100-{len(BIG) - 2}")
         self.assertEqual(ranged, BIG[100:-1])
@@ -78,6 +83,12 @@ class SendfileTests(TestCase):
         await self.curl("--compressed", "-o", path, web.url("/text.txt"))
         with open(path, "rb") as f:
             self.assertEqual(f.read(), TEXT)
+        self.assertEqual(self.calls, [])
+
+    async def test_traced(self) -> None:
+        """While --trace records HTTP, every byte goes through the wrapper."""
+        web = await self.start(trace=True)
+        self.assertEqual(await self.download(web), BIG)
         self.assertEqual(self.calls, [])
 
     async def test_plainGzip(self) -> None:
