@@ -8,11 +8,12 @@ L{ZeroCopy}) all send files with L{ThreadedFileSender}.
 
 from __future__ import annotations
 
+import io
 import os
 import select
 import socket
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from attrs import frozen
 from twisted.internet import tcp
@@ -87,14 +88,24 @@ ZERO_COPY_WAIT = 0.1
 class FileSpans:
     """
     A body made of literal byte strings and C{(offset, length)} spans of
-    one open file, read in order: L{read} for a sender's C{read} (in a
+    one open file (a descriptor, or a file object, in memory or not),
+    read in order: L{read} for a sender's C{read} (in a
     thread), L{sendfile} for its L{ZeroCopy}. One reader at a time.
 
     @ivar length: the body's length in bytes.
     """
 
-    def __init__(self, fd: int, parts: Sequence[bytes | tuple[int, int]]) -> None:
-        self._fd = fd
+    def __init__(
+        self, file: int | IO[bytes], parts: Sequence[bytes | tuple[int, int]]
+    ) -> None:
+        self._file = file
+        self._fd: int | None = file if isinstance(file, int) else None
+        if self._fd is None:
+            try:
+                self._fd = file.fileno()  # type: ignore[union-attr]
+            except (AttributeError, OSError, io.UnsupportedOperation):
+                # A file-like object (in memory): read() seeks and reads.
+                pass
         self._parts = list(reversed(parts))
         self.length = sum(len(p) if isinstance(p, bytes) else p[1] for p in parts)
 
@@ -119,7 +130,7 @@ class FileSpans:
             if left == 0:
                 parts.pop()
                 continue
-            data = os.pread(self._fd, min(size - got, left), offset)
+            data = self._readAt(offset, min(size - got, left))
             if not data:
                 raise FileShrank()
             parts[-1] = (offset + len(data), left - len(data))
@@ -127,11 +138,19 @@ class FileSpans:
             got += len(data)
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
+    def _readAt(self, offset: int, size: int) -> bytes:
+        if self._fd is not None:
+            return os.pread(self._fd, size, offset)
+        assert not isinstance(self._file, int)
+        self._file.seek(offset)
+        return self._file.read(size)
+
     def sendfile(self, out: int, limit: int) -> int:
         """
         Send at most C{limit} bytes of the current file span to the socket
         C{out} with C{os.sendfile}; how many went, C{0} where the body is
-        at a literal part or its end (L{read} goes on from there).
+        at a literal part or its end, or the file has no descriptor
+        (L{read} goes on from there).
 
         @raise BlockingIOError: the socket is full.
         @raise FileShrank: the span reaches past the end of the file.
@@ -139,7 +158,7 @@ class FileSpans:
         parts = self._parts
         while parts and not isinstance(parts[-1], bytes) and parts[-1][1] == 0:
             parts.pop()
-        if not parts or isinstance(parts[-1], bytes):
+        if not parts or isinstance(parts[-1], bytes) or self._fd is None:
             return 0
         offset, left = parts[-1]
         sent = os.sendfile(out, self._fd, offset, min(limit, left))

@@ -6,6 +6,7 @@ socket (zero copy).
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 from typing import Any
@@ -64,6 +65,16 @@ class FileSpansTests(SynchronousTestCase):
         self.assertEqual(spans.read(3), b"<" + DATA[10:12])
         self.assertEqual(spans.read(100), DATA[12:15] + b">" + DATA[100:103])
         self.assertEqual(spans.read(100), b"")
+
+    def test_fileObject(self) -> None:
+        """
+        A file object without a descriptor is read with seek and read;
+        sendfile leaves it all to read.
+        """
+        a, b = socketPair(self)
+        spans = FileSpans(io.BytesIO(DATA), [(7, 3), b"-", (0, 2)])
+        self.assertEqual(spans.sendfile(a.fileno(), 100), 0)
+        self.assertEqual(spans.read(100), DATA[7:10] + b"-" + DATA[:2])
 
     def test_readShrank(self) -> None:
         """A span past the end of the file fails with FileShrank."""

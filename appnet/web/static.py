@@ -514,7 +514,7 @@ class BodyProducer(ThreadedFileSender):
         compressor: Any = None,
         runner: Callable[..., Deferred[Any]] | None = None,
     ) -> None:
-        spans = FileSpans(f.fileno(), parts)
+        spans = FileSpans(f, parts)
         zeroCopy = None
         if compressor is None and runner is not None:
             channel = getattr(request, "channel", None)
