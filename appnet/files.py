@@ -12,6 +12,7 @@ import io
 import os
 import select
 import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any, TypeVar
 
@@ -79,9 +80,9 @@ class FileShrank(AppnetError):
 #: Bytes at most sent straight to a socket in one trip to a thread.
 ZERO_COPY_TRIP = 32 * 1024 * 1024
 
-#: Seconds a thread waits for a full socket to take more before the
-#: sender goes back to the consumer's buffer (a slow client holds no
-#: thread).
+#: Seconds a trip to a thread may wait in all for a full socket to take
+#: more before the sender goes back to the consumer's buffer (a slow
+#: client holds no thread).
 ZERO_COPY_WAIT = 0.1
 
 
@@ -218,9 +219,9 @@ class ZeroCopy:
     resumed with nothing written in between, from a thread, on a duplicate
     of the socket's descriptor (so a connection closed meanwhile never
     lets the number reach another one), never changing the socket's
-    (non-blocking) mode; a full socket is waited for at most
-    L{ZERO_COPY_WAIT} seconds in the thread before the next chunk goes
-    through the consumer's buffer instead.
+    (non-blocking) mode; a trip waits for a full socket at most
+    L{ZERO_COPY_WAIT} seconds in all before the next chunk goes through
+    the consumer's buffer instead.
 
     @ivar handle: the connection's socket (see L{plainSocket}).
     @ivar send: C{(descriptor, limit) -> bytes sent}, run in a thread,
@@ -426,16 +427,23 @@ class ThreadedFileSender:
         """
         (In a thread.) Send up to C{limit} bytes to C{out}, a duplicate
         descriptor closed here; how many went, and whether the socket
-        stayed full for L{ZERO_COPY_WAIT}.
+        was full for longer than L{ZERO_COPY_WAIT} in all.
         """
         total = 0
+        waited = 0.0
         try:
             fd = out.fileno()
             while total < limit and not self._finished:
                 try:
                     sent = send(fd, limit - total)
                 except BlockingIOError:
-                    if _writable(fd, ZERO_COPY_WAIT):
+                    # The trip waits at most ZERO_COPY_WAIT in all, so a
+                    # slow but steady reader cannot hold the thread long.
+                    began = time.monotonic()
+                    if waited < ZERO_COPY_WAIT and _writable(
+                        fd, ZERO_COPY_WAIT - waited
+                    ):
+                        waited += time.monotonic() - began
                         continue
                     return total, True
                 except (BrokenPipeError, ConnectionResetError):

@@ -280,6 +280,36 @@ class ZeroCopyTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(done), len(DATA))
         self.assertEqual(self.received(), DATA[4000:])
 
+    def test_waitBudget(self) -> None:
+        """
+        A trip waits for a full socket at most ZERO_COPY_WAIT in all, then
+        the next chunk goes through the consumer.
+        """
+        now = [0.0]
+        waits: list[float] = []
+
+        class Clock:
+            def monotonic(self) -> float:
+                return now[0]
+
+        def writable(fd: int, seconds: float) -> bool:
+            waits.append(round(seconds, 6))
+            now[0] += 0.04
+            return True
+
+        def full(fd: int, limit: int) -> int:
+            raise BlockingIOError()
+
+        self.patch(files, "time", Clock())
+        self.patch(files, "_writable", writable)
+        consumer = Consumer()
+        spans = FileSpans(self.fd, [(0, len(DATA))])
+        done = self.sender(consumer, spans, full).start()
+        self.assertEqual(consumer.drain(), DATA[:2000])
+        self.assertEqual(waits, [0.1, 0.06, 0.02])
+        self.assertEqual(consumer.value(), DATA[2000:4000])
+        self.assertNoResult(done)
+
     def test_stopped(self) -> None:
         """Stopped while paused: the sender fails, nothing more is sent."""
         consumer = Consumer()
