@@ -17,6 +17,7 @@ and endpoint, and records the bound address in an L{AddressBook}.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,9 +37,10 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
-from zope.interface import directlyProvides
+from zope.interface import directlyProvides, implementer
 
 from appnet.errors import ListenError
+from appnet.files import IDirectWrites, plainSocket
 from appnet.status import Status
 from appnet.tls import tolerateALPN
 from appnet.trace import MaskRule, Transcript
@@ -161,6 +163,7 @@ class AddressBook:
         return [b for b in self._bound if b.service == service]
 
 
+@implementer(IDirectWrites)
 class GuardedProtocol(ProtocolWrapper):
     """
     The per-connection side of L{GuardedFactory}.
@@ -187,6 +190,13 @@ class GuardedProtocol(ProtocolWrapper):
 
     def writeSequence(self, data: Sequence[bytes]) -> None:
         self.write(b"".join(data))
+
+    def directSocket(self) -> socket.socket | None:
+        # Not while a transcript records what is written.
+        return None if self.transcript is not None else plainSocket(self.transport)
+
+    def wroteDirectly(self, count: int) -> None:
+        self.factory.status.increment(self.factory.service, "bytes_out", count)
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         super().connectionLost(reason)

@@ -20,13 +20,19 @@ from urllib.parse import quote
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
-from zope.interface import implementer
 
+from appnet.files import (
+    FileSpans,
+    SendingStopped,
+    ThreadedFileSender,
+    inline,
+    zeroCopyTo,
+)
 from appnet.web.pages import (
     GZIP_MIN_SIZE,
     ErrorResource,
@@ -48,12 +54,10 @@ from appnet.web.validators import (
 
 __all__ = ["FileResource", "StaticFiles", "contentType"]
 
-#: Bytes read from a file per step (the connection pauses the producer
-#: whenever its send buffer is full, so this bounds memory per response).
-CHUNK = 256 * 1024
-
-#: Chunks read per trip to a thread.
-READ_AHEAD = 4
+#: Bytes read from a file per trip to a thread and written at once (the
+#: connection pauses the producer whenever its send buffer is full, so
+#: this bounds memory per response to about two of them).
+CHUNK = 1024 * 1024
 
 #: More ranges than this in one request and the Range header is ignored.
 MAX_RANGES = 64
@@ -450,12 +454,6 @@ class FileResource(Resource):
         return NOT_DONE_YET
 
 
-def _readAhead(fd: int, offset: int, size: int) -> list[bytes]:
-    """Read C{size} bytes at C{offset} as chunks of L{CHUNK} (a thread)."""
-    data = os.pread(fd, size, offset)
-    return [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
-
-
 class _Resolving(Resource):
     """
     A static path being resolved in a thread: renders the resource it
@@ -498,15 +496,15 @@ def _empty(request: Request) -> int:
     return NOT_DONE_YET
 
 
-@implementer(IPushProducer)
-class BodyProducer:
+class BodyProducer(ThreadedFileSender):
     """
-    Streams a response body: literal byte strings and C{(offset, length)}
-    spans of a file, optionally through a compressor, a buffer at a time,
-    pausing when the connection asks it to.
+    Streams a response body, L{FileSpans} of an open file, with the shared
+    L{ThreadedFileSender} (reads in the runner's threads, back-pressure),
+    optionally through a compressor; a plain body on a plain TCP
+    connection goes by C{sendfile} (L{ZeroCopy}). The file is closed at the
+    end, and the response finished (or its connection dropped if the file
+    cannot be read or shrank).
     """
-
-    _log = Logger()
 
     def __init__(
         self,
@@ -516,121 +514,53 @@ class BodyProducer:
         compressor: Any = None,
         runner: Callable[..., Deferred[Any]] | None = None,
     ) -> None:
-        self._request: Request | None = request
-        self._file = f
-        self._parts = list(reversed(parts))
-        self._compressor = compressor
-        self._runner = runner
-        self._paused = False
-        self._running = False
-        self._reading = False
-        self._left = 0
-        self._offset = 0
-        self._ready: list[bytes] = []
-
-    def start(self) -> None:
-        """Register with the request and begin sending."""
-        assert self._request is not None
-        self._request.registerProducer(self, True)
-        self._request.notifyFinish().addErrback(lambda _: self.stopProducing())
-        self.resumeProducing()
-
-    def pauseProducing(self) -> None:
-        self._paused = True
-
-    def resumeProducing(self) -> None:
-        self._paused = False
-        if self._running or self._reading:
-            return
-        self._running = True
-        try:
-            while not self._paused and self._request is not None and not self._reading:
-                self._step()
-        finally:
-            self._running = False
-
-    def stopProducing(self) -> None:
-        self._file.close()
-        self._request = None
-
-    def _write(self, data: bytes) -> None:
-        if self._compressor is not None:
-            data = self._compressor.compress(data)
-        if data and self._request is not None:
-            self._request.write(data)
-
-    def _step(self) -> None:
-        request = self._request
-        assert request is not None
-        if self._left == 0:
-            if not self._parts:
-                self._finish(request)
-                return
-            part = self._parts.pop()
-            if isinstance(part, bytes):
-                self._write(part)
-                return
-            self._offset, self._left = part
-            if self._left == 0:
-                return
-        wanted = min(CHUNK, self._left)
-        if self._runner is not None:
-            if self._ready:
-                self._got(request, self._ready.pop(0))
-                return
-            # Read a few chunks in a thread; the loop waits for them
-            # (L{_read}) and writes them one at a time, as the connection
-            # asks for more.
-            self._reading = True
-            d = self._runner(
-                _readAhead,
-                self._file.fileno(),
-                self._offset,
-                min(CHUNK * READ_AHEAD, self._left),
+        spans = FileSpans(f, parts)
+        zeroCopy = None
+        if compressor is None and runner is not None:
+            channel = getattr(request, "channel", None)
+            zeroCopy = zeroCopyTo(
+                getattr(channel, "transport", None), spans.sendfile, self._bypassed
             )
-            d.addBoth(self._read, request)
-            return
-        self._file.seek(self._offset)
-        self._got(request, self._file.read(wanted))
+        super().__init__(
+            runner or inline,
+            spans.read,
+            request,
+            chunkSize=CHUNK,
+            transform=None if compressor is None else compressor.compress,
+            length=spans.length,
+            zeroCopy=zeroCopy,
+        )
+        self._request = request
+        self._file = f
+        self._compressor = compressor
 
-    def _read(self, data: Any, request: Request) -> None:
-        self._reading = False
-        if self._request is not request:
-            return
-        if not isinstance(data, list):
-            self._log.failure("reading {path}", data, path=self._file.name)
-            self._request = None
-            self._file.close()
-            request.unregisterProducer()
-            request.loseConnection()
-            return
-        self._ready = data or [b""]
-        if not self._paused:
-            self.resumeProducing()
+    def start(self) -> Deferred[int]:
+        """Register with the request and begin sending."""
+        self._request.notifyFinish().addErrback(lambda _: self.stopProducing())
+        done = super().start()
+        done.addCallbacks(self._sentAll, self._broken)
+        return done
 
-    def _got(self, request: Request, data: bytes) -> None:
-        if not data:
-            # The file shrank while being sent: the promised length cannot
-            # be met, so the connection must end without a clean finish.
-            self._log.warn("{path} shrank while being sent", path=self._file.name)
-            self._request = None
-            self._file.close()
-            request.unregisterProducer()
-            request.loseConnection()
-            return
-        self._left -= len(data)
-        self._offset += len(data)
-        self._write(data)
+    def _bypassed(self, count: int) -> None:
+        # Bytes sent past Request.write still count in the access log.
+        self._request.sentLength += count
 
-    def _finish(self, request: Request) -> None:
+    def _sentAll(self, sent: int) -> int:
+        request = self._request
         if self._compressor is not None:
             tail = self._compressor.flush()
             if tail:
                 request.write(tail)
-        self._request = None
         self._file.close()
-        request.unregisterProducer()
         request.finish()
+        return sent
+
+    def _broken(self, failure: Failure) -> None:
+        # Closed once no read uses the descriptor any more.
+        self.quiet().addCallback(lambda _: self._file.close())
+        if not failure.check(SendingStopped):
+            # The promised length cannot be met: end without a clean finish.
+            self._request.loseConnection()
 
 
 class DirectoryListing(Resource):

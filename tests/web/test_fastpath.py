@@ -293,4 +293,4 @@ class OffReactorTests(SynchronousTestCase):
         response = web.request("GET", "/big.bin")
         self.assertEqual(response.body, data)
         self.assertEqual(ran[0], "_resolveAndOpen")
-        self.assertEqual(ran[1:], ["_readAhead"])
+        self.assertEqual(ran[1:], ["read"])
