@@ -17,7 +17,7 @@ from typing import Any
 from attrs import define, field, frozen
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime, ISSLTransport
+from twisted.internet.interfaces import IReactorFromThreads, IReactorTime, ISSLTransport
 from twisted.internet.protocol import connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -33,9 +33,11 @@ from twisted.web.server import Request, Site
 
 from appnet.config import HTTPConfig
 from appnet.faults import NO_FAULTS, Fault, Faults
+from appnet.files import InThread, inline
 from appnet.listen import hostOf
 from appnet.stack import Component, Listening, StackContext
 from appnet.status import Status
+from appnet.threads import PoolService
 from appnet.trace import MaskRule
 from appnet.web.fastpath import FastStatic, FileCache
 from appnet.web.login import LoginResource, LoginService, LogoutResource
@@ -876,6 +878,24 @@ def webBuilder(
     return build
 
 
+#: Threads for static files, the proxy's cache and its name look-ups: a
+#: pool of the web component's own, so a slow download's trip never
+#: delays the store's fsyncs (nor uses the reactor's default pool).
+WEB_THREADS = 8
+
+
+def webThreads(reactor: Any) -> tuple[InThread, list[PoolService]]:
+    """
+    The web component's blocking-call runner and the pool behind it (to
+    start and stop with the stack); inline, with no pool, on a reactor
+    without threads (a memory reactor in a unit test).
+    """
+    if not IReactorFromThreads.providedBy(reactor):
+        return inline, []
+    pool = PoolService(reactor, "appnet-web", WEB_THREADS)
+    return pool.run, [pool]
+
+
 def buildWeb(
     ctx: StackContext, mounts: Sequence[str | Mount] | None = None
 ) -> Component:
@@ -885,13 +905,12 @@ def buildWeb(
     """
     config = ctx.config.http
     rootDir = config.root or ctx.dataDir.www.path
-    from appnet.webmail.service import threadRunner
-
+    inThread, pools = webThreads(ctx.reactor)
     static = StaticFiles(
         rootDir,
         listing=config.listing,
         gzipTypes=tuple(config.gzip_types) if config.gzip else (),
-        runner=threadRunner(ctx.reactor),
+        runner=inThread,
     )
     root = WebRoot(static)
     sessions = SessionManager(
@@ -908,7 +927,7 @@ def buildWeb(
         function = _load(mount) if isinstance(mount, str) else mount
         for name, resource in function(web).items():
             root.putChild(name, resource)
-    siteRoot, proxyServices = proxyRoot(ctx, config, root)
+    siteRoot, proxyServices = proxyRoot(ctx, config, root, inThread)
     # Timers (idle and request timeouts, the access log's) on the stack's
     # clock: the reactor, or a test's virtual clock.
     site = WebSite(siteRoot, config=config, status=ctx.status, reactor=ctx.clock)
@@ -917,7 +936,7 @@ def buildWeb(
         files = FileCache(
             static,
             ctx.reactor,
-            threadRunner(ctx.reactor),
+            inThread,
             maxBytes=config.file_cache_size,
             maxFileSize=config.file_cache_max_file,
             valid=config.file_cache_valid,
@@ -942,7 +961,7 @@ def buildWeb(
                 mask=HTTP_MASK,
             )
         ],
-        services=[*proxyServices],
+        services=[*pools, *proxyServices],
         once=[SessionPurger(sessions, ctx.reactor)],
     )
 

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import Any
 
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 
 from appnet.trace import Transcript
-from appnet.web.server import HTTP_MASK, combinedLine
+from appnet.web.server import HTTP_MASK, combinedLine, webThreads
 from tests.web.helpers import Harness, harness, raw
 
 
@@ -538,3 +541,27 @@ class VersionAndAPIErrorTests(SynchronousTestCase):
         )
         self.assertEqual(second.status, 505)
         self.assertTrue(second.header("content-type").startswith("text/html"))
+
+
+class WebThreadsTests(TestCase):
+    """
+    L{webThreads}: the web component's blocking calls run in a pool of its
+    own, not the reactor's default pool nor the store's file threads.
+    """
+
+    def test_ownPool(self) -> Deferred[None]:
+        """With a real reactor, calls run in C{appnet-web} threads."""
+        from twisted.internet import reactor
+
+        inThread, pools = webThreads(reactor)
+        [pool] = pools
+        pool.startService()
+        self.addCleanup(pool.stopService)
+        d = inThread(lambda: threading.current_thread().name)
+        return d.addCallback(lambda name: self.assertIn("appnet-web", name))
+
+    def test_memoryReactor(self) -> None:
+        """A reactor without threads gets calls run at once, and no pool."""
+        inThread, pools = webThreads(MemoryReactorClock())
+        self.assertEqual(pools, [])
+        self.assertEqual(self.successResultOf(inThread(lambda: 7)), 7)

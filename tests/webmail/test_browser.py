@@ -35,6 +35,24 @@ def wait(driver: Any, condition: Any) -> Any:
     return WebDriverWait(driver, WAIT).until(condition)
 
 
+def click(driver: Any, selector: str) -> None:
+    """
+    Click the element C{selector} names once the page has settled: an
+    element found just before the page re-rendered its list (a folder's
+    count, a new row) is stale, so it is found again.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def clicked(d: Any) -> bool:
+        try:
+            d.find_element("css selector", selector).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    wait(driver, clicked)
+
+
 def visible(selector: str) -> Any:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
@@ -301,10 +319,9 @@ class WebmailBrowserTests(TestCase):
             driver.find_element("id", "user-password").send_keys("eve-password-1")
             driver.find_element("css selector", "#user-form button").click()
             wait(driver, textIn("#status", "Added eve@example.org."))
-            driver.find_element(
-                "css selector",
-                'button[data-action=password][data-address="eve@example.org"]',
-            ).click()
+            click(
+                driver, 'button[data-action=password][data-address="eve@example.org"]'
+            )
             alert = driver.switch_to.alert
             alert.send_keys("eve-password-2")
             alert.accept()
@@ -362,9 +379,7 @@ class WebmailBrowserTests(TestCase):
                 "Receipts <b>"
             )
             wait(driver, textIn("#status", "Moved 1 message(s) to Receipts <b>."))
-            driver.find_element(
-                "css selector", '[data-folder="Receipts <b>"] a'
-            ).click()
+            click(driver, '[data-folder="Receipts <b>"] a')
             wait(driver, textIn("#messages tbody", "Receipt"))
             driver.find_element("id", "rename-folder").click()
             prompt = wait(driver, expected_conditions.alert_is_present())

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
 
 from appnet.config import HTTPConfig
+from appnet.files import InThread
 from appnet.stack import StackContext
 from appnet.web.proxy.engine import ProxyEngine, ProxyRouter, Route
 from appnet.web.proxy.forward import ForwardPolicy, ForwardProxy, systemResolver
@@ -84,7 +85,7 @@ def _reader(store: CacheStore, name: str) -> Callable[[], float]:
 
 
 def proxyRoot(
-    ctx: StackContext, config: HTTPConfig, root: Resource
+    ctx: StackContext, config: HTTPConfig, root: Resource, inThread: InThread
 ) -> tuple[IResource, list[Service]]:
     """
     The site's root resource and extra services: C{root} itself when no
@@ -92,17 +93,13 @@ def proxyRoot(
     """
     if not config.proxy and not config.forward_proxy:
         return root, []
-    # Imported here: appnet.webmail imports the web server, which imports
-    # this module.
-    from appnet.webmail.service import threadRunner
-
     directory = config.cache_dir or os.path.join(ctx.dataDir.root.path, "cache", "http")
     store = CacheStore(
         directory,
         memoryLimit=config.cache_memory,
         memoryObjectLimit=config.cache_memory_object,
         diskLimit=config.cache_disk,
-        inThread=threadRunner(ctx.reactor),
+        inThread=inThread,
     )
     engine = ProxyEngine(
         store,
@@ -110,7 +107,7 @@ def proxyRoot(
         ctx.status,
         config.cache_max_object,
         ctx.reactor,
-        threadRunner(ctx.reactor),
+        inThread,
     )
     for name in store.stats():
         ctx.status.gauge("cache", name, _reader(store, name))
@@ -127,7 +124,7 @@ def proxyRoot(
                 connectPorts=frozenset(config.forward_connect_ports),
                 listeners=lambda: _listeners(ctx),
             ),
-            systemResolver(threadRunner(ctx.reactor)),
+            systemResolver(inThread),
             ctx.reactor,
             connectTimeout=10.0,
             readTimeout=60.0,
