@@ -20,14 +20,13 @@ from twisted.internet.error import (
     ConnectError,
     DNSLookupError,
 )
-from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import NOT_MODIFIED, datetimeToString
 from twisted.web.iweb import IResponse
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
-from zope.interface import implementer
 
 from appnet.address import inNetworks
 from appnet.listen import hostOf
@@ -64,6 +63,7 @@ from appnet.web.proxy.upstream import (
     responseFields,
     toHeaders,
 )
+from appnet.web.static import BodyProducer
 from appnet.web.validators import Condition, evaluate, parseDate, parseETags
 
 __all__ = ["ProxyEngine", "ProxyResource", "ProxyRouter", "Route"]
@@ -705,40 +705,23 @@ class ProxyEngine:
             request.write(body)
             self.count("bytes", len(body))
         else:
-            Deferred.fromCoroutine(self._stream(request, body)).addErrback(
-                self._streamFailed, request
+            # The shared file sender (reads in our threads, paced by the
+            # client, sendfile where the connection allows); it closes the
+            # file and finishes the response.
+            sender = BodyProducer(
+                request, body, [(0, stored.size)], None, self.inThread
             )
+            sender.start().addCallback(self._streamed)
             return
         if not isinstance(body, bytes):
             body.close()
         self._finish(request)
 
-    async def _stream(self, request: Request, body: BinaryIO) -> None:
-        """Send a stored body from its file, paced by the client."""
-        pacer = _Pacer()
-        request.registerProducer(pacer, True)
-        request.notifyFinish().addErrback(lambda _: pacer.stopProducing())
-        try:
-            while not pacer.stopped:
-                if pacer.paused is not None:
-                    await pacer.paused
-                    continue
-                chunk = await self.inThread(body.read, CHUNK)
-                if not chunk or pacer.stopped:
-                    break
-                request.write(chunk)
-                self.count("bytes", len(chunk))
-        finally:
-            body.close()
-            # A client gone meanwhile (it may close as soon as it has the
-            # last byte) has no channel left to unregister from.
-            if not pacer.stopped:
-                request.unregisterProducer()
-        self._finish(request)
-
-    def _streamFailed(self, reason: Failure, request: Request) -> None:
-        self._log.failure("Reading a cached body failed", reason)
-        request.loseConnection()
+    def _streamed(self, sent: int | None) -> None:
+        # None: the client went away, or the file could not be read (the
+        # sender dropped the connection and logged nothing of it here).
+        if sent is not None:
+            self.count("bytes", sent)
 
     def _done(self, request: Request) -> bool:
         """Has C{request} been answered, or its client gone?"""
@@ -771,32 +754,6 @@ class ProxyEngine:
             request.responseHeaders.setRawHeaders(b"cache-status", [status])
         request.write(b"" if request.method == b"HEAD" else body)
         request.finish()
-
-
-#: Bytes read at a time from a stored body on disk.
-CHUNK = 64 * 1024
-
-
-@implementer(IPushProducer)
-class _Pacer:
-    """Tells L{ProxyEngine._stream} when the client can take more."""
-
-    def __init__(self) -> None:
-        self.paused: Deferred[None] | None = None
-        self.stopped = False
-
-    def pauseProducing(self) -> None:
-        if self.paused is None:
-            self.paused = Deferred()
-
-    def resumeProducing(self) -> None:
-        paused, self.paused = self.paused, None
-        if paused is not None:
-            paused.callback(None)
-
-    def stopProducing(self) -> None:
-        self.stopped = True
-        self.resumeProducing()
 
 
 class _Aborted(Exception):
