@@ -195,6 +195,15 @@ class Services:
             raise KeyError("http was not started")
         return self._web
 
+    def attach(self, dnsService: Any, web: Any) -> None:
+        """
+        Take the started DNS service (its queries are recorded in
+        L{dnsQueries}) and web server, either C{None} if not started.
+        """
+        self._dnsService, self._web = dnsService, web
+        if dnsService is not None and dnsService.factory is not None:
+            dnsService.factory.observers.append(self.dnsQueries.append)
+
     @property
     def dns(self) -> Any:
         """The DNS server's L{appnet.dns.testing.RunningDNS}."""
@@ -522,6 +531,7 @@ async def start(
             settings.setdefault("ftp", {})["anonymous"] = True
         overrides = mergeTables(settings, config)
         contexts: list[Any] = []
+        dnsServices: list[Any] = []
 
         def web(ctx: StackContext) -> Component:
             component = buildWeb(ctx)
@@ -535,8 +545,7 @@ async def start(
 
         def dns(ctx: StackContext) -> Component:
             component: Component = buildDNS(ctx)
-            for service in component.services:
-                seen._dnsService = service
+            dnsServices.extend(component.services)
             return component
 
         builders: list[Any] = []
@@ -563,8 +572,7 @@ async def start(
     seen.running = running
     if testCase is not None:
         testCase.addCleanup(seen.stop)
-    if seen._dnsService is not None and seen._dnsService.factory is not None:
-        seen._dnsService.factory.observers.append(seen.dnsQueries.append)
+    runningWeb = None
     if contexts:
         from twisted.python.filepath import FilePath
 
@@ -572,5 +580,6 @@ async def start(
 
         host, port = running.address("http")
         webRoot = FilePath(running.config.http.root or running.dataDir.www.path)
-        seen._web = RunningWeb(running, contexts[0], f"http://{host}:{port}", webRoot)
+        runningWeb = RunningWeb(running, contexts[0], f"http://{host}:{port}", webRoot)
+    seen.attach(dnsServices[-1] if dnsServices else None, runningWeb)
     return seen

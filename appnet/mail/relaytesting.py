@@ -90,7 +90,7 @@ class MailNode:
     dataDir: str
     config: dict[str, Any]
     passwords: dict[str, str]
-    _reactor: Any
+    reactor: Any
     _clock: Any
     mail: MailStack | None = None
     _created: bool = False
@@ -122,7 +122,7 @@ class MailNode:
             None,
             config=self.config,
             users=users,
-            reactor=self._reactor,
+            reactor=self.reactor,
             dataDir=self.dataDir,
             clock=self._clock,
         )
@@ -192,7 +192,7 @@ class MailNetwork:
         node = self._nodeOf(sender)
         host, port = node.address("submission")
         result = await send(
-            node._reactor,
+            node.reactor,
             host,
             port,
             sender=sender,

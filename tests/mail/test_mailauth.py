@@ -296,7 +296,7 @@ class NetworkTests(TestCase):
         host, port = net.node("b.example").address("smtp")
         with self.assertRaises(MailClientError) as caught:
             await send(
-                net.node("b.example")._reactor,
+                net.node("b.example").reactor,
                 host,
                 port,
                 sender="alice@a.example",
@@ -317,7 +317,7 @@ class NetworkTests(TestCase):
         host, port = node.address("smtp")
         message = _message("bob@b.example").replace(b"alice@a.example", b"x@q.example")
         await send(
-            node._reactor,
+            node.reactor,
             host,
             port,
             sender="alice@a.example",

@@ -32,7 +32,7 @@ from typing import Any
 
 from attrs import define, field
 
-__all__ = ["Headers", "Part", "decodeHeader", "parse", "headerEnd"]
+__all__ = ["Headers", "Part", "contentType", "decodeHeader", "headerEnd", "parse"]
 
 #: Deeper nesting than this is treated as opaque content.
 MAX_DEPTH = 32
@@ -174,7 +174,8 @@ class Part:
         return result
 
 
-def _contentType(headers: Headers, default: tuple[str, str]) -> tuple[str, str]:
+def contentType(headers: Headers, default: tuple[str, str]) -> tuple[str, str]:
+    """An entity's media type and subtype, lower case, else C{default}."""
     value = headers.get("content-type")
     if value is None:
         return default
@@ -204,7 +205,7 @@ def _entity(
     counter[0] += 1
     bodyStart = headerEnd(data, start, end)
     headers = Headers(data[start:bodyStart])
-    main, sub = _contentType(headers, default)
+    main, sub = contentType(headers, default)
     part = Part(start, bodyStart, end, headers, main, sub)
     if depth >= MAX_DEPTH or counter[0] >= MAX_PARTS:
         return part

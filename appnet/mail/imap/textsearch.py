@@ -158,7 +158,7 @@ def _entity(
     headers = _readHeaders(lines, boundaries)
     if headers is None:
         return
-    main, sub = mime._contentType(headers, default)
+    main, sub = mime.contentType(headers, default)
     if main == "multipart":
         boundary = headers.parsed.get_param("boundary")
         if isinstance(boundary, str) and boundary:
