@@ -115,6 +115,19 @@ class _Transaction:
         self.spfIdentity: tuple[str, str] | None = None
 
 
+def _overQuota(owner: str, quota: int, used: int, size: int | None) -> Rejected | None:
+    """
+    RCPT's quota check (a courtesy: the delivery's, in its transaction, is
+    the authoritative one): the refusal when C{owner}'s mailbox is full,
+    or too full for the size MAIL declared.
+    """
+    if used >= quota:
+        return Rejected(452, "4.2.2", f"<{owner}>: Mailbox full")
+    if size is not None and used + size > quota:
+        return Rejected(552, "5.2.2", f"<{owner}>: Mailbox full: message too large")
+    return None
+
+
 def _printable(text: str) -> str:
     """
     Client text fit to echo in a reply: RFC 5321 reply text is printable
@@ -618,10 +631,32 @@ class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
         if len(transaction.recipients) >= self.factory.role.maxRecipients:
             self.error(452, "4.5.3", "Error: too many recipients")
             return
-        self._async(self._addRecipient(transaction, mailbox), "RCPT TO")
+        factory = self.factory
+        relay = factory.role.submission and self._account is not None
+        # The common case, decided from memory (a remembered account and
+        # its usage): answered at once, no store read, nothing held.
+        route = factory.router.routeNow(mailbox, relay=relay)
+        if route is not None:
+            usage = factory.usage
+            known = True
+            for owner, quota in route.local:
+                if quota is not None:
+                    used = usage.usedNow(owner)
+                    if used is None:
+                        known = False
+                        break
+                    refusal = _overQuota(owner, quota, used, transaction.declaredSize)
+                    if refusal is not None:
+                        self.error(refusal.code, refusal.enhanced, refusal.text)
+                        return
+            if known:
+                self._accepted(transaction, mailbox, route)
+                return
+        self._async(self._addRecipient(transaction, mailbox, relay), "RCPT TO")
 
-    async def _addRecipient(self, transaction: _Transaction, mailbox: Mailbox) -> None:
-        relay = self.factory.role.submission and self._account is not None
+    async def _addRecipient(
+        self, transaction: _Transaction, mailbox: Mailbox, relay: bool
+    ) -> None:
         try:
             route = await self.factory.router.route(mailbox, relay=relay)
             await self._checkQuota(route, transaction.declaredSize)
@@ -630,6 +665,11 @@ class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
             return
         if self._transaction is not transaction:
             return  # The session moved on (it closed, or STARTTLS).
+        self._accepted(transaction, mailbox, route)
+
+    def _accepted(
+        self, transaction: _Transaction, mailbox: Mailbox, route: Route
+    ) -> None:
         transaction.local.update(route.local)
         transaction.remote.update(dict.fromkeys(route.remote))
         transaction.recipients.append(str(mailbox))
@@ -640,12 +680,9 @@ class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
             if quota is None:
                 continue
             used = await self.factory.usage.used(owner)
-            if used >= quota:
-                raise Rejected(452, "4.2.2", f"<{owner}>: Mailbox full")
-            if size is not None and used + size > quota:
-                raise Rejected(
-                    552, "5.2.2", f"<{owner}>: Mailbox full: message too large"
-                )
+            refusal = _overQuota(owner, quota, used, size)
+            if refusal is not None:
+                raise refusal
 
     def smtp_DATA(self, rest: str) -> None:
         transaction = self._transaction
@@ -914,6 +951,16 @@ class UsageCache:
         self._clock = clock
         self._ttl = ttl
         self._entries: dict[str, tuple[float, int]] = {}
+
+    def usedNow(self, owner: str) -> int | None:
+        """
+        The bytes C{owner}'s mailbox holds, if known without a store read;
+        else C{None} (ask L{used}).
+        """
+        entry = self._entries.get(owner)
+        if entry is not None and self._clock.seconds() < entry[0]:
+            return entry[1]
+        return None
 
     async def used(self, owner: str) -> int:
         """The bytes C{owner}'s mailbox holds."""
