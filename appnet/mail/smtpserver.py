@@ -29,6 +29,7 @@ from appnet.listen import hostOf
 from appnet.mail.catcher import envelopeHeader
 from appnet.mail.data import DataDecoder
 from appnet.mail.delivery import (
+    Delivered,
     Delivery,
     Envelope,
     newId,
@@ -319,15 +320,17 @@ class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
         """
         self.hold()
         d = Deferred.fromCoroutine(work)
-
-        def failed(failure: Failure) -> None:
-            self._log.failure("{what} failed", failure, what=what)
-            if not self._closed:
-                self.reply(451, "4.3.0", "Error: local error in processing")
-
-        d.addErrback(failed)
-        d.addBoth(lambda _: self.release())
+        d.addErrback(self._failed, what)
+        d.addBoth(self._released)
         return d
+
+    def _failed(self, failure: Failure, what: str) -> None:
+        self._log.failure("{what} failed", failure, what=what)
+        if not self._closed:
+            self.reply(451, "4.3.0", "Error: local error in processing")
+
+    def _released(self, result: object) -> None:
+        self.release()
 
     @property
     def _authOffered(self) -> bool:
@@ -822,7 +825,13 @@ class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
             work = self._authenticated(transaction, envelope, staged, held)
             self._async(work, "mail authentication")
             return
-        self._async(self._deliver(envelope, staged), "delivery")
+        # Every message's path: a Deferred chain, not a coroutine (as
+        # L{_async}: input held until the reply).
+        self.hold()
+        d = self.factory.delivery.deliver(envelope, staged)
+        d.addBoth(self._delivered, envelope, staged)
+        d.addErrback(self._failed, "delivery")
+        d.addBoth(self._released)
 
     async def _authenticated(
         self,
@@ -900,14 +909,30 @@ class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
         return head, verdict.message, envelope
 
     async def _deliver(self, envelope: Envelope, staged: IStagedMessage) -> None:
-        factory = self.factory
         try:
-            delivered = await factory.delivery.deliver(envelope, staged)
-        except QuotaExceeded as e:
-            self.error(552, "5.2.2", f"<{e.owner}>: Mailbox full")
-            return
-        finally:
-            staged.discard()
+            result: Delivered | Failure = await self.factory.delivery.deliver(
+                envelope, staged
+            )
+        except BaseException:
+            result = Failure()
+        self._delivered(result, envelope, staged)
+
+    def _delivered(
+        self, result: Delivered | Failure, envelope: Envelope, staged: IStagedMessage
+    ) -> None:
+        """
+        The end of a delivery: the reply (250 only now that it is durable),
+        the counters and the log line.
+        """
+        staged.discard()
+        if isinstance(result, Failure):
+            if result.check(QuotaExceeded):
+                owner = result.value.owner
+                self.error(552, "5.2.2", f"<{owner}>: Mailbox full")
+                return
+            result.raiseException()
+        delivered = result
+        factory = self.factory
         factory.usage.added([owner for owner, _ in envelope.local], staged.size)
         service = factory.role.service
         factory.status.increment(service, "messages")
