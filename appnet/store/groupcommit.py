@@ -133,14 +133,13 @@ class GroupCommit:
         syncs = Syncs()
         try:
             job.files.prepare(syncs)
-            for path, callbacks in syncs.files.items():
-                self._syncer.data(path)
-                for callback in callbacks:
-                    callback()
+            syncs.sync(self._syncer)
             placed = job.files.place(syncs)
         except BaseException:
             job.files.undo()
             raise
+        finally:
+            syncs.close()
         return placed, list(syncs.directories)
 
     def _pump(self) -> None:

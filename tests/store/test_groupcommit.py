@@ -31,6 +31,10 @@ class RecordingSyncer(Syncer):
             raise OSError(5, "I/O error")
         self.log.append(("data", os.path.basename(path)))
 
+    def descriptor(self, fd: int, path: str) -> None:
+        os.fstat(fd)  # Still open.
+        self.data(path)
+
     def directory(self, path: str) -> None:
         self.log.append(("directory", os.path.basename(path)))
 
