@@ -195,6 +195,12 @@ def _commitAll(
         directories = dict.fromkeys(d for job in jobs for d in job.directories)
         for directory in directories:
             syncer.directory(directory)
+        if len(jobs) == 1:
+            # Alone, a job needs no savepoint: if it fails, the whole
+            # transaction rolls back, which is all of it.
+            [job] = jobs
+            job.value = job.commit(conn, job.value)
+            return
         conn.execute("SAVEPOINT batch")
         try:
             results = [job.commit(conn, job.value) for job in jobs]
