@@ -59,9 +59,13 @@ class CatchRouter:
         """Every domain is caught."""
         return True
 
+    def routeNow(self, mailbox: Mailbox, *, relay: bool) -> Route:
+        """Keep it: nothing is relayed (decided at once)."""
+        return Route(((CATCHER, None),))
+
     async def route(self, mailbox: Mailbox, *, relay: bool) -> Route:
         """Keep it: nothing is relayed."""
-        return Route(((CATCHER, None),))
+        return self.routeNow(mailbox, relay=relay)
 
     async def owns(self, account: str, sender: Mailbox) -> bool:
         """Any sender is fine."""

@@ -136,13 +136,17 @@ class DataDecoder:
         else:
             complete, rest = buffer[: last + 1], buffer[last + 1 :]
         if complete:
-            end = self._terminator(complete)
+            # One scan tells whether the lines hold a terminator or a
+            # dot-stuffed line at all (most bodies have neither): only
+            # then are they searched for each.
+            dots = b"\n." in complete
+            end = self._terminator(complete, dots)
             if end is not None:
                 start, after = end
                 self._bodyPart(complete[:start])
                 self.done = True
                 return complete[after:] + rest
-            self._bodyPart(complete)
+            self._bodyPart(complete, dots)
             self._atLineStart = True
         if len(rest) > MAX_LINE or partial:
             # A very long line: pass it on in pieces, keeping a trailing
@@ -155,15 +159,20 @@ class DataDecoder:
         self._buffer = rest
         return None
 
-    def _terminator(self, complete: bytes) -> tuple[int, int] | None:
+    def _terminator(self, complete: bytes, dots: bool = True) -> tuple[int, int] | None:
         """
         Where the C{.} line is in a run of complete lines: the offset of
         its first byte and of the byte after it.
+
+        @param dots: whether a line after the first may start with a dot
+            (C{False}: only the first line can be the C{.} line).
         """
         if self._atLineStart:
             for ending in (b".\r\n", b".\n"):
                 if complete.startswith(ending):
                     return 0, len(ending)
+        if not dots:
+            return None
         found: tuple[int, int] | None = None
         for ending in (b"\n.\r\n", b"\n.\n"):
             i = complete.find(ending)
@@ -171,7 +180,11 @@ class DataDecoder:
                 found = (i + 1, i + len(ending))
         return found
 
-    def _bodyPart(self, part: bytes) -> None:
+    def _bodyPart(self, part: bytes, dots: bool = True) -> None:
+        """
+        @param dots: whether C{part} may hold a line starting with a dot
+            after its first (C{False}: known not to).
+        """
         if not part:
             return
         if self._atLineStart and part.startswith(b"."):
@@ -180,6 +193,9 @@ class DataDecoder:
         # scans cost less than the copies).
         if part.count(b"\n") != part.count(b"\r\n"):
             part = crlfLineEnds(part)
-        if b"\r\n.." in part:
-            part = part.replace(b"\r\n..", b"\r\n.")
+        if dots and b"\r\n." in part:
+            # RFC 5321 4.5.2: the first period of any line starting with
+            # one goes (a line of a client that did not stuff it too, as
+            # at the start of a part and in the header section).
+            part = part.replace(b"\r\n.", b"\r\n")
         self._emit(part)

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 from attrs import define, frozen
+from twisted.internet.defer import Deferred, succeed
 
 from appnet.errors import FolderExists
 from appnet.mail.envelope import Mailbox
@@ -134,18 +135,35 @@ class Delivery:
         staged: IStagedMessage = self._store.mail.stage()
         return staged
 
-    async def deliver(self, envelope: Envelope, staged: IStagedMessage) -> Delivered:
+    def deliver(
+        self, envelope: Envelope, staged: IStagedMessage
+    ) -> Deferred[Delivered]:
         """
         Store the staged message for every recipient of the envelope: the
         queued copy is the received file, the stored ones gain the
         C{Return-Path} line when read.
 
-        @raise appnet.errors.QuotaExceeded: if a local mailbox has no room
-            (the store's authoritative check, in the delivery's
-            transaction); then no local recipient got it. Mailboxes were
-            checked at RCPT, so a refusal here means the mailbox filled
-            meanwhile; the queued copy is then taken back.
+        @raise appnet.errors.QuotaExceeded: (as a failure) if a local
+            mailbox has no room (the store's authoritative check, in the
+            delivery's transaction); then no local recipient got it.
+            Mailboxes were checked at RCPT, so a refusal here means the
+            mailbox filled meanwhile; the queued copy is then taken back.
         """
+        if envelope.remote or envelope.folder != INBOX:
+            return Deferred.fromCoroutine(self._deliver(envelope, staged))
+        # An MX's every message: local INBOXes only, one store call (no
+        # coroutine around it).
+        if not envelope.local:
+            return succeed(Delivered((), None))
+        local = [
+            DeliveryTarget(owner, INBOX, quota=quota) for owner, quota in envelope.local
+        ]
+        d = self._store.mail.deliver(
+            staged, local, self._now(), prefix=returnPath(envelope.sender)
+        )
+        return d.addCallback(_locally)
+
+    async def _deliver(self, envelope: Envelope, staged: IStagedMessage) -> Delivered:
         uids: Sequence[int] = ()
         local = [
             DeliveryTarget(owner, envelope.folder, quota=quota)
@@ -179,3 +197,7 @@ class Delivery:
                     await self._store.queue.delete(queued)
                 raise
         return Delivered(tuple(uids), queued)
+
+
+def _locally(uids: Sequence[int]) -> Delivered:
+    return Delivered(tuple(uids), None)

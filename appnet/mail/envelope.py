@@ -143,6 +143,11 @@ def _closing(text: str) -> int:
     """
     The index of the C{>} closing the path, skipping quoted strings.
     """
+    if '"' not in text:
+        end = text.find(">")
+        if end == -1:
+            raise EnvelopeSyntaxError("unbalanced <>")
+        return end
     inQuote = escaped = False
     for i, c in enumerate(text[1:], 1):
         if escaped:

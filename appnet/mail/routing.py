@@ -7,6 +7,7 @@ Design notes: HACKING.rst, "Design notes by module".
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from attrs import define, field, frozen
@@ -19,6 +20,9 @@ __all__ = ["Rejected", "Route", "Router", "parseAliasesFile"]
 
 #: How deep alias expansion may go before it is taken for a loop.
 MAX_ALIAS_DEPTH = 10
+
+#: Accounts the router remembers at most (then all are forgotten at once).
+MAX_CACHED_ACCOUNTS = 10_000
 
 
 @frozen(eq=False)
@@ -89,8 +93,20 @@ class Router:
     """
     Resolves recipients against the local domains, aliases and accounts.
 
+    Accounts found are remembered, so that mail to an account's own
+    address (every RCPT of a busy MX) is routed without a store read
+    (L{routeNow}): each entry for at most C{accountTTL} seconds, and all
+    of them only while the user store's C{generation} stands (an account
+    added or deleted through it, on any node of a shared PostgreSQL,
+    clears them at once). An account's quota never changes once made; an
+    address found to have no account is not remembered (a new account
+    gets its mail at once, whoever added it); an account deleted by
+    another process sharing an SQLite file still gets mail for at most
+    C{accountTTL} seconds.
+
     @ivar localDomains: returns the current local domains (config plus
         every user's domain; it changes as users are added).
+    @ivar now: the clock of the account cache.
     """
 
     _users: IUserStore
@@ -99,10 +115,27 @@ class Router:
     _aliases: Mapping[str, Sequence[str]] = field(factory=dict)
     _catchAll: str | None = None
     _postmaster: str | None = None
+    _now: Callable[[], float] = time.monotonic
+    accountTTL: float = 5.0
+    _accounts: dict[str, tuple[float, int | None]] = field(factory=dict, init=False)
+    _generation: object = field(default=None, init=False)
 
     async def isLocal(self, domain: str) -> bool:
         """Is this node the final destination for C{domain}?"""
         return domain in await self._localDomains()
+
+    def routeNow(self, mailbox: Mailbox, *, relay: bool) -> Route | None:
+        """
+        The route of an RCPT that memory alone decides (an account's own
+        address, remembered), without waiting; C{None}: ask L{route}.
+        """
+        account = self._plainAccount(mailbox)
+        if account is None:
+            return None
+        quota = self._cached(account)
+        if quota is None:
+            return None
+        return Route(((account, quota[0]),))
 
     async def route(self, mailbox: Mailbox, *, relay: bool) -> Route:
         """
@@ -165,11 +198,40 @@ class Router:
 
     async def _account(self, account: str) -> dict[str, int | None] | None:
         """Rule 4: the account and its quota, or C{None} if it has none."""
+        cached = self._cached(account)
+        if cached is not None:
+            return {account: cached[0]}
+        generation = self._users.generation
         user = await self._users.getUser(account)
         if user is None:
             return None
         quota = user.quota if user.quota is not None else self._defaultQuota
+        self._remember(account, quota or None, generation)
         return {account: quota or None}
+
+    def _current(self) -> dict[str, tuple[float, int | None]]:
+        """The remembered accounts, emptied if accounts changed since."""
+        generation = self._users.generation
+        if generation != self._generation:
+            self._accounts.clear()
+            self._generation = generation
+        return self._accounts
+
+    def _cached(self, account: str) -> tuple[int | None] | None:
+        """A remembered account's quota (in a 1-tuple), or C{None}."""
+        entry = self._current().get(account)
+        if entry is None or self._now() >= entry[0]:
+            return None
+        return (entry[1],)
+
+    def _remember(self, account: str, quota: int | None, generation: int) -> None:
+        """Remember an account read while the store was at C{generation}."""
+        accounts = self._current()
+        if generation != self._generation:
+            return  # Accounts changed while it was read.
+        if len(accounts) >= MAX_CACHED_ACCOUNTS:
+            accounts.clear()
+        accounts[account] = (self._now() + self.accountTTL, quota)
 
     async def _expand(
         self,

@@ -29,6 +29,7 @@ from appnet.listen import hostOf
 from appnet.mail.catcher import envelopeHeader
 from appnet.mail.data import DataDecoder
 from appnet.mail.delivery import (
+    Delivered,
     Delivery,
     Envelope,
     newId,
@@ -113,6 +114,19 @@ class _Transaction:
         self.spfHeader = b""
         self.spf: SPFResult | None = None
         self.spfIdentity: tuple[str, str] | None = None
+
+
+def _overQuota(owner: str, quota: int, used: int, size: int | None) -> Rejected | None:
+    """
+    RCPT's quota check (a courtesy: the delivery's, in its transaction, is
+    the authoritative one): the refusal when C{owner}'s mailbox is full,
+    or too full for the size MAIL declared.
+    """
+    if used >= quota:
+        return Rejected(452, "4.2.2", f"<{owner}>: Mailbox full")
+    if size is not None and used + size > quota:
+        return Rejected(552, "5.2.2", f"<{owner}>: Mailbox full: message too large")
+    return None
 
 
 def _printable(text: str) -> str:
@@ -306,15 +320,17 @@ class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
         """
         self.hold()
         d = Deferred.fromCoroutine(work)
-
-        def failed(failure: Failure) -> None:
-            self._log.failure("{what} failed", failure, what=what)
-            if not self._closed:
-                self.reply(451, "4.3.0", "Error: local error in processing")
-
-        d.addErrback(failed)
-        d.addBoth(lambda _: self.release())
+        d.addErrback(self._failed, what)
+        d.addBoth(self._released)
         return d
+
+    def _failed(self, failure: Failure, what: str) -> None:
+        self._log.failure("{what} failed", failure, what=what)
+        if not self._closed:
+            self.reply(451, "4.3.0", "Error: local error in processing")
+
+    def _released(self, result: object) -> None:
+        self.release()
 
     @property
     def _authOffered(self) -> bool:
@@ -618,10 +634,32 @@ class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
         if len(transaction.recipients) >= self.factory.role.maxRecipients:
             self.error(452, "4.5.3", "Error: too many recipients")
             return
-        self._async(self._addRecipient(transaction, mailbox), "RCPT TO")
+        factory = self.factory
+        relay = factory.role.submission and self._account is not None
+        # The common case, decided from memory (a remembered account and
+        # its usage): answered at once, no store read, nothing held.
+        route = factory.router.routeNow(mailbox, relay=relay)
+        if route is not None:
+            usage = factory.usage
+            known = True
+            for owner, quota in route.local:
+                if quota is not None:
+                    used = usage.usedNow(owner)
+                    if used is None:
+                        known = False
+                        break
+                    refusal = _overQuota(owner, quota, used, transaction.declaredSize)
+                    if refusal is not None:
+                        self.error(refusal.code, refusal.enhanced, refusal.text)
+                        return
+            if known:
+                self._accepted(transaction, mailbox, route)
+                return
+        self._async(self._addRecipient(transaction, mailbox, relay), "RCPT TO")
 
-    async def _addRecipient(self, transaction: _Transaction, mailbox: Mailbox) -> None:
-        relay = self.factory.role.submission and self._account is not None
+    async def _addRecipient(
+        self, transaction: _Transaction, mailbox: Mailbox, relay: bool
+    ) -> None:
         try:
             route = await self.factory.router.route(mailbox, relay=relay)
             await self._checkQuota(route, transaction.declaredSize)
@@ -630,6 +668,11 @@ class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
             return
         if self._transaction is not transaction:
             return  # The session moved on (it closed, or STARTTLS).
+        self._accepted(transaction, mailbox, route)
+
+    def _accepted(
+        self, transaction: _Transaction, mailbox: Mailbox, route: Route
+    ) -> None:
         transaction.local.update(route.local)
         transaction.remote.update(dict.fromkeys(route.remote))
         transaction.recipients.append(str(mailbox))
@@ -640,12 +683,9 @@ class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
             if quota is None:
                 continue
             used = await self.factory.usage.used(owner)
-            if used >= quota:
-                raise Rejected(452, "4.2.2", f"<{owner}>: Mailbox full")
-            if size is not None and used + size > quota:
-                raise Rejected(
-                    552, "5.2.2", f"<{owner}>: Mailbox full: message too large"
-                )
+            refusal = _overQuota(owner, quota, used, size)
+            if refusal is not None:
+                raise refusal
 
     def smtp_DATA(self, rest: str) -> None:
         transaction = self._transaction
@@ -785,7 +825,13 @@ class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
             work = self._authenticated(transaction, envelope, staged, held)
             self._async(work, "mail authentication")
             return
-        self._async(self._deliver(envelope, staged), "delivery")
+        # Every message's path: a Deferred chain, not a coroutine (as
+        # L{_async}: input held until the reply).
+        self.hold()
+        d = self.factory.delivery.deliver(envelope, staged)
+        d.addBoth(self._delivered, envelope, staged)
+        d.addErrback(self._failed, "delivery")
+        d.addBoth(self._released)
 
     async def _authenticated(
         self,
@@ -863,14 +909,30 @@ class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
         return head, verdict.message, envelope
 
     async def _deliver(self, envelope: Envelope, staged: IStagedMessage) -> None:
-        factory = self.factory
         try:
-            delivered = await factory.delivery.deliver(envelope, staged)
-        except QuotaExceeded as e:
-            self.error(552, "5.2.2", f"<{e.owner}>: Mailbox full")
-            return
-        finally:
-            staged.discard()
+            result: Delivered | Failure = await self.factory.delivery.deliver(
+                envelope, staged
+            )
+        except BaseException:
+            result = Failure()
+        self._delivered(result, envelope, staged)
+
+    def _delivered(
+        self, result: Delivered | Failure, envelope: Envelope, staged: IStagedMessage
+    ) -> None:
+        """
+        The end of a delivery: the reply (250 only now that it is durable),
+        the counters and the log line.
+        """
+        staged.discard()
+        if isinstance(result, Failure):
+            if result.check(QuotaExceeded):
+                owner = result.value.owner
+                self.error(552, "5.2.2", f"<{owner}>: Mailbox full")
+                return
+            result.raiseException()
+        delivered = result
+        factory = self.factory
         factory.usage.added([owner for owner, _ in envelope.local], staged.size)
         service = factory.role.service
         factory.status.increment(service, "messages")
@@ -914,6 +976,16 @@ class UsageCache:
         self._clock = clock
         self._ttl = ttl
         self._entries: dict[str, tuple[float, int]] = {}
+
+    def usedNow(self, owner: str) -> int | None:
+        """
+        The bytes C{owner}'s mailbox holds, if known without a store read;
+        else C{None} (ask L{used}).
+        """
+        entry = self._entries.get(owner)
+        if entry is not None and self._clock.seconds() < entry[0]:
+            return entry[1]
+        return None
 
     async def used(self, owner: str) -> int:
         """The bytes C{owner}'s mailbox holds."""

@@ -49,8 +49,13 @@ def _syncData(path: str) -> None:
         os.close(fd)
 
 
-def _writeNew(path: str, pieces: list[bytes]) -> None:
-    """Make a new file holding C{pieces}; remove it if that fails."""
+def _writeNew(path: str, pieces: list[bytes], keep: bool = False) -> int | None:
+    """
+    Make a new file holding C{pieces}; remove it if that fails.
+
+    @param keep: return the file's descriptor, open, for the caller to
+        sync through and close (else it is closed).
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         if len(pieces) > 64:
@@ -65,7 +70,10 @@ def _writeNew(path: str, pieces: list[bytes]) -> None:
         os.close(fd)
         os.unlink(path)
         raise
+    if keep:
+        return fd
     os.close(fd)
+    return None
 
 
 class Syncer:
@@ -77,6 +85,13 @@ class Syncer:
         """Make a file's bytes durable (C{fdatasync})."""
         _syncData(path)
 
+    def descriptor(self, fd: int, path: str) -> None:
+        """
+        Make the bytes of a file still open (at C{path}) durable: through
+        the descriptor that wrote them, no second open.
+        """
+        os.fdatasync(fd)
+
     def directory(self, path: str) -> None:
         """Make a directory's entries durable."""
         fsyncDirectory(path)
@@ -86,17 +101,56 @@ class Syncs:
     """
     What one group commit pass must make durable: files' data first, then
     directories' entries, each once however many jobs share it.
+
+    @ivar descriptors: files still open, by path (synced through their
+        descriptor); L{close} closes them.
     """
 
     def __init__(self) -> None:
         self.files: dict[str, list[Callable[[], None]]] = {}
         self.directories: dict[str, None] = {}
+        self.descriptors: dict[str, int] = {}
 
-    def file(self, path: str, synced: Callable[[], None] | None = None) -> None:
-        """Sync this file's data; then call C{synced}."""
+    def file(
+        self,
+        path: str,
+        synced: Callable[[], None] | None = None,
+        descriptor: int | None = None,
+    ) -> None:
+        """
+        Sync this file's data; then call C{synced}.
+
+        @param descriptor: the file, still open: synced through it, and
+            closed by L{close} (whatever happens).
+        """
         callbacks = self.files.setdefault(path, [])
         if synced is not None:
             callbacks.append(synced)
+        if descriptor is not None:
+            old = self.descriptors.pop(path, None)
+            if old is not None:
+                os.close(old)
+            self.descriptors[path] = descriptor
+
+    def sync(self, syncer: Syncer) -> None:
+        """
+        Sync every file's data, in turn, each through its descriptor if it
+        has one; call each file's callbacks once it is synced.
+        """
+        for path, callbacks in self.files.items():
+            fd = self.descriptors.get(path)
+            if fd is None:
+                syncer.data(path)
+            else:
+                syncer.descriptor(fd, path)
+            for callback in callbacks:
+                callback()
+
+    def close(self) -> None:
+        """Close the descriptors still open."""
+        descriptors, self.descriptors = self.descriptors, {}
+        for fd in descriptors.values():
+            os.close(fd)
 
     def directory(self, path: str) -> None:
         """Sync this directory's entries."""
@@ -197,19 +251,31 @@ class StagedFile:
         @return: whether the file's data still needs an fsync (neither
             L{seal} nor a group commit has synced it yet).
         """
+        return self.writeOutOpen()[0]
+
+    def writeOutOpen(self) -> tuple[bool, int | None]:
+        """
+        L{writeOut}, and if this call made the file from memory, its
+        descriptor, left open for the caller to sync through (no second
+        open) and close.
+
+        @return: whether the data still needs an fsync, and the
+            descriptor or C{None}.
+        """
+        fd = None
         with self._lock:
             if not self._sealed:
                 if self._file is None:
                     # Still in memory: written in one call, no file
                     # object (each system call in a thread is a turn of
                     # the interpreter lock).
-                    _writeNew(self.path, self._memory)
+                    fd = _writeNew(self.path, self._memory, keep=True)
                     self._memory = []
                 else:
                     self._file.flush()
                     self._file.close()
                 self._sealed = True
-            return not self.durable
+            return not self.durable, fd
 
     def discard(self) -> None:
         with self._lock:
@@ -279,7 +345,7 @@ class Placement:
                 self._written = name
                 syncs.directory(directory)
         try:
-            pending = staged.writeOut()
+            pending, fd = staged.writeOutOpen()
         except BaseException:
             if self._written is not None:
                 files.remove([self._written])
@@ -290,7 +356,9 @@ class Placement:
             def synced() -> None:
                 staged.durable = True
 
-            syncs.file(staged.path, synced)
+            syncs.file(staged.path, synced, fd)
+        elif fd is not None:
+            os.close(fd)
 
     def place(self, syncs: Syncs) -> list[str]:
         """

@@ -133,14 +133,13 @@ class GroupCommit:
         syncs = Syncs()
         try:
             job.files.prepare(syncs)
-            for path, callbacks in syncs.files.items():
-                self._syncer.data(path)
-                for callback in callbacks:
-                    callback()
+            syncs.sync(self._syncer)
             placed = job.files.place(syncs)
         except BaseException:
             job.files.undo()
             raise
+        finally:
+            syncs.close()
         return placed, list(syncs.directories)
 
     def _pump(self) -> None:
@@ -196,6 +195,12 @@ def _commitAll(
         directories = dict.fromkeys(d for job in jobs for d in job.directories)
         for directory in directories:
             syncer.directory(directory)
+        if len(jobs) == 1:
+            # Alone, a job needs no savepoint: if it fails, the whole
+            # transaction rolls back, which is all of it.
+            [job] = jobs
+            job.value = job.commit(conn, job.value)
+            return
         conn.execute("SAVEPOINT batch")
         try:
             results = [job.commit(conn, job.value) for job in jobs]

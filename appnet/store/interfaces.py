@@ -77,6 +77,17 @@ class IUserStore(Interface):
     The accounts.
     """
 
+    generation = Attribute(
+        """
+        A number that changes whenever an account is added or deleted
+        through this store (with PostgreSQL, through any node's store: as
+        its notification arrives). Caches of account facts compare it
+        before trusting an entry (the mail router's); changes another
+        process makes to an SQLite file reach them only when their entries
+        expire.
+        """
+    )
+
     def addUser(
         address: str, passwordHash: str, admin: bool = False, quota: int | None = None
     ) -> Deferred[User]:

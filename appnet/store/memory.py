@@ -37,6 +37,7 @@ class MemoryUserStore:
     _users: dict[str, User] = field(factory=dict)
     _now: Callable[[], float] = lambda: 0.0
     _apop: dict[str, str] = field(factory=dict)
+    generation: int = field(default=0, init=False)
 
     def addUser(
         self,
@@ -49,6 +50,7 @@ class MemoryUserStore:
             return fail(UserExists(address))
         user = User(address, passwordHash, admin, quota, self._now())
         self._users[address] = user
+        self.generation += 1
         return succeed(user)
 
     def getUser(self, address: str) -> Deferred[User | None]:
@@ -79,6 +81,7 @@ class MemoryUserStore:
         if self._users.pop(address, None) is None:
             return fail(NoSuchUser(address))
         self._apop.pop(address, None)
+        self.generation += 1
         return succeed(None)
 
     def listUsers(self) -> Deferred[Sequence[User]]:

@@ -69,10 +69,10 @@ class SQLiteUserStore:
     domainsTTL: float = 5.0
     _domains: frozenset[str] | None = field(default=None, init=False)
     _domainsAt: float = field(default=0.0, init=False)
-    _generation: int = field(default=0, init=False)
+    generation: int = field(default=0, init=False)
 
     def _accountsChanged(self, result: T) -> T:
-        self._generation += 1
+        self.generation += 1
         self._domains = None
         return result
 
@@ -172,11 +172,11 @@ class SQLiteUserStore:
                 row[0] for row in conn.execute("SELECT DISTINCT domain FROM users")
             )
 
-        generation = self._generation
+        generation = self.generation
 
         def remember(found: frozenset[str]) -> frozenset[str]:
             # Not if accounts changed while reading: the next call reads.
-            if generation == self._generation:
+            if generation == self.generation:
                 self._domains, self._domainsAt = found, now
             return found
 

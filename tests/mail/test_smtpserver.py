@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from appnet.auth import hashPassword
 from appnet.dns.testing import StaticResolver
+from appnet.mail.routing import Router
 from appnet.mail.spf import SPFPolicy
 from appnet.store.interfaces import INBOX, DeliveryTarget
 from tests.mail.helpers import ALICE, BOB, PASSWORD, MailWorld, Session, SlowUsers
@@ -658,6 +659,95 @@ class LimitTests(SMTPTestCase):
             session.command("RCPT TO:<tiny@example.org>")[0][:10], "552 5.2.2 "
         )
         self.assertEqual(session.command(f"RCPT TO:<{BOB}>"), ["250 2.1.5 Ok"])
+
+
+class RememberedRecipientTests(SMTPTestCase):
+    """
+    An account's own address, once found, is answered at RCPT from memory
+    (no store read, nothing held); accounts changing make it read again.
+    """
+
+    def slowRouter(self, quota: int | None = None) -> SlowUsers:
+        """Route through a user store whose lookups wait for the test."""
+        world = self.world = MailWorld(quota=quota)
+        slow = SlowUsers(world.store.users)
+
+        async def localDomains() -> frozenset[str]:
+            return frozenset({"example.org"}) | await world.store.users.domains()
+
+        world.router = Router(slow, localDomains, quota, now=world.clock.seconds)
+        return slow
+
+    def test_secondRecipientAtOnce(self) -> None:
+        """
+        The first RCPT for an account waits for its lookup; the next ones,
+        in this session or another, are answered at once, in the same
+        write as the MAIL before them.
+        """
+        slow = self.slowRouter()
+        session = self.mx()
+        session.command("EHLO c.example")
+        session.send(f"MAIL FROM:<a@crepes.fr>\r\nRCPT TO:<{BOB}>\r\n")
+        self.assertEqual(len(slow.pending), 1)
+        slow.release()
+        self.assertEqual(self.codes(session.lines()), ["250", "250"])
+        session.command("RSET")
+        other = self.mx()
+        other.command("EHLO c.example")
+        written: list[bytes] = []
+        write = other.transport.write
+        other.transport.write = lambda data: (written.append(data), write(data))
+        other.send(f"MAIL FROM:<a@crepes.fr>\r\nRCPT TO:<{BOB}>\r\n")
+        self.assertEqual(slow.pending, [])
+        self.assertEqual(written, [b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"])
+        self.assertEqual(
+            self.codes(self.transaction(other, [BOB])[1:]), ["250", "354", "250"]
+        )
+        self.assertEqual(slow.pending, [])
+        self.assertEqual(len(self.stored()), 1)
+
+    def test_deletedAccountRefused(self) -> None:
+        """
+        An account deleted through the store is unknown at the next RCPT,
+        however recently it was found.
+        """
+        slow = self.slowRouter()
+        session = self.mx()
+        session.command("EHLO c.example")
+        session.command("MAIL FROM:<a@crepes.fr>")
+        self.assertEqual(self.codes(session.send(f"RCPT TO:<{BOB}>\r\n")), [])
+        slow.release()
+        self.assertEqual(self.codes(session.lines()), ["250"])
+        self.successResultOf(self.world.store.users.deleteUser(BOB))
+        session.send(f"RCPT TO:<{BOB}>\r\n")
+        slow.release()
+        self.assertEqual(session.lines()[0][:10], "550 5.1.1 ")
+
+    def test_quotaFromMemory(self) -> None:
+        """
+        With the account and its usage in memory, RCPT's quota check is
+        made at once: a declared SIZE too large for the room left is
+        552 5.2.2, a full mailbox 452 4.2.2, with no lookup.
+        """
+        slow = self.slowRouter(quota=1000)
+        session = self.mx()
+        session.command("EHLO c.example")
+        session.command("MAIL FROM:<a@crepes.fr>")
+        session.send(f"RCPT TO:<{BOB}>\r\n")
+        slow.release()
+        self.assertEqual(self.codes(session.lines()), ["250"])
+        session.command("RSET")
+        session.command("MAIL FROM:<a@crepes.fr> SIZE=5000")
+        self.assertEqual(session.command(f"RCPT TO:<{BOB}>")[0][:10], "552 5.2.2 ")
+        session.command("RSET")
+        self.assertEqual(slow.pending, [])
+        factory = session.protocol.factory
+        factory.usage.added([BOB], 1000)
+        session.command("MAIL FROM:<a@crepes.fr>")
+        self.assertEqual(
+            session.command(f"RCPT TO:<{BOB}>"), [f"452 4.2.2 <{BOB}>: Mailbox full"]
+        )
+        self.assertEqual(slow.pending, [])
 
 
 class PipeliningTests(SMTPTestCase):

@@ -1,5 +1,6 @@
 """
-Tests for L{appnet.store._files}: staged message files.
+Tests for L{appnet.store._files}: staged message files, and how a
+placement's data is synced.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from collections.abc import Callable
 
 from twisted.internet.threads import deferToThread
 from twisted.python import threadable
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from appnet.store._files import MessageFiles
+from appnet.store._files import MessageFiles, StagedFile, Syncer, Syncs
 
 
 class DiscardTests(TestCase):
@@ -84,3 +85,88 @@ class DiscardTests(TestCase):
         staged.write(b"x" * (staged.MEMORY + 1))
         staged.discard()
         self.assertEqual(os.listdir(files.tmp), [])
+
+
+class RecordingSyncer(Syncer):
+    """Records how each file's data was synced."""
+
+    def __init__(self) -> None:
+        self.synced: list[tuple[str, str]] = []
+
+    def data(self, path: str) -> None:
+        self.synced.append(("path", os.path.basename(path)))
+
+    def descriptor(self, fd: int, path: str) -> None:
+        self.assertOpen(fd, path)
+        self.synced.append(("descriptor", os.path.basename(path)))
+
+    def assertOpen(self, fd: int, path: str) -> None:
+        if os.fstat(fd).st_ino != os.stat(path).st_ino:
+            raise AssertionError("not the file's descriptor")
+
+
+class SyncThroughDescriptorTests(SynchronousTestCase):
+    """
+    A small message written out from memory by a placement is synced
+    through the descriptor that wrote it (no second open), which is
+    closed afterwards whatever happens; a spilled one is synced by path.
+    """
+
+    def setUp(self) -> None:
+        self.files = MessageFiles(self.mktemp())
+        self.files.prepare()
+        self.fds = set(os.listdir("/proc/self/fd"))
+
+    def openDescriptors(self) -> set[str]:
+        return set(os.listdir("/proc/self/fd")) - self.fds
+
+    def place(self, data: bytes) -> tuple[RecordingSyncer, list[str]]:
+        staged = self.files.stage()
+        staged.write(data)
+        placement = self.files.placement(
+            staged, [self.files.ownerDirectory("alice@example.org")], consume=True
+        )
+        syncs = Syncs()
+        syncer = RecordingSyncer()
+        try:
+            placement.prepare(syncs)
+            syncs.sync(syncer)
+            names = placement.place(syncs)
+        finally:
+            syncs.close()
+        self.assertTrue(staged.durable)
+        return syncer, names
+
+    def test_fromMemory(self) -> None:
+        syncer, [name] = self.place(b"small\r\n")
+        self.assertEqual(syncer.synced, [("descriptor", os.path.basename(name))])
+        self.assertEqual(self.openDescriptors(), set())
+        with open(self.files.absolute(name), "rb") as f:
+            self.assertEqual(f.read(), b"small\r\n")
+
+    def test_spilled(self) -> None:
+        syncer, [name] = self.place(b"x" * (StagedFile.MEMORY + 1))
+        self.assertEqual(syncer.synced, [("path", syncer.synced[0][1])])
+        self.assertEqual(self.openDescriptors(), set())
+
+    def test_closedOnFailure(self) -> None:
+        """A sync that fails still closes the descriptor."""
+        staged = self.files.stage()
+        staged.write(b"small\r\n")
+        placement = self.files.placement(
+            staged, [self.files.ownerDirectory("alice@example.org")], consume=True
+        )
+        syncs = Syncs()
+
+        class Failing(Syncer):
+            def descriptor(self, fd: int, path: str) -> None:
+                raise OSError(5, "I/O error")
+
+        placement.prepare(syncs)
+        self.assertEqual(len(self.openDescriptors()), 1)
+        try:
+            self.assertRaises(OSError, syncs.sync, Failing())
+        finally:
+            syncs.close()
+        self.assertEqual(self.openDescriptors(), set())
+        self.assertFalse(staged.durable)

@@ -31,6 +31,10 @@ class RecordingSyncer(Syncer):
             raise OSError(5, "I/O error")
         self.log.append(("data", os.path.basename(path)))
 
+    def descriptor(self, fd: int, path: str) -> None:
+        os.fstat(fd)  # Still open.
+        self.data(path)
+
     def directory(self, path: str) -> None:
         self.log.append(("directory", os.path.basename(path)))
 
@@ -180,6 +184,26 @@ class GroupCommitTests(SynchronousTestCase):
         )
         directory = self.files.absolute(self.files.ownerDirectory("alice@example.org"))
         self.assertEqual(os.listdir(directory), [os.path.basename(name)])
+
+    def test_loneJobFails(self) -> None:
+        """
+        A job alone in its batch (committed without a savepoint) whose
+        database part fails: nothing of it is committed, its file is
+        removed, its Deferred fails; the next job commits.
+        """
+        group = self.group()
+        bad = self.deliver(group, self.staged(b"bad\r\n"), fail=True)
+        self.threads.pump()
+        self.failureResultOf(bad, ValueError)
+        self.assertEqual(list(self.db.conn.execute("SELECT name FROM rows")), [])
+        directory = self.files.absolute(self.files.ownerDirectory("alice@example.org"))
+        self.assertEqual(os.listdir(directory), [])
+        good = self.deliver(group, self.staged(b"good\r\n"))
+        self.threads.pump()
+        [name] = self.successResultOf(good)
+        self.assertEqual(
+            [r[0] for r in self.db.conn.execute("SELECT name FROM rows")], [name]
+        )
 
     def test_failedSyncFailsBatch(self) -> None:
         """

@@ -92,6 +92,37 @@ class NodesTests(TestCase):
         info = await heard.addTimeout(1, reactor)
         self.assertEqual(info.messages, 1)
 
+    async def test_accountsAcrossNodes(self) -> None:
+        """
+        An account added or deleted through one node moves the other
+        node's user C{generation} on (NOTIFY), and its cached domains
+        follow.
+        """
+        a, b = await self.nodes()
+        self.assertEqual(await b.users.domains(), frozenset())
+
+        async def heard() -> None:
+            # Notifications arrive in commit order: once the mail one
+            # sent after the change is heard, the accounts one was too.
+            await b.mail.folder(ALICE)
+            changed: Deferred[FolderInfo] = Deferred()
+            cancel = b.mail.watch(ALICE, INBOX, changed.callback)
+            await b.mail.usage(ALICE)
+            await deliver(a, b"after\r\n")
+            await changed.addTimeout(1, reactor)
+            cancel()
+
+        before = b.users.generation
+        await a.users.addUser("bob@crepes.fr", "h")
+        await heard()
+        added = b.users.generation
+        self.assertNotEqual(added, before)
+        self.assertEqual(await b.users.domains(), frozenset({"crepes.fr"}))
+        await a.users.deleteUser("bob@crepes.fr")
+        await heard()
+        self.assertNotEqual(b.users.generation, added)
+        self.assertEqual(await b.users.domains(), frozenset())
+
     async def test_queueClaimsAcrossNodes(self) -> None:
         """
         A message claimed by one node is not given to the other until

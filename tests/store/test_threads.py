@@ -64,13 +64,14 @@ class ThreadsTests(TestCase):
         await store.start()
         self.addCleanup(store.stop)
         seen: list[str] = []
-        original = _files._syncData
+        original = _files.Syncer.descriptor
 
-        def spy(path: str) -> None:
+        def spy(syncer: _files.Syncer, fd: int, path: str) -> None:
             seen.append(threading.current_thread().name)
-            original(path)
+            original(syncer, fd, path)
 
-        self.patch(_files, "_syncData", spy)
+        # A small message is synced through the descriptor that wrote it.
+        self.patch(_files.Syncer, "descriptor", spy)
         staged = store.mail.stage()
         staged.write(b"hello\r\n")
         await store.mail.deliver(staged, [DeliveryTarget("alice@example.org")])

@@ -80,6 +80,19 @@ class UserStoreContract:
         with self.assertRaises(NoSuchUser):  # type: ignore[attr-defined]
             await users.deleteUser("alice@example.org")
 
+    async def test_generation(self) -> None:
+        """
+        C{generation} moves on as soon as an account is added or deleted
+        through the store (what caches of account facts compare).
+        """
+        store = await self.makeStore()
+        first = store.generation
+        await store.addUser("alice@example.org", "h")
+        added = store.generation
+        self.assertNotEqual(added, first)
+        await store.deleteUser("alice@example.org")
+        self.assertNotIn(store.generation, (first, added))
+
     async def test_listAndDomains(self) -> None:
         """Users are listed by domain then address; domains are distinct."""
         users = await self.makeStore()

@@ -27,7 +27,7 @@ from appnet.store.pg.mail import MAIL_CHANNEL, PGMailStore
 from appnet.store.pg.notify import Listener
 from appnet.store.pg.queue import QUEUE_CHANNEL, PGQueueStore
 from appnet.store.pg.schema import SCHEMAS
-from appnet.store.pg.users import PGSessionStore, PGUserStore
+from appnet.store.pg.users import USERS_CHANNEL, PGSessionStore, PGUserStore
 
 __all__ = ["PostgreSQLStore", "conninfoFor", "migrateDatabase"]
 
@@ -77,21 +77,25 @@ class PostgreSQLStore:
         clock = now or time.time
         mail = PGMailStore(db, reactor, spoolDir=spoolDir)
         queue = PGQueueStore(db, reactor, clock, spoolDir=spoolDir)
+        users = PGUserStore(db)
 
         def reconnected(again: bool) -> None:
             mail.catchUp()
+            users.heard()
             if again:
                 queue.heard()
 
         listener = Listener(
             conninfo,
             reactor,
-            {MAIL_CHANNEL: mail.heard, QUEUE_CHANNEL: queue.remote},
+            {
+                MAIL_CHANNEL: mail.heard,
+                QUEUE_CHANNEL: queue.remote,
+                USERS_CHANNEL: users.heard,
+            },
             reconnected,
         )
-        return cls(
-            db, PGUserStore(db), PGSessionStore(db), mail, queue, listener, reactor
-        )
+        return cls(db, users, PGSessionStore(db), mail, queue, listener, reactor)
 
     @property
     def database(self) -> PGDatabase:

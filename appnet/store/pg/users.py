@@ -8,16 +8,20 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from attrs import define
+from attrs import define, field
 from psycopg import errors as pgerrors
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from appnet.errors import NoSuchUser, UserExists
 from appnet.store.interfaces import ISessionStore, IUserStore, SessionRecord, User
 from appnet.store.pg.database import Connection, PGDatabase
 
-__all__ = ["PGSessionStore", "PGUserStore"]
+__all__ = ["USERS_CHANNEL", "PGSessionStore", "PGUserStore"]
+
+#: The NOTIFY channel of account changes (added, deleted); the payload is
+#: the address.
+USERS_CHANNEL = "appnet_users"
 
 _COLUMNS = "address, password, admin, quota, created"
 _SELECT = _COLUMNS + ", apop_secret IS NOT NULL"
@@ -32,10 +36,38 @@ def _user(row: Any) -> User:
 class PGUserStore:
     """
     Accounts in the C{users} table.
+
+    Adding or deleting an account notifies every node sharing the
+    database (L{USERS_CHANNEL}); each node's listener then calls L{heard},
+    which moves L{generation} on, so caches of account facts drop what
+    they hold. The set of domains is cached the same way, and for at most
+    C{domainsTTL} seconds (a notification missed while the listener
+    reconnects).
     """
 
     _db: PGDatabase
     _now: Callable[[], float] = time.time
+    domainsTTL: float = 5.0
+    generation: int = field(default=0, init=False)
+    _domains: frozenset[str] | None = field(default=None, init=False)
+    _domainsAt: float = field(default=0.0, init=False)
+
+    def heard(self, payload: str = "") -> None:
+        """
+        Accounts changed, on this node or another (or notifications may
+        have been missed): forget what was cached.
+        """
+        self.generation += 1
+        self._domains = None
+
+    def _changed(self, conn: Connection, address: str) -> None:
+        """In a changing transaction: tell every node when it commits."""
+        conn.execute("SELECT pg_notify(%s, %s)", (USERS_CHANNEL, address))
+
+    def _accountsChanged(self, result: Any) -> Any:
+        # At once on this node; the notification follows for the others.
+        self.heard()
+        return result
 
     def addUser(
         self,
@@ -62,9 +94,10 @@ class PGUserStore:
                 )
             except pgerrors.UniqueViolation:
                 raise UserExists(address) from None
+            self._changed(conn, address)
             return user
 
-        return self._db.run(insert)
+        return self._db.run(insert).addCallback(self._accountsChanged)
 
     def getUser(self, address: str) -> Deferred[User | None]:
         def select(conn: Connection) -> User | None:
@@ -106,7 +139,13 @@ class PGUserStore:
         return self._db.run(select)
 
     def deleteUser(self, address: str) -> Deferred[None]:
-        return self._update("DELETE FROM users WHERE address = %s", (address,), address)
+        def delete(conn: Connection) -> None:
+            sql = "DELETE FROM users WHERE address = %s"
+            if conn.execute(sql, (address,)).rowcount == 0:
+                raise NoSuchUser(address)
+            self._changed(conn, address)
+
+        return self._db.run(delete).addCallback(self._accountsChanged)
 
     def listUsers(self) -> Deferred[Sequence[User]]:
         def select(conn: Connection) -> Sequence[User]:
@@ -118,11 +157,24 @@ class PGUserStore:
         return self._db.run(select)
 
     def domains(self) -> Deferred[frozenset[str]]:
+        now = self._now()
+        cached = self._domains
+        if cached is not None and now - self._domainsAt < self.domainsTTL:
+            return succeed(cached)
+
         def select(conn: Connection) -> frozenset[str]:
             rows = conn.execute("SELECT DISTINCT domain FROM users").fetchall()
             return frozenset(row[0] for row in rows)
 
-        return self._db.run(select)
+        generation = self.generation
+
+        def remember(found: frozenset[str]) -> frozenset[str]:
+            # Not if accounts changed while reading: the next call reads.
+            if generation == self.generation:
+                self._domains, self._domainsAt = found, now
+            return found
+
+        return self._db.run(select).addCallback(remember)
 
 
 _SESSION_COLUMNS = "key, account, csrf, created, expires"
