@@ -49,6 +49,7 @@ __all__ = [
     "DNSServerFactory",
     "DNSStreamServer",
     "SeenQuery",
+    "UDP_BATCH",
 ]
 
 #: Largest message of a zone transfer (below 16 KiB so name compression
@@ -63,7 +64,7 @@ _FAULT_RCODES = {
 }
 #: Most UDP datagrams read before their replies are sent (see
 #: L{DNSDatagramServer}).
-_BATCH = 64
+UDP_BATCH = 64
 #: Unanswered queries one TCP connection may have before it stops being
 #: read (RFC 7766 section 6.2.1.1: pipelining, with a bound).
 _TCP_PENDING = 32
@@ -111,7 +112,7 @@ class DNSDatagramServer(dns.DNSDatagramProtocol):
 
     Datagrams are taken in batches, as servers with C{recvmmsg} and
     C{sendmmsg} do: given one by the port, the protocol reads on from the
-    port's socket while datagrams are waiting, up to L{_BATCH}, and the
+    port's socket while datagrams are waiting, up to L{UDP_BATCH}, and the
     replies it can give at once leave together when the batch is read.
     Under load a client's queries then cost one wake-up per batch on
     either side instead of one per query; an idle server answers each
@@ -197,7 +198,7 @@ class DNSDatagramServer(dns.DNSDatagramProtocol):
         # Only a query the full path answers can take a fault (or, with
         # the recursive cache, change it): checked again after each one.
         faulted = faults.has("dns")
-        left = _BATCH if more and recvfrom is not None else 1
+        left = UDP_BATCH if more and recvfrom is not None else 1
         while True:
             host = addr[0]
             if limiter is not None and (verdict := limiter.check(host)) is not answer:
