@@ -113,10 +113,11 @@ class DNSDatagramServer(dns.DNSDatagramProtocol):
     Datagrams are taken in batches, as servers with C{recvmmsg} and
     C{sendmmsg} do: given one by the port, the protocol reads on from the
     port's socket while datagrams are waiting, up to L{UDP_BATCH}, and the
-    replies it can give at once leave together when the batch is read.
-    Under load a client's queries then cost one wake-up per batch on
-    either side instead of one per query; an idle server answers each
-    datagram as it comes (a batch of one).
+    replies of the hits leave together when the batch is read (or when
+    the full path answers one of its queries). Under load a client's
+    queries then cost one wake-up per batch on either side instead of one
+    per query; an idle server answers each datagram as it comes (a batch
+    of one).
     """
 
     noisy = False
@@ -165,12 +166,17 @@ class DNSDatagramServer(dns.DNSDatagramProtocol):
             self._answer(data, addr, batch, True)
         finally:
             self._batch = None
-            sendto = self._sendto
-            for payload, to in batch:
-                try:
-                    sendto(payload, to)
-                except OSError as e:
-                    self.unsent(payload, to, e)
+            self._flush(batch)
+
+    def _flush(self, batch: list[tuple[bytes, Any]]) -> None:
+        """Send the replies of a batch so far."""
+        sendto = self._sendto
+        for payload, to in batch:
+            try:
+                sendto(payload, to)
+            except OSError as e:
+                self.unsent(payload, to, e)
+        batch.clear()
 
     def _answer(
         self, data: bytes, addr: Any, batch: list[tuple[bytes, Any]], more: bool
@@ -195,8 +201,8 @@ class DNSDatagramServer(dns.DNSDatagramProtocol):
         ipv6 = self._ipv6
         append = batch.append
         answer = Verdict.ANSWER
-        # Only a query the full path answers can take a fault (or, with
-        # the recursive cache, change it): checked again after each one.
+        # Faults are scripted between reactor turns and taken by the full
+        # path only: checked again after each query it answers.
         faulted = faults.has("dns")
         left = UDP_BATCH if more and recvfrom is not None else 1
         while True:
@@ -231,6 +237,9 @@ class DNSDatagramServer(dns.DNSDatagramProtocol):
                 else:
                     factory.status.increment("dns", "bytes_in", len(data))
                     factory.answerDatagram(data, self, addr)
+                    # The full path is slow enough that batching its
+                    # replies saves nothing but adds to their wait.
+                    self._flush(batch)
                     faulted = faults.has("dns")
             left -= 1
             if not left:
