@@ -20,6 +20,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
+
 from appnet.dns.cache import Cache, CacheTrail
 from appnet.dns.zones import Authority
 from appnet.status import Status
@@ -45,7 +47,7 @@ class _Entry:
         C{None} when the entry needs L{WireCache.answer} (rotations) or
         was dropped.
     @ivar used: hit since the recursive cache last evicted, so the cache
-        entries it read are to be marked used first (L{WireCache.fresh}).
+        entries it read are to be marked used first (L{WireCache.use}).
     @ivar hits: UDP hits not yet added to the counters (L{WireCache.settle}).
     @ivar received: the sizes of those hits' queries, summed.
     """
@@ -200,25 +202,36 @@ class WireCache:
                 hosts.clear()
             hosts[host] = table
 
-    def fresh(self, entry: _Entry) -> bool:
+    @property
+    def clock(self) -> IReactorTime | None:
         """
-        Is the restamped body of an entry built from the recursive cache
-        still exact? If so, the cache entries it read count as used: a
-        lookup moves them to the recently-used end at once; a hit notes
-        them, and they are moved before the cache next evicts (moving
-        them on every hit cost about as much as the rest of the hit).
+        The recursive cache's clock (C{None} without a recursive cache).
+        The restamped body of an entry built from that cache (one with
+        cache entries C{touched}) is exact while C{clock.seconds()} is
+        below its C{until} and the cache's C{generation} is its own; the
+        UDP hit path checks that inline, and calls L{use} on a hit of an
+        entry not yet C{used}.
         """
-        cache = self.cache
-        assert cache is not None and self._clock is not None
-        if self._clock.seconds() < entry.until and cache.generation == entry.generation:
-            if not entry.used:
-                entry.used = True
-                used = self._used
-                used.append(entry)
-                if len(used) > self.maxEntries:
-                    self._markUsed()
-            return True
-        return False
+        return self._clock
+
+    def use(self, entry: _Entry) -> bool:
+        """
+        An entry built from the recursive cache was hit, so the cache
+        entries it read count as used: a lookup moves them to the
+        recently-used end at once; a hit notes them, and they are moved
+        before the cache next evicts (moving them on every hit cost about
+        as much as the rest of the hit). Only for an entry not already
+        noted (C{entry.used} false).
+
+        @return: C{True} (the check of a hit reads C{entry.used or
+            use(entry)}).
+        """
+        entry.used = True
+        used = self._used
+        used.append(entry)
+        if len(used) > self.maxEntries:
+            self._markUsed()
+        return True
 
     def _markUsed(self) -> None:
         assert self.cache is not None
