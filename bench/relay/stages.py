@@ -36,16 +36,16 @@ from run import (  # noqa: E402
     ALICE,
     BOB,
     message,
-    network,
     startSink,
     submitAll,
-    waitFor,
 )
 
 from appnet.auth import hashPassword  # noqa: E402
 from appnet.mail.relay import Relay, RelayClient  # noqa: E402
+from appnet.store.interfaces import INBOX  # noqa: E402
 from appnet.store.mailsqlite import SQLiteMailStore  # noqa: E402
 from appnet.store.queuesqlite import SQLiteQueueStore  # noqa: E402
+from appnet.testing import startMailNetwork  # noqa: E402
 
 __all__ = ["main"]
 
@@ -55,6 +55,23 @@ timings: dict[str, list[float]] = defaultdict(list)
 enqueued: dict[int, float] = {}
 #: When each queue insert and each delivery on B finished.
 moments: dict[str, list[float]] = defaultdict(list)
+
+
+async def network(reactor: Any, mail: dict[str, Any]) -> Any:
+    """Both nodes and their DNS server in this process, on the real clock."""
+    return await startMailNetwork(
+        None,
+        domains={"crepes.fr": ["alice"], "hamburger.edu": ["bob"]},
+        clock=reactor,
+        config={"mail": {"retry": ["1h"], "spf": "off", **mail}},
+    )
+
+
+async def waitFor(reactor: Any, net: Any, count: int) -> None:
+    """Until bob's INBOX on B holds C{count} messages."""
+    b = net.node("hamburger.edu")
+    while int((await b.running.store.mail.folder(BOB, INBOX)).messages) < count:
+        await task.deferLater(reactor, 0.01, lambda: None)
 
 
 def timed(
