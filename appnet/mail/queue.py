@@ -198,6 +198,9 @@ class QueueRunner(Service):
         self._poller: LoopingCall | None = None
         self._renewer: LoopingCall | None = None
         self._unwatch: Callable[[], None] | None = None
+        self._unadopt: Callable[[], None] | None = None
+        #: Messages handed over (adopted) while the batch was full.
+        self._adopted: deque[QueuedMessage] = deque()
         self._started: Deferred[None] | None = None
         self._idleWaiters: list[Deferred[None]] = []
         self._scan: Deferred[None] | None = None
@@ -224,7 +227,23 @@ class QueueRunner(Service):
                 "Queue: took back {count} messages claimed before a restart",
                 count=taken,
             )
+        if not self._stopping:
+            # After taking back the old claims, which would include the
+            # ones adoption makes (they carry this node's prefix too).
+            self._unadopt = self._store.queue.adopt(
+                self.owner, self._lease, self._adopt
+            )
         self.wake()
+
+    def _adopt(self, message: QueuedMessage) -> None:
+        """New mail, claimed for this runner as it was queued."""
+        if self._stopping or message.id in self._active:
+            # Stopping: the claim goes back with the others (_stop).
+            return
+        if len(self._active) >= self._batch:
+            self._adopted.append(message)
+            return
+        self._startMessage(message)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -238,6 +257,10 @@ class QueueRunner(Service):
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
+        if self._unadopt is not None:
+            self._unadopt()
+            self._unadopt = None
+        self._adopted.clear()
         self._cancelTimer()
         if self._started is not None:
             await self._started
@@ -314,10 +337,11 @@ class QueueRunner(Service):
         self._timer = None
 
     def _renew(self) -> Deferred[Any]:
-        if not self._active:
+        if not self._active and not self._adopted:
             return succeed(0)
         until = self._clock.seconds() + self._lease
-        d = self._store.queue.renew(self.owner, list(self._active), until)
+        ids = [*self._active, *(m.id for m in self._adopted)]
+        d = self._store.queue.renew(self.owner, ids, until)
         return d.addErrback(self._loopFailed)
 
     def whenIdle(self) -> Deferred[None]:
@@ -355,6 +379,10 @@ class QueueRunner(Service):
             for job in self._settling.pop(message.id, ()):
                 job.markRecorded()
             finished.callback(None)
+            while self._adopted and len(self._active) < self._batch:
+                waiting = self._adopted.popleft()
+                if not self._stopping and waiting.id not in self._active:
+                    self._startMessage(waiting)
             if gone is not True or self._full:
                 # Rescheduled (or failed), or other messages wait for its
                 # room: scan again. Wake first: the scan it starts (which

@@ -763,6 +763,24 @@ class IQueueStore(Interface):
         @return: a function that stops watching.
         """
 
+    def adopt(
+        owner: str, lease: float, callback: Callable[[QueuedMessage], None]
+    ) -> Callable[[], None]:
+        """
+        Offer to hand messages enqueued through this store from now on
+        straight to a runner of this process: each is claimed for
+        C{owner} (until its enqueue time plus C{lease}) in its enqueue's
+        own transaction and, once that has committed, given to
+        C{callback} instead of being reported to watchers, so the runner
+        takes new mail without a claim and a look-up of its own. One
+        adopter at a time (a later call replaces the earlier). A store may
+        decline by returning at once: its watchers then hear of new mail
+        as before.
+
+        @return: a function that stops adopting. A message whose enqueue
+            committed after that is released and reported to watchers.
+        """
+
     def claim(
         owner: str, now: float, lease: float, limit: int
     ) -> Deferred[Sequence[QueuedMessage]]:

@@ -73,6 +73,13 @@ def _markNotice(conn: sqlite3.Connection, notice: Notice) -> None:
         )
 
 
+@define
+class _Adopter:
+    owner: str
+    lease: float
+    callback: Callable[[QueuedMessage], None]
+
+
 @implementer(IQueueStore)
 @define
 class SQLiteQueueStore:
@@ -83,7 +90,10 @@ class SQLiteQueueStore:
     write transaction (SQLite's writer lock does what C{SELECT ... FOR
     UPDATE SKIP LOCKED} would on a shared PostgreSQL queue). Enqueues and
     the relay's outcomes share transactions (L{GroupCommit}): a relay
-    working many messages at once pays for few fsyncs.
+    working many messages at once pays for few fsyncs. A runner of this
+    process may adopt new mail (L{adopt}): each enqueue then claims its
+    message for it in the insert's own transaction and hands it over
+    when that commits, with no claim or look-up of its own.
     """
 
     _db: Database
@@ -97,6 +107,12 @@ class SQLiteQueueStore:
     #: batch.
     _claimed: dict[int, tuple[str, int]] = field(factory=dict, init=False)
     _group: GroupCommit = field(init=False)
+    #: Files of messages gone from the queue, to remove (see L{_forget}).
+    _doomed: list[str] = field(factory=list, init=False)
+    _removing: bool = field(default=False, init=False)
+    _removed: list[Deferred[None]] = field(factory=list, init=False)
+    #: The runner new mail is handed to (see L{adopt}), if any.
+    _adopter: _Adopter | None = field(default=None, init=False)
     _log = Logger()
 
     def __attrs_post_init__(self) -> None:
@@ -118,6 +134,18 @@ class SQLiteQueueStore:
         def cancel() -> None:
             if callback in self._watchers:
                 self._watchers.remove(callback)
+
+        return cancel
+
+    def adopt(
+        self, owner: str, lease: float, callback: Callable[[QueuedMessage], None]
+    ) -> Callable[[], None]:
+        adopter = _Adopter(owner, lease, callback)
+        self._adopter = adopter
+
+        def cancel() -> None:
+            if self._adopter is adopter:
+                self._adopter = None
 
         return cancel
 
@@ -151,13 +179,28 @@ class SQLiteQueueStore:
         now = self._now()
         unique = list(dict.fromkeys(recipients))
 
+        # Claimed at once for this process's runner, if it adopts new mail.
+        adopter = self._adopter
+        owner, until = (adopter.owner, now + adopter.lease) if adopter else (None, 0.0)
+        file = ""
+
         def insert(conn: sqlite3.Connection, name: str) -> int:
-            cursor = conn.execute(
-                "INSERT INTO queue_messages"
-                " (sender, submitter, file, size, created, next_attempt)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (sender, submitter, name, size, now, now),
-            )
+            nonlocal file
+            file = name
+            if owner is None:
+                cursor = conn.execute(
+                    "INSERT INTO queue_messages"
+                    " (sender, submitter, file, size, created, next_attempt)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (sender, submitter, name, size, now, now),
+                )
+            else:
+                cursor = conn.execute(
+                    "INSERT INTO queue_messages (sender, submitter, file, size,"
+                    " created, next_attempt, claimed_by, claimed_until)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (sender, submitter, name, size, now, now, owner, until),
+                )
             assert cursor.lastrowid is not None
             conn.executemany(
                 "INSERT INTO queue_recipients (message, address, state, updated)"
@@ -184,6 +227,38 @@ class SQLiteQueueStore:
             except BaseException:
                 await self._inThread(self._files.remove, [name])
                 raise
+        if adopter is None:
+            self._changed()
+            return id
+        message = QueuedMessage(
+            id=id,
+            sender=sender,
+            submitter=submitter,
+            recipients=tuple(
+                QueuedRecipient(a, RecipientState.PENDING, None, now) for a in unique
+            ),
+            size=size,
+            created=now,
+            nextAttempt=now,
+            claimedBy=adopter.owner,
+            claimedUntil=until,
+        )
+        if self._adopter is adopter:
+            self._claimed[id] = (file, size)
+            try:
+                adopter.callback(message)
+            except Exception:
+                self._log.failure("Queue adopter failed on {id}", id=id)
+            return id
+        # The runner stopped adopting while this committed: the claim
+        # goes back, for whichever runner scans next.
+        await self._group.write(
+            lambda conn: conn.execute(
+                "UPDATE queue_messages SET claimed_by = NULL, claimed_until = 0"
+                " WHERE id = ? AND claimed_by = ?",
+                (id, adopter.owner),
+            )
+        )
         self._changed()
         return id
 
@@ -372,10 +447,48 @@ class SQLiteQueueStore:
         async def run() -> bool:
             gone, file = await self._group.write(update)
             if file is not None:
-                await self._inThread(self._files.remove, [file])
+                self._forget(file)
             return gone
 
         return Deferred.fromCoroutine(run())
+
+    def _forget(self, file: str) -> None:
+        """
+        Remove the file of a message whose row is gone, soon: settling does
+        not wait for it (the outcome is committed), and files settled
+        while one removal runs go together in the next, one file-thread
+        trip for many. A crash in between leaves a file no row names.
+        """
+        self._doomed.append(file)
+        if not self._removing:
+            self._removing = True
+            Deferred.fromCoroutine(self._removeDoomed())
+
+    async def _removeDoomed(self) -> None:
+        try:
+            while self._doomed:
+                names, self._doomed = self._doomed, []
+                try:
+                    await self._inThread(self._files.remove, names)
+                except Exception:
+                    self._log.failure("Removing queue files {names}", names=names)
+        finally:
+            self._removing = False
+            waiters, self._removed = self._removed, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def whenRemoved(self) -> Deferred[None]:
+        """
+        Fires once the files of every message settled so far are removed
+        (the store waits for this before it stops).
+        """
+        d: Deferred[None] = Deferred()
+        if self._removing:
+            self._removed.append(d)
+        else:
+            d.callback(None)
+        return d
 
     def retry(self, id: int | None = None) -> Deferred[int]:
         now = self._now()

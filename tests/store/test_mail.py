@@ -1056,6 +1056,7 @@ class SQLiteQueueTests(SQLiteContract, QueueStoreContract, TestCase):
             queued.id, [RecipientUpdate("x@remote.example", RecipientState.DELIVERED)]
         )
         self.assertTrue(await store.queue.settle(queued.id, "n:1", 0, None))
+        await store.queue.whenRemoved()
         self.assertEqual(os.listdir(os.path.join(self.root, "mail", "queue")), [])
 
     async def test_migratesVersionOne(self) -> None:
