@@ -541,7 +541,9 @@ class QueueRunner(Service):
                     message,
                     domain,
                     some,
-                    Transaction(message.sender, some, body.size, body.open),
+                    Transaction(
+                        message.sender, some, body.size, body.open, data=body.memory
+                    ),
                 )
                 for domain, addresses in remote.items()
                 for start in range(0, len(addresses), MAX_RECIPIENTS)

@@ -106,6 +106,10 @@ class SQLiteQueueStore:
     #: not settled yet (so opening it needs no query); at most a runner's
     #: batch.
     _claimed: dict[int, tuple[str, int]] = field(factory=dict, init=False)
+    #: The bytes of small messages adopted by this process's runner and
+    #: not settled yet (see L{adopt}), at most L{HELD} bytes in all.
+    _held: dict[int, bytes] = field(factory=dict, init=False)
+    _heldBytes: int = field(default=0, init=False)
     _group: GroupCommit = field(init=False)
     #: Files of messages gone from the queue, to remove (see L{_forget}).
     _doomed: list[str] = field(factory=list, init=False)
@@ -114,6 +118,11 @@ class SQLiteQueueStore:
     #: The runner new mail is handed to (see L{adopt}), if any.
     _adopter: _Adopter | None = field(default=None, init=False)
     _log = Logger()
+
+    #: At most this many bytes of adopted messages are kept in memory,
+    #: each at most L{HELD_ONE}.
+    HELD = 8 << 20
+    HELD_ONE = 64 << 10
 
     def __attrs_post_init__(self) -> None:
         self._group = GroupCommit(self._db, self._inThread)
@@ -179,8 +188,14 @@ class SQLiteQueueStore:
         now = self._now()
         unique = list(dict.fromkeys(recipients))
 
-        # Claimed at once for this process's runner, if it adopts new mail.
+        # Claimed at once for this process's runner, if it adopts new mail;
+        # a small message's bytes go with it while it is still in memory.
         adopter = self._adopter
+        data = None
+        if adopter is not None and self._heldBytes + size <= self.HELD:
+            data = staged.held(min(self.HELD_ONE, size + skip))
+            if data is not None and skip:
+                data = data[skip:]
         owner, until = (adopter.owner, now + adopter.lease) if adopter else (None, 0.0)
         file = ""
 
@@ -245,6 +260,9 @@ class SQLiteQueueStore:
         )
         if self._adopter is adopter:
             self._claimed[id] = (file, size)
+            if data is not None and self._heldBytes + len(data) <= self.HELD:
+                self._held[id] = data
+                self._heldBytes += len(data)
             try:
                 adopter.callback(message)
             except Exception:
@@ -305,7 +323,8 @@ class SQLiteQueueStore:
             known = self._claimed.get(id)
             file, size = known if known is not None else await self._db.read(select)
             files = self._files
-            return MessageBody(size, lambda: files.opener(file))
+            memory = self._held.get(id)
+            return MessageBody(size, lambda: files.opener(file), memory=memory)
 
         return Deferred.fromCoroutine(run())
 
@@ -370,6 +389,8 @@ class SQLiteQueueStore:
         async def run() -> int:
             count = await self._db.write(update)
             self._claimed.clear()
+            self._held.clear()
+            self._heldBytes = 0
             if count:
                 self._changed()
             return count
@@ -417,7 +438,7 @@ class SQLiteQueueStore:
         updates: Sequence[RecipientUpdate] = (),
     ) -> Deferred[bool]:
         now = self._now()
-        self._claimed.pop(id, None)
+        self._unclaimed(id)
 
         def update(conn: sqlite3.Connection) -> tuple[bool, str | None]:
             if updates:
@@ -451,6 +472,13 @@ class SQLiteQueueStore:
             return gone
 
         return Deferred.fromCoroutine(run())
+
+    def _unclaimed(self, id: int) -> None:
+        """Forget what was kept of a message claimed through this store."""
+        self._claimed.pop(id, None)
+        data = self._held.pop(id, None)
+        if data is not None:
+            self._heldBytes -= len(data)
 
     def _forget(self, file: str) -> None:
         """
@@ -536,7 +564,7 @@ class SQLiteQueueStore:
         return self._changing(update).addCallback(bool)
 
     def delete(self, id: int) -> Deferred[bool]:
-        self._claimed.pop(id, None)
+        self._unclaimed(id)
 
         def remove(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(

@@ -1069,7 +1069,7 @@ class SQLiteQueueTests(SQLiteContract, QueueStoreContract, TestCase):
         adopted: list[Any] = []
         woken: list[None] = []
         store.queue.watch(lambda: woken.append(None))
-        store.queue.adopt("n:1", 60, adopted.append)
+        stop = store.queue.adopt("n:1", 60, adopted.append)
         id = await store.queue.enqueue(
             self.staged(store, b"body\r\n"), "a@b.org", ["x@remote.example"] * 2
         )
@@ -1087,8 +1087,13 @@ class SQLiteQueueTests(SQLiteContract, QueueStoreContract, TestCase):
         )
         self.assertEqual(await store.queue.claim("n:2", message.created, 60, 10), [])
         body = await store.queue.openMessage(id)
+        self.assertEqual(body.memory, b"body\r\n")
         with body.open() as f:
             self.assertEqual(f.read(), b"body\r\n")
+        await store.queue.settle(id, "n:1", 0, None)
+        stop()
+        queued = await self.queue(store, "y@remote.example")
+        self.assertIsNone((await store.queue.openMessage(queued.id)).memory)
 
     async def test_adoptStopped(self) -> None:
         """
