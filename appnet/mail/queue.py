@@ -199,8 +199,10 @@ class QueueRunner(Service):
         self._renewer: LoopingCall | None = None
         self._unwatch: Callable[[], None] | None = None
         self._unadopt: Callable[[], None] | None = None
-        #: Messages handed over (adopted) while the batch was full.
+        #: Messages handed over (adopted) and not started yet: the batch
+        #: was full, or they start on the reactor's next turn.
         self._adopted: deque[QueuedMessage] = deque()
+        self._taking: Any = None
         self._started: Deferred[None] | None = None
         self._idleWaiters: list[Deferred[None]] = []
         self._scan: Deferred[None] | None = None
@@ -236,14 +238,29 @@ class QueueRunner(Service):
         self.wake()
 
     def _adopt(self, message: QueuedMessage) -> None:
-        """New mail, claimed for this runner as it was queued."""
-        if self._stopping or message.id in self._active:
-            # Stopping: the claim goes back with the others (_stop).
+        """
+        New mail, claimed for this runner as it was queued: started on
+        the reactor's next turn, so whoever queued it (a submission
+        owing its 250) goes on first.
+        """
+        if self._stopping:
+            # The claim goes back with the others (_stop).
             return
-        if len(self._active) >= self._batch:
-            self._adopted.append(message)
-            return
-        self._startMessage(message)
+        self._adopted.append(message)
+        if self._taking is None:
+            self._taking = self._reactor.callLater(0, self._takeAdopted)
+
+    def _takeAdopted(self) -> None:
+        self._taking = None
+        self._startAdopted()
+        self._checkIdle()
+
+    def _startAdopted(self) -> None:
+        """Start adopted messages while the batch has room."""
+        while self._adopted and len(self._active) < self._batch:
+            message = self._adopted.popleft()
+            if not self._stopping and message.id not in self._active:
+                self._startMessage(message)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -261,6 +278,9 @@ class QueueRunner(Service):
             self._unadopt()
             self._unadopt = None
         self._adopted.clear()
+        if self._taking is not None and self._taking.active():
+            self._taking.cancel()
+        self._taking = None
         self._cancelTimer()
         if self._started is not None:
             await self._started
@@ -355,7 +375,7 @@ class QueueRunner(Service):
         return d
 
     def _checkIdle(self) -> None:
-        if self._active or self._scanning:
+        if self._active or self._scanning or self._adopted:
             return
         waiters, self._idleWaiters = self._idleWaiters, []
         for waiter in waiters:
@@ -379,10 +399,8 @@ class QueueRunner(Service):
             for job in self._settling.pop(message.id, ()):
                 job.markRecorded()
             finished.callback(None)
-            while self._adopted and len(self._active) < self._batch:
-                waiting = self._adopted.popleft()
-                if not self._stopping and waiting.id not in self._active:
-                    self._startMessage(waiting)
+            if self._adopted:
+                self._startAdopted()
             if gone is not True or self._full:
                 # Rescheduled (or failed), or other messages wait for its
                 # room: scan again. Wake first: the scan it starts (which

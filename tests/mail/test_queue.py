@@ -492,6 +492,9 @@ class AdoptionTests(SynchronousTestCase):
         """
         self.enqueue("x@one.example")
         self.enqueue("y@two.example")
+        # Started on the reactor's next turn, after the enqueue's caller.
+        self.assertEqual(self.relay.sending, [])
+        self.clock.advance(0)
         self.assertEqual(
             [t.recipients for _, t, _ in self.relay.sending], [("x@one.example",)]
         )
