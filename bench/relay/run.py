@@ -51,7 +51,10 @@ time A's stages and profile them in one place.
 Usage (from a checkout, with the test extras installed; inside a network
 namespace of your own, where 127.0.0.2-4 are free)::
 
-    .venv/bin/python bench/relay/run.py [--quick]
+    .venv/bin/python bench/relay/run.py [--quick | -n N] [--only e2e|e2e-peer]
+        [--profile FILE]
+
+C{--profile} runs A under twistd's cProfile (stats written when it stops).
 """
 
 from __future__ import annotations
