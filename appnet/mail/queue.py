@@ -198,6 +198,11 @@ class QueueRunner(Service):
         self._poller: LoopingCall | None = None
         self._renewer: LoopingCall | None = None
         self._unwatch: Callable[[], None] | None = None
+        self._unadopt: Callable[[], None] | None = None
+        #: Messages handed over (adopted) and not started yet: the batch
+        #: was full, or they start on the reactor's next turn.
+        self._adopted: deque[QueuedMessage] = deque()
+        self._taking: Any = None
         self._started: Deferred[None] | None = None
         self._idleWaiters: list[Deferred[None]] = []
         self._scan: Deferred[None] | None = None
@@ -224,7 +229,38 @@ class QueueRunner(Service):
                 "Queue: took back {count} messages claimed before a restart",
                 count=taken,
             )
+        if not self._stopping:
+            # After taking back the old claims, which would include the
+            # ones adoption makes (they carry this node's prefix too).
+            self._unadopt = self._store.queue.adopt(
+                self.owner, self._lease, self._adopt
+            )
         self.wake()
+
+    def _adopt(self, message: QueuedMessage) -> None:
+        """
+        New mail, claimed for this runner as it was queued: started on
+        the reactor's next turn, so whoever queued it (a submission
+        owing its 250) goes on first.
+        """
+        if self._stopping:
+            # The claim goes back with the others (_stop).
+            return
+        self._adopted.append(message)
+        if self._taking is None:
+            self._taking = self._reactor.callLater(0, self._takeAdopted)
+
+    def _takeAdopted(self) -> None:
+        self._taking = None
+        self._startAdopted()
+        self._checkIdle()
+
+    def _startAdopted(self) -> None:
+        """Start adopted messages while the batch has room."""
+        while self._adopted and len(self._active) < self._batch:
+            message = self._adopted.popleft()
+            if not self._stopping and message.id not in self._active:
+                self._startMessage(message)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -238,6 +274,13 @@ class QueueRunner(Service):
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
+        if self._unadopt is not None:
+            self._unadopt()
+            self._unadopt = None
+        self._adopted.clear()
+        if self._taking is not None and self._taking.active():
+            self._taking.cancel()
+        self._taking = None
         self._cancelTimer()
         if self._started is not None:
             await self._started
@@ -314,10 +357,11 @@ class QueueRunner(Service):
         self._timer = None
 
     def _renew(self) -> Deferred[Any]:
-        if not self._active:
+        if not self._active and not self._adopted:
             return succeed(0)
         until = self._clock.seconds() + self._lease
-        d = self._store.queue.renew(self.owner, list(self._active), until)
+        ids = [*self._active, *(m.id for m in self._adopted)]
+        d = self._store.queue.renew(self.owner, ids, until)
         return d.addErrback(self._loopFailed)
 
     def whenIdle(self) -> Deferred[None]:
@@ -331,7 +375,7 @@ class QueueRunner(Service):
         return d
 
     def _checkIdle(self) -> None:
-        if self._active or self._scanning:
+        if self._active or self._scanning or self._adopted:
             return
         waiters, self._idleWaiters = self._idleWaiters, []
         for waiter in waiters:
@@ -355,6 +399,8 @@ class QueueRunner(Service):
             for job in self._settling.pop(message.id, ()):
                 job.markRecorded()
             finished.callback(None)
+            if self._adopted:
+                self._startAdopted()
             if gone is not True or self._full:
                 # Rescheduled (or failed), or other messages wait for its
                 # room: scan again. Wake first: the scan it starts (which
@@ -513,7 +559,9 @@ class QueueRunner(Service):
                     message,
                     domain,
                     some,
-                    Transaction(message.sender, some, body.size, body.open),
+                    Transaction(
+                        message.sender, some, body.size, body.open, data=body.memory
+                    ),
                 )
                 for domain, addresses in remote.items()
                 for start in range(0, len(addresses), MAX_RECIPIENTS)

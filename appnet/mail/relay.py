@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 
 from attrs import define, field, frozen
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
@@ -184,6 +184,8 @@ class Transaction:
     @ivar after: when given, the body (and so the final dot, after which
         the server has the message) waits for it to fire; MAIL, RCPT and
         DATA go out meanwhile.
+    @ivar data: the message's bytes, when the queue holds them already
+        (then C{open} is not called).
     """
 
     sender: str
@@ -191,6 +193,7 @@ class Transaction:
     size: int
     open: Callable[[], BinaryIO]
     after: Deferred[None] | None = None
+    data: bytes | None = None
 
 
 @frozen
@@ -364,7 +367,9 @@ class RelayClient(StuffingClient):
             reply = Reply.fromServer(552, text, self.hop)
             self._finish({r: reply for r in transaction.recipients})
             return
-        if self.fileThreads is not None and transaction.size <= SMALL:
+        if transaction.data is not None and len(transaction.data) <= SMALL:
+            self._small = succeed(transaction.data)
+        elif self.fileThreads is not None and transaction.size <= SMALL:
             self._small = self.fileThreads(_readAll, transaction.open)
         params = b""
         if b"SIZE" in self.serverExtensions:

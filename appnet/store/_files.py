@@ -220,6 +220,19 @@ class StagedFile:
         if self.size > self.MEMORY:
             self._file = self._open()
 
+    def held(self, limit: int) -> bytes | None:
+        """
+        The message's bytes, if it is still all in memory (not written
+        out) and at most C{limit} bytes long; else C{None}. A copy: a
+        queue may keep it to relay the message without reading its file.
+        """
+        with self._lock:
+            if self._file is not None or self._sealed or self._discarded:
+                return None
+            if self.size > limit:
+                return None
+            return b"".join(self._memory)
+
     def seal(self) -> None:
         """
         Write out, flush and fsync; no more writes. Idempotent and

@@ -357,6 +357,9 @@ class MessageBody:
 
     size: int
     _opener: Callable[[], BinaryIO] = field(alias="opener")
+    #: The bytes themselves, when the store holds them in memory anyway
+    #: (a small message just queued by this process): no file to read.
+    memory: bytes | None = field(default=None, kw_only=True)
 
     def open(self) -> BinaryIO:
         """
@@ -772,6 +775,24 @@ class IQueueStore(Interface):
         also polls.
 
         @return: a function that stops watching.
+        """
+
+    def adopt(
+        owner: str, lease: float, callback: Callable[[QueuedMessage], None]
+    ) -> Callable[[], None]:
+        """
+        Offer to hand messages enqueued through this store from now on
+        straight to a runner of this process: each is claimed for
+        C{owner} (until its enqueue time plus C{lease}) in its enqueue's
+        own transaction and, once that has committed, given to
+        C{callback} instead of being reported to watchers, so the runner
+        takes new mail without a claim and a look-up of its own. One
+        adopter at a time (a later call replaces the earlier). A store may
+        decline by returning at once: its watchers then hear of new mail
+        as before.
+
+        @return: a function that stops adopting. A message whose enqueue
+            committed after that is released and reported to watchers.
         """
 
     def claim(

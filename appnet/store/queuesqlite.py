@@ -73,6 +73,13 @@ def _markNotice(conn: sqlite3.Connection, notice: Notice) -> None:
         )
 
 
+@define
+class _Adopter:
+    owner: str
+    lease: float
+    callback: Callable[[QueuedMessage], None]
+
+
 @implementer(IQueueStore)
 @define
 class SQLiteQueueStore:
@@ -83,7 +90,10 @@ class SQLiteQueueStore:
     write transaction (SQLite's writer lock does what C{SELECT ... FOR
     UPDATE SKIP LOCKED} would on a shared PostgreSQL queue). Enqueues and
     the relay's outcomes share transactions (L{GroupCommit}): a relay
-    working many messages at once pays for few fsyncs.
+    working many messages at once pays for few fsyncs. A runner of this
+    process may adopt new mail (L{adopt}): each enqueue then claims its
+    message for it in the insert's own transaction and hands it over
+    when that commits, with no claim or look-up of its own.
     """
 
     _db: Database
@@ -96,8 +106,23 @@ class SQLiteQueueStore:
     #: not settled yet (so opening it needs no query); at most a runner's
     #: batch.
     _claimed: dict[int, tuple[str, int]] = field(factory=dict, init=False)
+    #: The bytes of small messages adopted by this process's runner and
+    #: not settled yet (see L{adopt}), at most L{HELD} bytes in all.
+    _held: dict[int, bytes] = field(factory=dict, init=False)
+    _heldBytes: int = field(default=0, init=False)
     _group: GroupCommit = field(init=False)
+    #: Files of messages gone from the queue, to remove (see L{_forget}).
+    _doomed: list[str] = field(factory=list, init=False)
+    _removing: bool = field(default=False, init=False)
+    _removed: list[Deferred[None]] = field(factory=list, init=False)
+    #: The runner new mail is handed to (see L{adopt}), if any.
+    _adopter: _Adopter | None = field(default=None, init=False)
     _log = Logger()
+
+    #: At most this many bytes of adopted messages are kept in memory,
+    #: each at most L{HELD_ONE}.
+    HELD = 8 << 20
+    HELD_ONE = 64 << 10
 
     def __attrs_post_init__(self) -> None:
         self._group = GroupCommit(self._db, self._inThread)
@@ -118,6 +143,18 @@ class SQLiteQueueStore:
         def cancel() -> None:
             if callback in self._watchers:
                 self._watchers.remove(callback)
+
+        return cancel
+
+    def adopt(
+        self, owner: str, lease: float, callback: Callable[[QueuedMessage], None]
+    ) -> Callable[[], None]:
+        adopter = _Adopter(owner, lease, callback)
+        self._adopter = adopter
+
+        def cancel() -> None:
+            if self._adopter is adopter:
+                self._adopter = None
 
         return cancel
 
@@ -151,13 +188,34 @@ class SQLiteQueueStore:
         now = self._now()
         unique = list(dict.fromkeys(recipients))
 
+        # Claimed at once for this process's runner, if it adopts new mail;
+        # a small message's bytes go with it while it is still in memory.
+        adopter = self._adopter
+        data = None
+        if adopter is not None and self._heldBytes + size <= self.HELD:
+            data = staged.held(min(self.HELD_ONE, size + skip))
+            if data is not None and skip:
+                data = data[skip:]
+        owner, until = (adopter.owner, now + adopter.lease) if adopter else (None, 0.0)
+        file = ""
+
         def insert(conn: sqlite3.Connection, name: str) -> int:
-            cursor = conn.execute(
-                "INSERT INTO queue_messages"
-                " (sender, submitter, file, size, created, next_attempt)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (sender, submitter, name, size, now, now),
-            )
+            nonlocal file
+            file = name
+            if owner is None:
+                cursor = conn.execute(
+                    "INSERT INTO queue_messages"
+                    " (sender, submitter, file, size, created, next_attempt)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (sender, submitter, name, size, now, now),
+                )
+            else:
+                cursor = conn.execute(
+                    "INSERT INTO queue_messages (sender, submitter, file, size,"
+                    " created, next_attempt, claimed_by, claimed_until)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (sender, submitter, name, size, now, now, owner, until),
+                )
             assert cursor.lastrowid is not None
             conn.executemany(
                 "INSERT INTO queue_recipients (message, address, state, updated)"
@@ -184,6 +242,41 @@ class SQLiteQueueStore:
             except BaseException:
                 await self._inThread(self._files.remove, [name])
                 raise
+        if adopter is None:
+            self._changed()
+            return id
+        message = QueuedMessage(
+            id=id,
+            sender=sender,
+            submitter=submitter,
+            recipients=tuple(
+                QueuedRecipient(a, RecipientState.PENDING, None, now) for a in unique
+            ),
+            size=size,
+            created=now,
+            nextAttempt=now,
+            claimedBy=adopter.owner,
+            claimedUntil=until,
+        )
+        if self._adopter is adopter:
+            self._claimed[id] = (file, size)
+            if data is not None and self._heldBytes + len(data) <= self.HELD:
+                self._held[id] = data
+                self._heldBytes += len(data)
+            try:
+                adopter.callback(message)
+            except Exception:
+                self._log.failure("Queue adopter failed on {id}", id=id)
+            return id
+        # The runner stopped adopting while this committed: the claim
+        # goes back, for whichever runner scans next.
+        await self._group.write(
+            lambda conn: conn.execute(
+                "UPDATE queue_messages SET claimed_by = NULL, claimed_until = 0"
+                " WHERE id = ? AND claimed_by = ?",
+                (id, adopter.owner),
+            )
+        )
         self._changed()
         return id
 
@@ -230,7 +323,8 @@ class SQLiteQueueStore:
             known = self._claimed.get(id)
             file, size = known if known is not None else await self._db.read(select)
             files = self._files
-            return MessageBody(size, lambda: files.opener(file))
+            memory = self._held.get(id)
+            return MessageBody(size, lambda: files.opener(file), memory=memory)
 
         return Deferred.fromCoroutine(run())
 
@@ -295,6 +389,8 @@ class SQLiteQueueStore:
         async def run() -> int:
             count = await self._db.write(update)
             self._claimed.clear()
+            self._held.clear()
+            self._heldBytes = 0
             if count:
                 self._changed()
             return count
@@ -342,7 +438,7 @@ class SQLiteQueueStore:
         updates: Sequence[RecipientUpdate] = (),
     ) -> Deferred[bool]:
         now = self._now()
-        self._claimed.pop(id, None)
+        self._unclaimed(id)
 
         def update(conn: sqlite3.Connection) -> tuple[bool, str | None]:
             if updates:
@@ -372,10 +468,55 @@ class SQLiteQueueStore:
         async def run() -> bool:
             gone, file = await self._group.write(update)
             if file is not None:
-                await self._inThread(self._files.remove, [file])
+                self._forget(file)
             return gone
 
         return Deferred.fromCoroutine(run())
+
+    def _unclaimed(self, id: int) -> None:
+        """Forget what was kept of a message claimed through this store."""
+        self._claimed.pop(id, None)
+        data = self._held.pop(id, None)
+        if data is not None:
+            self._heldBytes -= len(data)
+
+    def _forget(self, file: str) -> None:
+        """
+        Remove the file of a message whose row is gone, soon: settling does
+        not wait for it (the outcome is committed), and files settled
+        while one removal runs go together in the next, one file-thread
+        trip for many. A crash in between leaves a file no row names.
+        """
+        self._doomed.append(file)
+        if not self._removing:
+            self._removing = True
+            Deferred.fromCoroutine(self._removeDoomed())
+
+    async def _removeDoomed(self) -> None:
+        try:
+            while self._doomed:
+                names, self._doomed = self._doomed, []
+                try:
+                    await self._inThread(self._files.remove, names)
+                except Exception:
+                    self._log.failure("Removing queue files {names}", names=names)
+        finally:
+            self._removing = False
+            waiters, self._removed = self._removed, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def whenRemoved(self) -> Deferred[None]:
+        """
+        Fires once the files of every message settled so far are removed
+        (the store waits for this before it stops).
+        """
+        d: Deferred[None] = Deferred()
+        if self._removing:
+            self._removed.append(d)
+        else:
+            d.callback(None)
+        return d
 
     def retry(self, id: int | None = None) -> Deferred[int]:
         now = self._now()
@@ -423,7 +564,7 @@ class SQLiteQueueStore:
         return self._changing(update).addCallback(bool)
 
     def delete(self, id: int) -> Deferred[bool]:
-        self._claimed.pop(id, None)
+        self._unclaimed(id)
 
         def remove(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(

@@ -322,6 +322,7 @@ class SQLiteStore:
     def stop(self) -> Deferred[None]:
         async def run() -> None:
             self.mail.stop()
+            await self.queue.whenRemoved()
             try:
                 await self.fileThreads.stop()
             finally:

@@ -1,83 +1,97 @@
 """
-Relay throughput, in two parts.
+Relay throughput, in two parts, with every party its own process, as in
+a deployment: node A (crepes.fr, 127.0.0.2) and node B (hamburger.edu,
+127.0.0.3) are each a C{twistd appnet} process with a TOML config and a
+data directory of their own, and they find each other's MX through a
+third appnet process that serves only DNS (127.0.0.4) and publishes both
+zones. This process is the load generator, and the sink rows' stand-in
+for B is a fourth (this script run with C{--sink}). SPF is off on both
+nodes. Accounts are added with C{appnet user add}, so passwords carry
+the production scrypt cost, which each session's AUTH pays.
 
 End to end (the headline metric): alice@crepes.fr submits N messages of 1
-KiB for bob@hamburger.edu on node A's submission port, as a mail user
-agent would (EHLO, AUTH PLAIN; loopback, so no TLS), over 10 concurrent
+KiB for bob@hamburger.edu on A's submission port, as a mail user agent
+would (EHLO, AUTH PLAIN; loopback, so no TLS), over 10 concurrent
 connections, each sending its share one after another in one session
 (RSET between). The clock starts before the first connection and stops
-when B's INBOX holds all N: A stores each message durably in its queue
-before its 250, relays it by MX lookup, and B stores it durably before
-its own 250. The same run also gives the submission rate alone (until
-A's last 250). The peer row sends the same N messages over the same 10
-connections straight to B's MX port (no AUTH, no queue, no relay hop):
-one durable store per message instead of two, what the relay hop costs.
+when B's INBOX holds all N (polled every 20 ms with IMAP STATUS as bob):
+A stores each message durably in its queue before its 250, relays it by
+MX lookup, and B stores it durably before its own 250. The same run
+also gives the submission rate alone (until A's last 250), and each
+server process's CPU time per message (from /proc). The peer row sends
+the same N messages over the same 10 connections straight to B's MX port
+(no AUTH, no queue, no relay hop): one durable store per message instead
+of two, what the relay hop costs.
 
 The submitting client is Twisted's own L{ESMTPClient}, which loops over
 messages in one session when C{getMailFrom} keeps answering (see
-L{Submitter}): it runs on the reactor without blocking it, and it is not
-appnet's relay client (the thing measured). Its cost (its writes and
-reads) is in the numbers, as it is in the peer row. smtplib in threads
-was the other candidate; it would need a thread pool of its own (the
-reactor's runs the store's fsyncs) and ten threads contending for the
-GIL with the reactor that runs both servers, which would measure the
-GIL more than the mail path. appnet.mail.client.send sends one message
-per connection.
-The account's password is re-hashed at the production scrypt cost
-before the clock starts (the fixture hashes cheaply), so each session's
-AUTH costs what it would in service.
+L{Submitter}); it is not appnet's relay client (the thing measured).
 
-Queue drain: for each appnet row, N messages for bob@hamburger.edu are
-queued on node A (through the store, not SMTP) while B is down; then B
-starts, the queue is made due, and the clock runs until B's mailbox holds
-all N (B stores each durably before its 250; A commits each delivery
-before the next step). The rows differ in connection reuse and
+Queue drain: for each appnet row, a fresh A is started while B is down
+and N messages are submitted to it; each first attempt finds B's port
+closed and is put off for an hour. Then B starts, the clock starts, the
+whole queue is made due through A's store (as C{appnet queue retry}
+does; A, polling for changes every 20 ms, notices) and the clock runs
+until B's INBOX holds all N (B stores each durably before its 250; A
+commits each outcome). The rows differ in connection reuse and
 per-destination concurrency. The peer row sends the same N messages
-straight to B with C{twisted.mail.smtp.sendmail} (no queue, no
-durability on the sending side, one connection per message), at most 5
-at once. The sink rows replace node B by a minimal Twisted ESMTP server
-on B's address and port that counts and discards messages; it offers
-PIPELINING (Twisted's server answers pipelined commands in order when, as
-here, its checks are synchronous) as appnet's does, so the relay client
-pipelines with both.
+straight to B with C{twisted.mail.smtp.sendmail} from this process (no
+queue, no durability on the sending side, one connection per message),
+at most 5 at once. The sink rows replace B by a minimal Twisted ESMTP
+server process on B's address and port that counts and discards
+messages; it offers PIPELINING (Twisted's server answers pipelined
+commands in order when, as here, its checks are synchronous) as appnet's
+does, so the relay client pipelines with both.
 
-Two appnet nodes (crepes.fr on 127.0.0.2, hamburger.edu on 127.0.0.3),
-their DNS server and every client run in this process on the real
-clock: one reactor, one core for all of them (B's work is in every row
-alike). SPF is off on both nodes in every row.
+Until 2026-12-07 both nodes, their DNS server and every client ran in
+this one process on one reactor, so each row measured one core's worth
+of A, B and the clients together; C{stages.py} still runs that way, to
+time A's stages and profile them in one place.
 
-Usage (from a checkout, with the test extras installed)::
+Usage (from a checkout, with the test extras installed; inside a network
+namespace of your own, where 127.0.0.2-4 are free)::
 
-    .venv/bin/python bench/relay/run.py [--quick]
+    .venv/bin/python bench/relay/run.py [--quick | -n N] [--only e2e|e2e-peer]
+        [--profile FILE]
+
+C{--profile} runs A under twistd's cProfile (stats written when it stops).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.internet import defer, task, threads
+from twisted.internet import defer, task
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP4ServerEndpoint,
     connectProtocol,
 )
-from twisted.internet.protocol import connectionDone
-from twisted.mail import smtp
+from twisted.internet.protocol import ClientFactory, connectionDone
+from twisted.mail import imap4, smtp
 from twisted.mail.smtp import ESMTPClient, PLAINAuthenticator, sendmail
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from appnet.auth import hashPassword
+from appnet.cli import Context
+from appnet.config import loadConfig
 from appnet.mail.lines import noDelay
-from appnet.store.interfaces import INBOX
-from appnet.testing import startMailNetwork
+from appnet.mail.relaytesting import zoneFor
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+A_HOST, B_HOST, DNS_HOST = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+PASSWORD = "bench-password"
 BOB = "bob@hamburger.edu"
 ALICE = "alice@crepes.fr"
 CONNECTIONS = 10
@@ -267,159 +281,412 @@ async def submitAll(
     return last[0]
 
 
-async def endToEndRow(reactor: Any, n: int, direct: bool) -> tuple[float, float]:
+def toml(table: dict[str, Any], prefix: str = "") -> str:
+    """A TOML document for a table of strings, numbers, booleans, lists."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return "[" + ", ".join(value(each) for each in v) + "]"
+
+    lines = [f"{k} = {value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    for k, v in table.items():
+        if isinstance(v, dict):
+            lines.append(f"\n[{prefix}{k}]")
+            lines.append(toml(v, f"{prefix}{k}."))
+    return "\n".join(lines) + "\n"
+
+
+class Process:
+    """A server process this script started, and where it listens."""
+
+    def __init__(self, command: list[str], log: str, cwd: str) -> None:
+        self.log = log
+        with open(log, "wb") as output:
+            # Its log goes to a file, as a daemon's would.
+            self.popen = subprocess.Popen(
+                command, stdout=output, stderr=subprocess.STDOUT, cwd=cwd
+            )
+        self.ports: dict[str, int] = {}
+
+    def waitFor(self, marker: bytes) -> None:
+        deadline = time.monotonic() + 60
+        with open(self.log, "rb") as output:
+            pending = b""
+            while True:
+                raw = output.readline()
+                if not raw.endswith(b"\n"):
+                    pending += raw
+                    if self.popen.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"{self.log}: did not start")
+                    time.sleep(0.02)
+                    continue
+                raw, pending = pending + raw, b""
+                found = re.search(rb"(\w+) listening on (tcp|udp) [\d.]+:(\d+)", raw)
+                if found:
+                    self.ports[found.group(1).decode()] = int(found.group(3))
+                if marker in raw:
+                    return
+
+    def cpu(self) -> float:
+        """CPU time (user + system) so far, from Linux's /proc; 0 elsewhere."""
+        try:
+            with open(f"/proc/{self.popen.pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def startAppnet(
+    data: str, config: dict[str, Any], twistd: Sequence[str] = ()
+) -> Process:
+    """Start C{twistd appnet} on C{data} with C{config} (written there)."""
+    os.makedirs(data, exist_ok=True)
+    path = os.path.join(data, "appnet.toml")
+    with open(path, "w") as f:
+        f.write(toml({"data": data, **config}))
+    process = Process(
+        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+         "-n", "--pidfile=", *twistd, "appnet", "--config", path],
+        data + ".log",
+        data,
+    )  # fmt: skip
+    process.waitFor(b"appnet ready")
+    return process
+
+
+def addUser(data: str, address: str) -> None:
+    os.makedirs(data, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "appnet", "--data", data, "user", "add", address,
+         "--password-stdin"],
+        input=PASSWORD.encode() + b"\n",
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )  # fmt: skip
+
+
+def freePort(hosts: Sequence[str]) -> int:
+    """A TCP port free on all C{hosts} (the nodes' shared SMTP port)."""
+    import socket
+
+    for _ in range(20):
+        sockets = []
+        try:
+            for host in hosts:
+                s = socket.socket()
+                sockets.append(s)
+                s.bind((host, sockets[0].getsockname()[1] if len(sockets) > 1 else 0))
+            return int(sockets[0].getsockname()[1])
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no shared free port")
+
+
+class Network:
+    """
+    The DNS process and the two nodes' data directories and configs;
+    nodes are started and stopped per row.
+    """
+
+    def __init__(self, root: str, twistdA: Sequence[str] = ()) -> None:
+        self.root = root
+        self.port = freePort([A_HOST, B_HOST])
+        zones = os.path.join(root, "dns", "zones")
+        os.makedirs(zones)
+        for domain, host in (("crepes.fr", A_HOST), ("hamburger.edu", B_HOST)):
+            with open(os.path.join(zones, f"{domain}.zone"), "w") as f:
+                f.write(zoneFor(domain, host, DNS_HOST, None))
+        off = {"enabled": False}
+        self.dns = startAppnet(
+            os.path.join(root, "dns"),
+            {
+                "dns": {"listen": f"{DNS_HOST}:0", "rate_limit": 0},
+                **{
+                    s: off
+                    for s in ("smtp", "submission", "pop3", "imap", "ftp", "http")
+                },
+            },
+        )
+        self.resolver = f"{DNS_HOST}:{self.dns.ports['dns']}"
+        self.twistdA = list(twistdA)
+        self.a: Process | None = None
+        self.b: Process | None = None
+        self.serial = 0
+
+    def nodeConfig(
+        self, domain: str, host: str, mail: dict[str, Any]
+    ) -> dict[str, Any]:
+        ephemeral = [f"tcp:0:interface={host}"]
+        return {
+            "hostname": f"mx.{domain}",
+            "smtp": {"listen": [f"tcp:{self.port}:interface={host}"]},
+            "submission": {"listen": ephemeral},
+            "imap": {"listen": ephemeral},
+            "pop3": {"enabled": False},
+            "ftp": {"enabled": False},
+            "http": {"enabled": False},
+            "dns": {"enabled": False, "resolver": self.resolver},
+            "mail": {
+                "domains": [domain],
+                "relay_port": self.port,
+                "bind_address": host,
+                "spf": "off",
+                "retry": ["1h"],
+                **mail,
+            },
+        }
+
+    def startA(self, mail: dict[str, Any] | None = None) -> Process:
+        self.serial += 1
+        data = os.path.join(self.root, f"a{self.serial}")
+        addUser(data, ALICE)
+        self.a = startAppnet(
+            data, self.nodeConfig("crepes.fr", A_HOST, mail or {}), self.twistdA
+        )
+        self.aData = data
+        return self.a
+
+    def startB(self) -> Process:
+        self.serial += 1
+        data = os.path.join(self.root, f"b{self.serial}")
+        addUser(data, BOB)
+        self.b = startAppnet(data, self.nodeConfig("hamburger.edu", B_HOST, {}))
+        return self.b
+
+    def startSink(self, n: int) -> Process:
+        self.serial += 1
+        log = os.path.join(self.root, f"sink{self.serial}.log")
+        self.b = Process(
+            [sys.executable, os.path.abspath(__file__), "--sink",
+             f"{B_HOST}:{self.port}:{n}"],
+            log,
+            self.root,
+        )  # fmt: skip
+        self.b.waitFor(b"sink listening")
+        return self.b
+
+    def stopNodes(self) -> None:
+        for each in (self.a, self.b):
+            if each is not None:
+                each.stop()
+        self.a = self.b = None
+
+    def stop(self) -> None:
+        self.stopNodes()
+        self.dns.stop()
+
+
+class _Status(imap4.IMAP4Client):
+    def serverGreeting(self, caps: Any) -> None:
+        self.factory.ready.callback(self)
+
+
+async def inbox(reactor: Any, port: int) -> Callable[[], defer.Deferred[int]]:
+    """bob's session on B's IMAP port; calling the result counts his INBOX."""
+    factory = ClientFactory()
+    factory.protocol = _Status
+    factory.ready = defer.Deferred()  # type: ignore[attr-defined]
+    reactor.connectTCP(B_HOST, port, factory)
+    client = await factory.ready  # type: ignore[attr-defined]
+    await client.login(BOB.encode(), PASSWORD.encode())
+
+    def count() -> defer.Deferred[int]:
+        return client.status("INBOX", "MESSAGES").addCallback(
+            lambda status: int(status["MESSAGES"])
+        )
+
+    return count
+
+
+async def until(reactor: Any, n: int, count: Callable[[], defer.Deferred[int]]) -> None:
+    while await count() < n:
+        await task.deferLater(reactor, 0.02, lambda: None)
+
+
+async def endToEndRow(
+    reactor: Any, net: Network, n: int, direct: bool
+) -> tuple[float, float, float, float]:
     """
     alice submits C{n} messages on A's submission port (or, C{direct},
     on B's MX port) over 10 connections.
 
-    @return: messages/s until every 250, and until B's INBOX held all.
+    @return: messages/s until every 250 and until B's INBOX held all, and
+        A's and B's CPU ms per message.
     """
-    net = await network(reactor, {})
     try:
-        a, b = net.node("crepes.fr"), net.node("hamburger.edu")
+        a = net.startA()
+        b = net.startB()
+        count = await inbox(reactor, b.ports["imap"])
         if direct:
-            host, port = b.host, b.smtpPort
-            login = None
+            host, port, login = B_HOST, net.port, None
         else:
-            host, port = a.address("submission")
-            login = (ALICE, a.passwords[ALICE])
-            # The fixture hashes passwords cheaply; a real account has the
-            # production cost, which each session's AUTH pays.
-            hashed = await threads.deferToThread(hashPassword, login[1])
-            await a.running.store.users.setPasswordHash(ALICE, hashed)
+            host, port = A_HOST, a.ports["submission"]
+            login = (ALICE, PASSWORD)
+        cpuA, cpuB = a.cpu(), b.cpu()
         started = time.perf_counter()
         submitted = await submitAll(reactor, host, port, n, login)
-        await waitFor(reactor, net, n)
+        await until(reactor, n, count)
         stored = time.perf_counter()
-        await net.settle()
-        return n / (submitted - started), n / (stored - started)
+        cpuA, cpuB = a.cpu() - cpuA, b.cpu() - cpuB
+        return (
+            n / (submitted - started),
+            n / (stored - started),
+            cpuA * 1000 / n,
+            cpuB * 1000 / n,
+        )
     finally:
-        await net.stop()
-
-
-async def mailboxCount(net: Any) -> int:
-    b = net.node("hamburger.edu")
-    info = await b.running.store.mail.folder(BOB, INBOX)
-    return int(info.messages)
-
-
-async def waitFor(reactor: Any, net: Any, count: int) -> None:
-    while await mailboxCount(net) < count:
-        await task.deferLater(reactor, 0.01, lambda: None)
-
-
-async def network(reactor: Any, mail: dict[str, Any]) -> Any:
-    return await startMailNetwork(
-        None,
-        domains={"crepes.fr": ["alice"], "hamburger.edu": ["bob"]},
-        clock=reactor,
-        config={"mail": {"retry": ["1h"], "spf": "off", **mail}},
-    )
+        net.stopNodes()
 
 
 async def appnetRow(
-    reactor: Any, n: int, reuse: int, concurrency: int, sink: bool = False
+    reactor: Any, net: Network, n: int, reuse: int, concurrency: int, sink: bool = False
 ) -> float:
-    net = await network(
-        reactor,
-        {"relay_reuse": reuse, "relay_destination_concurrency": concurrency},
-    )
-    listening = None
     try:
-        a, b = net.node("crepes.fr"), net.node("hamburger.edu")
-        await b.stop()
-        store = a.running.store
-        for i in range(n):
-            staged = store.mail.stage()
-            staged.write(message(i))
-            await store.queue.enqueue(staged, ALICE, [BOB])
-            staged.discard()
-        await net.settle()
+        a = net.startA(
+            {
+                "relay_reuse": reuse,
+                "relay_destination_concurrency": concurrency,
+                "queue_poll": 0.02,
+            }
+        )
+        await submitAll(reactor, A_HOST, a.ports["submission"], n, (ALICE, PASSWORD))
+        config = loadConfig(os.path.join(net.aData, "appnet.toml"))
+        context = Context(reactor, config)
+        store = await context.store()
+        # Every first attempt has failed (B is down) and is put off.
+        while True:
+            queued = await store.queue.list()
+            if len(queued) == n and all(
+                m.attempts > 0 and m.claimedBy is None for m in queued
+            ):
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
         if sink:
-            discard, listening = await startSink(reactor, b.host, b.smtpPort)
+            b = net.startSink(n)
         else:
-            await b.start()
+            b = net.startB()
+            count = await inbox(reactor, b.ports["imap"])
         started = time.perf_counter()
         await store.queue.retry()
         if sink:
-            while discard.count < n:
-                await task.deferLater(reactor, 0.01, lambda: None)
+            await threads_wait(reactor, b)
         else:
-            await waitFor(reactor, net, n)
+            await until(reactor, n, count)
         elapsed = time.perf_counter() - started
-        await net.settle()
+        await context.close()
         return n / elapsed
     finally:
-        if listening is not None:
-            await listening.stopListening()
-        await net.stop()
+        net.stopNodes()
 
 
-async def twistedRow(reactor: Any, n: int, sink: bool = False) -> float:
-    net = await network(reactor, {})
-    listening = None
+async def threads_wait(reactor: Any, sink: Process) -> None:
+    """Wait until the sink process has counted all and exited."""
+    while sink.popen.poll() is None:
+        await task.deferLater(reactor, 0.01, lambda: None)
+
+
+async def twistedRow(reactor: Any, net: Network, n: int, sink: bool = False) -> float:
     try:
-        b = net.node("hamburger.edu")
-        host, port = b.host, b.smtpPort
         if sink:
-            await b.stop()
-            discard, listening = await startSink(reactor, host, port)
+            b = net.startSink(n)
+        else:
+            b = net.startB()
+            count = await inbox(reactor, b.ports["imap"])
         limit = defer.DeferredSemaphore(5)
         started = time.perf_counter()
         await defer.gatherResults(
             [
                 limit.run(
                     sendmail,
-                    host,
+                    B_HOST,
                     ALICE,
                     [BOB],
                     # Twisted's sender wants LF line ends (CRLF would
                     # become CR CR LF).
                     message(i).replace(b"\r\n", b"\n"),
-                    port=port,
+                    port=net.port,
                 )
                 for i in range(n)
             ]
         )
-        if not sink:
-            await waitFor(reactor, net, n)
+        if sink:
+            await threads_wait(reactor, b)
+        else:
+            await until(reactor, n, count)
         return n / (time.perf_counter() - started)
     finally:
-        if listening is not None:
-            await listening.stopListening()
-        await net.stop()
+        net.stopNodes()
 
 
-async def main(reactor: Any, quick: bool) -> None:
-    n = 100 if quick else 500
-    relayed, stored = await endToEndRow(reactor, n, direct=False)
-    direct, _ = await endToEndRow(reactor, n, direct=True)
-    endToEnd = [
-        ("* submit on A (AUTH) -> stored in bob's INBOX on B", stored),
-        ("  same run, until A's last 250 (submission only)", relayed),
-        ("  peer: same 10 conns straight to B's MX (no relay hop)", direct),
-    ]
-    drains = [
-        ("appnet relay, reuse 100, 5 conns -> appnet", appnetRow(reactor, n, 100, 5)),
-        ("appnet relay, reuse 100, 1 conn -> appnet", appnetRow(reactor, n, 100, 1)),
-        ("appnet relay, no reuse, 5 conns -> appnet", appnetRow(reactor, n, 1, 5)),
-        ("twisted sendmail, 5 at once -> appnet", twistedRow(reactor, n)),
-        (
-            "appnet relay, reuse 100, 5 conns -> sink",
-            appnetRow(reactor, n, 100, 5, True),
-        ),
-        (
-            "appnet relay, reuse 100, 1 conn -> sink",
-            appnetRow(reactor, n, 100, 1, True),
-        ),
-        ("appnet relay, no reuse, 5 conns -> sink", appnetRow(reactor, n, 1, 5, True)),
-        ("twisted sendmail, 5 at once -> sink", twistedRow(reactor, n, True)),
-    ]
-    queued = []
-    for name, work in drains:
-        queued.append((name, await work))
+async def main(reactor: Any, n: int, only: str | None, profile: str | None) -> None:
+    root = tempfile.mkdtemp(prefix="appnet-relay-bench-")
+    twistdA = (
+        [f"--profile={profile}", "--profiler=cprofile", "--savestats"]
+        if profile
+        else []
+    )
+    net = Network(root, twistdA)
+    try:
+        endToEnd = []
+        sent, stored, cpuA, cpuB = await endToEndRow(reactor, net, n, direct=False)
+        endToEnd += [
+            ("* submit on A (AUTH) -> stored in bob's INBOX on B", stored),
+            ("  same run, until A's last 250 (submission only)", sent),
+            ("  same run, A's CPU ms per message", cpuA),
+            ("  same run, B's CPU ms per message", cpuB),
+        ]
+        if only != "e2e":
+            _, direct, _, cpuB = await endToEndRow(reactor, net, n, direct=True)
+            endToEnd += [
+                ("  peer: same 10 conns straight to B's MX (no relay hop)", direct),
+                ("  same run, B's CPU ms per message", cpuB),
+            ]
+        drains: list[tuple[str, Callable[[], Any]]] = [
+            ("appnet relay, reuse 100, 5 conns -> appnet",
+             lambda: appnetRow(reactor, net, n, 100, 5)),
+            ("appnet relay, reuse 100, 1 conn -> appnet",
+             lambda: appnetRow(reactor, net, n, 100, 1)),
+            ("appnet relay, no reuse, 5 conns -> appnet",
+             lambda: appnetRow(reactor, net, n, 1, 5)),
+            ("twisted sendmail, 5 at once -> appnet",
+             lambda: twistedRow(reactor, net, n)),
+            ("appnet relay, reuse 100, 5 conns -> sink",
+             lambda: appnetRow(reactor, net, n, 100, 5, True)),
+            ("appnet relay, reuse 100, 1 conn -> sink",
+             lambda: appnetRow(reactor, net, n, 100, 1, True)),
+            ("appnet relay, no reuse, 5 conns -> sink",
+             lambda: appnetRow(reactor, net, n, 1, 5, True)),
+            ("twisted sendmail, 5 at once -> sink",
+             lambda: twistedRow(reactor, net, n, True)),
+        ]  # fmt: skip
+        queued = []
+        if only is None:
+            for name, work in drains:
+                queued.append((name, await work()))
+    finally:
+        net.stop()
+        shutil.rmtree(root, ignore_errors=True)
     width = max(len(name) for name, _ in endToEnd + queued)
-    print(f"{n} messages of 1 KiB per row")
+    print(f"{n} messages of 1 KiB per row; A, B, DNS and load each a process")
     print()
     print(
         f"End to end: alice submits on A, {CONNECTIONS} connections of"
@@ -427,21 +694,56 @@ async def main(reactor: Any, quick: bool) -> None:
     )
     print(f"{'case':<{width}}  msg/s")
     for name, rate in endToEnd:
-        print(f"{name:<{width}}  {rate:7.0f}")
-    print()
-    print("Queue drain: queued on A while B was down, then B started")
-    print(f"{'case':<{width}}  msg/s")
-    for name, rate in queued:
-        print(f"{name:<{width}}  {rate:7.0f}")
+        print(f"{name:<{width}}  {rate:7.{2 if 'CPU' in name else 0}f}")
+    if queued:
+        print()
+        print("Queue drain: queued on A while B was down, then B started")
+        print(f"{'case':<{width}}  msg/s")
+        for name, rate in queued:
+            print(f"{name:<{width}}  {rate:7.0f}")
     print()
     print(
         "* the headline metric: messages/s from submission on A to stored in B's INBOX"
     )
 
 
+def runSink(reactor: Any, where: str) -> defer.Deferred[None]:
+    """The sink process: count and discard N messages, then exit."""
+    host, port, n = where.split(":")
+
+    async def run() -> None:
+        sink, listening = await startSink(reactor, host, int(port))
+        print("sink listening", flush=True)
+        while sink.count < int(n):
+            await task.deferLater(reactor, 0.005, lambda: None)
+        await listening.stopListening()
+
+    return defer.Deferred.fromCoroutine(run())
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="100 messages per row")
+    parser.add_argument(
+        "--only", choices=["e2e", "e2e-peer"], help="only the end-to-end row(s)"
+    )
+    parser.add_argument(
+        "--profile", help="run A under cProfile, its stats written here at exit"
+    )
+    parser.add_argument("-n", type=int, help="messages per row (default 500)")
+    parser.add_argument("--sink", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    task.react(lambda reactor: defer.Deferred.fromCoroutine(main(reactor, args.quick)))
+    if args.sink:
+        task.react(lambda reactor: runSink(reactor, args.sink))
+    else:
+        task.react(
+            lambda reactor: defer.Deferred.fromCoroutine(
+                main(
+                    reactor,
+                    args.n or (100 if args.quick else 500),
+                    args.only,
+                    args.profile,
+                )
+            )
+        )
     sys.exit(0)

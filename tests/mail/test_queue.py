@@ -26,6 +26,7 @@ from appnet.mail.relay import (
 from appnet.mail.routing import Router
 from appnet.status import Status
 from appnet.store.interfaces import RecipientState
+from appnet.store.mailmemory import MemoryQueueStore
 from appnet.store.memory import MemoryStore
 
 SENDER = "alice@crepes.fr"
@@ -420,3 +421,96 @@ class ConcurrencyTests(SynchronousTestCase):
         self.assertEqual(transaction.recipients, ("carol@d4.example",))
         self.assertEqual(len(self.relay.open), 3)
         self.assertEqual(len([s for s in idle if s.usable]), 2)
+
+
+class AdoptingQueue(MemoryQueueStore):
+    """
+    An in-memory queue that adopts new mail, as the SQLite queue does:
+    claimed for the adopting runner and handed to it, watchers not told.
+    """
+
+    adopter: tuple[str, float, Any] | None = None
+
+    def adopt(self, owner: str, lease: float, callback: Any) -> Any:
+        self.adopter = (owner, lease, callback)
+
+        def stop() -> None:
+            self.adopter = None
+
+        return stop
+
+    def _changed(self) -> None:
+        if self.adopter is None:
+            super()._changed()
+
+    def enqueue(self, *args: Any, **kwargs: Any) -> Deferred[int]:
+        d = super().enqueue(*args, **kwargs)
+        if self.adopter is None:
+            return d
+        owner, lease, callback = self.adopter
+        [claimed] = _result(MemoryQueueStore.claim(self, owner, self._now(), lease, 1))
+        callback(claimed)
+        return d
+
+
+def _result(d: Deferred[Any]) -> Any:
+    results: list[Any] = []
+    d.addBoth(results.append)
+    return results[0]
+
+
+class AdoptionTests(SynchronousTestCase):
+    """
+    A runner takes the mail its own store adopts for it without claiming
+    it again, even when its batch is full at the time.
+    """
+
+    def setUp(self) -> None:
+        self.relay = HeldRelay()
+        runnerOnClock(self, self.relay, Schedule((60.0,), maxAge=3600.0), batch=1)
+        self.store.queue = AdoptingQueue(now=self.clock.seconds)
+        self.claims: list[int] = []
+        claim = self.store.queue.claim
+
+        def counted(*args: Any) -> Any:
+            self.claims.append(1)
+            return claim(*args)
+
+        self.runner.startService()
+        self.addCleanup(self.runner.stopService)
+        self.store.queue.claim = counted  # type: ignore[method-assign]
+
+    def enqueue(self, recipient: str) -> None:
+        staged = self.store.mail.stage()
+        staged.write(b"Subject: test\r\n\r\nbody\r\n")
+        self.successResultOf(self.store.queue.enqueue(staged, SENDER, [recipient]))
+
+    def test_adoptedWaitForRoom(self) -> None:
+        """
+        Adopted messages are sent without a claim of the runner's; one
+        adopted while the batch is full waits its turn, its claim renewed.
+        """
+        self.enqueue("x@one.example")
+        self.enqueue("y@two.example")
+        # Started on the reactor's next turn, after the enqueue's caller.
+        self.assertEqual(self.relay.sending, [])
+        self.clock.advance(0)
+        self.assertEqual(
+            [t.recipients for _, t, _ in self.relay.sending], [("x@one.example",)]
+        )
+        self.clock.advance(300)
+        [waiting] = [
+            m
+            for m in self.successResultOf(self.store.queue.list())
+            if m.recipients[0].address == "y@two.example"
+        ]
+        self.assertEqual(waiting.claimedBy, self.runner.owner)
+        self.assertEqual(waiting.claimedUntil, self.clock.seconds() + 900)
+        self.relay.finish()
+        self.assertEqual(
+            [t.recipients for _, t, _ in self.relay.sending], [("y@two.example",)]
+        )
+        self.relay.finish()
+        self.assertEqual(self.relay.delivered, ["x@one.example", "y@two.example"])
+        self.assertEqual(self.successResultOf(self.store.queue.list()), [])
+        self.assertEqual(self.claims, [])

@@ -191,6 +191,34 @@ class ClientTests(SynchronousTestCase):
             self.successResultOf(result).replies["bob@hamburger.edu"].success
         )
 
+    def test_smallBodyGiven(self) -> None:
+        """
+        A transaction that carries its bytes (a message the queue holds in
+        memory) is sent without opening or reading its file.
+        """
+        threads = ManualThreads()
+        s = Session(threads=threads)
+        s.greet()
+        body = b"Subject: x\r\n\r\n.dot\r\n"
+
+        def unopenable() -> io.BytesIO:
+            raise AssertionError("opened")
+
+        result = s.client.send(
+            Transaction("alice@crepes.fr", ("bob@hamburger.edu",), len(body),
+                        unopenable, data=body)
+        )  # fmt: skip
+        s.reply(b"250 2.1.0 Ok\r\n")
+        self.assertEqual(s.reply(b"250 2.1.5 Ok\r\n"), [b"DATA"])
+        self.assertEqual(
+            s.reply(b"354 go ahead\r\n"), [b"Subject: x", b"", b"..dot", b"."]
+        )
+        self.assertEqual(threads.calls, [])
+        self.assertEqual(s.reply(b"250 2.0.0 Ok\r\n"), [])
+        self.assertTrue(
+            self.successResultOf(result).replies["bob@hamburger.edu"].success
+        )
+
     def test_bodyAfterGate(self) -> None:
         """
         A transaction with C{after} sends MAIL, RCPT and DATA at once but

@@ -1056,7 +1056,68 @@ class SQLiteQueueTests(SQLiteContract, QueueStoreContract, TestCase):
             queued.id, [RecipientUpdate("x@remote.example", RecipientState.DELIVERED)]
         )
         self.assertTrue(await store.queue.settle(queued.id, "n:1", 0, None))
+        await store.queue.whenRemoved()
         self.assertEqual(os.listdir(os.path.join(self.root, "mail", "queue")), [])
+
+    async def test_adopt(self) -> None:
+        """
+        A message queued while a runner adopts new mail is claimed for it
+        in the same transaction and handed over, not reported to
+        watchers; no other owner can claim it.
+        """
+        store = await self.makeStore()
+        adopted: list[Any] = []
+        woken: list[None] = []
+        store.queue.watch(lambda: woken.append(None))
+        stop = store.queue.adopt("n:1", 60, adopted.append)
+        id = await store.queue.enqueue(
+            self.staged(store, b"body\r\n"), "a@b.org", ["x@remote.example"] * 2
+        )
+        [message] = adopted
+        self.assertEqual(
+            (message.id, message.sender, message.claimedBy, message.attempts),
+            (id, "a@b.org", "n:1", 0),
+        )
+        self.assertEqual([r.address for r in message.recipients], ["x@remote.example"])
+        self.assertEqual(message.claimedUntil, message.created + 60)
+        self.assertEqual(woken, [])
+        stored = await store.queue.get(id)
+        self.assertEqual(
+            (stored.claimedBy, stored.claimedUntil), ("n:1", message.claimedUntil)
+        )
+        self.assertEqual(await store.queue.claim("n:2", message.created, 60, 10), [])
+        body = await store.queue.openMessage(id)
+        self.assertEqual(body.memory, b"body\r\n")
+        with body.open() as f:
+            self.assertEqual(f.read(), b"body\r\n")
+        await store.queue.settle(id, "n:1", 0, None)
+        stop()
+        queued = await self.queue(store, "y@remote.example")
+        self.assertIsNone((await store.queue.openMessage(queued.id)).memory)
+
+    async def test_adoptStopped(self) -> None:
+        """
+        Once adoption stops, new mail is unclaimed and reported to
+        watchers; a message whose enqueue was under way when it stopped
+        is released again.
+        """
+        store = await self.makeStore()
+        adopted: list[Any] = []
+        woken: list[None] = []
+        store.queue.watch(lambda: woken.append(None))
+        stop = store.queue.adopt("n:1", 60, adopted.append)
+        pending = store.queue.enqueue(
+            self.staged(store, b"one\r\n"), "", ["x@remote.example"]
+        )
+        stop()
+        first = await pending
+        second = await store.queue.enqueue(
+            self.staged(store, b"two\r\n"), "", ["x@remote.example"]
+        )
+        self.assertEqual((adopted, len(woken)), ([], 2))
+        for id in (first, second):
+            queued = await store.queue.get(id)
+            self.assertIsNone(queued.claimedBy)
 
     async def test_migratesVersionOne(self) -> None:
         """

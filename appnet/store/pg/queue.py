@@ -243,6 +243,13 @@ class PGQueueStore:
 
         return self._db.run(select)
 
+    def adopt(
+        self, owner: str, lease: float, callback: Callable[[QueuedMessage], None]
+    ) -> Callable[[], None]:
+        # Declined (not done for PostgreSQL yet): runners hear of new mail
+        # through NOTIFY and claim it.
+        return lambda: None
+
     def claim(
         self, owner: str, now: float, lease: float, limit: int
     ) -> Deferred[Sequence[QueuedMessage]]:
