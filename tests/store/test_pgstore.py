@@ -358,7 +358,7 @@ class RestartTests(TestCase):
 
         b.mail.watch(ALICE, INBOX, callback)
         self.assertEqual(await deliver(a, b"after\r\n"), 2)
-        await got.addTimeout(5, reactor)
+        await got.addTimeout(60, reactor)
         self.assertEqual([m.uid for m in await b.mail.listMessages(ALICE)], [1, 2])
 
 
