@@ -99,7 +99,7 @@ class IdleClient(LineReceiver):
                 return d
         d = Deferred()
         self.waiting.append((compiled, d))
-        return d.addTimeout(5, reactor)
+        return d.addTimeout(30, reactor)
 
     def send(self, line: bytes) -> None:
         self.sendLine(line)

@@ -89,7 +89,7 @@ class NodesTests(TestCase):
         self.addCleanup(cancel)
         await b.mail.usage(ALICE)
         await deliver(a, b"from node a\r\n")
-        info = await heard.addTimeout(1, reactor)
+        info = await heard.addTimeout(30, reactor)
         self.assertEqual(info.messages, 1)
 
     async def test_accountsAcrossNodes(self) -> None:
@@ -109,7 +109,7 @@ class NodesTests(TestCase):
             cancel = b.mail.watch(ALICE, INBOX, changed.callback)
             await b.mail.usage(ALICE)
             await deliver(a, b"after\r\n")
-            await changed.addTimeout(1, reactor)
+            await changed.addTimeout(30, reactor)
             cancel()
 
         before = b.users.generation
@@ -151,7 +151,7 @@ class NodesTests(TestCase):
         staged.write(b"x\r\n")
         await a.queue.enqueue(staged, "s@example.org", ["r@remote.example"])
         staged.discard()
-        await woken.addTimeout(1, reactor)
+        await woken.addTimeout(30, reactor)
 
     async def test_lockAcrossNodes(self) -> None:
         """POP3's maildrop lock taken on one node holds on the other."""
