@@ -212,12 +212,19 @@ class GroupCommit:
         try:
             self._direct.inWriterThread(self._commitLoop)
         except BaseException as e:
-            # The database is stopped: nothing can commit.
+            # The database is stopped: nothing can commit, and what the
+            # jobs filed is removed (in a file thread, usually: only a
+            # race at shutdown leaves another job's files to a write()
+            # on the reactor thread).
             with self._lock:
                 batch, self._filed = self._filed, []
                 self._committing = False
             for each in batch:
                 each.ok, each.value = False, e
+            try:
+                _undoAll([each.files for each in batch if each.files])
+            except BaseException:
+                self._log.failure("Removing files of a failed commit")
             self._direct.inReactor(self._fire, batch)
 
     def _commitLoop(self) -> None:
