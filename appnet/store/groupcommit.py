@@ -103,10 +103,10 @@ class GroupCommit:
     durable.
 
     With L{Direct} hand-offs, a job's file thread hands it to the writer
-    thread (which commits whatever has arrived, batch after batch, while
-    jobs keep arriving) and the reactor thread only submits jobs and
-    fires a committed batch's Deferreds; without them, each stage
-    reports to the reactor, which starts the next.
+    thread (which commits whatever has arrived, and asks itself for the
+    next batch if more arrived meanwhile) and the reactor thread only
+    submits jobs and fires a committed batch's Deferreds; without them,
+    each stage reports to the reactor, which starts the next.
 
     @ivar inFileThread: runs a blocking call in the file threads (the
         path without L{Direct} hand-offs).
@@ -199,22 +199,30 @@ class GroupCommit:
 
     def _handOver(self, job: _Job) -> None:
         """
-        Queue a job for the next commit; start the writer thread's loop
-        unless it is running (it takes the job before it stops). Any
-        thread.
+        Queue a job for the next commit, and ask the writer thread for
+        one unless a commit is under way (which asks for the next itself
+        when it ends). Any thread.
         """
         with self._lock:
             self._filed.append(job)
             if self._committing:
                 return
             self._committing = True
+        self._askWriter()
+
+    def _askWriter(self) -> None:
+        """
+        Have the writer thread commit what waits (L{_committing} is set).
+        One batch per call, so other writes queued for the writer thread
+        meanwhile take their turn between batches.
+        """
         assert self._direct is not None
         try:
-            self._direct.inWriterThread(self._commitLoop)
+            self._direct.inWriterThread(self._commitBatch)
         except BaseException as e:
             # The database is stopped: nothing can commit, and what the
-            # jobs filed is removed (in a file thread, usually: only a
-            # race at shutdown leaves another job's files to a write()
+            # jobs filed is removed (in a file or the writer thread,
+            # usually: only a race at shutdown leaves files to a write()
             # on the reactor thread).
             with self._lock:
                 batch, self._filed = self._filed, []
@@ -227,36 +235,39 @@ class GroupCommit:
                 self._log.failure("Removing files of a failed commit")
             self._direct.inReactor(self._fire, batch)
 
-    def _commitLoop(self) -> None:
+    def _commitBatch(self) -> None:
         """
         Stages 2 and 3 on the direct path, in the writer thread: commit
-        whatever jobs have arrived, one batch after another, until none
-        is waiting; the reactor fires each batch's Deferreds.
+        the jobs that have arrived; the reactor fires their Deferreds; if
+        more arrived meanwhile, ask for the next batch.
         """
         direct = self._direct
         assert direct is not None
-        while True:
-            with self._lock:
-                batch, self._filed = self._filed, []
-                if not batch:
-                    self._committing = False
-                    return
-            try:
-                ready = [job for job in batch if job.ok]
-                if ready:
-                    try:
-                        direct.transaction(_commitAll(ready, self._syncer))
-                    except BaseException as e:
-                        for job in ready:
-                            job.ok, job.value = False, e
-                undo = [job.files for job in batch if not job.ok and job.files]
-                if undo:
-                    try:
-                        _undoAll(undo)
-                    except BaseException:
-                        self._log.failure("Removing files of a failed commit")
-            finally:
+        with self._lock:
+            batch, self._filed = self._filed, []
+        try:
+            ready = [job for job in batch if job.ok]
+            if ready:
+                try:
+                    direct.transaction(_commitAll(ready, self._syncer))
+                except BaseException as e:
+                    for job in ready:
+                        job.ok, job.value = False, e
+            undo = [job.files for job in batch if not job.ok and job.files]
+            if undo:
+                try:
+                    _undoAll(undo)
+                except BaseException:
+                    self._log.failure("Removing files of a failed commit")
+        finally:
+            if batch:
                 direct.inReactor(self._fire, batch)
+            with self._lock:
+                more = bool(self._filed)
+                if not more:
+                    self._committing = False
+            if more:
+                self._askWriter()
 
     @staticmethod
     def _fire(batch: list[_Job]) -> None:

@@ -99,6 +99,9 @@ class FakeDatabase:
             raise StoreError("the store is not open")
         self.threads(fn)
 
+    def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return self._write(fn)
+
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         during, self.during = self.during, None
         if during is not None:
@@ -263,7 +266,9 @@ class DirectGroupCommitTests(GroupCommitTests):
         def inReactor(fn: Callable[..., Any], *args: Any) -> None:
             threads(fn, *args)
 
-        direct = Direct(inFileThread, self.db.callInWriter, self.db._write, inReactor)
+        direct = Direct(
+            inFileThread, self.db.callInWriter, self.db.transaction, inReactor
+        )
         return GroupCommit(
             self.db, self.threads, RecordingSyncer(self.log, **kw), direct=direct
         )
@@ -272,7 +277,8 @@ class DirectGroupCommitTests(GroupCommitTests):
         """
         A file thread hands its durable job to the writer thread, not to
         the reactor; deliveries made durable while a commit is in flight
-        share the next commit of the same writer-thread call: each one's
+        share the next commit, which the writer thread asks for itself:
+        each one's
         data synced, then their names' directory once, then that one
         commit; the reactor fires each batch's Deferreds in one call, and
         only after its commit.
@@ -281,7 +287,7 @@ class DirectGroupCommitTests(GroupCommitTests):
         first = self.deliver(group, self.staged(b"first\r\n"))
         self.assertEqual(self.threads.names(), ["_fileStageDirect"])
         self.threads.step()
-        self.assertEqual(self.threads.names(), ["_commitLoop"])
+        self.assertEqual(self.threads.names(), ["_commitBatch"])
         rest: list[Deferred[list[str]]] = []
 
         def arrive() -> None:
@@ -296,7 +302,9 @@ class DirectGroupCommitTests(GroupCommitTests):
 
         self.db.during = arrive
         del self.log[:]
-        self.threads.step()  # The writer thread's loop: both batches.
+        self.threads.step()  # The writer thread: the first batch.
+        self.assertEqual(self.threads.names(), ["_fire", "_commitBatch"])
+        self.threads.stepWhere("_commitBatch")  # The next: the ten.
         self.assertEqual(self.threads.names(), ["_fire", "_fire"])
         self.assertNoResult(first)
         self.assertEqual(
@@ -326,10 +334,31 @@ class DirectGroupCommitTests(GroupCommitTests):
         """
         group = self.group()
         ds = [group.write(lambda conn: 1) for _ in range(3)]
-        self.assertEqual(self.threads.names(), ["_commitLoop"])
+        self.assertEqual(self.threads.names(), ["_commitBatch"])
         self.threads.pump()
         self.assertEqual([self.successResultOf(d) for d in ds], [1, 1, 1])
         self.assertEqual([k for k, _ in self.log], ["commit"])
+
+    def test_otherWritesTakeTurns(self) -> None:
+        """
+        The writer thread commits one batch per call: a write queued for
+        it meanwhile (not through this group commit) runs before the
+        next batch, however busy the group commit is.
+        """
+        group = self.group()
+        group.write(lambda conn: 1)
+        other: list[Deferred[int]] = []
+
+        def arrive() -> None:
+            group.write(lambda conn: 2)
+            other.append(self.db.write(lambda conn: 3))
+
+        self.db.during = arrive
+        self.threads.stepWhere("_commitBatch")
+        # (One queue here for the reactor and both kinds of thread.)
+        self.assertEqual(self.threads.names(), ["_write", "_fire", "_commitBatch"])
+        self.threads.pump()
+        self.assertEqual(self.successResultOf(other[0]), 3)
 
     def test_databaseStopped(self) -> None:
         """
