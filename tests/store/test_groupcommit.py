@@ -257,6 +257,8 @@ class DirectGroupCommitTests(GroupCommitTests):
     batch once, when it is committed.
     """
 
+    filesInWriter = False
+
     def group(self, **kw: Any) -> GroupCommit:
         threads = self.threads
 
@@ -267,7 +269,11 @@ class DirectGroupCommitTests(GroupCommitTests):
             threads(fn, *args)
 
         direct = Direct(
-            inFileThread, self.db.callInWriter, self.db.transaction, inReactor
+            inFileThread,
+            self.db.callInWriter,
+            self.db.transaction,
+            inReactor,
+            filesInWriter=self.filesInWriter,
         )
         return GroupCommit(
             self.db, self.threads, RecordingSyncer(self.log, **kw), direct=direct
@@ -375,4 +381,62 @@ class DirectGroupCommitTests(GroupCommitTests):
         self.failureResultOf(w, StoreError)
         self.assertNotIn(("commit", ""), self.log)
         directory = self.files.absolute(self.files.ownerDirectory("alice@example.org"))
-        self.assertEqual(os.listdir(directory), [])
+        # (Never made, when the writer thread was to make the files.)
+        self.assertFalse(os.path.exists(directory) and os.listdir(directory))
+
+
+class FilesInWriterTests(DirectGroupCommitTests):
+    """
+    The same with the files of each job made durable by the writer
+    thread itself (the mail store's deliveries): no file thread.
+    """
+
+    filesInWriter = True
+
+    def test_batchSharesCommit(self) -> None:
+        """
+        A job goes straight to the writer thread, which syncs each job's
+        data, then the directories of their names once, then commits;
+        jobs arriving meanwhile make the next batch, asked for by the
+        writer thread itself. Each batch's Deferreds fire in one reactor
+        call, only after its commit.
+        """
+        group = self.group()
+        first = self.deliver(group, self.staged(b"first\r\n"))
+        self.assertEqual(self.threads.names(), ["_commitBatch"])
+        rest: list[Deferred[list[str]]] = []
+
+        def arrive() -> None:
+            rest.extend(
+                self.deliver(group, self.staged(b"m%d\r\n" % i)) for i in range(10)
+            )
+            # Handed to the writer thread, which is busy: no new call.
+            self.assertEqual(self.threads.names(), [])
+
+        self.db.during = arrive
+        self.threads.step()
+        self.assertEqual(self.threads.names(), ["_fire", "_commitBatch"])
+        self.assertEqual(
+            [kind for kind, _ in self.log],
+            # The first: its data, its directory and the parent's entry
+            # (it made alice's directory), its commit.
+            ["data", "directory", "directory", "commit"],
+        )
+        self.assertNoResult(first)
+        del self.log[:]
+        self.threads.stepWhere("_commitBatch")
+        self.assertEqual(
+            [kind for kind, _ in self.log],
+            ["data"] * 10 + ["directory", "commit"],
+        )
+        self.assertEqual(self.threads.names(), ["_fire", "_fire"])
+        self.threads.step()
+        self.successResultOf(first)
+        for d in rest:
+            self.assertNoResult(d)
+        self.threads.step()
+        names = [self.successResultOf(d)[0] for d in rest]
+        stored = {r[0] for r in self.db.conn.execute("SELECT name FROM rows")}
+        self.assertTrue(set(names) <= stored)
+        for name in names:
+            self.assertTrue(os.path.exists(self.files.absolute(name)))
