@@ -218,24 +218,42 @@ class Database:
         commit (durably) if it returns, roll back if it raises.
         """
         assert self._writePool is not None, "Database.start() was not called"
-        pool = self._writePool
-
-        def run() -> T:
-            conn = self._writer
-            if conn is None:
-                raise StoreError("the store is not open")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-
         # The writer pool has one thread and runs jobs in order, so a write
         # submitted before the database finished opening runs after it.
-        return deferToThreadPool(self._reactor, pool, run)
+        return deferToThreadPool(self._reactor, self._writePool, self.transaction, fn)
+
+    def callInWriter(self, fn: Callable[[], object]) -> None:
+        """
+        Call C{fn()} in the writer thread, after the writes already
+        submitted, for no result: work that runs its own L{transaction}s
+        there and reports back itself (a group commit's batches, which
+        file threads hand over without a trip through the reactor).
+        Thread-safe.
+
+        @raise StoreError: if the database is stopped.
+        """
+        pool = self._writePool
+        if pool is None:
+            raise StoreError("the store is not open")
+        pool.callInThread(fn)
+
+    def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """
+        Run C{fn(connection)} in one write transaction; commit (durably)
+        if it returns, roll back if it raises. Blocking: only in the
+        writer thread (from L{callInWriter}).
+        """
+        conn = self._writer
+        if conn is None:
+            raise StoreError("the store is not open")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
         """

@@ -26,7 +26,7 @@ from zope.interface import implementer
 from appnet.errors import FolderExists, NoSuchFolder, NoSuchMessage, QuotaExceeded
 from appnet.store._db import Database, batches
 from appnet.store._files import MessageFiles, StagedFile
-from appnet.store.groupcommit import GroupCommit
+from appnet.store.groupcommit import Direct, GroupCommit
 from appnet.store.interfaces import (
     INBOX,
     Changes,
@@ -320,7 +320,16 @@ class SQLiteMailStore:
     _watcher: FolderWatcher = field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._group = GroupCommit(self._db, self._inThread)
+        # Deliveries go straight to the writer thread, which writes and
+        # syncs their files before the commit (see Direct).
+        direct = Direct(
+            self._threads.call,
+            self._db.callInWriter,
+            self._db.transaction,
+            self._reactor.callFromThread,
+            filesInWriter=True,
+        )
+        self._group = GroupCommit(self._db, self._inThread, direct=direct)
         self._watcher = FolderWatcher(self._readInfos, self._reactor)
 
     @property

@@ -168,6 +168,11 @@ async def pop3Retrieve(port: int, user: str, password: str) -> tuple[float, int]
     return total / elapsed / 1e6, count
 
 
+#: twistd's log observer for appnet: its buffered one, which writes the
+#: line per message a batch at a time (see README.rst).
+LOGGER = ["--logger=appnet.logs.buffered"]
+
+
 def startAppnet(data: str) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
     os.makedirs(data, exist_ok=True)
     subprocess.run(
@@ -186,7 +191,7 @@ def startAppnet(data: str) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
     log = open(data + ".log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-         "-n", "--pidfile=", "appnet", *args],
+         "-n", "--pidfile=", *LOGGER, "appnet", *args],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=data,

@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
+from appnet.errors import StoreError
 from appnet.store._files import MessageFiles, StagedFile, Syncer
-from appnet.store.groupcommit import GroupCommit
+from appnet.store.groupcommit import Direct, GroupCommit
 
 T = TypeVar("T")
 
@@ -50,6 +51,10 @@ class HeldThreads:
         self.queue.append((fn, args, d))
         return d
 
+    def names(self) -> list[str]:
+        """The names of the functions waiting, oldest first."""
+        return [fn.__name__ for fn, _, _ in self.queue]
+
     def step(self) -> None:
         """Run the oldest waiting call."""
         fn, args, d = self.queue.pop(0)
@@ -81,10 +86,26 @@ class FakeDatabase:
         self.conn = sqlite3.connect(":memory:", isolation_level=None)
         self.conn.execute("CREATE TABLE rows (name TEXT)")
 
+    #: Called in each transaction, before its commit (a test's doings
+    #: while the writer thread is busy).
+    during: Callable[[], None] | None = None
+    stopped = False
+
     def write(self, fn: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
         return self.threads(self._write, fn)
 
+    def callInWriter(self, fn: Callable[[], object]) -> None:
+        if self.stopped:
+            raise StoreError("the store is not open")
+        self.threads(fn)
+
+    def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return self._write(fn)
+
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        during, self.during = self.during, None
+        if during is not None:
+            during()
         self.conn.execute("BEGIN")
         try:
             result = fn(self.conn)
@@ -227,3 +248,195 @@ class GroupCommitTests(SynchronousTestCase):
         self.assertEqual([self.successResultOf(d) for d in ds], [1, 1, 1])
         # The first goes at once; the two that waited share one commit.
         self.assertEqual([k for k, _ in self.log], ["commit", "commit"])
+
+
+class DirectGroupCommitTests(GroupCommitTests):
+    """
+    The same with L{Direct} hand-offs (the mail store's): a file thread
+    hands its job to the writer thread, and the reactor thread hears of a
+    batch once, when it is committed.
+    """
+
+    filesInWriter = False
+
+    def group(self, **kw: Any) -> GroupCommit:
+        threads = self.threads
+
+        def inFileThread(fn: Callable[..., Any], *args: Any) -> None:
+            threads(fn, *args)
+
+        def inReactor(fn: Callable[..., Any], *args: Any) -> None:
+            threads(fn, *args)
+
+        direct = Direct(
+            inFileThread,
+            self.db.callInWriter,
+            self.db.transaction,
+            inReactor,
+            filesInWriter=self.filesInWriter,
+        )
+        return GroupCommit(
+            self.db, self.threads, RecordingSyncer(self.log, **kw), direct=direct
+        )
+
+    def test_batchSharesCommit(self) -> None:
+        """
+        A file thread hands its durable job to the writer thread, not to
+        the reactor; deliveries made durable while a commit is in flight
+        share the next commit, which the writer thread asks for itself:
+        each one's
+        data synced, then their names' directory once, then that one
+        commit; the reactor fires each batch's Deferreds in one call, and
+        only after its commit.
+        """
+        group = self.group()
+        first = self.deliver(group, self.staged(b"first\r\n"))
+        self.assertEqual(self.threads.names(), ["_fileStageDirect"])
+        self.threads.step()
+        self.assertEqual(self.threads.names(), ["_commitBatch"])
+        rest: list[Deferred[list[str]]] = []
+
+        def arrive() -> None:
+            # While the first commits: ten more are made durable.
+            rest.extend(
+                self.deliver(group, self.staged(b"m%d\r\n" % i)) for i in range(10)
+            )
+            for _ in rest:
+                self.threads.stepWhere("_fileStageDirect")
+            # Handed over to the loop already running: no new call.
+            self.assertEqual(self.threads.names(), [])
+
+        self.db.during = arrive
+        del self.log[:]
+        self.threads.step()  # The writer thread: the first batch.
+        self.assertEqual(self.threads.names(), ["_fire", "_commitBatch"])
+        self.threads.stepWhere("_commitBatch")  # The next: the ten.
+        self.assertEqual(self.threads.names(), ["_fire", "_fire"])
+        self.assertNoResult(first)
+        self.assertEqual(
+            [kind for kind, _ in self.log],
+            # The ten's data synced while the first commits: its
+            # directory syncs (it made alice's directory, so its parent's
+            # entry is synced too) and commit; then the ten's directory
+            # and commit.
+            ["data"] * 10 + ["directory", "directory", "commit"]
+            + ["directory", "commit"],
+        )  # fmt: skip
+        self.threads.step()
+        self.successResultOf(first)
+        for d in rest:
+            self.assertNoResult(d)
+        self.threads.step()
+        names = [self.successResultOf(d)[0] for d in rest]
+        stored = {r[0] for r in self.db.conn.execute("SELECT name FROM rows")}
+        self.assertTrue(set(names) <= stored)
+        for name in names:
+            self.assertTrue(os.path.exists(self.files.absolute(name)))
+
+    def test_databaseOnlyWrites(self) -> None:
+        """
+        Writes without files go straight to the writer thread, share its
+        commit and make no syncs.
+        """
+        group = self.group()
+        ds = [group.write(lambda conn: 1) for _ in range(3)]
+        self.assertEqual(self.threads.names(), ["_commitBatch"])
+        self.threads.pump()
+        self.assertEqual([self.successResultOf(d) for d in ds], [1, 1, 1])
+        self.assertEqual([k for k, _ in self.log], ["commit"])
+
+    def test_otherWritesTakeTurns(self) -> None:
+        """
+        The writer thread commits one batch per call: a write queued for
+        it meanwhile (not through this group commit) runs before the
+        next batch, however busy the group commit is.
+        """
+        group = self.group()
+        group.write(lambda conn: 1)
+        other: list[Deferred[int]] = []
+
+        def arrive() -> None:
+            group.write(lambda conn: 2)
+            other.append(self.db.write(lambda conn: 3))
+
+        self.db.during = arrive
+        self.threads.stepWhere("_commitBatch")
+        # (One queue here for the reactor and both kinds of thread.)
+        self.assertEqual(self.threads.names(), ["_write", "_fire", "_commitBatch"])
+        self.threads.pump()
+        self.assertEqual(self.successResultOf(other[0]), 3)
+
+    def test_databaseStopped(self) -> None:
+        """
+        A job handed over once the database has stopped fails, and so do
+        the others waiting with it; nothing is committed, and its file is
+        removed.
+        """
+        group = self.group()
+        self.db.stopped = True
+        d = self.deliver(group, self.staged(b"late\r\n"))
+        w = group.write(lambda conn: 1)
+        self.threads.pump()
+        self.failureResultOf(d, StoreError)
+        self.failureResultOf(w, StoreError)
+        self.assertNotIn(("commit", ""), self.log)
+        directory = self.files.absolute(self.files.ownerDirectory("alice@example.org"))
+        # (Never made, when the writer thread was to make the files.)
+        self.assertFalse(os.path.exists(directory) and os.listdir(directory))
+
+
+class FilesInWriterTests(DirectGroupCommitTests):
+    """
+    The same with the files of each job made durable by the writer
+    thread itself (the mail store's deliveries): no file thread.
+    """
+
+    filesInWriter = True
+
+    def test_batchSharesCommit(self) -> None:
+        """
+        A job goes straight to the writer thread, which syncs each job's
+        data, then the directories of their names once, then commits;
+        jobs arriving meanwhile make the next batch, asked for by the
+        writer thread itself. Each batch's Deferreds fire in one reactor
+        call, only after its commit.
+        """
+        group = self.group()
+        first = self.deliver(group, self.staged(b"first\r\n"))
+        self.assertEqual(self.threads.names(), ["_commitBatch"])
+        rest: list[Deferred[list[str]]] = []
+
+        def arrive() -> None:
+            rest.extend(
+                self.deliver(group, self.staged(b"m%d\r\n" % i)) for i in range(10)
+            )
+            # Handed to the writer thread, which is busy: no new call.
+            self.assertEqual(self.threads.names(), [])
+
+        self.db.during = arrive
+        self.threads.step()
+        self.assertEqual(self.threads.names(), ["_fire", "_commitBatch"])
+        self.assertEqual(
+            [kind for kind, _ in self.log],
+            # The first: its data, its directory and the parent's entry
+            # (it made alice's directory), its commit.
+            ["data", "directory", "directory", "commit"],
+        )
+        self.assertNoResult(first)
+        del self.log[:]
+        self.threads.stepWhere("_commitBatch")
+        self.assertEqual(
+            [kind for kind, _ in self.log],
+            ["data"] * 10 + ["directory", "commit"],
+        )
+        self.assertEqual(self.threads.names(), ["_fire", "_fire"])
+        self.threads.step()
+        self.successResultOf(first)
+        for d in rest:
+            self.assertNoResult(d)
+        self.threads.step()
+        names = [self.successResultOf(d)[0] for d in rest]
+        stored = {r[0] for r in self.db.conn.execute("SELECT name FROM rows")}
+        self.assertTrue(set(names) <= stored)
+        for name in names:
+            self.assertTrue(os.path.exists(self.files.absolute(name)))

@@ -52,8 +52,9 @@ class ThreadsTests(TestCase):
 
     async def test_storeUsesItsPool(self) -> None:
         """
-        The SQLite store files messages in its own file threads (sized as
-        asked), not in the reactor's default pool, and stops them.
+        The SQLite store has its own file threads (sized as asked), and
+        files a delivered message in its own writer thread, not in the
+        reactor's default pool; it stops them.
         """
         root = os.path.abspath(self.mktemp())
         os.makedirs(root)
@@ -78,4 +79,4 @@ class ThreadsTests(TestCase):
         staged.discard()
         await store.stop()
         self.assertTrue(seen)
-        self.assertTrue(all("appnet-store-files" in n for n in seen), seen)
+        self.assertTrue(all("appnet-store-write" in n for n in seen), seen)
