@@ -267,9 +267,6 @@ class PGMailStore:
     spoolDir: str | None = None
     _watchers: dict[Key, list[Watcher]] = field(factory=dict, init=False)
     _seen: dict[Key, int] = field(factory=dict, init=False)
-    #: Folders whose first watcher's baseline is being read: has a change
-    #: been heard for them meanwhile?
-    _reading: dict[Key, bool] = field(factory=dict, init=False)
     _log = Logger()
 
     def stop(self) -> None:
@@ -858,14 +855,11 @@ class PGMailStore:
     ) -> Callable[[], None]:
         key = (owner, canonicalFolder(name))
         self._watchers.setdefault(key, []).append(callback)
-        if key not in self._seen and key not in self._reading:
-            self._reading[key] = False
-            self._readInfo(key).addCallbacks(
-                self._remember,
-                self._notRemembered,
-                callbackArgs=(key,),
-                errbackArgs=(key,),
-            )
+        # No baseline is read: a change made while the read was on its way
+        # (the listener down, its NOTIFY lost) would be in it and never
+        # reported. The first change heard or caught up is reported
+        # whatever it is (at worst a needless look for the watcher); later
+        # ones when their modseq is higher.
 
         def cancel() -> None:
             callbacks = self._watchers.get(key, [])
@@ -891,32 +885,8 @@ class PGMailStore:
         """
         self._changed(set(self._watchers))
 
-    def _remember(self, info: FolderInfo | None, key: Key) -> None:
-        """
-        The baseline of a folder's first watcher: changes with a higher
-        modseq are reported. A change heard while it was being read may
-        be in it already (the read is not ordered with the notification's
-        own read), so then the watchers are told at once: a needless
-        call costs a watcher a look, a missed one would hide the change
-        until the next.
-        """
-        heard = self._reading.pop(key, False)
-        if info is None or key not in self._watchers:
-            return
-        if heard:
-            self._fire(info, key)
-        else:
-            self._seen.setdefault(key, info.modseq)
-
-    def _notRemembered(self, failure: Any, key: Key) -> None:
-        # No baseline: the next change heard is reported whatever it is.
-        self._reading.pop(key, None)
-        self._log.failure("Reading a watched folder", failure)
-
     def _changed(self, keys: set[Key]) -> None:
         for key in keys:
-            if key in self._reading:
-                self._reading[key] = True
             if key in self._watchers:
                 self._readInfo(key).addCallback(self._fire, key).addErrback(
                     lambda f: self._log.failure("Notifying watchers", f)
