@@ -272,13 +272,13 @@ class QuickAckTests(IMAPTestCase):
 
     def test_notTCP(self) -> None:
         """A transport without a socket (TLS in memory) is left alone."""
-        framing._quickAck(object())
+        framing.quickAck(object())
 
         class Broken:
             def getHandle(self) -> object:
                 return object()
 
-        framing._quickAck(Broken())
+        framing.quickAck(Broken())
 
 
 class BodiesTests(IMAPTestCase):

@@ -35,7 +35,7 @@ from appnet.store.watching import Delta
 if TYPE_CHECKING:
     from appnet.mail.imap.server import IMAPServerFactory
 
-__all__ = ["MAX_BAD", "Command", "Done", "IMAPFraming"]
+__all__ = ["MAX_BAD", "Command", "Done", "IMAPFraming", "quickAck"]
 
 #: BAD replies in a row after which the client is disconnected.
 MAX_BAD = 20
@@ -80,8 +80,7 @@ class Command:
 _UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"}
 
 
-@implementer(IPushProducer)
-def _quickAck(transport: Any) -> None:
+def quickAck(transport: Any) -> None:
     """
     Acknowledge what was received at once. A client that sends a literal
     and then, in a second write, the rest of its command line has that
@@ -99,6 +98,7 @@ def _quickAck(transport: Any) -> None:
         pass
 
 
+@implementer(IPushProducer)
 class IMAPFraming(LineQueue, IMAP4Server):
     """
     One IMAP session's framing and dispatch; L{IMAPServer} adds the
@@ -349,7 +349,7 @@ class IMAPFraming(LineQueue, IMAP4Server):
                 return None
             rest = data[need:]
             if not rest:
-                _quickAck(self.transport)
+                quickAck(self.transport)
             self._gotLiteral(literal)
             return rest
 
