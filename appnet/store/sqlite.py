@@ -11,13 +11,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from attrs import define, field
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
 from zope.interface import implementer
 
 from appnet.errors import NoSuchUser, UserExists
 from appnet.store._db import Database, Migration, connect, migrate
 from appnet.store._files import MessageFiles
+from appnet.store.domains import CachedDomains
 from appnet.store.interfaces import (
     ISessionStore,
     IStore,
@@ -67,13 +68,17 @@ class SQLiteUserStore:
     _db: Database
     _now: Callable[[], float] = time.time
     domainsTTL: float = 5.0
-    _domains: frozenset[str] | None = field(default=None, init=False)
-    _domainsAt: float = field(default=0.0, init=False)
-    generation: int = field(default=0, init=False)
+    _domains: CachedDomains = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._domains = CachedDomains(self._now, self.domainsTTL)
+
+    @property
+    def generation(self) -> int:
+        return self._domains.generation
 
     def _accountsChanged(self, result: T) -> T:
-        self.generation += 1
-        self._domains = None
+        self._domains.changed()
         return result
 
     def addUser(
@@ -162,25 +167,12 @@ class SQLiteUserStore:
         return self._db.read(select)
 
     def domains(self) -> Deferred[frozenset[str]]:
-        now = self._now()
-        cached = self._domains
-        if cached is not None and now - self._domainsAt < self.domainsTTL:
-            return succeed(cached)
-
         def select(conn: sqlite3.Connection) -> frozenset[str]:
             return frozenset(
                 row[0] for row in conn.execute("SELECT DISTINCT domain FROM users")
             )
 
-        generation = self.generation
-
-        def remember(found: frozenset[str]) -> frozenset[str]:
-            # Not if accounts changed while reading: the next call reads.
-            if generation == self.generation:
-                self._domains, self._domainsAt = found, now
-            return found
-
-        return self._db.read(select).addCallback(remember)
+        return self._domains.get(lambda: self._db.read(select))
 
 
 _SESSION_COLUMNS = "key, account, csrf, created, expires"

@@ -10,10 +10,11 @@ from typing import Any
 
 from attrs import define, field
 from psycopg import errors as pgerrors
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from appnet.errors import NoSuchUser, UserExists
+from appnet.store.domains import CachedDomains
 from appnet.store.interfaces import ISessionStore, IUserStore, SessionRecord, User
 from appnet.store.pg.database import Connection, PGDatabase
 
@@ -48,17 +49,21 @@ class PGUserStore:
     _db: PGDatabase
     _now: Callable[[], float] = time.time
     domainsTTL: float = 5.0
-    generation: int = field(default=0, init=False)
-    _domains: frozenset[str] | None = field(default=None, init=False)
-    _domainsAt: float = field(default=0.0, init=False)
+    _domains: CachedDomains = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._domains = CachedDomains(self._now, self.domainsTTL)
+
+    @property
+    def generation(self) -> int:
+        return self._domains.generation
 
     def heard(self, payload: str = "") -> None:
         """
         Accounts changed, on this node or another (or notifications may
         have been missed): forget what was cached.
         """
-        self.generation += 1
-        self._domains = None
+        self._domains.changed()
 
     def _changed(self, conn: Connection, address: str) -> None:
         """In a changing transaction: tell every node when it commits."""
@@ -157,24 +162,11 @@ class PGUserStore:
         return self._db.run(select)
 
     def domains(self) -> Deferred[frozenset[str]]:
-        now = self._now()
-        cached = self._domains
-        if cached is not None and now - self._domainsAt < self.domainsTTL:
-            return succeed(cached)
-
         def select(conn: Connection) -> frozenset[str]:
             rows = conn.execute("SELECT DISTINCT domain FROM users").fetchall()
             return frozenset(row[0] for row in rows)
 
-        generation = self.generation
-
-        def remember(found: frozenset[str]) -> frozenset[str]:
-            # Not if accounts changed while reading: the next call reads.
-            if generation == self.generation:
-                self._domains, self._domainsAt = found, now
-            return found
-
-        return self._db.run(select).addCallback(remember)
+        return self._domains.get(lambda: self._db.run(select))
 
 
 _SESSION_COLUMNS = "key, account, csrf, created, expires"
