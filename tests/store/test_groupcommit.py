@@ -131,6 +131,14 @@ class GroupCommitTests(SynchronousTestCase):
     def group(self, **kw: Any) -> GroupCommit:
         return GroupCommit(self.db, self.threads, RecordingSyncer(self.log, **kw))
 
+    def assertStored(self, delivered: list[Deferred[list[str]]]) -> None:
+        """Each delivery succeeded: its row committed, its file in place."""
+        names = [self.successResultOf(d)[0] for d in delivered]
+        stored = {r[0] for r in self.db.conn.execute("SELECT name FROM rows")}
+        self.assertTrue(set(names) <= stored)
+        for name in names:
+            self.assertTrue(os.path.exists(self.files.absolute(name)))
+
     def staged(self, data: bytes) -> StagedFile:
         staged = self.files.stage()
         staged.write(data)
@@ -183,11 +191,7 @@ class GroupCommitTests(SynchronousTestCase):
         )
         self.assertEqual(self.log[-12], ("directory", "alice@example.org"))
         self.successResultOf(first)
-        names = [self.successResultOf(d)[0] for d in rest]
-        stored = {r[0] for r in self.db.conn.execute("SELECT name FROM rows")}
-        self.assertTrue(set(names) <= stored)
-        for name in names:
-            self.assertTrue(os.path.exists(self.files.absolute(name)))
+        self.assertStored(rest)
 
     def test_failedCommitRemovesItsFiles(self) -> None:
         """
@@ -327,11 +331,7 @@ class DirectGroupCommitTests(GroupCommitTests):
         for d in rest:
             self.assertNoResult(d)
         self.threads.step()
-        names = [self.successResultOf(d)[0] for d in rest]
-        stored = {r[0] for r in self.db.conn.execute("SELECT name FROM rows")}
-        self.assertTrue(set(names) <= stored)
-        for name in names:
-            self.assertTrue(os.path.exists(self.files.absolute(name)))
+        self.assertStored(rest)
 
     def test_databaseOnlyWrites(self) -> None:
         """
@@ -435,8 +435,4 @@ class FilesInWriterTests(DirectGroupCommitTests):
         for d in rest:
             self.assertNoResult(d)
         self.threads.step()
-        names = [self.successResultOf(d)[0] for d in rest]
-        stored = {r[0] for r in self.db.conn.execute("SELECT name FROM rows")}
-        self.assertTrue(set(names) <= stored)
-        for name in names:
-            self.assertTrue(os.path.exists(self.files.absolute(name)))
+        self.assertStored(rest)
