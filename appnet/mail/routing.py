@@ -132,10 +132,10 @@ class Router:
         account = self._plainAccount(mailbox)
         if account is None:
             return None
-        quota = self._cached(account)
-        if quota is None:
+        entry = self._cached(account)
+        if entry is None:
             return None
-        return Route(((account, quota[0]),))
+        return Route(((account, entry[1]),))
 
     async def route(self, mailbox: Mailbox, *, relay: bool) -> Route:
         """
@@ -198,9 +198,9 @@ class Router:
 
     async def _account(self, account: str) -> dict[str, int | None] | None:
         """Rule 4: the account and its quota, or C{None} if it has none."""
-        cached = self._cached(account)
-        if cached is not None:
-            return {account: cached[0]}
+        entry = self._cached(account)
+        if entry is not None:
+            return {account: entry[1]}
         generation = self._users.generation
         user = await self._users.getUser(account)
         if user is None:
@@ -217,12 +217,12 @@ class Router:
             self._generation = generation
         return self._accounts
 
-    def _cached(self, account: str) -> tuple[int | None] | None:
-        """A remembered account's quota (in a 1-tuple), or C{None}."""
+    def _cached(self, account: str) -> tuple[float, int | None] | None:
+        """A remembered account's entry (until when, its quota), or C{None}."""
         entry = self._current().get(account)
         if entry is None or self._now() >= entry[0]:
             return None
-        return (entry[1],)
+        return entry
 
     def _remember(self, account: str, quota: int | None, generation: int) -> None:
         """Remember an account read while the store was at C{generation}."""
