@@ -167,13 +167,31 @@ class AddressBook:
 class GuardedProtocol(ProtocolWrapper):
     """
     The per-connection side of L{GuardedFactory}.
+
+    On a plain TCP connection, what the service writes goes straight to
+    the socket (C{send}) while the transport's own buffer is empty, which
+    it is until a send falls short: a command's reply then leaves at once
+    instead of on the reactor's next turn, with no registering the socket
+    for writing and unregistering it again (two C{epoll_ctl}s) around each
+    reply. Twisted's TCP transport offers no public way to know its buffer
+    is empty, so this wrapper never asks: the first send that falls short
+    (a full socket) or fails hands the rest, and every later write of the
+    connection, to the transport, which keeps them in order, pauses
+    producers and reports errors as ever. Registering a producer, starting
+    TLS, closing and a protocol that is not plain TCP end direct writes
+    the same way.
     """
 
     factory: GuardedFactory
     transcript: Transcript | None = None
+    #: The socket written to directly, while nothing waits in the
+    #: transport's buffer; C{None} once writes go through the transport.
+    direct: socket.socket | None = None
 
     def connectionMade(self) -> None:
         self.factory.opened(self)
+        if self.factory.directWrites:
+            self.direct = plainSocket(self.transport)
         super().connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
@@ -186,10 +204,45 @@ class GuardedProtocol(ProtocolWrapper):
         self.factory.status.increment(self.factory.service, "bytes_out", len(data))
         if self.transcript is not None:
             self.transcript.fromServer(data)
-        super().write(data)
+        direct = self.direct
+        if direct is not None and data:
+            try:
+                sent = direct.send(data)
+            except OSError:
+                # Full (BlockingIOError), or the connection failed: the
+                # transport takes it from here, and finds out which.
+                sent = 0
+            if sent == len(data):
+                return
+            self.direct = None
+            data = data[sent:]
+        self.transport.write(data)
 
     def writeSequence(self, data: Sequence[bytes]) -> None:
         self.write(b"".join(data))
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        # A producer paces itself by the transport's buffer (and a file
+        # sender sends straight to the socket only when that buffer has
+        # emptied): from now on the buffer must see every write.
+        self.direct = None
+        super().registerProducer(producer, streaming)
+
+    def startTLS(self, *args: Any, **kwargs: Any) -> None:
+        self.direct = None
+        self.transport.startTLS(*args, **kwargs)
+
+    def loseConnection(self) -> None:
+        self.direct = None
+        super().loseConnection()
+
+    def loseWriteConnection(self) -> None:
+        self.direct = None
+        self.transport.loseWriteConnection()
+
+    def abortConnection(self) -> None:
+        self.direct = None
+        self.transport.abortConnection()
 
     def directSocket(self) -> socket.socket | None:
         # Not while a transcript records what is written.
@@ -199,6 +252,7 @@ class GuardedProtocol(ProtocolWrapper):
         self.factory.status.increment(self.factory.service, "bytes_out", count)
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self.direct = None
         super().connectionLost(reason)
         # Only now has the protocol itself cleaned up (a POP3 session
         # releasing its lock in the store): a stack waiting for its
@@ -228,6 +282,8 @@ class GuardedFactory(WrappingFactory[GuardedProtocol]):
     @ivar refusal: what to say to a client over its address's connection
         limit before closing (a protocol-appropriate temporary error such as
         SMTP's C{421}); empty to just close.
+    @ivar directWrites: whether writes go straight to a plain TCP
+        connection's socket while they can (see L{GuardedProtocol}).
     """
 
     protocol = GuardedProtocol
@@ -242,8 +298,10 @@ class GuardedFactory(WrappingFactory[GuardedProtocol]):
         maxPerAddress: int,
         refusal: bytes = b"",
         mask: MaskRule | None = None,
+        directWrites: bool = True,
     ) -> None:
         super().__init__(wrappedFactory)
+        self.directWrites = directWrites
         # One "listening on" line per listener replaces Twisted's "Starting
         # factory" and "Stopping factory" lines for both factories.
         if hasattr(wrappedFactory, "noisy"):

@@ -5,12 +5,15 @@ protocol.
 
 from __future__ import annotations
 
+import socket
+
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from appnet.listen import (
     AddressBook,
@@ -194,3 +197,140 @@ class SSLContextFactoryTests(SynchronousTestCase):
         from twisted.internet.endpoints import serverFromString
 
         self.assertIsNone(sslContextFactory(serverFromString(Clock(), "tcp:0")))
+
+
+class _Held(Protocol):
+    """Remembers its connection, for the test to write through."""
+
+    def __init__(self, made: Deferred[_Held]) -> None:
+        self.made = made
+
+    def connectionMade(self) -> None:
+        self.made.callback(self)
+
+
+class DirectWriteTests(TestCase):
+    """
+    On a plain TCP connection a service's writes go straight to the
+    socket while nothing waits in the transport's buffer; from the first
+    send that falls short, every write goes through the transport, in
+    order.
+    """
+
+    async def connect(self, directWrites: bool = True) -> tuple[_Held, socket.socket]:
+        from twisted.internet import reactor
+
+        made: Deferred[_Held] = Deferred()
+        factory = GuardedFactory(
+            Factory.forProtocol(lambda: _Held(made)),
+            "test",
+            Status(Clock()),
+            10,
+            directWrites=directWrites,
+        )
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        client = socket.create_connection(("127.0.0.1", port.getHost().port))
+        self.addCleanup(client.close)
+        held = await made
+        self.addCleanup(held.transport.loseConnection)
+        return held, client
+
+    def received(self, client: socket.socket, size: int) -> bytes:
+        """What the client can read now, without the reactor running."""
+        client.setblocking(False)
+        data = b""
+        while len(data) < size:
+            try:
+                chunk = client.recv(size - len(data))
+            except BlockingIOError:
+                break
+            data += chunk
+        return data
+
+    async def test_straightToSocket(self) -> None:
+        held, client = await self.connect()
+        held.transport.write(b"250 Ok\r\n")
+        held.transport.writeSequence([b"250 ", b"Ok\r\n"])
+        # Sent already: the reactor has not turned since.
+        self.assertEqual(self.received(client, 16), b"250 Ok\r\n" * 2)
+        guarded = held.transport
+        self.assertEqual(guarded.factory.status.counter("test", "bytes_out"), 16)
+
+    async def test_notWhenOff(self) -> None:
+        held, client = await self.connect(directWrites=False)
+        held.transport.write(b"250 Ok\r\n")
+        self.assertEqual(self.received(client, 8), b"")
+
+    async def test_fullSocket(self) -> None:
+        """
+        A write too big for the socket goes on through the transport; the
+        writes after it too (not past it), and all arrive in order.
+        """
+        held, client = await self.connect()
+        chunk = bytes(range(256)) * (1 << 12)  # 1 MiB
+        written = 0
+        # Nobody reads: sooner or later a send falls short.
+        while held.transport.direct is not None and written < 1 << 30:
+            held.transport.write(chunk)
+            written += 1
+        self.assertIsNone(held.transport.direct)
+        held.transport.write(b"after\r\n")
+        expected = len(chunk) * written + len(b"after\r\n")
+        received = bytearray()
+        from twisted.internet import reactor
+
+        done: Deferred[None] = Deferred()
+
+        def read() -> None:
+            received.extend(self.received(client, 1 << 22))
+            if len(received) >= expected:
+                done.callback(None)
+            else:
+                reactor.callLater(0, read)
+
+        read()
+        await done
+        self.assertEqual(bytes(received), chunk * written + b"after\r\n")
+
+    async def test_endsWithTLSAndClose(self) -> None:
+        """
+        Starting TLS or closing hands writes back to the transport.
+        """
+        held, client = await self.connect()
+        guarded = held.transport
+        self.assertIsNotNone(guarded.direct)
+        guarded.loseConnection()
+        self.assertIsNone(guarded.direct)
+
+        started: list[object] = []
+        held2, client2 = await self.connect()
+        guarded2 = held2.transport
+        self.patch(guarded2.transport, "startTLS", started.append)
+        guarded2.startTLS("options")
+        self.assertEqual(started, ["options"])
+        self.assertIsNone(guarded2.direct)
+
+    async def test_producer(self) -> None:
+        """
+        A producer paces itself by the transport's buffer: once one is
+        registered, writes go through the transport.
+        """
+        held, client = await self.connect()
+        held.transport.registerProducer(Protocol(), True)
+        held.transport.unregisterProducer()
+        self.assertIsNone(held.transport.direct)
+        held.transport.write(b"250 Ok\r\n")
+        self.assertEqual(self.received(client, 8), b"")
+
+    def test_notTCP(self) -> None:
+        """Over any other transport (here a test's), no direct writes."""
+        factory = GuardedFactory(
+            Factory.forProtocol(Protocol), "test", Status(Clock()), 10
+        )
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.assertIsNone(protocol.direct)
+        protocol.write(b"x")
+        self.assertEqual(transport.value(), b"x")
