@@ -359,7 +359,9 @@ class Placement:
                 syncs.directory(directory)
         try:
             pending, fd = staged.writeOutOpen()
-        except BaseException:
+        except BaseException as e:
+            if isinstance(e, FileNotFoundError):
+                files.forgetDirectories()
             if self._written is not None:
                 files.remove([self._written])
                 self._written = None
@@ -398,7 +400,9 @@ class Placement:
                     os.link(self._staged.path, files.absolute(name))
                 self.names.append(name)
                 syncs.directory(directory)
-        except BaseException:
+        except BaseException as e:
+            if isinstance(e, FileNotFoundError):
+                files.forgetDirectories()
             self.undo()
             raise
         return self.names
@@ -430,6 +434,8 @@ class MessageFiles:
         self.tmp = os.path.join(root, "tmp")
         self.store = os.path.join(root, "store")
         self.queue = os.path.join(root, "queue")
+        #: Message directories known to exist (see L{ensureDirectory}).
+        self._existing: set[str] = set()
 
     def prepare(self, staleAfter: float = 86400.0) -> None:
         """
@@ -475,12 +481,26 @@ class MessageFiles:
         """
         The absolute path of a message directory, made if missing (its
         parent's entry then synced with the rest of C{syncs}). Blocking.
+
+        A directory found already there is remembered, and not looked for
+        again until L{forgetDirectories}: one C{stat} fewer per message.
         """
         path = self.absolute(relative)
-        if not os.path.isdir(path):
+        if relative in self._existing:
+            return path
+        if os.path.isdir(path):
+            self._existing.add(relative)
+        else:
             os.makedirs(path, mode=0o700, exist_ok=True)
             syncs.directory(os.path.dirname(path))
         return path
+
+    def forgetDirectories(self) -> None:
+        """
+        Look for every message directory again (one was missing where it
+        was remembered: removed by hand).
+        """
+        self._existing.clear()
 
     def placement(
         self, staged: StagedFile, directories: Sequence[str], consume: bool

@@ -170,3 +170,51 @@ class SyncThroughDescriptorTests(SynchronousTestCase):
             syncs.close()
         self.assertEqual(self.openDescriptors(), set())
         self.assertFalse(staged.durable)
+
+
+class DirectoryCacheTests(SynchronousTestCase):
+    """
+    A message directory found already there is not looked for again; one
+    removed by hand meanwhile fails one delivery (no file, no name), and
+    the next one makes it again.
+    """
+
+    def setUp(self) -> None:
+        self.files = MessageFiles(self.mktemp())
+        self.files.prepare()
+        self.owner = self.files.ownerDirectory("alice@example.org")
+
+    def place(self, data: bytes) -> list[str]:
+        staged = self.files.stage()
+        staged.write(data)
+        self.addCleanup(staged.discard)
+        placement = self.files.placement(staged, [self.owner], consume=True)
+        syncs = Syncs()
+        try:
+            placement.prepare(syncs)
+            syncs.sync(Syncer())
+            return placement.place(syncs)
+        finally:
+            syncs.close()
+
+    def test_lookedForOnce(self) -> None:
+        self.place(b"first\r\n")  # Made here: not remembered yet.
+        self.place(b"second\r\n")  # Found: remembered.
+        looked: list[str] = []
+        self.patch(os.path, "isdir", lambda path: looked.append(path) or True)
+        self.place(b"third\r\n")
+        self.assertEqual(looked, [])
+        self.assertEqual(len(os.listdir(self.files.absolute(self.owner))), 3)
+
+    def test_removedByHand(self) -> None:
+        self.place(b"first\r\n")
+        self.place(b"second\r\n")
+        directory = self.files.absolute(self.owner)
+        for name in os.listdir(directory):
+            os.unlink(os.path.join(directory, name))
+        os.rmdir(directory)
+        self.assertRaises(FileNotFoundError, self.place, b"lost\r\n")
+        [name] = self.place(b"again\r\n")
+        with open(self.files.absolute(name), "rb") as f:
+            self.assertEqual(f.read(), b"again\r\n")
+        self.assertEqual(os.listdir(self.files.tmp), [])
