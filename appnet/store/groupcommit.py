@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from functools import partial
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -119,6 +120,10 @@ class GroupCommit:
         path without L{Direct} hand-offs).
     """
 
+    #: At most how many threads sync one batch's files (the writer and
+    #: the file threads; see L{_sideBySide}).
+    SIDE_BY_SIDE = 4
+
     _db: _Writer
     _inFileThread: Callable[..., Deferred[Any]]
     _syncer: Syncer = field(factory=Syncer)
@@ -193,6 +198,105 @@ class GroupCommit:
             syncs.close()
         return placed, list(syncs.directories)
 
+    def _fileStages(self, jobs: Sequence[_Job]) -> None:
+        """
+        Stage 1 for a batch of jobs, in one thread: every job's data
+        written out; then, side by side (L{_sideBySide}), their data syncs
+        and the syncs of the directories their files were written in (a
+        file written at its final name needs both, in either order), so
+        the file system's journal commits them together, as it cannot
+        when one thread syncs one file after another; then every job's
+        names made (their directories synced at the commit). A job that
+        fails is undone and marked failed; the others go on.
+        """
+        staged: list[tuple[_Job, Syncs]] = []
+        for job in jobs:
+            assert job.files is not None
+            job.filed = True
+            syncs = Syncs()
+            try:
+                job.files.prepare(syncs)
+            except BaseException as e:
+                self._failFiles(job, syncs, e)
+            else:
+                staged.append((job, syncs))
+        # Each directory once, for every job that named it.
+        directories: dict[str, list[int]] = {}
+        for k, (_, syncs) in enumerate(staged):
+            for directory in syncs.directories:
+                directories.setdefault(directory, []).append(k)
+            syncs.directories.clear()
+        work: list[Callable[[], None]] = [
+            partial(syncs.sync, self._syncer) for _, syncs in staged
+        ]
+        work += [partial(self._syncer.directory, d) for d in directories]
+        failures = self._sideBySide(work)
+        for which, failure in zip(directories.values(), failures[len(staged) :]):
+            if failure is not None:
+                for k in which:
+                    failures[k] = failures[k] or failure
+        for (job, syncs), failure in zip(staged, failures, strict=False):
+            assert job.files is not None
+            try:
+                if failure is not None:
+                    raise failure
+                job.value = job.files.place(syncs)
+                job.directories = list(syncs.directories)
+            except BaseException as e:
+                self._failFiles(job, syncs, e)
+            else:
+                syncs.close()
+
+    @staticmethod
+    def _failFiles(job: _Job, syncs: Syncs, reason: BaseException) -> None:
+        assert job.files is not None
+        job.ok, job.value = False, reason
+        try:
+            job.files.undo()
+        finally:
+            syncs.close()
+
+    def _sideBySide(self, work: Sequence[Callable[[], None]]) -> list[BaseException | None]:
+        """
+        Run blocking calls (syncs) side by side: this thread and up to
+        L{SIDE_BY_SIDE} - 1 file threads take them one at a time; blocks
+        until all are done. This thread takes whatever no file thread has
+        taken, so a file thread that never comes (its pool busy, or
+        stopped) delays nothing and loses nothing.
+
+        @return: per call, in order, what it raised, or C{None}.
+        """
+        failures: list[BaseException | None] = [None] * len(work)
+        waiting = list(range(len(work) - 1, -1, -1))
+        taken = threading.Condition()
+        running = 0
+
+        def takeTurns() -> None:
+            nonlocal running
+            while True:
+                with taken:
+                    if not waiting:
+                        return
+                    i = waiting.pop()
+                    running += 1
+                try:
+                    work[i]()
+                except BaseException as e:
+                    failures[i] = e
+                finally:
+                    with taken:
+                        running -= 1
+                        taken.notify_all()
+
+        assert self._direct is not None
+        for _ in range(min(len(work), self.SIDE_BY_SIDE) - 1):
+            self._direct.inFileThread(takeTurns)
+        takeTurns()
+        with taken:
+            while running:
+                taken.wait()
+        return failures
+
     def _fileStageDirect(self, job: _Job) -> None:
         """
         Stage 1 on the direct path, in a file thread: the job's files made
@@ -255,13 +359,7 @@ class GroupCommit:
         with self._lock:
             batch, self._filed = self._filed, []
         try:
-            for job in batch:
-                if job.files is not None and not job.filed:
-                    job.filed = True
-                    try:
-                        job.value, job.directories = self._fileStage(job)
-                    except BaseException as e:
-                        job.ok, job.value = False, e
+            self._fileStages([j for j in batch if j.files is not None and not j.filed])
             ready = [job for job in batch if job.ok]
             if ready:
                 try:

@@ -410,12 +410,17 @@ class FilesInWriterTests(DirectGroupCommitTests):
             rest.extend(
                 self.deliver(group, self.staged(b"m%d\r\n" % i)) for i in range(10)
             )
-            # Handed to the writer thread, which is busy: no new call.
-            self.assertEqual(self.threads.names(), [])
+            # Handed to the writer thread, which is busy: no new call
+            # (but the file threads offered its syncs).
+            self.assertEqual(self.threads.names(), ["takeTurns"] * 2)
 
         self.db.during = arrive
         self.threads.step()
-        self.assertEqual(self.threads.names(), ["_fire", "_commitBatch"])
+        # Its three syncs were offered to two file threads, which have
+        # not come: the writer thread made them all itself.
+        self.assertEqual(
+            self.threads.names(), ["takeTurns"] * 2 + ["_fire", "_commitBatch"]
+        )
         self.assertEqual(
             [kind for kind, _ in self.log],
             # The first: its data, its directory and the parent's entry
@@ -429,6 +434,10 @@ class FilesInWriterTests(DirectGroupCommitTests):
             [kind for kind, _ in self.log],
             ["data"] * 10 + ["directory", "commit"],
         )
+        # The file threads come late: nothing is left for them to do.
+        for _ in range(5):
+            self.threads.stepWhere("takeTurns")
+        self.assertEqual(self.log[-1], ("commit", ""))
         self.assertEqual(self.threads.names(), ["_fire", "_fire"])
         self.threads.step()
         self.successResultOf(first)
@@ -436,3 +445,49 @@ class FilesInWriterTests(DirectGroupCommitTests):
             self.assertNoResult(d)
         self.threads.step()
         self.assertStored(rest)
+
+
+    def test_fileThreadsTakeTurns(self) -> None:
+        """
+        File threads that come while the writer thread is syncing a batch
+        take syncs off it one at a time; a data sync that fails (in
+        whichever thread) fails its own job only, whose file is removed.
+        """
+        self.db.during = None
+        held: list[Callable[[], None]] = []
+
+        class FailOne(RecordingSyncer):
+            def data(self, path: str) -> None:
+                if "bad" in open(path, "rb").read().decode():
+                    raise OSError(5, "I/O error")
+                # A file thread comes in while the writer syncs: it takes
+                # the rest of the batch's syncs.
+                while held:
+                    held.pop()()
+                super().data(path)
+
+        def inFileThread(fn: Callable[..., Any], *args: Any) -> None:
+            held.append(lambda: fn(*args))
+
+        direct = Direct(
+            inFileThread,
+            self.db.callInWriter,
+            self.db.transaction,
+            self.threads,
+            filesInWriter=True,
+        )
+        group = GroupCommit(self.db, self.threads, FailOne(self.log), direct=direct)
+        # One job alone first, so the next ones arrive together.
+        first = self.deliver(group, self.staged(b"first\r\n"))
+        ds = [
+            self.deliver(group, self.staged(b"bad\r\n" if i == 1 else b"m%d\r\n" % i))
+            for i in range(4)
+        ]
+        self.threads.pump()
+        self.assertStored([first])
+        self.assertStored([ds[0], ds[2], ds[3]])
+        self.failureResultOf(ds[1], OSError)
+        # Every good file synced once, the failed one's file removed.
+        self.assertEqual(sorted(n for k, n in self.log if k == "data").__len__(), 4)
+        directory = self.files.absolute(self.files.ownerDirectory("alice@example.org"))
+        self.assertEqual(len(os.listdir(directory)), 4)
