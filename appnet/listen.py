@@ -216,7 +216,7 @@ class GuardedProtocol(ProtocolWrapper):
                 return
             self.direct = None
             data = data[sent:]
-        self.transport.write(data)
+        super().write(data)
 
     def writeSequence(self, data: Sequence[bytes]) -> None:
         self.write(b"".join(data))
@@ -230,7 +230,7 @@ class GuardedProtocol(ProtocolWrapper):
 
     def startTLS(self, *args: Any, **kwargs: Any) -> None:
         self.direct = None
-        self.transport.startTLS(*args, **kwargs)
+        self.transport.startTLS(*args, **kwargs)  # type: ignore[union-attr]
 
     def loseConnection(self) -> None:
         self.direct = None
@@ -238,11 +238,11 @@ class GuardedProtocol(ProtocolWrapper):
 
     def loseWriteConnection(self) -> None:
         self.direct = None
-        self.transport.loseWriteConnection()
+        self.transport.loseWriteConnection()  # type: ignore[union-attr]
 
     def abortConnection(self) -> None:
         self.direct = None
-        self.transport.abortConnection()
+        self.transport.abortConnection()  # type: ignore[union-attr]
 
     def directSocket(self) -> socket.socket | None:
         # Not while a transcript records what is written.
