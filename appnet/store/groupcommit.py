@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from functools import partial
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from attrs import define, field, frozen
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from appnet.store._files import Syncer, Syncs
 
@@ -41,40 +40,29 @@ class FileJob(Protocol[R_co]):
         """Remove what L{prepare} and L{place} made (a later step failed)."""
 
 
-class _Writer(Protocol):
-    def write(self, fn: Callable[[sqlite3.Connection], T]) -> Deferred[T]: ...
-
-
 @frozen
 class Direct:
     """
-    The hand-offs of a group commit whose stages pass each job straight
-    on, thread to thread: a file thread that has made a job's files
-    durable hands it to the database's writer thread itself, and the
-    reactor hears of a batch once, when it is committed. (Without them,
-    each job's file stage reports to the reactor, which then submits the
-    batch: two more reactor wake-ups and thread hand-offs per message.)
+    The hand-offs of a group commit, thread to thread: the reactor thread
+    hands each job to the database's writer thread, which makes a batch's
+    files durable and commits it, and the reactor hears of a batch once,
+    when it is committed.
 
     @ivar inFileThread: calls C{fn(*args)} in a file thread, later, for
-        no result (L{appnet.store.threads.Threads.call}).
+        no result (L{appnet.store.threads.Threads.call}): the syncs of a
+        batch's files are offered to file threads.
     @ivar inWriterThread: calls C{fn()} in the database's writer thread,
         later, for no result; thread-safe (C{Database.callInWriter}).
     @ivar transaction: in the writer thread, runs C{fn(connection)} in
         one committed transaction, blocking (C{Database.transaction}).
     @ivar inReactor: calls C{fn(*args)} in the reactor thread, later;
         thread-safe (C{reactor.callFromThread}).
-    @ivar filesInWriter: whether jobs skip the file threads: the writer
-        thread then makes a batch's files durable itself, one job after
-        another, before its commit (one thread fewer touching each
-        message: measured cheaper in CPU, and no slower, for the mail
-        store's deliveries; see BENCHMARKS.rst).
     """
 
     inFileThread: Callable[..., object]
     inWriterThread: Callable[[Callable[[], None]], object]
     transaction: Callable[[Callable[[sqlite3.Connection], Any]], Any]
     inReactor: Callable[..., object]
-    filesInWriter: bool = False
 
 
 @define
@@ -83,7 +71,6 @@ class _Job:
     commit: Callable[[sqlite3.Connection, Any], Any]
     done: Deferred[Any]
     ok: bool = True
-    filed: bool = False
     value: Any = None
     directories: Sequence[str] = ()
 
@@ -91,47 +78,37 @@ class _Job:
 @define
 class GroupCommit:
     """
-    Batches durable writes. A job runs in this order:
+    Batches durable writes. A job, handed to the database's writer thread
+    at once, runs there in this order, with every other job that arrived
+    while the writer thread was busy with the previous batch:
 
-      1. in a file thread of its own, at once: its data written out and
-         fdatasynced, then its names made (hard links, renames). Jobs
-         arriving together run this side by side, and the file system's
-         journal commits their syncs together (measured faster, on ext4,
-         than one thread syncing a batch's files in turn: see
-         BENCHMARKS.rst);
-      2. with every job whose files are synced when the database is
-         free: the directories holding their names fsynced, each once,
-         then one transaction, each job in its own savepoint (one
-         failing rolls back only itself); both in the database's thread;
-      3. only then its Deferred fires (a job whose commit failed first
-         has its files removed).
+      1. its data written out; then its data sync and the syncs of the
+         directories its files were written in, side by side with the
+         other jobs' (L{_fileStages}); then its names made (hard links,
+         renames);
+      2. the directories holding those names fsynced, each once for the
+         batch, then one transaction, each job in its own savepoint (one
+         failing rolls back only itself);
+      3. only then its Deferred fires, on the reactor thread, with the
+         rest of its batch's (a job whose commit failed first has its
+         files removed).
 
-    Ten connections delivering at once so share one directory sync and
-    one commit, their data syncs overlap, and a success still means
-    durable.
-
-    With L{Direct} hand-offs, a job's file thread hands it to the writer
-    thread (which commits whatever has arrived, and asks itself for the
-    next batch if more arrived meanwhile) and the reactor thread only
-    submits jobs and fires a committed batch's Deferreds; without them,
-    each stage reports to the reactor, which starts the next.
-
-    @ivar inFileThread: runs a blocking call in the file threads (the
-        path without L{Direct} hand-offs).
+    Ten connections delivering at once so share their syncs and one
+    commit, and a success still means durable. The writer thread asks
+    itself for the next batch, one batch per call, so other writes queued
+    for it meanwhile take their turn between batches.
     """
 
     #: At most how many threads sync one batch's files (the writer and
     #: the file threads; see L{_sideBySide}).
     SIDE_BY_SIDE = 4
 
-    _db: _Writer
-    _inFileThread: Callable[..., Deferred[Any]]
+    _direct: Direct
     _syncer: Syncer = field(factory=Syncer)
-    _direct: Direct | None = field(default=None, kw_only=True)
-    _filed: list[_Job] = field(factory=list, init=False)
+    _waiting: list[_Job] = field(factory=list, init=False)
     _committing: bool = field(default=False, init=False)
-    #: Guards L{_filed} and L{_committing} on the direct path (file
-    #: threads, the writer thread and the reactor all touch them).
+    #: Guards L{_waiting} and L{_committing} (the reactor and the writer
+    #: thread both touch them).
     _lock: threading.Lock = field(factory=threading.Lock, init=False)
     _log = Logger()
 
@@ -153,66 +130,24 @@ class GroupCommit:
         self, files: FileJob[Any] | None, fn: Callable[[sqlite3.Connection, Any], Any]
     ) -> Deferred[Any]:
         d: Deferred[Any] = Deferred()
-        job = _Job(files, fn, d)
-        if self._direct is not None:
-            if files is None or self._direct.filesInWriter:
-                self._handOver(job)
-            else:
-                self._direct.inFileThread(self._fileStageDirect, job)
-            return d
-        if files is None:
-            # Nothing to sync or place: it joins the next commit.
-            self._filed.append(job)
-            self._pump()
-            return d
-
-        def durable(result: object) -> None:
-            if isinstance(result, Failure):
-                job.ok, job.value = False, result.value
-            else:
-                job.value, job.directories = result  # type: ignore[misc]
-            self._filed.append(job)
-            self._pump()
-
-        self._inFileThread(self._fileStage, job).addBoth(durable)
+        self._handOver(_Job(files, fn, d))
         return d
-
-    def _fileStage(self, job: _Job) -> tuple[Any, Sequence[str]]:
-        """
-        Stage 1, in a file thread: write the job's data out and sync it,
-        make its names.
-
-        @return: what the job's C{place} returned, and the directories to
-            sync before the commit.
-        """
-        assert job.files is not None
-        syncs = Syncs()
-        try:
-            job.files.prepare(syncs)
-            syncs.sync(self._syncer)
-            placed = job.files.place(syncs)
-        except BaseException:
-            job.files.undo()
-            raise
-        finally:
-            syncs.close()
-        return placed, list(syncs.directories)
 
     def _fileStages(self, jobs: Sequence[_Job]) -> None:
         """
-        Stage 1 for a batch of jobs, in one thread: every job's data
+        Stage 1 for a batch of jobs, in the writer thread: every job's data
         written out; then, side by side (L{_sideBySide}), their data syncs
         and the syncs of the directories their files were written in (a
         file written at its final name needs both, in either order), so
-        the file system's journal commits them together, as it cannot
-        when one thread syncs one file after another; then every job's
+        the file system and the disk take them together (one cache flush
+        serving many), where one thread syncing one file after another
+        makes each wait for its own; then every job's
         names made (their directories synced at the commit). A job that
         fails is undone and marked failed; the others go on.
         """
         staged: list[tuple[_Job, Syncs]] = []
         for job in jobs:
             assert job.files is not None
-            job.filed = True
             syncs = Syncs()
             try:
                 job.files.prepare(syncs)
@@ -231,7 +166,8 @@ class GroupCommit:
         ]
         work += [partial(self._syncer.directory, d) for d in directories]
         failures = self._sideBySide(work)
-        for which, failure in zip(directories.values(), failures[len(staged) :]):
+        dirFailures = failures[len(staged) :]
+        for which, failure in zip(directories.values(), dirFailures, strict=True):
             if failure is not None:
                 for k in which:
                     failures[k] = failures[k] or failure
@@ -256,7 +192,9 @@ class GroupCommit:
         finally:
             syncs.close()
 
-    def _sideBySide(self, work: Sequence[Callable[[], None]]) -> list[BaseException | None]:
+    def _sideBySide(
+        self, work: Sequence[Callable[[], None]]
+    ) -> list[BaseException | None]:
         """
         Run blocking calls (syncs) side by side: this thread and up to
         L{SIDE_BY_SIDE} - 1 file threads take them one at a time; blocks
@@ -288,7 +226,6 @@ class GroupCommit:
                         running -= 1
                         taken.notify_all()
 
-        assert self._direct is not None
         for _ in range(min(len(work), self.SIDE_BY_SIDE) - 1):
             self._direct.inFileThread(takeTurns)
         takeTurns()
@@ -297,18 +234,6 @@ class GroupCommit:
                 taken.wait()
         return failures
 
-    def _fileStageDirect(self, job: _Job) -> None:
-        """
-        Stage 1 on the direct path, in a file thread: the job's files made
-        durable, then the job handed to the writer thread.
-        """
-        try:
-            job.value, job.directories = self._fileStage(job)
-        except BaseException as e:
-            job.ok, job.value = False, e
-        job.filed = True
-        self._handOver(job)
-
     def _handOver(self, job: _Job) -> None:
         """
         Queue a job for the next commit, and ask the writer thread for
@@ -316,7 +241,7 @@ class GroupCommit:
         when it ends). Any thread.
         """
         with self._lock:
-            self._filed.append(job)
+            self._waiting.append(job)
             if self._committing:
                 return
             self._committing = True
@@ -328,16 +253,14 @@ class GroupCommit:
         One batch per call, so other writes queued for the writer thread
         meanwhile take their turn between batches.
         """
-        assert self._direct is not None
         try:
             self._direct.inWriterThread(self._commitBatch)
         except BaseException as e:
-            # The database is stopped: nothing can commit, and what the
-            # jobs filed is removed (in a file or the writer thread,
-            # usually: only a race at shutdown leaves files to a write()
-            # on the reactor thread).
+            # The database is stopped: nothing can commit, and nothing
+            # was filed (the writer thread files a batch before its
+            # commit), but a job may have failed half-way: undo all.
             with self._lock:
-                batch, self._filed = self._filed, []
+                batch, self._waiting = self._waiting, []
                 self._committing = False
             for each in batch:
                 each.ok, each.value = False, e
@@ -349,17 +272,15 @@ class GroupCommit:
 
     def _commitBatch(self) -> None:
         """
-        Stages 2 and 3 on the direct path, in the writer thread (and
-        stage 1 for jobs that skipped the file threads): commit the jobs
-        that have arrived; the reactor fires their Deferreds; if more
-        arrived meanwhile, ask for the next batch.
+        The writer thread: file and commit the jobs that have arrived; the
+        reactor fires their Deferreds; if more arrived meanwhile, ask for
+        the next batch.
         """
         direct = self._direct
-        assert direct is not None
         with self._lock:
-            batch, self._filed = self._filed, []
+            batch, self._waiting = self._waiting, []
         try:
-            self._fileStages([j for j in batch if j.files is not None and not j.filed])
+            self._fileStages([job for job in batch if job.files is not None])
             ready = [job for job in batch if job.ok]
             if ready:
                 try:
@@ -377,7 +298,7 @@ class GroupCommit:
             if batch:
                 direct.inReactor(self._fire, batch)
             with self._lock:
-                more = bool(self._filed)
+                more = bool(self._waiting)
                 if not more:
                     self._committing = False
             if more:
@@ -390,35 +311,6 @@ class GroupCommit:
                 job.done.callback(job.value)
             else:
                 job.done.errback(job.value)
-
-    def _pump(self) -> None:
-        if not self._committing and self._filed:
-            batch, self._filed = self._filed, []
-            self._committing = True
-            self._background(self._commit(batch), "Group commit failed")
-
-    def _background(self, work: Any, what: str) -> None:
-        Deferred.fromCoroutine(work).addErrback(lambda f: self._log.failure(what, f))
-
-    async def _commit(self, batch: list[_Job]) -> None:
-        try:
-            ready = [job for job in batch if job.ok]
-            if ready:
-                try:
-                    await self._db.write(_commitAll(ready, self._syncer))
-                except BaseException as e:
-                    for job in ready:
-                        job.ok, job.value = False, e
-            undo = [job.files for job in batch if not job.ok and job.files]
-            if undo:
-                try:
-                    await self._inFileThread(_undoAll, undo)
-                except BaseException:
-                    self._log.failure("Removing files of a failed commit")
-        finally:
-            self._committing = False
-            self._pump()
-        self._fire(batch)
 
 
 def _undoAll(jobs: Sequence[FileJob[Any]]) -> None:

@@ -320,16 +320,14 @@ class SQLiteMailStore:
     _watcher: FolderWatcher = field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        # Deliveries go straight to the writer thread, which writes and
-        # syncs their files before the commit (see Direct).
-        direct = Direct(
-            self._threads.call,
-            self._db.callInWriter,
-            self._db.transaction,
-            self._reactor.callFromThread,
-            filesInWriter=True,
+        self._group = GroupCommit(
+            Direct(
+                self._threads.call,
+                self._db.callInWriter,
+                self._db.transaction,
+                self._reactor.callFromThread,
+            )
         )
-        self._group = GroupCommit(self._db, self._inThread, direct=direct)
         self._watcher = FolderWatcher(self._readInfos, self._reactor)
 
     @property

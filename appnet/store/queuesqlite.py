@@ -18,7 +18,7 @@ from zope.interface import implementer
 from appnet.errors import NoSuchMessage
 from appnet.store._db import Database, batches
 from appnet.store._files import MessageFiles, StagedFile
-from appnet.store.groupcommit import GroupCommit
+from appnet.store.groupcommit import Direct, GroupCommit
 from appnet.store.interfaces import (
     IQueueStore,
     IStagedMessage,
@@ -125,7 +125,14 @@ class SQLiteQueueStore:
     HELD_ONE = 64 << 10
 
     def __attrs_post_init__(self) -> None:
-        self._group = GroupCommit(self._db, self._inThread)
+        self._group = GroupCommit(
+            Direct(
+                self._threads.call,
+                self._db.callInWriter,
+                self._db.transaction,
+                self._reactor.callFromThread,
+            )
+        )
 
     def _inThread(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         return self._threads.run(fn, *args)

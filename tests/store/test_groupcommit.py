@@ -118,7 +118,11 @@ class FakeDatabase:
 
 
 class GroupCommitTests(SynchronousTestCase):
-    """Durability ordering and sharing of a file-system group commit."""
+    """
+    Durability ordering and sharing of a file-system group commit: the
+    reactor hands each job to the writer thread, which files and commits
+    a batch, and the reactor hears of a batch once, when it is committed.
+    """
 
     def setUp(self) -> None:
         self.root = os.path.abspath(self.mktemp())
@@ -129,7 +133,14 @@ class GroupCommitTests(SynchronousTestCase):
         self.db = FakeDatabase(self.log, self.threads)
 
     def group(self, **kw: Any) -> GroupCommit:
-        return GroupCommit(self.db, self.threads, RecordingSyncer(self.log, **kw))
+        threads = self.threads
+
+        def inThread(fn: Callable[..., Any], *args: Any) -> None:
+            threads(fn, *args)
+
+        # (One queue here for the reactor and both kinds of thread.)
+        direct = Direct(inThread, self.db.callInWriter, self.db.transaction, inThread)
+        return GroupCommit(direct, RecordingSyncer(self.log, **kw))
 
     def assertStored(self, delivered: list[Deferred[list[str]]]) -> None:
         """Each delivery succeeded: its row committed, its file in place."""
@@ -164,34 +175,6 @@ class GroupCommitTests(SynchronousTestCase):
     def fired(self, result: T) -> T:
         self.log.append(("fired", ""))
         return result
-
-    def test_batchSharesCommit(self) -> None:
-        """
-        Ten deliveries made durable while a commit is in flight share the
-        next commit: each one's data is synced, then their names' directory
-        once, then that one commit, and only then does any of them fire.
-        """
-        group = self.group()
-        first = self.deliver(group, self.staged(b"first\r\n"))
-        self.threads.stepWhere("_fileStage")
-        rest = [self.deliver(group, self.staged(b"m%d\r\n" % i)) for i in range(10)]
-        del self.log[:]
-        for _ in rest:
-            self.threads.stepWhere("_fileStage")
-        self.assertNoResult(first)
-        self.threads.pump()
-        self.assertEqual(
-            [kind for kind, _ in self.log],
-            ["data"] * 10
-            # The first one's, in flight; it made alice's directory, so
-            # its parent's entry is synced too.
-            + ["directory", "directory", "commit", "fired"]
-            + ["directory", "commit"]  # the ten's, one of each
-            + ["fired"] * 10,
-        )
-        self.assertEqual(self.log[-12], ("directory", "alice@example.org"))
-        self.successResultOf(first)
-        self.assertStored(rest)
 
     def test_failedCommitRemovesItsFiles(self) -> None:
         """
@@ -245,95 +228,6 @@ class GroupCommitTests(SynchronousTestCase):
         self.assertFalse(os.path.exists(directory) and os.listdir(directory))
 
     def test_databaseOnlyWrites(self) -> None:
-        """Writes without files share the commit and make no syncs."""
-        group = self.group()
-        ds = [group.write(lambda conn: 1) for _ in range(3)]
-        self.threads.pump()
-        self.assertEqual([self.successResultOf(d) for d in ds], [1, 1, 1])
-        # The first goes at once; the two that waited share one commit.
-        self.assertEqual([k for k, _ in self.log], ["commit", "commit"])
-
-
-class DirectGroupCommitTests(GroupCommitTests):
-    """
-    The same with L{Direct} hand-offs (the mail store's): a file thread
-    hands its job to the writer thread, and the reactor thread hears of a
-    batch once, when it is committed.
-    """
-
-    filesInWriter = False
-
-    def group(self, **kw: Any) -> GroupCommit:
-        threads = self.threads
-
-        def inFileThread(fn: Callable[..., Any], *args: Any) -> None:
-            threads(fn, *args)
-
-        def inReactor(fn: Callable[..., Any], *args: Any) -> None:
-            threads(fn, *args)
-
-        direct = Direct(
-            inFileThread,
-            self.db.callInWriter,
-            self.db.transaction,
-            inReactor,
-            filesInWriter=self.filesInWriter,
-        )
-        return GroupCommit(
-            self.db, self.threads, RecordingSyncer(self.log, **kw), direct=direct
-        )
-
-    def test_batchSharesCommit(self) -> None:
-        """
-        A file thread hands its durable job to the writer thread, not to
-        the reactor; deliveries made durable while a commit is in flight
-        share the next commit, which the writer thread asks for itself:
-        each one's
-        data synced, then their names' directory once, then that one
-        commit; the reactor fires each batch's Deferreds in one call, and
-        only after its commit.
-        """
-        group = self.group()
-        first = self.deliver(group, self.staged(b"first\r\n"))
-        self.assertEqual(self.threads.names(), ["_fileStageDirect"])
-        self.threads.step()
-        self.assertEqual(self.threads.names(), ["_commitBatch"])
-        rest: list[Deferred[list[str]]] = []
-
-        def arrive() -> None:
-            # While the first commits: ten more are made durable.
-            rest.extend(
-                self.deliver(group, self.staged(b"m%d\r\n" % i)) for i in range(10)
-            )
-            for _ in rest:
-                self.threads.stepWhere("_fileStageDirect")
-            # Handed over to the loop already running: no new call.
-            self.assertEqual(self.threads.names(), [])
-
-        self.db.during = arrive
-        del self.log[:]
-        self.threads.step()  # The writer thread: the first batch.
-        self.assertEqual(self.threads.names(), ["_fire", "_commitBatch"])
-        self.threads.stepWhere("_commitBatch")  # The next: the ten.
-        self.assertEqual(self.threads.names(), ["_fire", "_fire"])
-        self.assertNoResult(first)
-        self.assertEqual(
-            [kind for kind, _ in self.log],
-            # The ten's data synced while the first commits: its
-            # directory syncs (it made alice's directory, so its parent's
-            # entry is synced too) and commit; then the ten's directory
-            # and commit.
-            ["data"] * 10 + ["directory", "directory", "commit"]
-            + ["directory", "commit"],
-        )  # fmt: skip
-        self.threads.step()
-        self.successResultOf(first)
-        for d in rest:
-            self.assertNoResult(d)
-        self.threads.step()
-        self.assertStored(rest)
-
-    def test_databaseOnlyWrites(self) -> None:
         """
         Writes without files go straight to the writer thread, share its
         commit and make no syncs.
@@ -383,15 +277,6 @@ class DirectGroupCommitTests(GroupCommitTests):
         directory = self.files.absolute(self.files.ownerDirectory("alice@example.org"))
         # (Never made, when the writer thread was to make the files.)
         self.assertFalse(os.path.exists(directory) and os.listdir(directory))
-
-
-class FilesInWriterTests(DirectGroupCommitTests):
-    """
-    The same with the files of each job made durable by the writer
-    thread itself (the mail store's deliveries): no file thread.
-    """
-
-    filesInWriter = True
 
     def test_batchSharesCommit(self) -> None:
         """
@@ -446,7 +331,6 @@ class FilesInWriterTests(DirectGroupCommitTests):
         self.threads.step()
         self.assertStored(rest)
 
-
     def test_fileThreadsTakeTurns(self) -> None:
         """
         File threads that come while the writer thread is syncing a batch
@@ -470,13 +354,9 @@ class FilesInWriterTests(DirectGroupCommitTests):
             held.append(lambda: fn(*args))
 
         direct = Direct(
-            inFileThread,
-            self.db.callInWriter,
-            self.db.transaction,
-            self.threads,
-            filesInWriter=True,
+            inFileThread, self.db.callInWriter, self.db.transaction, self.threads
         )
-        group = GroupCommit(self.db, self.threads, FailOne(self.log), direct=direct)
+        group = GroupCommit(direct, FailOne(self.log))
         # One job alone first, so the next ones arrive together.
         first = self.deliver(group, self.staged(b"first\r\n"))
         ds = [
