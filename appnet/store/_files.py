@@ -9,7 +9,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import BinaryIO
 from urllib.parse import quote
 
@@ -584,6 +584,31 @@ class MessageFiles:
                     os.fsync(target.fileno())
         fsyncDirectory(self.queue)
         return name
+
+    def strays(
+        self, directory: str, named: Collection[str], olderThan: float
+    ) -> list[str]:
+        """
+        Remove the files in C{directory} (relative, as C{"queue"}) that no
+        index row names (C{named}: relative names) and that were last
+        written before C{olderThan} (a time), so that a file being placed
+        now is never taken for one. Blocking.
+
+        @return: the relative names removed.
+        """
+        removed = []
+        for entry in os.scandir(self.absolute(directory)):
+            name = f"{directory}/{entry.name}"
+            if name in named or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime >= olderThan:
+                    continue
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            removed.append(name)
+        return removed
 
     def remove(self, names: Sequence[str]) -> None:
         """

@@ -492,7 +492,8 @@ class SQLiteQueueStore:
         Remove the file of a message whose row is gone, soon: settling does
         not wait for it (the outcome is committed), and files settled
         while one removal runs go together in the next, one file-thread
-        trip for many. A crash in between leaves a file no row names.
+        trip for many. A crash in between leaves a file no row names,
+        which L{sweep} removes at the next start.
         """
         self._doomed.append(file)
         if not self._removing:
@@ -512,6 +513,31 @@ class SQLiteQueueStore:
             waiters, self._removed = self._removed, []
             for waiter in waiters:
                 waiter.callback(None)
+
+    async def sweep(self, staleAfter: float = 86400.0) -> Sequence[str]:
+        """
+        Remove queue files that no message names, last written more than
+        C{staleAfter} seconds ago: those of messages settled just before a
+        crash (their rows were gone, their files not yet removed; see
+        L{_forget}) or enqueued just before one (filed, never committed).
+        The store calls this when it starts.
+
+        @return: the relative names removed.
+        """
+
+        def named(conn: sqlite3.Connection) -> set[str]:
+            return {r[0] for r in conn.execute("SELECT file FROM queue_messages")}
+
+        files = await self._db.read(named)
+        # File times are the system clock's, whatever the queue's is.
+        horizon = time.time() - staleAfter
+        removed = await self._inThread(self._files.strays, "queue", files, horizon)
+        if removed:
+            self._log.info(
+                "Removed {count} queue files no message names (left by a crash)",
+                count=len(removed),
+            )
+        return removed
 
     def whenRemoved(self) -> Deferred[None]:
         """

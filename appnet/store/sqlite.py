@@ -308,6 +308,7 @@ class SQLiteStore:
             self.fileThreads.start()
             await self._db.start()
             await self.mail.start()
+            await self.queue.sweep()
 
         return Deferred.fromCoroutine(run())
 
