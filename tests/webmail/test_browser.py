@@ -71,6 +71,20 @@ def textIn(selector: str, text: str) -> Any:
     )
 
 
+def textGone(selector: str, text: str) -> Any:
+    """The element C{selector} names is there, without C{text}."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def gone(driver: Any) -> bool:
+        try:
+            return text not in driver.find_element(By.CSS_SELECTOR, selector).text
+        except StaleElementReferenceException:
+            return False  # Being re-rendered: look again.
+
+    return gone
+
+
 def consoleErrors(driver: Any) -> list[str]:
     """Errors the page logged (CSP violations, script errors, failed loads)."""
     return [
@@ -333,6 +347,8 @@ class WebmailBrowserTests(TestCase):
             ).click()
             driver.switch_to.alert.accept()
             wait(driver, textIn("#status", "Deleted eve@example.org."))
+            # The list is fetched again after the status line.
+            wait(driver, textGone("#users tbody", "eve@example.org"))
             after: str = driver.find_element("css selector", "#users tbody").text
             return listed, after
 
