@@ -18,6 +18,7 @@ from zope.interface import implementer
 from appnet.errors import NoSuchMessage
 from appnet.store._db import Database, batches
 from appnet.store._files import MessageFiles, StagedFile
+from appnet.store.adoption import Adoption
 from appnet.store.groupcommit import Direct, GroupCommit
 from appnet.store.interfaces import (
     IQueueStore,
@@ -73,13 +74,6 @@ def _markNotice(conn: sqlite3.Connection, notice: Notice) -> None:
         )
 
 
-@define
-class _Adopter:
-    owner: str
-    lease: float
-    callback: Callable[[QueuedMessage], None]
-
-
 @implementer(IQueueStore)
 @define
 class SQLiteQueueStore:
@@ -106,23 +100,15 @@ class SQLiteQueueStore:
     #: not settled yet (so opening it needs no query); at most a runner's
     #: batch.
     _claimed: dict[int, tuple[str, int]] = field(factory=dict, init=False)
-    #: The bytes of small messages adopted by this process's runner and
-    #: not settled yet (see L{adopt}), at most L{HELD} bytes in all.
-    _held: dict[int, bytes] = field(factory=dict, init=False)
-    _heldBytes: int = field(default=0, init=False)
+    #: The runner new mail is handed to (see L{adopt}), if any, and the
+    #: bytes of small adopted messages not settled yet.
+    _adoption: Adoption = field(factory=Adoption, init=False)
     _group: GroupCommit = field(init=False)
     #: Files of messages gone from the queue, to remove (see L{_forget}).
     _doomed: list[str] = field(factory=list, init=False)
     _removing: bool = field(default=False, init=False)
     _removed: list[Deferred[None]] = field(factory=list, init=False)
-    #: The runner new mail is handed to (see L{adopt}), if any.
-    _adopter: _Adopter | None = field(default=None, init=False)
     _log = Logger()
-
-    #: At most this many bytes of adopted messages are kept in memory,
-    #: each at most L{HELD_ONE}.
-    HELD = 8 << 20
-    HELD_ONE = 64 << 10
 
     def __attrs_post_init__(self) -> None:
         self._group = GroupCommit(
@@ -156,14 +142,7 @@ class SQLiteQueueStore:
     def adopt(
         self, owner: str, lease: float, callback: Callable[[QueuedMessage], None]
     ) -> Callable[[], None]:
-        adopter = _Adopter(owner, lease, callback)
-        self._adopter = adopter
-
-        def cancel() -> None:
-            if self._adopter is adopter:
-                self._adopter = None
-
-        return cancel
+        return self._adoption.adopt(owner, lease, callback)
 
     def enqueue(
         self,
@@ -197,10 +176,11 @@ class SQLiteQueueStore:
 
         # Claimed at once for this process's runner, if it adopts new mail;
         # a small message's bytes go with it while it is still in memory.
-        adopter = self._adopter
+        adopter = self._adoption.current
         data = None
-        if adopter is not None and self._heldBytes + size <= self.HELD:
-            data = staged.held(min(self.HELD_ONE, size + skip))
+        keep = self._adoption.room(size)
+        if keep is not None:
+            data = staged.held(keep + skip)
             if data is not None and skip:
                 data = data[skip:]
         owner, until = (adopter.owner, now + adopter.lease) if adopter else (None, 0.0)
@@ -252,29 +232,12 @@ class SQLiteQueueStore:
         if adopter is None:
             self._changed()
             return id
-        message = QueuedMessage(
-            id=id,
-            sender=sender,
-            submitter=submitter,
-            recipients=tuple(
-                QueuedRecipient(a, RecipientState.PENDING, None, now) for a in unique
-            ),
-            size=size,
-            created=now,
-            nextAttempt=now,
-            claimedBy=adopter.owner,
-            claimedUntil=until,
-        )
-        if self._adopter is adopter:
-            self._claimed[id] = (file, size)
-            if data is not None and self._heldBytes + len(data) <= self.HELD:
-                self._held[id] = data
-                self._heldBytes += len(data)
-            try:
-                adopter.callback(message)
-            except Exception:
-                self._log.failure("Queue adopter failed on {id}", id=id)
+        self._claimed[id] = (file, size)
+        if self._adoption.handOver(
+            adopter, id, sender, submitter, unique, size, now, data
+        ):
             return id
+        self._claimed.pop(id, None)
         # The runner stopped adopting while this committed: the claim
         # goes back, for whichever runner scans next.
         await self._group.write(
@@ -330,7 +293,7 @@ class SQLiteQueueStore:
             known = self._claimed.get(id)
             file, size = known if known is not None else await self._db.read(select)
             files = self._files
-            memory = self._held.get(id)
+            memory = self._adoption.held(id)
             return MessageBody(size, lambda: files.opener(file), memory=memory)
 
         return Deferred.fromCoroutine(run())
@@ -396,8 +359,7 @@ class SQLiteQueueStore:
         async def run() -> int:
             count = await self._db.write(update)
             self._claimed.clear()
-            self._held.clear()
-            self._heldBytes = 0
+            self._adoption.clear()
             if count:
                 self._changed()
             return count
@@ -483,9 +445,7 @@ class SQLiteQueueStore:
     def _unclaimed(self, id: int) -> None:
         """Forget what was kept of a message claimed through this store."""
         self._claimed.pop(id, None)
-        data = self._held.pop(id, None)
-        if data is not None:
-            self._heldBytes -= len(data)
+        self._adoption.forget(id)
 
     def _forget(self, file: str) -> None:
         """

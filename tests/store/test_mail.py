@@ -1036,28 +1036,11 @@ class SQLiteMailTests(SQLiteContract, FeedContract, MailStoreContract, TestCase)
         self.assertFalse(os.path.exists(stale))
 
 
-class SQLiteQueueTests(SQLiteContract, QueueStoreContract, TestCase):
-    """The SQLite queue keeps the contract."""
-
-    async def test_queueFile(self) -> None:
-        """A queued message is a private file under mail/queue/."""
-        store = await self.makeStore()
-        staged = self.staged(store, b"body\r\n")
-        await store.queue.enqueue(staged, "", ["x@remote.example"])
-        [name] = os.listdir(os.path.join(self.root, "mail", "queue"))
-        path = os.path.join(self.root, "mail", "queue", name)
-        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
-
-    async def test_settledFileRemoved(self) -> None:
-        """A message leaving the queue takes its file with it."""
-        store = await self.makeStore()
-        queued = await self.queue(store, "x@remote.example")
-        await store.queue.record(
-            queued.id, [RecipientUpdate("x@remote.example", RecipientState.DELIVERED)]
-        )
-        self.assertTrue(await store.queue.settle(queued.id, "n:1", 0, None))
-        await store.queue.whenRemoved()
-        self.assertEqual(os.listdir(os.path.join(self.root, "mail", "queue")), [])
+class AdoptionContract:
+    """
+    A store that adopts new mail for its own process's runner (the
+    SQLite and PostgreSQL queues; the memory queue declines).
+    """
 
     async def test_adopt(self) -> None:
         """
@@ -1119,6 +1102,30 @@ class SQLiteQueueTests(SQLiteContract, QueueStoreContract, TestCase):
             queued = await store.queue.get(id)
             self.assertIsNone(queued.claimedBy)
 
+
+class SQLiteQueueTests(SQLiteContract, AdoptionContract, QueueStoreContract, TestCase):
+    """The SQLite queue keeps the contract."""
+
+    async def test_queueFile(self) -> None:
+        """A queued message is a private file under mail/queue/."""
+        store = await self.makeStore()
+        staged = self.staged(store, b"body\r\n")
+        await store.queue.enqueue(staged, "", ["x@remote.example"])
+        [name] = os.listdir(os.path.join(self.root, "mail", "queue"))
+        path = os.path.join(self.root, "mail", "queue", name)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+
+    async def test_settledFileRemoved(self) -> None:
+        """A message leaving the queue takes its file with it."""
+        store = await self.makeStore()
+        queued = await self.queue(store, "x@remote.example")
+        await store.queue.record(
+            queued.id, [RecipientUpdate("x@remote.example", RecipientState.DELIVERED)]
+        )
+        self.assertTrue(await store.queue.settle(queued.id, "n:1", 0, None))
+        await store.queue.whenRemoved()
+        self.assertEqual(os.listdir(os.path.join(self.root, "mail", "queue")), [])
+
     async def test_migratesVersionOne(self) -> None:
         """
         A queue written by the first schema gains the relay's columns,
@@ -1152,5 +1159,7 @@ class PostgreSQLMailTests(PostgreSQLContract, MailStoreContract, TestCase):
     """The PostgreSQL mail store keeps the contract."""
 
 
-class PostgreSQLQueueTests(PostgreSQLContract, QueueStoreContract, TestCase):
+class PostgreSQLQueueTests(
+    PostgreSQLContract, AdoptionContract, QueueStoreContract, TestCase
+):
     """The PostgreSQL queue keeps the contract."""

@@ -5,10 +5,15 @@ Runners claim due messages with C{FOR UPDATE SKIP LOCKED} and a lease
 (C{claimed_by}, C{claimed_until}); a node that dies leaves claims that run
 out, and another node takes the messages then. Changes that make a
 message due send C{NOTIFY appnet_queue}, so every node's runner wakes.
+Mail a node queues while its own runner adopts new mail (L{adopt}) is
+claimed for that runner in the enqueue's transaction and handed to it,
+with a small message's bytes: no other node is woken, and no claim or
+read follows.
 """
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -16,11 +21,12 @@ from functools import partial
 from typing import Any
 
 from attrs import define, field
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from appnet.errors import NoSuchMessage
+from appnet.store.adoption import Adoption
 from appnet.store.interfaces import (
     IQueueStore,
     IStagedMessage,
@@ -123,6 +129,9 @@ class PGQueueStore:
     spoolDir: str | None = None
     node: str = field(factory=lambda: uuid.uuid4().hex)
     _watchers: list[Callable[[], None]] = field(factory=list, init=False)
+    #: The runner new mail is handed to (see L{adopt}), if any, and the
+    #: bytes of small adopted messages not settled yet.
+    _adoption: Adoption = field(factory=Adoption, init=False)
     _log = Logger()
 
     def remote(self, payload: str) -> None:
@@ -181,6 +190,13 @@ class PGQueueStore:
         now = self._now()
         unique = list(dict.fromkeys(recipients))
         small = size <= CHUNK
+        # Claimed at once for this process's runner, if it adopts new mail
+        # (no other node is woken for it); a small message's bytes, still
+        # in memory, go with it.
+        adopter = self._adoption.current
+        keep = self._adoption.room(size)
+        data = b"".join(staged.chunks(skip)) if keep == size and small else None
+        owner, until = (adopter.owner, now + adopter.lease) if adopter else (None, 0.0)
         body = (
             0
             if small
@@ -192,10 +208,10 @@ class PGQueueStore:
             if small:
                 body = insertBody(conn, staged, skip)
             row = conn.execute(
-                "INSERT INTO queue_messages"
-                " (sender, submitter, body, size, created, next_attempt)"
-                " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-                (sender, submitter, body, size, now, now),
+                "INSERT INTO queue_messages (sender, submitter, body, size,"
+                " created, next_attempt, claimed_by, claimed_until)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (sender, submitter, body, size, now, now, owner, until),
             ).fetchone()
             assert row is not None
             id = int(row[0])
@@ -208,7 +224,8 @@ class PGQueueStore:
             )
             if notice is not None:
                 _markNotice(conn, notice)
-            _wake(conn, self.node)
+            if owner is None:
+                _wake(conn, self.node)
             return id
 
         try:
@@ -217,6 +234,25 @@ class PGQueueStore:
             if not small:
                 await self._db.run(lambda conn: dropBodies(conn, [body]))
             raise
+        if adopter is None:
+            self.heard()
+            return id
+        if self._adoption.handOver(
+            adopter, id, sender, submitter, unique, size, now, data
+        ):
+            return id
+
+        # The runner stopped adopting while this committed: the claim
+        # goes back, for whichever runner, of any node, scans next.
+        def unclaim(conn: Connection) -> None:
+            conn.execute(
+                "UPDATE queue_messages SET claimed_by = NULL, claimed_until = 0"
+                " WHERE id = %s AND claimed_by = %s",
+                (id, adopter.owner),
+            )
+            _wake(conn, self.node)
+
+        await self._db.run(unclaim)
         self.heard()
         return id
 
@@ -231,6 +267,12 @@ class PGQueueStore:
         return self._db.run(lambda conn: _select(conn, "", ()))
 
     def openMessage(self, id: int) -> Deferred[MessageBody]:
+        data = self._adoption.held(id)
+        if data is not None:
+            held = data
+            return succeed(
+                MessageBody(len(held), lambda: io.BytesIO(held), memory=held)
+            )
         spool = self.spoolDir
 
         def select(conn: Connection) -> MessageBody:
@@ -246,9 +288,7 @@ class PGQueueStore:
     def adopt(
         self, owner: str, lease: float, callback: Callable[[QueuedMessage], None]
     ) -> Callable[[], None]:
-        # Declined (not done for PostgreSQL yet): runners hear of new mail
-        # through NOTIFY and claim it.
-        return lambda: None
+        return self._adoption.adopt(owner, lease, callback)
 
     def claim(
         self, owner: str, now: float, lease: float, limit: int
@@ -293,6 +333,7 @@ class PGQueueStore:
                 _wake(conn, self.node)
             return count
 
+        self._adoption.clear()
         return self._changing(update)
 
     def nextDue(self) -> Deferred[float | None]:
@@ -334,6 +375,7 @@ class PGQueueStore:
         updates: Sequence[RecipientUpdate] = (),
     ) -> Deferred[bool]:
         now = self._now()
+        self._adoption.forget(id)
 
         def update(conn: Connection) -> tuple[bool, int | None]:
             if updates:
@@ -430,6 +472,8 @@ class PGQueueStore:
         return self._changing(update).addCallback(bool)
 
     def delete(self, id: int) -> Deferred[bool]:
+        self._adoption.forget(id)
+
         def remove(conn: Connection) -> int | None:
             row = conn.execute(
                 "DELETE FROM queue_messages WHERE id = %s RETURNING body", (id,)
