@@ -9,13 +9,17 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from attrs import define, field, frozen
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from appnet.store._files import Syncer, Syncs
+
+if TYPE_CHECKING:
+    from appnet.store._db import Database
+    from appnet.store.threads import Threads
 
 __all__ = ["Direct", "FileJob", "GroupCommit"]
 
@@ -63,6 +67,16 @@ class Direct:
     inWriterThread: Callable[[Callable[[], None]], object]
     transaction: Callable[[Callable[[sqlite3.Connection], Any]], Any]
     inReactor: Callable[..., object]
+
+    @classmethod
+    def of(cls, database: Database, fileThreads: Threads, reactor: Any) -> Direct:
+        """The hand-offs of a store over C{database} and C{fileThreads}."""
+        return cls(
+            fileThreads.call,
+            database.callInWriter,
+            database.transaction,
+            reactor.callFromThread,
+        )
 
 
 @define

@@ -320,14 +320,7 @@ class SQLiteMailStore:
     _watcher: FolderWatcher = field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._group = GroupCommit(
-            Direct(
-                self._threads.call,
-                self._db.callInWriter,
-                self._db.transaction,
-                self._reactor.callFromThread,
-            )
-        )
+        self._group = GroupCommit(Direct.of(self._db, self._threads, self._reactor))
         self._watcher = FolderWatcher(self._readInfos, self._reactor)
 
     @property

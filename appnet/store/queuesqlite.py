@@ -111,14 +111,7 @@ class SQLiteQueueStore:
     _log = Logger()
 
     def __attrs_post_init__(self) -> None:
-        self._group = GroupCommit(
-            Direct(
-                self._threads.call,
-                self._db.callInWriter,
-                self._db.transaction,
-                self._reactor.callFromThread,
-            )
-        )
+        self._group = GroupCommit(Direct.of(self._db, self._threads, self._reactor))
 
     def _inThread(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         return self._threads.run(fn, *args)
