@@ -590,9 +590,10 @@ class MessageFiles:
     ) -> list[str]:
         """
         Remove the files in C{directory} (relative, as C{"queue"}) that no
-        index row names (C{named}: relative names) and that were last
-        written before C{olderThan} (a time), so that a file being placed
-        now is never taken for one. Blocking.
+        index row names (C{named}: relative names) and that last changed
+        before C{olderThan} (a time: the inode's change time, which a new
+        hard link or a rename also moves), so that a file being placed now
+        is never taken for one. Blocking.
 
         @return: the relative names removed.
         """
@@ -602,13 +603,50 @@ class MessageFiles:
             if name in named or not entry.is_file(follow_symlinks=False):
                 continue
             try:
-                if entry.stat(follow_symlinks=False).st_mtime >= olderThan:
+                if entry.stat(follow_symlinks=False).st_ctime >= olderThan:
                     continue
                 os.unlink(entry.path)
             except FileNotFoundError:
                 continue
             removed.append(name)
         return removed
+
+    def audit(
+        self, named: Collection[str], olderThan: float
+    ) -> tuple[int, list[str], list[str]]:
+        """
+        Compare the message files under C{store/} and C{queue/} with the
+        relative names the index holds (C{named}). Blocking.
+
+        @return: how many files there are; the names of the index that
+            have no file; the files no name refers to that last changed
+            before C{olderThan} (as L{strays}: younger ones may be
+            deliveries, copies or moves under way).
+        """
+        present: set[str] = set()
+        strays: list[str] = []
+        for directory in (self.store, self.queue):
+            if not os.path.isdir(directory):
+                continue
+            for top, _, names in os.walk(directory):
+                relative = os.path.relpath(top, self.root)
+                for name in names:
+                    path = f"{relative}/{name}"
+                    present.add(path)
+                    if path in named:
+                        continue
+                    try:
+                        written = os.lstat(os.path.join(top, name)).st_ctime
+                    except FileNotFoundError:
+                        continue
+                    if written < olderThan:
+                        strays.append(path)
+        missing = sorted(set(named) - present)
+        return len(present), missing, sorted(strays)
+
+    def exists(self, relative: str) -> bool:
+        """Whether the message file named by an index row is there."""
+        return os.path.lexists(self.absolute(relative))
 
     def remove(self, names: Sequence[str]) -> None:
         """

@@ -71,14 +71,30 @@ class StoreMigrate(Command):
 class StoreCheck(Command):
     """
     Count what the configured store holds and look for inconsistencies
-    (unreferenced bodies, UIDs past UIDNEXT, usage that does not add up);
-    exit status 1 if any is found.
+    (unreferenced bodies, UIDs past UIDNEXT, usage that does not add up;
+    for SQLite, message files missing or that nothing names); exit status
+    1 if any is found. With --repair, message files nothing names (left
+    by a crash, last written over a day ago) are removed.
     """
 
-    synopsis = ""
+    synopsis = "[--repair] [--stray-age SECONDS]"
+    optFlags = [
+        ["repair", None, "Remove message files nothing names (SQLite store)."],
+    ]
+    optParameters = [
+        [
+            "stray-age",
+            None,
+            86400.0,
+            "A file nothing names counts once unchanged this long (seconds).",
+            float,
+        ],
+    ]
 
     async def run(self, context: Context) -> None:
+        from appnet.store._files import MessageFiles
         from appnet.store.pg.migrate import checkPostgreSQL, checkSQLite
+        from appnet.store.sqlite import auditFiles
 
         config = context.config.store
         if config.url:
@@ -101,6 +117,21 @@ class StoreCheck(Command):
             if not context.dataDir.store.exists():
                 raise CommandError(f"{path}: no store")
             counts, problems = await deferToThread(checkSQLite, path)
+            files, missing, strays = await deferToThread(
+                auditFiles, path, context.dataDir.mail.path, self["stray-age"]
+            )
+            counts["message files"] = files
+            if missing:
+                problems["message files missing (mail lost)"] = len(missing)
+                for name in missing[:10]:
+                    context.say(f"missing: {name}")
+            if strays and self["repair"]:
+                await deferToThread(
+                    MessageFiles(context.dataDir.mail.path).remove, strays
+                )
+                context.say(f"removed {len(strays)} message files nothing named")
+            elif strays:
+                problems["message files nothing names (--repair removes)"] = len(strays)
             where = path
         context.say(
             f"{where}: " + ", ".join(f"{n} {name}" for name, n in counts.items())

@@ -31,7 +31,13 @@ from appnet.store.queuesqlite import SQLiteQueueStore
 from appnet.store.schema import SCHEMAS
 from appnet.store.threads import Threads
 
-__all__ = ["SQLiteSessionStore", "SQLiteStore", "SQLiteUserStore", "migrateFile"]
+__all__ = [
+    "SQLiteSessionStore",
+    "SQLiteStore",
+    "SQLiteUserStore",
+    "auditFiles",
+    "migrateFile",
+]
 
 T = TypeVar("T")
 
@@ -322,6 +328,38 @@ class SQLiteStore:
                 await self._db.stop()
 
         return Deferred.fromCoroutine(run())
+
+
+def auditFiles(
+    path: str, mailDir: str | None = None, staleAfter: float = 86400.0
+) -> tuple[int, list[str], list[str]]:
+    """
+    The message files of the SQLite store at C{path} against its index
+    (blocking; read-only): how many files; the index's names with no file
+    (lost mail); the files no message or queue entry names, last written
+    more than C{staleAfter} seconds ago (left by a crash between a row's
+    removal and its file's). C{appnet store check} reports both.
+    """
+    if mailDir is None:
+        mailDir = os.path.join(os.path.dirname(os.path.abspath(path)), "mail")
+    conn = connect(path, readOnly=True)
+    try:
+        named = {r[0] for r in conn.execute("SELECT file FROM mail_messages")}
+        named.update(r[0] for r in conn.execute("SELECT file FROM queue_messages"))
+        files = MessageFiles(mailDir)
+        count, missing, strays = files.audit(named, time.time() - staleAfter)
+        # A message expunged while the files were listed: its row went
+        # first, then its file. Only what the index still names is lost.
+        still = set()
+        for name in missing:
+            for table in ("mail_messages", "queue_messages"):
+                query = f"SELECT 1 FROM {table} WHERE file = ? LIMIT 1"
+                if conn.execute(query, (name,)).fetchone():
+                    still.add(name)
+        lost = [name for name in missing if name in still and not files.exists(name)]
+    finally:
+        conn.close()
+    return count, lost, strays
 
 
 def migrateFile(

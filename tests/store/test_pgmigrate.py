@@ -173,3 +173,44 @@ class CommandTests(TestCase):
         self.assertEqual(out.code, 1)
         self.assertIn("password", out.err)
         self.assertNotIn("pw@", out.err)
+
+    async def test_checkFiles(self) -> None:
+        """
+        C{appnet store check} on an SQLite store compares its message files
+        with the index: a file gone is lost mail (exit status 1); a file
+        nothing names is reported once unchanged for C{--stray-age}
+        seconds, and C{--repair} removes it.
+        """
+        cwd = os.path.abspath(self.mktemp())
+        data = os.path.join(cwd, "data")
+        os.makedirs(data)
+        store = SQLiteStore.open(os.path.join(data, "store.sqlite"), reactor)
+        await store.start()
+        await fill(store)
+        await store.stop()
+        env = {"APPNET_DATA": data}
+        check = ["-m", "appnet", "store", "check"]
+        out = await run(check, cwd, env)
+        self.assertEqual(out.code, 0, out.err)
+        self.assertIn("12 message files", out.out)
+        self.assertIn("no problems found", out.out)
+
+        mail = os.path.join(data, "mail")
+        owner = sorted(os.listdir(os.path.join(mail, "store")))[0]
+        folder = os.path.join(mail, "store", owner)
+        lost = sorted(os.listdir(folder))[0]
+        os.unlink(os.path.join(folder, lost))
+        with open(os.path.join(folder, "left-by-a-crash"), "wb") as f:
+            f.write(b"Subject: orphan\r\n\r\n")
+        out = await run(check, cwd, env)
+        self.assertEqual(out.code, 1)
+        self.assertIn(f"missing: store/{owner}/{lost}", out.out)
+        self.assertIn("problem: 1 message files missing (mail lost)", out.out)
+        self.assertNotIn("nothing names", out.out)  # Too new to count.
+
+        out = await run([*check, "--stray-age", "0"], cwd, env)
+        self.assertIn("problem: 1 message files nothing names", out.out)
+        out = await run([*check, "--stray-age", "0", "--repair"], cwd, env)
+        self.assertIn("removed 1 message files nothing named", out.out)
+        self.assertFalse(os.path.exists(os.path.join(folder, "left-by-a-crash")))
+        self.assertEqual(out.code, 1)  # The lost one is still lost.
