@@ -121,8 +121,10 @@ class GroupCommit:
     _syncer: Syncer = field(factory=Syncer)
     _waiting: list[_Job] = field(factory=list, init=False)
     _committing: bool = field(default=False, init=False)
-    #: Guards L{_waiting} and L{_committing} (the reactor and the writer
-    #: thread both touch them).
+    #: File threads asked to take turns (L{_sideBySide}) not yet come.
+    _offered: int = field(default=0, init=False)
+    #: Guards L{_waiting}, L{_committing} and L{_offered} (the reactor,
+    #: the writer thread and the file threads touch them).
     _lock: threading.Lock = field(factory=threading.Lock, init=False)
     _log = Logger()
 
@@ -240,13 +242,24 @@ class GroupCommit:
                         running -= 1
                         taken.notify_all()
 
-        for _ in range(min(len(work), self.SIDE_BY_SIDE) - 1):
-            self._direct.inFileThread(takeTurns)
+        # Offers still queued from earlier batches (the file threads busy
+        # with reads) count against this one's: the queue never grows.
+        with self._lock:
+            offers = min(len(work), self.SIDE_BY_SIDE) - 1 - self._offered
+            self._offered += max(offers, 0)
+        for _ in range(offers):
+            self._direct.inFileThread(self._cameToTakeTurns, takeTurns)
         takeTurns()
         with taken:
             while running:
                 taken.wait()
         return failures
+
+    def _cameToTakeTurns(self, takeTurns: Callable[[], None]) -> None:
+        """A file thread answering an offer of L{_sideBySide}'s."""
+        with self._lock:
+            self._offered -= 1
+        takeTurns()
 
     def _handOver(self, job: _Job) -> None:
         """

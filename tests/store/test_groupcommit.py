@@ -297,14 +297,14 @@ class GroupCommitTests(SynchronousTestCase):
             )
             # Handed to the writer thread, which is busy: no new call
             # (but the file threads offered its syncs).
-            self.assertEqual(self.threads.names(), ["takeTurns"] * 2)
+            self.assertEqual(self.threads.names(), ["_cameToTakeTurns"] * 2)
 
         self.db.during = arrive
         self.threads.step()
         # Its three syncs were offered to two file threads, which have
         # not come: the writer thread made them all itself.
         self.assertEqual(
-            self.threads.names(), ["takeTurns"] * 2 + ["_fire", "_commitBatch"]
+            self.threads.names(), ["_cameToTakeTurns"] * 2 + ["_fire", "_commitBatch"]
         )
         self.assertEqual(
             [kind for kind, _ in self.log],
@@ -319,9 +319,12 @@ class GroupCommitTests(SynchronousTestCase):
             [kind for kind, _ in self.log],
             ["data"] * 10 + ["directory", "commit"],
         )
-        # The file threads come late: nothing is left for them to do.
-        for _ in range(5):
-            self.threads.stepWhere("takeTurns")
+        # The file threads come late: nothing is left for them to do. The
+        # second batch offered only one more turn, the first one's two
+        # still waiting (the queue of offers never grows).
+        self.assertEqual(self.threads.names().count("_cameToTakeTurns"), 3)
+        for _ in range(3):
+            self.threads.stepWhere("_cameToTakeTurns")
         self.assertEqual(self.log[-1], ("commit", ""))
         self.assertEqual(self.threads.names(), ["_fire", "_fire"])
         self.threads.step()
