@@ -248,7 +248,13 @@ class GroupCommit:
             offers = min(len(work), self.SIDE_BY_SIDE) - 1 - self._offered
             self._offered += max(offers, 0)
         for _ in range(offers):
-            self._direct.inFileThread(self._cameToTakeTurns, takeTurns)
+            try:
+                self._direct.inFileThread(self._cameToTakeTurns, takeTurns)
+            except BaseException:
+                # No file thread to offer it to: this thread does it.
+                self._log.failure("Offering a file thread a batch's syncs")
+                with self._lock:
+                    self._offered -= 1
         takeTurns()
         with taken:
             while running:
@@ -307,7 +313,16 @@ class GroupCommit:
         with self._lock:
             batch, self._waiting = self._waiting, []
         try:
-            self._fileStages([job for job in batch if job.files is not None])
+            filing = [job for job in batch if job.files is not None]
+            try:
+                self._fileStages(filing)
+            except BaseException as e:
+                # Not a job's own failure (those are the job's): none of
+                # the batch's files is known to be durable.
+                self._log.failure("Filing a batch")
+                for job in filing:
+                    if job.ok:
+                        job.ok, job.value = False, e
             ready = [job for job in batch if job.ok]
             if ready:
                 try:

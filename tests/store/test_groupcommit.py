@@ -334,6 +334,53 @@ class GroupCommitTests(SynchronousTestCase):
         self.threads.step()
         self.assertStored(rest)
 
+    def test_noFileThreads(self) -> None:
+        """
+        File threads that cannot be asked (their pool refuses) cost
+        nothing: the writer thread makes the batch's syncs itself.
+        """
+
+        asked: list[object] = []
+
+        def refuse(fn: Callable[..., Any], *args: Any) -> None:
+            asked.append(fn)
+            raise RuntimeError("no threads")
+
+        direct = Direct(refuse, self.db.callInWriter, self.db.transaction, self.threads)
+        group = GroupCommit(direct, RecordingSyncer(self.log))
+        ds = [self.deliver(group, self.staged(b"m%d\r\n" % i)) for i in range(3)]
+        self.threads.pump()
+        self.assertStored(ds)
+        self.assertTrue(self.flushLoggedErrors(RuntimeError))
+        # Nothing is left counted as offered: the next batch offers again.
+        more = [self.deliver(group, self.staged(b"n%d\r\n" % i)) for i in range(3)]
+        self.threads.pump()
+        self.assertStored(more)
+        self.assertEqual(len(asked), 6)  # Three offers for each batch.
+        self.assertTrue(self.flushLoggedErrors(RuntimeError))
+
+    def test_filingFails(self) -> None:
+        """
+        Filing a batch failing outside any one job's steps fails every
+        job of the batch that has files, and commits none of them: no
+        success without durable files.
+        """
+        from appnet.store import groupcommit
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("cannot")
+
+        group = self.group()
+        self.patch(groupcommit, "partial", broken)
+        ds = [self.deliver(group, self.staged(b"m%d\r\n" % i)) for i in range(2)]
+        write = group.write(lambda conn: 1)
+        self.threads.pump()
+        for d in ds:
+            self.failureResultOf(d, RuntimeError)
+        self.assertEqual(self.successResultOf(write), 1)
+        self.assertEqual(list(self.db.conn.execute("SELECT name FROM rows")), [])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     def test_fileThreadsTakeTurns(self) -> None:
         """
         File threads that come while the writer thread is syncing a batch
