@@ -469,10 +469,11 @@ class SQLiteQueueStore:
 
     async def sweep(self, staleAfter: float = 86400.0) -> Sequence[str]:
         """
-        Remove queue files that no message names, last written more than
-        C{staleAfter} seconds ago: those of messages settled just before a
-        crash (their rows were gone, their files not yet removed; see
-        L{_forget}) or enqueued just before one (filed, never committed).
+        Remove queue files that no message names, unchanged for more than
+        C{staleAfter} seconds (L{MessageFiles.strays}): those of messages
+        settled just before a crash (their rows were gone, their files not
+        yet removed; see L{_forget}) or enqueued just before one (filed,
+        never committed).
         The store calls this when it starts.
 
         @return: the relative names removed.
