@@ -137,18 +137,23 @@ class CommandTests(TestCase):
 
     timeout = 60
 
+    async def filledDataDirectory(self) -> tuple[str, str]:
+        """A working directory holding a data directory L{fill}ed."""
+        cwd = os.path.abspath(self.mktemp())
+        data = os.path.join(cwd, "data")
+        os.makedirs(data)
+        store = SQLiteStore.open(os.path.join(data, "store.sqlite"), reactor)
+        await store.start()
+        await fill(store)
+        await store.stop()
+        return cwd, data
+
     async def test_migrateAndCheck(self) -> None:
         """
         C{appnet store migrate --to URL} copies the data directory;
         C{appnet store check} reports the counts of either store.
         """
-        cwd = os.path.abspath(self.mktemp())
-        data = os.path.join(cwd, "data")
-        os.makedirs(data)
-        source = SQLiteStore.open(os.path.join(data, "store.sqlite"), reactor)
-        await source.start()
-        await fill(source)
-        await source.stop()
+        cwd, data = await self.filledDataDirectory()
         url = await pgserver.freshDatabase(self)
         env = {"APPNET_DATA": data}
         out = await run(["-m", "appnet", "store", "migrate", "--to", url], cwd, env)
@@ -181,13 +186,7 @@ class CommandTests(TestCase):
         nothing names is reported once unchanged for C{--stray-age}
         seconds, and C{--repair} removes it.
         """
-        cwd = os.path.abspath(self.mktemp())
-        data = os.path.join(cwd, "data")
-        os.makedirs(data)
-        store = SQLiteStore.open(os.path.join(data, "store.sqlite"), reactor)
-        await store.start()
-        await fill(store)
-        await store.stop()
+        cwd, data = await self.filledDataDirectory()
         env = {"APPNET_DATA": data}
         check = ["-m", "appnet", "store", "check"]
         out = await run(check, cwd, env)
