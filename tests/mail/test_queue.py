@@ -439,9 +439,13 @@ class AdoptingQueue(MemoryQueueStore):
 
         return stop
 
-    def _changed(self) -> None:
-        if self.adopter is None:
-            super()._changed()
+    def watch(self, callback: Any) -> Any:
+        # Watchers are not told of adopted mail.
+        def unlessAdopted() -> None:
+            if self.adopter is None:
+                callback()
+
+        return super().watch(unlessAdopted)
 
     def enqueue(self, *args: Any, **kwargs: Any) -> Deferred[int]:
         d = super().enqueue(*args, **kwargs)
