@@ -591,44 +591,34 @@ class MessageFiles:
         """
         Remove the files in C{directory} (relative, as C{"queue"}) that no
         index row names (C{named}: relative names) and that last changed
-        before C{olderThan} (a time: the inode's change time, which a new
-        hard link or a rename also moves), so that a file being placed now
-        is never taken for one. Blocking.
+        before C{olderThan} (see L{audit}). Blocking.
 
         @return: the relative names removed.
         """
-        removed = []
-        for entry in os.scandir(self.absolute(directory)):
-            name = f"{directory}/{entry.name}"
-            if name in named or not entry.is_file(follow_symlinks=False):
-                continue
-            try:
-                if entry.stat(follow_symlinks=False).st_ctime >= olderThan:
-                    continue
-                os.unlink(entry.path)
-            except FileNotFoundError:
-                continue
-            removed.append(name)
-        return removed
+        _, _, unnamed = self.audit(named, olderThan, (directory,))
+        self.remove(unnamed)
+        return unnamed
 
     def audit(
-        self, named: Collection[str], olderThan: float
+        self,
+        named: Collection[str],
+        olderThan: float,
+        directories: Sequence[str] = ("store", "queue"),
     ) -> tuple[int, list[str], list[str]]:
         """
-        Compare the message files under C{store/} and C{queue/} with the
+        Compare the message files under C{directories} (relative) with the
         relative names the index holds (C{named}). Blocking.
 
         @return: how many files there are; the names of the index that
             have no file; the files no name refers to that last changed
-            before C{olderThan} (as L{strays}: younger ones may be
-            deliveries, copies or moves under way).
+            before C{olderThan}: the inode's change time, which a new hard
+            link or a rename also moves, so that a file being placed,
+            copied or moved now is never taken for one.
         """
         present: set[str] = set()
-        strays: list[str] = []
-        for directory in (self.store, self.queue):
-            if not os.path.isdir(directory):
-                continue
-            for top, _, names in os.walk(directory):
+        unnamed: list[str] = []
+        for directory in directories:
+            for top, _, names in os.walk(self.absolute(directory)):
                 relative = os.path.relpath(top, self.root)
                 for name in names:
                     path = f"{relative}/{name}"
@@ -636,13 +626,13 @@ class MessageFiles:
                     if path in named:
                         continue
                     try:
-                        written = os.lstat(os.path.join(top, name)).st_ctime
+                        changed = os.lstat(os.path.join(top, name)).st_ctime
                     except FileNotFoundError:
                         continue
-                    if written < olderThan:
-                        strays.append(path)
+                    if changed < olderThan:
+                        unnamed.append(path)
         missing = sorted(set(named) - present)
-        return len(present), missing, sorted(strays)
+        return len(present), missing, sorted(unnamed)
 
     def exists(self, relative: str) -> bool:
         """Whether the message file named by an index row is there."""
