@@ -226,9 +226,8 @@ class Database:
         """
         Call C{fn()} in the writer thread, after the writes already
         submitted, for no result: work that runs its own L{transaction}s
-        there and reports back itself (a group commit's batches, which
-        file threads hand over without a trip through the reactor).
-        Thread-safe.
+        there and reports back itself (a group commit's batches, each
+        filed and committed in one call). Thread-safe.
 
         @raise StoreError: if the database is stopped.
         """

@@ -31,7 +31,7 @@ R_co = TypeVar("R_co", covariant=True)
 class FileJob(Protocol[R_co]):
     """
     The file-system half of a durable write (see L{appnet.store._files}
-    C{Placement}): all blocking, run in a file thread.
+    C{Placement}): all blocking, run in the database's writer thread.
     """
 
     def prepare(self, syncs: Syncs) -> None:
