@@ -7,7 +7,7 @@ Design notes: HACKING.rst, "Design notes by module".
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import attrs
@@ -318,8 +318,16 @@ class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
         commands wait their turn; an unexpected failure is logged and
         answered 451 (nothing acknowledged, nothing lost).
         """
+        return self._holding(lambda: Deferred.fromCoroutine(work), what)
+
+    def _holding(self, start: Callable[[], Deferred[Any]], what: str) -> Deferred[None]:
+        """
+        L{_async} for work given as a function starting it (C{start}) and
+        returning its Deferred: input is held first (the work may end at
+        once, releasing it).
+        """
         self.hold()
-        d = Deferred.fromCoroutine(work)
+        d = start()
         d.addErrback(self._failed, what)
         d.addBoth(self._released)
         return d
@@ -825,13 +833,13 @@ class SMTPServer(LineQueue, SASLDialogue, TimeoutMixin, Protocol):
             work = self._authenticated(transaction, envelope, staged, held)
             self._async(work, "mail authentication")
             return
-        # Every message's path: a Deferred chain, not a coroutine (as
-        # L{_async}: input held until the reply).
-        self.hold()
-        d = self.factory.delivery.deliver(envelope, staged)
-        d.addBoth(self._delivered, envelope, staged)
-        d.addErrback(self._failed, "delivery")
-        d.addBoth(self._released)
+
+        # Every message's path: a Deferred chain, not a coroutine.
+        def deliver() -> Deferred[None]:
+            d = self.factory.delivery.deliver(envelope, staged)
+            return d.addBoth(self._delivered, envelope, staged)
+
+        self._holding(deliver, "delivery")
 
     async def _authenticated(
         self,
