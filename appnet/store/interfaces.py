@@ -358,7 +358,8 @@ class MessageBody:
     size: int
     _opener: Callable[[], BinaryIO] = field(alias="opener")
     #: The bytes themselves, when the store holds them in memory anyway
-    #: (a small message just queued by this process): no file to read.
+    #: (a small message just queued by this process, or read from the
+    #: database with its row): no file to read.
     memory: bytes | None = field(default=None, kw_only=True)
 
     def open(self) -> BinaryIO:

@@ -2,17 +2,22 @@
 The SQLite mail store.
 
 Index rows live in the store's database (tables in L{appnet.store.schema}
-C{MAIL}); message bytes live in immutable files (L{appnet.store._files}).
-A delivery first makes its files durable, then commits every index row in
-one write transaction (L{appnet.store.groupcommit}); only then does its
-Deferred fire. Nothing here assumes it is the only process using the
-database: UIDs, modseqs, quota and locks are decided inside write
-transactions, and watched folders are polled (L{appnet.store.watching}) so
-a change committed by another process is noticed too.
+C{MAIL}). A message's bytes live in an immutable file (L{appnet.store._files})
+or, when it is small (L{SQLiteMailStore.inlineLimit}), in a body row of
+the database beside its index row (why: HACKING.rst, "Store"). A delivery
+first makes its files durable, then commits every index row (and small
+body) in one write transaction (L{appnet.store.groupcommit}); only then
+does its Deferred fire.
+
+Nothing here assumes it is the only process using the database: UIDs,
+modseqs, quota and locks are decided inside write transactions, and
+watched folders are polled (L{appnet.store.watching}) so a change
+committed by another process is noticed too.
 """
 
 from __future__ import annotations
 
+import io
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -188,7 +193,7 @@ def _insertMessage(
     flags: frozenset[str],
     internalDate: float,
     prefix: bytes = b"",
-    modseqs: list[int] | None = None,
+    body: int | None = None,
 ) -> int:
     uid = int(
         conn.execute(
@@ -205,13 +210,56 @@ def _insertMessage(
     ).fetchone()[0]
     conn.execute(
         "INSERT INTO mail_messages"
-        " (folder, uid, file, size, flags, internaldate, modseq, prefix)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (fid, uid, file, size, formatFlags(flags), internalDate, modseq, prefix),
+        " (folder, uid, file, size, flags, internaldate, modseq, prefix, body)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (fid, uid, file, size, formatFlags(flags), internalDate, modseq, prefix, body),
     )
-    if modseqs is not None:
-        modseqs.append(modseq)
     return uid
+
+
+def _newBody(conn: sqlite3.Connection, data: bytes) -> int:
+    """A body row holding C{data}; its id."""
+    body = conn.execute("INSERT INTO mail_bodies (data) VALUES (?)", (data,)).lastrowid
+    assert body is not None
+    return body
+
+
+def _copyBody(conn: sqlite3.Connection, body: int) -> int | None:
+    """A new body row with the bytes of body C{body}; C{None} if it is gone."""
+    cursor = conn.execute(
+        "INSERT INTO mail_bodies (data) SELECT data FROM mail_bodies WHERE id = ?",
+        (body,),
+    )
+    return cursor.lastrowid if cursor.rowcount == 1 else None
+
+
+def _deleteBodies(conn: sqlite3.Connection, bodies: Sequence[int | None]) -> None:
+    """Remove the body rows of messages being removed (C{None}: a file)."""
+    for batch in batches([b for b in bodies if b is not None]):
+        marks = ",".join("?" * len(batch))
+        conn.execute(f"DELETE FROM mail_bodies WHERE id IN ({marks})", tuple(batch))
+
+
+#: Columns of L{_selectRows} for opening messages: the last is the bytes
+#: of the message's body row (NULL for a message in a file).
+_OPEN = (
+    "uid, file, size, prefix,"
+    " (SELECT data FROM mail_bodies WHERE id = mail_messages.body)"
+)
+
+
+def _messageBody(
+    files: MessageFiles, file: str, size: int, prefix: bytes, data: bytes | None
+) -> MessageBody:
+    """
+    A message's bytes: C{data} from its body row if it has one, else its
+    file; either way after its C{prefix}.
+    """
+    if data is not None:
+        whole = prefix + data
+        return MessageBody(size, partial(io.BytesIO, whole), memory=whole)
+    opener = partial(files.opener, file)
+    return MessageBody(size, partial(openPrefixed, prefix, opener))
 
 
 def _charge(
@@ -249,11 +297,13 @@ def _deliverRow(
     internalDate: float,
     prefix: bytes,
     modseqs: list[int],
+    body: int | None = None,
 ) -> int:
     """
     A delivered message's index row: its folder's next UID and modseq
     taken in one statement (INBOX made on first use), then the row; the
-    modseq is appended to C{modseqs}.
+    modseq is appended to C{modseqs}. The bytes are file C{file}, or
+    body row C{body} (then C{file} is empty).
     """
     key = (target.owner, target.folder)
     rows = conn.execute(_NEXT_UID, key).fetchall()
@@ -263,11 +313,12 @@ def _deliverRow(
         _newFolder(conn, target.owner, target.folder, internalDate)
         rows = conn.execute(_NEXT_UID, key).fetchall()
     [(fid, uid, modseq)] = rows
+    flags = formatFlags(target.flags)
     conn.execute(
         "INSERT INTO mail_messages"
-        " (folder, uid, file, size, flags, internaldate, modseq, prefix)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (fid, uid, file, size, formatFlags(target.flags), internalDate, modseq, prefix),
+        " (folder, uid, file, size, flags, internaldate, modseq, prefix, body)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (fid, uid, file, size, flags, internalDate, modseq, prefix, body),
     )
     modseqs.append(int(modseq))
     return int(uid)
@@ -302,6 +353,8 @@ def _selectRows(
 
 
 _INFO = "uid, size, flags, internaldate, modseq"
+#: Columns of L{_selectRows} for copying and moving messages.
+_MOVE = "uid, file, size, flags, internaldate, prefix, body"
 
 
 @implementer(IMailStore, IFolderFeed)
@@ -316,6 +369,10 @@ class SQLiteMailStore:
     _reactor: Any
     _threads: Threads
     _now: Callable[[], float] = time.time
+    #: Messages at most this long (bytes, without the Return-Path line)
+    #: that a delivery still holds in memory are kept in the database,
+    #: not in files; 0 for none.
+    inlineLimit: int = field(default=16 << 10, kw_only=True)
     _group: GroupCommit = field(init=False)
     _watcher: FolderWatcher = field(init=False)
 
@@ -373,15 +430,12 @@ class SQLiteMailStore:
             ]
         except ValueError as e:
             return fail(e)
-        files = self._files
-        placement = files.placement(
-            staged, [files.ownerDirectory(t.owner) for t in targets], consume=True
-        )
         size = len(prefix) + staged.size
         date = self._now() if internalDate is None else internalDate
         modseqs: list[int] = []
+        held = staged.held(self.inlineLimit) if self.inlineLimit > 0 else None
 
-        def insert(conn: sqlite3.Connection, names: Sequence[str]) -> list[int]:
+        def insert(conn: sqlite3.Connection, names: Sequence[str] | None) -> list[int]:
             adding: dict[str, tuple[int | None, int, int]] = {}
             for t in targets:
                 quota, total, count = adding.get(t.owner, (t.quota, 0, 0))
@@ -393,6 +447,14 @@ class SQLiteMailStore:
             for owner, (quota, total, count) in adding.items():
                 _charge(conn, owner, quota, total, count)
             del modseqs[:]
+            if names is None:
+                assert held is not None
+                return [
+                    _deliverRow(
+                        conn, t, "", size, date, prefix, modseqs, _newBody(conn, held)
+                    )
+                    for t in targets
+                ]
             return [
                 _deliverRow(conn, t, name, size, date, prefix, modseqs)
                 for t, name in zip(targets, names, strict=True)
@@ -404,7 +466,17 @@ class SQLiteMailStore:
                 self._pushed(target.owner, target.folder, modseq, changed=(row,))
             return uids
 
-        return self._group.commit(placement, insert).addCallback(changed)
+        if held is not None:
+            # Small: a body row per target, committed with the rest of
+            # the batch; no file at all.
+            d = self._group.write(partial(insert, names=None))
+        else:
+            files = self._files
+            placement = files.placement(
+                staged, [files.ownerDirectory(t.owner) for t in targets], consume=True
+            )
+            d = self._group.commit(placement, insert)
+        return d.addCallback(changed)
 
     def folder(self, owner: str, name: str = INBOX) -> Deferred[FolderInfo]:
         name = canonicalFolder(name)
@@ -544,11 +616,12 @@ class SQLiteMailStore:
                 raise ValueError("INBOX cannot be deleted")
             fid = _folderId(conn, owner, name, self._now(), create=False)
             rows = conn.execute(
-                "SELECT file, size FROM mail_messages WHERE folder = ?", (fid,)
+                "SELECT file, size, body FROM mail_messages WHERE folder = ?", (fid,)
             ).fetchall()
             _addUsage(conn, owner, -sum(r[1] for r in rows), -len(rows))
             conn.execute("DELETE FROM mail_folders WHERE id = ?", (fid,))
-            return [r[0] for r in rows]
+            _deleteBodies(conn, [r[2] for r in rows])
+            return [r[0] for r in rows if r[2] is None]
 
         async def run() -> None:
             files = await self._db.write(delete)
@@ -613,23 +686,19 @@ class SQLiteMailStore:
     def openMessage(self, owner: str, name: str, uid: int) -> Deferred[MessageBody]:
         name = canonicalFolder(name)
 
-        def select(conn: sqlite3.Connection) -> tuple[str, int, bytes]:
+        def select(conn: sqlite3.Connection) -> MessageBody:
             row = conn.execute(
-                "SELECT m.file, m.size, m.prefix FROM mail_messages m"
-                " JOIN mail_folders f ON f.id = m.folder"
+                "SELECT m.file, m.size, m.prefix,"
+                " (SELECT data FROM mail_bodies WHERE id = m.body)"
+                " FROM mail_messages m JOIN mail_folders f ON f.id = m.folder"
                 " WHERE f.owner = ? AND f.name = ? AND m.uid = ?",
                 (owner, name, uid),
             ).fetchone()
             if row is None:
                 raise NoSuchMessage(f"{owner}/{name}", uid)
-            return row[0], row[1], row[2]
+            return _messageBody(self._files, *row)
 
-        async def run() -> MessageBody:
-            file, size, prefix = await self._db.read(select)
-            opener = partial(self._files.opener, file)
-            return MessageBody(size, partial(openPrefixed, prefix, opener))
-
-        return Deferred.fromCoroutine(run())
+        return self._db.read(select)
 
     def openMessages(
         self, owner: str, name: str, uids: Sequence[int]
@@ -640,17 +709,12 @@ class SQLiteMailStore:
             fid = _existingFolderId(conn, owner, name)
             if fid is None:
                 return []
-            return _selectRows(conn, fid, uids, "uid, file, size, prefix")
+            return _selectRows(conn, fid, uids, _OPEN)
 
         async def run() -> Mapping[int, MessageBody]:
             rows = await self._db.read(select)
             files = self._files
-            return {
-                uid: MessageBody(
-                    size, partial(openPrefixed, prefix, partial(files.opener, file))
-                )
-                for uid, file, size, prefix in rows
-            }
+            return {row[0]: _messageBody(files, *row[1:]) for row in rows}
 
         return Deferred.fromCoroutine(run())
 
@@ -721,7 +785,7 @@ class SQLiteMailStore:
                 # Only the folder's \Deleted rows, found by SQLite (not
                 # every row of the UIDs given, parsed here).
                 rows = conn.execute(
-                    "SELECT uid, file, size FROM mail_messages WHERE folder = ?"
+                    "SELECT uid, file, size, body FROM mail_messages WHERE folder = ?"
                     " AND instr(' ' || flags || ' ', ' \\Deleted ') > 0"
                     " ORDER BY uid",
                     (fid,),
@@ -730,7 +794,7 @@ class SQLiteMailStore:
                     wanted = set(uids)
                     rows = [r for r in rows if r[0] in wanted]
             else:
-                rows = _selectRows(conn, fid, uids, "uid, file, size")
+                rows = _selectRows(conn, fid, uids, "uid, file, size, body")
             if not rows:
                 return [], [], 0
             modseq = _bump(conn, fid)
@@ -740,13 +804,15 @@ class SQLiteMailStore:
                     f"DELETE FROM mail_messages WHERE folder = ? AND uid IN ({marks})",
                     (fid, *batch),
                 )
+            _deleteBodies(conn, [r[3] for r in rows])
             conn.executemany(
                 "INSERT OR REPLACE INTO mail_expunged (folder, uid, modseq)"
                 " VALUES (?, ?, ?)",
                 [(fid, r[0], modseq) for r in rows],
             )
             _addUsage(conn, owner, -sum(r[2] for r in rows), -len(rows))
-            return [r[0] for r in rows], [r[1] for r in rows], modseq
+            files = [r[1] for r in rows if r[3] is None]
+            return [r[0] for r in rows], files, modseq
 
         async def run() -> Sequence[int]:
             # Shared with the commits of other sessions' flag changes,
@@ -754,7 +820,8 @@ class SQLiteMailStore:
             removed, files, modseq = await self._group.write(delete)
             if removed:
                 self._pushed(owner, name, modseq, expunged=tuple(removed))
-                await self._inThread(self._files.remove, files)
+                if files:
+                    await self._inThread(self._files.remove, files)
             return removed
 
         return Deferred.fromCoroutine(run())
@@ -773,25 +840,32 @@ class SQLiteMailStore:
             fid = _existingFolderId(conn, owner, name)
             if fid is None:
                 raise NoSuchFolder(owner, name)
-            return _selectRows(
-                conn, fid, uids, "uid, file, size, flags, internaldate, prefix"
-            )
+            return _selectRows(conn, fid, uids, _MOVE)
 
         async def run() -> Mapping[int, int]:
             rows = await self._db.read(select)
             if not rows:
                 return {}
-            names = await self._inThread(self._files.link, [r[1] for r in rows], owner)
+            inFiles = [r[1] for r in rows if r[6] is None]
+            names = await self._inThread(self._files.link, inFiles, owner)
 
             def insert(conn: sqlite3.Connection) -> dict[int, int]:
                 total = sum(r[2] for r in rows)
                 _checkQuota(conn, {owner: (quota, total)})
                 fid = _folderId(conn, owner, dest, self._now(), create=True)
                 mapping = {}
-                for row, file in zip(rows, names, strict=True):
-                    flags = parseFlags(row[3])
-                    mapping[row[0]] = _insertMessage(
-                        conn, fid, file, row[2], flags, row[4], row[5]
+                linked = iter(names)
+                for uid, _, size, flags, date, prefix, body in rows:
+                    if body is None:
+                        file, copied = next(linked), None
+                    else:
+                        file, copied = "", _copyBody(conn, body)
+                        if copied is None:
+                            # Expunged since it was read (a file's link
+                            # would have failed the same way).
+                            raise NoSuchMessage(f"{owner}/{name}", uid)
+                    mapping[uid] = _insertMessage(
+                        conn, fid, file, size, parseFlags(flags), date, prefix, copied
                     )
                 _addUsage(conn, owner, total, len(rows))
                 return mapping
@@ -815,15 +889,14 @@ class SQLiteMailStore:
             now = self._now()
             source = _folderId(conn, owner, name, now, create=True)
             target = _folderId(conn, owner, dest, now, create=True)
-            rows = _selectRows(
-                conn, source, uids, "uid, file, size, flags, internaldate, prefix"
-            )
+            rows = _selectRows(conn, source, uids, _MOVE)
             if not rows:
                 return {}
             mapping = {}
-            for row in rows:
-                mapping[row[0]] = _insertMessage(
-                    conn, target, row[1], row[2], parseFlags(row[3]), row[4], row[5]
+            for uid, file, size, flags, date, prefix, body in rows:
+                # The row moves with its file or body row.
+                mapping[uid] = _insertMessage(
+                    conn, target, file, size, parseFlags(flags), date, prefix, body
                 )
             modseq = _bump(conn, source)
             for batch in batches([r[0] for r in rows]):

@@ -119,6 +119,17 @@ MAIL = [
         CREATE INDEX mail_messages_date ON mail_messages (folder, internaldate, uid)
         """,
     ),
+    # Small messages' bytes in the database (SQLiteMailStore.inlineLimit):
+    # a message row names either a file (C{body} NULL) or a body row of
+    # its own (C{file} empty), removed with it. Rows made before keep
+    # their files.
+    Migration(
+        4,
+        """
+        CREATE TABLE mail_bodies (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+        ALTER TABLE mail_messages ADD COLUMN body INTEGER
+        """,
+    ),
 ]
 
 #: The outgoing queue: one row per message (its bytes are a file under

@@ -344,7 +344,9 @@ def auditFiles(
         mailDir = os.path.join(os.path.dirname(os.path.abspath(path)), "mail")
     conn = connect(path, readOnly=True)
     try:
-        named = {r[0] for r in conn.execute("SELECT file FROM mail_messages")}
+        # Small messages have body rows, not files (their C{file} is empty).
+        query = "SELECT file FROM mail_messages WHERE file != ''"
+        named = {r[0] for r in conn.execute(query)}
         named.update(r[0] for r in conn.execute("SELECT file FROM queue_messages"))
         files = MessageFiles(mailDir)
         count, missing, strays = files.audit(named, time.time() - staleAfter)

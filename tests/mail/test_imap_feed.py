@@ -8,7 +8,9 @@ sent at once after a literal, message places remembered for FETCH).
 
 from __future__ import annotations
 
+import io
 import socket
+from functools import partial
 from typing import Any
 
 from appnet.mail.imap import framing
@@ -354,3 +356,26 @@ class HeaderCacheTests(IMAPTestCase):
         cache.putAll([str(i) for i in range(70)], [b"z" * 100] * 70)
         self.assertIsNone(cache.getAll(["a"]))
         self.assertEqual(cache.getAll(["69"]), [b"z" * 100])
+
+    def test_keptBodiesBytes(self) -> None:
+        """
+        A view remembers message places, but of bodies that hold their
+        bytes in memory (a database's small messages) at most a bounded
+        total: past it, it forgets those it kept; a batch larger than the
+        bound is not kept at all.
+        """
+        from appnet.mail.imap.mailbox import _BODY_BYTES
+        from appnet.store.interfaces import MessageBody
+
+        def held(n: int) -> MessageBody:
+            data = b"x" * n
+            return MessageBody(n, partial(io.BytesIO, data), memory=data)
+
+        mailbox = view()
+        half = _BODY_BYTES // 2
+        mailbox.keepBodies({1: held(half), 2: MessageBody(10, io.BytesIO)})
+        self.assertEqual(sorted(mailbox.knownBodies([1, 2, 3])[0]), [1, 2])
+        mailbox.keepBodies({3: held(half + 1)})
+        self.assertEqual(sorted(mailbox.knownBodies([1, 2, 3])[0]), [3])
+        mailbox.keepBodies({1: held(_BODY_BYTES + 1)})
+        self.assertEqual(sorted(mailbox.knownBodies([1, 2, 3])[0]), [3])

@@ -840,17 +840,98 @@ class MemoryQueueTests(QueueStoreContract, TestCase):
 
 
 class SQLiteContract:
+    #: The mail store's L{SQLiteMailStore.inlineLimit}; C{None}: its default.
+    inlineLimit: int | None = None
+
     async def makeStore(self) -> Any:
         self.root = os.path.abspath(self.mktemp())
         os.makedirs(self.root)
         store = SQLiteStore.open(os.path.join(self.root, "store.sqlite"), reactor)
+        if self.inlineLimit is not None:
+            store.mail.inlineLimit = self.inlineLimit
         await store.start()
         self.addCleanup(store.stop)
         return store
 
+    def bodyRows(self) -> int:
+        """How many small messages' body rows the database holds."""
+        conn = sqlite3.connect(os.path.join(self.root, "store.sqlite"))
+        try:
+            [(count,)] = conn.execute("SELECT COUNT(*) FROM mail_bodies").fetchall()
+        finally:
+            conn.close()
+        return int(count)
+
+
+class SQLiteFileMailTests(SQLiteContract, MailStoreContract, TestCase):
+    """
+    The SQLite mail store keeps the contract with every message in a file
+    (as large ones are).
+    """
+
+    inlineLimit = 0
+
 
 class SQLiteMailTests(SQLiteContract, FeedContract, MailStoreContract, TestCase):
     """The SQLite mail store keeps the contract, and its own promises."""
+
+    async def test_smallInDatabase(self) -> None:
+        """
+        A message of at most C{inlineLimit} bytes is kept in the database,
+        one body row per recipient and no file; a longer one is a file.
+        Expunging or deleting the folder removes the body rows; a copy has
+        a body row of its own, a moved message keeps its.
+        """
+        store = await self.makeStore()
+        limit = store.mail.inlineLimit
+        small = b"Subject: small\r\n\r\n".ljust(limit, b"s")
+        await self.deliver(store, small, DeliveryTarget(ALICE), DeliveryTarget(BOB))
+        self.assertEqual(self.bodyRows(), 2)
+        mail = os.path.join(self.root, "mail", "store")
+        self.assertEqual([f for _, _, files in os.walk(mail) for f in files], [])
+        self.assertEqual(await self.body(store, BOB, INBOX, 1), small)
+        body = await store.mail.openMessage(ALICE, INBOX, 1)
+        self.assertEqual((body.size, body.memory), (limit, small))
+
+        await self.deliver(store, small + b"!", DeliveryTarget(ALICE))
+        self.assertEqual(self.bodyRows(), 2)
+        self.assertEqual(len(os.listdir(os.path.join(mail, ALICE))), 1)
+        bodies = await store.mail.openMessages(ALICE, INBOX, [1, 2])
+        with bodies[2].open() as f:
+            self.assertEqual(f.read(), small + b"!")
+        self.assertIsNone(bodies[2].memory)
+
+        await store.mail.createFolder(ALICE, "Kept")
+        self.assertEqual(dict(await store.mail.copy(ALICE, INBOX, [1], "Kept")), {1: 1})
+        self.assertEqual(self.bodyRows(), 3)
+        await store.mail.expunge(ALICE, INBOX, [1])
+        self.assertEqual(self.bodyRows(), 2)
+        self.assertEqual(await self.body(store, ALICE, "Kept", 1), small)
+        await store.mail.createFolder(ALICE, "Moved")
+        await store.mail.move(ALICE, "Kept", [1], "Moved")
+        self.assertEqual(self.bodyRows(), 2)
+        self.assertEqual(await self.body(store, ALICE, "Moved", 1), small)
+        await store.mail.deleteFolder(ALICE, "Moved")
+        self.assertEqual(self.bodyRows(), 1)
+
+    async def test_returnPathBeforeSmallBody(self) -> None:
+        """A small message reads with its Return-Path line before it."""
+        store = await self.makeStore()
+        staged = self.staged(store, b"Subject: s\r\n\r\nx\r\n")
+        prefix = b"Return-Path: <bob@example.org>\r\n"
+        await store.mail.deliver(staged, [DeliveryTarget(ALICE)], None, prefix=prefix)
+        self.assertEqual(
+            await self.body(store, ALICE, INBOX, 1), prefix + b"Subject: s\r\n\r\nx\r\n"
+        )
+        [info] = await store.mail.listMessages(ALICE, INBOX)
+        self.assertEqual(info.size, len(prefix) + 17)
+
+    async def test_smallRefusedLeavesNoRow(self) -> None:
+        """A small delivery refused for quota leaves no body row."""
+        store = await self.makeStore()
+        with self.assertRaises(QuotaExceeded):
+            await self.deliver(store, b"x" * 10, DeliveryTarget(ALICE, quota=5))
+        self.assertEqual(self.bodyRows(), 0)
 
     async def test_files(self) -> None:
         """
@@ -859,6 +940,7 @@ class SQLiteMailTests(SQLiteContract, FeedContract, MailStoreContract, TestCase)
         expunge; the staged file is gone after discard.
         """
         store = await self.makeStore()
+        store.mail.inlineLimit = 0
         staged = store.mail.stage()
         staged.write(b"data\r\n")
         await store.mail.deliver(staged, [DeliveryTarget(ALICE), DeliveryTarget(BOB)])
@@ -901,6 +983,7 @@ class SQLiteMailTests(SQLiteContract, FeedContract, MailStoreContract, TestCase)
     async def test_failedDeliveryLeavesNoFile(self) -> None:
         """A delivery refused for quota leaves no message file behind."""
         store = await self.makeStore()
+        store.mail.inlineLimit = 0
         with self.assertRaises(QuotaExceeded):
             await self.deliver(store, b"x" * 10, DeliveryTarget(ALICE, quota=5))
         directory = os.path.join(self.root, "mail", "store", ALICE)
@@ -989,7 +1072,8 @@ class SQLiteMailTests(SQLiteContract, FeedContract, MailStoreContract, TestCase)
     async def test_migratesRecent(self) -> None:
         """
         Folders written by the first mail schema have nothing recent after
-        the upgrade; mail delivered after it is recent.
+        the upgrade; mail delivered after it is recent. Their messages
+        still read from their files.
         """
         from appnet.store.schema import SCHEMAS
 
@@ -1013,11 +1097,17 @@ class SQLiteMailTests(SQLiteContract, FeedContract, MailStoreContract, TestCase)
                 [(1, 2), (2, 3)],
             )
         conn.close()
+        os.makedirs(os.path.join(self.root, "mail", "store"))
+        with open(os.path.join(self.root, "mail", "store", "old"), "wb") as f:
+            f.write(b"old\r\n")
         store = SQLiteStore.open(path, reactor)
         await store.start()
         self.addCleanup(store.stop)
         info = await store.mail.folder(ALICE)
         self.assertEqual((info.messages, info.recent, info.firstRecentUid), (2, 0, 3))
+        # Rows from before small bodies went into the database keep their
+        # files.
+        self.assertEqual(await self.body(store, ALICE, INBOX, 1), b"old\r\n")
         await self.deliver(store, b"new\r\n", DeliveryTarget(ALICE))
         self.assertEqual((await store.mail.folder(ALICE)).recent, 1)
         self.assertEqual(tuple(await store.mail.claimRecent(ALICE, INBOX)), (3, 4))

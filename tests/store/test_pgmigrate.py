@@ -7,6 +7,7 @@ second run after an interruption finishes the job.
 from __future__ import annotations
 
 import os
+import sqlite3
 from typing import Any
 
 from twisted.internet import reactor
@@ -33,6 +34,10 @@ async def fill(store: Any) -> None:
         folder = {0: "Archive", 1: "Lists", 2: INBOX}[i % 3] if i % 2 else INBOX
         staged = store.mail.stage()
         staged.write(b"Subject: %d\r\n\r\nbody %d\r\n" % (i, i))
+        if i % 4 == 0:
+            # Large enough for a file of its own in an SQLite store (the
+            # others are rows of its database).
+            staged.write((b"x" * 78 + b"\r\n") * 300)
         await store.mail.deliver(staged, [DeliveryTarget(owner, folder)], 1000.0 + i)
         staged.discard()
     await store.mail.expunge(USERS[0], INBOX, [1])
@@ -191,11 +196,12 @@ class CommandTests(TestCase):
         check = ["-m", "appnet", "store", "check"]
         out = await run(check, cwd, env)
         self.assertEqual(out.code, 0, out.err)
-        self.assertIn("12 message files", out.out)
+        # Two large messages and the queued one; the small ones are rows.
+        self.assertIn("9 message bodies in the database, 3 message files", out.out)
         self.assertIn("no problems found", out.out)
 
         mail = os.path.join(data, "mail")
-        owner = sorted(os.listdir(os.path.join(mail, "store")))[0]
+        owner = sorted(os.listdir(os.path.join(mail, "store")))[-1]
         folder = os.path.join(mail, "store", owner)
         lost = sorted(os.listdir(folder))[0]
         os.unlink(os.path.join(folder, lost))
@@ -213,3 +219,23 @@ class CommandTests(TestCase):
         self.assertIn("removed 1 message files nothing named", out.out)
         self.assertFalse(os.path.exists(os.path.join(folder, "left-by-a-crash")))
         self.assertEqual(out.code, 1)  # The lost one is still lost.
+
+    async def test_checkBodies(self) -> None:
+        """
+        C{appnet store check} on an SQLite store finds small messages
+        whose body row is gone (lost mail) and body rows no message
+        refers to; either is a problem (exit status 1).
+        """
+        cwd, data = await self.filledDataDirectory()
+        env = {"APPNET_DATA": data}
+        conn = sqlite3.connect(os.path.join(data, "store.sqlite"))
+        with conn:
+            conn.execute(
+                "DELETE FROM mail_bodies WHERE id = (SELECT MIN(id) FROM mail_bodies)"
+            )
+            conn.execute("INSERT INTO mail_bodies (data) VALUES (x'00')")
+        conn.close()
+        out = await run(["-m", "appnet", "store", "check"], cwd, env)
+        self.assertEqual(out.code, 1, out.err)
+        self.assertIn("problem: 1 messages whose body row is gone (mail lost)", out.out)
+        self.assertIn("problem: 1 message bodies nothing refers to", out.out)

@@ -62,6 +62,7 @@ class ThreadsTests(TestCase):
             os.path.join(root, "store.sqlite"), reactor, fileThreads=3
         )
         self.assertEqual(store.fileThreads.size, 3)
+        store.mail.inlineLimit = 0  # A file even for a small message.
         await store.start()
         self.addCleanup(store.stop)
         seen: list[str] = []

@@ -26,6 +26,9 @@ _RECENT = frozenset({RECENT})
 _PENDING = 256
 #: Message contents' places a view remembers (L{SelectedMailbox.keepBodies}).
 _BODIES = 1024
+#: Of those, bytes held in memory (small messages a store keeps in its
+#: database come with their bytes) a view keeps at most.
+_BODY_BYTES = 1 << 20
 
 
 @frozen
@@ -81,6 +84,8 @@ class SelectedMailbox:
     #: message's content never changes; one expunged meanwhile fails to
     #: open, as it would if looked up just before).
     _bodies: dict[int, MessageBody] = field(factory=dict)
+    #: Bytes held in memory by L{_bodies} (at most L{_BODY_BYTES}).
+    _heldBytes: int = 0
 
     @classmethod
     def open(
@@ -383,10 +388,21 @@ class SelectedMailbox:
         return known, missing
 
     def keepBodies(self, bodies: Mapping[int, MessageBody]) -> None:
-        """Remember where these messages' contents are (a bounded number)."""
-        if len(self._bodies) + len(bodies) > _BODIES:
+        """
+        Remember where these messages' contents are: a bounded number,
+        and bounded bytes of those that hold their bytes in memory.
+        """
+        held = sum(len(b.memory) for b in bodies.values() if b.memory is not None)
+        if held > _BODY_BYTES:
+            return
+        if (
+            len(self._bodies) + len(bodies) > _BODIES
+            or self._heldBytes + held > _BODY_BYTES
+        ):
             self._bodies.clear()
+            self._heldBytes = 0
         self._bodies.update(bodies)
+        self._heldBytes += held
 
     def isGone(self, uid: int) -> bool:
         """Was this message expunged elsewhere, not yet announced?"""

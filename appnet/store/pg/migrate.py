@@ -354,13 +354,39 @@ _SQLITE_CHECKS = [
 ]
 
 
+#: Checks of small messages' body rows (a store whose schema has them).
+_SQLITE_BODY_CHECKS = [
+    (
+        "messages whose body row is gone (mail lost)",
+        "SELECT COUNT(*) FROM mail_messages WHERE body IS NOT NULL"
+        " AND body NOT IN (SELECT id FROM mail_bodies)",
+    ),
+    (
+        "message bodies nothing refers to",
+        "SELECT COUNT(*) FROM mail_bodies WHERE id NOT IN"
+        " (SELECT body FROM mail_messages WHERE body IS NOT NULL)",
+    ),
+]
+
+
 def checkSQLite(path: str) -> tuple[dict[str, int], dict[str, int]]:
-    """Counts and problems of an SQLite store file (blocking)."""
+    """
+    Counts and problems of an SQLite store file (blocking). A store not
+    yet upgraded to body rows (the daemon not started since) is checked
+    without them.
+    """
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         counts = {name: int(conn.execute(sql).fetchone()[0]) for name, sql in _COUNTS}
+        checks = list(_SQLITE_CHECKS)
+        if conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'mail_bodies'"
+        ).fetchone():
+            [(bodies,)] = conn.execute("SELECT COUNT(*) FROM mail_bodies").fetchall()
+            counts["message bodies in the database"] = int(bodies)
+            checks += _SQLITE_BODY_CHECKS
         problems = {}
-        for name, sql in _SQLITE_CHECKS:
+        for name, sql in checks:
             found = int(conn.execute(sql).fetchone()[0])
             if found:
                 problems[name] = found
