@@ -4,15 +4,16 @@ SMTP and POP3 throughput: appnet against aiosmtpd, side by side in one run.
 Each server runs in its own process; a load generator (asyncio, raw SMTP,
 one message at a time per connection) sends messages over 10 concurrent
 connections and counts those acknowledged with 250. Both servers store
-every message durably before answering 250: appnet by its design (staged
-file fsynced, hard-linked, directory fsynced, index row committed), the
-aiosmtpd peer by a handler that writes each message to its own file,
-fsyncs it, renames it into place and fsyncs the directory (in a thread
-pool, so its event loop keeps serving). Between them, the limit:
-``bare.py``, the smallest Twisted program storing the same way with group
-commit (files, their syncs, one directory sync, one SQLite commit per
-batch). Then POP3 RETR throughput: one
-client retrieves a maildrop of 1 MiB messages from appnet.
+every message durably before answering 250: appnet by its design (a
+message of up to 16 KiB as a row of its database, a larger one as a file
+fsynced with its directory, then the index rows committed, all with group
+commit), the aiosmtpd peer by a handler that writes each message to its
+own file, fsyncs it, renames it into place and fsyncs the directory (in a
+thread pool, so its event loop keeps serving). Beside them, the limit:
+``bare.py``, the smallest Twisted program storing as appnet does with
+group commit (small messages as rows, large ones as files, one SQLite
+commit per batch). Then POP3 RETR throughput: one client retrieves a
+maildrop of 1 MiB messages from appnet.
 
 Usage (from a checkout, with the test extras installed)::
 
