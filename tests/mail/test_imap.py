@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import weakref
 from typing import Any
 
 import attrs
@@ -1760,18 +1761,24 @@ class CountingStore:
         self.real = real
         self.batches: list[int] = []
         self.bytesRead = [0]
+        #: At each call, how many bodies handed out before are still alive.
+        self.alive: list[int] = []
+        self._handed: list[weakref.ref[MessageBody]] = []
 
     def openMessages(self, owner: str, name: str, uids: Any) -> Any:
         self.batches.append(len(uids))
+        self.alive.append(sum(1 for ref in self._handed if ref() is not None))
 
         def wrap(bodies: Any) -> Any:
-            return {
+            wrapped = {
                 uid: MessageBody(
                     body.size,
                     lambda body=body: _CountingFile(body.open().read(), self.bytesRead),
                 )
                 for uid, body in bodies.items()
             }
+            self._handed += [weakref.ref(body) for body in wrapped.values()]
+            return wrapped
 
         return self.real.openMessages(owner, name, uids).addCallback(wrap)
 
@@ -1819,6 +1826,17 @@ class LargeMailboxTests(IMAPTestCase):
         )
         self.assertEqual(sum(self.store.batches), self.COUNT)
         self.assertLessEqual(max(self.store.batches), 500)
+
+    def test_searchKeepsNoBodies(self) -> None:
+        """
+        SEARCH lets go of a batch's message bodies before it opens the
+        next (a body may hold its message's bytes): what it keeps of a
+        match is its number.
+        """
+        lines = self.session.command("s SEARCH BODY text")
+        self.assertEqual(len(lines[0].split()), 2 + self.COUNT)
+        self.assertGreater(len(self.store.batches), 10)
+        self.assertEqual(max(self.store.alive), 0)
 
     def test_searchReadsHeadersOnly(self) -> None:
         """A header search reads little beyond each header section."""

@@ -95,14 +95,17 @@ class SelectedCommands(AuthenticatedCommands):
         mailbox = self._mailbox()
         limits = searching.Limits(mailbox.count, mailbox.lastUID)
         rows = mailbox.rows()
-        found: list[searching.Candidate] = []
+        # Numbers, not candidates: a candidate holds its message's body,
+        # which may be its bytes (a store's small messages).
+        numbers: list[int] = []
         recent = mailbox.isRecent
         if criterion.needs == searching.INDEX:
             candidates = [
                 searching.Candidate(seq, row, None, recent(row.uid))
                 for seq, row in rows
             ]
-            found = searching.evaluate(criterion, candidates, limits)
+            for c in searching.evaluate(criterion, candidates, limits):
+                numbers.append(c.info.uid if uid else c.seq)
         else:
             size = searching.BATCH[criterion.needs]
             store = self.factory.store
@@ -124,12 +127,13 @@ class SelectedCommands(AuthenticatedCommands):
                     searching.Candidate(seq, row, bodies.get(row.uid), recent(row.uid))
                     for seq, row in batch
                 ]
-                found += await self._blocking(
+                found = await self._blocking(
                     searching.evaluate, criterion, candidates, limits
                 )
+                numbers += [c.info.uid if uid else c.seq for c in found]
+                del candidates, found, bodies
                 if self._closed or self.selected is not mailbox:
                     return Done(b"")
-        numbers = [c.info.uid if uid else c.seq for c in found]
         self.sendUntaggedResponse(b"SEARCH" + b"".join(b" %d" % n for n in numbers))
         return Done(b"SEARCH completed")
 
