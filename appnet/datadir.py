@@ -5,8 +5,9 @@ Found the same way by C{twistd appnet} and by the C{appnet} command: the
 C{--data} option, else the C{data} config key, else C{$APPNET_DATA}, else
 C{./appnet-data}. Its layout is a contract::
 
-    store.sqlite        accounts, mailbox indexes, queue, sessions
-    mail/               message files
+    store.sqlite        accounts, mailbox indexes, small messages, queue,
+                        sessions
+    mail/               message files (messages over 16 KiB, the queue)
     tls/cert.pem        made by C{appnet cert}; used for STARTTLS when present
     tls/key.pem
     zones/*.zone        BIND zone files served authoritatively

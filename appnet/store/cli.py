@@ -72,9 +72,9 @@ class StoreCheck(Command):
     """
     Count what the configured store holds and look for inconsistencies
     (unreferenced bodies, UIDs past UIDNEXT, usage that does not add up;
-    for SQLite, message files missing or that nothing names); exit status
-    1 if any is found. With --repair, message files nothing names (left
-    by a crash, last written over a day ago) are removed.
+    for SQLite, body rows or message files missing or that nothing names);
+    exit status 1 if any is found. With --repair, message files nothing
+    names (left by a crash, last written over a day ago) are removed.
     """
 
     synopsis = "[--repair] [--stray-age SECONDS]"
