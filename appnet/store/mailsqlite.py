@@ -43,6 +43,7 @@ from appnet.store.interfaces import (
     MessageInfo,
     Usage,
 )
+from appnet.store.listings import Listing, Listings
 from appnet.store.mailcommon import (
     canonicalFolder,
     changeFlags,
@@ -353,6 +354,24 @@ def _selectRows(
 
 
 _INFO = "uid, size, flags, internaldate, modseq"
+
+
+def _changes(
+    conn: sqlite3.Connection, fid: int, modseq: int
+) -> tuple[list[MessageInfo], list[int]]:
+    """A folder's rows changed after C{modseq}, and the UIDs expunged since."""
+    changed = conn.execute(
+        f"SELECT {_INFO} FROM mail_messages WHERE folder = ? AND modseq > ?"
+        " ORDER BY uid",
+        (fid, modseq),
+    ).fetchall()
+    gone = conn.execute(
+        "SELECT uid FROM mail_expunged WHERE folder = ? AND modseq > ? ORDER BY uid",
+        (fid, modseq),
+    ).fetchall()
+    return [_info(r) for r in changed], [r[0] for r in gone]
+
+
 #: Columns of L{_selectRows} for copying and moving messages.
 _MOVE = "uid, file, size, flags, internaldate, prefix, body"
 
@@ -375,6 +394,8 @@ class SQLiteMailStore:
     inlineLimit: int = field(default=16 << 10, kw_only=True)
     _group: GroupCommit = field(init=False)
     _watcher: FolderWatcher = field(init=False)
+    #: Folder listings read lately (L{snapshot} reads only what changed).
+    _listings: Listings = field(factory=Listings, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._group = GroupCommit(Direct.of(self._db, self._threads, self._reactor))
@@ -648,20 +669,36 @@ class SQLiteMailStore:
     ) -> Deferred[tuple[FolderInfo, Sequence[MessageInfo]]]:
         name = canonicalFolder(name)
 
-        def select(conn: sqlite3.Connection) -> tuple[FolderInfo | None, list[Any]]:
-            info = _folderInfo(conn, owner, name)
-            if info is None:
-                return None, []
-            fid = _existingFolderId(conn, owner, name)
-            assert fid is not None
-            return info, [_info(r) for r in _selectRows(conn, fid, None, _INFO)]
+        key = (owner, name)
+        known = self._listings.get(key)
+
+        def select(conn: sqlite3.Connection) -> tuple[FolderInfo, Listing] | None:
+            row = conn.execute(
+                "SELECT id, uidvalidity, uidnext, modseq, subscribed,"
+                " first_recent_uid FROM mail_folders WHERE owner = ? AND name = ?",
+                key,
+            ).fetchone()
+            if row is None:
+                return None
+            fid, validity, uidnext, modseq, subscribed, firstRecent = row
+            if known is None or not known.follows(fid, validity, modseq):
+                rows = [_info(r) for r in _selectRows(conn, fid, None, _INFO)]
+                listing = Listing.of(fid, validity, modseq, rows)
+            elif known.modseq < modseq:
+                listing = known.updated(modseq, *_changes(conn, fid, known.modseq))
+            else:
+                listing = known
+            info = listing.info(owner, name, uidnext, bool(subscribed), firstRecent)
+            return info, listing
 
         async def run() -> tuple[FolderInfo, Sequence[MessageInfo]]:
-            info, rows = await self._db.read(select)
-            if info is None:
+            found = await self._db.read(select)
+            if found is None:
                 # Only INBOX is made on first use; it has no messages yet.
                 return await self.folder(owner, name), []
-            return info, rows
+            info, listing = found
+            self._listings.put(key, listing)
+            return info, listing.rows
 
         return Deferred.fromCoroutine(run())
 
@@ -934,22 +971,8 @@ class SQLiteMailStore:
                     return Changes(0)
                 raise NoSuchFolder(owner, name)
             fid, current, firstRecent = row
-            changed = conn.execute(
-                f"SELECT {_INFO} FROM mail_messages"
-                " WHERE folder = ? AND modseq > ? ORDER BY uid",
-                (fid, modseq),
-            ).fetchall()
-            gone = conn.execute(
-                "SELECT uid FROM mail_expunged WHERE folder = ? AND modseq > ?"
-                " ORDER BY uid",
-                (fid, modseq),
-            ).fetchall()
-            return Changes(
-                current,
-                tuple(_info(r) for r in changed),
-                tuple(r[0] for r in gone),
-                firstRecent,
-            )
+            changed, gone = _changes(conn, fid, modseq)
+            return Changes(current, tuple(changed), tuple(gone), firstRecent)
 
         return self._db.read(select)
 

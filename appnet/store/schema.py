@@ -130,6 +130,14 @@ MAIL = [
         ALTER TABLE mail_messages ADD COLUMN body INTEGER
         """,
     ),
+    # What was expunged after a modseq (catching up, and bringing a kept
+    # folder listing up to date) without reading every expunge ever made.
+    Migration(
+        5,
+        """
+        CREATE INDEX mail_expunged_modseq ON mail_expunged (folder, modseq)
+        """,
+    ),
 ]
 
 #: The outgoing queue: one row per message (its bytes are a file under

@@ -1008,6 +1008,52 @@ class SQLiteMailTests(SQLiteContract, FeedContract, MailStoreContract, TestCase)
         self.addCleanup(again.stop)
         self.assertEqual(await self.body(again, ALICE, INBOX, 1), b"kept\r\n")
 
+    async def test_snapshotFollowsChanges(self) -> None:
+        """
+        A folder selected again is its kept listing brought up to date:
+        after deliveries, flag changes, expunges, copies and moves made
+        here or through another store instance (as another process
+        would), it is what a store reading the folder whole sees; a
+        folder deleted and made again is read whole.
+        """
+        store = await self.makeStore()
+        path = os.path.join(self.root, "store.sqlite")
+        other = SQLiteStore.open(path, reactor)
+        await other.start()
+        self.addCleanup(other.stop)
+        await store.mail.createFolder(ALICE, "Work")
+
+        async def check(name: str = INBOX) -> None:
+            fresh = SQLiteStore.open(path, reactor)
+            await fresh.start()
+            try:
+                expected = await fresh.mail.snapshot(ALICE, name)
+            finally:
+                await fresh.stop()
+            self.assertEqual(await store.mail.snapshot(ALICE, name), expected)
+
+        for i in range(6):
+            each = (store, other)[i % 2]
+            await self.deliver(each, b"m%d\r\n" % i, DeliveryTarget(ALICE))
+        await check()
+        await other.mail.setFlags(ALICE, INBOX, [2, 3], frozenset({"\\Seen"}), "add")
+        await store.mail.setFlags(ALICE, INBOX, [4], frozenset({"$Work"}), "add")
+        await other.mail.expunge(ALICE, INBOX, [1, 5])
+        await self.deliver(other, b"late\r\n", DeliveryTarget(ALICE))
+        await check()
+        await other.mail.copy(ALICE, INBOX, [2], "Work")
+        await store.mail.move(ALICE, INBOX, [3], "Work")
+        await check()
+        await check("Work")
+        await store.mail.claimRecent(ALICE, INBOX)
+        await check()
+        await other.mail.deleteFolder(ALICE, "Work")
+        await other.mail.createFolder(ALICE, "Work")
+        await self.deliver(other, b"new\r\n", DeliveryTarget(ALICE, "Work"))
+        await check("Work")
+        [row] = (await store.mail.snapshot(ALICE, "Work"))[1]
+        self.assertEqual(row.uid, 1)
+
     async def test_watchOtherProcess(self) -> None:
         """
         A change committed through another store instance on the same
