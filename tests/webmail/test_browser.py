@@ -396,7 +396,14 @@ class WebmailBrowserTests(TestCase):
             )
             wait(driver, textIn("#status", "Moved 1 message(s) to Receipts <b>."))
             click(driver, '[data-folder="Receipts <b>"] a')
+            # The folder shown, then its list (INBOX's may not be redrawn
+            # yet after the move), and the buttons that act on it.
+            wait(driver, textIn("#list-title", "Receipts <b>"))
             wait(driver, textIn("#messages tbody", "Receipt"))
+            wait(
+                driver,
+                expected_conditions.element_to_be_clickable(("id", "rename-folder")),
+            )
             driver.find_element("id", "rename-folder").click()
             prompt = wait(driver, expected_conditions.alert_is_present())
             prompt.send_keys("Paid/2026")
