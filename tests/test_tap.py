@@ -5,6 +5,7 @@ errors, plugin discovery, and the real C{twistd} process.
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import signal
@@ -188,6 +189,22 @@ class RunnerTests(TestCase):
             runner.privilegedStartService()
         self.assertIn("newer than this appnet", stderr.getvalue())
         self.assertEqual(len(stderr.getvalue().splitlines()), 1)
+
+    async def test_freezesOnceReady(self) -> None:
+        """
+        Once the stack is ready, what starting it made is moved out of the
+        garbage collector's way (C{gc.freeze}), not before.
+        """
+        config = ephemeralConfig(self.mktemp(), {"pop3": {"listen": []}})
+        runner = TwistdRunner(Stack(config, reactor, builders=[]))
+        frozen: list[bool] = []
+        self.patch(gc, "freeze", lambda: frozen.append(runner.stack.running))
+        runner.privilegedStartService()
+        runner.startService()
+        self.addCleanup(runner.stopService)
+        self.assertEqual(frozen, [])
+        await runner.stack.whenReady()
+        self.assertEqual(frozen, [True])
 
 
 def ephemeralArgs(data: str) -> list[str]:
