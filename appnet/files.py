@@ -182,7 +182,9 @@ class IDirectWrites(Interface):
     def directSocket() -> socket.socket | None:
         """
         The socket, if bytes may go to it past this transport now (plain
-        TCP, nothing recording what is written), else C{None}.
+        TCP, nothing recording what is written), else C{None}. From then
+        on the wrapper's own writes go through the transport's buffer,
+        which the sender's direct writes are paced by.
         """
 
     def wroteDirectly(count: int) -> None:

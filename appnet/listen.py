@@ -177,9 +177,9 @@ class GuardedProtocol(ProtocolWrapper):
     is empty, so this wrapper never asks: the first send that falls short
     (a full socket) or fails hands the rest, and every later write of the
     connection, to the transport, which keeps them in order, pauses
-    producers and reports errors as ever. Registering a producer, starting
-    TLS, closing and a protocol that is not plain TCP end direct writes
-    the same way.
+    producers and reports errors as ever. Registering a pull producer,
+    starting TLS, closing and a protocol that is not plain TCP end direct
+    writes the same way; a push producer (HTTP's channel) keeps them.
     """
 
     factory: GuardedFactory
@@ -222,10 +222,13 @@ class GuardedProtocol(ProtocolWrapper):
         self.write(b"".join(data))
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
-        # A producer paces itself by the transport's buffer (and a file
-        # sender sends straight to the socket only when that buffer has
-        # emptied): from now on the buffer must see every write.
-        self.direct = None
+        # A pull producer is asked for more when the transport's buffer
+        # empties, so the buffer must see every write from now on. A push
+        # producer (twisted.web's HTTPChannel registers itself) is paused
+        # only once that buffer is over its limit, which it cannot be
+        # before a send falls short and ends direct writes anyway.
+        if not streaming:
+            self.direct = None
         super().registerProducer(producer, streaming)
 
     def startTLS(self, *args: Any, **kwargs: Any) -> None:
@@ -245,7 +248,11 @@ class GuardedProtocol(ProtocolWrapper):
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     def directSocket(self) -> socket.socket | None:
-        # Not while a transcript records what is written.
+        # Not while a transcript records what is written. A sender that
+        # asks (a file by sendfile) writes past the transport only when
+        # its buffer has emptied, so from now on that buffer sees every
+        # write of the connection, as with a pull producer.
+        self.direct = None
         return None if self.transcript is not None else plainSocket(self.transport)
 
     def wroteDirectly(self, count: int) -> None:

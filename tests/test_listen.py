@@ -311,17 +311,64 @@ class DirectWriteTests(TestCase):
         self.assertEqual(started, ["options"])
         self.assertIsNone(guarded2.direct)
 
-    async def test_producer(self) -> None:
+    async def test_pullProducer(self) -> None:
         """
-        A producer paces itself by the transport's buffer: once one is
-        registered, writes go through the transport.
+        A pull producer is asked for more when the transport's buffer
+        empties: once one is registered, writes go through the transport.
         """
         held, client = await self.connect()
-        held.transport.registerProducer(Protocol(), True)
+        held.transport.registerProducer(_Producer(), False)
         held.transport.unregisterProducer()
         self.assertIsNone(held.transport.direct)
         held.transport.write(b"250 Ok\r\n")
         self.assertEqual(self.received(client, 8), b"")
+
+    async def test_senderAsks(self) -> None:
+        """
+        A sender that asks for the socket (sendfile) is paced by the
+        transport's buffer: from then on writes go through it.
+        """
+        held, client = await self.connect()
+        self.assertIsNotNone(held.transport.directSocket())
+        self.assertIsNone(held.transport.direct)
+        held.transport.write(b"250 Ok\r\n")
+        self.assertEqual(self.received(client, 8), b"")
+
+    async def test_pushProducer(self) -> None:
+        """
+        A push producer (as twisted.web's channel registers itself) keeps
+        direct writes; once the socket is full, the transport buffers and
+        pauses it, and resumes it when the client has read everything.
+        """
+        from twisted.internet import reactor
+
+        held, client = await self.connect()
+        producer = _Producer()
+        held.transport.registerProducer(producer, True)
+        self.addCleanup(held.transport.unregisterProducer)
+        held.transport.write(b"250 Ok\r\n")
+        self.assertEqual(self.received(client, 8), b"250 Ok\r\n")
+        chunk = b"x" * (1 << 20)
+        written = 0
+        while held.transport.direct is not None and written < 1 << 10:
+            held.transport.write(chunk)
+            written += 1
+        self.assertIsNone(held.transport.direct)
+        self.assertEqual(producer.calls, ["pause"])
+        expected, received = len(chunk) * written, 0
+        done: Deferred[None] = Deferred()
+
+        def read() -> None:
+            nonlocal received
+            received += len(self.received(client, 1 << 22))
+            if received >= expected and producer.calls == ["pause", "resume"]:
+                done.callback(None)
+            else:
+                reactor.callLater(0, read)
+
+        read()
+        await done
+        self.assertEqual(received, expected)
 
     def test_notTCP(self) -> None:
         """Over any other transport (here a test's), no direct writes."""
@@ -334,3 +381,19 @@ class DirectWriteTests(TestCase):
         self.assertIsNone(protocol.direct)
         protocol.write(b"x")
         self.assertEqual(transport.value(), b"x")
+
+
+class _Producer:
+    """Records what a transport asks of it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def pauseProducing(self) -> None:
+        self.calls.append("pause")
+
+    def resumeProducing(self) -> None:
+        self.calls.append("resume")
+
+    def stopProducing(self) -> None:
+        self.calls.append("stop")

@@ -516,7 +516,10 @@ class BodyProducer(ThreadedFileSender):
     ) -> None:
         spans = FileSpans(f, parts)
         zeroCopy = None
-        if compressor is None and runner is not None:
+        # The first chunk always goes through the connection's buffer, so
+        # a body of one chunk or less has nothing to send by sendfile; not
+        # asking leaves the connection's direct writes on (appnet.listen).
+        if compressor is None and runner is not None and spans.length > CHUNK:
             channel = getattr(request, "channel", None)
             zeroCopy = zeroCopyTo(
                 getattr(channel, "transport", None), spans.sendfile, self._bypassed
