@@ -5,7 +5,9 @@ file's bytes, read once at start), or, for the large file's name, its
 headers and then the file itself read 1 MiB at a time as the transport
 asks for more (a push producer; reads on the reactor thread, which only
 a benchmark may do). It parses nothing but the end of each request; this
-is what the reactor alone costs.
+is what the reactor alone costs. Small responses go straight to the
+socket while nothing waits in the transport's buffer, as appnet's
+listeners send them (appnet.listen).
 
     python bench/http/bare.py FILE PORT [LARGEFILE]
 """
@@ -67,6 +69,20 @@ class Bare(Protocol):
     def connectionMade(self) -> None:
         self.buffer = b""
         self.sending = False
+        self.direct: Any = self.transport.getHandle()  # type: ignore[union-attr]
+
+    def write(self, data: bytes) -> None:
+        """Send at once while the transport holds nothing, else through it."""
+        if self.direct is not None:
+            try:
+                sent = self.direct.send(data)
+            except OSError:
+                sent = 0
+            if sent == len(data):
+                return
+            self.direct = None
+            data = data[sent:]
+        self.transport.write(data)  # type: ignore[union-attr]
 
     def dataReceived(self, data: bytes) -> None:
         self.buffer += data
@@ -79,15 +95,16 @@ class Bare(Protocol):
             head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
             if self.large and head.split(b" ", 2)[1:2] == [self.large]:
                 if count:
-                    self.transport.write(self.response * count)  # type: ignore[union-attr]
+                    self.write(self.response * count)
                     count = 0
+                self.direct = None  # The file goes through the transport.
                 self.transport.write(self.largeHead)  # type: ignore[union-attr]
                 self.sending = True
                 Reader(self.largePath, self.transport, self.sent)
                 return
             count += 1
         if count:
-            self.transport.write(self.response * count)  # type: ignore[union-attr]
+            self.write(self.response * count)
 
     def sent(self) -> None:
         self.sending = False
