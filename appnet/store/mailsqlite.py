@@ -209,13 +209,17 @@ def _insertMessage(
     modseq = conn.execute(
         "SELECT modseq FROM mail_folders WHERE id = ?", (fid,)
     ).fetchone()[0]
-    conn.execute(
-        "INSERT INTO mail_messages"
-        " (folder, uid, file, size, flags, internaldate, modseq, prefix, body)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (fid, uid, file, size, formatFlags(flags), internalDate, modseq, prefix, body),
-    )
+    flagged = formatFlags(flags)
+    row = (fid, uid, file, size, flagged, internalDate, modseq, prefix, body)
+    conn.execute(_INSERT_MESSAGE, row)
     return uid
+
+
+_INSERT_MESSAGE = (
+    "INSERT INTO mail_messages"
+    " (folder, uid, file, size, flags, internaldate, modseq, prefix, body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def _newBody(conn: sqlite3.Connection, data: bytes) -> int:
@@ -315,12 +319,8 @@ def _deliverRow(
         rows = conn.execute(_NEXT_UID, key).fetchall()
     [(fid, uid, modseq)] = rows
     flags = formatFlags(target.flags)
-    conn.execute(
-        "INSERT INTO mail_messages"
-        " (folder, uid, file, size, flags, internaldate, modseq, prefix, body)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (fid, uid, file, size, flags, internalDate, modseq, prefix, body),
-    )
+    row = (fid, uid, file, size, flags, internalDate, modseq, prefix, body)
+    conn.execute(_INSERT_MESSAGE, row)
     modseqs.append(int(modseq))
     return int(uid)
 
@@ -470,15 +470,13 @@ class SQLiteMailStore:
             del modseqs[:]
             if names is None:
                 assert held is not None
-                return [
-                    _deliverRow(
-                        conn, t, "", size, date, prefix, modseqs, _newBody(conn, held)
-                    )
-                    for t in targets
-                ]
+                names = [""] * len(targets)
+                bodies: list[int | None] = [_newBody(conn, held) for _ in targets]
+            else:
+                bodies = [None] * len(targets)
             return [
-                _deliverRow(conn, t, name, size, date, prefix, modseqs)
-                for t, name in zip(targets, names, strict=True)
+                _deliverRow(conn, t, name, size, date, prefix, modseqs, body)
+                for t, name, body in zip(targets, names, bodies, strict=True)
             ]
 
         def changed(uids: list[int]) -> list[int]:

@@ -84,8 +84,6 @@ class SelectedMailbox:
     #: message's content never changes; one expunged meanwhile fails to
     #: open, as it would if looked up just before).
     _bodies: dict[int, MessageBody] = field(factory=dict)
-    #: Bytes held in memory by L{_bodies} (at most L{_BODY_BYTES}).
-    _heldBytes: int = 0
 
     @classmethod
     def open(
@@ -392,18 +390,21 @@ class SelectedMailbox:
         Remember where these messages' contents are: a bounded number,
         and bounded bytes of those that hold their bytes in memory.
         """
-        held = sum(len(b.memory) for b in bodies.values() if b.memory is not None)
+        held = _heldBytes(bodies)
         if held > _BODY_BYTES:
             return
         if (
             len(self._bodies) + len(bodies) > _BODIES
-            or self._heldBytes + held > _BODY_BYTES
+            or _heldBytes(self._bodies) + held > _BODY_BYTES
         ):
             self._bodies.clear()
-            self._heldBytes = 0
         self._bodies.update(bodies)
-        self._heldBytes += held
 
     def isGone(self, uid: int) -> bool:
         """Was this message expunged elsewhere, not yet announced?"""
         return uid in self._gone
+
+
+def _heldBytes(bodies: Mapping[int, MessageBody]) -> int:
+    """The bytes these message bodies hold in memory."""
+    return sum(len(b.memory) for b in bodies.values() if b.memory is not None)

@@ -104,8 +104,8 @@ class SelectedCommands(AuthenticatedCommands):
                 searching.Candidate(seq, row, None, recent(row.uid))
                 for seq, row in rows
             ]
-            for c in searching.evaluate(criterion, candidates, limits):
-                numbers.append(c.info.uid if uid else c.seq)
+            found = searching.evaluate(criterion, candidates, limits)
+            numbers = [c.info.uid if uid else c.seq for c in found]
         else:
             size = searching.BATCH[criterion.needs]
             store = self.factory.store
