@@ -9,6 +9,7 @@ Design notes: HACKING.rst, "Design notes by module".
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import tempfile
@@ -34,14 +35,20 @@ __all__ = ["MailNetwork", "MailNode", "startMailNetwork"]
 _FIRST = 2
 
 
-def _freePort(hosts: Sequence[str], attempts: int = 20) -> int:
-    """A TCP port number free on every one of C{hosts} right now."""
+def _freePort(hosts: Sequence[str], attempts: int = 20, stable: bool = False) -> int:
+    """
+    A TCP port number free on every one of C{hosts} right now.
+
+    @param stable: pick it below Linux's default ephemeral range (32768
+        up), so that a server stopped and started again on it cannot find
+        it taken meanwhile by a port the kernel handed to someone else.
+    """
     for _ in range(attempts):
         sockets: list[socket.socket] = []
         try:
             first = socket.socket()
             sockets.append(first)
-            first.bind((hosts[0], 0))
+            first.bind((hosts[0], random.randrange(20000, 32768) if stable else 0))
             port = first.getsockname()[1]
             for host in hosts[1:]:
                 other = socket.socket()

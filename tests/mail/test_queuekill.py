@@ -113,7 +113,8 @@ enabled = false
 
         @return: the shared MX port and A's config file.
         """
-        port = _freePort([A, B])
+        # A is started again on it after SIGKILL.
+        port = _freePort([A, B], stable=True)
         dns = await startDNS(
             self,
             zones={
